@@ -1,0 +1,471 @@
+//! # livecast-loadgen
+//!
+//! A small, honest RTSP client for load tests and server tests: it speaks RTSP 1.0 with the
+//! `livecast-proto` message types, sets up every track of a stream over UDP (`client_port`) or
+//! interleaved TCP, and counts what arrives: packets, bytes, sequence gaps (loss), RTCP sender
+//! reports. It does not decode media (that is the player's job); it is what a benchmark needs
+//! to open hundreds of sessions cheaply, and what a test needs to talk to the server at the
+//! byte level.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use livecast_proto::rtsp::{
+    self, CSeq, Limits, Message, Method, Parsed, Request, Response, Session, Transport,
+    TransportProfile, TransportSpec,
+};
+use livecast_proto::time::SeqExtender;
+use livecast_proto::{rtcp, rtp, sdp};
+use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// How media should reach the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+}
+
+/// Per-track reception counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TrackStats {
+    pub media: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Expected minus received, from the extended sequence numbers (RFC 3550 A.3).
+    pub lost: i64,
+    pub sender_reports: u64,
+    first_seq: Option<u64>,
+    #[serde(skip)]
+    ext: SeqExtender,
+}
+
+impl TrackStats {
+    fn on_rtp(&mut self, buf: &[u8]) {
+        if let Ok(p) = rtp::parse(buf) {
+            let e = self.ext.extend(p.sequence);
+            if self.first_seq.is_none_or(|f| e < f) {
+                self.first_seq = Some(e);
+            }
+            self.packets += 1;
+            self.bytes += buf.len() as u64;
+            if let (Some(first), Some(high)) = (self.first_seq, self.ext.highest()) {
+                self.lost = (high - first + 1) as i64 - self.packets as i64;
+            }
+        }
+    }
+
+    fn on_rtcp(&mut self, buf: &[u8]) {
+        if let Ok(pkts) = rtcp::parse_compound(buf) {
+            self.sender_reports += pkts
+                .iter()
+                .filter(|p| matches!(p, rtcp::RtcpPacket::SenderReport(_)))
+                .count() as u64;
+        }
+    }
+}
+
+/// What one client saw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClientStats {
+    pub tracks: Vec<TrackStats>,
+    /// From connect to the PLAY response.
+    pub setup_ms: f64,
+    /// From the PLAY response to the first RTP packet.
+    pub first_packet_ms: Option<f64>,
+}
+
+impl ClientStats {
+    pub fn packets(&self) -> u64 {
+        self.tracks.iter().map(|t| t.packets).sum()
+    }
+
+    pub fn lost(&self) -> i64 {
+        self.tracks.iter().map(|t| t.lost.max(0)).sum()
+    }
+}
+
+/// A connected RTSP control connection with request/response helpers.
+pub struct RtspConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+    pub url: String,
+    pub session: Option<String>,
+    /// Interleaved frames read while waiting for a response.
+    pub pending_data: Vec<rtsp::InterleavedFrame>,
+}
+
+impl RtspConn {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let addr = url_addr(url)?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+            cseq: 0,
+            url: url.to_string(),
+            session: None,
+            pending_data: Vec::new(),
+        })
+    }
+
+    /// Sends raw bytes (for malformed-request tests).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads the next message (response or interleaved frame).
+    pub async fn read_message(&mut self) -> anyhow::Result<Message> {
+        let limits = Limits {
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 1 << 20,
+        };
+        loop {
+            match rtsp::parse(&self.buf, &limits).map_err(|e| anyhow!("{e}"))? {
+                Parsed::Complete { message, consumed } => {
+                    self.buf.drain(..consumed);
+                    return Ok(message);
+                }
+                Parsed::Incomplete => {
+                    let mut chunk = [0u8; 8192];
+                    let n = self.stream.read(&mut chunk).await?;
+                    if n == 0 {
+                        bail!("server closed the connection");
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+
+    /// Reads until a response arrives; interleaved frames on the way are kept.
+    pub async fn read_response(&mut self) -> anyhow::Result<Response> {
+        loop {
+            match self.read_message().await? {
+                Message::Response(r) => return Ok(r),
+                Message::Data(f) => self.pending_data.push(f),
+                Message::Request(_) => {}
+            }
+        }
+    }
+
+    /// Sends a request (CSeq and Session added) and waits for its response.
+    pub async fn request(&mut self, mut req: Request) -> anyhow::Result<Response> {
+        self.cseq += 1;
+        req.headers.set_typed(&CSeq(self.cseq));
+        if let Some(s) = &self.session {
+            if req.headers.get("Session").is_none() {
+                req.headers.set("Session", s);
+            }
+        }
+        req.headers.set("User-Agent", "livecast-loadgen");
+        let mut out = Vec::new();
+        req.write_to(&mut out);
+        self.stream.write_all(&out).await?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.read_response())
+            .await
+            .map_err(|_| anyhow!("no response to {} within 10 s", req.method.as_str()))??;
+        if let Ok(Some(s)) = resp.headers.get_typed::<Session>() {
+            self.session = Some(s.id);
+        }
+        Ok(resp)
+    }
+
+    pub fn into_stream(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+}
+
+/// `rtsp://host:port/...` -> socket address (default port 554).
+pub fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("rtsp://")
+        .ok_or_else(|| anyhow!("not an rtsp:// URL: {url}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (ip, port) = v6
+            .split_once(']')
+            .ok_or_else(|| anyhow!("bad IPv6 authority in {url}"))?;
+        let port = port.strip_prefix(':').map_or(Ok(554), str::parse)?;
+        return Ok(SocketAddr::new(ip.parse::<IpAddr>()?, port));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse()?),
+        None => (authority, 554),
+    };
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow!("cannot resolve {host}"))
+}
+
+/// Resolves an `a=control` value against the content base (RFC 2326 C.1.1).
+pub fn control_url(base: &str, control: &str) -> String {
+    if control.starts_with("rtsp://") {
+        control.to_string()
+    } else if control == "*" {
+        base.trim_end_matches('/').to_string()
+    } else if base.ends_with('/') {
+        format!("{base}{control}")
+    } else {
+        format!("{base}/{control}")
+    }
+}
+
+fn udp_pair(ip: IpAddr) -> anyhow::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..50 {
+        let probe = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let port = probe.local_addr()?.port() & !1;
+        drop(probe);
+        let (Ok(a), Ok(b)) = (
+            bind_udp(SocketAddr::new(ip, port)),
+            bind_udp(SocketAddr::new(ip, port + 1)),
+        ) else {
+            continue;
+        };
+        return Ok((a, b));
+    }
+    bail!("no free UDP port pair")
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let d = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(d, Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(2 << 20);
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Options for [`run_client`].
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub url: String,
+    pub transport: TransportKind,
+    /// How long to receive after PLAY.
+    pub duration: Duration,
+    /// Send TEARDOWN at the end (else just drop the connection).
+    pub teardown: bool,
+}
+
+/// Runs one client: DESCRIBE, SETUP every track, PLAY, receive for `duration`, TEARDOWN.
+/// Setting `stop` to `true` ends the reception early.
+pub async fn run_client(
+    opts: &ClientOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ClientStats> {
+    let t0 = Instant::now();
+    let mut c = RtspConn::connect(&opts.url).await?;
+    let resp = c
+        .request(Request::new(Method::Describe, &opts.url).header("Accept", "application/sdp"))
+        .await?;
+    if resp.status.0 != 200 {
+        bail!("DESCRIBE: {} {}", resp.status.0, resp.reason);
+    }
+    let base = resp
+        .headers
+        .get("Content-Base")
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}/", opts.url));
+    let text = String::from_utf8_lossy(&resp.body).to_string();
+    let desc = sdp::parse(&text).map_err(|e| anyhow!("SDP: {e}"))?;
+    let local_ip = c.stream.local_addr()?.ip();
+    let mut stats = ClientStats::default();
+    let mut udp: Vec<(UdpSocket, UdpSocket)> = Vec::new();
+    for (i, m) in desc.media.iter().enumerate() {
+        let control = m
+            .control()
+            .ok_or_else(|| anyhow!("media {i} has no a=control"))?;
+        let url = control_url(&base, control);
+        let spec = match opts.transport {
+            TransportKind::Udp => {
+                let (a, b) = udp_pair(local_ip)?;
+                let ports = (a.local_addr()?.port(), b.local_addr()?.port());
+                udp.push((a, b));
+                TransportSpec {
+                    profile: TransportProfile::RtpAvp,
+                    client_port: Some(ports),
+                    ..TransportSpec::default()
+                }
+            }
+            TransportKind::Tcp => TransportSpec {
+                profile: TransportProfile::RtpAvpTcp,
+                interleaved: Some((2 * i as u8, 2 * i as u8 + 1)),
+                ..TransportSpec::default()
+            },
+        };
+        let resp = c
+            .request(Request::new(Method::Setup, &url).typed(&Transport(vec![spec])))
+            .await?;
+        if resp.status.0 != 200 {
+            bail!("SETUP {url}: {} {}", resp.status.0, resp.reason);
+        }
+        stats.tracks.push(TrackStats {
+            media: m.media.clone(),
+            ..Default::default()
+        });
+    }
+    let resp = c
+        .request(
+            Request::new(Method::Play, base.trim_end_matches('/')).header("Range", "npt=0.000-"),
+        )
+        .await?;
+    if resp.status.0 != 200 {
+        bail!("PLAY: {} {}", resp.status.0, resp.reason);
+    }
+    let t_play = Instant::now();
+    stats.setup_ms = (t_play - t0).as_secs_f64() * 1e3;
+    let deadline = tokio::time::Instant::now() + opts.duration;
+    match opts.transport {
+        TransportKind::Udp => {
+            let mut tasks = Vec::new();
+            for (rtp_s, rtcp_s) in udp {
+                let mut stop = stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut t = TrackStats::default();
+                    let mut first: Option<Instant> = None;
+                    let (mut b1, mut b2) = (vec![0u8; 2048], vec![0u8; 2048]);
+                    let end = tokio::time::sleep_until(deadline);
+                    tokio::pin!(end);
+                    loop {
+                        tokio::select! {
+                            _ = &mut end => break,
+                            _ = stopped(&mut stop) => break,
+                            r = rtp_s.recv(&mut b1) => if let Ok(n) = r {
+                                first.get_or_insert_with(Instant::now);
+                                t.on_rtp(&b1[..n]);
+                            },
+                            r = rtcp_s.recv(&mut b2) => if let Ok(n) = r {
+                                t.on_rtcp(&b2[..n]);
+                            },
+                        }
+                    }
+                    (t, first)
+                }));
+            }
+            // Keep the session alive while the sockets receive.
+            let end = tokio::time::sleep_until(deadline);
+            tokio::pin!(end);
+            let mut stop2 = stop.clone();
+            loop {
+                tokio::select! {
+                    _ = &mut end => break,
+                    _ = stopped(&mut stop2) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(20)) => {
+                        c.request(Request::new(Method::GetParameter, base.trim_end_matches('/'))).await?;
+                    }
+                }
+            }
+            for (i, task) in tasks.into_iter().enumerate() {
+                let (t, first) = task.await?;
+                let media = std::mem::take(&mut stats.tracks[i].media);
+                stats.tracks[i] = TrackStats { media, ..t };
+                if let Some(f) = first {
+                    let ms = f.saturating_duration_since(t_play).as_secs_f64() * 1e3;
+                    stats.first_packet_ms =
+                        Some(stats.first_packet_ms.map_or(ms, |m: f64| m.min(ms)));
+                }
+            }
+        }
+        TransportKind::Tcp => {
+            for f in std::mem::take(&mut c.pending_data) {
+                on_frame(&mut stats, &f, t_play);
+            }
+            let end = tokio::time::sleep_until(deadline);
+            tokio::pin!(end);
+            let mut stop2 = stop.clone();
+            loop {
+                let msg = tokio::select! {
+                    _ = &mut end => break,
+                    _ = stopped(&mut stop2) => break,
+                    m = c.read_message() => m?,
+                };
+                if let Message::Data(f) = msg {
+                    on_frame(&mut stats, &f, t_play);
+                }
+            }
+        }
+    }
+    if opts.teardown {
+        let r = c
+            .request(Request::new(Method::Teardown, base.trim_end_matches('/')))
+            .await?;
+        if r.status.0 != 200 {
+            bail!("TEARDOWN: {} {}", r.status.0, r.reason);
+        }
+    }
+    Ok(stats)
+}
+
+/// Resolves once `stop` holds `true`; never, if its sender is gone.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn on_frame(stats: &mut ClientStats, f: &rtsp::InterleavedFrame, t_play: Instant) {
+    let track = usize::from(f.channel / 2);
+    let Some(t) = stats.tracks.get_mut(track) else {
+        return;
+    };
+    if f.channel % 2 == 0 {
+        if stats.first_packet_ms.is_none() {
+            stats.first_packet_ms = Some(t_play.elapsed().as_secs_f64() * 1e3);
+        }
+        t.on_rtp(&f.payload);
+    } else {
+        t.on_rtcp(&f.payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_addresses() {
+        assert_eq!(
+            url_addr("rtsp://127.0.0.1:8554/live").unwrap(),
+            "127.0.0.1:8554".parse().unwrap()
+        );
+        assert_eq!(
+            url_addr("rtsp://[::1]:9000/live").unwrap(),
+            "[::1]:9000".parse().unwrap()
+        );
+        assert_eq!(url_addr("rtsp://127.0.0.1/x").unwrap().port(), 554);
+        assert!(url_addr("http://x/").is_err());
+    }
+
+    #[test]
+    fn control_urls_resolve_against_base() {
+        assert_eq!(
+            control_url("rtsp://h/live/", "trackID=0"),
+            "rtsp://h/live/trackID=0"
+        );
+        assert_eq!(
+            control_url("rtsp://h/live", "trackID=1"),
+            "rtsp://h/live/trackID=1"
+        );
+        assert_eq!(control_url("rtsp://h/live/", "rtsp://o/x"), "rtsp://o/x");
+    }
+}

@@ -1,0 +1,28 @@
+//! # livecast-proto
+//!
+//! Wire formats and protocol state for Livecast, written Sans-IO: nothing in this crate opens a
+//! socket, spawns a task or reads a clock. Every function that needs the time takes `now` as an
+//! argument, so tests can drive minutes of a session in milliseconds and assert exactly what
+//! happened.
+//!
+//! | module | what | reference |
+//! |---|---|---|
+//! | [`rtsp`] | RTSP 1.0 streaming parser/writer, typed headers, server session state machine | RFC 2326 |
+//! | [`sdp`] | session descriptions: parse and build | RFC 8866 (4566) |
+//! | [`rtp`] | RTP fixed header parse/write | RFC 3550 §5 |
+//! | [`rtcp`] | RTCP SR, RR, SDES, BYE; reception statistics | RFC 3550 §6, A.3, A.8 |
+//! | [`codec`] | payload formats: H.264, Opus | RFC 6184, RFC 7587 |
+//! | [`time`] | newtypes for SSRC, sequence numbers, NTP and media time | RFC 3550 §4, §5.1 |
+//!
+//! Errors are small enums per module that carry the byte offset or line of the fault; the I/O
+//! shells (`livecast-server`, `livecast-player`) add connection context once, at the edge.
+//!
+//! Limitations: RTSP 2.0 (RFC 7826) is not spoken; requests with another version are parsed so
+//! the server can answer `505`. Multicast transports are parsed but not served.
+
+pub mod codec;
+pub mod rtcp;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
+pub mod time;

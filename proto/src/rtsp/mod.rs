@@ -1,0 +1,40 @@
+//! RTSP 1.0 (RFC 2326): messages, a streaming parser and writer, typed headers, and the
+//! server-side session state machine.
+//!
+//! - [`message`]: [`Request`] (§6), [`Response`] (§7), [`InterleavedFrame`] (§10.12) and
+//!   [`Message`], with builders and a writer that always frames correctly (CRLF line endings,
+//!   `Content-Length` for every body, §4.3).
+//! - [`parse`](mod@parse): [`parse()`] looks at a buffer and answers "incomplete", "a message of N
+//!   bytes" or "invalid at byte N"; it is Sans-IO and keeps no state, so the same code serves
+//!   the server (reading requests) and the player (reading responses and interleaved RTP).
+//! - [`headers`]: [`Headers`] stores every line as strings in order; [`Header`] gives typed
+//!   access (`headers.get_typed::<Transport>()`: absent = `Ok(None)`, malformed = `Err`) to
+//!   `CSeq` (§12.17), `Session` (§12.37), `Transport` (§12.39), `Range` (§12.29), `RTP-Info`
+//!   (§12.33), `Public` (§12.28), `Content-Base` (§12.11), `Content-Length` (§12.14) and
+//!   `Content-Type` (§12.16).
+//! - [`session`]: the server session states of RFC 2326 appendix A.1.
+//!
+//! Design, after scottlamb/retina and sdroege/rtsp-types: hand-written, dependency-free,
+//! lenient with what real devices send (LF-only lines, folded headers, odd spacing — see
+//! [`parse`](mod@parse)) and precise in errors (byte offset and kind). Tests replay requests
+//! captured from ffmpeg and GStreamer (`proto/testdata/rtsp/`), check every streaming split
+//! point, and round-trip pseudo-random mutations, as the `rtsp_roundtrip` fuzz target does.
+//!
+//! Limitations: RTSP 2.0 (RFC 7826) is not spoken (its requests parse, with
+//! [`Version::Other`], so a server can answer `505`); RTSP over HTTP tunnelling is not
+//! supported; `Range` understands only normal play time (§3.6) and keeps other units verbatim.
+
+pub mod headers;
+pub mod message;
+pub mod parse;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use headers::{
+    CSeq, ContentBase, ContentLength, ContentType, Header, HeaderError, Headers, NptTime, Public,
+    Range, RtpInfo, RtpInfoEntry, Session, Transport, TransportProfile, TransportSpec,
+};
+pub use message::{InterleavedFrame, Message, Method, Request, Response, StatusCode, Version};
+pub use parse::{parse, Limits, ParseError, ParseErrorKind, Parsed};

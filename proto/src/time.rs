@@ -1,0 +1,199 @@
+//! Protocol quantities as newtypes, with wraparound handled once, here.
+
+use std::time::Duration;
+
+/// RTP synchronization source identifier (RFC 3550 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ssrc(pub u32);
+
+impl std::fmt::Display for Ssrc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// Extends 16-bit RTP sequence numbers to 64 bits (RFC 3550 A.1), the one place wraparound of
+/// sequence numbers is handled.
+#[derive(Clone, Debug, Default)]
+pub struct SeqExtender {
+    last: Option<u64>,
+}
+
+impl SeqExtender {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the extended sequence number of `seq`, choosing the roll-over count that puts it
+    /// nearest to the last extended number seen (so late, reordered packets extend correctly).
+    pub fn extend(&mut self, seq: u16) -> u64 {
+        let ext = match self.last {
+            None => (1u64 << 16) + u64::from(seq),
+            Some(last) => {
+                let base = last & !0xffff;
+                let candidates = [base.wrapping_sub(1 << 16), base, base + (1 << 16)];
+                let mut best = base + u64::from(seq);
+                let mut best_d = u64::MAX;
+                for c in candidates {
+                    let v = c.wrapping_add(u64::from(seq));
+                    let d = v.abs_diff(last);
+                    if d < best_d {
+                        best_d = d;
+                        best = v;
+                    }
+                }
+                best
+            }
+        };
+        if self.last.is_none_or(|l| ext > l) {
+            self.last = Some(ext);
+        }
+        ext
+    }
+
+    /// Highest extended sequence number seen so far.
+    pub fn highest(&self) -> Option<u64> {
+        self.last
+    }
+}
+
+/// Extends 32-bit RTP timestamps to 64 bits, the same way as [`SeqExtender`].
+#[derive(Clone, Debug, Default)]
+pub struct TimestampExtender {
+    last: Option<i64>,
+}
+
+impl TimestampExtender {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Extended timestamp of `ts`; the first one seen maps to itself (plus 2^32, so earlier
+    /// reordered timestamps stay positive).
+    pub fn extend(&mut self, ts: u32) -> i64 {
+        let ext = match self.last {
+            None => (1i64 << 32) + i64::from(ts),
+            Some(last) => {
+                let delta = ts.wrapping_sub(last as u32) as i32;
+                last + i64::from(delta)
+            }
+        };
+        if self.last.is_none_or(|l| ext > l) {
+            self.last = Some(ext);
+        }
+        ext
+    }
+}
+
+/// 64-bit NTP timestamp (RFC 5905 §6): seconds since 1900-01-01 in the high 32 bits, fraction in
+/// the low 32 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NtpTimestamp(pub u64);
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+impl NtpTimestamp {
+    /// From a time given as a duration since the Unix epoch (the caller reads the clock).
+    pub fn from_unix(since_epoch: Duration) -> Self {
+        let secs = since_epoch.as_secs() + NTP_UNIX_OFFSET_SECS;
+        let frac = (u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000;
+        NtpTimestamp((secs << 32) | frac)
+    }
+
+    /// Back to a duration since the Unix epoch; `None` for times before 1970.
+    pub fn to_unix(self) -> Option<Duration> {
+        let secs = (self.0 >> 32).checked_sub(NTP_UNIX_OFFSET_SECS)?;
+        let nanos = ((self.0 & 0xffff_ffff) * 1_000_000_000) >> 32;
+        Some(Duration::new(secs, nanos as u32))
+    }
+
+    /// The middle 32 bits, as used in RTCP LSR/DLSR (RFC 3550 §6.4.1).
+    pub fn middle32(self) -> u32 {
+        (self.0 >> 16) as u32
+    }
+}
+
+/// A point on a media timeline: `ticks` of a `clock_rate` Hz clock (90000 for video, 48000 for
+/// Opus, 1000 for T.140).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MediaTime {
+    pub ticks: i64,
+    pub clock_rate: u32,
+}
+
+impl MediaTime {
+    pub fn new(ticks: i64, clock_rate: u32) -> Self {
+        Self { ticks, clock_rate }
+    }
+
+    /// From a duration, rounding down to whole ticks.
+    pub fn from_duration(d: Duration, clock_rate: u32) -> Self {
+        let ticks = (d.as_nanos() * u128::from(clock_rate) / 1_000_000_000) as i64;
+        Self { ticks, clock_rate }
+    }
+
+    /// Seconds as a float (for display and statistics only).
+    pub fn as_secs_f64(self) -> f64 {
+        self.ticks as f64 / f64::from(self.clock_rate)
+    }
+
+    /// Nanoseconds (may be negative).
+    pub fn as_nanos(self) -> i128 {
+        i128::from(self.ticks) * 1_000_000_000 / i128::from(self.clock_rate)
+    }
+
+    /// The low 32 bits as carried in an RTP header.
+    pub fn rtp_timestamp(self) -> u32 {
+        self.ticks as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_extends_across_wrap_and_reorder() {
+        let mut e = SeqExtender::new();
+        let a = e.extend(65534);
+        let b = e.extend(65535);
+        let c = e.extend(0);
+        let d = e.extend(65533); // late packet from before the wrap
+        let f = e.extend(1);
+        assert_eq!(b, a + 1);
+        assert_eq!(c, a + 2);
+        assert_eq!(d, a - 1);
+        assert_eq!(f, a + 3);
+        assert_eq!(e.highest(), Some(f));
+    }
+
+    #[test]
+    fn timestamp_extends_across_wrap() {
+        let mut e = TimestampExtender::new();
+        let a = e.extend(u32::MAX - 10);
+        let b = e.extend(5);
+        assert_eq!(b - a, 16);
+        let c = e.extend(u32::MAX - 20);
+        assert_eq!(c - a, -10);
+    }
+
+    #[test]
+    fn ntp_round_trips_unix_time() {
+        let t = Duration::new(1_700_000_000, 250_000_000);
+        let n = NtpTimestamp::from_unix(t);
+        assert_eq!(n.0 >> 32, 1_700_000_000 + NTP_UNIX_OFFSET_SECS);
+        assert_eq!(n.0 & 0xffff_ffff, 1 << 30); // a quarter second
+        let back = n.to_unix().unwrap();
+        assert!(back.abs_diff(t) < Duration::from_nanos(2));
+        assert_eq!(NtpTimestamp(0).to_unix(), None);
+    }
+
+    #[test]
+    fn media_time_conversions() {
+        let m = MediaTime::from_duration(Duration::from_millis(1500), 90_000);
+        assert_eq!(m.ticks, 135_000);
+        assert_eq!(m.as_nanos(), 1_500_000_000);
+        assert_eq!(MediaTime::new(1 << 33, 90_000).rtp_timestamp(), 0);
+    }
+}

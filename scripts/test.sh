@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: installs prerequisites, checks formatting and lints, runs every test
+# (unit, golden-data, fuzz-mirror and interop tests against ffmpeg, GStreamer and mpv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The interop tests each run a server and a real player; two at a time fits 2 cores.
+cargo test --workspace --locked -- --test-threads 2

@@ -1,0 +1,482 @@
+//! H.264 encoding with OpenH264 (Cisco's BSD-licensed encoder, built from source with NASM).
+//!
+//! Settings, chosen for live streaming to any RTSP player:
+//! - **Constrained Baseline** profile (`profile-level-id 42c0xx`): no B-frames, CAVLC, so every
+//!   decoder plays it and there is no reordering delay;
+//! - rate control in **bitrate mode** at [`H264Config::bitrate_bps`], frame skipping off (a
+//!   momentary quality dip is better than a stutter in a live picture);
+//! - an **IDR every `idr_interval_secs`** (plus on [`H264Encoder::request_idr`], which restarts
+//!   the interval); each IDR
+//!   access unit carries SPS and PPS in-band, with constant ids, so a player can join at any
+//!   IDR and [`parameter_sets`] of any IDR gives the SDP `sprop-parameter-sets`;
+//! - **one slice per picture** (fewest NAL units; RTP FU-A fragments it) and **one thread**:
+//!   OpenH264's threading works by slices, and the server has audio and the network to run
+//!   too. See `docs/benchmarks.md` for what one core sustains;
+//! - scene-change detection off, so IDRs come only on the interval or on request (the
+//!   once-per-second white test frame would otherwise trigger one every second);
+//! - VUI: BT.601 limited range (what the sources produce).
+//!
+//! A frame whose size differs from the configured one recreates the encoder at the new size
+//! (and so starts with an IDR).
+
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
+    RateControlMode, SpsPpsStrategy, UsageType, VuiConfig,
+};
+use openh264::formats::YUVSource;
+use openh264::{OpenH264API, Timestamp};
+
+use crate::source::VideoFrame;
+
+/// Encoder settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H264Config {
+    /// Picture width (even).
+    pub width: u32,
+    /// Picture height (even).
+    pub height: u32,
+    /// Frame rate the stream is paced at.
+    pub fps: u32,
+    /// Target bitrate, bits per second.
+    pub bitrate_bps: u32,
+    /// Seconds between periodic IDRs; 0 means IDRs only on request.
+    pub idr_interval_secs: u32,
+}
+
+impl Default for H264Config {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_bps: 2_000_000,
+            idr_interval_secs: 2,
+        }
+    }
+}
+
+impl H264Config {
+    fn validate(&self) -> anyhow::Result<()> {
+        crate::source::VideoConfig {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+        }
+        .validate()?;
+        if !(10_000..=100_000_000).contains(&self.bitrate_bps) {
+            anyhow::bail!(
+                "H.264 bitrate {} bit/s out of range (10 kbit/s to 100 Mbit/s)",
+                self.bitrate_bps
+            );
+        }
+        Ok(())
+    }
+
+    fn openh264(&self) -> EncoderConfig {
+        #[allow(clippy::cast_precision_loss)] // fps <= 240
+        let fps = self.fps as f32;
+        EncoderConfig::new()
+            .profile(Profile::Baseline)
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .bitrate(BitRate::from_bps(self.bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(fps))
+            .skip_frames(false)
+            .intra_frame_period(IntraFramePeriod::from_num_frames(
+                self.fps.saturating_mul(self.idr_interval_secs),
+            ))
+            .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+            .scene_change_detect(false)
+            .complexity(Complexity::Medium)
+            .num_threads(1)
+            .vui(VuiConfig::bt601())
+    }
+}
+
+/// One encoded picture.
+#[derive(Clone, Debug)]
+pub struct EncodedVideo {
+    /// All NAL units of the access unit, each with a start code (Annex B). IDR access units
+    /// start with SPS and PPS.
+    pub annexb: Vec<u8>,
+    /// Whether this is an IDR picture (a point where a decoder can join).
+    pub is_idr: bool,
+    /// Wall-clock capture time of the source frame.
+    pub capture: SystemTime,
+    /// Source frame number.
+    pub index: u64,
+}
+
+impl EncodedVideo {
+    /// The NAL units without start codes.
+    pub fn nal_units(&self) -> impl Iterator<Item = &[u8]> {
+        nal_units(&self.annexb)
+    }
+}
+
+/// An OpenH264 encoder with the settings above.
+pub struct H264Encoder {
+    cfg: H264Config,
+    encoder: Encoder,
+    idr_requested: bool,
+    frames: u64,
+}
+
+impl std::fmt::Debug for H264Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H264Encoder")
+            .field("cfg", &self.cfg)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Borrows a [`VideoFrame`] as OpenH264 input without copying.
+struct I420<'a>(&'a VideoFrame);
+
+impl YUVSource for I420<'_> {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.0.width as usize, self.0.height as usize)
+    }
+
+    fn strides(&self) -> (usize, usize, usize) {
+        let w = self.0.width as usize;
+        (w, w / 2, w / 2)
+    }
+
+    fn y(&self) -> &[u8] {
+        &self.0.i420[..self.luma()]
+    }
+
+    fn u(&self) -> &[u8] {
+        let l = self.luma();
+        &self.0.i420[l..l + l / 4]
+    }
+
+    fn v(&self) -> &[u8] {
+        let l = self.luma();
+        &self.0.i420[l + l / 4..]
+    }
+}
+
+impl I420<'_> {
+    fn luma(&self) -> usize {
+        self.0.width as usize * self.0.height as usize
+    }
+}
+
+fn create(cfg: &H264Config) -> anyhow::Result<Encoder> {
+    cfg.validate()?;
+    Encoder::with_api_config(OpenH264API::from_source(), cfg.openh264())
+        .context("cannot create the OpenH264 encoder")
+}
+
+impl H264Encoder {
+    /// Creates an encoder.
+    ///
+    /// # Errors
+    /// An invalid size, rate or bitrate, or OpenH264 refusing to start.
+    pub fn new(cfg: &H264Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            encoder: create(cfg)?,
+            cfg: *cfg,
+            idr_requested: false,
+            frames: 0,
+        })
+    }
+
+    /// The current settings (the size follows the frames).
+    #[must_use]
+    pub fn config(&self) -> &H264Config {
+        &self.cfg
+    }
+
+    /// Makes the next encoded picture an IDR (with SPS and PPS).
+    pub fn request_idr(&mut self) {
+        self.idr_requested = true;
+    }
+
+    /// Encodes one picture. `None` if the encoder produced nothing for it.
+    ///
+    /// # Errors
+    /// A malformed frame (odd size, wrong buffer length) or an encoder failure.
+    pub fn encode(&mut self, frame: &VideoFrame) -> anyhow::Result<Option<EncodedVideo>> {
+        if !frame.is_well_formed() {
+            anyhow::bail!(
+                "malformed video frame {}: {}x{} with {} bytes (expected even dimensions and {} bytes)",
+                frame.index,
+                frame.width,
+                frame.height,
+                frame.i420.len(),
+                crate::source::i420_len(frame.width, frame.height)
+            );
+        }
+        if (frame.width, frame.height) != (self.cfg.width, self.cfg.height) {
+            let cfg = H264Config {
+                width: frame.width,
+                height: frame.height,
+                ..self.cfg
+            };
+            tracing::info!(
+                "video size changed from {}x{} to {}x{}: restarting the H.264 encoder",
+                self.cfg.width,
+                self.cfg.height,
+                cfg.width,
+                cfg.height
+            );
+            self.encoder = create(&cfg)?;
+            self.cfg = cfg;
+            self.frames = 0;
+        }
+        if self.idr_requested && self.frames > 0 {
+            self.encoder.force_intra_frame();
+        }
+        self.idr_requested = false;
+        let millis = frame.index.saturating_mul(1000) / u64::from(self.cfg.fps.max(1));
+        let bitstream = self
+            .encoder
+            .encode_at(&I420(frame), Timestamp::from_millis(millis))
+            .with_context(|| format!("H.264 encoding of frame {} failed", frame.index))?;
+        self.frames += 1;
+        if matches!(bitstream.frame_type(), FrameType::Skip | FrameType::Invalid) {
+            return Ok(None);
+        }
+        let annexb = bitstream.to_vec();
+        if annexb.is_empty() {
+            return Ok(None);
+        }
+        let is_idr = nal_units(&annexb).any(|n| nal_type(n) == 5);
+        Ok(Some(EncodedVideo {
+            annexb,
+            is_idr,
+            capture: frame.capture,
+            index: frame.index,
+        }))
+    }
+}
+
+/// `nal_unit_type` of a NAL unit (0 for an empty one).
+#[must_use]
+pub fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}
+
+/// Splits an Annex B byte stream into NAL units (without start codes or trailing zero bytes).
+pub fn nal_units(annexb: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = annexb;
+    // Skip to just after the first start code.
+    match find_start_code(rest) {
+        Some((_, end)) => rest = &rest[end..],
+        None => rest = &[],
+    }
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (nal, next) = match find_start_code(rest) {
+            Some((start, end)) => (&rest[..start], &rest[end..]),
+            None => (rest, &[][..]),
+        };
+        rest = next;
+        let trimmed = nal.len() - nal.iter().rev().take_while(|&&b| b == 0).count();
+        Some(&nal[..trimmed])
+    })
+    .filter(|n| !n.is_empty())
+}
+
+/// Finds the first `00 00 01` and returns (its start, the index after it).
+fn find_start_code(b: &[u8]) -> Option<(usize, usize)> {
+    b.windows(3)
+        .position(|w| w == [0, 0, 1])
+        .map(|i| (i, i + 3))
+}
+
+/// The first SPS and PPS (without start codes) of an Annex B access unit, e.g. an IDR's.
+#[must_use]
+pub fn parameter_sets(annexb: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let sps = nal_units(annexb).find(|n| nal_type(n) == 7)?;
+    let pps = nal_units(annexb).find(|n| nal_type(n) == 8)?;
+    Some((sps.to_vec(), pps.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::testsrc::TestCard;
+    use openh264::decoder::Decoder;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn card_frames(w: u32, h: u32, fps: u32, n: u64) -> Vec<VideoFrame> {
+        let card = TestCard::new(w, h, fps);
+        (0..n)
+            .map(|k| {
+                card.render(
+                    k,
+                    UNIX_EPOCH + Duration::from_millis(k * 1000 / u64::from(fps)),
+                )
+            })
+            .collect()
+    }
+
+    fn cfg(w: u32, h: u32) -> H264Config {
+        H264Config {
+            width: w,
+            height: h,
+            fps: 30,
+            bitrate_bps: 500_000,
+            idr_interval_secs: 2,
+        }
+    }
+
+    fn types(au: &EncodedVideo) -> Vec<u8> {
+        au.nal_units().map(nal_type).collect()
+    }
+
+    /// Decodes and returns (width, height, mean luma).
+    fn decode(dec: &mut Decoder, au: &[u8]) -> Option<(usize, usize, f64)> {
+        let yuv = dec.decode(au).unwrap()?;
+        let (w, h) = yuv.dimensions();
+        let stride = yuv.strides().0;
+        let sum: u64 = (0..h)
+            .map(|row| {
+                yuv.y()[row * stride..row * stride + w]
+                    .iter()
+                    .map(|&p| u64::from(p))
+                    .sum::<u64>()
+            })
+            .sum();
+        Some((w, h, sum as f64 / (w * h) as f64))
+    }
+
+    #[test]
+    fn encodes_constrained_baseline_with_in_band_parameter_sets_and_decodes_back() {
+        let mut enc = H264Encoder::new(&cfg(320, 240)).unwrap();
+        let mut dec = Decoder::new().unwrap();
+        let frames = card_frames(320, 240, 30, 60);
+        let mut decoded = 0;
+        for f in &frames {
+            let au = enc.encode(f).unwrap().expect("frame skipping is off");
+            assert_eq!(au.index, f.index);
+            assert_eq!(au.capture, f.capture);
+            assert!(au.annexb.starts_with(&[0, 0, 0, 1]));
+            if f.index == 0 {
+                assert!(au.is_idr);
+                assert_eq!(types(&au), [7, 8, 5], "SPS, PPS, one IDR slice");
+                let (sps, pps) = parameter_sets(&au.annexb).unwrap();
+                assert_eq!(sps[1], 66, "profile_idc: Baseline");
+                assert_eq!(
+                    sps[2] & 0xc0,
+                    0xc0,
+                    "constraint_set0+1: Constrained Baseline"
+                );
+                assert_eq!(nal_type(&pps), 8);
+            } else {
+                assert!(!au.is_idr, "frame {}", f.index);
+                assert_eq!(types(&au), [1], "one non-IDR slice, frame {}", f.index);
+            }
+            let (w, h, mean) = decode(&mut dec, &au.annexb).expect("a picture per access unit");
+            assert_eq!((w, h), (320, 240));
+            if f.index == 30 {
+                assert!(mean > 200.0, "white frame decodes bright: {mean}");
+            } else if f.index > 0 && f.index != 30 {
+                assert!(mean < 200.0, "frame {}: {mean}", f.index);
+            }
+            decoded += 1;
+        }
+        assert_eq!(decoded, 60);
+    }
+
+    #[test]
+    fn idrs_come_on_the_interval_and_on_request() {
+        let mut enc = H264Encoder::new(&H264Config {
+            idr_interval_secs: 1,
+            ..cfg(160, 120)
+        })
+        .unwrap();
+        let mut idrs = Vec::new();
+        let mut first_parameter_sets = None;
+        for f in &card_frames(160, 120, 30, 80) {
+            if f.index == 45 {
+                enc.request_idr();
+            }
+            let au = enc.encode(f).unwrap().unwrap();
+            if au.is_idr {
+                assert_eq!(types(&au)[..2], [7, 8]);
+                // Constant ids: every IDR repeats the same SPS and PPS.
+                let ps = parameter_sets(&au.annexb).unwrap();
+                assert_eq!(first_parameter_sets.get_or_insert_with(|| ps.clone()), &ps);
+                idrs.push(f.index);
+            }
+        }
+        // A requested IDR restarts the interval.
+        assert_eq!(idrs, [0, 30, 45, 75]);
+    }
+
+    #[test]
+    fn a_size_change_restarts_with_an_idr_at_the_new_size() {
+        let mut enc = H264Encoder::new(&cfg(320, 240)).unwrap();
+        let mut dec = Decoder::new().unwrap();
+        let big = card_frames(320, 240, 30, 3);
+        let small = card_frames(176, 144, 30, 3);
+        for f in &big {
+            let au = enc.encode(f).unwrap().unwrap();
+            assert_eq!(decode(&mut dec, &au.annexb).unwrap().0, 320);
+        }
+        for (i, f) in small.iter().enumerate() {
+            let au = enc.encode(f).unwrap().unwrap();
+            assert_eq!(au.is_idr, i == 0);
+            assert_eq!(decode(&mut dec, &au.annexb).unwrap().0, 176);
+        }
+        assert_eq!((enc.config().width, enc.config().height), (176, 144));
+    }
+
+    #[test]
+    fn malformed_frames_and_configs_are_errors() {
+        let mut enc = H264Encoder::new(&cfg(320, 240)).unwrap();
+        let mut f = card_frames(320, 240, 30, 2).pop().unwrap();
+        f.i420.truncate(1000);
+        let msg = enc.encode(&f).unwrap_err().to_string();
+        assert!(msg.contains("malformed video frame"), "{msg}");
+        f.width = 321;
+        assert!(enc.encode(&f).is_err());
+        assert!(H264Encoder::new(&cfg(321, 240)).is_err());
+        assert!(H264Encoder::new(&H264Config {
+            bitrate_bps: 0,
+            ..cfg(320, 240)
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn the_bitrate_is_roughly_respected() {
+        let mut enc = H264Encoder::new(&cfg(320, 240)).unwrap();
+        let bytes: usize = card_frames(320, 240, 30, 90)
+            .iter()
+            .map(|f| enc.encode(f).unwrap().unwrap().annexb.len())
+            .sum();
+        let bps = bytes as f64 * 8.0 / 3.0;
+        assert!(
+            (100_000.0..1_000_000.0).contains(&bps),
+            "{bps} bit/s for a 500 kbit/s target"
+        );
+    }
+
+    #[test]
+    fn nal_units_split_3_and_4_byte_start_codes() {
+        let stream = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 4, 5, 0,
+        ];
+        let nals: Vec<&[u8]> = nal_units(&stream).collect();
+        assert_eq!(nals, [&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4, 5]]);
+        assert_eq!(
+            parameter_sets(&stream),
+            Some((vec![0x67, 1, 2], vec![0x68, 3]))
+        );
+        assert_eq!(parameter_sets(&[0, 0, 1, 0x65, 1]), None);
+        assert_eq!(nal_units(&[]).count(), 0);
+        assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
+    }
+}

@@ -1,0 +1,177 @@
+//! # livecast-server
+//!
+//! The broadcaster's side of Livecast: captures a camera and a microphone (or built-in test
+//! sources, or files), encodes them once (H.264 with openh264, Opus), and serves the live stream
+//! over RTSP 1.0 (RFC 2326) to any number of players, with RTP/RTCP (RFC 3550) on separate UDP
+//! ports per track or interleaved in the RTSP TCP connection.
+//!
+//! ## Design
+//! - [`source`]: capture threads, paced in real time, stamping every frame with its wall-clock
+//!   capture time. The built-in test card and tone share one clock so lip sync can be measured.
+//! - [`encode`]: openh264 / libopus wrappers.
+//! - [`pipeline`]: one encoder thread and one fan-out thread per track.
+//! - [`track`]: the fan-out: the same packets to every client, sequence numbers rewritten per
+//!   client, keyframe gating for joiners, RTCP sender reports.
+//! - [`rtsp_server`]: connections, requests, sessions, time-outs; protocol rules come from the
+//!   Sans-IO [`livecast_proto`] crate.
+//!
+//! ## Limitations
+//! One stream per server (`/live`); no multicast; no authentication (run it on networks you
+//! trust, or behind a tunnel); RTSP 2.0 clients get `505`.
+
+pub mod encode;
+pub mod net;
+pub mod pipeline;
+pub mod rtsp_server;
+pub mod sdp;
+pub mod source;
+pub mod track;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use livecast_proto::time::Ssrc;
+use tracing::info;
+
+use crate::pipeline::{MediaConfig, Pipeline};
+use crate::rtsp_server::{RtspConfig, RtspServer};
+use crate::source::MediaClock;
+use crate::track::{Track, TrackInfo, TrackKind, TrackSockets};
+
+/// Everything `livecast-server` needs to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub media: MediaConfig,
+    pub rtsp: RtspConfig,
+}
+
+/// A running server: its RTSP state, its media pipeline and the addresses it listens on.
+pub struct RunningServer {
+    pub rtsp: Arc<RtspServer>,
+    pub pipeline: Pipeline,
+    pub listening: Vec<SocketAddr>,
+}
+
+pub const VIDEO_PT: u8 = 96;
+pub const AUDIO_PT: u8 = 97;
+
+fn make_track(
+    index: usize,
+    kind: TrackKind,
+    pt: u8,
+    clock_rate: u32,
+    clock: MediaClock,
+) -> anyhow::Result<Arc<Track>> {
+    let (rtp_v4, rtcp_v4) = match net::bind_rtp_pair(net::any_v4())? {
+        Some((a, b)) => (Some(Arc::new(a)), Some(Arc::new(b))),
+        None => (None, None),
+    };
+    let (rtp_v6, rtcp_v6) = match net::bind_rtp_pair(net::any_v6())? {
+        Some((a, b)) => (Some(Arc::new(a)), Some(Arc::new(b))),
+        None => (None, None),
+    };
+    let ssrc = Ssrc(rand::random());
+    let info = TrackInfo {
+        index,
+        kind,
+        payload_type: pt,
+        clock_rate,
+        ssrc,
+        cname: format!("livecast-{:08x}@{}", rand::random::<u32>(), hostname()),
+    };
+    if rtp_v6.is_none() {
+        track::warn_missing_family(&info, true);
+    }
+    Ok(Arc::new(Track::new(
+        info,
+        TrackSockets {
+            rtp_v4,
+            rtcp_v4,
+            rtp_v6,
+            rtcp_v6,
+        },
+        clock.epoch_wall,
+    )))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Starts sources, encoders, sockets and listeners; returns once the server accepts clients.
+/// Must be called inside a tokio runtime.
+pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
+    let clock = MediaClock::now();
+    let video = make_track(0, TrackKind::Video, VIDEO_PT, 90_000, clock)?;
+    let audio = make_track(
+        1,
+        TrackKind::Audio,
+        AUDIO_PT,
+        livecast_proto::codec::opus::CLOCK_RATE,
+        clock,
+    )?;
+    let media = cfg.media.clone();
+    let (v2, a2) = (video.clone(), audio.clone());
+    let pipeline = tokio::task::spawn_blocking(move || pipeline::start(&media, clock, v2, a2))
+        .await
+        .context("pipeline start-up")??;
+    let sdp = sdp::describe(
+        &pipeline.video_params,
+        &video.info,
+        &audio.info,
+        cfg.media.video_bitrate,
+        cfg.media.audio_bitrate,
+    );
+    let tracks = vec![video, audio];
+    let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
+    for t in &tracks {
+        for (sock, is_rtcp) in [
+            (&t.sockets.rtp_v4, false),
+            (&t.sockets.rtcp_v4, true),
+            (&t.sockets.rtp_v6, false),
+            (&t.sockets.rtcp_v6, true),
+        ] {
+            if let Some(s) = sock {
+                net::spawn_udp_readers(s, rtsp.clone(), is_rtcp);
+            }
+        }
+    }
+    let mut listening = Vec::new();
+    for addr in &cfg.listen {
+        let listener = bind_listener(*addr).with_context(|| format!("listening on {addr}"))?;
+        listening.push(listener.local_addr()?);
+        tokio::spawn(rtsp.clone().serve(listener));
+    }
+    tokio::spawn(rtsp.clone().expiry_loop());
+    tokio::spawn(track::sender_report_loop(tracks, Duration::from_secs(5)));
+    info!(video = %pipeline.video_source, audio = %pipeline.audio_source, "serving");
+    Ok(RunningServer {
+        rtsp,
+        pipeline,
+        listening,
+    })
+}
+
+/// A TCP listener; IPv6 ones are v6-only so `0.0.0.0:8554` and `[::]:8554` can both be bound.
+fn bind_listener(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(s.into())?)
+}

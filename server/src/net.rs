@@ -1,0 +1,127 @@
+//! Sockets: RTP/RTCP port pairs, RTCP receivers, and the list of addresses we can be reached at.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, warn};
+
+use crate::rtsp_server::RtspServer;
+
+/// Send buffer for RTP sockets: a burst of one keyframe to hundreds of clients must not block.
+const SEND_BUFFER: usize = 8 << 20;
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_send_buffer_size(SEND_BUFFER);
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Binds an RTP socket on an even port and RTCP on the next one (RFC 3550 §11), on `ip`.
+/// Returns `None` if that address family is not available on this machine.
+pub fn bind_rtp_pair(ip: IpAddr) -> anyhow::Result<Option<(UdpSocket, UdpSocket)>> {
+    for _ in 0..100 {
+        // Let the kernel pick an ephemeral port, then take it (rounded to even) and the next.
+        let probe = match udp_socket(SocketAddr::new(ip, 0)) {
+            Ok(s) => s,
+            Err(e) if ip.is_ipv6() => {
+                debug!("no IPv6 UDP: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e).context("binding a UDP socket"),
+        };
+        let port = probe.local_addr()?.port() & !1;
+        drop(probe);
+        if port == 0 || port == u16::MAX - 1 {
+            continue;
+        }
+        let Ok(rtp) = udp_socket(SocketAddr::new(ip, port)) else {
+            continue;
+        };
+        let Ok(rtcp) = udp_socket(SocketAddr::new(ip, port + 1)) else {
+            continue;
+        };
+        return Ok(Some((rtp, rtcp)));
+    }
+    anyhow::bail!("could not find a free even/odd UDP port pair on {ip}")
+}
+
+/// The unspecified address of each family we serve UDP on.
+pub fn any_v4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+
+pub fn any_v6() -> IpAddr {
+    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+}
+
+/// Reads client RTCP (receiver reports count as keep-alive, RFC 2326 §12.37) and drains
+/// anything clients send to the RTP port (NAT "punch" packets), forever.
+pub fn spawn_udp_readers(socket: &UdpSocket, server: Arc<RtspServer>, is_rtcp: bool) {
+    let sock = match socket.try_clone().and_then(|s| {
+        s.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(s)
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot read from UDP socket: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            match sock.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    if is_rtcp && livecast_proto::rtcp::parse_compound(&buf[..n]).is_ok() {
+                        server.on_rtcp(from);
+                    }
+                }
+                Err(e) => {
+                    // ICMP port unreachable from a client that went away shows up here.
+                    debug!("UDP receive: {e}");
+                }
+            }
+        }
+    });
+}
+
+/// Every address of this machine a client could use, for the start-up banner (loopback last).
+pub fn local_addresses() -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = match if_addrs::get_if_addrs() {
+        Ok(ifs) => ifs
+            .into_iter()
+            .map(|i| i.ip())
+            .filter(|ip| match ip {
+                // Link-local IPv6 needs a zone id in the URL, which players handle poorly.
+                IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+                IpAddr::V4(_) => true,
+            })
+            .collect(),
+        Err(e) => {
+            warn!("cannot list network interfaces: {e}");
+            Vec::new()
+        }
+    };
+    addrs.sort_by_key(|ip| (ip.is_loopback(), ip.is_ipv6()));
+    addrs.dedup();
+    addrs
+}
+
+/// `rtsp://ADDR:PORT/path`, with IPv6 addresses in brackets.
+pub fn rtsp_url(ip: IpAddr, port: u16, path: &str) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("rtsp://{a}:{port}/{path}"),
+        IpAddr::V6(a) => format!("rtsp://[{a}]:{port}/{path}"),
+    }
+}

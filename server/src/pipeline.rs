@@ -1,0 +1,247 @@
+//! Capture -> encode -> packetize -> fan out: one capture and one encode per track, whatever the
+//! number of clients.
+//!
+//! Each track runs two threads: the encoder thread (source frames in, RTP packets out) and the
+//! fan-out thread ([`Track::deliver`]), joined by a short bounded queue so a burst of sends to
+//! many clients never delays the next encode. Sources pace themselves in real time.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use livecast_proto::codec::h264;
+use livecast_proto::rtp::{self, RtpHeader};
+use tracing::{debug, info, warn};
+
+use crate::encode::h264::{parameter_sets, H264Config, H264Encoder};
+use crate::encode::opus::OpusEncoder;
+use crate::source::{
+    start_audio, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
+    VideoFrame, VideoSpec,
+};
+use crate::track::{KeyframeLimiter, OutPacket, Track};
+
+/// Largest RTP packet we send (header included): fits a 1500-byte Ethernet MTU with IPv6, UDP
+/// and an interleaved/tunnel margin.
+pub const MAX_RTP_PACKET: usize = 1400;
+
+/// What the encoders are told.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    pub video: VideoSpec,
+    pub audio: AudioSpec,
+    pub video_cfg: VideoConfig,
+    pub video_bitrate: u32,
+    pub audio_bitrate: u32,
+    pub idr_interval_secs: u32,
+}
+
+/// What the SDP needs to know about the video, known after the first keyframe.
+#[derive(Clone, Debug)]
+pub struct VideoParams {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub sps: Vec<u8>,
+    pub pps: Vec<u8>,
+}
+
+/// The running media pipeline; dropping it stops the sources (and so the threads).
+pub struct Pipeline {
+    pub video_params: VideoParams,
+    pub video_source: String,
+    pub audio_source: String,
+    _sources: Vec<SourceHandle>,
+}
+
+/// Starts sources, encoders and fan-out threads feeding `video` and `audio`, and waits for the
+/// first keyframe (so DESCRIBE can always answer with parameter sets).
+pub fn start(
+    cfg: &MediaConfig,
+    clock: MediaClock,
+    video: Arc<Track>,
+    audio: Arc<Track>,
+) -> anyhow::Result<Pipeline> {
+    let (vtx, vrx) = sync_channel::<VideoFrame>(4);
+    let (atx, arx) = sync_channel::<AudioFrame>(16);
+    let vsrc = start_video(&cfg.video, &cfg.video_cfg, clock, vtx).context("video source")?;
+    let asrc = start_audio(&cfg.audio, clock, atx).context("audio source")?;
+    info!(video = %vsrc.description, audio = %asrc.description, "sources started");
+
+    let params: Arc<(Mutex<Option<VideoParams>>, Condvar)> = Default::default();
+    let enc_cfg = cfg.clone();
+    let p2 = params.clone();
+    let vfan = spawn_fanout(video.clone(), "video-fanout")?;
+    thread::Builder::new()
+        .name("video-encoder".into())
+        .spawn(move || video_encoder_loop(enc_cfg, vrx, video, vfan, p2))
+        .context("spawn video encoder")?;
+    let afan = spawn_fanout(audio.clone(), "audio-fanout")?;
+    let abitrate = cfg.audio_bitrate;
+    let mut opus = OpusEncoder::new(abitrate as i32).context("Opus encoder")?;
+    thread::Builder::new()
+        .name("audio-encoder".into())
+        .spawn(move || audio_encoder_loop(&mut opus, arx, audio, afan))
+        .context("spawn audio encoder")?;
+
+    let (lock, cv) = &*params;
+    let guard = lock
+        .lock()
+        .map_err(|_| anyhow!("encoder thread panicked"))?;
+    let (guard, timeout) = cv
+        .wait_timeout_while(guard, Duration::from_secs(10), |p| p.is_none())
+        .map_err(|_| anyhow!("encoder thread panicked"))?;
+    if timeout.timed_out() {
+        return Err(anyhow!(
+            "no video keyframe from the encoder within 10 s (is the video source producing frames?)"
+        ));
+    }
+    let video_params = guard.clone().context("parameter sets")?;
+    Ok(Pipeline {
+        video_params,
+        video_source: vsrc.description.clone(),
+        audio_source: asrc.description.clone(),
+        _sources: vec![vsrc, asrc],
+    })
+}
+
+fn spawn_fanout(track: Arc<Track>, name: &str) -> anyhow::Result<SyncSender<Vec<OutPacket>>> {
+    let (tx, rx) = sync_channel::<Vec<OutPacket>>(8);
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            for packets in rx {
+                track.deliver(&packets);
+            }
+        })
+        .context("spawn fan-out thread")?;
+    Ok(tx)
+}
+
+fn video_encoder_loop(
+    cfg: MediaConfig,
+    frames: Receiver<VideoFrame>,
+    track: Arc<Track>,
+    fanout: SyncSender<Vec<OutPacket>>,
+    params: Arc<(Mutex<Option<VideoParams>>, Condvar)>,
+) {
+    let mut encoder: Option<(u32, u32, H264Encoder)> = None;
+    let mut packetizer = h264::Packetizer::new(MAX_RTP_PACKET - rtp::RTP_HEADER_LEN);
+    let mut limiter = KeyframeLimiter::new(Duration::from_millis(500));
+    let mut payloads = Vec::new();
+    let mut dropped_frames = 0u64;
+    for frame in frames {
+        // (Re)create the encoder on the first frame and whenever the size changes.
+        if encoder
+            .as_ref()
+            .is_none_or(|(w, h, _)| *w != frame.width || *h != frame.height)
+        {
+            let c = H264Config {
+                width: frame.width,
+                height: frame.height,
+                fps: cfg.video_cfg.fps,
+                bitrate_bps: cfg.video_bitrate,
+                idr_interval_secs: cfg.idr_interval_secs,
+            };
+            match H264Encoder::new(&c) {
+                Ok(e) => encoder = Some((frame.width, frame.height, e)),
+                Err(e) => {
+                    warn!("H.264 encoder for {}x{}: {e:#}", frame.width, frame.height);
+                    continue;
+                }
+            }
+        }
+        let Some((_, _, enc)) = encoder.as_mut() else {
+            continue;
+        };
+        let now = Instant::now();
+        if track.keyframe_requested() && limiter.allow(now) {
+            enc.request_idr();
+        }
+        let encoded = match enc.encode(&frame) {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(frame = frame.index, "H.264 encode failed: {e:#}");
+                continue;
+            }
+        };
+        if encoded.is_idr {
+            limiter.note_keyframe(now);
+            track.clear_keyframe_request();
+            if let Some((sps, pps)) = parameter_sets(&encoded.annexb) {
+                let (lock, cv) = &*params;
+                if let Ok(mut p) = lock.lock() {
+                    if p.is_none() {
+                        debug!(sps = sps.len(), pps = pps.len(), "first keyframe");
+                        *p = Some(VideoParams {
+                            width: frame.width,
+                            height: frame.height,
+                            fps: cfg.video_cfg.fps,
+                            sps,
+                            pps,
+                        });
+                        cv.notify_all();
+                    }
+                }
+            }
+        }
+        payloads.clear();
+        packetizer.packetize(&encoded.annexb, &mut payloads);
+        let ts = track.rtp_timestamp_at(encoded.capture);
+        let packets = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| OutPacket {
+                bytes: rtp_packet(&track, p.marker, ts, &p.data),
+                starts_keyframe: encoded.is_idr && i == 0,
+            })
+            .collect();
+        if fanout.try_send(packets).is_err() {
+            dropped_frames += 1;
+            if dropped_frames.is_power_of_two() {
+                warn!(dropped_frames, "video fan-out is behind; dropping frames");
+            }
+        }
+    }
+    debug!("video source ended");
+}
+
+fn audio_encoder_loop(
+    opus: &mut OpusEncoder,
+    frames: Receiver<AudioFrame>,
+    track: Arc<Track>,
+    fanout: SyncSender<Vec<OutPacket>>,
+) {
+    for frame in frames {
+        let data = match opus.encode(&frame) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("Opus encode failed: {e:#}");
+                continue;
+            }
+        };
+        let ts = track.rtp_timestamp_at(frame.capture);
+        let packet = OutPacket {
+            bytes: rtp_packet(&track, false, ts, &data),
+            starts_keyframe: true,
+        };
+        let _ = fanout.try_send(vec![packet]);
+    }
+    debug!("audio source ended");
+}
+
+fn rtp_packet(track: &Track, marker: bool, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+    let header = RtpHeader {
+        marker,
+        payload_type: track.info.payload_type,
+        sequence: track.next_seq(),
+        timestamp,
+        ssrc: track.info.ssrc,
+    };
+    let mut out = Vec::with_capacity(rtp::RTP_HEADER_LEN + payload.len());
+    rtp::write(&header, payload, &mut out);
+    out
+}

@@ -1,0 +1,58 @@
+//! The session description we answer DESCRIBE with (RFC 8866), one `m=` section per track.
+
+use livecast_proto::codec::h264;
+
+use crate::pipeline::VideoParams;
+use crate::track::TrackInfo;
+
+/// Builds the SDP. `{ADDR_TYPE}` and `{ADDR}` in the origin line are filled per request with
+/// the address the client reached us on.
+///
+/// - Video: `H264/90000`, `packetization-mode=1` (non-interleaved: single NAL, STAP-A, FU-A,
+///   RFC 6184 §6.3), `profile-level-id` and `sprop-parameter-sets` from the encoder's SPS/PPS
+///   so a player can set up its decoder before the first keyframe arrives.
+/// - Audio: `opus/48000/2` as RFC 7587 §7 requires (the 2 is the RTP clock's channel count, not
+///   the stream's), `sprop-stereo=1` because we send stereo.
+pub fn describe(
+    video: &VideoParams,
+    vinfo: &TrackInfo,
+    ainfo: &TrackInfo,
+    video_bitrate: u32,
+    audio_bitrate: u32,
+) -> String {
+    let session_id = u64::from(rand::random::<u32>());
+    let plid = h264::profile_level_id(&video.sps).unwrap_or_else(|| "42e01f".into());
+    let sprop = h264::sprop_parameter_sets(&video.sps, &video.pps);
+    let mut s = String::new();
+    s.push_str("v=0\r\n");
+    s.push_str(&format!("o=- {session_id} 1 IN {{ADDR_TYPE}} {{ADDR}}\r\n"));
+    s.push_str("s=Livecast\r\n");
+    s.push_str("c=IN IP4 0.0.0.0\r\n");
+    s.push_str("t=0 0\r\n");
+    s.push_str("a=tool:livecast\r\n");
+    s.push_str("a=type:broadcast\r\n");
+    s.push_str("a=control:*\r\n");
+    s.push_str("a=range:npt=0-\r\n");
+    s.push_str(&format!("m=video 0 RTP/AVP {}\r\n", vinfo.payload_type));
+    s.push_str(&format!("b=AS:{}\r\n", video_bitrate / 1000));
+    s.push_str(&format!("a=rtpmap:{} H264/90000\r\n", vinfo.payload_type));
+    s.push_str(&format!(
+        "a=fmtp:{} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}\r\n",
+        vinfo.payload_type
+    ));
+    s.push_str(&format!(
+        "a=framesize:{} {}-{}\r\n",
+        vinfo.payload_type, video.width, video.height
+    ));
+    s.push_str(&format!("a=framerate:{}\r\n", video.fps));
+    s.push_str(&format!("a=control:trackID={}\r\n", vinfo.index));
+    s.push_str(&format!("m=audio 0 RTP/AVP {}\r\n", ainfo.payload_type));
+    s.push_str(&format!("b=AS:{}\r\n", audio_bitrate / 1000));
+    s.push_str(&format!("a=rtpmap:{} opus/48000/2\r\n", ainfo.payload_type));
+    s.push_str(&format!(
+        "a=fmtp:{} sprop-stereo=1;stereo=1;useinbandfec=1\r\n",
+        ainfo.payload_type
+    ));
+    s.push_str(&format!("a=control:trackID={}\r\n", ainfo.index));
+    s
+}

@@ -1,0 +1,126 @@
+//! Shared helpers for the server's end-to-end tests: start the real `livecast-server` binary on
+//! a free loopback port and stop it when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct ServerProc {
+    child: Child,
+    pub port: u16,
+    pub pid: u32,
+}
+
+impl ServerProc {
+    /// Starts the server on built-in sources at 1280x720@30 (as a user would run it).
+    pub fn start(extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_livecast-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--video", "testsrc", "--audio", "tone"])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server binary was built by cargo for this test");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let ready = line.starts_with("watch with");
+                let _ = tx.send(line);
+                if ready {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) => {
+                    let ready = l.starts_with("watch with");
+                    banner.push(l);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not become ready in 60 s; printed: {banner:?}");
+                }
+            }
+        }
+        assert!(
+            banner
+                .iter()
+                .any(|l| l.contains(&format!("rtsp://127.0.0.1:{port}/live"))),
+            "the banner lists the URL: {banner:?}"
+        );
+        let pid = child.id();
+        Self { child, port, pid }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/live", self.port)
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Runs a peer program with a time limit; returns (success, stdout, stderr).
+pub fn run_peer(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    let program = format!("{:?}", cmd.get_program());
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program} must be installed (the test command installs it): {e}")
+        });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(out)) => (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Ok(Err(e)) => panic!("{program}: {e}"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{program} did not finish within {limit:?}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Many clients, bad clients, time-outs: the server keeps serving everyone else.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ServerProc;
+use livecast_loadgen::{run_client, ClientOptions, RtspConn, TransportKind};
+use livecast_proto::rtsp::{Message, Method, Request, Transport, TransportProfile, TransportSpec};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Sends raw bytes on a fresh connection and returns the status code of the answer.
+async fn raw_status(url: &str, bytes: &[u8]) -> u16 {
+    let mut c = RtspConn::connect(url).await.expect("connect");
+    c.send_raw(bytes).await.expect("send");
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read_response())
+        .await
+        .expect("an answer within 5 s")
+        .expect("a response");
+    r.status.0
+}
+
+/// SETUP the video track over UDP on `c` (ports that nobody reads); returns the session id.
+async fn setup_udp(c: &mut RtspConn, url: &str) -> String {
+    let spec = TransportSpec {
+        profile: TransportProfile::RtpAvp,
+        client_port: Some((39990, 39991)),
+        ..TransportSpec::default()
+    };
+    let r = c
+        .request(
+            Request::new(Method::Setup, &format!("{url}/trackID=0")).typed(&Transport(vec![spec])),
+        )
+        .await
+        .expect("SETUP answered");
+    assert_eq!(r.status.0, 200, "SETUP: {}", r.reason);
+    c.session.clone().expect("SETUP returns a Session")
+}
+
+#[test]
+fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
+    let server = ServerProc::start(&[]);
+    let url = server.url();
+    rt().block_on(async move {
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        // An observer that watches the whole time: it must see no loss at all.
+        let observer = {
+            let o = ClientOptions {
+                url: url.clone(),
+                transport: TransportKind::Udp,
+                duration: Duration::from_secs(9),
+                teardown: true,
+            };
+            let stop = stop.clone();
+            tokio::spawn(async move { run_client(&o, stop).await })
+        };
+        // Twenty clients joining at random moments, staying 1 to 4 s, half UDP, half TCP; some
+        // leave with TEARDOWN, some just drop the connection.
+        let mut clients = Vec::new();
+        for i in 0..20u64 {
+            let start = Duration::from_millis(rand::random::<u64>() % 3000);
+            let o = ClientOptions {
+                url: url.clone(),
+                transport: if i % 2 == 0 {
+                    TransportKind::Udp
+                } else {
+                    TransportKind::Tcp
+                },
+                duration: Duration::from_millis(1000 + rand::random::<u64>() % 3000),
+                teardown: i % 3 != 0,
+            };
+            let stop = stop.clone();
+            clients.push(tokio::spawn(async move {
+                tokio::time::sleep(start).await;
+                run_client(&o, stop).await
+            }));
+        }
+        // Meanwhile, every kind of bad request, each on its own connection.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+            ("garbage", b"\x16\x03\x01\x00\xa5hello\r\n\r\n".to_vec(), 400),
+            (
+                "no CSeq",
+                format!("OPTIONS {url} RTSP/1.0\r\n\r\n").into_bytes(),
+                400,
+            ),
+            (
+                "unknown method",
+                format!("FROB {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+                501,
+            ),
+            (
+                "RTSP/2.0",
+                format!("OPTIONS {url} RTSP/2.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+                505,
+            ),
+            (
+                "unknown path",
+                format!("DESCRIBE rtsp://127.0.0.1/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+                404,
+            ),
+            (
+                "PLAY without session",
+                format!("PLAY {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+                454,
+            ),
+            (
+                "PLAY unknown session",
+                format!("PLAY {url} RTSP/1.0\r\nCSeq: 1\r\nSession: 123456\r\n\r\n").into_bytes(),
+                454,
+            ),
+            (
+                "multicast only",
+                format!(
+                    "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;multicast;port=5000-5001\r\n\r\n"
+                )
+                .into_bytes(),
+                461,
+            ),
+            (
+                "malformed Transport",
+                format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;client_port=x-y\r\n\r\n")
+                    .into_bytes(),
+                400,
+            ),
+            (
+                "headers over 8 KiB",
+                format!(
+                    "OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(9000)
+                )
+                .into_bytes(),
+                413,
+            ),
+            (
+                "body over the limit",
+                format!("SET_PARAMETER {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 10000000\r\n\r\n")
+                    .into_bytes(),
+                413,
+            ),
+        ];
+        for (name, bytes, want) in &cases {
+            let got = raw_status(&url, bytes).await;
+            assert_eq!(got, *want, "{name}: expected {want}, got {got}");
+        }
+        // Wrong state: PAUSE in READY is 455, with the session left intact.
+        let mut c = RtspConn::connect(&url).await.expect("connect");
+        let _ = setup_udp(&mut c, &url).await;
+        let r = c.request(Request::new(Method::Pause, &url)).await.expect("PAUSE answered");
+        assert_eq!(r.status.0, 455, "PAUSE in READY");
+        assert!(r.headers.get("Allow").is_some_and(|a| a.contains("PLAY")));
+        let r = c.request(Request::new(Method::Play, &url)).await.expect("PLAY answered");
+        assert_eq!(r.status.0, 200, "PLAY after a refused PAUSE");
+        let r = c.request(Request::new(Method::Teardown, &url)).await.expect("TEARDOWN");
+        assert_eq!(r.status.0, 200);
+        // A dead client: a half-sent request, then the connection just goes away.
+        {
+            let mut dead = RtspConn::connect(&url).await.expect("connect");
+            dead.send_raw(b"DESCRIBE ").await.expect("send");
+        }
+
+        let mut ok = 0;
+        for c in clients {
+            let st = c.await.expect("task").expect("every client plays");
+            assert!(
+                st.tracks.iter().all(|t| t.packets > 0),
+                "a client received nothing on a track: {st:?}"
+            );
+            ok += 1;
+        }
+        assert_eq!(ok, 20);
+        let st = observer.await.expect("task").expect("observer plays");
+        let video = &st.tracks[0];
+        let audio = &st.tracks[1];
+        // 9 s of 30 fps video is at least one packet per frame; 50 Opus packets a second.
+        assert!(video.packets > 240, "observer video: {video:?}");
+        assert!(audio.packets > 400, "observer audio: {audio:?}");
+        assert_eq!(st.lost(), 0, "observer lost packets: {st:?}");
+        assert!(video.sender_reports >= 1, "no RTCP sender report: {video:?}");
+    });
+    assert!(common_alive(server));
+}
+
+fn common_alive(mut s: ServerProc) -> bool {
+    s.alive()
+}
+
+#[test]
+fn joining_client_starts_at_a_keyframe_with_announced_seq() {
+    let server = ServerProc::start(&[]);
+    let url = server.url();
+    rt().block_on(async move {
+        let mut c = RtspConn::connect(&url).await.expect("connect");
+        let spec = TransportSpec {
+            profile: TransportProfile::RtpAvpTcp,
+            interleaved: Some((0, 1)),
+            ..TransportSpec::default()
+        };
+        let r = c
+            .request(
+                Request::new(Method::Setup, &format!("{url}/trackID=0"))
+                    .typed(&Transport(vec![spec])),
+            )
+            .await
+            .expect("SETUP");
+        assert_eq!(r.status.0, 200);
+        let r = c
+            .request(Request::new(Method::Play, &url))
+            .await
+            .expect("PLAY");
+        assert_eq!(r.status.0, 200);
+        let info = r
+            .headers
+            .get_typed::<livecast_proto::rtsp::RtpInfo>()
+            .expect("valid RTP-Info")
+            .expect("RTP-Info present");
+        let announced = info.0[0].seq.expect("seq in RTP-Info");
+        let first = loop {
+            let f = if let Some(f) = c.pending_data.pop() {
+                f
+            } else {
+                match tokio::time::timeout(Duration::from_secs(5), c.read_message())
+                    .await
+                    .expect("media within 5 s")
+                    .expect("message")
+                {
+                    Message::Data(f) => f,
+                    _ => continue,
+                }
+            };
+            if f.channel == 0 {
+                break f.payload;
+            }
+        };
+        let p = livecast_proto::rtp::parse(&first).expect("valid RTP");
+        assert_eq!(
+            p.sequence, announced,
+            "first packet carries the RTP-Info seq"
+        );
+        // Starts with SPS (7) alone or in a STAP-A (24) whose first NAL is SPS.
+        let nal = p.payload[0] & 0x1f;
+        let starts_with_sps =
+            nal == 7 || (nal == 24 && p.payload.get(3).is_some_and(|b| b & 0x1f == 7));
+        assert!(
+            starts_with_sps,
+            "first video packet is not a keyframe start (NAL type {nal})"
+        );
+    });
+}
+
+#[test]
+fn sessions_expire_without_keepalive_and_dropped_connections_free_them() {
+    let server = ServerProc::start(&["--session-timeout", "5"]);
+    let url = server.url();
+    rt().block_on(async move {
+        // Session A: set up and playing, no keep-alive, connection kept open.
+        let mut a = RtspConn::connect(&url).await.expect("connect");
+        let sid_a = setup_udp(&mut a, &url).await;
+        assert_eq!(
+            a.request(Request::new(Method::Play, &url))
+                .await
+                .expect("PLAY")
+                .status
+                .0,
+            200
+        );
+        // Session B: kept alive with GET_PARAMETER every 2 s.
+        let mut b = RtspConn::connect(&url).await.expect("connect");
+        let _sid_b = setup_udp(&mut b, &url).await;
+        // Session C: its connection is dropped at once.
+        let sid_c = {
+            let mut c = RtspConn::connect(&url).await.expect("connect");
+            setup_udp(&mut c, &url).await
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut probe = RtspConn::connect(&url).await.expect("connect");
+        let r = probe
+            .request(Request::new(Method::GetParameter, &url).header("Session", &sid_c))
+            .await
+            .expect("answer");
+        assert_eq!(
+            r.status.0, 454,
+            "session of a dropped connection is freed at once"
+        );
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let r = b
+                .request(Request::new(Method::GetParameter, &url))
+                .await
+                .expect("answer");
+            assert_eq!(r.status.0, 200, "kept-alive session stays");
+        }
+        let r = probe
+            .request(Request::new(Method::GetParameter, &url).header("Session", &sid_a))
+            .await
+            .expect("answer");
+        assert_eq!(
+            r.status.0, 454,
+            "session without keep-alive expired after 5 s"
+        );
+    });
+}
