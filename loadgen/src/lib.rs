@@ -20,7 +20,12 @@ use livecast_proto::{rtcp, rtp, sdp};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
+
+pub mod rx;
+pub mod sysstat;
+
+pub use rx::{RxTotals, UdpReceiver};
 
 /// How media should reach the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,7 +49,7 @@ pub struct TrackStats {
 }
 
 impl TrackStats {
-    fn on_rtp(&mut self, buf: &[u8]) {
+    pub(crate) fn on_rtp(&mut self, buf: &[u8]) {
         if let Ok(p) = rtp::parse(buf) {
             let e = self.ext.extend(p.sequence);
             if self.first_seq.is_none_or(|f| e < f) {
@@ -58,7 +63,7 @@ impl TrackStats {
         }
     }
 
-    fn on_rtcp(&mut self, buf: &[u8]) {
+    pub(crate) fn on_rtcp(&mut self, buf: &[u8]) {
         if let Ok(pkts) = rtcp::parse_compound(buf) {
             self.sender_reports += pkts
                 .iter()
@@ -222,7 +227,7 @@ pub fn control_url(base: &str, control: &str) -> String {
     }
 }
 
-fn udp_pair(ip: IpAddr) -> anyhow::Result<(UdpSocket, UdpSocket)> {
+fn udp_pair(ip: IpAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
     for _ in 0..50 {
         let probe = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
         let port = probe.local_addr()?.port() & !1;
@@ -238,7 +243,9 @@ fn udp_pair(ip: IpAddr) -> anyhow::Result<(UdpSocket, UdpSocket)> {
     bail!("no free UDP port pair")
 }
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// A non-blocking UDP socket with a receive buffer for a second or two of video (the kernel
+/// caps it at `net.core.rmem_max`).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let d = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -248,7 +255,7 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = s.set_recv_buffer_size(2 << 20);
     s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 /// Options for [`run_client`].
@@ -263,10 +270,20 @@ pub struct ClientOptions {
 }
 
 /// Runs one client: DESCRIBE, SETUP every track, PLAY, receive for `duration`, TEARDOWN.
-/// Setting `stop` to `true` ends the reception early.
+/// Setting `stop` to `true` ends the reception early. UDP media is read by the process-wide
+/// [`UdpReceiver::shared`].
 pub async fn run_client(
     opts: &ClientOptions,
     stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ClientStats> {
+    run_client_on(opts, stop, UdpReceiver::shared()).await
+}
+
+/// [`run_client`], reading UDP media on the given receiver threads.
+pub async fn run_client_on(
+    opts: &ClientOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+    receiver: &UdpReceiver,
 ) -> anyhow::Result<ClientStats> {
     let t0 = Instant::now();
     let mut c = RtspConn::connect(&opts.url).await?;
@@ -285,7 +302,7 @@ pub async fn run_client(
     let desc = sdp::parse(&text).map_err(|e| anyhow!("SDP: {e}"))?;
     let local_ip = c.stream.local_addr()?.ip();
     let mut stats = ClientStats::default();
-    let mut udp: Vec<(UdpSocket, UdpSocket)> = Vec::new();
+    let mut udp = Vec::new();
     for (i, m) in desc.media.iter().enumerate() {
         let control = m
             .control()
@@ -332,32 +349,11 @@ pub async fn run_client(
     let deadline = tokio::time::Instant::now() + opts.duration;
     match opts.transport {
         TransportKind::Udp => {
-            let mut tasks = Vec::new();
-            for (rtp_s, rtcp_s) in udp {
-                let mut stop = stop.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut t = TrackStats::default();
-                    let mut first: Option<Instant> = None;
-                    let (mut b1, mut b2) = (vec![0u8; 2048], vec![0u8; 2048]);
-                    let end = tokio::time::sleep_until(deadline);
-                    tokio::pin!(end);
-                    loop {
-                        tokio::select! {
-                            _ = &mut end => break,
-                            _ = stopped(&mut stop) => break,
-                            r = rtp_s.recv(&mut b1) => if let Ok(n) = r {
-                                first.get_or_insert_with(Instant::now);
-                                t.on_rtp(&b1[..n]);
-                            },
-                            r = rtcp_s.recv(&mut b2) => if let Ok(n) = r {
-                                t.on_rtcp(&b2[..n]);
-                            },
-                        }
-                    }
-                    (t, first)
-                }));
+            let mut handles = Vec::new();
+            for (i, (rtp_s, rtcp_s)) in udp.into_iter().enumerate() {
+                handles.push(receiver.add(i, rtp_s, rtcp_s)?);
             }
-            // Keep the session alive while the sockets receive.
+            // Keep the session alive while the receiver threads count packets.
             let end = tokio::time::sleep_until(deadline);
             tokio::pin!(end);
             let mut stop2 = stop.clone();
@@ -370,11 +366,16 @@ pub async fn run_client(
                     }
                 }
             }
-            for (i, task) in tasks.into_iter().enumerate() {
-                let (t, first) = task.await?;
+            // TEARDOWN before closing the sockets, so the server doesn't send into closed
+            // ports (ICMP errors back at it) meanwhile.
+            if opts.teardown {
+                teardown(&mut c, &base).await?;
+            }
+            for (i, h) in handles.into_iter().enumerate() {
+                let r = h.finish().await?;
                 let media = std::mem::take(&mut stats.tracks[i].media);
-                stats.tracks[i] = TrackStats { media, ..t };
-                if let Some(f) = first {
+                stats.tracks[i] = TrackStats { media, ..r.stats };
+                if let Some(f) = r.first_packet {
                     let ms = f.saturating_duration_since(t_play).as_secs_f64() * 1e3;
                     stats.first_packet_ms =
                         Some(stats.first_packet_ms.map_or(ms, |m: f64| m.min(ms)));
@@ -400,15 +401,20 @@ pub async fn run_client(
             }
         }
     }
-    if opts.teardown {
-        let r = c
-            .request(Request::new(Method::Teardown, base.trim_end_matches('/')))
-            .await?;
-        if r.status.0 != 200 {
-            bail!("TEARDOWN: {} {}", r.status.0, r.reason);
-        }
+    if opts.teardown && opts.transport == TransportKind::Tcp {
+        teardown(&mut c, &base).await?;
     }
     Ok(stats)
+}
+
+async fn teardown(c: &mut RtspConn, base: &str) -> anyhow::Result<()> {
+    let r = c
+        .request(Request::new(Method::Teardown, base.trim_end_matches('/')))
+        .await?;
+    if r.status.0 != 200 {
+        bail!("TEARDOWN: {} {}", r.status.0, r.reason);
+    }
+    Ok(())
 }
 
 /// Resolves once `stop` holds `true`; never, if its sender is gone.

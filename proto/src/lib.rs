@@ -12,6 +12,7 @@
 //! | [`rtp`] | RTP fixed header parse/write | RFC 3550 §5 |
 //! | [`rtcp`] | RTCP SR, RR, SDES, BYE; reception statistics | RFC 3550 §6, A.3, A.8 |
 //! | [`codec`] | payload formats: H.264, Opus | RFC 6184, RFC 7587 |
+//! | [`jitter`] | reorder / jitter buffer: sequence order, loss timeout sized from interarrival jitter | RFC 3550 A.1, A.8 |
 //! | [`time`] | newtypes for SSRC, sequence numbers, NTP and media time | RFC 3550 §4, §5.1 |
 //!
 //! Errors are small enums per module that carry the byte offset or line of the fault; the I/O
@@ -21,6 +22,7 @@
 //! the server can answer `505`. Multicast transports are parsed but not served.
 
 pub mod codec;
+pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;

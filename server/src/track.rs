@@ -70,6 +70,138 @@ struct Subscriber {
     stats: Arc<SinkStats>,
 }
 
+impl Subscriber {
+    /// Counts one packet of `len` bytes (RTP header included) sent with `seq`, or dropped.
+    fn account(&mut self, seq: u16, len: usize, sent: bool) {
+        if sent {
+            self.last_seq = Some(seq);
+            self.packets = self.packets.wrapping_add(1);
+            self.octets = self.octets.wrapping_add(len.saturating_sub(12) as u32);
+            self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.packets_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn udp_dest(&self) -> Option<SocketAddr> {
+        match &self.sink {
+            Sink::Udp { rtp, .. } => Some(*rtp),
+            Sink::Tcp { .. } => None,
+        }
+    }
+}
+
+/// One RTP datagram for one UDP subscriber: `packets[packet]` with sequence number `seq`.
+struct UdpSend {
+    sub: usize,
+    packet: usize,
+    seq: u16,
+}
+
+/// Datagrams per `sendmmsg` call (the kernel takes at most 1024).
+const SEND_BATCH: usize = 256;
+
+/// The first `RTP_FIXED_HEADER` bytes of a datagram are sent from a per-client copy (with that
+/// client's sequence number); the rest straight from the shared packet.
+const RTP_FIXED_HEADER: usize = 12;
+
+/// The per-client header copy of `bytes`, with `seq` written in, and its length.
+fn header_with_seq(bytes: &[u8], seq: u16) -> ([u8; RTP_FIXED_HEADER], usize) {
+    let n = bytes.len().min(RTP_FIXED_HEADER);
+    let mut h = [0u8; RTP_FIXED_HEADER];
+    h[..n].copy_from_slice(&bytes[..n]);
+    // `seq_of` succeeded, so there are at least 4 bytes.
+    h[2..4].copy_from_slice(&seq.to_be_bytes());
+    (h, n)
+}
+
+/// Sends `sends` on `sock`: batches of [`SEND_BATCH`] datagrams per `sendmmsg`, each datagram
+/// gathered from its client's header copy and the shared payload.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], sends: &[UdpSend]) {
+    use nix::errno::Errno;
+    use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    let fd = sock.as_raw_fd();
+    let mut mmsg = MultiHeaders::<SockaddrStorage>::preallocate(sends.len().min(SEND_BATCH), None);
+    for chunk in sends.chunks(SEND_BATCH) {
+        let headers: Vec<([u8; RTP_FIXED_HEADER], usize)> = chunk
+            .iter()
+            .map(|d| header_with_seq(&packets[d.packet].bytes, d.seq))
+            .collect();
+        let addrs: Vec<Option<SockaddrStorage>> = chunk
+            .iter()
+            .map(|d| subs[d.sub].udp_dest().map(SockaddrStorage::from))
+            .collect();
+        let iovs: Vec<[IoSlice<'_>; 2]> = chunk
+            .iter()
+            .zip(&headers)
+            .map(|(d, (h, n))| {
+                let bytes = &packets[d.packet].bytes;
+                [IoSlice::new(&h[..*n]), IoSlice::new(&bytes[*n..])]
+            })
+            .collect();
+        let mut done = 0;
+        while done < chunk.len() {
+            let r = sendmmsg(
+                fd,
+                &mut mmsg,
+                &iovs[done..],
+                &addrs[done..],
+                [],
+                MsgFlags::empty(),
+            )
+            .map(|r| r.count());
+            let sent = match r {
+                Ok(n) if n > 0 => n,
+                Err(Errno::EINTR) => continue,
+                // The datagram at `done` failed (e.g. no route to that client): count it as
+                // dropped and go on with the next.
+                other => {
+                    let d = &chunk[done];
+                    if let Err(e) = other {
+                        debug!(client = subs[d.sub].id, dest = ?subs[d.sub].udp_dest(), "RTP send failed: {e}");
+                    }
+                    subs[d.sub].account(d.seq, packets[d.packet].bytes.len(), false);
+                    done += 1;
+                    continue;
+                }
+            };
+            for d in &chunk[done..done + sent] {
+                subs[d.sub].account(d.seq, packets[d.packet].bytes.len(), true);
+            }
+            done += sent;
+        }
+    }
+}
+
+/// Sends `sends` on `sock`, one `send_to` per datagram (systems without `sendmmsg`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], sends: &[UdpSend]) {
+    let mut scratch = Vec::with_capacity(1500);
+    for d in sends {
+        let bytes = &packets[d.packet].bytes;
+        let (h, n) = header_with_seq(bytes, d.seq);
+        scratch.clear();
+        scratch.extend_from_slice(&h[..n]);
+        scratch.extend_from_slice(&bytes[n..]);
+        let sub = &mut subs[d.sub];
+        let sent = match sub.udp_dest() {
+            Some(dest) => match sock.send_to(&scratch, dest) {
+                Ok(_) => true,
+                Err(e) => {
+                    debug!(client = sub.id, %dest, "RTP send failed: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        sub.account(d.seq, bytes.len(), sent);
+    }
+}
+
 /// The sockets a track sends from: one pair per address family.
 pub struct TrackSockets {
     pub rtp_v4: Option<Arc<UdpSocket>>,
@@ -79,14 +211,6 @@ pub struct TrackSockets {
 }
 
 impl TrackSockets {
-    fn rtp_for(&self, dest: &SocketAddr) -> Option<&UdpSocket> {
-        if dest.is_ipv4() {
-            self.rtp_v4.as_deref()
-        } else {
-            self.rtp_v6.as_deref()
-        }
-    }
-
     fn rtcp_for(&self, dest: &SocketAddr) -> Option<&UdpSocket> {
         if dest.is_ipv4() {
             self.rtcp_v4.as_deref()
@@ -221,19 +345,24 @@ impl Track {
     }
 
     /// Sends one access unit's packets to every subscriber.
+    ///
+    /// Packet by packet, each to every subscriber: everyone gets the start of a frame before
+    /// anyone gets its end. UDP datagrams are not copied per client: each is sent as two
+    /// pieces, the 12 header bytes with that client's sequence number and the payload shared
+    /// by all, and on Linux up to [`SEND_BATCH`] datagrams go in one `sendmmsg` call.
     pub fn deliver(&self, packets: &[OutPacket]) {
         for p in packets {
             self.packet_count.fetch_add(1, Ordering::Relaxed);
             self.octet_count
                 .fetch_add(p.bytes.len().saturating_sub(12) as u32, Ordering::Relaxed);
         }
-        let mut scratch = Vec::with_capacity(1500);
         let mut subs = self.lock();
-        for sub in subs.iter_mut() {
-            for p in packets {
-                let Some(server_seq) = seq_of(&p.bytes) else {
-                    continue;
-                };
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (pi, p) in packets.iter().enumerate() {
+            let Some(server_seq) = seq_of(&p.bytes) else {
+                continue;
+            };
+            for (si, sub) in subs.iter_mut().enumerate() {
                 let delta = match sub.seq_delta {
                     Some(d) => d,
                     None if p.starts_keyframe => {
@@ -246,19 +375,17 @@ impl Track {
                 let seq = server_seq.wrapping_add(delta);
                 let sent = match &sub.sink {
                     Sink::Udp { rtp, .. } => {
-                        scratch.clear();
-                        scratch.extend_from_slice(&p.bytes);
-                        scratch[2..4].copy_from_slice(&seq.to_be_bytes());
-                        match self.sockets.rtp_for(rtp) {
-                            Some(sock) => match sock.send_to(&scratch, rtp) {
-                                Ok(_) => true,
-                                Err(e) => {
-                                    debug!(client = sub.id, %rtp, "RTP send failed: {e}");
-                                    false
-                                }
-                            },
-                            None => false,
+                        let d = UdpSend {
+                            sub: si,
+                            packet: pi,
+                            seq,
+                        };
+                        if rtp.is_ipv4() {
+                            v4.push(d);
+                        } else {
+                            v6.push(d);
                         }
+                        continue;
                     }
                     Sink::Tcp {
                         tx, rtp_channel, ..
@@ -272,15 +399,22 @@ impl Track {
                         tx.try_send(frame).is_ok()
                     }
                 };
-                if sent {
-                    sub.last_seq = Some(seq);
-                    sub.packets = sub.packets.wrapping_add(1);
-                    sub.octets = sub
-                        .octets
-                        .wrapping_add(p.bytes.len().saturating_sub(12) as u32);
-                    sub.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    sub.stats.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                sub.account(seq, p.bytes.len(), sent);
+            }
+        }
+        for (sends, sock) in [
+            (v4, self.sockets.rtp_v4.as_deref()),
+            (v6, self.sockets.rtp_v6.as_deref()),
+        ] {
+            if sends.is_empty() {
+                continue;
+            }
+            match sock {
+                Some(sock) => send_udp(sock, &mut subs, packets, &sends),
+                None => {
+                    for d in &sends {
+                        subs[d.sub].account(d.seq, packets[d.packet].bytes.len(), false);
+                    }
                 }
             }
         }
@@ -420,4 +554,171 @@ pub fn warn_missing_family(info: &TrackInfo, v6: bool) {
         "no {} UDP socket for this track; clients of that family must use TCP",
         if v6 { "IPv6" } else { "IPv4" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn video_track() -> Track {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("loopback UDP");
+        let rtcp = UdpSocket::bind("127.0.0.1:0").expect("loopback UDP");
+        Track::new(
+            TrackInfo {
+                index: 0,
+                kind: TrackKind::Video,
+                payload_type: 96,
+                clock_rate: 90_000,
+                ssrc: Ssrc(0x1234_5678),
+                cname: "test".into(),
+            },
+            TrackSockets {
+                rtp_v4: Some(Arc::new(rtp)),
+                rtcp_v4: Some(Arc::new(rtcp)),
+                rtp_v6: None,
+                rtcp_v6: None,
+            },
+            SystemTime::now(),
+        )
+    }
+
+    /// An access unit of `n` packets with server sequence numbers from `track`.
+    fn access_unit(track: &Track, n: usize, keyframe: bool, fill: u8) -> Vec<OutPacket> {
+        (0..n)
+            .map(|i| {
+                let mut bytes = Vec::new();
+                livecast_proto::rtp::write(
+                    &livecast_proto::rtp::RtpHeader {
+                        marker: i + 1 == n,
+                        payload_type: 96,
+                        sequence: track.next_seq(),
+                        timestamp: 0,
+                        ssrc: Ssrc(0x1234_5678),
+                    },
+                    &vec![fill.wrapping_add(i as u8); 100 + i * 300],
+                    &mut bytes,
+                );
+                OutPacket {
+                    bytes,
+                    starts_keyframe: keyframe && i == 0,
+                }
+            })
+            .collect()
+    }
+
+    fn receiver() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("loopback UDP");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        s
+    }
+
+    /// Reads `n` datagrams, then checks that no more are queued.
+    fn recv_n(s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 2048];
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let len = s.recv(&mut buf).expect("a datagram within 2 s");
+            out.push(buf[..len].to_vec());
+        }
+        s.set_nonblocking(true).expect("non-blocking");
+        assert!(s.recv(&mut buf).is_err(), "more than {n} datagrams");
+        out
+    }
+
+    #[test]
+    fn clients_start_at_a_keyframe_with_their_own_sequence_numbers() {
+        let track = video_track();
+        let (a, b) = (receiver(), receiver());
+        let sink = |s: &UdpSocket| Sink::Udp {
+            rtp: s.local_addr().expect("bound"),
+            rtcp: "127.0.0.1:9".parse().expect("address"),
+        };
+        let (seq_a, stats_a) = track.subscribe(1, sink(&a), Some(1000));
+        let (seq_b, _) = track.subscribe(2, sink(&b), Some(65534));
+        assert_eq!((seq_a, seq_b), (1000, 65534));
+        let (tx, mut rx) = mpsc::channel(64);
+        track.subscribe(
+            3,
+            Sink::Tcp {
+                tx,
+                rtp_channel: 4,
+                rtcp_channel: 5,
+            },
+            Some(7),
+        );
+
+        let p_frame = access_unit(&track, 2, false, 1);
+        let idr = access_unit(&track, 3, true, 10);
+        let p2 = access_unit(&track, 2, false, 20);
+        track.deliver(&p_frame); // nobody may start here
+        track.deliver(&idr);
+        track.deliver(&p2);
+        let sent: Vec<&OutPacket> = idr.iter().chain(&p2).collect();
+
+        for (sock, first) in [(&a, 1000u16), (&b, 65534)] {
+            // The keyframe and the frame after it.
+            let got = recv_n(sock, 5);
+            for (i, (g, p)) in got.iter().zip(&sent).enumerate() {
+                assert_eq!(seq_of(g), Some(first.wrapping_add(i as u16)));
+                assert_eq!(g[..2], p.bytes[..2]);
+                assert_eq!(g[4..], p.bytes[4..], "same header and payload for everyone");
+            }
+        }
+        for (i, p) in sent.iter().enumerate() {
+            let f = rx.try_recv().expect("a frame for the TCP client");
+            assert_eq!(f[..2], [b'$', 4]);
+            assert_eq!(usize::from(u16::from_be_bytes([f[2], f[3]])), p.bytes.len());
+            assert_eq!(seq_of(&f[4..]), Some(7 + i as u16));
+            assert_eq!(f[8..], p.bytes[4..]);
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(stats_a.packets_sent.load(Ordering::Relaxed), 5);
+        assert_eq!(stats_a.packets_dropped.load(Ordering::Relaxed), 0);
+        // A later PLAY continues the numbering.
+        assert_eq!(track.unsubscribe(1), Some(1005));
+        assert_eq!(track.unsubscribe(2), Some(3));
+        assert_eq!(track.unsubscribe(3), Some(12));
+    }
+
+    #[test]
+    fn many_clients_in_several_batches() {
+        let track = video_track();
+        let socks: Vec<UdpSocket> = (0..(SEND_BATCH / 2 + 7)).map(|_| receiver()).collect();
+        for (i, s) in socks.iter().enumerate() {
+            track.subscribe(
+                i as u64,
+                Sink::Udp {
+                    rtp: s.local_addr().expect("bound"),
+                    rtcp: "127.0.0.1:9".parse().expect("address"),
+                },
+                Some(i as u16 * 100),
+            );
+        }
+        // 3 packets x 135 clients: one sendmmsg batch of 256 datagrams and one of 149.
+        track.deliver(&access_unit(&track, 3, true, 0));
+        for (i, s) in socks.iter().enumerate() {
+            let got = recv_n(s, 3);
+            let seqs: Vec<Option<u16>> = got.iter().map(|g| seq_of(g)).collect();
+            let base = i as u16 * 100;
+            assert_eq!(seqs, [Some(base), Some(base + 1), Some(base + 2)]);
+        }
+    }
+
+    #[test]
+    fn a_client_without_a_socket_of_its_family_is_counted_as_dropped() {
+        let track = video_track();
+        let (_, stats) = track.subscribe(
+            1,
+            Sink::Udp {
+                rtp: "[::1]:9".parse().expect("address"),
+                rtcp: "[::1]:9".parse().expect("address"),
+            },
+            Some(1),
+        );
+        track.deliver(&access_unit(&track, 2, true, 0));
+        assert_eq!(stats.packets_sent.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.packets_dropped.load(Ordering::Relaxed), 2);
+    }
 }

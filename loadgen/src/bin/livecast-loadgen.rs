@@ -1,10 +1,16 @@
-//! `livecast-loadgen`: open N RTSP sessions against a server and report packets, loss and the
-//! server's CPU use (when given its pid).
+//! `livecast-loadgen`: open N RTSP sessions against a server and report packets, loss, the
+//! stream's actual rate, and (given its pid) the server's CPU use, per thread. It also reports
+//! where packets were dropped on this machine, from the kernel's counters: at the receiving
+//! sockets (its own), in the input backlog, or in UDP as a whole.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use livecast_loadgen::{run_client, ClientOptions, TransportKind};
+use livecast_loadgen::rx::MAX_TRACKS;
+use livecast_loadgen::sysstat::{self, SystemCpu, UdpCounters};
+use livecast_loadgen::{run_client_on, ClientOptions, TransportKind, UdpReceiver};
 use serde::Serialize;
 
 /// Opens N RTSP sessions (UDP by default), receives for a while, and reports what arrived.
@@ -17,7 +23,7 @@ struct Args {
     /// Number of concurrent sessions.
     #[arg(short = 'n', long, default_value_t = 10)]
     clients: usize,
-    /// Seconds of reception once all sessions are playing.
+    /// Seconds of measurement once all sessions are playing.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Use interleaved TCP instead of UDP.
@@ -26,34 +32,76 @@ struct Args {
     /// Milliseconds between session starts (ramp-up).
     #[arg(long, default_value_t = 5)]
     ramp_ms: u64,
-    /// Sample this process's CPU time (utime+stime from /proc) over the measurement window.
+    /// Threads reading the UDP sockets.
+    #[arg(long, default_value_t = 2)]
+    rx_threads: usize,
+    /// Sample this process's CPU time, in total and per thread (from /proc), over the window.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A name for this run, copied into the summary.
+    #[arg(long, default_value = "")]
+    label: String,
     /// Write the summary as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
 
+/// One track, over the measurement window, per client.
+#[derive(Serialize, Debug, Default)]
+struct TrackSummary {
+    media: String,
+    packets_per_s: f64,
+    /// Whole RTP packets (header included), as read from the socket.
+    kbit_per_s: f64,
+    /// Over the whole session (ramp and window), all clients.
+    packets: u64,
+    lost: i64,
+}
+
+/// Where packets were dropped on this machine, over the whole run (kernel counters).
+#[derive(Serialize, Debug, Default)]
+struct Drops {
+    /// Datagrams dropped at this process's sockets (receive buffer full), at the window's end.
+    loadgen_socket_drops: Option<u64>,
+    loadgen_sockets: Option<usize>,
+    /// Packets dropped in the CPUs' input backlog (`/proc/net/softnet_stat`).
+    softnet_dropped: Option<u64>,
+    /// `/proc/net/snmp` UDP counters, whole machine (other programs' traffic included).
+    udp: Option<UdpCounters>,
+}
+
+/// The machine during the window, in cores.
+#[derive(Serialize, Debug, Default)]
+struct Machine {
+    cpus: usize,
+    busy: f64,
+    cpu: Option<SystemCpu>,
+    loadavg: String,
+}
+
 #[derive(Serialize, Debug, Default)]
 struct Summary {
+    label: String,
+    url: String,
     clients: usize,
     clients_ok: usize,
+    error_count: usize,
+    /// The first few.
     errors: Vec<String>,
     packets: u64,
     lost: i64,
     loss_percent: f64,
-    server_cpu_seconds_per_second: Option<f64>,
     window_s: f64,
-}
-
-/// utime + stime of a process, in seconds (Linux /proc).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+    tracks: Vec<TrackSummary>,
+    server_cpu_seconds_per_second: Option<f64>,
+    /// Per thread name (threads of one name summed), CPU seconds per second.
+    server_threads: BTreeMap<String, f64>,
+    loadgen_cpu_seconds_per_second: Option<f64>,
+    setup_ms_max: f64,
+    first_packet_ms_median: Option<f64>,
+    first_packet_ms_max: Option<f64>,
+    drops: Drops,
+    machine: Machine,
 }
 
 /// Each UDP session needs two sockets per track: 500 sessions need ~2 500 descriptors.
@@ -63,8 +111,7 @@ fn raise_fd_limit() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -73,58 +120,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     raise_fd_limit();
     let args = Args::parse();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ramp = Duration::from_millis(args.ramp_ms * args.clients as u64);
-    let opts = ClientOptions {
-        url: args.url.clone(),
-        transport: if args.tcp {
-            TransportKind::Tcp
-        } else {
-            TransportKind::Udp
-        },
-        // Each client receives through the ramp plus the window; all overlap for the window.
-        duration: ramp + Duration::from_secs_f64(args.duration) + Duration::from_secs(1),
-        teardown: true,
-    };
-    let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let o = opts.clone();
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move { run_client(&o, rx).await }));
-        tokio::time::sleep(Duration::from_millis(args.ramp_ms)).await;
-    }
-    // Measurement window: all sessions playing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let cpu0 = args.server_pid.and_then(cpu_seconds);
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
-    let cpu1 = args.server_pid.and_then(cpu_seconds);
-    let window = t0.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let mut s = Summary {
-        clients: args.clients,
-        window_s: window,
-        ..Default::default()
-    };
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        s.server_cpu_seconds_per_second = Some((b - a) / window);
-    }
-    for t in tasks {
-        match t.await? {
-            Ok(st) => {
-                s.clients_ok += 1;
-                s.packets += st.packets();
-                s.lost += st.lost();
-            }
-            Err(e) => s.errors.push(format!("{e:#}")),
-        }
-    }
-    let expected = s.packets as f64 + s.lost as f64;
-    s.loss_percent = if expected > 0.0 {
-        100.0 * s.lost as f64 / expected
-    } else {
-        0.0
-    };
+    // RTSP control is light: one async thread. Media is read by the receiver threads.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let receiver = Arc::new(UdpReceiver::new(args.rx_threads)?);
+    let s = rt.block_on(run(&args, receiver))?;
     let json = serde_json::to_string_pretty(&s)?;
     if let Some(p) = &args.json {
         std::fs::write(p, &json)?;
@@ -141,4 +142,135 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary> {
+    let udp0 = UdpCounters::read();
+    let softnet0 = sysstat::softnet_dropped();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ramp = Duration::from_millis(args.ramp_ms * args.clients as u64);
+    let opts = ClientOptions {
+        url: args.url.clone(),
+        transport: if args.tcp {
+            TransportKind::Tcp
+        } else {
+            TransportKind::Udp
+        },
+        // Each client receives through the ramp plus the window; all overlap for the window.
+        duration: ramp + Duration::from_secs_f64(args.duration) + Duration::from_secs(2),
+        teardown: true,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let (o, stop, r) = (opts.clone(), stop_rx.clone(), receiver.clone());
+        tasks.push(tokio::spawn(
+            async move { run_client_on(&o, stop, &r).await },
+        ));
+        if i + 1 < args.clients {
+            tokio::time::sleep(Duration::from_millis(args.ramp_ms)).await;
+        }
+    }
+
+    // Measurement window: all sessions playing (the last one's PLAY takes a moment).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = args.server_pid;
+    let cpu0 = pid.and_then(sysstat::process_cpu_seconds);
+    let thr0 = pid.and_then(sysstat::thread_cpu_seconds);
+    let own0 = sysstat::own_cpu_seconds();
+    let sys0 = SystemCpu::read();
+    let rx0: Vec<(u64, u64)> = (0..MAX_TRACKS).map(|i| receiver.totals().get(i)).collect();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let w = t0.elapsed().as_secs_f64();
+    let rx1: Vec<(u64, u64)> = (0..MAX_TRACKS).map(|i| receiver.totals().get(i)).collect();
+    let cpu1 = pid.and_then(sysstat::process_cpu_seconds);
+    let thr1 = pid.and_then(sysstat::thread_cpu_seconds);
+    let own1 = sysstat::own_cpu_seconds();
+    let sys1 = SystemCpu::read();
+    // Before the sockets close.
+    let sock = sysstat::socket_drops(None);
+    let _ = stop_tx.send(true);
+
+    let mut s = Summary {
+        label: args.label.clone(),
+        url: args.url.clone(),
+        clients: args.clients,
+        window_s: w,
+        ..Default::default()
+    };
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        s.server_cpu_seconds_per_second = Some((b - a) / w);
+    }
+    if let (Some(a), Some(b)) = (&thr0, &thr1) {
+        s.server_threads = sysstat::thread_cpu_rates(a, b, w);
+    }
+    if let (Some(a), Some(b)) = (own0, own1) {
+        s.loadgen_cpu_seconds_per_second = Some((b - a) / w);
+    }
+    if let (Some(a), Some(b)) = (sys0, sys1) {
+        let r = a.rates(&b, w);
+        s.machine.busy = r.busy();
+        s.machine.cpu = Some(r);
+    }
+    s.machine.cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    s.machine.loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    if let Some((d, m)) = sock {
+        s.drops.loadgen_socket_drops = Some(d);
+        s.drops.loadgen_sockets = Some(m);
+    }
+
+    let mut first_ms = Vec::new();
+    for t in tasks {
+        match t.await? {
+            Ok(st) => {
+                s.clients_ok += 1;
+                s.packets += st.packets();
+                s.lost += st.lost();
+                s.setup_ms_max = s.setup_ms_max.max(st.setup_ms);
+                if let Some(f) = st.first_packet_ms {
+                    first_ms.push(f);
+                }
+                for (i, t) in st.tracks.iter().enumerate() {
+                    if s.tracks.len() <= i {
+                        s.tracks.push(TrackSummary::default());
+                    }
+                    let ts = &mut s.tracks[i];
+                    ts.media.clone_from(&t.media);
+                    ts.packets += t.packets;
+                    ts.lost += t.lost.max(0);
+                }
+            }
+            Err(e) => {
+                s.error_count += 1;
+                if s.errors.len() < 10 {
+                    s.errors.push(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    // Window rates per client (UDP only: interleaved TCP media is not counted by the receiver).
+    let n = args.clients.max(1) as f64;
+    for (i, ts) in s.tracks.iter_mut().enumerate().take(MAX_TRACKS) {
+        let (a, b) = (rx0[i], rx1[i]);
+        ts.packets_per_s = (b.0 - a.0) as f64 / w / n;
+        ts.kbit_per_s = (b.1 - a.1) as f64 * 8.0 / 1000.0 / w / n;
+    }
+    first_ms.sort_by(f64::total_cmp);
+    s.first_packet_ms_median = first_ms.get(first_ms.len() / 2).copied();
+    s.first_packet_ms_max = first_ms.last().copied();
+    let expected = s.packets as f64 + s.lost as f64;
+    s.loss_percent = if expected > 0.0 {
+        100.0 * s.lost as f64 / expected
+    } else {
+        0.0
+    };
+    if let (Some(a), Some(b)) = (udp0, UdpCounters::read()) {
+        s.drops.udp = Some(a.delta(&b));
+    }
+    if let (Some(a), Some(b)) = (softnet0, sysstat::softnet_dropped()) {
+        s.drops.softnet_dropped = Some(b.wrapping_sub(a));
+    }
+    Ok(s)
 }

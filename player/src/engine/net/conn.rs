@@ -1,0 +1,293 @@
+//! The RTSP control connection: a reader task that parses responses and interleaved frames
+//! (RFC 2326 §10.12) off the TCP stream and stamps their arrival, and a writer that numbers
+//! requests (`CSeq`, §12.17) and carries the `Session` (§12.37). UDP readers feed the same
+//! inbox, so the session loop waits on one channel.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use livecast_proto::rtsp::{self, CSeq, InterleavedFrame, Limits, Message, Parsed, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Responses may carry a large SDP; these bound what a server can make us buffer.
+const LIMITS: Limits = Limits {
+    max_header_bytes: 64 * 1024,
+    max_body_bytes: 1 << 20,
+};
+
+/// A write that takes longer than this means the server stopped reading: the connection is
+/// as good as lost.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Inbox depth; readers wait when it is full (back-pressure into the socket buffers).
+const INBOX: usize = 4096;
+
+pub const USER_AGENT: &str = concat!("livecast-player/", env!("CARGO_PKG_VERSION"));
+
+/// When something arrived: monotonic for the Sans-IO parts, wall clock for capture times.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp {
+    pub at: Instant,
+    /// Microseconds since the Unix epoch.
+    pub wall_us: i64,
+}
+
+impl Stamp {
+    pub fn now() -> Self {
+        Stamp {
+            at: Instant::now(),
+            wall_us: wall_us(SystemTime::now()),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch (0 for a clock set before 1970).
+pub fn wall_us(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Everything the session loop waits for, in arrival order.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A response, a request from the server, or an interleaved frame.
+    Rtsp(Message, Stamp),
+    /// A datagram on track `track`'s RTP (or RTCP) socket.
+    Udp {
+        track: usize,
+        rtcp: bool,
+        data: Vec<u8>,
+        stamp: Stamp,
+    },
+    /// The connection ended; the reason is for the viewer.
+    Closed(String),
+}
+
+/// Aborts a task when dropped, so no reader outlives its session.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct Conn {
+    writer: OwnedWriteHalf,
+    tx: mpsc::Sender<Inbound>,
+    pub inbox: mpsc::Receiver<Inbound>,
+    _reader: AbortOnDrop,
+    cseq: u32,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    /// Session id from the first SETUP response, sent with every later request.
+    pub session: Option<String>,
+}
+
+impl Conn {
+    /// Connects to `host:port` (trying every resolved address, 10 s in all).
+    pub async fn connect(host: &str, port: u16) -> io::Result<Conn> {
+        let attempt = async {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
+            for addr in tokio::net::lookup_host((host, port)).await? {
+                match TcpStream::connect(addr).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        let stream = tokio::time::timeout(Duration::from_secs(10), attempt)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let peer = stream.peer_addr()?;
+        let (rd, writer) = stream.into_split();
+        let (tx, inbox) = mpsc::channel(INBOX);
+        let reader = AbortOnDrop(tokio::spawn(read_loop(rd, tx.clone())));
+        Ok(Conn {
+            writer,
+            tx,
+            inbox,
+            _reader: reader,
+            cseq: 0,
+            local,
+            peer,
+            session: None,
+        })
+    }
+
+    /// A sender into this connection's inbox, for UDP readers.
+    pub fn inbox_sender(&self) -> mpsc::Sender<Inbound> {
+        self.tx.clone()
+    }
+
+    /// Sends a request with the next `CSeq`, our `User-Agent` and the `Session` (if any and
+    /// not already set); returns the `CSeq`.
+    pub async fn send(&mut self, mut req: Request) -> io::Result<u32> {
+        self.cseq = self.cseq.wrapping_add(1);
+        req.headers.set_typed(&CSeq(self.cseq));
+        req.headers.set("User-Agent", USER_AGENT);
+        if let Some(s) = &self.session {
+            if req.headers.get("Session").is_none() {
+                req.headers.set("Session", s.as_str());
+            }
+        }
+        let mut out = Vec::with_capacity(256);
+        req.write_to(&mut out);
+        self.write(&out).await?;
+        Ok(self.cseq)
+    }
+
+    /// Sends an interleaved frame (RFC 2326 §10.12), e.g. an RTCP receiver report.
+    pub async fn send_frame(&mut self, channel: u8, payload: Vec<u8>) -> io::Result<()> {
+        if payload.len() > InterleavedFrame::MAX_PAYLOAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "interleaved frame too large",
+            ));
+        }
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        // The length was checked just above, so write_to cannot panic.
+        InterleavedFrame { channel, payload }.write_to(&mut out);
+        self.write(&out).await
+    }
+
+    /// Writes a raw response (to a request the server sent us).
+    pub async fn send_response(&mut self, resp: &rtsp::Response) -> io::Result<()> {
+        let mut out = Vec::new();
+        resp.write_to(&mut out);
+        self.write(&out).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(bytes))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server stopped reading"))?
+    }
+}
+
+async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Inbound>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let reason = 'read: loop {
+        loop {
+            match rtsp::parse(&buf, &LIMITS) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Complete { message, consumed }) => {
+                    buf.drain(..consumed);
+                    if tx.send(Inbound::Rtsp(message, Stamp::now())).await.is_err() {
+                        return; // the session is gone
+                    }
+                }
+                Err(e) => break 'read format!("unreadable data from the server ({e})"),
+            }
+        }
+        match rd.read(&mut chunk).await {
+            Ok(0) => break "the server closed the connection".to_owned(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => break format!("connection error: {e}"),
+        }
+    };
+    let _ = tx.send(Inbound::Closed(reason)).await;
+}
+
+/// Reads datagrams from one UDP socket into the inbox, keeping only those from `server_ip`
+/// (when known): anyone can send to an open port.
+pub fn spawn_udp_reader(
+    socket: Arc<UdpSocket>,
+    track: usize,
+    rtcp: bool,
+    server_ip: Option<std::net::IpAddr>,
+    tx: mpsc::Sender<Inbound>,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    if server_ip.is_some_and(|ip| canonical(ip) != canonical(from.ip())) {
+                        tracing::debug!(%from, track, "dropping a datagram not from the server");
+                        continue;
+                    }
+                    let msg = Inbound::Udp {
+                        track,
+                        rtcp,
+                        data: buf[..n].to_vec(),
+                        stamp: Stamp::now(),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                // ICMP errors (port unreachable after the server left) surface here; keep
+                // reading, the session decides when the server is gone.
+                Err(e) => {
+                    tracing::trace!(track, "UDP receive: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }))
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, so both spellings compare equal.
+pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Binds an RTP socket on an even port and RTCP on the next (RFC 3550 §11) on `ip`, with
+/// large receive buffers so a keyframe burst is not dropped by the kernel.
+pub fn bind_udp_pair(ip: std::net::IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free even/odd UDP port pair");
+    for _ in 0..100 {
+        let probe = bind_udp(SocketAddr::new(ip, 0))?;
+        let port = probe.local_addr()?.port() & !1;
+        drop(probe);
+        if port == 0 || port == u16::MAX - 1 {
+            continue;
+        }
+        let rtp = match bind_udp(SocketAddr::new(ip, port)) {
+            Ok(s) => s,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        match bind_udp(SocketAddr::new(ip, port + 1)) {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Receive buffer asked for on RTP sockets (the kernel may cap it at `net.core.rmem_max`).
+const RECV_BUFFER: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = s.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!("cannot set SO_RCVBUF: {e}");
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}

@@ -1,0 +1,166 @@
+//! Which tracks of a session description we receive, and how (RFC 8866 media sections,
+//! RFC 2326 C.1 for their control URLs). Sans-IO.
+
+use livecast_proto::codec::{h264, Codec};
+use livecast_proto::sdp::{MediaDescription, SessionDescription};
+
+use super::url;
+use crate::engine::unit::TrackDesc;
+
+pub use super::track::Format;
+
+/// Whether an `RTP-Info` URL names the stream set up at `control` (same URL, or the same last
+/// path segment: servers differ in how they spell the base).
+pub fn same_stream(info_url: &str, control: &str) -> bool {
+    let trim = |s: &str| s.trim().trim_end_matches('/').to_owned();
+    let (a, b) = (trim(info_url), trim(control));
+    if a == b {
+        return true;
+    }
+    let last = |s: &str| s.rsplit('/').next().unwrap_or("").to_owned();
+    !last(&a).is_empty() && last(&a) == last(&b)
+}
+
+/// The tracks we can play, from a session description (RFC 8866 `m=` sections), with their
+/// control URLs resolved against `base`. At most 127, so interleaved channels fit in a byte.
+pub fn tracks_from_sdp(sd: &SessionDescription, base: &str) -> Vec<(TrackDesc, Format)> {
+    let mut out = Vec::new();
+    for (mi, m) in sd.media.iter().enumerate() {
+        if out.len() >= 127 {
+            break;
+        }
+        let Some((codec, pt, clock_rate, format)) = pick_format(m) else {
+            tracing::info!(media = %m.media, formats = ?m.formats, "skipping a track we cannot play");
+            continue;
+        };
+        let control = match m.control() {
+            Some(c) => url::resolve(base, c),
+            // A single stream without its own control is the presentation (RFC 2326 C.1.1).
+            None if sd.media.len() == 1 => url::aggregate(base, sd.control()),
+            None => {
+                tracing::info!(media = mi, "skipping a track without a=control");
+                continue;
+            }
+        };
+        out.push((
+            TrackDesc {
+                index: out.len(),
+                media: m.media.clone(),
+                codec,
+                payload_type: pt,
+                clock_rate,
+                fmtp: m.fmtp(pt).unwrap_or_default(),
+                control_url: control,
+            },
+            format,
+        ));
+    }
+    out
+}
+
+/// The first payload format of a media section that we can receive.
+pub fn pick_format(m: &MediaDescription) -> Option<(Codec, u8, u32, Format)> {
+    for pt in m.payload_types() {
+        let Some(map) = m.rtpmap(pt) else {
+            continue;
+        };
+        let codec = Codec::from_sdp(&m.media, &map.encoding);
+        let fmtp = m.fmtp(pt).unwrap_or_default();
+        let param = |k: &str| {
+            fmtp.iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
+        let format =
+            if m.media.eq_ignore_ascii_case("text") && map.encoding.eq_ignore_ascii_case("t140") {
+                Format::Text
+            } else {
+                match codec {
+                    Codec::H264 => {
+                        // Interleaved mode (2) needs decoding-order reassembly we don't do.
+                        if param("packetization-mode").is_some_and(|v| v.trim() == "2") {
+                            continue;
+                        }
+                        let sprop = param("sprop-parameter-sets")
+                            .and_then(|v| h264::parse_sprop_parameter_sets(v).ok())
+                            .unwrap_or_default();
+                        Format::H264 { sprop }
+                    }
+                    Codec::Opus => Format::Opus,
+                    _ => continue,
+                }
+            };
+        let clock_rate = if map.clock_rate > 0 {
+            map.clock_rate
+        } else {
+            codec.clock_rate().unwrap_or(1000)
+        };
+        return Some((codec, pt, clock_rate, format));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livecast_proto::sdp;
+
+    #[test]
+    fn tracks_from_gstreamer_sdp() {
+        let sd = sdp::parse(include_str!(
+            "../../../../proto/testdata/sdp/gstreamer_h264_opus.sdp"
+        ))
+        .unwrap();
+        let t = tracks_from_sdp(&sd, "rtsp://127.0.0.1:8555/live/");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].0.codec, Codec::H264);
+        assert_eq!(t[0].0.control_url, "rtsp://127.0.0.1:8555/live/stream=0");
+        assert_eq!((t[0].0.payload_type, t[0].0.clock_rate), (96, 90_000));
+        let Format::H264 { sprop } = &t[0].1 else {
+            panic!("{:?}", t[0].1)
+        };
+        assert_eq!(sprop.len(), 2);
+        assert_eq!(h264::nal_type(&sprop[0]), h264::nal::SPS);
+        assert_eq!(t[1].0.codec, Codec::Opus);
+        assert_eq!((t[1].0.index, t[1].0.clock_rate), (1, 48_000));
+        assert_eq!(
+            url::aggregate("rtsp://127.0.0.1:8555/live/", sd.control()),
+            "rtsp://127.0.0.1:8555/live"
+        );
+    }
+
+    #[test]
+    fn text_tracks_and_unplayable_ones() {
+        let text = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+            m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=control:trackID=0\r\n\
+            m=text 0 RTP/AVP 100 98\r\na=rtpmap:100 red/1000\r\na=rtpmap:98 t140/1000\r\na=control:trackID=1\r\n\
+            m=video 0 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=2\r\na=control:trackID=2\r\n\
+            m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        let sd = sdp::parse(text).unwrap();
+        let t = tracks_from_sdp(&sd, "rtsp://h/s");
+        // VP8 and interleaved H.264 are skipped; the text track keeps t140, the audio track
+        // has no control URL among several streams.
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].1, Format::Text);
+        assert_eq!((t[0].0.payload_type, t[0].0.clock_rate), (98, 1000));
+        assert_eq!(t[0].0.control_url, "rtsp://h/s/trackID=1");
+        assert_eq!(t[0].0.index, 0);
+    }
+
+    #[test]
+    fn rtp_info_urls_match_tracks() {
+        assert!(same_stream(
+            "rtsp://h/live/trackID=0",
+            "rtsp://h/live/trackID=0"
+        ));
+        assert!(same_stream(
+            "rtsp://127.0.0.1:1/live/stream=1",
+            "rtsp://localhost:1/live/stream=1"
+        ));
+        assert!(!same_stream(
+            "rtsp://h/live/trackID=0",
+            "rtsp://h/live/trackID=1"
+        ));
+        assert!(same_stream("rtsp://h/live/", "rtsp://h/live"));
+    }
+}

@@ -1,0 +1,616 @@
+//! One received track, Sans-IO: RTP packets in (with their arrival times), depacketized media
+//! units out, in sequence order, with capture times on the sender's clock.
+//!
+//! ```text
+//! RTP ─> SSRC / payload-type filter ─> ReceptionStats (RFC 3550 A.1, A.3, A.8)
+//!                                  └─> JitterBuffer (reorder, loss timeout) ─> depacketizer ─> MediaUnit
+//! RTCP SR ─> NTP <-> RTP mapping (capture times), LSR for our receiver reports
+//! ```
+
+use std::time::{Duration, Instant};
+
+use livecast_proto::codec::{h264, Depacketizer, Frame};
+use livecast_proto::jitter::{JitterBuffer, JitterConfig, Released};
+use livecast_proto::rtcp::{self, ReceiverReport, ReceptionStats, RtcpPacket, Sdes};
+use livecast_proto::rtp;
+use livecast_proto::time::{Ssrc, TimestampExtender};
+
+use crate::engine::unit::{MediaUnit, TrackDesc};
+
+/// How a track's payloads become media units.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Format {
+    /// RFC 6184; `sprop` holds the SPS/PPS from the SDP, put in front of keyframes that lack
+    /// them in band.
+    H264 { sprop: Vec<Vec<u8>> },
+    /// RFC 7587: one Opus packet per RTP packet.
+    Opus,
+    /// RFC 4103 `t140/1000` text: payloads passed through as they are (T.140 blocks, UTF-8).
+    Text,
+}
+
+/// Counters for what the track threw away or passed on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// RTP packets accepted (right SSRC and payload type), and their bytes (headers included).
+    pub rtp_packets: u64,
+    pub rtp_bytes: u64,
+    /// Not RTP, or not valid RTP (RFC 3550 §5.1).
+    pub malformed: u64,
+    /// Another SSRC or payload type than the one set up.
+    pub foreign: u64,
+    /// RTCP compounds that failed to parse.
+    pub malformed_rtcp: u64,
+    pub sender_reports: u64,
+    /// Payloads the depacketizer rejected.
+    pub rejected_payloads: u64,
+    /// Units produced.
+    pub units: u64,
+}
+
+/// Sender-report and start-of-stream anchors: RTP timestamp → wall clock (RFC 3550 §6.4.1).
+#[derive(Clone, Debug)]
+struct ClockMap {
+    clock_rate: u32,
+    ts: TimestampExtender,
+    /// (extended RTP timestamp, NTP time in µs since the Unix epoch) of the latest SR.
+    sr: Option<(i64, i64)>,
+    /// (extended RTP timestamp, our wall clock in µs) before any SR; `true` if from RTP-Info.
+    anchor: Option<(i64, i64, bool)>,
+}
+
+impl ClockMap {
+    fn ticks_to_us(&self, ticks: i64) -> i64 {
+        let us = i128::from(ticks) * 1_000_000 / i128::from(self.clock_rate);
+        us.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    /// Capture time of `ts` and whether it came from a sender report.
+    fn capture_us(&mut self, ts: u32) -> (i64, bool) {
+        let ext = self.ts.extend(ts);
+        if let Some((sr_ts, ntp_us)) = self.sr {
+            return (ntp_us.saturating_add(self.ticks_to_us(ext - sr_ts)), true);
+        }
+        match self.anchor {
+            Some((a_ts, wall, _)) => (wall.saturating_add(self.ticks_to_us(ext - a_ts)), false),
+            None => (0, false),
+        }
+    }
+}
+
+/// The receive side of one track. See the [module docs](self).
+#[derive(Debug)]
+pub struct TrackRx {
+    pub desc: TrackDesc,
+    format: Format,
+    depacketizer: Option<Depacketizer>,
+    /// From SETUP's `Transport: ...;ssrc=` (RFC 2326 §12.39); else the first one seen.
+    ssrc: Option<Ssrc>,
+    stats: Option<ReceptionStats>,
+    jitter: JitterBuffer<Vec<u8>>,
+    clock: ClockMap,
+    pub counters: Counters,
+}
+
+impl TrackRx {
+    pub fn new(desc: TrackDesc, format: Format, jitter: JitterConfig) -> Self {
+        let depacketizer = match format {
+            Format::H264 { .. } | Format::Opus => Depacketizer::new(desc.codec),
+            Format::Text => None,
+        };
+        let clock_rate = desc.clock_rate.max(1);
+        TrackRx {
+            format,
+            depacketizer,
+            ssrc: None,
+            stats: None,
+            jitter: JitterBuffer::new(clock_rate, jitter),
+            clock: ClockMap {
+                clock_rate,
+                ts: TimestampExtender::new(),
+                sr: None,
+                anchor: None,
+            },
+            counters: Counters::default(),
+            desc,
+        }
+    }
+
+    /// The SSRC announced in the SETUP response, if any: packets from others are dropped.
+    pub fn set_ssrc(&mut self, ssrc: Option<u32>) {
+        if let Some(s) = ssrc {
+            self.ssrc = Some(Ssrc(s));
+            self.stats = Some(ReceptionStats::new(Ssrc(s), self.clock.clock_rate));
+        }
+    }
+
+    /// The PLAY response's `RTP-Info: rtptime=` (RFC 2326 §12.33) and the wall time it
+    /// arrived: until a sender report comes, capture times count from there, so tracks line up
+    /// with each other. Only the first PLAY anchors; later ones (resume) keep the timeline.
+    pub fn on_rtp_info(&mut self, rtptime: u32, play_wall_us: i64) {
+        if self.clock.anchor.is_some_and(|(_, _, from_info)| from_info) {
+            return;
+        }
+        let ext = self.clock.ts.extend(rtptime);
+        self.clock.anchor = Some((ext, play_wall_us, true));
+    }
+
+    /// One datagram (or interleaved frame) from the RTP channel. Returns whether it was
+    /// accepted as this track's media.
+    pub fn on_rtp(&mut self, buf: &[u8], at: Instant, wall_us: i64) -> bool {
+        let p = match rtp::parse(buf) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.malformed += 1;
+                tracing::trace!(track = self.desc.index, "dropping malformed RTP: {e}");
+                return false;
+            }
+        };
+        if p.payload_type != self.desc.payload_type || self.ssrc.is_some_and(|s| s != p.ssrc) {
+            self.counters.foreign += 1;
+            tracing::trace!(
+                track = self.desc.index,
+                ssrc = %p.ssrc,
+                pt = p.payload_type,
+                seq = p.sequence,
+                "dropping RTP from another source or payload type"
+            );
+            return false;
+        }
+        if self.ssrc.is_none() {
+            self.ssrc = Some(p.ssrc);
+            self.stats = Some(ReceptionStats::new(p.ssrc, self.clock.clock_rate));
+        }
+        if let Some(stats) = self.stats.as_mut() {
+            stats.on_packet(p.sequence, p.timestamp, at);
+        }
+        if self.clock.anchor.is_none() {
+            let ext = self.clock.ts.extend(p.timestamp);
+            self.clock.anchor = Some((ext, wall_us, false));
+        }
+        self.counters.rtp_packets += 1;
+        self.counters.rtp_bytes += buf.len() as u64;
+        self.jitter
+            .push(p.sequence, p.timestamp, p.marker, p.payload.to_vec(), at);
+        true
+    }
+
+    /// One compound packet from the RTCP channel: sender reports of our source set the clock
+    /// mapping (RFC 3550 §6.4.1) and the LSR of our next report.
+    pub fn on_rtcp(&mut self, buf: &[u8], at: Instant) {
+        let packets = match rtcp::parse_compound(buf) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.malformed_rtcp += 1;
+                tracing::trace!(track = self.desc.index, "dropping malformed RTCP: {e}");
+                return;
+            }
+        };
+        for p in packets {
+            match p {
+                RtcpPacket::SenderReport(sr) => {
+                    if self.ssrc.is_some_and(|s| s != sr.ssrc) {
+                        continue;
+                    }
+                    let Some(ntp) = sr.ntp.to_unix() else {
+                        continue;
+                    };
+                    let ntp_us = i64::try_from(ntp.as_micros()).unwrap_or(i64::MAX);
+                    let ext = self.clock.ts.extend(sr.rtp_timestamp);
+                    self.clock.sr = Some((ext, ntp_us));
+                    self.counters.sender_reports += 1;
+                    if let Some(stats) = self.stats.as_mut() {
+                        stats.on_sender_report(&sr, at);
+                    }
+                }
+                RtcpPacket::Bye(bye) if self.ssrc.is_some_and(|s| bye.ssrcs.contains(&s)) => {
+                    tracing::debug!(track = self.desc.index, reason = ?bye.reason, "RTCP BYE");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Everything due at `now`, in order, as media units stamped `wall_us` (the time they
+    /// became complete and in order).
+    pub fn poll(&mut self, now: Instant, wall_us: i64, out: &mut Vec<MediaUnit>) {
+        while let Some(r) = self.jitter.pop(now) {
+            let Released::Packet(p) = r else {
+                // Gaps reach the depacketizer as sequence jumps; nothing else to do.
+                continue;
+            };
+            match &mut self.depacketizer {
+                Some(d) => {
+                    match d.push(p.seq, p.rtp_timestamp, p.marker, &p.payload) {
+                        Ok(Some(frame)) => self.emit(frame, wall_us, out),
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.counters.rejected_payloads += 1;
+                            tracing::debug!(track = self.desc.index, "{e}");
+                        }
+                    }
+                    while let Some(frame) = self.depacketizer.as_mut().and_then(Depacketizer::pull)
+                    {
+                        self.emit(frame, wall_us, out);
+                    }
+                }
+                None => {
+                    if !p.payload.is_empty() {
+                        let (capture_us, from_sr) = self.clock.capture_us(p.rtp_timestamp);
+                        self.counters.units += 1;
+                        out.push(MediaUnit {
+                            track: self.desc.index,
+                            rtp_timestamp: p.rtp_timestamp,
+                            capture_us,
+                            capture_from_sr: from_sr,
+                            arrival_us: wall_us,
+                            keyframe: true,
+                            damaged: false,
+                            data: p.payload,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, frame: Frame, wall_us: i64, out: &mut Vec<MediaUnit>) {
+        let timestamp = frame.timestamp();
+        let (data, keyframe, damaged) = match frame {
+            Frame::Video(mut au) => {
+                let has =
+                    |t: u8, au: &h264::AccessUnit| au.nals.iter().any(|n| h264::nal_type(n) == t);
+                if au.is_keyframe {
+                    if let Format::H264 { sprop } = &self.format {
+                        // Parameter sets out of band only (RFC 6184 §8.1): put them in front.
+                        if !(has(h264::nal::SPS, &au) && has(h264::nal::PPS, &au)) {
+                            let mut nals = sprop.clone();
+                            nals.append(&mut au.nals);
+                            au.nals = nals;
+                        }
+                    }
+                }
+                let keyframe =
+                    au.is_keyframe && has(h264::nal::SPS, &au) && has(h264::nal::PPS, &au);
+                (au.to_annexb(), keyframe, !au.complete)
+            }
+            Frame::Audio { data, .. } => (data, true, false),
+            // A payload format added to proto later: not one we set up.
+            _ => return,
+        };
+        let (capture_us, from_sr) = self.clock.capture_us(timestamp);
+        self.counters.units += 1;
+        out.push(MediaUnit {
+            track: self.desc.index,
+            rtp_timestamp: timestamp,
+            capture_us,
+            capture_from_sr: from_sr,
+            arrival_us: wall_us,
+            keyframe,
+            damaged,
+            data,
+        });
+    }
+
+    /// When [`poll`](Self::poll) may next have something.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.jitter.next_deadline()
+    }
+
+    /// The current wait for missing packets.
+    pub fn jitter_delay(&self) -> Duration {
+        self.jitter.current_delay()
+    }
+
+    pub fn reception(&self) -> Option<&ReceptionStats> {
+        self.stats.as_ref()
+    }
+
+    /// A receiver report about this track's source and our SDES CNAME, as one compound packet
+    /// (RFC 3550 §6.1, §6.4.2, §6.5.1). Before any packet it carries no report block.
+    pub fn receiver_report(&mut self, ours: Ssrc, cname: &str, now: Instant) -> Vec<u8> {
+        let reports = self
+            .stats
+            .as_mut()
+            .map(|s| vec![s.report_block(now)])
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(64);
+        rtcp::write_compound(
+            &[
+                RtcpPacket::ReceiverReport(ReceiverReport {
+                    ssrc: ours,
+                    reports,
+                }),
+                RtcpPacket::Sdes(Sdes::cname(ours, cname)),
+            ],
+            &mut out,
+        );
+        out
+    }
+}
+
+/// `RTCP BYE` from us (RFC 3550 §6.6), after a last receiver report.
+pub fn bye(ours: Ssrc, cname: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    rtcp::write_compound(
+        &[
+            RtcpPacket::ReceiverReport(ReceiverReport {
+                ssrc: ours,
+                reports: vec![],
+            }),
+            RtcpPacket::Sdes(Sdes::cname(ours, cname)),
+            RtcpPacket::Bye(rtcp::Bye {
+                ssrcs: vec![ours],
+                reason: Some("teardown".into()),
+            }),
+        ],
+        &mut out,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livecast_proto::codec::{h264::Packetizer, Codec};
+    use livecast_proto::rtcp::SenderReport;
+    use livecast_proto::rtp::RtpHeader;
+    use livecast_proto::time::NtpTimestamp;
+
+    /// The NTP time of a wall-clock instant in µs since the Unix epoch.
+    fn ntp_of(us: i64) -> NtpTimestamp {
+        NtpTimestamp::from_unix(Duration::from_micros(us as u64))
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+    const WALL0: i64 = 1_700_000_000_000_000;
+
+    fn desc(codec: Codec, pt: u8, clock_rate: u32) -> TrackDesc {
+        TrackDesc {
+            index: 0,
+            media: "video".into(),
+            codec,
+            payload_type: pt,
+            clock_rate,
+            fmtp: vec![],
+            control_url: "rtsp://h/live/trackID=0".into(),
+        }
+    }
+
+    fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        rtp::write(
+            &RtpHeader {
+                marker,
+                payload_type: pt,
+                sequence: seq,
+                timestamp: ts,
+                ssrc: Ssrc(ssrc),
+            },
+            payload,
+            &mut out,
+        );
+        out
+    }
+
+    const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xda];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    fn jcfg() -> JitterConfig {
+        JitterConfig {
+            min_delay: 5 * MS,
+            max_delay: 100 * MS,
+            low_latency: false,
+        }
+    }
+
+    /// Packetizes access units with our own packetizer, delivers them reordered, and checks
+    /// the units come out whole, in order, with SR-based capture times once an SR is in.
+    #[test]
+    fn h264_units_in_order_with_capture_times() {
+        let t0 = Instant::now();
+        let mut t = TrackRx::new(
+            desc(Codec::H264, 96, 90_000),
+            Format::H264 {
+                sprop: vec![SPS.to_vec(), PPS.to_vec()],
+            },
+            jcfg(),
+        );
+        t.set_ssrc(Some(0xabcd));
+        t.on_rtp_info(1000, WALL0);
+        let mut pk = Packetizer::new(100);
+        let mut seq = 500u16;
+        let mut out = Vec::new();
+        let mut packets = Vec::new();
+        for i in 0..10u32 {
+            let idr = i % 5 == 0;
+            let mut au = vec![0, 0, 0, 1];
+            au.push(if idr { 0x65 } else { 0x41 });
+            au.extend(std::iter::repeat_n(0x10 + i as u8, 300)); // no zero bytes
+            let mut payloads = Vec::new();
+            pk.packetize(&au, &mut payloads);
+            for p in payloads {
+                let ts = 1000 + i * 3000;
+                packets.push(packet(96, seq, ts, 0xabcd, p.marker, &p.data));
+                seq = seq.wrapping_add(1);
+            }
+        }
+        // Swap neighbours pairwise: everything arrives, out of order.
+        for pair in packets.chunks_mut(2) {
+            pair.reverse();
+        }
+        // A stranger and some garbage on the same port.
+        assert!(!t.on_rtp(&packet(96, 1, 1, 0x9999, true, b"x"), t0, WALL0));
+        assert!(!t.on_rtp(&packet(97, 1, 1, 0xabcd, true, b"x"), t0, WALL0));
+        assert!(!t.on_rtp(b"\x80", t0, WALL0));
+        for (i, p) in packets.iter().enumerate() {
+            let at = t0 + MS * i as u32;
+            if i == 10 {
+                // The sender's clock: RTP 1000 was captured at WALL0 + 5 s.
+                let sr = RtcpPacket::SenderReport(SenderReport {
+                    ssrc: Ssrc(0xabcd),
+                    ntp: ntp_of(WALL0 + 5_000_000),
+                    rtp_timestamp: 1000,
+                    packet_count: 0,
+                    octet_count: 0,
+                    reports: vec![],
+                });
+                let mut buf = Vec::new();
+                rtcp::write_compound(&[sr], &mut buf);
+                t.on_rtcp(&buf, at);
+                t.on_rtcp(b"garbage", at);
+            }
+            assert!(t.on_rtp(p, at, WALL0 + i as i64));
+            t.poll(at, WALL0 + i as i64, &mut out);
+        }
+        t.poll(t0 + Duration::from_secs(1), WALL0 + 1_000_000, &mut out);
+        assert_eq!(out.len(), 10);
+        for (i, u) in out.iter().enumerate() {
+            assert_eq!(u.rtp_timestamp, 1000 + i as u32 * 3000);
+            assert_eq!(u.keyframe, i % 5 == 0, "unit {i}");
+            assert!(!u.damaged);
+            let nals: Vec<&[u8]> = h264::split_annexb(&u.data).collect();
+            if u.keyframe {
+                // Parameter sets from the SDP put in front of the IDR.
+                assert_eq!(&nals[..2], &[SPS, PPS]);
+            }
+            assert_eq!(nals.last().unwrap().len(), 301);
+        }
+        // Units released before the SR count from the RTP-Info anchor, the rest from the SR.
+        assert!(!out[0].capture_from_sr);
+        assert_eq!(out[0].capture_us, WALL0);
+        let last = out.last().unwrap();
+        assert!(last.capture_from_sr);
+        assert_eq!(last.capture_us, WALL0 + 5_000_000 + 300_000); // 9 x 3000 ticks
+        let c = t.counters;
+        assert_eq!((c.foreign, c.malformed, c.malformed_rtcp), (2, 1, 1));
+        assert_eq!(c.sender_reports, 1);
+        // RFC 3550 A.1: the first arrival (501, swapped with 500) is the base; 500, reordered
+        // before it, counts as one more than expected.
+        let rs = t.reception().unwrap();
+        assert_eq!((rs.packets_lost(), rs.packets_received()), (-1, 40));
+        // The receiver report carries a block for the source with the SR's LSR.
+        let rr = t.receiver_report(Ssrc(1), "me@host", t0 + Duration::from_secs(2));
+        let parsed = rtcp::parse_compound(&rr).unwrap();
+        let RtcpPacket::ReceiverReport(r) = &parsed[0] else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(r.reports[0].ssrc, Ssrc(0xabcd));
+        assert_eq!(r.reports[0].last_sr, ntp_of(WALL0 + 5_000_000).middle32());
+        assert!(
+            matches!(&parsed[1], RtcpPacket::Sdes(s) if s.cname_of(Ssrc(1)) == Some(&b"me@host"[..]))
+        );
+    }
+
+    #[test]
+    fn lost_packet_marks_the_unit_damaged() {
+        let t0 = Instant::now();
+        let mut t = TrackRx::new(
+            desc(Codec::H264, 96, 90_000),
+            Format::H264 { sprop: vec![] },
+            jcfg(),
+        );
+        let mut pk = Packetizer::new(100);
+        // Two NAL units: a small one sent whole, a large one in FU-A pieces.
+        let mut au = vec![0, 0, 0, 1, 0x41, 1, 2, 3, 0, 0, 0, 1, 0x41];
+        au.extend([7u8; 500]);
+        let mut payloads = Vec::new();
+        pk.packetize(&au, &mut payloads);
+        pk.packetize(&au, &mut payloads); // second AU, same shape
+        let n = payloads.len() / 2;
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            if i == 2 {
+                continue; // a piece of the first AU's large NAL unit
+            }
+            let ts = if i < n { 0 } else { 3000 };
+            t.on_rtp(&packet(96, i as u16, ts, 5, p.marker, &p.data), t0, WALL0);
+        }
+        t.poll(t0 + Duration::from_secs(1), WALL0, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].damaged);
+        assert!(!out[0].keyframe);
+        assert!(!out[1].damaged);
+        // No RTP-Info: capture times count from the first packet's arrival.
+        assert_eq!(out[0].capture_us, WALL0);
+        assert_eq!(out[1].capture_us, WALL0 + 33_333);
+        assert_eq!(t.reception().unwrap().packets_lost(), 1);
+    }
+
+    #[test]
+    fn opus_and_text_pass_through() {
+        let t0 = Instant::now();
+        let mut a = TrackRx::new(desc(Codec::Opus, 97, 48_000), Format::Opus, jcfg());
+        let mut x = TrackRx::new(desc(Codec::Unknown, 98, 1000), Format::Text, jcfg());
+        let mut out = Vec::new();
+        for i in 0..5u16 {
+            a.on_rtp(
+                &packet(97, i, u32::from(i) * 960, 1, false, &[0xfc, i as u8]),
+                t0,
+                WALL0,
+            );
+            x.on_rtp(
+                &packet(
+                    98,
+                    i,
+                    u32::from(i) * 300,
+                    2,
+                    false,
+                    format!("hi{i}").as_bytes(),
+                ),
+                t0,
+                WALL0,
+            );
+        }
+        x.on_rtp(&packet(98, 5, 1500, 2, false, b""), t0, WALL0); // empty keep-alive: no unit
+        a.poll(t0 + Duration::from_secs(1), WALL0, &mut out);
+        x.poll(t0 + Duration::from_secs(1), WALL0, &mut out);
+        assert_eq!(out.len(), 10);
+        assert!(out.iter().all(|u| u.keyframe && !u.damaged));
+        assert_eq!(out[1].data, [0xfc, 1]);
+        assert_eq!(out[1].capture_us, WALL0 + 20_000);
+        assert_eq!(out[7].data, b"hi2");
+        assert_eq!(out[7].capture_us, WALL0 + 600_000);
+    }
+
+    /// Hostile input on both channels never panics.
+    #[test]
+    fn garbage_never_panics() {
+        let t0 = Instant::now();
+        let mut t = TrackRx::new(
+            desc(Codec::H264, 96, 90_000),
+            Format::H264 { sprop: vec![] },
+            jcfg(),
+        );
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        for i in 0..20_000u32 {
+            let len = (next() % 60) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(b) = buf.get_mut(0) {
+                *b = (*b & 0x3f) | 0x80;
+            }
+            if let Some(b) = buf.get_mut(1) {
+                *b = if i % 3 == 0 { *b } else { 96 | (*b & 0x80) };
+            }
+            if buf.len() >= 12 && i % 2 == 0 {
+                buf[8..12].copy_from_slice(&[0, 0, 0, 7]);
+            }
+            let at = t0 + MS * (next() % 10_000) as u32;
+            if i % 7 == 0 {
+                t.on_rtcp(&buf, at);
+            } else {
+                t.on_rtp(&buf, at, WALL0);
+            }
+            t.poll(at, WALL0, &mut out);
+        }
+        t.poll(t0 + Duration::from_secs(100), WALL0, &mut out);
+        let _ = t.receiver_report(Ssrc(1), "x", t0);
+    }
+}

@@ -1,0 +1,132 @@
+//! Measurements of a playback session, written as JSON by `--stats-json` and read by the
+//! benchmarks. Field names are the ones the issue asks for.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct VideoReport {
+    pub frames_decoded: u64,
+    pub frames_shown: u64,
+    pub width: u32,
+    pub height: u32,
+    pub decode_errors: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct AudioReport {
+    pub frames_decoded: u64,
+    pub decode_errors: u64,
+    /// Where the audio went: a device name or "none (silent)".
+    pub output: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct RtpReport {
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub tcp: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub samples: usize,
+}
+
+impl Percentiles {
+    pub fn of(values: &[f64]) -> Self {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let pick = |q: f64| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            let i = ((v.len() - 1) as f64 * q).round() as usize;
+            v.get(i).copied()
+        };
+        Self {
+            p50: pick(0.5),
+            p95: pick(0.95),
+            samples: v.len(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct CaptionReport {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Report {
+    pub source: String,
+    pub duration_s: f64,
+    pub video: VideoReport,
+    pub audio: AudioReport,
+    pub rtp: RtpReport,
+    /// From engine start to the first decoded picture shown.
+    pub first_frame_ms: Option<f64>,
+    /// Capture time (sender's wall clock via RTCP SR) to ready-to-show, ms.
+    pub latency_ms: Percentiles,
+    /// Video flash shown minus audio beep heard, ms (median over the flashes matched; positive
+    /// means video late). Measured on livecast-server's test card.
+    pub av_offset_ms: Option<f64>,
+    pub av_pairs: usize,
+    pub recorded_s: f64,
+    pub recording: Option<String>,
+    pub captions: Vec<CaptionReport>,
+    pub reconnects: u64,
+    pub final_state: String,
+}
+
+/// Pairs video flashes with audio beeps on the timeline and returns the median presentation
+/// offset (video − audio) in ms, and how many pairs there were. Each event is (timeline µs,
+/// presentation time µs on one local clock).
+pub fn av_offset(video: &[(i64, i64)], audio: &[(i64, i64)]) -> (Option<f64>, usize) {
+    let mut offs = Vec::new();
+    for &(tv, pv) in video {
+        // The beep whose timeline time is nearest the flash's, within half a second.
+        if let Some(&(_, pa)) = audio
+            .iter()
+            .filter(|(ta, _)| (ta - tv).abs() < 500_000)
+            .min_by_key(|(ta, _)| (ta - tv).abs())
+        {
+            offs.push((pv - pa) as f64 / 1000.0);
+        }
+    }
+    (Percentiles::of(&offs).p50, offs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let p = Percentiles::of(&[5.0, 1.0, 3.0, 2.0, 4.0, f64::NAN]);
+        assert_eq!(p.p50, Some(3.0));
+        assert_eq!(p.p95, Some(5.0));
+        assert_eq!(p.samples, 5);
+        assert_eq!(Percentiles::of(&[]).p50, None);
+    }
+
+    #[test]
+    fn av_offset_pairs_nearest_events() {
+        // Flashes at 1 s and 2 s shown 10 ms after the beeps were heard; a stray beep far off.
+        let video = [(1_000_000, 5_010_000), (2_000_000, 6_010_000)];
+        let audio = [
+            (1_000_500, 5_000_000),
+            (2_000_000, 6_000_000),
+            (9_000_000, 1),
+        ];
+        let (off, n) = av_offset(&video, &audio);
+        assert_eq!(n, 2);
+        assert_eq!(off, Some(10.0));
+        assert_eq!(av_offset(&video, &[]), (None, 0));
+    }
+}

@@ -1,0 +1,106 @@
+//! The player window: an iced app that is a thin view over the [engine](crate::engine).
+//!
+//! # Design
+//!
+//! The Elm shape of the iced examples, halloy and sniffnet:
+//!
+//! - [`App`] is the state: the engine handle, the engine's newest [`Status`](crate::engine::Status),
+//!   the picture on screen and a few view-only flags (statistics overlay, fullscreen, where the
+//!   timeline knob is being dragged).
+//! - [`Message`] is everything that can happen: the viewer's buttons and keys, the engine's
+//!   reports, the window closing.
+//! - `App::update` turns the viewer's actions into engine [`Command`](crate::engine::Command)s and
+//!   folds the engine's reports into the state. It doesn't block and touches the window only
+//!   through returned tasks, so it is unit-tested with a fake engine (channels), without a window.
+//! - `view` draws; [`timeline`] is the one custom widget (a canvas).
+//! - [`subscription`] (no widgets) turns the engine's two `watch` channels, newest picture and
+//!   newest status, into a stream of messages. Decoding happens in the engine, off the UI
+//!   thread; the GUI only ever sees the newest frame, so a slow redraw skips frames instead of
+//!   queueing them.
+//!
+//! Keys are listed in [`keys`]. Closing the window stops the engine (RTSP TEARDOWN) before the
+//! app exits; the window stays up with "Closing..." meanwhile, at most
+//! [`app::SHUTDOWN_GRACE`].
+//!
+//! # Rendering
+//!
+//! iced picks wgpu (Vulkan/GL, including Mesa's software rasterisers) and falls back to its
+//! CPU renderer (tiny-skia) when no adapter is found; `ICED_BACKEND=tiny-skia` forces the CPU
+//! renderer (e.g. under Xvfb). Both draw everything here: the picture is an `image` widget fed
+//! with RGBA, the timeline a canvas.
+//!
+//! # Captions export
+//!
+//! The issue asks for an action that writes the session's captions as WebVTT. It belongs to
+//! the caption work, which adds `engine::export_captions(&EngineHandle, path)`; the GUI will
+//! then show an "Export captions" button next to CC, only when the stream has a caption track
+//! (`Status::has_captions`), open a save dialog and call it off the UI thread. Until then the
+//! window shows and toggles captions only.
+//!
+//! # Limitations
+//!
+//! - The control bar stays visible in fullscreen (no auto-hide).
+//! - The picture is uploaded to the GPU as a new image each frame (fine at 1080p30; a custom
+//!   shader widget with a persistent texture would save a copy).
+
+pub mod app;
+pub mod keys;
+pub mod subscription;
+pub mod timeline;
+pub mod view;
+
+pub use app::{App, Message};
+
+use crate::engine::{self, EngineConfig};
+
+/// How the window starts.
+#[derive(Clone, Debug)]
+pub struct GuiOptions {
+    /// Window title.
+    pub title: String,
+    /// Start in fullscreen (`f` / Esc toggle it later).
+    pub fullscreen: bool,
+}
+
+impl Default for GuiOptions {
+    fn default() -> Self {
+        Self {
+            title: "Livecast".into(),
+            fullscreen: false,
+        }
+    }
+}
+
+/// Starts the engine with `cfg` and runs the player window until it is closed. Returns when
+/// the window has closed and the engine has stopped (TEARDOWN sent). An engine that fails to
+/// start is reported in the window, not here; errors are the window system's (no display, no
+/// usable renderer).
+pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
+    let window = iced::window::Settings {
+        size: iced::Size::new(1280.0, 800.0),
+        min_size: Some(iced::Size::new(720.0, 360.0)),
+        fullscreen: opts.fullscreen,
+        // Closing must first stop the engine: the app handles close requests itself.
+        exit_on_close_request: false,
+        ..iced::window::Settings::default()
+    };
+    let boot = move || {
+        // Started here, inside iced's tokio runtime, once the event loop exists: the window
+        // appears as soon as the engine's threads are spawned, and shows "Connecting...".
+        let handle = engine::start(cfg.clone());
+        App::new(
+            handle,
+            &cfg.source,
+            opts.title.clone(),
+            opts.fullscreen,
+            cfg.volume,
+        )
+    };
+    iced::application(boot, App::update, App::view)
+        .title(App::title)
+        .subscription(App::subscription)
+        .theme(|_: &App| iced::Theme::Dark)
+        .window(window)
+        .run()
+        .map_err(|e| anyhow::anyhow!("player window: {e}"))
+}

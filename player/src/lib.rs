@@ -1,0 +1,10 @@
+//! # livecast-player
+//!
+//! Plays RTSP streams (Livecast's or any standard server's), records the whole live session as
+//! it arrives, and lets the viewer pause, seek, rewind, fast-forward and go back to live.
+//!
+//! - [`engine`]: headless receive/record/decode/clock; tested without a window.
+//! - [`gui`]: the iced app, a thin view over the engine.
+
+pub mod engine;
+pub mod gui;
