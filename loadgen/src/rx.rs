@@ -355,7 +355,11 @@ mod tests {
                 tx.send_to(&rtp(seq), d).unwrap();
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Wait until the receiver threads have read all 60 (or give up after 5 s).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rxp.totals().get(0).0 + rxp.totals().get(1).0 < 60 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         rt.block_on(async {
             for h in handles {
                 let r = h.finish().await.unwrap();

@@ -53,6 +53,19 @@ pub struct RunningServer {
     pub rtsp: Arc<RtspServer>,
     pub pipeline: Pipeline,
     pub listening: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops serving: closes the listeners and every session (clients see the server go away)
+    /// and stops capture and encoding.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.rtsp.close_all();
+        drop(self.pipeline);
+    }
 }
 
 pub const VIDEO_PT: u8 = 96;
@@ -142,18 +155,23 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         }
     }
     let mut listening = Vec::new();
+    let mut tasks = Vec::new();
     for addr in &cfg.listen {
         let listener = bind_listener(*addr).with_context(|| format!("listening on {addr}"))?;
         listening.push(listener.local_addr()?);
-        tokio::spawn(rtsp.clone().serve(listener));
+        tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
     }
-    tokio::spawn(rtsp.clone().expiry_loop());
-    tokio::spawn(track::sender_report_loop(tracks, Duration::from_secs(5)));
+    tasks.push(tokio::spawn(rtsp.clone().expiry_loop()));
+    tasks.push(tokio::spawn(track::sender_report_loop(
+        tracks,
+        Duration::from_secs(5),
+    )));
     info!(video = %pipeline.video_source, audio = %pipeline.audio_source, "serving");
     Ok(RunningServer {
         rtsp,
         pipeline,
         listening,
+        tasks,
     })
 }
 

@@ -132,6 +132,7 @@ fn video_encoder_loop(
     let mut limiter = KeyframeLimiter::new(Duration::from_millis(500));
     let mut payloads = Vec::new();
     let mut dropped_frames = 0u64;
+    let mut seq: u16 = rand::random();
     for frame in frames {
         // (Re)create the encoder on the first frame and whenever the size changes.
         if encoder
@@ -195,11 +196,15 @@ fn video_encoder_loop(
             .iter()
             .enumerate()
             .map(|(i, p)| OutPacket {
-                bytes: rtp_packet(&track, p.marker, ts, &p.data),
+                bytes: rtp_packet(&track, seq.wrapping_add(i as u16), p.marker, ts, &p.data),
                 starts_keyframe: encoded.is_idr && i == 0,
             })
             .collect();
-        if fanout.try_send(packets).is_err() {
+        // Sequence numbers advance only for packets that go out, so a frame dropped here
+        // (fan-out saturated) leaves no gap that clients would count as network loss.
+        if fanout.try_send(packets).is_ok() {
+            seq = seq.wrapping_add(payloads.len() as u16);
+        } else {
             dropped_frames += 1;
             if dropped_frames.is_power_of_two() {
                 warn!(dropped_frames, "video fan-out is behind; dropping frames");
@@ -215,6 +220,7 @@ fn audio_encoder_loop(
     track: Arc<Track>,
     fanout: SyncSender<Vec<OutPacket>>,
 ) {
+    let mut seq: u16 = rand::random();
     for frame in frames {
         let data = match opus.encode(&frame) {
             Ok(d) => d,
@@ -225,19 +231,22 @@ fn audio_encoder_loop(
         };
         let ts = track.rtp_timestamp_at(frame.capture);
         let packet = OutPacket {
-            bytes: rtp_packet(&track, false, ts, &data),
+            bytes: rtp_packet(&track, seq, false, ts, &data),
             starts_keyframe: true,
         };
-        let _ = fanout.try_send(vec![packet]);
+        if fanout.try_send(vec![packet]).is_ok() {
+            seq = seq.wrapping_add(1);
+        }
     }
     debug!("audio source ended");
 }
 
-fn rtp_packet(track: &Track, marker: bool, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+/// Builds one RTP packet with the server-side sequence number `seq`.
+fn rtp_packet(track: &Track, seq: u16, marker: bool, timestamp: u32, payload: &[u8]) -> Vec<u8> {
     let header = RtpHeader {
         marker,
         payload_type: track.info.payload_type,
-        sequence: track.next_seq(),
+        sequence: seq,
         timestamp,
         ssrc: track.info.ssrc,
     };

@@ -95,6 +95,8 @@ pub struct RtspServer {
     /// Client RTCP source address -> session id.
     rtcp_sources: Mutex<HashMap<SocketAddr, String>>,
     next_id: AtomicU64,
+    /// Set to `true` on shutdown: every connection closes.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the connection must do after writing a response.
@@ -121,6 +123,7 @@ impl RtspServer {
             sessions: Mutex::new(HashMap::new()),
             rtcp_sources: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            closing: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -181,6 +184,7 @@ impl RtspServer {
         };
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = vec![0u8; 16 * 1024];
+        let mut closing = self.closing.subscribe();
         'conn: loop {
             // Handle every complete message in the buffer.
             loop {
@@ -229,16 +233,20 @@ impl RtspServer {
                 }
             }
             let owns_session = self.sessions().values().any(|s| s.conn == id);
-            let read = if owns_session {
-                rd.read(&mut chunk).await
+            let idle = if owns_session {
+                Duration::MAX
             } else {
-                match tokio::time::timeout(IDLE_CONNECTION, rd.read(&mut chunk)).await {
+                IDLE_CONNECTION
+            };
+            let read = tokio::select! {
+                r = tokio::time::timeout(idle, rd.read(&mut chunk)) => match r {
                     Ok(r) => r,
                     Err(_) => {
                         debug!(conn = id, "idle connection closed");
                         break;
                     }
-                }
+                },
+                _ = closing.wait_for(|c| *c) => break,
             };
             match read {
                 Ok(0) | Err(_) => break,
@@ -282,6 +290,15 @@ impl RtspServer {
             if let Some(src) = s.rtcp_source {
                 self.rtcp_sources().remove(&src);
             }
+        }
+    }
+
+    /// Ends every session at once (server shutdown): clients stop receiving media.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+        let all: Vec<SessionEntry> = self.sessions().drain().map(|(_, s)| s).collect();
+        for entry in &all {
+            self.release(entry, true);
         }
     }
 

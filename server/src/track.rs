@@ -288,7 +288,7 @@ impl Track {
         self.rtp_base.wrapping_add(ticks as u32)
     }
 
-    /// Next server-side sequence number (used by the packetizing thread).
+    /// Next server-side sequence number (used by the fan-out thread).
     pub fn next_seq(&self) -> u16 {
         (self.last_seq.fetch_add(1, Ordering::Relaxed) as u16).wrapping_add(1)
     }

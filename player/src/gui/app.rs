@@ -24,6 +24,8 @@ pub const MAX_AUDIBLE_SPEED: f32 = 2.0;
 pub const VOLUME_STEP: f32 = 0.1;
 /// How long closing the window waits for the engine's TEARDOWN before leaving anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long an engine warning ("no audio device: playing silently") stays on screen.
+pub const NOTICE_TIME: Duration = Duration::from_secs(8);
 
 /// Everything the app reacts to.
 #[derive(Clone, Debug)]
@@ -51,14 +53,22 @@ pub enum Message {
     ToggleReceiving,
     // The engine.
     Frame(VideoFrame),
-    Status(Status),
+    Status(Box<Status>),
     EngineGone,
     // The window.
     CloseRequested,
     EngineStopped,
+    /// Take this engine warning off the screen.
+    ExpireNotice(String),
     // The renderer.
     /// Picture number `seq` is on the GPU (or could not be put there: `None`).
     Uploaded(u64, Option<image::Allocation>),
+}
+
+impl Message {
+    pub fn status(s: Status) -> Self {
+        Message::Status(Box::new(s))
+    }
 }
 
 impl From<EngineEvent> for Message {
@@ -137,6 +147,8 @@ pub struct App {
     pub(crate) speed: f32,
     pub(crate) volume: f32,
     pub(crate) captions: bool,
+    /// Engine warnings on screen, each for [`NOTICE_TIME`].
+    pub(crate) notices: Vec<String>,
     /// The engine could not start.
     pub(crate) error: Option<String>,
     /// The window is closing: TEARDOWN under way.
@@ -239,6 +251,7 @@ impl App {
             show_stats: false,
             fullscreen,
             dragging_seek: None,
+            notices: Vec::new(),
             error: None,
             closing: false,
         }
@@ -348,7 +361,8 @@ impl App {
                     }
                 }
             }
-            Message::Status(s) => self.on_status(s),
+            Message::Status(s) => return self.on_status(*s),
+            Message::ExpireNotice(n) => self.notices.retain(|x| *x != n),
             Message::EngineGone => {
                 if !self.closing {
                     tracing::info!("engine stopped");
@@ -378,7 +392,7 @@ impl App {
         })
     }
 
-    fn on_status(&mut self, s: Status) {
+    fn on_status(&mut self, s: Status) -> Task<Message> {
         let prev = &self.status;
         if s.speed != prev.speed && s.speed > 0.0 {
             self.speed = s.speed;
@@ -392,10 +406,19 @@ impl App {
         if s.conn != prev.conn {
             tracing::info!(conn = ?s.conn, "connection state");
         }
+        let mut expiries = Vec::new();
         for w in s.warnings.iter().filter(|w| !prev.warnings.contains(w)) {
             tracing::warn!("engine: {w}");
+            if !self.notices.contains(w) {
+                self.notices.push(w.clone());
+                let w = w.clone();
+                expiries.push(Task::perform(tokio::time::sleep(NOTICE_TIME), move |()| {
+                    Message::ExpireNotice(w)
+                }));
+            }
         }
         self.status = s;
+        Task::batch(expiries)
     }
 
     fn set_fullscreen(&mut self, on: bool) -> Task<Message> {
@@ -537,7 +560,7 @@ mod tests {
             conn: ConnState::Streaming { tcp: false },
             ..app.status.clone()
         };
-        let _ = app.update(Message::Status(s));
+        let _ = app.update(Message::status(s));
     }
 
     #[test]
@@ -593,7 +616,7 @@ mod tests {
     #[test]
     fn seek_drag_sends_one_seek_at_release() {
         let (mut app, mut eng) = App::new_for_test();
-        let _ = app.update(Message::Status(Status {
+        let _ = app.update(Message::status(Status {
             recorded_end: Duration::from_secs(60),
             position: Duration::from_secs(60),
             ..app.status.clone()
@@ -607,7 +630,7 @@ mod tests {
         let _ = app.view();
 
         // A status report during the drag doesn't move the knob.
-        let _ = app.update(Message::Status(Status {
+        let _ = app.update(Message::status(Status {
             recorded_end: Duration::from_secs(61),
             position: Duration::from_secs(61),
             ..app.status.clone()
@@ -671,6 +694,26 @@ mod tests {
     }
 
     #[test]
+    fn engine_warnings_show_for_a_while() {
+        let (mut app, _eng) = App::new_for_test();
+        let warn = "no audio device: playing silently".to_string();
+        let with_warning = Status {
+            warnings: vec![warn.clone()],
+            ..app.status.clone()
+        };
+        let _ = app.update(Message::status(with_warning.clone()));
+        assert_eq!(app.notices, vec![warn.clone()]);
+        // Repeated in every later report: still one notice.
+        let _ = app.update(Message::status(with_warning.clone()));
+        assert_eq!(app.notices.len(), 1);
+        assert!(super::super::view::badges(&app).contains(&warn));
+        let _ = app.update(Message::ExpireNotice(warn.clone()));
+        assert!(app.notices.is_empty());
+        let _ = app.update(Message::status(with_warning));
+        assert!(app.notices.is_empty(), "an old warning does not come back");
+    }
+
+    #[test]
     fn live_button_goes_live() {
         let (mut app, mut eng) = App::new_for_test();
         let _ = app.update(Message::GoLive);
@@ -716,14 +759,14 @@ mod tests {
             vec![Command::SetSpeed(1.5), Command::SetSpeed(2.0)]
         );
         // A report from before the engine saw our commands: speed still 1.0, unchanged.
-        let _ = app.update(Message::Status(app.status.clone()));
+        let _ = app.update(Message::status(app.status.clone()));
         assert_eq!(app.speed, 2.0);
         // The engine changes the speed itself (e.g. back to 1x on reaching the live edge).
-        let _ = app.update(Message::Status(Status {
+        let _ = app.update(Message::status(Status {
             speed: 3.0,
             ..app.status.clone()
         }));
-        let _ = app.update(Message::Status(Status {
+        let _ = app.update(Message::status(Status {
             speed: 1.0,
             ..app.status.clone()
         }));
@@ -737,7 +780,7 @@ mod tests {
         let (mut app, mut eng) = App::new_for_test();
         let _ = app.update(Message::ToggleCaptions);
         assert_eq!(eng.sent(), vec![Command::SetCaptions(true)]);
-        let _ = app.update(Message::Status(Status {
+        let _ = app.update(Message::status(Status {
             captions_enabled: true,
             has_captions: true,
             caption_text: vec!["one".into(), "two".into(), "three".into()],
@@ -757,7 +800,7 @@ mod tests {
         streaming(&mut app);
         let _ = app.update(Message::ToggleReceiving);
         assert_eq!(eng.sent(), vec![Command::StreamPause]);
-        let _ = app.update(Message::Status(Status {
+        let _ = app.update(Message::status(Status {
             conn: ConnState::ServerPaused,
             ..app.status.clone()
         }));
@@ -885,9 +928,9 @@ mod tests {
         ];
         for show_stats in [false, true] {
             app.show_stats = show_stats;
-            for conn in conns.iter().cloned() {
+            for conn in &conns {
                 for speed in [0.5, 1.0, 4.0] {
-                    let _ = app.update(Message::Status(Status {
+                    let _ = app.update(Message::status(Status {
                         conn: conn.clone(),
                         position: Duration::from_secs(3600),
                         recorded_end: Duration::from_secs(3725),

@@ -21,7 +21,7 @@ pub enum EngineEvent {
     /// The newest decoded picture.
     Frame(VideoFrame),
     /// The newest status.
-    Status(Status),
+    Status(Box<Status>),
     /// The engine stopped publishing (it has shut down).
     Gone,
 }
@@ -113,7 +113,7 @@ pub fn updates(
         if !w.primed {
             w.primed = true;
             let s = w.status.borrow_and_update().clone();
-            return Some((EngineEvent::Status(s), w));
+            return Some((EngineEvent::Status(Box::new(s)), w));
         }
         if w.prime_frame {
             w.prime_frame = false;
@@ -132,7 +132,7 @@ pub fn updates(
                         return Some((EngineEvent::Gone, w));
                     }
                     let s = w.status.borrow_and_update().clone();
-                    return Some((EngineEvent::Status(s), w));
+                    return Some((EngineEvent::Status(Box::new(s)), w));
                 }
                 r = w.frames.changed() => {
                     if r.is_err() {

@@ -7,7 +7,7 @@
 //! │                   caption line 1 / line 2                    │
 //! ├──────────────────────────────────────────────────────────────┤
 //! │ ═══════════════════●═══════════════════════════════════════▌ │ timeline (live edge ▌)
-//! │ Pause -10s +10s  1:02 / 5:00 (−3:58)   - 1x +  Go live  Mute ─○─ CC  Stop receiving  Stats  Fullscreen │
+//! │ Pause -10s +10s 1:02 / 5:00 3:58 behind live  - 1x + Go live Mute ─○─ CC Stop receiving Stats Fullscreen │
 //! └──────────────────────────────────────────────────────────────┘
 //! ```
 
@@ -170,7 +170,7 @@ pub fn badges(app: &App) -> Vec<String> {
     if s.conn == ConnState::ServerPaused {
         b.push("Not receiving (server paused): the recording is not growing".into());
     }
-    b.extend(s.warnings.iter().cloned());
+    b.extend(app.notices.iter().cloned());
     b
 }
 
@@ -322,7 +322,7 @@ fn control_bar(app: &App) -> Element<'_, Message> {
     let behind = s.recorded_end.saturating_sub(shown);
     let time = if behind >= Duration::from_secs(1) && !s.at_live {
         format!(
-            "{} / {}  (-{})",
+            "{} / {}  {} behind live",
             fmt_time(shown),
             fmt_time(s.recorded_end),
             fmt_time(behind)
