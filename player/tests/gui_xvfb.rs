@@ -1,10 +1,11 @@
 //! End to end through a real window: a Livecast server in this process (test card + tone), the
 //! `livecast-player` binary on a virtual X display (Xvfb), and screenshots of the display.
 //!
-//! Checks that within a few seconds the window shows the test card's colour bars (several
-//! distinct saturated colours in the picture area) and the control bar under it (a strip of the
-//! bar's background colour with buttons and text on it). Each screenshot is kept as
-//! `target/tmp/gui_xvfb*.png` for a human to look at.
+//! Watches the screen from the player's launch: notes when the window appears and when it
+//! shows the test card's colour bars (several distinct saturated colours), then checks the
+//! picture area and the control bar under it (a strip of the bar's background colour with
+//! buttons and text on it). The last screenshot is kept as `target/tmp/gui_xvfb.png` for a
+//! human to look at.
 //!
 //! Needs `Xvfb` and `xwd` (Debian/Ubuntu: `apt-get install xvfb x11-apps`); fails, not skips,
 //! without them. Rendering uses whatever iced finds (wgpu on Mesa's llvmpipe/lavapipe, else
@@ -98,8 +99,9 @@ fn be32(b: &[u8], field: usize) -> u32 {
     u32::from_be_bytes(b[field * 4..field * 4 + 4].try_into().unwrap())
 }
 
-/// Parses an XWD dump of a 24/32-bit TrueColor screen (what Xvfb `-screen WxHx24` gives).
-fn parse_xwd(b: &[u8]) -> Shot {
+/// Parses an XWD dump of a 24/32-bit TrueColor screen (what Xvfb `-screen WxHx24` gives),
+/// keeping every `step`th pixel of every `step`th row.
+fn parse_xwd(b: &[u8], step: usize) -> Shot {
     assert!(b.len() > 100, "xwd output too short ({} bytes)", b.len());
     let header_size = be32(b, 0) as usize;
     let (version, format, width, height) = (be32(b, 1), be32(b, 2), be32(b, 4), be32(b, 5));
@@ -115,8 +117,8 @@ fn parse_xwd(b: &[u8]) -> Shot {
     let (w, h) = (width as usize, height as usize);
     assert!(data.len() >= bytes_per_line * h, "truncated XWD image");
     let mut rgb = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
+    for y in (0..h).step_by(step) {
+        for x in (0..w).step_by(step) {
             let p = &data[y * bytes_per_line + x * 4..][..4];
             let v = if byte_order == 0 {
                 u32::from_le_bytes(p.try_into().unwrap())
@@ -128,10 +130,15 @@ fn parse_xwd(b: &[u8]) -> Shot {
             }
         }
     }
-    Shot { w, h, rgb }
+    Shot {
+        w: w.div_ceil(step),
+        h: h.div_ceil(step),
+        rgb,
+    }
 }
 
-fn screenshot(display: u32) -> Shot {
+/// The whole screen as an XWD dump.
+fn screenshot(display: u32) -> Vec<u8> {
     let out = Command::new("xwd")
         .args(["-root", "-silent", "-display", &format!(":{display}")])
         .output()
@@ -141,7 +148,31 @@ fn screenshot(display: u32) -> Shot {
         "xwd failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    parse_xwd(&out.stdout)
+    out.stdout
+}
+
+/// A quick look (at a reduced screenshot): is there a window, and does it show several
+/// saturated colours (the test card's bars)?
+fn quick_look(s: &Shot) -> (bool, bool) {
+    let mut window = false;
+    let mut samples = 0usize;
+    let mut buckets = std::collections::HashMap::<[u8; 3], usize>::new();
+    for y in 0..s.h {
+        for x in 0..s.w {
+            let p = s.px(x, y);
+            if p == ROOT_WHITE {
+                continue;
+            }
+            window = true;
+            samples += 1;
+            let (mx, mn) = (*p.iter().max().unwrap(), *p.iter().min().unwrap());
+            if mx >= 100 && mx - mn >= 80 {
+                *buckets.entry(p.map(|c| c / 64)).or_default() += 1;
+            }
+        }
+    }
+    let colours = buckets.values().filter(|&&n| n * 100 >= samples).count();
+    (window, colours >= 4)
 }
 
 /// What a screenshot shows, or why it isn't right yet.
@@ -238,18 +269,20 @@ fn analyse(s: &Shot) -> Result<Findings, String> {
 /// Minimal PNG writer (stored deflate blocks): no image crate needed to keep a screenshot.
 fn write_png(path: &Path, s: &Shot) {
     fn crc32(data: &[u8]) -> u32 {
-        let mut c = 0xffff_ffffu32;
-        for &b in data {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
+        let table: Vec<u32> = (0..256u32)
+            .map(|n| {
+                (0..8).fold(n, |c, _| {
+                    if c & 1 != 0 {
+                        0xedb8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    }
+                })
+            })
+            .collect();
+        !data.iter().fold(0xffff_ffffu32, |c, &b| {
+            table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
+        })
     }
     fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
         out.extend((data.len() as u32).to_be_bytes());
@@ -323,9 +356,7 @@ fn window_shows_the_picture_and_the_controls() {
         missing.is_empty(),
         "this test needs {missing:?} on PATH: apt-get install xvfb x11-apps"
     );
-    let bin = option_env!("CARGO_BIN_EXE_livecast-player").expect(
-        "no livecast-player binary was built (player/src/main.rs must exist for this test)",
-    );
+    let bin = env!("CARGO_BIN_EXE_livecast-player");
 
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let (_server, addr) = start_server(&rt);
@@ -353,44 +384,62 @@ fn window_shows_the_picture_and_the_controls() {
     };
 
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let mut last_err = String::from("no screenshot taken");
-    let mut found = None;
-    // The issue asks for the picture within half a second of the window opening; allow much
-    // more for a cold, busy test machine (software rendering, H.264 encoding and decoding all
-    // on the same cores). The first look is after 4 s, then once a second.
-    for n in 0.. {
-        std::thread::sleep(Duration::from_millis(if n == 0 { 4000 } else { 1000 }));
+    // Watch the screen from the start: when does the window appear, when the picture?
+    let mut window_at = None;
+    let mut picture_at = None;
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(30) {
         if let Ok(Some(status)) = player.0.try_wait() {
             panic!("the player exited early ({status}):\n{}", read_log());
         }
         let shot = screenshot(display);
-        write_png(&dir.join(format!("gui_xvfb_{n}.png")), &shot);
-        match analyse(&shot) {
-            Ok(f) => {
-                found = Some(f);
-                break;
-            }
-            Err(e) => last_err = e,
+        let (window, picture) = quick_look(&parse_xwd(&shot, 4));
+        if window && window_at.is_none() {
+            window_at = Some(started.elapsed());
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        last = Some(shot);
+        if picture {
+            picture_at = Some(started.elapsed());
             break;
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let f = found.unwrap_or_else(|| {
+    let shot = parse_xwd(&last.expect("at least one screenshot"), 1);
+    let png = dir.join("gui_xvfb.png");
+    write_png(&png, &shot);
+    let fail = |why: String| -> ! {
         panic!(
-            "after {:?}: {last_err}\nscreenshots: {}/gui_xvfb_*.png\nplayer log:\n{}",
-            started.elapsed(),
-            dir.display(),
+            "{why}\nscreenshot: {}\nplayer log:\n{}",
+            png.display(),
             read_log()
         )
-    });
+    };
+    let Some(window_at) = window_at else {
+        fail(format!("no window within {:?}", started.elapsed()))
+    };
+    let Some(picture_at) = picture_at else {
+        fail(format!(
+            "window after {window_at:?}, but no test card within {:?}",
+            started.elapsed()
+        ))
+    };
+    let f = analyse(&shot).unwrap_or_else(|e| fail(e));
     eprintln!(
-        "window at {:?}, control bar from y={}, {} bar colours, bar {:.0} % drawn on, after {:?}",
+        "window after {window_at:?}, picture {:?} later; window at {:?}, control bar from \
+         y={}, {} bar colours, bar {:.0} % drawn on; screenshot {}",
+        picture_at - window_at,
         f.window,
         f.bar_top,
         f.saturated_colours,
         f.bar_foreground_share * 100.0,
-        started.elapsed()
+        png.display()
+    );
+    // The issue asks for the picture within half a second of the window. Screenshots of a
+    // debug build on a shared machine are a coarse clock, so only a gross failure fails here.
+    assert!(
+        picture_at - window_at < Duration::from_secs(5),
+        "the picture took {:?} after the window appeared",
+        picture_at - window_at
     );
     // Without a window manager there is nobody to ask the window to close: end the process.
     drop(player);

@@ -674,11 +674,13 @@ impl RtspServer {
             .get_mut(&sid)
             .ok_or_else(|| Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session"))?;
         let next = entry.state.next_state(&req.method).map_err(state_fail)?;
-        if let Ok(Some(Range::Npt { start, .. })) = req.headers.get_typed::<Range>() {
-            if let NptTime::Seconds(s) = start {
-                if s != 0.0 {
-                    debug!(session = %sid, "live stream: ignoring PLAY Range start {s}");
-                }
+        if let Ok(Some(Range::Npt {
+            start: NptTime::Seconds(s),
+            ..
+        })) = req.headers.get_typed::<Range>()
+        {
+            if s != 0.0 {
+                debug!(session = %sid, "live stream: ignoring PLAY Range start {s}");
             }
         }
         let already_playing = entry.state.state() == State::Playing;

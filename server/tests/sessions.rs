@@ -35,7 +35,7 @@ async fn setup_udp(c: &mut RtspConn, url: &str) -> String {
     };
     let r = c
         .request(
-            Request::new(Method::Setup, &format!("{url}/trackID=0")).typed(&Transport(vec![spec])),
+            Request::new(Method::Setup, format!("{url}/trackID=0")).typed(&Transport(vec![spec])),
         )
         .await
         .expect("SETUP answered");
@@ -102,7 +102,7 @@ fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
             ),
             (
                 "unknown path",
-                format!("DESCRIBE rtsp://127.0.0.1/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+                b"DESCRIBE rtsp://127.0.0.1/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n".to_vec(),
                 404,
             ),
             (
@@ -204,7 +204,7 @@ fn joining_client_starts_at_a_keyframe_with_announced_seq() {
         };
         let r = c
             .request(
-                Request::new(Method::Setup, &format!("{url}/trackID=0"))
+                Request::new(Method::Setup, format!("{url}/trackID=0"))
                     .typed(&Transport(vec![spec])),
             )
             .await

@@ -6,7 +6,7 @@
 //! watch channels and a command channel) and read back the commands it sent.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iced::widget::image;
 use iced::{keyboard, window, Element, Subscription, Task};
@@ -56,6 +56,7 @@ pub enum Message {
     Status(Box<Status>),
     EngineGone,
     // The window.
+    WindowOpened,
     CloseRequested,
     EngineStopped,
     /// Take this engine warning off the screen.
@@ -137,6 +138,9 @@ pub struct App {
     pub(crate) uploading: Option<Picture>,
     pub(crate) queued: Option<Picture>,
     next_seq: u64,
+    /// When the window opened, until the first picture is on screen (for the log).
+    opened_at: Option<Instant>,
+    first_picture_shown: bool,
     pub(crate) show_stats: bool,
     pub(crate) fullscreen: bool,
     /// Where the viewer is dragging the timeline knob.
@@ -248,6 +252,8 @@ impl App {
             uploading: None,
             queued: None,
             next_seq: 0,
+            opened_at: None,
+            first_picture_shown: false,
             show_stats: false,
             fullscreen,
             dragging_seek: None,
@@ -353,6 +359,16 @@ impl App {
             }
             Message::Uploaded(seq, allocation) => {
                 if self.uploading.as_ref().is_some_and(|p| p.seq == seq) {
+                    if !self.first_picture_shown {
+                        self.first_picture_shown = true;
+                        match self.opened_at {
+                            Some(t) => tracing::info!(
+                                ms = t.elapsed().as_secs_f64() * 1e3,
+                                "first picture on screen after the window opened"
+                            ),
+                            None => tracing::info!("first picture on screen"),
+                        }
+                    }
                     self.frame = self.uploading.take();
                     // Dropping the previous allocation lets the renderer free that picture.
                     self.allocation = allocation;
@@ -368,6 +384,9 @@ impl App {
                     tracing::info!("engine stopped");
                     self.status.conn = ConnState::Ended;
                 }
+            }
+            Message::WindowOpened => {
+                self.opened_at.get_or_insert_with(Instant::now);
             }
             Message::CloseRequested => return self.close(),
             Message::EngineStopped => return iced::exit(),
@@ -412,9 +431,9 @@ impl App {
             if !self.notices.contains(w) {
                 self.notices.push(w.clone());
                 let w = w.clone();
-                expiries.push(Task::perform(tokio::time::sleep(NOTICE_TIME), move |()| {
-                    Message::ExpireNotice(w)
-                }));
+                // Lazily: the timer needs the runtime that runs the task, not the caller's.
+                let expire = async { tokio::time::sleep(NOTICE_TIME).await };
+                expiries.push(Task::perform(expire, move |()| Message::ExpireNotice(w)));
             }
         }
         self.status = s;
@@ -484,11 +503,12 @@ impl App {
             _ => None,
         });
         let close = window::close_requests().map(|_| Message::CloseRequested);
+        let opened = window::open_events().map(|_| Message::WindowOpened);
         let engine = match &self.watch {
             Some(w) => subscription::engine_updates(w.clone()).map(Message::from),
             None => Subscription::none(),
         };
-        Subscription::batch([keys, close, engine])
+        Subscription::batch([keys, close, opened, engine])
     }
 }
 

@@ -1,5 +1,5 @@
 //! Shared helpers for the network-side tests: the real livecast-server in its own runtime (so
-//! a test can kill it by shutting that runtime down), a TCP relay (a port forward, like
+//! a test can stop it and start another on the same port), a TCP relay (a port forward, like
 //! `ssh -L`) that records what the client sends, and a client driving `net::run`.
 
 #![allow(dead_code)]
@@ -78,10 +78,13 @@ impl LivecastServer {
         self.running.as_ref().map_or(0, |r| r.rtsp.session_count())
     }
 
-    /// Kills the server: its tasks (listener, connections, RTCP) die with the runtime, its
-    /// capture and encoder threads with the pipeline.
+    /// Stops the server as its owner would ([`RunningServer::shutdown`]: listeners and every
+    /// connection closed, capture and encoding stopped), then ends its runtime.
     pub fn stop(&mut self) {
-        drop(self.running.take());
+        if let (Some(running), Some(rt)) = (self.running.take(), self.rt.as_ref()) {
+            let _in_runtime = rt.enter();
+            running.shutdown();
+        }
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
