@@ -57,6 +57,8 @@ pub enum Message {
     EngineGone,
     // The window.
     WindowOpened,
+    /// The window's new width (the control bar's layout depends on it).
+    Resized(f32),
     CloseRequested,
     EngineStopped,
     /// Take this engine warning off the screen.
@@ -143,6 +145,7 @@ pub struct App {
     first_picture_shown: bool,
     pub(crate) show_stats: bool,
     pub(crate) fullscreen: bool,
+    pub(crate) window_width: f32,
     /// Where the viewer is dragging the timeline knob.
     pub(crate) dragging_seek: Option<Duration>,
     /// The speed, volume and caption setting the viewer asked for. They follow the engine's
@@ -256,6 +259,7 @@ impl App {
             first_picture_shown: false,
             show_stats: false,
             fullscreen,
+            window_width: super::WINDOW_SIZE.width,
             dragging_seek: None,
             notices: Vec::new(),
             error: None,
@@ -385,6 +389,7 @@ impl App {
                     self.status.conn = ConnState::Ended;
                 }
             }
+            Message::Resized(w) => self.window_width = w,
             Message::WindowOpened => {
                 self.opened_at.get_or_insert_with(Instant::now);
             }
@@ -504,11 +509,12 @@ impl App {
         });
         let close = window::close_requests().map(|_| Message::CloseRequested);
         let opened = window::open_events().map(|_| Message::WindowOpened);
+        let resized = window::resize_events().map(|(_, size)| Message::Resized(size.width));
         let engine = match &self.watch {
             Some(w) => subscription::engine_updates(w.clone()).map(Message::from),
             None => Subscription::none(),
         };
-        Subscription::batch([keys, close, opened, engine])
+        Subscription::batch([keys, close, opened, resized, engine])
     }
 }
 
@@ -946,8 +952,9 @@ mod tests {
             ConnState::Ended,
             ConnState::Failed("404 Not Found".into()),
         ];
-        for show_stats in [false, true] {
+        for (show_stats, width) in [(false, 1280.0), (true, 1280.0), (true, 700.0)] {
             app.show_stats = show_stats;
+            let _ = app.update(Message::Resized(width));
             for conn in &conns {
                 for speed in [0.5, 1.0, 4.0] {
                     let _ = app.update(Message::status(Status {

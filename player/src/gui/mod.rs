@@ -1,4 +1,4 @@
-//! The player window: an iced app that is a thin view over the [engine](crate::engine).
+//! The player window: an iced app that is a thin view over the engine ([`crate::engine`]).
 //!
 //! # Design
 //!
@@ -18,16 +18,25 @@
 //!   thread; the GUI only ever sees the newest frame, so a slow redraw skips frames instead of
 //!   queueing them.
 //!
-//! Keys are listed in [`keys`]. Closing the window stops the engine (RTSP TEARDOWN) before the
-//! app exits; the window stays up with "Closing..." meanwhile, at most
-//! [`app::SHUTDOWN_GRACE`].
+//! Keys are listed in [`keys`]. [`run`] starts the engine before the window system, so that
+//! connecting and waiting for a keyframe overlap with creating the window. Closing the window
+//! stops the engine (RTSP TEARDOWN) before the app exits; the window stays up with
+//! "Closing..." meanwhile, at most [`app::SHUTDOWN_GRACE`]. Below
+//! [`view::WIDE_LAYOUT`] pixels the controls take two rows.
 //!
 //! # Rendering
 //!
 //! iced picks wgpu (Vulkan/GL, including Mesa's software rasterisers) and falls back to its
 //! CPU renderer (tiny-skia) when no adapter is found; `ICED_BACKEND=tiny-skia` forces the CPU
-//! renderer (e.g. under Xvfb). Both draw everything here: the picture is an `image` widget fed
-//! with RGBA, the timeline a canvas.
+//! renderer. Both draw everything here: the picture is an `image` widget fed with RGBA, the
+//! timeline a canvas.
+//!
+//! A picture is shown only once the renderer has it: each frame is an `image::Handle` that is
+//! first *allocated* (`iced::widget::image::allocate`), and the previous picture stays on
+//! screen until then. Showing each new handle at once does not work with wgpu: it uploads
+//! pictures over 2 MB (720p RGBA is 3.7 MB) on a worker thread and draws nothing for a handle
+//! still uploading, so at 30 fps every handle is replaced before it is ever drawn and the
+//! picture stays black. Frames arriving during an upload are skipped but for the newest.
 //!
 //! # Captions export
 //!
@@ -40,8 +49,10 @@
 //! # Limitations
 //!
 //! - The control bar stays visible in fullscreen (no auto-hide).
-//! - The picture is uploaded to the GPU as a new image each frame (fine at 1080p30; a custom
-//!   shader widget with a persistent texture would save a copy).
+//! - Each picture is copied once (the engine's shared buffer into the image handle) and
+//!   uploaded as a new texture; fine at 1080p30, a shader widget with a persistent texture
+//!   would save both.
+//! - Fullscreen needs a window manager (X11's fullscreen is a request to it).
 
 pub mod app;
 pub mod keys;
@@ -52,6 +63,9 @@ pub mod view;
 pub use app::{App, Message};
 
 use crate::engine::{self, EngineConfig};
+
+/// The window's initial size.
+pub const WINDOW_SIZE: iced::Size = iced::Size::new(1280.0, 800.0);
 
 /// How the window starts.
 #[derive(Clone, Debug)]
@@ -77,17 +91,23 @@ impl Default for GuiOptions {
 /// usable renderer).
 pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
     let window = iced::window::Settings {
-        size: iced::Size::new(1280.0, 800.0),
-        min_size: Some(iced::Size::new(720.0, 360.0)),
+        size: WINDOW_SIZE,
+        min_size: Some(iced::Size::new(640.0, 400.0)),
         fullscreen: opts.fullscreen,
         // Closing must first stop the engine: the app handles close requests itself.
         exit_on_close_request: false,
         ..iced::window::Settings::default()
     };
+    // The engine starts before the window system does: connecting, waiting for a keyframe and
+    // decoding overlap with creating the window and its renderer, so the picture is there
+    // as soon as the window is.
+    let started = std::sync::Mutex::new(Some(engine::start(cfg.clone())));
     let boot = move || {
-        // Started here, inside iced's tokio runtime, once the event loop exists: the window
-        // appears as soon as the engine's threads are spawned, and shows "Connecting...".
-        let handle = engine::start(cfg.clone());
+        let handle = started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| engine::start(cfg.clone()));
         App::new(
             handle,
             &cfg.source,

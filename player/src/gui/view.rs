@@ -27,6 +27,8 @@ use crate::engine::{ConnState, Stats, Status};
 const BAR_BG: Color = Color::from_rgb(0.09, 0.09, 0.10);
 const OVERLAY_BG: Color = Color::from_rgba(0.0, 0.0, 0.0, 0.65);
 const TEXT_SIZE: f32 = 14.0;
+/// Narrower windows get the controls on two rows.
+pub const WIDE_LAYOUT: f32 = 1100.0;
 
 /// `m:ss`, or `h:mm:ss` from an hour on.
 pub fn fmt_time(d: Duration) -> String {
@@ -142,6 +144,14 @@ pub fn connection_message(app: &App) -> Option<String> {
         }
         ConnState::Streaming { .. } if app.frame.is_none() => {
             Some("Connected; waiting for the first picture...".into())
+        }
+        ConnState::Reconnecting { attempt, reason }
+            if recorded.is_zero() && app.frame.is_none() =>
+        {
+            Some(format!(
+                "Cannot reach {}: {reason}\nRetrying (attempt {attempt})...",
+                app.source
+            ))
         }
         ConnState::Reconnecting { attempt, reason } => Some(format!(
             "Lost the server: {reason}\nReconnecting (attempt {attempt})...{keep}"
@@ -309,7 +319,7 @@ fn control_bar(app: &App) -> Element<'_, Message> {
     let has_engine = app.controllable();
     let on = |m: Message| has_engine.then_some(m);
 
-    let shown = app.dragging_seek.unwrap_or(s.position);
+    let shown = app.dragging_seek.unwrap_or(s.position).min(s.recorded_end);
     let bar = canvas(Timeline {
         position: s.position,
         recorded_end: s.recorded_end,
@@ -369,27 +379,26 @@ fn control_bar(app: &App) -> Element<'_, Message> {
         ),
     };
 
-    let mut buttons = row![
-        control(
-            if s.playing { "Pause" } else { "Play" },
-            on(Message::TogglePlay),
-            false,
-            "Play / pause (Space); reception goes on"
-        ),
-        control(
-            "-10s",
-            on(Message::SeekBy(-10_000)),
-            false,
-            "Back 10 s (Left)"
-        ),
-        control(
-            "+10s",
-            on(Message::SeekBy(10_000)),
-            false,
-            "Forward 10 s (Right)"
-        ),
-        text(time).size(TEXT_SIZE).font(Font::MONOSPACE),
-        space::horizontal(),
+    let play = control(
+        if s.playing { "Pause" } else { "Play" },
+        on(Message::TogglePlay),
+        false,
+        "Play / pause (Space); reception goes on",
+    );
+    let back = control(
+        "-10s",
+        on(Message::SeekBy(-10_000)),
+        false,
+        "Back 10 s (Left)",
+    );
+    let forward = control(
+        "+10s",
+        on(Message::SeekBy(10_000)),
+        false,
+        "Forward 10 s (Right)",
+    );
+    let time = text(time).size(TEXT_SIZE).font(Font::MONOSPACE);
+    let rate = row![
         control("-", on(Message::SpeedDown), false, "Slower ([)"),
         text(fmt_speed(app.speed))
             .size(TEXT_SIZE)
@@ -402,7 +411,10 @@ fn control_bar(app: &App) -> Element<'_, Message> {
             false,
             "Faster (]); above 2x without sound"
         ),
-        live,
+    ]
+    .spacing(6)
+    .align_y(Center);
+    let sound = row![
         control(
             if s.muted { "Unmute" } else { "Mute" },
             on(Message::ToggleMute),
@@ -420,33 +432,73 @@ fn control_bar(app: &App) -> Element<'_, Message> {
     ]
     .spacing(6)
     .align_y(Center);
-
-    if s.has_captions {
-        buttons = buttons.push(control(
+    let captions = s.has_captions.then(|| {
+        control(
             "CC",
             on(Message::ToggleCaptions),
             app.captions,
             "Captions on / off (C)",
-        ));
-    }
-    buttons = buttons
+        )
+    });
+    let stats = control(
+        "Stats",
+        Some(Message::ToggleStats),
+        app.show_stats,
+        "Statistics (I)",
+    );
+    let fullscreen = control(
+        if app.fullscreen {
+            "Exit fullscreen"
+        } else {
+            "Fullscreen"
+        },
+        Some(Message::ToggleFullscreen),
+        false,
+        "Fullscreen (F, Esc to leave)",
+    );
+
+    let buttons: Element<'_, Message> = if app.window_width >= WIDE_LAYOUT {
+        row![
+            play,
+            back,
+            forward,
+            time,
+            space::horizontal(),
+            rate,
+            live,
+            sound
+        ]
+        .push(captions)
         .push(receiving)
-        .push(control(
-            "Stats",
-            Some(Message::ToggleStats),
-            app.show_stats,
-            "Statistics (I)",
-        ))
-        .push(control(
-            if app.fullscreen {
-                "Exit fullscreen"
-            } else {
-                "Fullscreen"
-            },
-            Some(Message::ToggleFullscreen),
-            false,
-            "Fullscreen (F, Esc to leave)",
-        ));
+        .push(stats)
+        .push(fullscreen)
+        .spacing(6)
+        .align_y(Center)
+        .into()
+    } else {
+        column![
+            row![
+                play,
+                back,
+                forward,
+                time,
+                space::horizontal(),
+                live,
+                fullscreen
+            ]
+            .spacing(6)
+            .align_y(Center),
+            row![rate, sound]
+                .push(captions)
+                .push(space::horizontal())
+                .push(receiving)
+                .push(stats)
+                .spacing(6)
+                .align_y(Center),
+        ]
+        .spacing(4)
+        .into()
+    };
 
     container(column![bar, buttons].spacing(4))
         .padding([6, 10])
@@ -522,6 +574,15 @@ mod tests {
         assert!(connection_message(&app)
             .unwrap()
             .contains("Connecting to rtsp://"));
+        app.status.conn = ConnState::Reconnecting {
+            attempt: 1,
+            reason: "connection refused".into(),
+        };
+        let m = connection_message(&app).unwrap();
+        assert!(
+            m.starts_with("Cannot reach rtsp://"),
+            "never connected: {m}"
+        );
         app.status.recorded_end = Duration::from_secs(75);
         app.status.conn = ConnState::Reconnecting {
             attempt: 2,
