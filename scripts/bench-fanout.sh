@@ -203,10 +203,10 @@ for n in ns:
     print(f"| {n} | {f(cpu(o))} | {f(o and o['loss_percent'])} | {f(cpu(g))} | "
           f"{f(g and g['loss_percent'])} | {f(ratio, 2)} |")
 print()
-print("| N | ours fan-out threads s/s | ours all but encoders s/s | ours video-encoder s/s | "
+print("| N | ours fan-out threads s/s | ours without sources+encoders s/s | ours video-encoder s/s | "
       "ours marginal ms/s per client | gst marginal ms/s per client | "
-      "ours µs per packet | gst µs per packet | ours video kbit/s, pkt/s per client | "
-      "gst video kbit/s, pkt/s per client | ours frames dropped | loadgen CPU s/s (ours/gst) | "
+      "ours µs per packet | gst µs per packet | ours video kbit/s, pkt/s, frames/s per client | "
+      "gst video kbit/s, pkt/s, frames/s per client | ours frames dropped (at least) | loadgen CPU s/s (ours/gst) | "
       "machine busy, cores (ours/gst) |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in ns:
@@ -222,7 +222,7 @@ for n in ns:
         row.append(f(1e6 * (cpu(d) - cpu(b)) / extra, 2) if n > ns[0] and extra > 0 else "–")
     for d in (o, g):
         v = next(t for t in d["tracks"] if t["media"] == "video")
-        row.append(f"{v['kbit_per_s']:.0f}, {v['packets_per_s']:.0f}")
+        row.append(f"{v['kbit_per_s']:.0f}, {v['packets_per_s']:.0f}, {v.get('frames_per_s', 0):.1f}")
     row.append(drops)
     row.append(f"{f(o['loadgen_cpu_seconds_per_second'], 2)} / {f(g['loadgen_cpu_seconds_per_second'], 2)}")
     row.append(f"{o['machine']['busy']:.2f} / {g['machine']['busy']:.2f}")

@@ -42,15 +42,28 @@ pub struct TrackStats {
     pub bytes: u64,
     /// Expected minus received, from the extended sequence numbers (RFC 3550 A.3).
     pub lost: i64,
+    /// Frames (access units): packets whose RTP timestamp differs from the previous one's. A
+    /// server that drops a whole frame before sending it, without using up sequence numbers,
+    /// shows here (fewer frames per second) and not in `lost`.
+    pub frames: u64,
     pub sender_reports: u64,
     first_seq: Option<u64>,
+    #[serde(skip)]
+    last_timestamp: Option<u32>,
     #[serde(skip)]
     ext: SeqExtender,
 }
 
 impl TrackStats {
-    pub(crate) fn on_rtp(&mut self, buf: &[u8]) {
+    /// Counts one RTP packet; returns whether it began a new frame.
+    pub(crate) fn on_rtp(&mut self, buf: &[u8]) -> bool {
+        let mut new_frame = false;
         if let Ok(p) = rtp::parse(buf) {
+            if self.last_timestamp != Some(p.timestamp) {
+                self.last_timestamp = Some(p.timestamp);
+                self.frames += 1;
+                new_frame = true;
+            }
             let e = self.ext.extend(p.sequence);
             if self.first_seq.is_none_or(|f| e < f) {
                 self.first_seq = Some(e);
@@ -61,6 +74,7 @@ impl TrackStats {
                 self.lost = (high - first + 1) as i64 - self.packets as i64;
             }
         }
+        new_frame
     }
 
     pub(crate) fn on_rtcp(&mut self, buf: &[u8]) {

@@ -38,6 +38,7 @@ const WAKER: Token = Token(usize::MAX);
 pub struct RxTotals {
     packets: [AtomicU64; MAX_TRACKS],
     bytes: [AtomicU64; MAX_TRACKS],
+    frames: [AtomicU64; MAX_TRACKS],
 }
 
 impl RxTotals {
@@ -49,6 +50,11 @@ impl RxTotals {
             self.packets[i].load(Ordering::Relaxed),
             self.bytes[i].load(Ordering::Relaxed),
         )
+    }
+
+    /// Frames (distinct RTP timestamps in a row) received so far on track `index`.
+    pub fn frames(&self, index: usize) -> u64 {
+        self.frames[index.min(MAX_TRACKS - 1)].load(Ordering::Relaxed)
     }
 }
 
@@ -243,17 +249,18 @@ fn worker_loop(
             if is_rtcp {
                 drain(&e.rtcp, &mut buf, |b| e.rx.stats.on_rtcp(b));
             } else {
-                let (mut n, mut bytes) = (0u64, 0u64);
+                let (mut n, mut bytes, mut frames) = (0u64, 0u64, 0u64);
                 let rx = &mut e.rx;
                 drain(&e.rtp, &mut buf, |b| {
                     rx.first_packet.get_or_insert_with(Instant::now);
-                    rx.stats.on_rtp(b);
+                    frames += u64::from(rx.stats.on_rtp(b));
                     n += 1;
                     bytes += b.len() as u64;
                 });
                 let i = e.track.min(MAX_TRACKS - 1);
                 totals.packets[i].fetch_add(n, Ordering::Relaxed);
                 totals.bytes[i].fetch_add(bytes, Ordering::Relaxed);
+                totals.frames[i].fetch_add(frames, Ordering::Relaxed);
             }
         }
         // Commands are few (two per track per session); handle them after the packets.
@@ -364,6 +371,7 @@ mod tests {
             for h in handles {
                 let r = h.finish().await.unwrap();
                 assert_eq!(r.stats.packets, 15);
+                assert_eq!(r.stats.frames, 1, "one timestamp");
                 assert_eq!(r.stats.lost, 1, "seq 3 never sent; wraparound is no gap");
                 assert!(r.first_packet.is_some());
             }

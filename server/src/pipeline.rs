@@ -108,7 +108,7 @@ pub fn start(
 }
 
 fn spawn_fanout(track: Arc<Track>, name: &str) -> anyhow::Result<SyncSender<Vec<OutPacket>>> {
-    let (tx, rx) = sync_channel::<Vec<OutPacket>>(8);
+    let (tx, rx) = sync_channel::<Vec<OutPacket>>(32);
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {

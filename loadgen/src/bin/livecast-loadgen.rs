@@ -53,6 +53,9 @@ struct TrackSummary {
     packets_per_s: f64,
     /// Whole RTP packets (header included), as read from the socket.
     kbit_per_s: f64,
+    /// Frames (distinct RTP timestamps) per second: for video, compare with the source's rate
+    /// to see frames a server dropped without leaving sequence gaps.
+    frames_per_s: f64,
     /// Over the whole session (ramp and window), all clients.
     packets: u64,
     lost: i64,
@@ -179,10 +182,16 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
     let own0 = sysstat::own_cpu_seconds();
     let sys0 = SystemCpu::read();
     let rx0: Vec<(u64, u64)> = (0..MAX_TRACKS).map(|i| receiver.totals().get(i)).collect();
+    let fr0: Vec<u64> = (0..MAX_TRACKS)
+        .map(|i| receiver.totals().frames(i))
+        .collect();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let w = t0.elapsed().as_secs_f64();
     let rx1: Vec<(u64, u64)> = (0..MAX_TRACKS).map(|i| receiver.totals().get(i)).collect();
+    let fr1: Vec<u64> = (0..MAX_TRACKS)
+        .map(|i| receiver.totals().frames(i))
+        .collect();
     let cpu1 = pid.and_then(sysstat::process_cpu_seconds);
     let thr1 = pid.and_then(sysstat::thread_cpu_seconds);
     let own1 = sysstat::own_cpu_seconds();
@@ -256,6 +265,7 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
         let (a, b) = (rx0[i], rx1[i]);
         ts.packets_per_s = (b.0 - a.0) as f64 / w / n;
         ts.kbit_per_s = (b.1 - a.1) as f64 * 8.0 / 1000.0 / w / n;
+        ts.frames_per_s = (fr1[i] - fr0[i]) as f64 / w / n;
     }
     first_ms.sort_by(f64::total_cmp);
     s.first_packet_ms_median = first_ms.get(first_ms.len() / 2).copied();
