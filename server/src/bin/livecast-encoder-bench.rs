@@ -5,7 +5,8 @@
 //!
 //! Two clocks: the thread's own CPU time (from `/proc/thread-self/schedstat`, Linux), which
 //! other processes on a busy machine do not inflate, gives the headline "fps per core"; wall
-//! time is printed next to it. On a quiet machine the two agree.
+//! time is printed next to it. On a quiet machine the two agree. Each configuration runs
+//! `--repeat` times (fresh encoder each time) and the fastest run is reported.
 //!
 //! Contents: `testsrc`, the server's test card (mostly static: the encoder idles well under
 //! its bitrate), and `pan`, a detailed texture panning diagonally under the test card's
@@ -46,6 +47,9 @@ struct Args {
     /// Frames encoded before timing starts.
     #[arg(long, default_value_t = 30)]
     warmup: u64,
+    /// Runs per configuration; the fastest is reported (the least disturbed by other load).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -191,8 +195,8 @@ fn run(
         bitrate_bps: bitrate,
         idr_interval_secs: 2,
     })?;
-    let mut times = Vec::with_capacity(usize::try_from(args.frames).unwrap_or(0));
-    let mut wall = Duration::ZERO;
+    let frames = usize::try_from(args.frames).unwrap_or(0);
+    let (mut times, mut walls) = (Vec::with_capacity(frames), Vec::with_capacity(frames));
     let (mut bytes, mut idr_bytes, mut idrs) = (0usize, 0usize, 0usize);
     for k in 0..args.warmup + args.frames {
         let capture = UNIX_EPOCH + Duration::from_nanos(k * 1_000_000_000 / u64::from(args.fps));
@@ -209,7 +213,7 @@ fn run(
             .map_or(dt, |(b, a)| b.saturating_sub(a));
         if k >= args.warmup {
             times.push(dcpu);
-            wall += dt;
+            walls.push(dt);
             if let Some(au) = au {
                 bytes += au.annexb.len();
                 if au.is_idr {
@@ -220,7 +224,10 @@ fn run(
         }
     }
     let total: Duration = times.iter().sum();
-    times.sort();
+    let wall: Duration = walls.iter().sum();
+    // Per-frame CPU time is only as fine as the kernel's accounting (a tick on some kernels),
+    // so the tail latency comes from the wall clock.
+    walls.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let n = times.len().max(1);
     #[allow(clippy::cast_precision_loss)]
@@ -233,7 +240,10 @@ fn run(
         cpu_fps: n_f / total.as_secs_f64(),
         wall_fps: n_f / wall.as_secs_f64(),
         mean_ms: ms(total) / n_f,
-        p99_ms: ms(times[(n * 99 / 100).min(n - 1)]),
+        p99_ms: ms(walls
+            .get((n * 99 / 100).min(walls.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()),
         kbps: bytes_f * 8.0 / (n_f / f64::from(args.fps)) / 1000.0,
         idr_kb: idr_f / idrs_f / 1000.0,
     })
@@ -247,16 +257,22 @@ fn main() -> anyhow::Result<()> {
         .map(|s| parse_size(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     println!(
-        "OpenH264 (openh264 crate 0.9, 1 thread, Constrained Baseline, Medium complexity), {} fps, {} frames timed after {} warm-up",
-        args.fps, args.frames, args.warmup
+        "OpenH264 (openh264 crate 0.9, 1 thread, Constrained Baseline, Medium complexity), {} fps, {} frames timed after {} warm-up, best of {}",
+        args.fps, args.frames, args.warmup, args.repeat
     );
     println!();
-    println!("| content | size | target | encode fps (per CPU-s) | ms/frame (CPU) | p99 ms (CPU) | real-time x ({} fps) | fps (wall) | achieved kbit/s | IDR size kB |", args.fps);
+    println!("| content | size | target | encode fps (per CPU-s) | ms/frame (CPU) | p99 ms (wall) | real-time x ({} fps) | fps (wall) | achieved kbit/s | IDR size kB |", args.fps);
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &content in &args.contents {
         for &(w, h) in &sizes {
             for &b in &args.bitrates {
-                let r = run(content, w, h, b, &args)?;
+                let mut r = run(content, w, h, b, &args)?;
+                for _ in 1..args.repeat {
+                    let again = run(content, w, h, b, &args)?;
+                    if again.cpu_fps > r.cpu_fps {
+                        r = again;
+                    }
+                }
                 println!(
                 "| {} | {} | {} Mbit/s | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} |",
                 r.content.name(),
