@@ -10,8 +10,8 @@ use livecast_player::engine::{self, EngineConfig, Source, TransportPref};
 
 /// Plays RTSP streams (livecast-server, GStreamer, IP cameras…) and records the whole session.
 ///
-/// Keys: space play/pause, ←/→ 10 s back/forward, [ ] speed, l live, m mute, c captions,
-/// i statistics, f fullscreen.
+/// Keys: space play/pause, ←/→ 10 s back/forward, [ ] speed, l or End live, ↑/↓ volume,
+/// m mute, c captions, i statistics, f fullscreen (Esc leaves it), s stop/resume receiving.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
