@@ -564,25 +564,21 @@ impl RtspServer {
         if let Some(src) = setup.rtcp_source {
             self.rtcp_sources().insert(src, sid.clone());
         }
-        let playing = entry.state.state() == State::Playing;
+        // A track added while playing starts flowing at once; the others keep their numbering.
+        if entry.state.state() == State::Playing {
+            self.tracks[track].subscribe(entry.client, setup.sink.clone(), None);
+        }
         entry.setups.push(setup);
         entry.state.commit(next, now);
         let timeout = entry.state.timeout().as_secs() as u32;
         drop(sessions);
         info!(session = %sid, peer = %ctx.peer, track, transport = %reply.to_value(), "SETUP");
-        let after = if playing {
-            // A track added while playing starts flowing at once.
-            self.subscribe_all(&sid);
-            After::Nothing
-        } else {
-            After::Nothing
-        };
         Ok((
             Response::new(StatusCode::OK).typed(&reply).typed(&Session {
                 id: sid,
                 timeout: Some(timeout),
             }),
-            after,
+            After::Nothing,
         ))
     }
 
@@ -720,19 +716,6 @@ impl RtspServer {
             After::StartPlaying(sid)
         };
         Ok((resp, after))
-    }
-
-    /// Subscribes every set-up track of a playing session that is not flowing yet.
-    fn subscribe_all(&self, sid: &str) {
-        let mut sessions = self.sessions();
-        let Some(entry) = sessions.get_mut(sid) else {
-            return;
-        };
-        let client = entry.client;
-        for s in entry.setups.iter_mut() {
-            let track = &self.tracks[s.track];
-            track.subscribe(client, s.sink.clone(), s.resume_seq.take());
-        }
     }
 
     fn pause(&self, req: &Request, now: Instant) -> Handled {
@@ -951,11 +934,6 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
-}
-
-/// Parse a `Session` header value only for its id (used by tests and keep-alive paths).
-pub fn parse_session_id(value: &str) -> Option<String> {
-    Session::parse(value).ok().map(|s| s.id)
 }
 
 #[cfg(test)]
