@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+python3 -m unittest discover -s scripts/whisper-model  # the model converter's tests
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The interop tests each run a server and a real player; two at a time fits 2 cores.
