@@ -50,6 +50,12 @@ struct Args {
     /// Start in fullscreen.
     #[arg(long)]
     fullscreen: bool,
+
+    /// At exit, write the session's captions to FILE: WebVTT (.vtt), or SubRip (.srt). The
+    /// window's "Export captions" button writes here too (default: livecast-captions.vtt in
+    /// the current directory).
+    #[arg(long, value_name = "FILE")]
+    captions_out: Option<PathBuf>,
 }
 
 fn parse_transport(s: &str) -> Result<TransportPref, String> {
@@ -103,6 +109,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     cfg.record = args.record.clone();
     cfg.audio_output = !args.no_audio;
     cfg.volume = f32::from(args.volume) / 100.0;
+    cfg.captions_out = args.captions_out.clone();
     if args.headless {
         headless(cfg, &args)
     } else {

@@ -341,6 +341,7 @@ fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer
             session_timeout: Duration::from_secs(60),
             limits: Limits::default(),
         },
+        captions: Default::default(),
     };
     let server = rt
         .block_on(livecast_server::start(cfg))

@@ -34,6 +34,7 @@ fn server_config(listen: SocketAddr) -> ServerConfig {
             idr_interval_secs: 2,
         },
         rtsp: RtspConfig::default(),
+        captions: Default::default(),
     }
 }
 

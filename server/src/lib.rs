@@ -19,6 +19,7 @@
 //! One stream per server (`/live`); no multicast; no authentication (run it on networks you
 //! trust, or behind a tunnel); RTSP 2.0 clients get `505`.
 
+pub mod captions;
 pub mod encode;
 pub mod net;
 pub mod pipeline;
@@ -35,6 +36,7 @@ use anyhow::Context;
 use livecast_proto::time::Ssrc;
 use tracing::info;
 
+use crate::captions::CaptionConfig;
 use crate::pipeline::{MediaConfig, Pipeline};
 use crate::rtsp_server::{RtspConfig, RtspServer};
 use crate::source::MediaClock;
@@ -46,6 +48,7 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     pub media: MediaConfig,
     pub rtsp: RtspConfig,
+    pub captions: CaptionConfig,
 }
 
 /// A running server: its RTSP state, its media pipeline and the addresses it listens on.
@@ -53,6 +56,8 @@ pub struct RunningServer {
     pub rtsp: Arc<RtspServer>,
     pub pipeline: Pipeline,
     pub listening: Vec<SocketAddr>,
+    /// Whether the stream has a caption track.
+    pub captions: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -70,6 +75,7 @@ impl RunningServer {
 
 pub const VIDEO_PT: u8 = 96;
 pub const AUDIO_PT: u8 = 97;
+pub use captions::{RED_PT, T140_PT};
 
 fn make_track(
     index: usize,
@@ -128,19 +134,34 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         livecast_proto::codec::opus::CLOCK_RATE,
         clock,
     )?;
+    let ccfg = cfg.captions.clone();
+    let transcriber = tokio::task::spawn_blocking(move || captions::load(&ccfg))
+        .await
+        .context("loading the speech model")?;
+    let (text, tap) = match transcriber {
+        Some(t) => {
+            let text = make_track(2, TrackKind::Text, RED_PT, 1000, clock)?;
+            let tap = captions::start(t, text.clone())?;
+            (Some(text), Some(tap))
+        }
+        None => (None, None),
+    };
     let media = cfg.media.clone();
     let (v2, a2) = (video.clone(), audio.clone());
-    let pipeline = tokio::task::spawn_blocking(move || pipeline::start(&media, clock, v2, a2))
+    let pipeline = tokio::task::spawn_blocking(move || pipeline::start(&media, clock, v2, a2, tap))
         .await
         .context("pipeline start-up")??;
     let sdp = sdp::describe(
         &pipeline.video_params,
         &video.info,
         &audio.info,
+        text.as_ref().map(|t| &t.info),
         cfg.media.video_bitrate,
         cfg.media.audio_bitrate,
     );
-    let tracks = vec![video, audio];
+    let has_captions = text.is_some();
+    let mut tracks = vec![video, audio];
+    tracks.extend(text);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
     for t in &tracks {
         for (sock, is_rtcp) in [
@@ -171,6 +192,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         rtsp,
         pipeline,
         listening,
+        captions: has_captions,
         tasks,
     })
 }

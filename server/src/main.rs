@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use livecast_proto::rtsp::Limits;
+use livecast_server::captions::{CaptionConfig, CaptionMode};
 use livecast_server::net::{local_addresses, rtsp_url};
 use livecast_server::pipeline::MediaConfig;
 use livecast_server::rtsp_server::RtspConfig;
@@ -61,6 +62,25 @@ struct Args {
     /// Seconds without keep-alive (RTSP request or RTCP report) after which a session is closed.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     session_timeout: u64,
+
+    /// Live captions (speech-to-text with whisper, sent as a T.140 text track): auto (on when
+    /// a speech model is installed), on, off.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    captions: CaptionMode,
+
+    /// whisper.cpp ggml model for captions. Default: ggml-tiny.en.bin in $LIVECAST_MODEL_DIR,
+    /// else ~/.local/share/livecast/models (scripts/install-model.sh installs it there).
+    #[arg(long, value_name = "FILE")]
+    model: Option<std::path::PathBuf>,
+
+    /// Spoken language for captions: en, auto (detect), or a code such as de or fr
+    /// (other than en needs a multilingual model).
+    #[arg(long, default_value = "en", value_name = "LANG")]
+    language: String,
+
+    /// Threads whisper may use for captions.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    caption_threads: u32,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -162,14 +182,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
             session_timeout: Duration::from_secs(args.session_timeout),
             limits: Limits::default(),
         },
+        captions: CaptionConfig {
+            mode: args.captions,
+            model: args.model.clone(),
+            language: args.language.clone(),
+            threads: args.caption_threads as usize,
+        },
     };
     let server = livecast_server::start(cfg).await?;
     let p = &server.pipeline.video_params;
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "livecast-server: streaming {} ({}x{} @ {} fps) + {}",
-            server.pipeline.video_source, p.width, p.height, p.fps, server.pipeline.audio_source
+            "livecast-server: streaming {} ({}x{} @ {} fps) + {}{}",
+            server.pipeline.video_source,
+            p.width,
+            p.height,
+            p.fps,
+            server.pipeline.audio_source,
+            if server.captions {
+                " + live captions"
+            } else {
+                ""
+            }
         );
         for l in &server.listening {
             if l.ip().is_unspecified() {

@@ -15,6 +15,7 @@ use livecast_proto::codec::h264;
 use livecast_proto::rtp::{self, RtpHeader};
 use tracing::{debug, info, warn};
 
+use crate::captions::CaptionTap;
 use crate::encode::h264::{parameter_sets, H264Config, H264Encoder};
 use crate::encode::opus::OpusEncoder;
 use crate::source::{
@@ -63,6 +64,7 @@ pub fn start(
     clock: MediaClock,
     video: Arc<Track>,
     audio: Arc<Track>,
+    captions: Option<CaptionTap>,
 ) -> anyhow::Result<Pipeline> {
     let (vtx, vrx) = sync_channel::<VideoFrame>(4);
     let (atx, arx) = sync_channel::<AudioFrame>(16);
@@ -83,7 +85,7 @@ pub fn start(
     let mut opus = OpusEncoder::new(abitrate as i32).context("Opus encoder")?;
     thread::Builder::new()
         .name("audio-encoder".into())
-        .spawn(move || audio_encoder_loop(&mut opus, arx, audio, afan))
+        .spawn(move || audio_encoder_loop(&mut opus, arx, audio, afan, captions))
         .context("spawn audio encoder")?;
 
     let (lock, cv) = &*params;
@@ -219,9 +221,13 @@ fn audio_encoder_loop(
     frames: Receiver<AudioFrame>,
     track: Arc<Track>,
     fanout: SyncSender<Vec<OutPacket>>,
+    captions: Option<CaptionTap>,
 ) {
     let mut seq: u16 = rand::random();
     for frame in frames {
+        if let Some(c) = &captions {
+            c.send(&frame);
+        }
         let data = match opus.encode(&frame) {
             Ok(d) => d,
             Err(e) => {

@@ -13,10 +13,13 @@ use crate::track::TrackInfo;
 ///   so a player can set up its decoder before the first keyframe arrives.
 /// - Audio: `opus/48000/2` as RFC 7587 §7 requires (the 2 is the RTP clock's channel count, not
 ///   the stream's), `sprop-stereo=1` because we send stereo.
+/// - Captions, when on: `m=text` with `red/1000` (RFC 2198 redundancy, listed first, so it is
+///   what we send) over `t140/1000` (RFC 4103 §9.3), `cps=30`.
 pub fn describe(
     video: &VideoParams,
     vinfo: &TrackInfo,
     ainfo: &TrackInfo,
+    tinfo: Option<&TrackInfo>,
     video_bitrate: u32,
     audio_bitrate: u32,
 ) -> String {
@@ -54,5 +57,14 @@ pub fn describe(
         ainfo.payload_type
     ));
     s.push_str(&format!("a=control:trackID={}\r\n", ainfo.index));
+    if let Some(t) = tinfo {
+        let (red, t140) = (crate::RED_PT, crate::T140_PT);
+        s.push_str(&format!("m=text 0 RTP/AVP {red} {t140}\r\n"));
+        s.push_str(&format!("a=rtpmap:{red} red/1000\r\n"));
+        s.push_str(&format!("a=fmtp:{red} {t140}/{t140}/{t140}\r\n"));
+        s.push_str(&format!("a=rtpmap:{t140} t140/1000\r\n"));
+        s.push_str(&format!("a=fmtp:{t140} cps=30\r\n"));
+        s.push_str(&format!("a=control:trackID={}\r\n", t.index));
+    }
     s
 }

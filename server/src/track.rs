@@ -24,6 +24,8 @@ use tracing::{debug, warn};
 pub enum TrackKind {
     Video,
     Audio,
+    /// Real-time text (captions).
+    Text,
 }
 
 /// One RTP packet as produced by the packetizer, with the server's own sequence number.

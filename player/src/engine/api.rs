@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub volume: f32,
     /// Call mode: keep the jitter buffer at the minimum the measured jitter allows.
     pub low_latency: bool,
+    /// Write the session's captions here when the engine stops (WebVTT, or SubRip for
+    /// `.srt`).
+    pub captions_out: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -50,6 +53,7 @@ impl EngineConfig {
             audio_output: true,
             volume: 1.0,
             low_latency: false,
+            captions_out: None,
         }
     }
 }
@@ -71,6 +75,9 @@ pub enum Command {
     SetVolume(f32),
     ToggleMute,
     SetCaptions(bool),
+    /// Write the session's captions to this file: WebVTT, or SubRip if it ends in `.srt`.
+    /// The outcome shows in [`Status::notice`].
+    ExportCaptions(PathBuf),
     StreamPause,
     StreamResume,
     Stop,
@@ -147,6 +154,8 @@ pub struct Status {
     pub codecs: Vec<Codec>,
     /// One-off warnings for the viewer (e.g. "no audio device: playing silently").
     pub warnings: Vec<String>,
+    /// The outcome of the last action that reports one (a captions export).
+    pub notice: Option<String>,
 }
 
 /// A decoded picture ready to show.

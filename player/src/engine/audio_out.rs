@@ -137,6 +137,9 @@ enum Backend {
     Device(#[allow(dead_code)] cpal::Stream),
     /// No device: a thread consumes samples in real time.
     Null(Arc<AtomicBool>),
+    /// Tests: nothing plays until [`AudioSink::pull`] is called, with the test's clock.
+    #[cfg(test)]
+    Manual,
 }
 
 /// The audio output: device or null sink.
@@ -205,6 +208,23 @@ impl AudioSink {
             backend: Backend::Null(stop),
             description: "none (silent)".into(),
         }
+    }
+
+    /// A sink that plays only when told to ([`Self::pull`]): deterministic tests.
+    #[cfg(test)]
+    pub(crate) fn manual() -> Self {
+        Self {
+            shared: Arc::new(Shared::new()),
+            backend: Backend::Manual,
+            description: "manual (test)".into(),
+        }
+    }
+
+    /// Plays `frames` sample frames as heard at `presented` (manual sinks).
+    #[cfg(test)]
+    pub(crate) fn pull(&self, frames: usize, presented: Instant) {
+        let mut buf = vec![0f32; frames * 2];
+        self.shared.render(&mut buf, presented);
     }
 
     pub fn is_device(&self) -> bool {

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod audio_out;
+pub mod captions;
 pub mod decode;
 pub mod net;
 pub mod playback;

@@ -220,8 +220,16 @@ struct Playback {
     adec: AudioDecoder,
     video_track: Option<usize>,
     audio_track: Option<usize>,
+    text_track: Option<usize>,
     video_next: usize,
     audio_next: usize,
+    /// Every caption block recorded so far, `(time_us, text)`, and how many index entries of
+    /// the text track they cover. Text is small: hours of captions are a few hundred kB.
+    text_blocks: Vec<(i64, String)>,
+    text_next: usize,
+    /// Cues of the whole session, rebuilt when blocks arrive.
+    cues: Vec<super::captions::Cue>,
+    notice: Option<String>,
     last_jumps: u64,
     captions_enabled: bool,
     muted: bool,
@@ -239,6 +247,7 @@ struct Playback {
     first_frame: Option<f64>,
     last_status: Instant,
     is_file: bool,
+    captions_out: Option<PathBuf>,
 }
 
 impl Playback {
@@ -250,8 +259,20 @@ impl Playback {
         report: Arc<Mutex<Report>>,
         reader: Option<RecordingReader>,
     ) -> Self {
+        let sink = AudioSink::open(cfg.audio_output);
+        Self::with_sink(cfg, shared, frame_tx, status_tx, report, reader, sink)
+    }
+
+    fn with_sink(
+        cfg: EngineConfig,
+        shared: Shared,
+        frame_tx: watch::Sender<Option<VideoFrame>>,
+        status_tx: watch::Sender<Status>,
+        report: Arc<Mutex<Report>>,
+        reader: Option<RecordingReader>,
+        (sink, warning): (AudioSink, Option<String>),
+    ) -> Self {
         let now = Instant::now();
-        let (sink, warning) = AudioSink::open(cfg.audio_output);
         sink.set_volume(cfg.volume);
         let is_file = matches!(cfg.source, Source::File(_));
         Self {
@@ -269,8 +290,13 @@ impl Playback {
             adec: AudioDecoder::new().expect("libopus is built in and 48 kHz stereo is valid"),
             video_track: None,
             audio_track: None,
+            text_track: None,
             video_next: 0,
             audio_next: 0,
+            text_blocks: Vec::new(),
+            text_next: 0,
+            cues: Vec::new(),
+            notice: None,
             last_jumps: 0,
             captions_enabled: true,
             muted: false,
@@ -286,6 +312,7 @@ impl Playback {
             first_frame: None,
             last_status: now,
             is_file,
+            captions_out: cfg.captions_out.clone(),
         }
     }
 
@@ -310,7 +337,7 @@ impl Playback {
                 }
             }
             if self.index.is_none() {
-                self.attach();
+                self.attach(now);
             }
             if self.index.is_some() {
                 self.step(now);
@@ -323,7 +350,7 @@ impl Playback {
     }
 
     /// Picks up the recording once the recorder has created it.
-    fn attach(&mut self) {
+    fn attach(&mut self, now: Instant) {
         let (index, path) = {
             let s = lock(&self.shared);
             (s.index.clone(), s.path.clone())
@@ -340,11 +367,11 @@ impl Playback {
                 }
             }
         }
-        let now = Instant::now();
         {
             let idx = read_index(&index);
             self.video_track = idx.find_track("video");
             self.audio_track = idx.find_track("audio");
+            self.text_track = idx.find_track("text");
             if self.is_file {
                 if let (Some(s), Some(e)) = (idx.start_us(), idx.end_us()) {
                     self.timeline.set_range(s, e, now);
@@ -377,6 +404,7 @@ impl Playback {
             }
             Command::ToggleMute => self.muted = !self.muted,
             Command::SetCaptions(on) => self.captions_enabled = on,
+            Command::ExportCaptions(ref path) => self.export_captions(path),
             Command::StreamPause | Command::StreamResume => {
                 if let Some(ctl) = net_ctl {
                     let c = if cmd == Command::StreamPause {
@@ -541,6 +569,7 @@ impl Playback {
         let pos = self.timeline.position(now);
         self.step_video(&index, pos);
         self.step_audio(&index, pos);
+        self.step_text(&index);
         for (t, at) in self.sink.take_onsets() {
             self.beeps.push((t, mono_us(self.started, at)));
         }
@@ -617,6 +646,55 @@ impl Playback {
         }
     }
 
+    /// Reads caption blocks recorded since the last call.
+    fn step_text(&mut self, index: &SharedIndex) {
+        let Some(t) = self.text_track else { return };
+        let new: Vec<_> = {
+            let idx = read_index(index);
+            let e = idx.entries(t);
+            if self.text_next >= e.len() {
+                return;
+            }
+            e[self.text_next..].to_vec()
+        };
+        self.text_next += new.len();
+        for entry in new {
+            let Some(reader) = self.reader.as_mut() else {
+                return;
+            };
+            match reader.read(&entry) {
+                Ok(unit) => self.text_blocks.push((
+                    entry.time_us,
+                    String::from_utf8_lossy(&unit.data).into_owned(),
+                )),
+                Err(e) => warn!("reading the recording: {e}"),
+            }
+        }
+        self.cues = super::captions::cues(&self.text_blocks);
+    }
+
+    /// The caption rows for playhead `pos`.
+    fn caption_rows(&self, pos: i64) -> Vec<String> {
+        if !self.captions_enabled {
+            return Vec::new();
+        }
+        // Lines older than a minute are long gone from the screen.
+        let from = self
+            .text_blocks
+            .partition_point(|(t, _)| *t < pos - 60_000_000);
+        super::captions::shown_at(&self.text_blocks[from..], pos)
+    }
+
+    fn export_captions(&mut self, path: &std::path::Path) {
+        let origin = self.timeline.start_us().unwrap_or(0);
+        let text = super::captions::render_for_path(path, &self.cues, origin);
+        self.notice = Some(match std::fs::write(path, text) {
+            Ok(()) => format!("{} captions written to {}", self.cues.len(), path.display()),
+            Err(e) => format!("cannot write captions to {}: {e}", path.display()),
+        });
+        info!("{}", self.notice.as_deref().unwrap_or_default());
+    }
+
     fn publish_status(&mut self, now: Instant) {
         self.last_status = now;
         let (conn, stats, path) = {
@@ -655,8 +733,8 @@ impl Playback {
             volume: self.volume,
             muted: self.muted,
             captions_enabled: self.captions_enabled,
-            has_captions: false,
-            caption_text: Vec::new(),
+            has_captions: self.text_track.is_some(),
+            caption_text: self.caption_rows(self.timeline.position(now)),
             stats: Stats {
                 width: self.size.0,
                 height: self.size.1,
@@ -675,6 +753,7 @@ impl Playback {
                 .filter(|c| *c != Codec::Unknown)
                 .collect(),
             warnings: self.warnings.clone(),
+            notice: self.notice.clone(),
         };
         let _ = self.status_tx.send(st.clone());
         let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
@@ -700,10 +779,22 @@ impl Playback {
         r.recording = path.map(|p| p.display().to_string());
         r.reconnects = lock(&self.shared).reconnects;
         r.final_state = format!("{:?}", st.conn);
-        r.captions = Vec::<CaptionReport>::new();
+        let origin = self.timeline.start_us().unwrap_or(0);
+        r.captions = self
+            .cues
+            .iter()
+            .map(|c| CaptionReport {
+                start_ms: (c.start_us - origin) / 1000,
+                end_ms: (c.end_us - origin) / 1000,
+                text: c.text.clone(),
+            })
+            .collect();
     }
 
     fn finish(&mut self) {
+        if let Some(path) = self.captions_out.clone() {
+            self.export_captions(&path);
+        }
         self.publish_status(Instant::now());
         self.sink.set_paused(true);
     }
@@ -715,5 +806,405 @@ fn mono_us(base: Instant, t: Instant) -> i64 {
         t.duration_since(base).as_micros() as i64
     } else {
         -(base.duration_since(t).as_micros() as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The whole playback side driven by a test clock over a recording that grows as if it
+    //! were received live: real H.264 and Opus, pictures that carry their frame number, a
+    //! caption track. Pause, seek back, fast-forward, rewind, back to live and captions after
+    //! a seek, checked on the pictures actually decoded.
+
+    use super::*;
+    use crate::engine::recording::RecordingWriter;
+    use crate::engine::unit::{MediaUnit, TrackDesc};
+    use livecast_server::encode::h264::{H264Config, H264Encoder};
+    use livecast_server::encode::opus::OpusEncoder;
+    use livecast_server::source::{AudioFrame, VideoFrame as RawFrame};
+
+    const T0: i64 = 1_795_392_000_000_000;
+    const FPS: i64 = 10;
+    const W: u32 = 160;
+    const H: u32 = 96;
+    const SECS: i64 = 40;
+    /// Captions arrive this long after they were spoken (whisper's delay).
+    const TEXT_DELAY_US: i64 = 1_500_000;
+
+    fn track(index: usize, media: &str, codec: Codec, pt: u8, rate: u32) -> TrackDesc {
+        TrackDesc {
+            index,
+            media: media.into(),
+            codec,
+            payload_type: pt,
+            clock_rate: rate,
+            fmtp: Vec::new(),
+            control_url: format!("rtsp://test/live/trackID={index}"),
+        }
+    }
+
+    /// Frame `i`'s picture: 16 vertical bars, white for the 1 bits of `i`.
+    fn picture(i: u64) -> Vec<u8> {
+        let mut p = vec![128u8; (W * H * 3 / 2) as usize];
+        for y in 0..H as usize {
+            for x in 0..W as usize {
+                let bit = x / 10;
+                p[y * W as usize + x] = if (i >> bit) & 1 == 1 { 235 } else { 16 };
+            }
+        }
+        p
+    }
+
+    fn frame_number(f: &VideoFrame) -> u64 {
+        (0..16)
+            .map(|bit| {
+                let x = bit * 10 + 5;
+                let px = f.rgba[((H as usize / 2) * W as usize + x) * 4];
+                u64::from(px > 128) << bit
+            })
+            .sum()
+    }
+
+    fn unit(track: usize, t: i64, keyframe: bool, data: Vec<u8>) -> MediaUnit {
+        MediaUnit {
+            track,
+            rtp_timestamp: 0,
+            capture_us: t,
+            capture_from_sr: true,
+            arrival_us: t,
+            keyframe,
+            damaged: false,
+            data,
+        }
+    }
+
+    /// The session, in capture order: 10 fps video with a keyframe each second, Opus every
+    /// 20 ms, two captions (spoken at 5 s and 25 s).
+    fn session() -> Vec<MediaUnit> {
+        let mut enc = H264Encoder::new(&H264Config {
+            width: W,
+            height: H,
+            fps: FPS as u32,
+            bitrate_bps: 300_000,
+            idr_interval_secs: 1,
+        })
+        .unwrap();
+        let mut opus = OpusEncoder::new(32_000).unwrap();
+        let mut units = Vec::new();
+        for i in 0..(SECS * FPS) as u64 {
+            let t = T0 + i as i64 * 1_000_000 / FPS;
+            let f = RawFrame {
+                width: W,
+                height: H,
+                i420: picture(i),
+                capture: SystemTime::UNIX_EPOCH + Duration::from_micros(t as u64),
+                index: i,
+            };
+            let e = enc.encode(&f).unwrap().expect("openh264 emits every frame");
+            units.push(unit(0, t, e.is_idr, e.annexb));
+        }
+        for k in 0..(SECS * 50) {
+            let t = T0 + k * 20_000;
+            let f = AudioFrame {
+                samples: vec![0; 1920],
+                capture: SystemTime::UNIX_EPOCH + Duration::from_micros(t as u64),
+            };
+            units.push(unit(1, t, true, opus.encode(&f).unwrap()));
+        }
+        for (t, text) in [
+            (5_000_000, "first caption"),
+            (7_000_000, "\u{2028}"),
+            (25_000_000, "second caption"),
+            (27_000_000, "\u{2028}"),
+        ] {
+            units.push(unit(2, T0 + t, true, text.as_bytes().to_vec()));
+        }
+        units.sort_by_key(|u| u.capture_us);
+        units
+    }
+
+    fn tracks() -> Vec<TrackDesc> {
+        vec![
+            track(0, "video", Codec::H264, 96, 90_000),
+            track(1, "audio", Codec::Opus, 97, 48_000),
+            track(2, "text", Codec::T140, 99, 1000),
+        ]
+    }
+
+    struct Rig {
+        p: Playback,
+        frames: watch::Receiver<Option<VideoFrame>>,
+        status: watch::Receiver<Status>,
+        report: Arc<Mutex<Report>>,
+        base: Instant,
+        /// Test time, µs since `base`.
+        now_us: i64,
+    }
+
+    impl Rig {
+        fn new(source: Source, shared: Shared, reader: Option<RecordingReader>) -> Self {
+            let (frame_tx, frames) = watch::channel(None);
+            let (status_tx, status) = watch::channel(Status::default());
+            let report = Arc::new(Mutex::new(Report::default()));
+            let mut cfg = EngineConfig::new(source);
+            cfg.audio_output = false;
+            let p = Playback::with_sink(
+                cfg,
+                shared,
+                frame_tx,
+                status_tx,
+                report.clone(),
+                reader,
+                (AudioSink::manual(), None),
+            );
+            let base = Instant::now();
+            Self {
+                p,
+                frames,
+                status,
+                report,
+                base,
+                now_us: 0,
+            }
+        }
+
+        fn now(&self) -> Instant {
+            self.base + Duration::from_micros(self.now_us as u64)
+        }
+
+        /// One 10 ms tick of the playback loop: the audio device plays 10 ms, then a step.
+        fn tick(&mut self) {
+            self.now_us += 10_000;
+            let now = self.now();
+            self.p.sink.pull(480, now);
+            if self.p.index.is_none() {
+                self.p.attach(now);
+            }
+            self.p.step(now);
+            if self.now_us % 100_000 == 0 {
+                self.p.publish_status(now);
+            }
+        }
+
+        fn command(&mut self, c: Command) {
+            let now = self.now();
+            self.p.command(c, now, None);
+        }
+
+        /// Playhead, µs since the start of the recording.
+        fn pos_us(&self) -> i64 {
+            self.p.timeline.position_from_start(self.now())
+        }
+
+        fn shown(&self) -> (u64, i64) {
+            let f = self.frames.borrow().clone().expect("a picture is shown");
+            (frame_number(&f), f.position.as_micros() as i64)
+        }
+
+        fn status(&mut self) -> Status {
+            self.p.publish_status(self.now());
+            self.status.borrow().clone()
+        }
+    }
+
+    /// The picture shown is the frame due at the playhead (frame times are i / 10 s).
+    fn assert_shows_playhead(r: &Rig, what: &str) {
+        let (n, at) = r.shown();
+        let due = (r.pos_us() * FPS / 1_000_000) as u64;
+        assert!(
+            n.abs_diff(due) <= 1,
+            "{what}: shows frame {n} (at {at} us), playhead {} us wants frame {due}",
+            r.pos_us()
+        );
+        assert_eq!(
+            n as i64 * 100_000,
+            at,
+            "{what}: the picture is the frame it says it is"
+        );
+    }
+
+    #[test]
+    fn live_session_pause_seek_fast_forward_rewind_and_back_to_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.lcrec");
+        let mut writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
+        let shared: Shared = Arc::default();
+        {
+            let mut s = lock(&shared);
+            s.index = Some(writer.index());
+            s.path = Some(path.clone());
+            s.conn = ConnState::Streaming { tcp: false };
+        }
+        let mut r = Rig::new(Source::Url("rtsp://test/live".into()), shared, None);
+        // "Receives" what was captured by the test clock; captions arrive later (whisper's
+        // delay), so the text track is fed from its own queue.
+        let (text, media): (Vec<MediaUnit>, Vec<MediaUnit>) =
+            session().into_iter().partition(|u| u.track == 2);
+        let (mut next_media, mut next_text) = (0, 0);
+        let mut receive = |r: &mut Rig, until_us: i64| {
+            while r.now_us < until_us {
+                r.tick();
+                let wall = T0 + r.now_us;
+                while next_media < media.len() && media[next_media].capture_us <= wall {
+                    writer.append(&media[next_media]).unwrap();
+                    next_media += 1;
+                }
+                while next_text < text.len() && text[next_text].capture_us + TEXT_DELAY_US <= wall {
+                    writer.append(&text[next_text]).unwrap();
+                    next_text += 1;
+                }
+                writer.flush().unwrap();
+            }
+        };
+        // Live: the picture follows the live edge; a caption shows once it has arrived.
+        receive(&mut r, 8_000_000);
+        let st = r.status();
+        assert!(st.at_live && st.playing, "{st:?}");
+        assert!(st.has_captions);
+        assert_shows_playhead(&r, "live");
+        assert!(r.pos_us() > 7_800_000, "close to live: {}", r.pos_us());
+        assert_eq!(st.caption_text, ["first caption"]);
+        receive(&mut r, 20_000_000);
+        assert!(
+            r.status().caption_text.is_empty(),
+            "the caption went after its time"
+        );
+        assert_shows_playhead(&r, "live at 20 s");
+
+        // Pause: the playhead stops, the recording grows.
+        r.command(Command::Pause);
+        let paused_at = r.pos_us();
+        receive(&mut r, 23_000_000);
+        let st = r.status();
+        assert!(!st.playing && !st.at_live);
+        assert_eq!(r.pos_us(), paused_at);
+        assert!(
+            st.recorded_end >= Duration::from_millis(22_900),
+            "{:?}",
+            st.recorded_end
+        );
+
+        // Seek back 14 s: the picture of that moment at once, and its caption.
+        r.command(Command::SeekBy(-14_000));
+        assert!((r.pos_us() - (paused_at - 14_000_000)).abs() < 1000);
+        assert_shows_playhead(&r, "after seeking back");
+        let st = r.status();
+        assert_eq!(
+            st.caption_text,
+            ["first caption"],
+            "captions survive a seek back"
+        );
+
+        // Fast-forward at 4x: 1 s of test time moves the playhead 4 s, audio muted.
+        r.command(Command::SetSpeed(4.0));
+        r.command(Command::Play);
+        assert!(r.p.timeline.audio_muted());
+        let before = r.pos_us();
+        let shown_before = r.p.frames_shown;
+        receive(&mut r, 24_000_000);
+        let moved = r.pos_us() - before;
+        assert!(
+            (moved - 4_000_000).abs() < 50_000,
+            "moved {moved} us in 1 s at 4x"
+        );
+        assert!(
+            r.p.frames_shown - shown_before >= 35,
+            "frames shown while fast-forwarding"
+        );
+        assert_shows_playhead(&r, "fast-forward");
+
+        // Rewind 10 s, back to 1x.
+        r.command(Command::SeekBy(-10_000));
+        r.command(Command::SetSpeed(1.0));
+        assert!(!r.p.timeline.audio_muted());
+        assert_shows_playhead(&r, "rewind");
+        receive(&mut r, 25_000_000);
+        assert_shows_playhead(&r, "playing after the rewind");
+        assert!(!r.status().at_live);
+
+        // Back to live.
+        r.command(Command::GoLive);
+        let st = r.status();
+        assert!(st.at_live && st.playing && st.speed == 1.0, "{st:?}");
+        assert!(r.pos_us() > 24_900_000, "at the live edge: {}", r.pos_us());
+        assert_shows_playhead(&r, "back to live");
+        receive(&mut r, 30_000_000);
+        assert_shows_playhead(&r, "live again");
+        assert!(r.status().at_live);
+
+        // The report lists both captions, in recording time.
+        receive(&mut r, 31_000_000);
+        let report = r.report.lock().unwrap().clone();
+        let caps: Vec<_> = report
+            .captions
+            .iter()
+            .map(|c| (c.start_ms, c.end_ms, c.text.as_str()))
+            .collect();
+        assert_eq!(
+            caps,
+            [
+                (5000, 7000, "first caption"),
+                (25_000, 27_000, "second caption")
+            ]
+        );
+        assert!(report.video.frames_decoded > 250);
+        assert!(report.audio.frames_decoded > 1000);
+    }
+
+    #[test]
+    fn recorded_file_seeks_and_exports_captions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("done.lcrec");
+        let mut writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
+        for u in session() {
+            writer.append(&u).unwrap();
+        }
+        writer.sync().unwrap();
+        drop(writer);
+        let (reader, index) = RecordingReader::open(&path).unwrap();
+        let shared: Shared = Arc::default();
+        {
+            let mut s = lock(&shared);
+            s.index = Some(Arc::new(RwLock::new(index)));
+            s.path = Some(path.clone());
+            s.conn = ConnState::Offline;
+        }
+        let mut r = Rig::new(Source::File(path.clone()), shared, Some(reader));
+        r.tick();
+        assert_eq!(r.pos_us(), 0, "a file starts at its beginning");
+        for target_ms in [12_340u64, 33_000, 1_050, 26_500] {
+            r.command(Command::Seek(Duration::from_millis(target_ms)));
+            assert_shows_playhead(&r, &format!("seek to {target_ms} ms"));
+        }
+        assert_eq!(r.status().caption_text, ["second caption"]);
+        r.command(Command::SetCaptions(false));
+        assert!(r.status().caption_text.is_empty(), "captions switched off");
+        // Playing on at 1x from 26.5 s.
+        for _ in 0..50 {
+            r.tick();
+        }
+        assert_shows_playhead(&r, "playing the file");
+        // Export, both formats.
+        let vtt = dir.path().join("c.vtt");
+        r.command(Command::ExportCaptions(vtt.clone()));
+        let text = std::fs::read_to_string(&vtt).unwrap();
+        assert_eq!(
+            text,
+            "WEBVTT\n\n00:00:05.000 --> 00:00:07.000\nfirst caption\n\n\
+             00:00:25.000 --> 00:00:27.000\nsecond caption\n\n"
+        );
+        assert!(r.status().notice.unwrap().contains("2 captions written"));
+        let srt = dir.path().join("c.srt");
+        r.command(Command::ExportCaptions(srt.clone()));
+        assert!(std::fs::read_to_string(&srt)
+            .unwrap()
+            .starts_with("1\n00:00:05,000 --> 00:00:07,000\nfirst caption\n"));
+        let bad = dir.path().join("no/such/dir/c.vtt");
+        r.command(Command::ExportCaptions(bad));
+        assert!(r
+            .status()
+            .notice
+            .unwrap()
+            .starts_with("cannot write captions"));
     }
 }

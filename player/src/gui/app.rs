@@ -46,6 +46,8 @@ pub enum Message {
     VolumeDown,
     ToggleMute,
     ToggleCaptions,
+    /// Write the session's captions to [`App::export_path`].
+    ExportCaptions,
     ToggleStats,
     ToggleFullscreen,
     ExitFullscreen,
@@ -154,6 +156,8 @@ pub struct App {
     pub(crate) speed: f32,
     pub(crate) volume: f32,
     pub(crate) captions: bool,
+    /// Where "Export captions" writes (`--captions-out`, else `livecast-captions.vtt`).
+    pub export_path: std::path::PathBuf,
     /// Engine warnings on screen, each for [`NOTICE_TIME`].
     pub(crate) notices: Vec<String>,
     /// The engine could not start.
@@ -249,6 +253,7 @@ impl App {
             speed: 1.0,
             volume: volume.clamp(0.0, 1.0),
             captions: false,
+            export_path: "livecast-captions.vtt".into(),
             status: Status::default(),
             frame: None,
             allocation: None,
@@ -337,6 +342,7 @@ impl App {
                 self.captions = !self.captions;
                 self.send(Command::SetCaptions(self.captions));
             }
+            Message::ExportCaptions => self.send(Command::ExportCaptions(self.export_path.clone())),
             Message::ToggleStats => self.show_stats = !self.show_stats,
             Message::ToggleFullscreen => return self.set_fullscreen(!self.fullscreen),
             Message::ExitFullscreen => {
@@ -431,7 +437,13 @@ impl App {
             tracing::info!(conn = ?s.conn, "connection state");
         }
         let mut expiries = Vec::new();
-        for w in s.warnings.iter().filter(|w| !prev.warnings.contains(w)) {
+        let fresh_notice = s.notice.iter().filter(|n| prev.notice.as_ref() != Some(*n));
+        for w in s
+            .warnings
+            .iter()
+            .filter(|w| !prev.warnings.contains(w))
+            .chain(fresh_notice)
+        {
             tracing::warn!("engine: {w}");
             if !self.notices.contains(w) {
                 self.notices.push(w.clone());
@@ -815,6 +827,18 @@ mod tests {
         let _ = app.view();
         let _ = app.update(Message::ToggleCaptions);
         assert_eq!(eng.sent(), vec![Command::SetCaptions(false)]);
+        app.export_path = "/tmp/x.srt".into();
+        let _ = app.update(Message::ExportCaptions);
+        assert_eq!(
+            eng.sent(),
+            vec![Command::ExportCaptions("/tmp/x.srt".into())]
+        );
+        let _ = app.update(Message::status(Status {
+            has_captions: true,
+            notice: Some("3 captions written to /tmp/x.srt".into()),
+            ..Status::default()
+        }));
+        assert!(app.notices.iter().any(|n| n.contains("3 captions written")));
     }
 
     #[test]

@@ -38,13 +38,13 @@
 //! still uploading, so at 30 fps every handle is replaced before it is ever drawn and the
 //! picture stays black. Frames arriving during an upload are skipped but for the newest.
 //!
-//! # Captions export
+//! # Captions
 //!
-//! The issue asks for an action that writes the session's captions as WebVTT. It belongs to
-//! the caption work, which adds `engine::export_captions(&EngineHandle, path)`; the GUI will
-//! then show an "Export captions" button next to CC, only when the stream has a caption track
-//! (`Status::has_captions`), open a save dialog and call it off the UI thread. Until then the
-//! window shows and toggles captions only.
+//! When the stream has a caption track, a CC button (and `c`) shows or hides up to two rows of
+//! captions over the bottom of the picture, and "Export" writes the session's captions so far
+//! to `--captions-out` (default `livecast-captions.vtt` in the current directory): WebVTT, or
+//! SubRip for `.srt`. The outcome shows as a notice. (No save dialog: a file dialog crate
+//! would pull in a desktop portal stack for one button.)
 //!
 //! # Limitations
 //!
@@ -108,13 +108,17 @@ pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| engine::start(cfg.clone()));
-        App::new(
+        let mut app = App::new(
             handle,
             &cfg.source,
             opts.title.clone(),
             opts.fullscreen,
             cfg.volume,
-        )
+        );
+        if let Some(p) = &cfg.captions_out {
+            app.export_path = p.clone();
+        }
+        app
     };
     iced::application(boot, App::update, App::view)
         .title(App::title)

@@ -433,12 +433,21 @@ fn control_bar(app: &App) -> Element<'_, Message> {
     .spacing(6)
     .align_y(Center);
     let captions = s.has_captions.then(|| {
-        control(
-            "CC",
-            on(Message::ToggleCaptions),
-            app.captions,
-            "Captions on / off (C)",
-        )
+        row![
+            control(
+                "CC",
+                on(Message::ToggleCaptions),
+                app.captions,
+                "Captions on / off (C)",
+            ),
+            control(
+                "Export",
+                Some(Message::ExportCaptions),
+                false,
+                "Write the session's captions as WebVTT / SubRip (--captions-out)",
+            ),
+        ]
+        .spacing(6)
     });
     let stats = control(
         "Stats",

@@ -54,6 +54,7 @@ impl LivecastServer {
                 idr_interval_secs: 2,
             },
             rtsp,
+            captions: Default::default(),
         };
         let running = rt
             .block_on(livecast_server::start(cfg))

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`h264`] | H.264, packetization-mode 1 (single NAL, STAP-A, FU-A) | RFC 6184 |
 //! | [`opus`] | Opus, one packet per RTP packet | RFC 7587 |
+//! | [`t140`] | T.140 real-time text, with RFC 2198 redundancy | RFC 4103 |
 //!
 //! Depacketizers expect packets in sequence order: reordering and de-duplication beyond the
 //! trivial belong to the jitter buffer in front of them.
@@ -14,6 +15,7 @@ use std::fmt;
 
 pub mod h264;
 pub mod opus;
+pub mod t140;
 
 /// One RTP payload produced by a packetizer, with the marker bit to put in its RTP header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct Payload {
 pub enum Codec {
     H264,
     Opus,
+    /// Real-time text (`t140/1000`, RFC 4103); its payloads go through [`t140::Depacketizer`],
+    /// which needs the `red` payload type too, so [`Depacketizer::new`] has none for it.
+    T140,
     Unknown,
 }
 
@@ -39,6 +44,8 @@ impl Codec {
             Codec::H264
         } else if media.eq_ignore_ascii_case("audio") && encoding.eq_ignore_ascii_case("opus") {
             Codec::Opus
+        } else if media.eq_ignore_ascii_case("text") && encoding.eq_ignore_ascii_case("t140") {
+            Codec::T140
         } else {
             Codec::Unknown
         }
@@ -58,6 +65,7 @@ impl Codec {
         match self {
             Codec::H264 => Some(h264::CLOCK_RATE),
             Codec::Opus => Some(opus::CLOCK_RATE),
+            Codec::T140 => Some(t140::CLOCK_RATE),
             Codec::Unknown => None,
         }
     }
@@ -124,7 +132,7 @@ impl Depacketizer {
         match codec {
             Codec::H264 => Some(Depacketizer::H264(h264::Depacketizer::new())),
             Codec::Opus => Some(Depacketizer::Opus(opus::Depacketizer::new())),
-            Codec::Unknown => None,
+            Codec::T140 | Codec::Unknown => None,
         }
     }
 
@@ -195,6 +203,9 @@ mod tests {
         assert_eq!(Codec::from_sdp("audio", "opus"), Codec::Opus);
         assert_eq!(Codec::from_sdp("audio", "H264"), Codec::Unknown);
         assert_eq!(Codec::from_sdp("video", "VP8"), Codec::Unknown);
+        assert_eq!(Codec::from_sdp("text", "T140"), Codec::T140);
+        assert_eq!(Codec::from_sdp("text", "red"), Codec::Unknown);
+        assert_eq!(Codec::T140.clock_rate(), Some(1000));
         assert_eq!(Codec::H264.clock_rate(), Some(90_000));
         assert_eq!(Codec::Opus.clock_rate(), Some(48_000));
         assert_eq!(Codec::Unknown.clock_rate(), None);

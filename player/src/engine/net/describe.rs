@@ -58,6 +58,14 @@ pub fn tracks_from_sdp(sd: &SessionDescription, base: &str) -> Vec<(TrackDesc, F
     out
 }
 
+/// The `t140` payload type of a text media section.
+fn t140_in(m: &MediaDescription) -> Option<u8> {
+    m.payload_types().into_iter().find(|pt| {
+        m.rtpmap(*pt)
+            .is_some_and(|map| map.encoding.eq_ignore_ascii_case("t140"))
+    })
+}
+
 /// The first payload format of a media section that we can receive.
 pub fn pick_format(m: &MediaDescription) -> Option<(Codec, u8, u32, Format)> {
     for pt in m.payload_types() {
@@ -72,8 +80,28 @@ pub fn pick_format(m: &MediaDescription) -> Option<(Codec, u8, u32, Format)> {
                 .map(|(_, v)| v.as_str())
         };
         let format =
-            if m.media.eq_ignore_ascii_case("text") && map.encoding.eq_ignore_ascii_case("t140") {
-                Format::Text
+            if m.media.eq_ignore_ascii_case("text") && map.encoding.eq_ignore_ascii_case("red") {
+                // RFC 2198 redundancy over t140 (RFC 4103 §9.3): set up the text format with red
+                // as the payload type that arrives.
+                match t140_in(m) {
+                    Some(t140) => {
+                        return Some((
+                            Codec::T140,
+                            pt,
+                            1000,
+                            Format::Text {
+                                t140,
+                                red: Some(pt),
+                            },
+                        ))
+                    }
+                    None => continue,
+                }
+            } else if codec == Codec::T140 {
+                Format::Text {
+                    t140: pt,
+                    red: None,
+                }
             } else {
                 match codec {
                     Codec::H264 => {
@@ -138,13 +166,36 @@ mod tests {
             m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
         let sd = sdp::parse(text).unwrap();
         let t = tracks_from_sdp(&sd, "rtsp://h/s");
-        // VP8 and interleaved H.264 are skipped; the text track keeps t140, the audio track
-        // has no control URL among several streams.
+        // VP8 and interleaved H.264 are skipped; the text track takes red over t140, the
+        // audio track has no control URL among several streams.
         assert_eq!(t.len(), 1);
-        assert_eq!(t[0].1, Format::Text);
-        assert_eq!((t[0].0.payload_type, t[0].0.clock_rate), (98, 1000));
+        assert_eq!(
+            t[0].1,
+            Format::Text {
+                t140: 98,
+                red: Some(100)
+            }
+        );
+        assert_eq!(t[0].0.codec, Codec::T140);
+        assert_eq!((t[0].0.payload_type, t[0].0.clock_rate), (100, 1000));
         assert_eq!(t[0].0.control_url, "rtsp://h/s/trackID=1");
         assert_eq!(t[0].0.index, 0);
+    }
+
+    #[test]
+    fn plain_t140_and_red_without_t140() {
+        let text = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+            m=text 0 RTP/AVP 98\r\na=rtpmap:98 t140/1000\r\na=control:trackID=1\r\n\
+            m=text 0 RTP/AVP 100\r\na=rtpmap:100 red/1000\r\na=control:trackID=2\r\n";
+        let t = tracks_from_sdp(&sdp::parse(text).unwrap(), "rtsp://h/s");
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t[0].1,
+            Format::Text {
+                t140: 98,
+                red: None
+            }
+        );
     }
 
     #[test]

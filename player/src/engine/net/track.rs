@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use livecast_proto::codec::{h264, Depacketizer, Frame};
+use livecast_proto::codec::{h264, t140, Depacketizer, Frame};
 use livecast_proto::jitter::{JitterBuffer, JitterConfig, Released};
 use livecast_proto::rtcp::{self, ReceiverReport, ReceptionStats, RtcpPacket, Sdes};
 use livecast_proto::rtp;
@@ -25,8 +25,10 @@ pub enum Format {
     H264 { sprop: Vec<Vec<u8>> },
     /// RFC 7587: one Opus packet per RTP packet.
     Opus,
-    /// RFC 4103 `t140/1000` text: payloads passed through as they are (T.140 blocks, UTF-8).
-    Text,
+    /// RFC 4103 `t140/1000` text, possibly inside RFC 2198 `red` (whose payload type is the
+    /// track's): one unit per T.140 block (UTF-8), including blocks recovered from
+    /// redundancy.
+    Text { t140: u8, red: Option<u8> },
 }
 
 /// Counters for what the track threw away or passed on.
@@ -84,6 +86,7 @@ pub struct TrackRx {
     pub desc: TrackDesc,
     format: Format,
     depacketizer: Option<Depacketizer>,
+    text: Option<t140::Depacketizer>,
     /// From SETUP's `Transport: ...;ssrc=` (RFC 2326 §12.39); else the first one seen.
     ssrc: Option<Ssrc>,
     stats: Option<ReceptionStats>,
@@ -96,12 +99,17 @@ impl TrackRx {
     pub fn new(desc: TrackDesc, format: Format, jitter: JitterConfig) -> Self {
         let depacketizer = match format {
             Format::H264 { .. } | Format::Opus => Depacketizer::new(desc.codec),
-            Format::Text => None,
+            Format::Text { .. } => None,
+        };
+        let text = match format {
+            Format::Text { t140, red } => Some(t140::Depacketizer::new(t140, red)),
+            _ => None,
         };
         let clock_rate = desc.clock_rate.max(1);
         TrackRx {
             format,
             depacketizer,
+            text,
             ssrc: None,
             stats: None,
             jitter: JitterBuffer::new(clock_rate, jitter),
@@ -146,7 +154,10 @@ impl TrackRx {
                 return false;
             }
         };
-        if p.payload_type != self.desc.payload_type || self.ssrc.is_some_and(|s| s != p.ssrc) {
+        let plain_t140 = matches!(self.format, Format::Text { t140, .. } if t140 == p.payload_type);
+        if (p.payload_type != self.desc.payload_type && !plain_t140)
+            || self.ssrc.is_some_and(|s| s != p.ssrc)
+        {
             self.counters.foreign += 1;
             tracing::trace!(
                 track = self.desc.index,
@@ -170,8 +181,17 @@ impl TrackRx {
         }
         self.counters.rtp_packets += 1;
         self.counters.rtp_bytes += buf.len() as u64;
+        let payload = if self.text.is_some() {
+            // Text tracks carry two payload types: keep which one with the payload.
+            let mut v = Vec::with_capacity(p.payload.len() + 1);
+            v.push(p.payload_type);
+            v.extend_from_slice(p.payload);
+            v
+        } else {
+            p.payload.to_vec()
+        };
         self.jitter
-            .push(p.sequence, p.timestamp, p.marker, p.payload.to_vec(), at);
+            .push(p.sequence, p.timestamp, p.marker, payload, at);
         true
     }
 
@@ -235,18 +255,32 @@ impl TrackRx {
                     }
                 }
                 None => {
-                    if !p.payload.is_empty() {
-                        let (capture_us, from_sr) = self.clock.capture_us(p.rtp_timestamp);
+                    let Some(text) = self.text.as_mut() else {
+                        continue;
+                    };
+                    let Some((&pt, payload)) = p.payload.split_first() else {
+                        continue;
+                    };
+                    let blocks = match text.push(p.seq, p.rtp_timestamp, pt, payload) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.counters.rejected_payloads += 1;
+                            tracing::debug!(track = self.desc.index, "{e}");
+                            continue;
+                        }
+                    };
+                    for b in blocks {
+                        let (capture_us, from_sr) = self.clock.capture_us(b.timestamp);
                         self.counters.units += 1;
                         out.push(MediaUnit {
                             track: self.desc.index,
-                            rtp_timestamp: p.rtp_timestamp,
+                            rtp_timestamp: b.timestamp,
                             capture_us,
                             capture_from_sr: from_sr,
                             arrival_us: wall_us,
                             keyframe: true,
                             damaged: false,
-                            data: p.payload,
+                            data: b.text.into_bytes(),
                         });
                     }
                 }
@@ -541,7 +575,14 @@ mod tests {
     fn opus_and_text_pass_through() {
         let t0 = Instant::now();
         let mut a = TrackRx::new(desc(Codec::Opus, 97, 48_000), Format::Opus, jcfg());
-        let mut x = TrackRx::new(desc(Codec::Unknown, 98, 1000), Format::Text, jcfg());
+        let mut x = TrackRx::new(
+            desc(Codec::T140, 98, 1000),
+            Format::Text {
+                t140: 98,
+                red: None,
+            },
+            jcfg(),
+        );
         let mut out = Vec::new();
         for i in 0..5u16 {
             a.on_rtp(

@@ -1,0 +1,185 @@
+//! Which words of a growing transcription are final, Sans-IO: LocalAgreement-2, the policy of
+//! whisper_streaming (Macháček et al., 2023).
+//!
+//! The captioner transcribes the current utterance again each time more audio has arrived.
+//! A word is *committed* (sent to viewers, never taken back) once two consecutive
+//! transcriptions agree on it and on everything before it. Words at the edge of the audio,
+//! which whisper often gets wrong while they are being spoken, wait for the next pass; at the
+//! end of an utterance everything left is committed. Words come with times, so text already
+//! committed is recognised in the next pass (by time and by its last words) and never sent
+//! twice.
+
+/// One word of a transcription: its text (with no surrounding spaces) and when it was spoken,
+/// in milliseconds on the captioner's sample clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Word {
+    pub text: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+impl Word {
+    pub fn new(text: &str, start_ms: i64, end_ms: i64) -> Self {
+        Self {
+            text: text.to_owned(),
+            start_ms,
+            end_ms,
+        }
+    }
+}
+
+/// Words compare by their letters and digits only, case-insensitively, so "Hello," and
+/// "hello" agree.
+fn norm(w: &str) -> String {
+    w.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// LocalAgreement-2 over one utterance (see the [module docs](self)).
+#[derive(Clone, Debug, Default)]
+pub struct LocalAgreement {
+    /// Words committed in this utterance.
+    committed: Vec<Word>,
+    /// The uncommitted tail of the previous pass.
+    previous: Vec<Word>,
+}
+
+/// How far back (ms) a new word may start and still be taken as new rather than committed.
+const TIME_SLACK_MS: i64 = 100;
+
+impl LocalAgreement {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a new utterance.
+    pub fn reset(&mut self) {
+        self.committed.clear();
+        self.previous.clear();
+    }
+
+    pub fn committed(&self) -> &[Word] {
+        &self.committed
+    }
+
+    /// End of the last committed word (ms), if any.
+    pub fn committed_end_ms(&self) -> Option<i64> {
+        self.committed.last().map(|w| w.end_ms)
+    }
+
+    /// Drops from `hyp` what is already committed: words that ended before the last
+    /// committed one ended, then a repeat of the last 1 to 5 committed words.
+    fn new_part(&self, hyp: Vec<Word>) -> Vec<Word> {
+        let Some(end) = self.committed_end_ms() else {
+            return hyp;
+        };
+        let mut rest: Vec<Word> = hyp
+            .into_iter()
+            .filter(|w| w.start_ms > end - TIME_SLACK_MS)
+            .collect();
+        for n in (1..=5.min(self.committed.len()).min(rest.len())).rev() {
+            let tail = &self.committed[self.committed.len() - n..];
+            if tail
+                .iter()
+                .zip(&rest[..n])
+                .all(|(a, b)| norm(&a.text) == norm(&b.text))
+            {
+                rest.drain(..n);
+                break;
+            }
+        }
+        rest
+    }
+
+    /// A new transcription of the utterance so far. Returns the words it commits.
+    pub fn update(&mut self, hypothesis: Vec<Word>) -> Vec<Word> {
+        let new = self.new_part(hypothesis);
+        let agree = new
+            .iter()
+            .zip(&self.previous)
+            .take_while(|(a, b)| norm(&a.text) == norm(&b.text))
+            .count();
+        let commit: Vec<Word> = new[..agree].to_vec();
+        self.previous = new[agree..].to_vec();
+        self.committed.extend(commit.iter().cloned());
+        commit
+    }
+
+    /// The last transcription of an utterance that has ended: everything new is committed.
+    pub fn finish(&mut self, hypothesis: Vec<Word>) -> Vec<Word> {
+        let new = self.new_part(hypothesis);
+        self.committed.extend(new.iter().cloned());
+        self.previous.clear();
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str, start: i64) -> Vec<Word> {
+        s.split_whitespace()
+            .enumerate()
+            .map(|(i, w)| Word::new(w, start + 300 * i as i64, start + 300 * i as i64 + 250))
+            .collect()
+    }
+
+    fn texts(w: &[Word]) -> String {
+        w.iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn commits_the_agreed_prefix_once() {
+        let mut la = LocalAgreement::new();
+        assert_eq!(texts(&la.update(words("the quick brow", 0))), "");
+        // The second pass agrees on two words; "brown" differs from "brow".
+        assert_eq!(
+            texts(&la.update(words("The quick, brown fox", 0))),
+            "The quick,"
+        );
+        assert_eq!(
+            texts(&la.update(words("the quick brown fox jumps", 0))),
+            "brown fox"
+        );
+        // The end of the utterance flushes what is left, without repeating anything.
+        assert_eq!(
+            texts(&la.finish(words("the quick brown fox jumps over", 0))),
+            "jumps over"
+        );
+        assert_eq!(texts(la.committed()), "The quick, brown fox jumps over");
+    }
+
+    #[test]
+    fn committed_words_are_recognised_when_times_shift() {
+        let mut la = LocalAgreement::new();
+        la.update(words("one two three", 0));
+        la.update(words("one two three four", 0));
+        assert_eq!(texts(la.committed()), "one two three");
+        // The next pass starts its words 200 ms later (whisper's timestamps wobble): the
+        // repeated "three" is caught by text, not by time.
+        let mut hyp = words("two three four five", 500);
+        hyp[0].start_ms = 400;
+        let c = la.update(hyp);
+        assert_eq!(texts(&c), "four");
+        assert_eq!(
+            texts(&la.finish(words("three four five six", 700))),
+            "five six"
+        );
+    }
+
+    #[test]
+    fn disagreement_commits_nothing_and_reset_starts_over() {
+        let mut la = LocalAgreement::new();
+        la.update(words("hello world", 0));
+        assert!(la.update(words("yellow world", 0)).is_empty());
+        la.reset();
+        assert!(la.committed().is_empty());
+        assert_eq!(texts(&la.finish(words("new start", 5000))), "new start");
+    }
+}

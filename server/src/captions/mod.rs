@@ -1,0 +1,488 @@
+//! Live captions: speech-to-text on the streamed audio, sent as a third RTP stream of real-time
+//! text (T.140, RFC 4103, with RFC 2198 redundancy).
+//!
+//! ```text
+//! audio encoder ──tap (bounded, never blocks)──> captioner thread ──> text sender ──> Track::deliver
+//!                   48 kHz stereo + capture time    16 kHz mono, VAD,     300 ms T.140
+//!                                                   whisper passes,       buffering, RED
+//!                                                   LocalAgreement
+//! ```
+//!
+//! * The captioner gets a copy of each audio frame through a bounded queue (10 s). If whisper
+//!   cannot keep up, frames are dropped there (and counted) and video and audio go on.
+//! * Voice activity ([`dsp::Vad`]) cuts the audio into utterances; only utterances reach
+//!   whisper, so silence and the test card's beeps never produce text.
+//! * While an utterance lasts, it is transcribed again every [`STEP`] of new audio, and words
+//!   two passes agree on are committed ([`agreement::LocalAgreement`]); when it ends, a last
+//!   pass commits the rest. An utterance longer than [`MAX_UTTERANCE`] is cut after its last
+//!   committed word. Each utterance's text is a line (T.140 LINE SEPARATOR between them).
+//! * A caption's RTP timestamp is the capture time of its first word's audio, on the same
+//!   wall clock as the audio and video tracks (and their RTCP sender reports), so a player can
+//!   put it where it was spoken.
+
+pub mod agreement;
+pub mod dsp;
+pub mod model;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use livecast_proto::codec::t140::{RedPacketizer, LINE_SEPARATOR};
+use livecast_proto::rtp::{self, RtpHeader};
+use tracing::{debug, info, warn};
+
+use crate::source::AudioFrame;
+use crate::track::{OutPacket, Track};
+use agreement::{LocalAgreement, Word};
+use dsp::{Downsampler, Vad, VadEvent, VAD_FRAME};
+use model::{Transcriber, SAMPLE_RATE};
+
+/// Payload types of the text track: `t140` inside `red`.
+pub const T140_PT: u8 = 98;
+pub const RED_PT: u8 = 99;
+/// Copies of each text block sent after it (RFC 4103 §4.1 suggests 2).
+pub const RED_GENERATIONS: usize = 2;
+/// T.140 buffering time (RFC 4103 §5.1 suggests 300 ms).
+pub const TEXT_INTERVAL: Duration = Duration::from_millis(300);
+/// New audio between two passes over an utterance.
+pub const STEP: Duration = Duration::from_millis(500);
+/// Longest stretch of audio given to whisper at once.
+pub const MAX_UTTERANCE: Duration = Duration::from_secs(12);
+
+/// `--captions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaptionMode {
+    /// On when a model is installed (or given with `--model`).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl std::str::FromStr for CaptionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("expected auto, on or off, not {s:?}")),
+        }
+    }
+}
+
+/// Caption settings.
+#[derive(Clone, Debug)]
+pub struct CaptionConfig {
+    pub mode: CaptionMode,
+    /// `--model`; default [`model::default_model_path`].
+    pub model: Option<PathBuf>,
+    /// `en`, `auto` or a language code.
+    pub language: String,
+    /// whisper threads. One leaves the other core to the video encoder on a 2-core machine.
+    pub threads: usize,
+}
+
+impl Default for CaptionConfig {
+    fn default() -> Self {
+        Self {
+            mode: CaptionMode::Off,
+            model: None,
+            language: "en".into(),
+            threads: 1,
+        }
+    }
+}
+
+/// Loads the model if captions are wanted. `Ok(None)` means "no captions" and has been
+/// explained in the log, once; a model that is missing or broken is not an error for the
+/// server, which streams without captions.
+pub fn load(cfg: &CaptionConfig) -> Option<Transcriber> {
+    if cfg.mode == CaptionMode::Off {
+        return None;
+    }
+    let Some(path) = cfg.model.clone().or_else(model::default_model_path) else {
+        warn!("captions off: no --model given and no home directory to look for one in");
+        return None;
+    };
+    if !path.exists() {
+        let how = "install one with scripts/install-model.sh, or pass --model FILE (a whisper.cpp ggml model)";
+        if cfg.mode == CaptionMode::On || cfg.model.is_some() {
+            warn!("captions off: no speech model at {}; {how}", path.display());
+        } else {
+            info!("captions off: no speech model at {}; {how}", path.display());
+        }
+        return None;
+    }
+    let t0 = Instant::now();
+    match Transcriber::load(&path, &cfg.language, cfg.threads) {
+        Ok(t) => {
+            info!(
+                model = %path.display(),
+                ms = t0.elapsed().as_millis() as u64,
+                "captions on: {}",
+                t.describe()
+            );
+            Some(t)
+        }
+        Err(e) => {
+            warn!("captions off: {e:#}");
+            None
+        }
+    }
+}
+
+/// The running captioner: feed it audio with [`CaptionTap::send`].
+#[derive(Clone)]
+pub struct CaptionTap {
+    tx: SyncSender<AudioFrame>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CaptionTap {
+    /// A copy of one audio frame; never blocks (a full queue drops the frame).
+    pub fn send(&self, frame: &AudioFrame) {
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                if n.is_power_of_two() {
+                    warn!(
+                        dropped_frames = n,
+                        "captioning is behind the audio; dropping audio for captions"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Text for the sender: the capture time of its first word, and the text (words, or a line
+/// separator).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptionText {
+    pub capture: SystemTime,
+    pub text: String,
+}
+
+/// Starts the captioner and the text sender for `track`.
+pub fn start(transcriber: Transcriber, track: Arc<Track>) -> anyhow::Result<CaptionTap> {
+    let (tx, rx) = sync_channel::<AudioFrame>(500);
+    let (text_tx, text_rx) = sync_channel::<CaptionText>(256);
+    thread::Builder::new()
+        .name("captioner".into())
+        .spawn(move || {
+            let mut c = Captioner::new(transcriber);
+            c.run(rx, |t| {
+                let _ = text_tx.send(t);
+            });
+        })
+        .context("spawn captioner")?;
+    thread::Builder::new()
+        .name("caption-sender".into())
+        .spawn(move || text_sender(text_rx, track))
+        .context("spawn caption sender")?;
+    Ok(CaptionTap {
+        tx,
+        dropped: Arc::default(),
+    })
+}
+
+/// Maps 16 kHz sample numbers to capture times, from the capture time of each audio frame.
+#[derive(Debug, Default)]
+struct SampleClock {
+    anchors: VecDeque<(u64, SystemTime)>,
+}
+
+impl SampleClock {
+    fn note(&mut self, sample: u64, capture: SystemTime) {
+        self.anchors.push_back((sample, capture));
+        while self.anchors.len() > 3000 {
+            self.anchors.pop_front();
+        }
+    }
+
+    fn time_of(&self, sample: u64) -> Option<SystemTime> {
+        let i = self.anchors.partition_point(|(s, _)| *s <= sample);
+        let (s, t) = *self.anchors.get(i.saturating_sub(1))?;
+        let us = (sample as i64 - s as i64) * 1_000_000 / SAMPLE_RATE as i64;
+        Some(if us >= 0 {
+            t + Duration::from_micros(us as u64)
+        } else {
+            t - Duration::from_micros(us.unsigned_abs())
+        })
+    }
+}
+
+/// The captioner's state (see the [module docs](self)).
+struct Captioner {
+    transcriber: Transcriber,
+    down: Downsampler,
+    vad: Vad,
+    agreement: LocalAgreement,
+    clock: SampleClock,
+    /// Every 16 kHz sample since start: `total` counts them; `recent` keeps the last few
+    /// seconds for the VAD pre-roll.
+    total: u64,
+    pending: Vec<f32>,
+    recent: VecDeque<f32>,
+    /// The utterance being transcribed: its first sample number and its audio.
+    utterance: Option<(u64, Vec<f32>)>,
+    samples_at_last_pass: usize,
+    line_open: bool,
+}
+
+impl Captioner {
+    fn new(transcriber: Transcriber) -> Self {
+        Self {
+            transcriber,
+            down: Downsampler::new(),
+            vad: Vad::new(),
+            agreement: LocalAgreement::new(),
+            clock: SampleClock::default(),
+            total: 0,
+            pending: Vec::new(),
+            recent: VecDeque::new(),
+            utterance: None,
+            samples_at_last_pass: 0,
+            line_open: false,
+        }
+    }
+
+    fn run(&mut self, rx: Receiver<AudioFrame>, mut emit: impl FnMut(CaptionText)) {
+        loop {
+            // Take in all the audio there is, then transcribe if a pass is due.
+            let first = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(f) => Some(f),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            for frame in first.into_iter().chain(rx.try_iter()) {
+                self.ingest(&frame, &mut emit);
+            }
+            if let Some((_, audio)) = &self.utterance {
+                let fresh = audio.len() - self.samples_at_last_pass;
+                if fresh >= STEP.as_millis() as usize * SAMPLE_RATE / 1000 {
+                    self.pass(false, &mut emit);
+                }
+            }
+        }
+        if self.utterance.is_some() {
+            self.pass(true, &mut emit);
+        }
+        debug!("captioner: audio ended");
+    }
+
+    fn ingest(&mut self, frame: &AudioFrame, emit: &mut impl FnMut(CaptionText)) {
+        let before = self.pending.len();
+        self.down.process(&frame.samples, &mut self.pending);
+        self.clock.note(self.total + before as u64, frame.capture);
+        let mut used = 0;
+        while self.pending.len() - used >= VAD_FRAME {
+            let f: Vec<f32> = self.pending[used..used + VAD_FRAME].to_vec();
+            used += VAD_FRAME;
+            self.total += VAD_FRAME as u64;
+            self.recent.extend(&f);
+            while self.recent.len() > SAMPLE_RATE * 2 {
+                self.recent.pop_front();
+            }
+            if let Some((_, audio)) = self.utterance.as_mut() {
+                audio.extend_from_slice(&f);
+            }
+            match self.vad.push_frame(&f) {
+                Some(VadEvent::Start { preroll }) => {
+                    let n = preroll.min(self.recent.len());
+                    let audio: Vec<f32> = self
+                        .recent
+                        .iter()
+                        .skip(self.recent.len() - n)
+                        .copied()
+                        .collect();
+                    self.utterance = Some((self.total - n as u64, audio));
+                    self.samples_at_last_pass = 0;
+                    self.agreement.reset();
+                }
+                Some(VadEvent::End { trailing }) => {
+                    if let Some((_, audio)) = self.utterance.as_mut() {
+                        let keep = audio.len().saturating_sub(trailing);
+                        audio.truncate(keep);
+                    }
+                    self.pass(true, emit);
+                }
+                None => {}
+            }
+            if self
+                .utterance
+                .as_ref()
+                .is_some_and(|(_, a)| a.len() >= MAX_UTTERANCE.as_secs() as usize * SAMPLE_RATE)
+            {
+                self.cut_long_utterance(emit);
+            }
+        }
+        self.pending.drain(..used);
+    }
+
+    /// Transcribes the utterance so far; `last` at its end.
+    fn pass(&mut self, last: bool, emit: &mut impl FnMut(CaptionText)) {
+        let Some((start, audio)) = self.utterance.as_ref() else {
+            return;
+        };
+        let start = *start;
+        self.samples_at_last_pass = audio.len();
+        let t0 = Instant::now();
+        let words = match self.transcriber.transcribe(audio) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!("captions: {e:#}");
+                Vec::new()
+            }
+        };
+        debug!(
+            audio_ms = audio.len() * 1000 / SAMPLE_RATE,
+            ms = t0.elapsed().as_millis() as u64,
+            words = words.len(),
+            last,
+            "whisper pass"
+        );
+        let committed = if last {
+            self.agreement.finish(words)
+        } else {
+            self.agreement.update(words)
+        };
+        self.emit_words(start, &committed, emit);
+        if last {
+            self.utterance = None;
+            self.agreement.reset();
+            if self.line_open {
+                self.line_open = false;
+                if let Some(capture) = self.clock.time_of(self.total) {
+                    emit(CaptionText {
+                        capture,
+                        text: LINE_SEPARATOR.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn emit_words(&mut self, start: u64, words: &[Word], emit: &mut impl FnMut(CaptionText)) {
+        let Some(first) = words.first() else { return };
+        let sample = start + (first.start_ms.max(0) as u64) * SAMPLE_RATE as u64 / 1000;
+        let Some(capture) = self.clock.time_of(sample) else {
+            return;
+        };
+        let mut text = String::new();
+        for w in words {
+            if self.line_open || !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&w.text);
+        }
+        self.line_open = true;
+        emit(CaptionText { capture, text });
+    }
+
+    /// An utterance reached [`MAX_UTTERANCE`]: keep only the audio after its last committed
+    /// word (or its last 2 s if nothing was committed) and go on.
+    fn cut_long_utterance(&mut self, emit: &mut impl FnMut(CaptionText)) {
+        self.pass(false, emit);
+        let Some((start, audio)) = self.utterance.as_mut() else {
+            return;
+        };
+        let cut_ms = self
+            .agreement
+            .committed_end_ms()
+            .unwrap_or(audio.len() as i64 * 1000 / SAMPLE_RATE as i64 - 2000)
+            .max(0);
+        let cut = (cut_ms as usize * SAMPLE_RATE / 1000).min(audio.len());
+        audio.drain(..cut);
+        *start += cut as u64;
+        self.samples_at_last_pass = 0;
+        self.agreement.reset();
+    }
+}
+
+/// Sends caption text as RTP: every [`TEXT_INTERVAL`] while there is new text or redundancy
+/// still to send (RFC 4103 §5).
+fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>) {
+    let mut red = RedPacketizer::new(T140_PT, RED_GENERATIONS);
+    let mut seq: u16 = rand::random();
+    let mut last_ts: Option<u32> = None;
+    let mut buffered: Option<(u32, String)> = None;
+    let mut next_send = Instant::now();
+    loop {
+        let wait = next_send.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(t) => {
+                let ts = track.rtp_timestamp_at(t.capture);
+                // Timestamps never go back (a line separator may be stamped before the
+                // last word's start): wrapping-aware max with the last one sent.
+                let ts = match last_ts {
+                    Some(l) if (ts.wrapping_sub(l) as i32) < 0 => l,
+                    _ => ts,
+                };
+                match buffered.as_mut() {
+                    Some((_, s)) => s.push_str(&t.text),
+                    None => buffered = Some((ts, t.text)),
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        next_send = Instant::now() + TEXT_INTERVAL;
+        let (ts, text) = match buffered.take() {
+            Some(b) => b,
+            None if red.needs_idle_packet() => (last_ts.unwrap_or(0), String::new()),
+            None => {
+                next_send = Instant::now() + Duration::from_secs(3600);
+                continue;
+            }
+        };
+        last_ts = Some(ts);
+        let payload = red.packetize(ts, &text);
+        let header = RtpHeader {
+            marker: false,
+            payload_type: RED_PT,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: track.info.ssrc,
+        };
+        let mut bytes = Vec::with_capacity(rtp::RTP_HEADER_LEN + payload.len());
+        rtp::write(&header, &payload, &mut bytes);
+        seq = seq.wrapping_add(1);
+        if !text.is_empty() {
+            debug!(text = %text.escape_debug(), "caption sent");
+        }
+        track.deliver(&[OutPacket {
+            bytes,
+            starts_keyframe: true,
+        }]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_clock_interpolates_between_frames() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut c = SampleClock::default();
+        assert_eq!(c.time_of(5), None);
+        c.note(0, t0);
+        c.note(320, t0 + Duration::from_millis(20));
+        assert_eq!(c.time_of(160), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(c.time_of(480), Some(t0 + Duration::from_millis(30)));
+        assert_eq!(c.time_of(0), Some(t0));
+    }
+}
