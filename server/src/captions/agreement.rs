@@ -69,28 +69,41 @@ impl LocalAgreement {
         self.committed.last().map(|w| w.end_ms)
     }
 
-    /// Drops from `hyp` what is already committed: words that ended before the last
-    /// committed one ended, then a repeat of the last 1 to 5 committed words.
+    /// Drops from `hyp` what is already committed. Each pass transcribes the utterance from
+    /// its start, so the committed words normally open the hypothesis; if whisper now hears
+    /// them a little differently, what follows the last committed word (found by text) is
+    /// new; failing that, the words that start after the committed ones ended.
     fn new_part(&self, hyp: Vec<Word>) -> Vec<Word> {
-        let Some(end) = self.committed_end_ms() else {
+        let c = &self.committed;
+        let Some(last) = c.last() else {
             return hyp;
         };
-        let mut rest: Vec<Word> = hyp
-            .into_iter()
-            .filter(|w| w.start_ms > end - TIME_SLACK_MS)
-            .collect();
-        for n in (1..=5.min(self.committed.len()).min(rest.len())).rev() {
-            let tail = &self.committed[self.committed.len() - n..];
-            if tail
-                .iter()
-                .zip(&rest[..n])
-                .all(|(a, b)| norm(&a.text) == norm(&b.text))
-            {
-                rest.drain(..n);
-                break;
-            }
+        let same = |a: &Word, b: &Word| norm(&a.text) == norm(&b.text);
+        if hyp.len() >= c.len() && c.iter().zip(&hyp).all(|(a, b)| same(a, b)) {
+            return hyp[c.len()..].to_vec();
         }
-        rest
+        let reach = (c.len() + 3).min(hyp.len());
+        let found = (0..reach).rev().find(|&i| {
+            same(&hyp[i], last) && (c.len() < 2 || i == 0 || same(&hyp[i - 1], &c[c.len() - 2]))
+        });
+        if let Some(i) = found {
+            return hyp[i + 1..].to_vec();
+        }
+        let end = last.end_ms;
+        hyp.into_iter()
+            .filter(|w| w.start_ms > end - TIME_SLACK_MS)
+            .collect()
+    }
+
+    /// The audio up to the end of committed word `k` was dropped (`shift_ms` of it): forget
+    /// the words through `k` and move the times of the rest.
+    pub fn trim_through(&mut self, k: usize, shift_ms: i64) {
+        self.committed
+            .drain(..=k.min(self.committed.len().saturating_sub(1)));
+        for w in self.committed.iter_mut().chain(self.previous.iter_mut()) {
+            w.start_ms -= shift_ms;
+            w.end_ms -= shift_ms;
+        }
     }
 
     /// A new transcription of the utterance so far. Returns the words it commits.
@@ -171,6 +184,19 @@ mod tests {
             texts(&la.finish(words("three four five six", 700))),
             "five six"
         );
+    }
+
+    #[test]
+    fn trimming_keeps_later_committed_words_recognisable() {
+        let mut la = LocalAgreement::new();
+        la.update(words("Hi there. How are", 0));
+        la.update(words("Hi there. How are you", 0));
+        assert_eq!(texts(la.committed()), "Hi there. How are");
+        // The audio through "there." (ends at 550 ms) is dropped.
+        la.trim_through(1, 550);
+        assert_eq!(la.committed()[0].start_ms, 600 - 550);
+        // The next pass hears only "How are you doing": "How are" is not sent again.
+        assert_eq!(texts(&la.update(words("How are you doing", 50))), "you");
     }
 
     #[test]

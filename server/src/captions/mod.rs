@@ -47,7 +47,8 @@ pub const T140_PT: u8 = 98;
 pub const RED_PT: u8 = 99;
 /// Copies of each text block sent after it (RFC 4103 §4.1 suggests 2).
 pub const RED_GENERATIONS: usize = 2;
-/// T.140 buffering time (RFC 4103 §5.1 suggests 300 ms).
+/// Interval of the empty packets that carry the last text's redundancy (RFC 4103 §5.1's
+/// 300 ms).
 pub const TEXT_INTERVAL: Duration = Duration::from_millis(300);
 /// New audio between two passes over an utterance.
 pub const STEP: Duration = Duration::from_millis(500);
@@ -349,9 +350,12 @@ impl Captioner {
         debug!(
             audio_ms = audio.len() * 1000 / SAMPLE_RATE,
             ms = t0.elapsed().as_millis() as u64,
-            words = words.len(),
             last,
-            "whisper pass"
+            "whisper pass: {:?}",
+            words
+                .iter()
+                .map(|w| (w.text.as_str(), w.start_ms))
+                .collect::<Vec<_>>()
         );
         let committed = if last {
             self.agreement.finish(words)
@@ -362,48 +366,100 @@ impl Captioner {
         if last {
             self.utterance = None;
             self.agreement.reset();
+            self.end_line(emit);
+        } else if let Some(k) = self.last_sentence_end() {
+            // A sentence is done: whisper no longer needs its audio (shorter passes, so less
+            // delay).
+            self.trim_through(k);
+        }
+    }
+
+    /// The last committed word that ends a sentence.
+    fn last_sentence_end(&self) -> Option<usize> {
+        self.agreement
+            .committed()
+            .iter()
+            .rposition(|w| w.text.ends_with(['.', '?', '!']))
+    }
+
+    /// Ends the caption line, if one is open (T.140 LINE SEPARATOR).
+    fn end_line(&mut self, emit: &mut impl FnMut(CaptionText)) {
+        if !self.line_open {
+            return;
+        }
+        self.line_open = false;
+        if let Some(capture) = self.clock.time_of(self.total) {
+            emit(CaptionText {
+                capture,
+                text: LINE_SEPARATOR.to_string(),
+            });
+        }
+    }
+
+    /// Drops the utterance's audio up to the end of committed word `k`.
+    fn trim_through(&mut self, k: usize) {
+        let Some(end_ms) = self.agreement.committed().get(k).map(|w| w.end_ms) else {
+            return;
+        };
+        let Some((start, audio)) = self.utterance.as_mut() else {
+            return;
+        };
+        let cut = (end_ms.max(0) as usize * SAMPLE_RATE / 1000).min(audio.len());
+        audio.drain(..cut);
+        *start += cut as u64;
+        self.samples_at_last_pass = self.samples_at_last_pass.saturating_sub(cut);
+        self.agreement
+            .trim_through(k, (cut * 1000 / SAMPLE_RATE) as i64);
+    }
+
+    /// Sends committed words, stamped with the capture time of the first; a word that ends
+    /// a sentence ends the caption line (a LINE SEPARATOR stamped with the word's end).
+    fn emit_words(&mut self, start: u64, words: &[Word], emit: &mut impl FnMut(CaptionText)) {
+        let at = |ms: i64| start + (ms.max(0) as u64) * SAMPLE_RATE as u64 / 1000;
+        let mut text = String::new();
+        let mut first_ms = None;
+        for w in words {
+            first_ms.get_or_insert(w.start_ms);
             if self.line_open {
-                self.line_open = false;
-                if let Some(capture) = self.clock.time_of(self.total) {
+                text.push(' ');
+            }
+            text.push_str(&w.text);
+            self.line_open = true;
+            if w.text.ends_with(['.', '?', '!']) {
+                if let Some(capture) = first_ms.take().and_then(|ms| self.clock.time_of(at(ms))) {
+                    emit(CaptionText {
+                        capture,
+                        text: std::mem::take(&mut text),
+                    });
+                }
+                if let Some(capture) = self.clock.time_of(at(w.end_ms)) {
                     emit(CaptionText {
                         capture,
                         text: LINE_SEPARATOR.to_string(),
                     });
                 }
+                text.clear();
+                self.line_open = false;
             }
         }
-    }
-
-    fn emit_words(&mut self, start: u64, words: &[Word], emit: &mut impl FnMut(CaptionText)) {
-        let Some(first) = words.first() else { return };
-        let sample = start + (first.start_ms.max(0) as u64) * SAMPLE_RATE as u64 / 1000;
-        let Some(capture) = self.clock.time_of(sample) else {
-            return;
-        };
-        let mut text = String::new();
-        for w in words {
-            if self.line_open || !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(&w.text);
+        if let Some(capture) = first_ms.and_then(|ms| self.clock.time_of(at(ms))) {
+            emit(CaptionText { capture, text });
         }
-        self.line_open = true;
-        emit(CaptionText { capture, text });
     }
 
     /// An utterance reached [`MAX_UTTERANCE`]: keep only the audio after its last committed
     /// word (or its last 2 s if nothing was committed) and go on.
     fn cut_long_utterance(&mut self, emit: &mut impl FnMut(CaptionText)) {
         self.pass(false, emit);
+        if let Some(k) = self.agreement.committed().len().checked_sub(1) {
+            self.trim_through(k);
+            return;
+        }
+        // Nothing agreed on in 12 s: keep the last 2 s.
         let Some((start, audio)) = self.utterance.as_mut() else {
             return;
         };
-        let cut_ms = self
-            .agreement
-            .committed_end_ms()
-            .unwrap_or(audio.len() as i64 * 1000 / SAMPLE_RATE as i64 - 2000)
-            .max(0);
-        let cut = (cut_ms as usize * SAMPLE_RATE / 1000).min(audio.len());
+        let cut = audio.len().saturating_sub(2 * SAMPLE_RATE);
         audio.drain(..cut);
         *start += cut as u64;
         self.samples_at_last_pass = 0;
@@ -411,42 +467,34 @@ impl Captioner {
     }
 }
 
-/// Sends caption text as RTP: every [`TEXT_INTERVAL`] while there is new text or redundancy
-/// still to send (RFC 4103 §5).
+/// Sends caption text as RTP (`red` over `t140`): each piece of text at once, in its own
+/// packet stamped with the time it was spoken (the captioner already delivers text in bursts
+/// half a second apart, so RFC 4103's 300 ms buffering would only add delay); then, every
+/// [`TEXT_INTERVAL`], empty packets until the last text has gone out [`RED_GENERATIONS`] more
+/// times (RFC 4103 §5.2).
 fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>) {
     let mut red = RedPacketizer::new(T140_PT, RED_GENERATIONS);
     let mut seq: u16 = rand::random();
     let mut last_ts: Option<u32> = None;
-    let mut buffered: Option<(u32, String)> = None;
-    let mut next_send = Instant::now();
     loop {
-        let wait = next_send.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
+        let wait = if red.needs_idle_packet() {
+            TEXT_INTERVAL
+        } else {
+            Duration::from_secs(3600)
+        };
+        let (ts, text) = match rx.recv_timeout(wait) {
             Ok(t) => {
                 let ts = track.rtp_timestamp_at(t.capture);
-                // Timestamps never go back (a line separator may be stamped before the
-                // last word's start): wrapping-aware max with the last one sent.
+                // Timestamps never go back (a word may be stamped a little before the end
+                // of the previous one): wrapping-aware max with the last one sent.
                 let ts = match last_ts {
                     Some(l) if (ts.wrapping_sub(l) as i32) < 0 => l,
                     _ => ts,
                 };
-                match buffered.as_mut() {
-                    Some((_, s)) => s.push_str(&t.text),
-                    None => buffered = Some((ts, t.text)),
-                }
-                continue;
+                (ts, t.text)
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => (last_ts.unwrap_or(0), String::new()),
             Err(RecvTimeoutError::Disconnected) => break,
-        }
-        next_send = Instant::now() + TEXT_INTERVAL;
-        let (ts, text) = match buffered.take() {
-            Some(b) => b,
-            None if red.needs_idle_packet() => (last_ts.unwrap_or(0), String::new()),
-            None => {
-                next_send = Instant::now() + Duration::from_secs(3600);
-                continue;
-            }
         };
         last_ts = Some(ts);
         let payload = red.packetize(ts, &text);
