@@ -19,7 +19,7 @@ use super::audio_out::AudioSink;
 use super::decode::{AudioDecoder, VideoDecoder};
 use super::net::{self, NetConfig, NetControl, NetEvent, NetStats};
 use super::recording::{read_index, RecordingReader, RecordingWriter, SharedIndex};
-use super::report::{av_offset, CaptionReport, Percentiles, Report};
+use super::report::{av_offset, CaptionBlockReport, CaptionReport, Percentiles, Report};
 use super::timeline::Timeline;
 use super::EngineHandle;
 
@@ -226,6 +226,8 @@ struct Playback {
     /// Every caption block recorded so far, `(time_us, text)`, and how many index entries of
     /// the text track they cover. Text is small: hours of captions are a few hundred kB.
     text_blocks: Vec<(i64, String)>,
+    /// For the report: (spoken, arrival) wall-clock µs of each block.
+    text_times: Vec<(i64, i64)>,
     text_next: usize,
     /// Cues of the whole session, rebuilt when blocks arrive.
     cues: Vec<super::captions::Cue>,
@@ -294,6 +296,7 @@ impl Playback {
             video_next: 0,
             audio_next: 0,
             text_blocks: Vec::new(),
+            text_times: Vec::new(),
             text_next: 0,
             cues: Vec::new(),
             notice: None,
@@ -787,6 +790,16 @@ impl Playback {
                 start_ms: (c.start_us - origin) / 1000,
                 end_ms: (c.end_us - origin) / 1000,
                 text: c.text.clone(),
+            })
+            .collect();
+        r.caption_blocks = self
+            .text_times
+            .iter()
+            .zip(&self.text_blocks)
+            .map(|(&(spoken, arrival), (_, text))| CaptionBlockReport {
+                spoken_unix_ms: spoken / 1000,
+                arrival_unix_ms: arrival / 1000,
+                text: text.clone(),
             })
             .collect();
     }

@@ -61,6 +61,16 @@ pub struct CaptionReport {
     pub text: String,
 }
 
+/// One block of caption text as received: when its first word was spoken (sender's clock,
+/// from the RTCP sender reports) and when it arrived, both ms since the Unix epoch. What the
+/// caption-delay benchmark works from.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct CaptionBlockReport {
+    pub spoken_unix_ms: i64,
+    pub arrival_unix_ms: i64,
+    pub text: String,
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Report {
@@ -80,6 +90,7 @@ pub struct Report {
     pub recorded_s: f64,
     pub recording: Option<String>,
     pub captions: Vec<CaptionReport>,
+    pub caption_blocks: Vec<CaptionBlockReport>,
     pub reconnects: u64,
     pub final_state: String,
 }
