@@ -455,6 +455,12 @@ impl Track {
             if only.is_some_and(|id| id != sub.id) {
                 continue;
             }
+            // A text track is silent for long spells: it reports only once it has sent
+            // something (RFC 3550 §6.4: SRs are for senders). An SR on a track with no data
+            // yet made ffmpeg re-base its other streams' timestamps (non-monotonic DTS).
+            if self.info.kind == TrackKind::Text && sub.packets == 0 {
+                continue;
+            }
             let report = self.sender_report(now, sub.packets, sub.octets);
             send_rtcp(&self.sockets, &sub.sink, &report, sub.id);
         }

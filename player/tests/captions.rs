@@ -1,0 +1,228 @@
+//! Live captions end to end: English speech made with espeak-ng at test time, streamed by the
+//! real livecast-server (whisper with the installed model), received by the headless player.
+//!
+//! Needs the speech model that `scripts/setup.sh` installs (scripts/install-model.sh) and
+//! espeak-ng + sox.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use livecast_server::captions::{model, CaptionConfig, CaptionMode};
+use livecast_server::pipeline::MediaConfig;
+use livecast_server::rtsp_server::RtspConfig;
+use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::{RunningServer, ServerConfig};
+
+/// whisper and a decoding player at once: one test at a time on a 2-core machine.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const SENTENCES: &str = "Live captions help viewers who cannot listen to the sound. \
+    The weather today is sunny with a light breeze from the west. \
+    Please remember to close the door when you leave the room. \
+    We will meet again next week to talk about the new project.";
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn installed_model() -> PathBuf {
+    let p = model::default_model_path().expect("a home directory");
+    assert!(
+        p.exists(),
+        "no speech model at {}: run scripts/install-model.sh (scripts/setup.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn start_server(
+    audio: AudioSpec,
+    captions: CaptionConfig,
+) -> (tokio::runtime::Runtime, RunningServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let cfg = ServerConfig {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        media: MediaConfig {
+            video: VideoSpec::TestSrc,
+            audio,
+            video_cfg: VideoConfig {
+                width: 320,
+                height: 240,
+                fps: 30,
+            },
+            video_bitrate: 500_000,
+            audio_bitrate: 64_000,
+            idr_interval_secs: 2,
+        },
+        rtsp: RtspConfig::default(),
+        captions,
+    };
+    let server = rt
+        .block_on(livecast_server::start(cfg))
+        .expect("livecast-server starts");
+    (rt, server)
+}
+
+fn captions_on(model: Option<PathBuf>) -> CaptionConfig {
+    CaptionConfig {
+        mode: CaptionMode::On,
+        model,
+        ..CaptionConfig::default()
+    }
+}
+
+/// Runs the headless player for `secs` and returns its report.
+fn watch(server: &RunningServer, secs: u32, dir: &Path) -> serde_json::Value {
+    let json = dir.join("stats.json");
+    let url = format!("rtsp://{}/live", server.listening[0]);
+    let status = Command::new(env!("CARGO_BIN_EXE_livecast-player"))
+        .args([
+            "--headless",
+            &url,
+            "--no-audio",
+            "--duration",
+            &secs.to_string(),
+        ])
+        .arg("--stats-json")
+        .arg(&json)
+        .arg("--captions-out")
+        .arg(dir.join("captions.vtt"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("the player binary was built by cargo for this test");
+    assert!(status.success(), "player exited with {status}");
+    serde_json::from_slice(&std::fs::read(&json).expect("stats JSON written")).expect("JSON")
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word error rate: word-level Levenshtein distance over the reference length.
+fn wer(reference: &[String], hypothesis: &[String]) -> f64 {
+    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut cur = vec![i + 1; hypothesis.len() + 1];
+        for (j, h) in hypothesis.iter().enumerate() {
+            let sub = prev[j] + usize::from(r != h);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[hypothesis.len()] as f64 / reference.len().max(1) as f64
+}
+
+#[test]
+fn word_error_rate_counts_edits() {
+    let r = words("the cat sat on the mat");
+    assert_eq!(wer(&r, &words("The cat sat on the mat.")), 0.0);
+    assert!((wer(&r, &words("the cat sat on mat")) - 1.0 / 6.0).abs() < 1e-9);
+    assert!((wer(&r, &words("a cat sat on the hat too")) - 3.0 / 6.0).abs() < 1e-9);
+    assert_eq!(wer(&r, &[]), 1.0);
+}
+
+#[test]
+fn spoken_english_arrives_as_captions_in_order() {
+    let _g = one_at_a_time();
+    let model = installed_model();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.wav");
+    let wav = dir.path().join("speech.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(SENTENCES)
+        .status()
+        .expect("espeak-ng is installed (scripts/setup.sh)")
+        .success();
+    assert!(ok, "espeak-ng failed");
+    // Two seconds of silence first (the player connects meanwhile), a long one after (the
+    // file loops).
+    let ok = Command::new("sox")
+        .arg(&raw)
+        .arg(&wav)
+        .args(["pad", "2", "30"])
+        .status()
+        .expect("sox is installed (scripts/setup.sh)")
+        .success();
+    assert!(ok, "sox failed");
+    let (_rt, server) = start_server(AudioSpec::File(wav), captions_on(Some(model)));
+    assert!(server.captions, "the stream has a caption track");
+    let report = watch(&server, 24, dir.path());
+    server.shutdown();
+
+    let caps = report["captions"].as_array().expect("captions list");
+    let text: Vec<&str> = caps.iter().filter_map(|c| c["text"].as_str()).collect();
+    let hyp = words(&text.join(" "));
+    let reference = words(SENTENCES);
+    let e = wer(&reference, &hyp);
+    assert!(
+        e <= 0.25,
+        "word error rate {:.0} %: heard {:?}",
+        e * 100.0,
+        text
+    );
+    // One cue per sentence, in order, each starting after the previous one.
+    let starts: Vec<i64> = caps.iter().filter_map(|c| c["start_ms"].as_i64()).collect();
+    assert!(caps.len() >= 3, "{caps:?}");
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+    assert!(caps
+        .iter()
+        .all(|c| c["end_ms"].as_i64() >= c["start_ms"].as_i64()));
+    // Nothing repeated: the sentences' words are not heard twice.
+    assert!(hyp.len() <= reference.len() + 3, "{hyp:?}");
+    // Exported as WebVTT too.
+    let vtt = std::fs::read_to_string(dir.path().join("captions.vtt")).expect("--captions-out");
+    assert!(vtt.starts_with("WEBVTT\n\n"));
+    assert_eq!(vtt.matches(" --> ").count(), caps.len());
+    // Video and audio went on meanwhile.
+    assert!(report["video"]["frames_decoded"].as_u64().unwrap() > 600);
+    assert_eq!(report["rtp"]["packets_lost"].as_i64(), Some(0));
+}
+
+#[test]
+fn silence_and_beeps_give_no_captions() {
+    let _g = one_at_a_time();
+    let model = installed_model();
+    let dir = tempfile::tempdir().unwrap();
+    // The test tone: digital silence with a 50 ms beep each second.
+    let (_rt, server) = start_server(AudioSpec::Tone, captions_on(Some(model)));
+    assert!(server.captions);
+    let report = watch(&server, 12, dir.path());
+    server.shutdown();
+    assert_eq!(report["captions"], serde_json::json!([]), "{report}");
+    assert!(report["audio"]["frames_decoded"].as_u64().unwrap() > 400);
+}
+
+#[test]
+fn missing_or_broken_model_streams_without_captions() {
+    let _g = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.bin");
+    let broken = dir.path().join("broken.bin");
+    std::fs::write(&broken, b"ggml? no: an HTML error page").unwrap();
+    for model in [missing, broken] {
+        let (_rt, server) = start_server(AudioSpec::Tone, captions_on(Some(model.clone())));
+        assert!(!server.captions, "{}: no caption track", model.display());
+        let report = watch(&server, 3, dir.path());
+        server.shutdown();
+        assert!(report["video"]["frames_decoded"].as_u64().unwrap() > 30);
+        assert_eq!(report["captions"], serde_json::json!([]));
+    }
+}
