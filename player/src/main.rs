@@ -139,6 +139,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
         let _ = ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
     }
     let mut last_state = String::new();
+    let mut last_captions: Vec<String> = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let st = handle.status();
@@ -146,6 +147,12 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
         if state != last_state {
             tracing::info!("connection: {state}");
             last_state = state;
+        }
+        if st.caption_text != last_captions {
+            if !st.caption_text.is_empty() {
+                tracing::info!("captions: {}", st.caption_text.join(" / "));
+            }
+            last_captions = st.caption_text.clone();
         }
         if matches!(st.conn, engine::ConnState::Failed(_)) {
             break;
