@@ -119,7 +119,16 @@ def synth(text, voice, speed, pad_before, pad_after, out_wav, out_words):
     if rate <= 0:
         sys.exit("espeak_Initialize failed")
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-        sys.exit(f"espeak-ng: no voice {voice}")
+        # a language such as en-gb (what `espeak-ng -v en-gb` accepts) rather than a voice name
+        class Voice(ctypes.Structure):
+            _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p),
+                        ("identifier", ctypes.c_char_p), ("gender", ctypes.c_ubyte),
+                        ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                        ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int),
+                        ("spare", ctypes.c_void_p)]
+        v = Voice(languages=voice.encode())
+        if lib.espeak_SetVoiceByProperties(ctypes.byref(v)) != 0:
+            sys.exit(f"espeak-ng: no voice {voice}")
     lib.espeak_SetParameter(1, int(speed), 0)  # espeakRATE
     samples = array.array("h")
     words = []  # (char position, length, sample index)
