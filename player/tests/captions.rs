@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use livecast_server::captions::{model, CaptionConfig, CaptionMode};
 use livecast_server::pipeline::MediaConfig;
