@@ -135,7 +135,9 @@ for spec in $FILES; do
         --server-log "$OUT/$name.server.log" "${extra[@]}" --out "$OUT/$name.result.json"
     results+=("$OUT/$name.result.json")
 done
-$METRICS summary "${results[@]}" | tee "$OUT/summary.md"
+if [ ${#results[@]} -gt 0 ]; then
+    $METRICS summary "${results[@]}" | tee "$OUT/summary.md"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 720p30 with captions on vs off: the speech file loops, the player watches FPS_WINDOW s.
@@ -153,7 +155,10 @@ fps_run() {
     local ppid=$!
     PIDS+=("$ppid")
     sleep 2
-    $METRICS cpu-threads "$spid" $((FPS_WINDOW - 4)) --out "$OUT/fps-$mode.cpu.json" >/dev/null
+    # $spid is `timeout`; the server is its child
+    local server_pid
+    server_pid=$(pgrep -P "$spid" | head -1)
+    $METRICS cpu-threads "$server_pid" $((FPS_WINDOW - 4)) --out "$OUT/fps-$mode.cpu.json" >/dev/null
     wait "$ppid" || true
     kill "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
