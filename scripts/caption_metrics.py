@@ -556,11 +556,27 @@ def analyze(args):
             "log_minus_fit_ms": (anchor - fit) if (anchor and fit) else None,
             "wav_frames_skipped": log.get("wav_frames_skipped"),
         }
-        offset = anchor if (args.clock == "log" and anchor) else fit
-        res["clock"]["used"] = "log" if offset == anchor else "fit"
+        # The WAV source keeps its audio contiguous when it skips frames (server fell behind
+        # real time): from then on the file's audio is later than the log anchor says. So:
+        # 'auto' = the log anchor if no frame was skipped, else a local fit (median over the
+        # 7 blocks nearest in time).
+        mode = args.clock
+        if mode == "auto":
+            mode = "log" if (anchor and not log.get("wav_frames_skipped")) else "local-fit"
+        res["clock"]["used"] = mode
+        offset = anchor if mode == "log" else fit
+        starts = [ref_start[i] for i, j in pairs if owner.index(owner[j]) == j
+                  and "spoken_unix_ms" in blocks[owner[j]]]
+
+        def offset_at(t):
+            if mode != "local-fit" or len(resid) < 3:
+                return offset
+            near = sorted(range(len(resid)), key=lambda k: abs(starts[k] - t))[:7]
+            return statistics.median(resid[k] for k in near)
         delays = []
         for i, j in pairs:
-            delays.append(blocks[owner[j]]["arrival_unix_ms"] - (offset + ref_end[i] * 1000))
+            delays.append(blocks[owner[j]]["arrival_unix_ms"]
+                          - (offset_at(ref_end[i]) + ref_end[i] * 1000))
         # text spoken in the silences (before the first word, or >1 s after the last one)
         first_s, last_s = ref_start[0], ref_end[-1]
         res["blocks_in_silence"] = [b["text"] for b in blocks if "spoken_unix_ms" in b and (
@@ -712,7 +728,7 @@ def main():
     for a in ("player", "client", "server-log", "cli-greedy", "cli-beam", "cli-greedy-trimmed",
               "cli-beam-trimmed", "stream"):
         s.add_argument("--" + a)
-    s.add_argument("--clock", choices=("log", "fit"), default="log")
+    s.add_argument("--clock", choices=("auto", "log", "fit", "local-fit"), default="auto")
     s = sub.add_parser("cpu-threads")
     s.add_argument("pid", type=int)
     s.add_argument("seconds", type=float)
