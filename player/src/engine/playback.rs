@@ -666,10 +666,13 @@ impl Playback {
                 return;
             };
             match reader.read(&entry) {
-                Ok(unit) => self.text_blocks.push((
-                    entry.time_us,
-                    String::from_utf8_lossy(&unit.data).into_owned(),
-                )),
+                Ok(unit) => {
+                    self.text_times.push((unit.capture_us, unit.arrival_us));
+                    self.text_blocks.push((
+                        entry.time_us,
+                        String::from_utf8_lossy(&unit.data).into_owned(),
+                    ));
+                }
                 Err(e) => warn!("reading the recording: {e}"),
             }
         }
@@ -1160,6 +1163,16 @@ mod tests {
                 (25_000, 27_000, "second caption")
             ]
         );
+        assert_eq!(
+            report.caption_blocks.len(),
+            4,
+            "every block, with its times"
+        );
+        assert_eq!(
+            report.caption_blocks[0].spoken_unix_ms,
+            (T0 + 5_000_000) / 1000
+        );
+        assert_eq!(report.caption_blocks[2].text, "second caption");
         assert!(report.video.frames_decoded > 250);
         assert!(report.audio.frames_decoded > 1000);
     }

@@ -44,10 +44,15 @@ pub struct LocalAgreement {
     committed: Vec<Word>,
     /// The uncommitted tail of the previous pass.
     previous: Vec<Word>,
+    /// After a trim, the audio keeps a margin before the cut: the last word trimmed away, in
+    /// case the next pass hears (the end of) it again at its start.
+    ghost: Option<Word>,
 }
 
 /// How far back (ms) a new word may start and still be taken as new rather than committed.
 const TIME_SLACK_MS: i64 = 100;
+/// Words ending this close to the end of the audio wait for the next pass.
+pub const EDGE_MS: i64 = 200;
 
 impl LocalAgreement {
     pub fn new() -> Self {
@@ -58,6 +63,7 @@ impl LocalAgreement {
     pub fn reset(&mut self) {
         self.committed.clear();
         self.previous.clear();
+        self.ghost = None;
     }
 
     pub fn committed(&self) -> &[Word] {
@@ -73,7 +79,13 @@ impl LocalAgreement {
     /// its start, so the committed words normally open the hypothesis; if whisper now hears
     /// them a little differently, what follows the last committed word (found by text) is
     /// new; failing that, the words that start after the committed ones ended.
-    fn new_part(&self, hyp: Vec<Word>) -> Vec<Word> {
+    fn new_part(&self, mut hyp: Vec<Word>) -> Vec<Word> {
+        if let (Some(g), Some(first)) = (&self.ghost, hyp.first()) {
+            // The trimmed word heard again in the margin (whole, or its tail).
+            if norm(&first.text) == norm(&g.text) || first.end_ms <= g.end_ms {
+                hyp.remove(0);
+            }
+        }
         let c = &self.committed;
         let Some(last) = c.last() else {
             return hyp;
@@ -95,27 +107,39 @@ impl LocalAgreement {
             .collect()
     }
 
-    /// The audio up to the end of committed word `k` was dropped (`shift_ms` of it): forget
-    /// the words through `k` and move the times of the rest.
+    /// The audio up to `shift_ms` (just before the end of committed word `k`) was dropped:
+    /// forget the words through `k` (keeping `k` as the ghost the next pass may hear again)
+    /// and move the times of the rest.
     pub fn trim_through(&mut self, k: usize, shift_ms: i64) {
-        self.committed
-            .drain(..=k.min(self.committed.len().saturating_sub(1)));
-        for w in self.committed.iter_mut().chain(self.previous.iter_mut()) {
+        let k = k.min(self.committed.len().saturating_sub(1));
+        let mut gone: Vec<Word> = self.committed.drain(..=k).collect();
+        self.ghost = gone.pop();
+        for w in self
+            .committed
+            .iter_mut()
+            .chain(self.previous.iter_mut())
+            .chain(self.ghost.iter_mut())
+        {
             w.start_ms -= shift_ms;
             w.end_ms -= shift_ms;
         }
     }
 
-    /// A new transcription of the utterance so far. Returns the words it commits.
-    pub fn update(&mut self, hypothesis: Vec<Word>) -> Vec<Word> {
+    /// A new transcription of the utterance so far, whose audio is `audio_ms` long. Returns
+    /// the words it commits. A word ending in the last [`EDGE_MS`] of the audio is not
+    /// committed yet, even if two passes agree: both may have heard only half of it.
+    pub fn update(&mut self, hypothesis: Vec<Word>, audio_ms: i64) -> Vec<Word> {
         let new = self.new_part(hypothesis);
         let agree = new
             .iter()
             .zip(&self.previous)
-            .take_while(|(a, b)| norm(&a.text) == norm(&b.text))
+            .take_while(|(a, b)| norm(&a.text) == norm(&b.text) && a.end_ms <= audio_ms - EDGE_MS)
             .count();
         let commit: Vec<Word> = new[..agree].to_vec();
         self.previous = new[agree..].to_vec();
+        if agree > 0 {
+            self.ghost = None;
+        }
         self.committed.extend(commit.iter().cloned());
         commit
     }
@@ -125,6 +149,7 @@ impl LocalAgreement {
         let new = self.new_part(hypothesis);
         self.committed.extend(new.iter().cloned());
         self.previous.clear();
+        self.ghost = None;
         new
     }
 }
@@ -150,14 +175,14 @@ mod tests {
     #[test]
     fn commits_the_agreed_prefix_once() {
         let mut la = LocalAgreement::new();
-        assert_eq!(texts(&la.update(words("the quick brow", 0))), "");
+        assert_eq!(texts(&la.update(words("the quick brow", 0), 60_000)), "");
         // The second pass agrees on two words; "brown" differs from "brow".
         assert_eq!(
-            texts(&la.update(words("The quick, brown fox", 0))),
+            texts(&la.update(words("The quick, brown fox", 0), 60_000)),
             "The quick,"
         );
         assert_eq!(
-            texts(&la.update(words("the quick brown fox jumps", 0))),
+            texts(&la.update(words("the quick brown fox jumps", 0), 60_000)),
             "brown fox"
         );
         // The end of the utterance flushes what is left, without repeating anything.
@@ -171,14 +196,14 @@ mod tests {
     #[test]
     fn committed_words_are_recognised_when_times_shift() {
         let mut la = LocalAgreement::new();
-        la.update(words("one two three", 0));
-        la.update(words("one two three four", 0));
+        la.update(words("one two three", 0), 60_000);
+        la.update(words("one two three four", 0), 60_000);
         assert_eq!(texts(la.committed()), "one two three");
         // The next pass starts its words 200 ms later (whisper's timestamps wobble): the
         // repeated "three" is caught by text, not by time.
         let mut hyp = words("two three four five", 500);
         hyp[0].start_ms = 400;
-        let c = la.update(hyp);
+        let c = la.update(hyp, 60_000);
         assert_eq!(texts(&c), "four");
         assert_eq!(
             texts(&la.finish(words("three four five six", 700))),
@@ -189,21 +214,36 @@ mod tests {
     #[test]
     fn trimming_keeps_later_committed_words_recognisable() {
         let mut la = LocalAgreement::new();
-        la.update(words("Hi there. How are", 0));
-        la.update(words("Hi there. How are you", 0));
+        la.update(words("Hi there. How are", 0), 60_000);
+        la.update(words("Hi there. How are you", 0), 60_000);
         assert_eq!(texts(la.committed()), "Hi there. How are");
-        // The audio through "there." (ends at 550 ms) is dropped.
-        la.trim_through(1, 550);
-        assert_eq!(la.committed()[0].start_ms, 600 - 550);
-        // The next pass hears only "How are you doing": "How are" is not sent again.
-        assert_eq!(texts(&la.update(words("How are you doing", 50))), "you");
+        // The audio up to 150 ms before the end of "there." (550 ms) is dropped.
+        la.trim_through(1, 400);
+        assert_eq!(la.committed()[0].start_ms, 600 - 400);
+        // The next pass hears the end of "there." again, then "How are you doing": neither
+        // is sent again.
+        let mut hyp = words("there. How are you doing", 0);
+        hyp[0].end_ms = 140;
+        assert_eq!(texts(&la.update(hyp, 60_000)), "you");
+    }
+
+    #[test]
+    fn words_at_the_edge_of_the_audio_wait() {
+        let mut la = LocalAgreement::new();
+        la.update(words("one two thr", 0), 850);
+        // With 700 ms of audio, "two" (ends at 550 ms) is too close to the end: not yet.
+        assert_eq!(texts(&la.update(words("one two three", 0), 700)), "one");
+        assert_eq!(
+            texts(&la.update(words("one two three four", 0), 1500)),
+            "two three"
+        );
     }
 
     #[test]
     fn disagreement_commits_nothing_and_reset_starts_over() {
         let mut la = LocalAgreement::new();
-        la.update(words("hello world", 0));
-        assert!(la.update(words("yellow world", 0)).is_empty());
+        la.update(words("hello world", 0), 60_000);
+        assert!(la.update(words("yellow world", 0), 60_000).is_empty());
         la.reset();
         assert!(la.committed().is_empty());
         assert_eq!(texts(&la.finish(words("new start", 5000))), "new start");

@@ -52,6 +52,10 @@ pub const RED_GENERATIONS: usize = 2;
 pub const TEXT_INTERVAL: Duration = Duration::from_millis(300);
 /// New audio between two passes over an utterance.
 pub const STEP: Duration = Duration::from_millis(500);
+/// Audio kept before a trim point (see `Captioner::trim_through`).
+pub const TRIM_MARGIN: Duration = Duration::from_millis(150);
+/// An utterance this long is trimmed after its last committed word even mid-sentence.
+pub const TRIM_AFTER: Duration = Duration::from_secs(6);
 /// Longest stretch of audio given to whisper at once.
 pub const MAX_UTTERANCE: Duration = Duration::from_secs(12);
 
@@ -357,10 +361,11 @@ impl Captioner {
                 .map(|w| (w.text.as_str(), w.start_ms))
                 .collect::<Vec<_>>()
         );
+        let audio_ms = (self.samples_at_last_pass * 1000 / SAMPLE_RATE) as i64;
         let committed = if last {
             self.agreement.finish(words)
         } else {
-            self.agreement.update(words)
+            self.agreement.update(words, audio_ms)
         };
         self.emit_words(start, &committed, emit);
         if last {
@@ -371,6 +376,12 @@ impl Captioner {
             // A sentence is done: whisper no longer needs its audio (shorter passes, so less
             // delay).
             self.trim_through(k);
+        } else if audio_ms > TRIM_AFTER.as_millis() as i64 {
+            // A long sentence (or one whisper puts no full stop in): trim anyway after the
+            // last committed word, keeping the line open, so passes stay short.
+            if let Some(k) = self.agreement.committed().len().checked_sub(1) {
+                self.trim_through(k);
+            }
         }
     }
 
@@ -396,11 +407,16 @@ impl Captioner {
         }
     }
 
-    /// Drops the utterance's audio up to the end of committed word `k`.
+    /// Drops the utterance's audio up to just before the end of committed word `k`
+    /// ([`TRIM_MARGIN`] before it, or before the next word's start if that is earlier: whisper's
+    /// word ends are often late, and cutting into the next word loses it).
     fn trim_through(&mut self, k: usize) {
-        let Some(end_ms) = self.agreement.committed().get(k).map(|w| w.end_ms) else {
+        let c = self.agreement.committed();
+        let Some(word) = c.get(k) else {
             return;
         };
+        let next_start = c.get(k + 1).map_or(i64::MAX, |w| w.start_ms);
+        let end_ms = word.end_ms.min(next_start) - TRIM_MARGIN.as_millis() as i64;
         let Some((start, audio)) = self.utterance.as_mut() else {
             return;
         };
