@@ -1,0 +1,465 @@
+//! Player seek benchmark: time from a seek to a picture ready to show, decode included, in a
+//! one-hour 720p30 recording of real H.264.
+//!
+//! 1. Encodes `--distinct-gops` GOPs (60 frames, IDR first, SPS/PPS in band) of a detailed
+//!    texture panning under a moving box with openh264, configured like livecast-server's
+//!    encoder (constrained baseline, bit-rate control at `--kbps`, one thread). Encoding a full
+//!    hour on a shared 2-core machine would take about 15 min, so these GOPs are **replicated**
+//!    with continuous timestamps to fill `--duration-s`. Opus packets (random bytes, 160 B per
+//!    20 ms) are interleaved as in a live recording; seeks do not decode audio.
+//! 2. Writes the recording with [`RecordingWriter`] (the player's own format) and reopens it
+//!    with [`RecordingReader::open`], as `livecast-player FILE` does.
+//! 3. For each of `--seeks` random targets does what the playback loop does on a seek
+//!    (`Playback::reposition`): finds the keyframe at or before the target and the last frame
+//!    at or before it, resets the decoder, reads and decodes every frame from the keyframe
+//!    through the target, and converts the last one to RGBA. The time to that RGBA picture is
+//!    the seek time. Done twice: with the file in the page cache ("warm") and, with
+//!    `--cold`, after dropping the file's cached pages before each seek
+//!    (`dd iflag=nocache count=0`; not timed).
+//!
+//! ```text
+//! cargo build --release -p livecast-player --bin livecast-player-bench
+//! target/release/livecast-player-bench [--duration-s 3600] [--seeks 200] [--cold] [--json FILE]
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use livecast_player::engine::decode::VideoDecoder;
+use livecast_player::engine::recording::{RecordingReader, RecordingWriter};
+use livecast_player::engine::unit::{MediaUnit, TrackDesc};
+use livecast_proto::codec::Codec;
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
+    RateControlMode, SpsPpsStrategy, UsageType,
+};
+use openh264::formats::YUVBuffer;
+use openh264::{OpenH264API, Timestamp};
+
+#[derive(Parser, Debug)]
+#[command(about = "Seek to picture-ready time in a one-hour recording of real H.264")]
+struct Args {
+    /// Length of the recording, seconds.
+    #[arg(long, default_value_t = 3600)]
+    duration_s: u64,
+    /// Video bit rate, kbit/s.
+    #[arg(long, default_value_t = 2000)]
+    kbps: u32,
+    /// GOPs (2 s each) actually encoded; the recording repeats them.
+    #[arg(long, default_value_t = 5)]
+    distinct_gops: usize,
+    /// Number of random seeks to time.
+    #[arg(long, default_value_t = 200)]
+    seeks: usize,
+    /// Also time seeks with the file's pages dropped from the page cache before each one.
+    #[arg(long)]
+    cold: bool,
+    /// Where to write the recording (default: the system temp directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+const W: usize = 1280;
+const H: usize = 720;
+const FPS: u64 = 30;
+const GOP: usize = 60;
+const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
+
+/// xorshift64*.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A smooth random texture twice the frame size: panning it gives camera-like detail and
+/// motion, enough for openh264 to use its whole 2 Mbit/s (the test card alone needs ~0.4).
+struct Pan {
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+}
+
+impl Pan {
+    const TW: usize = W * 2;
+    const TH: usize = H * 2;
+
+    fn new() -> Self {
+        let (tw, th) = (Self::TW, Self::TH);
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let noise: Vec<u32> = (0..tw * th).map(|_| (rng.next() >> 56) as u32).collect();
+        let mut y = vec![0u8; tw * th];
+        for row in 0..th {
+            for col in 0..tw {
+                let mut sum = 0;
+                for dy in 0..3 {
+                    for dx in 0..3 {
+                        sum += noise[((row + dy) % th) * tw + (col + dx) % tw];
+                    }
+                }
+                y[row * tw + col] = (16 + sum / 9 * 219 / 255) as u8;
+            }
+        }
+        let chroma = |phase: f64| -> Vec<u8> {
+            (0..th / 2)
+                .flat_map(|r| (0..tw / 2).map(move |c| (c, r)))
+                .map(|(c, r)| {
+                    (128.0 + 60.0 * ((c as f64 / 37.0 + phase).sin() * (r as f64 / 23.0).cos()))
+                        as u8
+                })
+                .collect()
+        };
+        Self {
+            y,
+            u: chroma(0.0),
+            v: chroma(1.7),
+        }
+    }
+
+    /// Frame `k`: the window moves 4 px right and 2 px down per frame; a white box slides
+    /// across, one trip per GOP, so every frame of a GOP differs from the others.
+    fn render(&self, k: usize) -> Vec<u8> {
+        let ox = ((k * 4) % (Self::TW - W)) & !1;
+        let oy = ((k * 2) % (Self::TH - H)) & !1;
+        let mut i420 = Vec::with_capacity(W * H * 3 / 2);
+        for row in 0..H {
+            let s = (oy + row) * Self::TW + ox;
+            i420.extend_from_slice(&self.y[s..s + W]);
+        }
+        for plane in [&self.u, &self.v] {
+            for row in 0..H / 2 {
+                let s = (oy / 2 + row) * (Self::TW / 2) + ox / 2;
+                i420.extend_from_slice(&plane[s..s + W / 2]);
+            }
+        }
+        let bx = (k % GOP) * (W - 160) / GOP;
+        for row in 280..440 {
+            i420[row * W + bx..row * W + bx + 160].fill(235);
+        }
+        i420
+    }
+}
+
+/// The server's encoder settings (server/src/encode/h264.rs).
+fn encoder(kbps: u32) -> anyhow::Result<Encoder> {
+    let cfg = EncoderConfig::new()
+        .profile(Profile::Baseline)
+        .usage_type(UsageType::CameraVideoRealTime)
+        .rate_control_mode(RateControlMode::Bitrate)
+        .bitrate(BitRate::from_bps(kbps * 1000))
+        .max_frame_rate(FrameRate::from_hz(FPS as f32))
+        .skip_frames(false)
+        .intra_frame_period(IntraFramePeriod::from_num_frames(GOP as u32))
+        .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+        .scene_change_detect(false)
+        .complexity(Complexity::Medium)
+        .num_threads(1);
+    Encoder::with_api_config(OpenH264API::from_source(), cfg).context("openh264 encoder")
+}
+
+/// NAL unit types of an Annex B access unit.
+fn nal_types(annexb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i..i + 3] == [0, 0, 1] {
+            out.push(annexb[i + 3] & 0x1f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn tracks() -> Vec<TrackDesc> {
+    let t = |index: usize, media: &str, codec: Codec, clock_rate: u32| TrackDesc {
+        index,
+        media: media.into(),
+        codec,
+        payload_type: 96 + index as u8,
+        clock_rate,
+        fmtp: vec![],
+        control_url: format!("rtsp://bench.invalid/live/trackID={index}"),
+    };
+    vec![
+        t(0, "video", Codec::H264, 90_000),
+        t(1, "audio", Codec::Opus, 48_000),
+    ]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pick(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Drops `path`'s pages from the page cache (GNU dd: `iflag=nocache count=0`).
+fn drop_cache(path: &Path) -> anyhow::Result<()> {
+    let st = std::process::Command::new("dd")
+        .arg(format!("if={}", path.display()))
+        .args(["iflag=nocache", "count=0", "status=none"])
+        .status()
+        .context("running dd")?;
+    anyhow::ensure!(st.success(), "dd iflag=nocache failed");
+    Ok(())
+}
+
+#[derive(Default, serde::Serialize)]
+struct SeekStats {
+    seeks: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    mean_frames_decoded: f64,
+    max_frames_decoded: usize,
+    mean_read_ms: f64,
+    mean_decode_ms: f64,
+    /// Decoding + RGBA conversion of the target frame alone.
+    mean_last_frame_ms: f64,
+    no_picture: usize,
+}
+
+fn seeks(
+    path: &Path,
+    reader: &mut RecordingReader,
+    index: &livecast_player::engine::recording::Index,
+    n: usize,
+    cold: bool,
+    rng: &mut Rng,
+) -> anyhow::Result<SeekStats> {
+    let v = index.find_track("video").context("no video track")?;
+    let start = index.start_us().context("empty recording")?;
+    let span = index.duration_us().max(1) as u64;
+    let mut dec = VideoDecoder::new()?;
+    let (mut times, mut frames, mut read_t, mut dec_t, mut last_t) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), 0.0, 0.0, 0.0);
+    let mut no_picture = 0;
+    for _ in 0..n {
+        let target = start + (rng.next() % span) as i64;
+        if cold {
+            drop_cache(path)?;
+        }
+        // What Playback::reposition does.
+        let t = Instant::now();
+        let k = index
+            .keyframe_at_or_before(v, target)
+            .or_else(|| index.keyframe_at_or_after(v, target))
+            .context("no keyframe")?;
+        let last = index.last_at_or_before(v, target).unwrap_or(k).max(k);
+        dec.reset()?;
+        let entries = &index.entries(v)[k..=last];
+        let mut pic = None;
+        for (i, e) in entries.iter().enumerate() {
+            let r0 = Instant::now();
+            let unit = reader.read(e)?;
+            let r1 = Instant::now();
+            let is_last = i + 1 == entries.len();
+            pic = dec.decode(&unit.data, e.keyframe(), is_last);
+            let r2 = Instant::now();
+            read_t += ms(r1 - r0);
+            dec_t += ms(r2 - r1);
+            if is_last {
+                last_t += ms(r2 - r1);
+            }
+        }
+        let elapsed = t.elapsed();
+        match pic {
+            Some(p) if p.width as usize == W && p.rgba.len() == W * H * 4 => {}
+            _ => no_picture += 1,
+        }
+        times.push(ms(elapsed));
+        frames.push(entries.len());
+    }
+    times.sort_by(f64::total_cmp);
+    let nf = n.max(1) as f64;
+    Ok(SeekStats {
+        seeks: n,
+        p50_ms: pick(&times, 0.5),
+        p95_ms: pick(&times, 0.95),
+        p99_ms: pick(&times, 0.99),
+        max_ms: pick(&times, 1.0),
+        mean_frames_decoded: frames.iter().sum::<usize>() as f64 / nf,
+        max_frames_decoded: frames.iter().copied().max().unwrap_or(0),
+        mean_read_ms: read_t / nf,
+        mean_decode_ms: dec_t / nf,
+        mean_last_frame_ms: last_t / nf,
+        no_picture,
+    })
+}
+
+#[derive(serde::Serialize)]
+struct Output {
+    duration_s: u64,
+    distinct_gops: usize,
+    encoded_kbps: f64,
+    file_mb: f64,
+    encode_s: f64,
+    write_s: f64,
+    reopen_s: f64,
+    warm: SeekStats,
+    cold: Option<SeekStats>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut out = std::io::stdout().lock();
+
+    // 1. Encode the distinct GOPs.
+    let t = Instant::now();
+    let pan = Pan::new();
+    let mut enc = encoder(args.kbps)?;
+    let mut aus: Vec<Vec<u8>> = Vec::with_capacity(args.distinct_gops * GOP);
+    for k in 0..args.distinct_gops * GOP {
+        let yuv = YUVBuffer::from_vec(pan.render(k), W, H);
+        let bs = enc
+            .encode_at(&yuv, Timestamp::from_millis(k as u64 * 1000 / FPS))
+            .context("encode")?;
+        let au = bs.to_vec();
+        let types = nal_types(&au);
+        let key = k % GOP == 0;
+        anyhow::ensure!(
+            !key || (types.contains(&7) && types.contains(&8) && types.contains(&5)),
+            "frame {k}: expected SPS, PPS and IDR, got NAL types {types:?}"
+        );
+        anyhow::ensure!(
+            key || !types.contains(&5),
+            "frame {k}: unexpected IDR (NAL types {types:?})"
+        );
+        aus.push(au);
+    }
+    let encode_s = t.elapsed().as_secs_f64();
+    let bytes: usize = aus.iter().map(Vec::len).sum();
+    let kbps = bytes as f64 * 8.0 / (aus.len() as f64 / FPS as f64) / 1000.0;
+    writeln!(
+        out,
+        "encoded {} frames ({} GOPs) of 1280x720 pan texture in {encode_s:.1} s: {kbps:.0} kbit/s, IDR {:.0} KB",
+        aus.len(),
+        args.distinct_gops,
+        aus[0].len() as f64 / 1e3
+    )?;
+
+    // 2. Write the recording, replicating the GOPs.
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!(
+        "livecast-player-bench-{}.lcrec",
+        std::process::id()
+    ));
+    let _cleanup = RemoveOnDrop(path.clone());
+    let t = Instant::now();
+    {
+        let mut w = RecordingWriter::create(&path, &tracks(), "v=0\r\ns=bench\r\n")?;
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let end_us = args.duration_s as i64 * 1_000_000;
+        let (mut v, mut a) = (0i64, 0i64);
+        let mut unit = MediaUnit {
+            track: 0,
+            rtp_timestamp: 0,
+            capture_us: 0,
+            capture_from_sr: true,
+            arrival_us: 0,
+            keyframe: false,
+            damaged: false,
+            data: Vec::new(),
+        };
+        loop {
+            let tv = v * 1_000_000 / FPS as i64;
+            let ta = a * 20_000;
+            let t = tv.min(ta);
+            if t >= end_us {
+                break;
+            }
+            unit.data.clear();
+            if t == tv {
+                let i = v as usize % aus.len();
+                unit.track = 0;
+                unit.keyframe = i % GOP == 0;
+                unit.rtp_timestamp = (tv * 9 / 100) as u32;
+                unit.data.extend_from_slice(&aus[i]);
+                v += 1;
+            } else {
+                unit.track = 1;
+                unit.keyframe = true;
+                unit.rtp_timestamp = (ta * 48 / 1000) as u32;
+                unit.data.extend((0..160).map(|_| rng.next() as u8));
+                a += 1;
+            }
+            unit.capture_us = T0 + t;
+            unit.arrival_us = T0 + t + 50_000;
+            w.append(&unit)?;
+        }
+        w.flush()?;
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    let file_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
+    let t = Instant::now();
+    let (mut reader, index) = RecordingReader::open(&path)?;
+    let reopen_s = t.elapsed().as_secs_f64();
+    writeln!(
+        out,
+        "recording: {} s, {file_mb:.0} MB, written in {write_s:.1} s, reopened (scan + index) in {reopen_s:.2} s",
+        args.duration_s
+    )?;
+
+    // 3. Seeks.
+    let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
+    // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
+    seeks(&path, &mut reader, &index, 1, false, &mut rng)?;
+    let warm = seeks(&path, &mut reader, &index, args.seeks, false, &mut rng)?;
+    let line = |name: &str, s: &SeekStats| {
+        format!(
+            "{name}: {} seeks to an RGBA picture: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+             {:.1} frames decoded on average (max {}); per seek: read {:.2} ms, decode {:.1} ms \
+             (of which the target frame + RGBA {:.1} ms); without a picture: {}",
+            s.seeks, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms, s.mean_frames_decoded,
+            s.max_frames_decoded, s.mean_read_ms, s.mean_decode_ms, s.mean_last_frame_ms,
+            s.no_picture
+        )
+    };
+    writeln!(out, "{}", line("warm page cache", &warm))?;
+    let cold = if args.cold {
+        let c = seeks(&path, &mut reader, &index, args.seeks, true, &mut rng)?;
+        writeln!(out, "{}", line("file dropped from the page cache", &c))?;
+        Some(c)
+    } else {
+        None
+    };
+    if let Some(j) = &args.json {
+        let o = Output {
+            duration_s: args.duration_s,
+            distinct_gops: args.distinct_gops,
+            encoded_kbps: kbps,
+            file_mb,
+            encode_s,
+            write_s,
+            reopen_s,
+            warm,
+            cold,
+        };
+        std::fs::write(j, serde_json::to_string_pretty(&o)? + "\n")?;
+    }
+    Ok(())
+}
