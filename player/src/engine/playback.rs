@@ -28,6 +28,9 @@ const AUDIO_LEAD_US: i64 = 20_000;
 /// Default distance from the live edge: covers the encoder's frame pacing and the jitter
 /// buffer on a LAN; raised when the measured jitter needs it.
 const BASE_LIVE_DELAY_US: i64 = 40_000;
+/// While following live, a playhead this far behind the live limit (an audio device or
+/// scheduling hiccup, which the audio master clock would otherwise keep forever) skips ahead.
+const LIVE_CATCH_UP_US: i64 = 80_000;
 /// If decoding falls this far behind the playhead, skip to the next keyframe.
 const MAX_VIDEO_LAG_US: i64 = 1_000_000;
 /// Playback loop period when idle.
@@ -233,6 +236,8 @@ struct Playback {
     cues: Vec<super::captions::Cue>,
     notice: Option<String>,
     last_jumps: u64,
+    /// Times the playhead skipped ahead to stay live.
+    live_catch_ups: u64,
     captions_enabled: bool,
     muted: bool,
     volume: f32,
@@ -301,6 +306,7 @@ impl Playback {
             cues: Vec::new(),
             notice: None,
             last_jumps: 0,
+            live_catch_ups: 0,
             captions_enabled: true,
             muted: false,
             warnings: warning.into_iter().collect(),
@@ -564,6 +570,9 @@ impl Playback {
                 self.timeline.audio_clock(p, now);
             }
         }
+        if !self.is_file {
+            self.catch_up_live(&index, now);
+        }
         if self.timeline.jumps() != self.last_jumps {
             self.last_jumps = self.timeline.jumps();
             let pos = self.timeline.position(now);
@@ -576,6 +585,32 @@ impl Playback {
         for (t, at) in self.sink.take_onsets() {
             self.beeps.push((t, mono_us(self.started, at)));
         }
+    }
+
+    /// Live latency must not ratchet up: when following live at 1x and the playhead has
+    /// fallen more than [`LIVE_CATCH_UP_US`] behind the live limit, jump back to live. Audio
+    /// restarts there (what was queued is dropped: a short skip, as a live call would);
+    /// video simply decodes forward to the new position, without a keyframe seek.
+    fn catch_up_live(&mut self, index: &SharedIndex, now: Instant) {
+        let t = &self.timeline;
+        if !(t.following_live() && t.playing() && t.speed() == 1.0) {
+            return;
+        }
+        let Some(limit) = t.live_limit_us() else {
+            return;
+        };
+        if limit - t.position(now) <= LIVE_CATCH_UP_US {
+            return;
+        }
+        self.timeline.go_live(now);
+        self.last_jumps = self.timeline.jumps();
+        self.sink.clear();
+        let pos = self.timeline.position(now);
+        if let Some(a) = self.audio_track {
+            self.audio_next = read_index(index).first_at_or_after(a, pos).unwrap_or(0);
+        }
+        self.live_catch_ups += 1;
+        debug!(behind_us = limit - pos, "caught up with live");
     }
 
     fn step_video(&mut self, index: &SharedIndex, pos: i64) {
@@ -1086,6 +1121,23 @@ mod tests {
             "the caption went after its time"
         );
         assert_shows_playhead(&r, "live at 20 s");
+
+        // The playback loop stalls for 300 ms (a scheduling hiccup): the audio device plays
+        // out its short queue and underruns, so the audio clock falls behind; the playhead
+        // must not stay behind with it.
+        let limit =
+            |r: &Rig| r.p.timeline.live_limit_us().unwrap() - r.p.timeline.start_us().unwrap();
+        let stall_until = r.now_us + 300_000;
+        while r.now_us < stall_until {
+            r.now_us += 10_000;
+            let now = r.now();
+            r.p.sink.pull(480, now);
+        }
+        receive(&mut r, 20_500_000);
+        let behind = limit(&r) - r.pos_us();
+        assert!(behind <= 80_000, "{behind} us behind live after a hiccup");
+        assert!(r.status().at_live);
+        assert_shows_playhead(&r, "live after an audio hiccup");
 
         // Pause: the playhead stops, the recording grows.
         r.command(Command::Pause);
