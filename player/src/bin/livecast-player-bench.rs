@@ -1,7 +1,7 @@
 //! Player seek benchmark: time from a seek to a picture ready to show, decode included, in a
 //! one-hour 720p30 recording of real H.264.
 //!
-//! 1. Encodes `--distinct-gops` GOPs (60 frames, IDR first, SPS/PPS in band) of a detailed
+//! 1. Encodes `--distinct-gops` GOPs (30 frames, IDR first, SPS/PPS in band) of a detailed
 //!    texture panning under a moving box with openh264, configured like livecast-server's
 //!    encoder (constrained baseline, bit-rate control at `--kbps`, one thread). Encoding a full
 //!    hour on a shared 2-core machine would take about 15 min, so these GOPs are **replicated**
@@ -48,7 +48,7 @@ struct Args {
     /// Video bit rate, kbit/s.
     #[arg(long, default_value_t = 2000)]
     kbps: u32,
-    /// GOPs (2 s each) actually encoded; the recording repeats them.
+    /// GOPs (1 s each) actually encoded; the recording repeats them.
     #[arg(long, default_value_t = 5)]
     distinct_gops: usize,
     /// Number of random seeks to time.
@@ -68,7 +68,8 @@ struct Args {
 const W: usize = 1280;
 const H: usize = 720;
 const FPS: u64 = 30;
-const GOP: usize = 60;
+/// Frames per GOP: the server's default IDR interval (`--idr-interval 1`) at 30 fps.
+const GOP: usize = 30;
 const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
 
 /// xorshift64*.
