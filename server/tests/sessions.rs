@@ -168,8 +168,13 @@ fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
         let mut ok = 0;
         for c in clients {
             let st = c.await.expect("task").expect("every client plays");
+            // Video and audio flow all the time; the caption track (present when a speech
+            // model is installed) is silent on the test tone.
             assert!(
-                st.tracks.iter().all(|t| t.packets > 0),
+                st.tracks
+                    .iter()
+                    .filter(|t| t.media != "text")
+                    .all(|t| t.packets > 0),
                 "a client received nothing on a track: {st:?}"
             );
             ok += 1;
