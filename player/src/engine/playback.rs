@@ -30,7 +30,7 @@ const AUDIO_LEAD_US: i64 = 20_000;
 const BASE_LIVE_DELAY_US: i64 = 40_000;
 /// While following live, a playhead this far behind the live limit (an audio device or
 /// scheduling hiccup, which the audio master clock would otherwise keep forever) skips ahead.
-const LIVE_CATCH_UP_US: i64 = 80_000;
+const LIVE_CATCH_UP_US: i64 = 40_000;
 /// If decoding falls this far behind the playhead, skip to the next keyframe.
 const MAX_VIDEO_LAG_US: i64 = 1_000_000;
 /// Playback loop period when idle.
