@@ -248,7 +248,13 @@ fn audio_encoder_loop(
 }
 
 /// Builds one RTP packet with the server-side sequence number `seq`.
-fn rtp_packet(track: &Track, seq: u16, marker: bool, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn rtp_packet(
+    track: &Track,
+    seq: u16,
+    marker: bool,
+    timestamp: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let header = RtpHeader {
         marker,
         payload_type: track.info.payload_type,

@@ -33,9 +33,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use livecast_proto::codec::t140::{RedPacketizer, LINE_SEPARATOR};
-use livecast_proto::rtp::{self, RtpHeader};
 use tracing::{debug, info, warn};
 
+use crate::pipeline::rtp_packet;
 use crate::source::AudioFrame;
 use crate::track::{OutPacket, Track};
 use agreement::{LocalAgreement, Word};
@@ -417,15 +417,22 @@ impl Captioner {
         };
         let next_start = c.get(k + 1).map_or(i64::MAX, |w| w.start_ms);
         let end_ms = word.end_ms.min(next_start) - TRIM_MARGIN.as_millis() as i64;
-        let Some((start, audio)) = self.utterance.as_mut() else {
-            return;
-        };
-        let cut = (end_ms.max(0) as usize * SAMPLE_RATE / 1000).min(audio.len());
-        audio.drain(..cut);
-        *start += cut as u64;
+        let cut = self.drop_audio_front(end_ms.max(0) as usize * SAMPLE_RATE / 1000);
         self.samples_at_last_pass = self.samples_at_last_pass.saturating_sub(cut);
         self.agreement
             .trim_through(k, (cut * 1000 / SAMPLE_RATE) as i64);
+    }
+
+    /// Drops up to `samples` from the start of the utterance's audio (moving its start);
+    /// returns how many were dropped.
+    fn drop_audio_front(&mut self, samples: usize) -> usize {
+        let Some((start, audio)) = self.utterance.as_mut() else {
+            return 0;
+        };
+        let cut = samples.min(audio.len());
+        audio.drain(..cut);
+        *start += cut as u64;
+        cut
     }
 
     /// Sends committed words, stamped with the capture time of the first; a word that ends
@@ -472,12 +479,8 @@ impl Captioner {
             return;
         }
         // Nothing agreed on in 12 s: keep the last 2 s.
-        let Some((start, audio)) = self.utterance.as_mut() else {
-            return;
-        };
-        let cut = audio.len().saturating_sub(2 * SAMPLE_RATE);
-        audio.drain(..cut);
-        *start += cut as u64;
+        let len = self.utterance.as_ref().map_or(0, |(_, a)| a.len());
+        self.drop_audio_front(len.saturating_sub(2 * SAMPLE_RATE));
         self.samples_at_last_pass = 0;
         self.agreement.reset();
     }
@@ -514,15 +517,8 @@ fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>) {
         };
         last_ts = Some(ts);
         let payload = red.packetize(ts, &text);
-        let header = RtpHeader {
-            marker: false,
-            payload_type: RED_PT,
-            sequence: seq,
-            timestamp: ts,
-            ssrc: track.info.ssrc,
-        };
-        let mut bytes = Vec::with_capacity(rtp::RTP_HEADER_LEN + payload.len());
-        rtp::write(&header, &payload, &mut bytes);
+        // The track's payload type is `red` (RED_PT).
+        let bytes = rtp_packet(&track, seq, false, ts, &payload);
         seq = seq.wrapping_add(1);
         if !text.is_empty() {
             debug!(text = %text.escape_debug(), "caption sent");
