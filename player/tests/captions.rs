@@ -58,9 +58,12 @@ fn start_server(
             video_bitrate: 500_000,
             audio_bitrate: 64_000,
             idr_interval_secs: 2,
+            hooks: Default::default(),
         },
         rtsp: RtspConfig::default(),
         captions,
+        title: "Livecast".into(),
+        chat: false,
     };
     let server = rt
         .block_on(livecast_server::start(cfg))

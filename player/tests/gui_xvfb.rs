@@ -335,6 +335,7 @@ fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer
             video_bitrate: 800_000,
             audio_bitrate: 32_000,
             idr_interval_secs: 1,
+            hooks: Default::default(),
         },
         rtsp: RtspConfig {
             path: "live".into(),
@@ -342,6 +343,8 @@ fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer
             limits: Limits::default(),
         },
         captions: Default::default(),
+        title: "Livecast".into(),
+        chat: false,
     };
     let server = rt
         .block_on(livecast_server::start(cfg))

@@ -32,9 +32,12 @@ fn server_config(listen: SocketAddr) -> ServerConfig {
             video_bitrate: 2_000_000,
             audio_bitrate: 64_000,
             idr_interval_secs: 2,
+            hooks: Default::default(),
         },
         rtsp: RtspConfig::default(),
         captions: Default::default(),
+        title: "Livecast".into(),
+        chat: false,
     }
 }
 

@@ -20,7 +20,9 @@
 //! trust, or behind a tunnel); RTSP 2.0 clients get `505`.
 
 pub mod captions;
+pub mod chat;
 pub mod encode;
+pub mod hooks;
 pub mod net;
 pub mod pipeline;
 pub mod rtsp_server;
@@ -49,6 +51,10 @@ pub struct ServerConfig {
     pub media: MediaConfig,
     pub rtsp: RtspConfig,
     pub captions: CaptionConfig,
+    /// The SDP session name (`s=`): "Livecast", or in a call the caller's name.
+    pub title: String,
+    /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
+    pub chat: bool,
 }
 
 /// A running server: its RTSP state, its media pipeline and the addresses it listens on.
@@ -58,6 +64,8 @@ pub struct RunningServer {
     pub listening: Vec<SocketAddr>,
     /// Whether the stream has a caption track.
     pub captions: bool,
+    /// The chat track's input, when [`ServerConfig::chat`] is set.
+    pub chat: Option<chat::ChatInput>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -146,22 +154,39 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         }
         None => (None, None),
     };
+    let (chat_track, chat_input) = if cfg.chat {
+        let index = if text.is_some() { 3 } else { 2 };
+        let t = make_track(index, TrackKind::Text, RED_PT, 1000, clock)?;
+        let input = chat::start(t.clone())?;
+        (Some(t), Some(input))
+    } else {
+        (None, None)
+    };
     let media = cfg.media.clone();
     let (v2, a2) = (video.clone(), audio.clone());
     let pipeline = tokio::task::spawn_blocking(move || pipeline::start(&media, clock, v2, a2, tap))
         .await
         .context("pipeline start-up")??;
+    let mut text_tracks = Vec::new();
+    if let Some(t) = &text {
+        text_tracks.push((&t.info, sdp::TextRole::Captions));
+    }
+    if let Some(t) = &chat_track {
+        text_tracks.push((&t.info, sdp::TextRole::Chat));
+    }
     let sdp = sdp::describe(
         &pipeline.video_params,
         &video.info,
         &audio.info,
-        text.as_ref().map(|t| &t.info),
+        &text_tracks,
         cfg.media.video_bitrate,
         cfg.media.audio_bitrate,
+        &cfg.title,
     );
     let has_captions = text.is_some();
     let mut tracks = vec![video, audio];
     tracks.extend(text);
+    tracks.extend(chat_track);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
     for t in &tracks {
         for (sock, is_rtcp) in [
@@ -193,6 +218,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         pipeline,
         listening,
         captions: has_captions,
+        chat: chat_input,
         tasks,
     })
 }

@@ -177,6 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             video_bitrate: args.bitrate,
             audio_bitrate: args.audio_bitrate,
             idr_interval_secs: args.idr_interval,
+            hooks: Default::default(),
         },
         rtsp: RtspConfig {
             path: path.clone(),
@@ -189,6 +190,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             language: args.language.clone(),
             threads: args.caption_threads as usize,
         },
+        title: "Livecast".into(),
+        chat: false,
     };
     let server = livecast_server::start(cfg).await?;
     let p = &server.pipeline.video_params;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::captions::CaptionTap;
 use crate::encode::h264::{parameter_sets, H264Config, H264Encoder};
 use crate::encode::opus::OpusEncoder;
+use crate::hooks::MediaHooks;
 use crate::source::{
     start_audio, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
     VideoFrame, VideoSpec,
@@ -37,6 +38,8 @@ pub struct MediaConfig {
     pub video_bitrate: u32,
     pub audio_bitrate: u32,
     pub idr_interval_secs: u32,
+    /// Mute, camera off, audio processing and self-view (call mode); default: none.
+    pub hooks: MediaHooks,
 }
 
 /// What the SDP needs to know about the video, known after the first keyframe.
@@ -83,9 +86,10 @@ pub fn start(
     let afan = spawn_fanout(audio.clone(), "audio-fanout")?;
     let abitrate = cfg.audio_bitrate;
     let mut opus = OpusEncoder::new(abitrate as i32).context("Opus encoder")?;
+    let hooks = cfg.hooks.clone();
     thread::Builder::new()
         .name("audio-encoder".into())
-        .spawn(move || audio_encoder_loop(&mut opus, arx, audio, afan, captions))
+        .spawn(move || audio_encoder_loop(&mut opus, arx, audio, afan, captions, &hooks))
         .context("spawn audio encoder")?;
 
     let (lock, cv) = &*params;
@@ -135,7 +139,8 @@ fn video_encoder_loop(
     let mut payloads = Vec::new();
     let mut dropped_frames = 0u64;
     let mut seq: u16 = rand::random();
-    for frame in frames {
+    for mut frame in frames {
+        cfg.hooks.video_frame(&mut frame);
         // (Re)create the encoder on the first frame and whenever the size changes.
         if encoder
             .as_ref()
@@ -222,9 +227,11 @@ fn audio_encoder_loop(
     track: Arc<Track>,
     fanout: SyncSender<Vec<OutPacket>>,
     captions: Option<CaptionTap>,
+    hooks: &MediaHooks,
 ) {
     let mut seq: u16 = rand::random();
-    for frame in frames {
+    for mut frame in frames {
+        hooks.audio_frame(&mut frame);
         if let Some(c) = &captions {
             c.send(&frame);
         }

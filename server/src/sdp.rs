@@ -13,15 +13,19 @@ use crate::track::TrackInfo;
 ///   so a player can set up its decoder before the first keyframe arrives.
 /// - Audio: `opus/48000/2` as RFC 7587 §7 requires (the 2 is the RTP clock's channel count, not
 ///   the stream's), `sprop-stereo=1` because we send stereo.
-/// - Captions, when on: `m=text` with `red/1000` (RFC 2198 redundancy, listed first, so it is
-///   what we send) over `t140/1000` (RFC 4103 §9.3), `cps=30`.
+/// - Captions, when on, and chat in a call: each an `m=text` with `red/1000` (RFC 2198
+///   redundancy, listed first, so it is what we send) over `t140/1000` (RFC 4103 §9.3),
+///   `cps=30`; told apart by `a=label:captions` / `a=label:chat` (RFC 4574) and a media
+///   title (`i=`).
+/// - `s=` is `title`: "Livecast", or in a call who is calling.
 pub fn describe(
     video: &VideoParams,
     vinfo: &TrackInfo,
     ainfo: &TrackInfo,
-    tinfo: Option<&TrackInfo>,
+    text: &[(&TrackInfo, TextRole)],
     video_bitrate: u32,
     audio_bitrate: u32,
+    title: &str,
 ) -> String {
     let session_id = u64::from(rand::random::<u32>());
     let plid = h264::profile_level_id(&video.sps).unwrap_or_else(|| "42e01f".into());
@@ -29,7 +33,13 @@ pub fn describe(
     let mut s = String::new();
     s.push_str("v=0\r\n");
     s.push_str(&format!("o=- {session_id} 1 IN {{ADDR_TYPE}} {{ADDR}}\r\n"));
-    s.push_str("s=Livecast\r\n");
+    let title: String = title.chars().filter(|c| !c.is_control()).collect();
+    let title = if title.trim().is_empty() {
+        "Livecast"
+    } else {
+        title.trim()
+    };
+    s.push_str(&format!("s={title}\r\n"));
     s.push_str("c=IN IP4 0.0.0.0\r\n");
     s.push_str("t=0 0\r\n");
     s.push_str("a=tool:livecast\r\n");
@@ -57,14 +67,43 @@ pub fn describe(
         ainfo.payload_type
     ));
     s.push_str(&format!("a=control:trackID={}\r\n", ainfo.index));
-    if let Some(t) = tinfo {
+    for (t, role) in text {
         let (red, t140) = (crate::RED_PT, crate::T140_PT);
         s.push_str(&format!("m=text 0 RTP/AVP {red} {t140}\r\n"));
+        s.push_str(&format!("i={}\r\n", role.title()));
         s.push_str(&format!("a=rtpmap:{red} red/1000\r\n"));
         s.push_str(&format!("a=fmtp:{red} {t140}/{t140}/{t140}\r\n"));
         s.push_str(&format!("a=rtpmap:{t140} t140/1000\r\n"));
         s.push_str(&format!("a=fmtp:{t140} cps=30\r\n"));
+        s.push_str(&format!("a=label:{}\r\n", role.label()));
         s.push_str(&format!("a=control:trackID={}\r\n", t.index));
     }
     s
+}
+
+/// What a text track carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextRole {
+    /// Live captions of the audio track (speech-to-text).
+    Captions,
+    /// Chat typed by the person streaming (call mode).
+    Chat,
+}
+
+impl TextRole {
+    /// The `a=label` value (RFC 4574) players tell the tracks apart by.
+    pub fn label(self) -> &'static str {
+        match self {
+            TextRole::Captions => "captions",
+            TextRole::Chat => "chat",
+        }
+    }
+
+    /// The media title (`i=`), for people reading track lists.
+    pub fn title(self) -> &'static str {
+        match self {
+            TextRole::Captions => "Live captions",
+            TextRole::Chat => "Chat",
+        }
+    }
 }

@@ -52,9 +52,12 @@ impl LivecastServer {
                 video_bitrate: 500_000,
                 audio_bitrate: 64_000,
                 idr_interval_secs: 2,
+                hooks: Default::default(),
             },
             rtsp,
             captions: Default::default(),
+            title: "Livecast".into(),
+            chat: false,
         };
         let running = rt
             .block_on(livecast_server::start(cfg))

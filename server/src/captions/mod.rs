@@ -194,7 +194,7 @@ pub fn start(transcriber: Transcriber, track: Arc<Track>) -> anyhow::Result<Capt
         .context("spawn captioner")?;
     thread::Builder::new()
         .name("caption-sender".into())
-        .spawn(move || text_sender(text_rx, track))
+        .spawn(move || text_sender(text_rx, track, RED_GENERATIONS))
         .context("spawn caption sender")?;
     Ok(CaptionTap {
         tx,
@@ -489,10 +489,11 @@ impl Captioner {
 /// Sends caption text as RTP (`red` over `t140`): each piece of text at once, in its own
 /// packet stamped with the time it was spoken (the captioner already delivers text in bursts
 /// half a second apart, so RFC 4103's 300 ms buffering would only add delay); then, every
-/// [`TEXT_INTERVAL`], empty packets until the last text has gone out [`RED_GENERATIONS`] more
-/// times (RFC 4103 §5.2).
-fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>) {
-    let mut red = RedPacketizer::new(T140_PT, RED_GENERATIONS);
+/// [`TEXT_INTERVAL`], empty packets until the last text has gone out `generations` more
+/// times in the RFC 2198 redundancy (RFC 4103 §5.2; [`RED_GENERATIONS`] for captions). Chat
+/// uses it too.
+pub(crate) fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>, generations: usize) {
+    let mut red = RedPacketizer::new(T140_PT, generations);
     let mut seq: u16 = rand::random();
     let mut last_ts: Option<u32> = None;
     loop {

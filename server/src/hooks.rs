@@ -1,0 +1,159 @@
+//! What an embedding program (the player's call mode) can do to the media on its way to the
+//! encoders: mute the microphone, switch the camera off, process captured audio (echo
+//! cancellation) and watch the captured pictures (a self-view).
+//!
+//! `livecast-server` itself uses none of it: [`MediaHooks::default`] costs one atomic load per
+//! frame.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::source::{AudioFrame, VideoFrame};
+
+/// Run-time switches, shared with the embedding program.
+#[derive(Debug, Default)]
+pub struct MediaControls {
+    mic_muted: AtomicBool,
+    camera_off: AtomicBool,
+}
+
+impl MediaControls {
+    /// Muted: the audio track carries digital silence (the stream and its timing go on, so
+    /// players keep their lip sync and captions see silence).
+    pub fn set_mic_muted(&self, on: bool) {
+        self.mic_muted.store(on, Ordering::Relaxed);
+    }
+
+    pub fn mic_muted(&self) -> bool {
+        self.mic_muted.load(Ordering::Relaxed)
+    }
+
+    /// Off: the video track carries black pictures at the same rate and size.
+    pub fn set_camera_off(&self, on: bool) {
+        self.camera_off.store(on, Ordering::Relaxed);
+    }
+
+    pub fn camera_off(&self) -> bool {
+        self.camera_off.load(Ordering::Relaxed)
+    }
+}
+
+/// Processes each captured audio frame (interleaved stereo 48 kHz i16, 20 ms) in place before
+/// it is encoded and captioned.
+pub type AudioProcessor = dyn FnMut(&mut [i16]) + Send;
+
+/// The newest captured picture, for a self-view (`None` until the first one).
+pub type Preview = watch::Receiver<Option<Arc<VideoFrame>>>;
+
+/// Hooks into the capture side of the pipeline.
+#[derive(Clone, Default)]
+pub struct MediaHooks {
+    pub controls: Arc<MediaControls>,
+    /// Applied to captured audio before encoding (echo cancellation in a call).
+    pub audio: Option<Arc<Mutex<Box<AudioProcessor>>>>,
+    /// Receives every captured picture (as captured: not blacked out when the camera is off).
+    pub preview: Option<watch::Sender<Option<Arc<VideoFrame>>>>,
+}
+
+impl MediaHooks {
+    /// Hooks with a preview channel; returns the receiving end.
+    pub fn with_preview(mut self) -> (Self, Preview) {
+        let (tx, rx) = watch::channel(None);
+        self.preview = Some(tx);
+        (self, rx)
+    }
+
+    /// The audio processing and mute applied to one captured frame.
+    pub(crate) fn audio_frame(&self, frame: &mut AudioFrame) {
+        if self.controls.mic_muted() {
+            frame.samples.fill(0);
+            return;
+        }
+        if let Some(p) = &self.audio {
+            // A processor that panicked once poisons the lock; keep using it as it is.
+            let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+            p(&mut frame.samples);
+        }
+    }
+
+    /// Publishes the picture to the self-view, then blacks it out if the camera is off.
+    pub(crate) fn video_frame(&self, frame: &mut VideoFrame) {
+        if let Some(tx) = &self.preview {
+            if tx.receiver_count() > 0 {
+                tx.send_replace(Some(Arc::new(frame.clone())));
+            }
+        }
+        if self.controls.camera_off() {
+            black_i420(frame);
+        }
+    }
+}
+
+impl fmt::Debug for MediaHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaHooks")
+            .field("controls", &self.controls)
+            .field("audio", &self.audio.is_some())
+            .field("preview", &self.preview.is_some())
+            .finish()
+    }
+}
+
+/// Black in video range (BT.601/709 limited: Y 16, chroma 128).
+fn black_i420(frame: &mut VideoFrame) {
+    let luma = ((frame.width * frame.height) as usize).min(frame.i420.len());
+    let (y, uv) = frame.i420.split_at_mut(luma);
+    y.fill(16);
+    uv.fill(128);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn audio() -> AudioFrame {
+        AudioFrame {
+            samples: (0..1920).map(|i| (i % 200) as i16 * 10).collect(),
+            capture: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn mute_silences_and_processor_runs_otherwise() {
+        let mut hooks = MediaHooks::default();
+        hooks.audio = Some(Arc::new(Mutex::new(Box::new(|s: &mut [i16]| {
+            for x in s.iter_mut() {
+                *x /= 2;
+            }
+        }))));
+        let mut f = audio();
+        hooks.audio_frame(&mut f);
+        assert_eq!(f.samples[150], 750);
+        hooks.controls.set_mic_muted(true);
+        let mut f = audio();
+        hooks.audio_frame(&mut f);
+        assert!(f.samples.iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn camera_off_blacks_the_stream_but_not_the_self_view() {
+        let (hooks, preview) = MediaHooks::default().with_preview();
+        hooks.controls.set_camera_off(true);
+        let mut f = VideoFrame {
+            width: 4,
+            height: 2,
+            i420: vec![200; 12],
+            capture: SystemTime::UNIX_EPOCH,
+            index: 7,
+        };
+        hooks.video_frame(&mut f);
+        assert_eq!(&f.i420[..8], &[16; 8]);
+        assert_eq!(&f.i420[8..], &[128; 4]);
+        let seen = preview.borrow().clone().expect("a preview frame");
+        assert_eq!((seen.index, seen.i420[0]), (7, 200));
+    }
+}
