@@ -13,6 +13,8 @@ PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gir1.2-gst-rtsp-server-1.0 python3-gi
   xvfb x11-apps espeak-ng sox
+  # call tests: network namespaces (ip netns, ss) and packet loss (nft)
+  iproute2 nftables
 )
 
 missing=()

@@ -6,5 +6,7 @@
 //! - [`engine`]: headless receive/record/decode/clock; tested without a window.
 //! - [`gui`]: the iced app, a thin view over the engine.
 
+pub mod aec;
+pub mod call;
 pub mod engine;
 pub mod gui;

@@ -1,22 +1,54 @@
 //! `livecast-player`: watch an RTSP stream (recording it all, so you can pause, seek, rewind,
-//! fast-forward and go back to live), or play a recording.
+//! fast-forward and go back to live), play a recording, or make a two-way call (`--call`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use livecast_player::engine::{self, EngineConfig, Source, TransportPref};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use livecast_player::call::{self, Call, CallConfig, CallLog, CallState};
+use livecast_player::engine::{self, EngineConfig, Report, Source, TransportPref};
+use livecast_server::cli::MediaArgs;
 
-/// Plays RTSP streams (livecast-server, GStreamer, IP cameras…) and records the whole session.
+/// Plays RTSP streams (livecast-server, GStreamer, IP cameras…) and records the whole session;
+/// or calls another Livecast peer (--call).
 ///
 /// Keys: space play/pause, ←/→ 10 s back/forward, [ ] speed, l or End live, ↑/↓ volume,
 /// m mute, c captions, i statistics, f fullscreen (Esc leaves it), s stop/resume receiving.
+///
+/// A call: `livecast-player --call bob.local` on one machine, `livecast-player --call
+/// alice.local` on the other. Each starts its own server (camera and microphone, or the
+/// --video / --audio given) and plays the other's. Headless, each line typed on standard input
+/// is sent as a chat message.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// rtsp://HOST[:PORT]/PATH to watch, or a recording file to play.
-    source: String,
+    /// rtsp://HOST[:PORT]/PATH to watch, or a recording file to play (not with --call).
+    #[arg(required_unless_present = "call", conflicts_with = "call")]
+    source: Option<String>,
+
+    /// Call a peer: HOST (port 8554), HOST:PORT or rtsp://HOST:PORT/live. Runs our own
+    /// server too and retries until the peer answers.
+    #[arg(long, value_name = "PEER")]
+    call: Option<String>,
+
+    /// Call mode: where our server accepts RTSP connections; repeat for several. Default:
+    /// 0.0.0.0:8554 and [::]:8554.
+    #[arg(long, value_name = "ADDR:PORT", requires = "call")]
+    listen: Vec<std::net::SocketAddr>,
+
+    /// Call mode: our name as the peer sees it. Default: user@host.
+    #[arg(long, requires = "call")]
+    name: Option<String>,
+
+    /// Call mode: no echo cancellation (for headsets; with loudspeakers, leave it on).
+    #[arg(long, requires = "call")]
+    headset: bool,
+
+    /// Call mode: what our server captures and sends.
+    #[command(flatten, next_help_heading = "Call mode: our camera and microphone")]
+    media: MediaArgs,
 
     /// How RTP reaches us: auto (UDP, falling back to TCP when UDP brings nothing within 2 s),
     /// udp, or tcp (interleaved in the RTSP connection).
@@ -75,8 +107,31 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    match run(args) {
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    if args.call.is_none() {
+        // Our own server's options mean nothing when only watching.
+        let server_only = Args::command()
+            .get_arguments()
+            .filter(|a| a.get_help_heading() == Some("Call mode: our camera and microphone"))
+            .map(|a| a.get_id().to_string())
+            .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = server_only {
+            eprintln!(
+                "livecast-player: --{} is for calls (--call PEER)",
+                id.replace('_', "-")
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let result = match args.call.clone() {
+        Some(peer) => run_call(args, peer),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("livecast-player: {e:#}");
@@ -86,16 +141,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let source = if args.source.contains("://") {
-        if !args.source.starts_with("rtsp://") {
-            anyhow::bail!(
-                "'{}': only rtsp:// URLs (or recording files) can be played",
-                args.source
-            );
+    let src = args.source.clone().unwrap_or_default();
+    let source = if src.contains("://") {
+        if !src.starts_with("rtsp://") {
+            anyhow::bail!("'{src}': only rtsp:// URLs (or recording files) can be played");
         }
-        Source::Url(args.source.clone())
+        Source::Url(src.clone())
     } else {
-        let p = PathBuf::from(&args.source);
+        let p = PathBuf::from(&src);
         if !p.exists() {
             anyhow::bail!(
                 "'{}': no such file (give an rtsp:// URL or a recording)",
@@ -104,12 +157,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Source::File(p)
     };
-    let mut cfg = EngineConfig::new(source);
-    cfg.transport = args.transport;
-    cfg.record = args.record.clone();
-    cfg.audio_output = !args.no_audio;
-    cfg.volume = f32::from(args.volume) / 100.0;
-    cfg.captions_out = args.captions_out.clone();
+    let cfg = engine_config(source, &args);
     if args.headless {
         headless(cfg, &args)
     } else {
@@ -117,14 +165,195 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+fn engine_config(source: Source, args: &Args) -> EngineConfig {
+    let mut cfg = EngineConfig::new(source);
+    cfg.transport = args.transport;
+    cfg.record = args.record.clone();
+    cfg.audio_output = !args.no_audio;
+    cfg.volume = f32::from(args.volume) / 100.0;
+    cfg.captions_out = args.captions_out.clone();
+    cfg
+}
+
 fn gui(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     livecast_player::gui::run(
         cfg,
         livecast_player::gui::GuiOptions {
-            title: format!("Livecast — {}", args.source),
+            title: format!("Livecast — {}", args.source.as_deref().unwrap_or_default()),
             fullscreen: args.fullscreen,
         },
     )
+}
+
+fn default_name() -> String {
+    let user = std::env::var("USER").unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    match (user.is_empty(), host.is_empty()) {
+        (false, false) => format!("{user}@{host}"),
+        (false, true) => user,
+        (true, false) => host,
+        (true, true) => "Livecast".into(),
+    }
+}
+
+fn run_call(args: Args, peer: String) -> anyhow::Result<()> {
+    let listen = if args.listen.is_empty() {
+        let mut v: Vec<std::net::SocketAddr> = vec!["0.0.0.0:8554".parse()?];
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            v.push("[::]:8554".parse()?);
+        }
+        v
+    } else {
+        args.listen.clone()
+    };
+    // Fail on a bad peer before starting anything.
+    call::peer_url(&peer)?;
+    let cfg = CallConfig {
+        peer: peer.clone(),
+        listen,
+        media: args.media.media_config((640, 480), 1_000_000),
+        captions: args.media.caption_config(),
+        name: args.name.clone().unwrap_or_else(default_name),
+        echo_cancel: !args.headset,
+        self_view: !args.headless,
+        engine: engine_config(Source::Url(String::new()), &args),
+    };
+    if args.headless {
+        headless_call(cfg, &args)
+    } else {
+        livecast_player::gui::run_call(
+            cfg,
+            livecast_player::gui::GuiOptions {
+                title: format!("Livecast call — {peer}"),
+                fullscreen: args.fullscreen,
+            },
+        )
+    }
+}
+
+/// The stats JSON of a call: the player's report plus the call's log.
+#[derive(serde::Serialize)]
+struct CallStats {
+    #[serde(flatten)]
+    player: Report,
+    call: CallLog,
+}
+
+fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
+    let call = Call::start(cfg.clone())?;
+    let Call { engine, mut local } = call;
+    let mut log = CallLog::new(&cfg, &local);
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "livecast-player: calling {} ({}); our server: {}",
+            cfg.peer,
+            local.url,
+            local
+                .listening
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+    }
+    // Chat: one message per line of standard input, held until the call is up both ways
+    // (text sent before the peer's player has joined our stream would reach nobody).
+    let (chat_tx, chat_rx) = std::sync::mpsc::channel::<String>();
+    let _ = std::thread::Builder::new()
+        .name("chat-stdin".into())
+        .spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if chat_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    let mut last = None;
+    let mut shown_chat = 0;
+    let mut last_captions: Vec<String> = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let st = engine.status();
+        local.sessions();
+        let state = log.observe(&st);
+        if last.as_ref() != Some(&state) {
+            match &state {
+                CallState::Calling { attempt: 0 } => tracing::info!("calling {}...", cfg.peer),
+                CallState::Calling { .. } => {}
+                CallState::Connected => {
+                    tracing::info!("connected to {}", st.title.as_deref().unwrap_or(&cfg.peer))
+                }
+                CallState::Ended { reason, .. } => tracing::info!("call ended: {reason}"),
+            }
+            last = Some(state.clone());
+        }
+        for m in &st.chat[shown_chat.min(st.chat.len())..] {
+            tracing::info!(
+                "chat from {}: {}",
+                log.peer_name.as_deref().unwrap_or(&cfg.peer),
+                m.text
+            );
+        }
+        shown_chat = st.chat.len();
+        if st.caption_text != last_captions {
+            if !st.caption_text.is_empty() {
+                tracing::info!("captions: {}", st.caption_text.join(" / "));
+            }
+            last_captions = st.caption_text.clone();
+        }
+        if state == CallState::Connected && local.peer_watching() {
+            while let Ok(line) = chat_rx.try_recv() {
+                if let Err(e) = local.send_chat(&line) {
+                    tracing::warn!("chat not sent: {e}");
+                }
+            }
+        }
+        if matches!(state, CallState::Ended { .. }) {
+            break;
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            log.end("local", "hung up (signal)");
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            log.end("local", "hung up (--duration)");
+            break;
+        }
+    }
+    // Our server first (BYE: the peer learns at once), then TEARDOWN to the peer's.
+    let server = local.hang_up();
+    log.finish(&local, server);
+    let report = engine.report();
+    engine.shutdown();
+    drop(local);
+    let stats = CallStats {
+        player: report,
+        call: log,
+    };
+    let json = serde_json::to_string_pretty(&stats)?;
+    match &args.stats_json {
+        Some(p) => std::fs::write(p, &json)?,
+        None => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{json}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ fn track(index: usize, media: &str, codec: Codec, clock_rate: u32) -> TrackDesc 
         clock_rate,
         fmtp: vec![("packetization-mode".into(), "1".into())],
         control_url: format!("rtsp://example.test/live/trackID={index}"),
+        label: Default::default(),
     }
 }
 

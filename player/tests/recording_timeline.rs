@@ -366,6 +366,7 @@ fn video_index(n: usize, seed: u64) -> Index {
                 clock_rate: 90_000,
                 fmtp: vec![],
                 control_url: String::new(),
+                label: Default::default(),
             }],
         },
         FILE_HEADER_LEN,

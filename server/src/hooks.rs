@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -43,7 +43,11 @@ impl MediaControls {
 
 /// Processes each captured audio frame (interleaved stereo 48 kHz i16, 20 ms) in place before
 /// it is encoded and captioned.
-pub type AudioProcessor = dyn FnMut(&mut [i16]) + Send;
+pub type AudioProcessor = dyn FnMut(&mut [i16]);
+
+/// Makes the [`AudioProcessor`], on the audio-encoder thread that will run it (so it need not
+/// be `Send`: echo cancellers often aren't).
+pub type AudioProcessorFactory = dyn Fn() -> Box<AudioProcessor> + Send + Sync;
 
 /// The newest captured picture, for a self-view (`None` until the first one).
 pub type Preview = watch::Receiver<Option<Arc<VideoFrame>>>;
@@ -53,7 +57,7 @@ pub type Preview = watch::Receiver<Option<Arc<VideoFrame>>>;
 pub struct MediaHooks {
     pub controls: Arc<MediaControls>,
     /// Applied to captured audio before encoding (echo cancellation in a call).
-    pub audio: Option<Arc<Mutex<Box<AudioProcessor>>>>,
+    pub audio: Option<Arc<AudioProcessorFactory>>,
     /// Receives every captured picture (as captured: not blacked out when the camera is off).
     pub preview: Option<watch::Sender<Option<Arc<VideoFrame>>>>,
 }
@@ -66,16 +70,23 @@ impl MediaHooks {
         (self, rx)
     }
 
-    /// The audio processing and mute applied to one captured frame.
-    pub(crate) fn audio_frame(&self, frame: &mut AudioFrame) {
+    /// The audio processor, made on the calling thread.
+    pub(crate) fn audio_processor(&self) -> Option<Box<AudioProcessor>> {
+        self.audio.as_ref().map(|make| make())
+    }
+
+    /// The audio processing and mute applied to one captured frame. The processor runs even
+    /// while muted, so an echo canceller keeps following the room.
+    pub(crate) fn audio_frame(
+        &self,
+        processor: &mut Option<Box<AudioProcessor>>,
+        frame: &mut AudioFrame,
+    ) {
+        if let Some(p) = processor {
+            p(&mut frame.samples);
+        }
         if self.controls.mic_muted() {
             frame.samples.fill(0);
-            return;
-        }
-        if let Some(p) = &self.audio {
-            // A processor that panicked once poisons the lock; keep using it as it is.
-            let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
-            p(&mut frame.samples);
         }
     }
 
@@ -124,18 +135,23 @@ mod tests {
 
     #[test]
     fn mute_silences_and_processor_runs_otherwise() {
-        let mut hooks = MediaHooks::default();
-        hooks.audio = Some(Arc::new(Mutex::new(Box::new(|s: &mut [i16]| {
-            for x in s.iter_mut() {
-                *x /= 2;
-            }
-        }))));
+        let hooks = MediaHooks {
+            audio: Some(Arc::new(|| {
+                Box::new(|s: &mut [i16]| {
+                    for x in s.iter_mut() {
+                        *x /= 2;
+                    }
+                })
+            })),
+            ..MediaHooks::default()
+        };
+        let mut p = hooks.audio_processor();
         let mut f = audio();
-        hooks.audio_frame(&mut f);
+        hooks.audio_frame(&mut p, &mut f);
         assert_eq!(f.samples[150], 750);
         hooks.controls.set_mic_muted(true);
         let mut f = audio();
-        hooks.audio_frame(&mut f);
+        hooks.audio_frame(&mut p, &mut f);
         assert!(f.samples.iter().all(|&s| s == 0));
     }
 

@@ -21,6 +21,7 @@
 
 pub mod captions;
 pub mod chat;
+pub mod cli;
 pub mod encode;
 pub mod hooks;
 pub mod net;

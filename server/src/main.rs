@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use livecast_proto::rtsp::Limits;
-use livecast_server::captions::{CaptionConfig, CaptionMode};
+use livecast_server::cli::MediaArgs;
 use livecast_server::net::{local_addresses, rtsp_url};
-use livecast_server::pipeline::MediaConfig;
 use livecast_server::rtsp_server::RtspConfig;
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
 use livecast_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -25,36 +23,8 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
 
-    /// Video source: auto (camera if present, else testsrc), testsrc (moving test card with
-    /// clock, frame number, and a white flash every second), camera[:INDEX], file:PATH.y4m.
-    #[arg(long, default_value = "auto", value_name = "SOURCE")]
-    video: VideoSpec,
-
-    /// Audio source: auto (microphone if present, else tone), tone (silence with a 50 ms beep
-    /// at each white flash of testsrc), mic[:NAME], file:PATH.wav.
-    #[arg(long, default_value = "auto", value_name = "SOURCE")]
-    audio: AudioSpec,
-
-    /// Picture size of testsrc and the camera, WIDTHxHEIGHT (files keep their own size).
-    #[arg(long, default_value = "1280x720", value_parser = parse_size, value_name = "WxH")]
-    size: (u32, u32),
-
-    /// Frames per second of testsrc and the camera.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
-    fps: u32,
-
-    /// H.264 bit rate in bit/s (suffixes k and M allowed: 2M, 800k).
-    #[arg(long, default_value = "2M", value_parser = parse_bitrate, value_name = "BITS")]
-    bitrate: u32,
-
-    /// Opus bit rate in bit/s (6k to 510k).
-    #[arg(long, default_value = "64k", value_parser = parse_bitrate, value_name = "BITS")]
-    audio_bitrate: u32,
-
-    /// Seconds between periodic IDR (key) frames. One second keeps seeking in a player's
-    /// recording under 100 ms (decoding from the keyframe) at a small bit-rate cost.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
-    idr_interval: u32,
+    #[command(flatten)]
+    media: MediaArgs,
 
     /// Stream path: the stream is rtsp://HOST:PORT/PATH.
     #[arg(long, default_value = "live")]
@@ -63,62 +33,6 @@ struct Args {
     /// Seconds without keep-alive (RTSP request or RTCP report) after which a session is closed.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     session_timeout: u64,
-
-    /// Live captions (speech-to-text with whisper, sent as a T.140 text track): auto (on when
-    /// a speech model is installed), on, off.
-    #[arg(long, default_value = "auto", value_name = "MODE")]
-    captions: CaptionMode,
-
-    /// whisper.cpp ggml model for captions. Default: ggml-tiny.en.bin in $LIVECAST_MODEL_DIR,
-    /// else ~/.local/share/livecast/models (scripts/install-model.sh installs it there).
-    #[arg(long, value_name = "FILE")]
-    model: Option<std::path::PathBuf>,
-
-    /// Spoken language for captions: en, auto (detect), or a code such as de or fr
-    /// (other than en needs a multilingual model).
-    #[arg(long, default_value = "en", value_name = "LANG")]
-    language: String,
-
-    /// Threads whisper may use for captions.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
-    caption_threads: u32,
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT, e.g. 1280x720"))?;
-    let w: u32 = w
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad width in '{s}'"))?;
-    let h: u32 = h
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad height in '{s}'"))?;
-    if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) || w % 2 != 0 || h % 2 != 0 {
-        return Err(format!(
-            "size {w}x{h}: width and height must be even, 16..7680 x 16..4320"
-        ));
-    }
-    Ok((w, h))
-}
-
-fn parse_bitrate(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1_000.0),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000.0),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a bit rate like 2M or 800k"))?;
-    let bits = v * mult;
-    if !(1_000.0..=100_000_000.0).contains(&bits) {
-        return Err(format!("bit rate {s} out of range (1k..100M)"));
-    }
-    Ok(bits as u32)
 }
 
 fn main() -> std::process::ExitCode {
@@ -166,30 +80,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let path = args.path.trim_matches('/').to_string();
     let cfg = ServerConfig {
         listen,
-        media: MediaConfig {
-            video: args.video.clone(),
-            audio: args.audio.clone(),
-            video_cfg: VideoConfig {
-                width: args.size.0,
-                height: args.size.1,
-                fps: args.fps,
-            },
-            video_bitrate: args.bitrate,
-            audio_bitrate: args.audio_bitrate,
-            idr_interval_secs: args.idr_interval,
-            hooks: Default::default(),
-        },
+        media: args.media.media_config((1280, 720), 2_000_000),
         rtsp: RtspConfig {
             path: path.clone(),
             session_timeout: Duration::from_secs(args.session_timeout),
             limits: Limits::default(),
         },
-        captions: CaptionConfig {
-            mode: args.captions,
-            model: args.model.clone(),
-            language: args.language.clone(),
-            threads: args.caption_threads as usize,
-        },
+        captions: args.media.caption_config(),
         title: "Livecast".into(),
         chat: false,
     };

@@ -230,8 +230,9 @@ fn audio_encoder_loop(
     hooks: &MediaHooks,
 ) {
     let mut seq: u16 = rand::random();
+    let mut processor = hooks.audio_processor();
     for mut frame in frames {
-        hooks.audio_frame(&mut frame);
+        hooks.audio_frame(&mut processor, &mut frame);
         if let Some(c) = &captions {
             c.send(&frame);
         }

@@ -199,6 +199,7 @@ fn tracks() -> Vec<TrackDesc> {
         clock_rate,
         fmtp: vec![],
         control_url: format!("rtsp://bench.invalid/live/trackID={index}"),
+        label: Default::default(),
     };
     vec![
         t(0, "video", Codec::H264, 90_000),

@@ -37,11 +37,16 @@ pub struct EngineConfig {
     pub audio_output: bool,
     /// Initial volume 0.0..=1.0.
     pub volume: f32,
-    /// Call mode: keep the jitter buffer at the minimum the measured jitter allows.
+    /// Keep the jitter buffer at the minimum the measured jitter allows (on in call mode).
     pub low_latency: bool,
+    /// Call mode: retry until the peer answers ([`ConnState::Calling`]), end for good when it
+    /// hangs up or is gone ([`ConnState::CallEnded`]); implies `low_latency`.
+    pub call: bool,
     /// Write the session's captions here when the engine stops (WebVTT, or SubRip for
     /// `.srt`).
     pub captions_out: Option<PathBuf>,
+    /// Sees what goes to the loudspeaker (the echo canceller's far end in a call).
+    pub playout_tap: Option<super::audio_out::PlayoutTap>,
 }
 
 impl EngineConfig {
@@ -53,7 +58,9 @@ impl EngineConfig {
             audio_output: true,
             volume: 1.0,
             low_latency: false,
+            call: false,
             captions_out: None,
+            playout_tap: None,
         }
     }
 }
@@ -100,6 +107,11 @@ pub enum ConnState {
     Ended,
     /// Gave up (bad URL, 404, unsupported stream).
     Failed(String),
+    /// Call mode: the peer does not answer yet; retrying every second. `reason` is the last
+    /// attempt's error (empty before the first).
+    Calling { attempt: u32, reason: String },
+    /// Call mode: the peer hung up or is gone; not retried.
+    CallEnded(String),
 }
 
 /// Receive-side statistics (also written by `--stats-json`).
@@ -156,6 +168,20 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// The outcome of the last action that reports one (a captions export).
     pub notice: Option<String>,
+    /// The stream's name (SDP `s=`): in a call, the peer's name.
+    pub title: Option<String>,
+    /// Chat messages received so far (call mode), oldest first.
+    pub chat: Vec<ChatLine>,
+}
+
+/// One chat message from the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatLine {
+    pub text: String,
+    /// When the peer sent it, on its clock, ms since the Unix epoch.
+    pub sent_unix_ms: i64,
+    /// When it arrived here, ms since the Unix epoch.
+    pub arrival_unix_ms: i64,
 }
 
 /// A decoded picture ready to show.

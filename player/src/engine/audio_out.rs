@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -40,6 +40,23 @@ pub struct Shared {
     underruns: AtomicU64,
     was_loud: AtomicBool,
     onsets: Mutex<Vec<(i64, Instant)>>,
+    /// Sees every block as it goes to the output (the echo canceller's far end in a call).
+    tap: OnceLock<PlayoutTap>,
+}
+
+/// Receives each block of interleaved stereo 48 kHz samples as it is handed to the output,
+/// volume applied (what the loudspeaker will play). Called on the audio thread: must not
+/// block.
+#[derive(Clone)]
+pub struct PlayoutTap(pub Arc<PlayoutFn>);
+
+/// What a [`PlayoutTap`] calls.
+pub type PlayoutFn = dyn Fn(&[f32]) + Send + Sync;
+
+impl std::fmt::Debug for PlayoutTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlayoutTap")
+    }
 }
 
 impl Shared {
@@ -57,6 +74,7 @@ impl Shared {
             underruns: AtomicU64::new(0),
             was_loud: AtomicBool::new(false),
             onsets: Mutex::new(Vec::new()),
+            tap: OnceLock::new(),
         }
     }
 
@@ -67,6 +85,13 @@ impl Shared {
     /// Fills `out` (interleaved stereo f32) from the queue; `presented` is when the first sample
     /// of `out` will be heard.
     fn render(&self, out: &mut [f32], presented: Instant) {
+        self.fill(out, presented);
+        if let Some(tap) = self.tap.get() {
+            (tap.0)(out);
+        }
+    }
+
+    fn fill(&self, out: &mut [f32], presented: Instant) {
         let paused = self.paused.load(Ordering::Relaxed);
         let speed = f64::from(f32::from_bits(self.speed.load(Ordering::Relaxed)));
         let gain = if self.muted.load(Ordering::Relaxed) {
@@ -225,6 +250,11 @@ impl AudioSink {
     pub(crate) fn pull(&self, frames: usize, presented: Instant) {
         let mut buf = vec![0f32; frames * 2];
         self.shared.render(&mut buf, presented);
+    }
+
+    /// Sends every block played from now on to `tap` too (once; later calls are ignored).
+    pub fn set_tap(&self, tap: PlayoutTap) {
+        let _ = self.shared.tap.set(tap);
     }
 
     pub fn is_device(&self) -> bool {

@@ -99,8 +99,11 @@ pub struct NetConfig {
     /// `rtsp://host[:port]/path`.
     pub url: String,
     pub transport: TransportPref,
-    /// Call mode: the jitter buffer waits 2 × jitter instead of 3 ×, between 2 and 150 ms.
+    /// The jitter buffer waits 2 × jitter instead of 3 ×, between 2 and 150 ms.
     pub low_latency: bool,
+    /// Call mode: retry every [`CALL_RETRY`] until the peer answers; once it has, a BYE or a
+    /// lost connection ends the call ([`ConnState::CallEnded`]) instead of reconnecting.
+    pub call: bool,
 }
 
 impl NetConfig {
@@ -109,9 +112,13 @@ impl NetConfig {
             url: url.into(),
             transport: TransportPref::Auto,
             low_latency: false,
+            call: false,
         }
     }
 }
+
+/// Call mode: how often an unanswered call is retried.
+pub const CALL_RETRY: Duration = Duration::from_secs(1);
 
 /// First wait before reconnecting; doubles up to [`BACKOFF_MAX`].
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -138,14 +145,58 @@ pub async fn run(
         control_closed: false,
         want_paused: false,
     };
-    let _ = shared
-        .events
-        .send(NetEvent::State(ConnState::Connecting))
-        .await;
+    let call = shared.cfg.call;
+    let first = if call {
+        ConnState::Calling {
+            attempt: 0,
+            reason: String::new(),
+        }
+    } else {
+        ConnState::Connecting
+    };
+    let _ = shared.events.send(NetEvent::State(first)).await;
     let mut attempt = 0u32;
     let mut backoff = BACKOFF_MIN;
+    let mut answered = false;
     loop {
         let (end, streamed) = session::run_once(&mut shared).await;
+        answered |= streamed;
+        if call {
+            let reason = match end {
+                session::End::Stopped => {
+                    let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
+                    return;
+                }
+                session::End::Fatal(msg) => {
+                    tracing::warn!(url = %shared.cfg.url, "call failed: {msg}");
+                    let _ = shared
+                        .events
+                        .send(NetEvent::State(ConnState::Failed(msg)))
+                        .await;
+                    return;
+                }
+                session::End::Lost(r) | session::End::Hangup(r) => r,
+            };
+            if answered {
+                tracing::info!(url = %shared.cfg.url, "call ended: {reason}");
+                let _ = shared
+                    .events
+                    .send(NetEvent::State(ConnState::CallEnded(reason)))
+                    .await;
+                return;
+            }
+            attempt = attempt.saturating_add(1);
+            tracing::debug!(url = %shared.cfg.url, attempt, "calling: {reason}");
+            let state = ConnState::Calling { attempt, reason };
+            if shared.events.send(NetEvent::State(state)).await.is_err() {
+                return;
+            }
+            if !shared.wait(CALL_RETRY).await {
+                let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
+                return;
+            }
+            continue;
+        }
         let reason = match end {
             session::End::Stopped => {
                 let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
@@ -159,7 +210,7 @@ pub async fn run(
                     .await;
                 return;
             }
-            session::End::Lost(reason) => reason,
+            session::End::Lost(reason) | session::End::Hangup(reason) => reason,
         };
         if streamed {
             attempt = 0;

@@ -19,18 +19,25 @@ use super::audio_out::AudioSink;
 use super::decode::{AudioDecoder, VideoDecoder};
 use super::net::{self, NetConfig, NetControl, NetEvent, NetStats};
 use super::recording::{read_index, RecordingReader, RecordingWriter, SharedIndex};
-use super::report::{av_offset, CaptionBlockReport, CaptionReport, Percentiles, Report};
+use super::report::{
+    av_offset, CaptionBlockReport, CaptionReport, ChatReport, Percentiles, Report,
+};
 use super::timeline::Timeline;
 use super::EngineHandle;
+use livecast_proto::codec::t140::{BACKSPACE, BOM, LINE_SEPARATOR};
 
 /// How far ahead of the playhead audio is handed to the output.
-const AUDIO_LEAD_US: i64 = 20_000;
+const AUDIO_LEAD_US: i64 = super::report::AUDIO_LEAD_MS * 1000;
 /// Default distance from the live edge: covers the encoder's frame pacing and the jitter
 /// buffer on a LAN; raised when the measured jitter needs it.
 const BASE_LIVE_DELAY_US: i64 = 40_000;
 /// While following live, a playhead this far behind the live limit (an audio device or
 /// scheduling hiccup, which the audio master clock would otherwise keep forever) skips ahead.
 const LIVE_CATCH_UP_US: i64 = 40_000;
+/// Call mode: the same, as small as a LAN allows (the jitter buffer adds what jitter needs).
+const CALL_LIVE_DELAY_US: i64 = 20_000;
+/// The live delay is the jitter buffer's delay plus this margin (call mode: half).
+const LIVE_DELAY_MARGIN_US: i64 = 20_000;
 /// If decoding falls this far behind the playhead, skip to the next keyframe.
 const MAX_VIDEO_LAG_US: i64 = 1_000_000;
 /// Playback loop period when idle.
@@ -53,6 +60,8 @@ struct RecorderShared {
     stats: NetStats,
     reconnects: u64,
     error: Option<String>,
+    /// The stream's SDP `s=`.
+    title: Option<String>,
 }
 
 type Shared = Arc<Mutex<RecorderShared>>;
@@ -88,7 +97,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
             let ncfg = NetConfig {
                 url: url.clone(),
                 transport: cfg.transport,
-                low_latency: cfg.low_latency,
+                low_latency: cfg.low_latency || cfg.call,
+                call: cfg.call,
             };
             let sh = shared.clone();
             let record = cfg.record.clone();
@@ -161,6 +171,10 @@ fn net_and_record(
         while let Some(ev) = ev_rx.recv().await {
             match ev {
                 NetEvent::Described { tracks, sdp } => {
+                    if let Ok(d) = livecast_proto::sdp::parse(&sdp) {
+                        let t = d.session_name.trim();
+                        lock(&shared).title = (!t.is_empty()).then(|| t.to_owned());
+                    }
                     let res = match writer.as_mut() {
                         Some(w) => w.set_description(&tracks, &sdp),
                         None => {
@@ -224,6 +238,12 @@ struct Playback {
     video_track: Option<usize>,
     audio_track: Option<usize>,
     text_track: Option<usize>,
+    chat_track: Option<usize>,
+    chat_next: usize,
+    /// Chat received so far, and the line being received (text, sent µs).
+    chat: Vec<ChatLine>,
+    chat_partial: Option<(String, i64)>,
+    call: bool,
     video_next: usize,
     audio_next: usize,
     /// Every caption block recorded so far, `(time_us, text)`, and how many index entries of
@@ -244,6 +264,7 @@ struct Playback {
     warnings: Vec<String>,
     // measurements
     latencies: Vec<f64>,
+    audio_latencies: Vec<f64>,
     flashes: Vec<(i64, i64)>,
     beeps: Vec<(i64, i64)>,
     was_white: bool,
@@ -267,6 +288,9 @@ impl Playback {
         reader: Option<RecordingReader>,
     ) -> Self {
         let sink = AudioSink::open(cfg.audio_output);
+        if let Some(tap) = &cfg.playout_tap {
+            sink.0.set_tap(tap.clone());
+        }
         Self::with_sink(cfg, shared, frame_tx, status_tx, report, reader, sink)
     }
 
@@ -290,7 +314,14 @@ impl Playback {
             report,
             reader,
             index: None,
-            timeline: Timeline::new(BASE_LIVE_DELAY_US, now),
+            timeline: Timeline::new(
+                if cfg.call {
+                    CALL_LIVE_DELAY_US
+                } else {
+                    BASE_LIVE_DELAY_US
+                },
+                now,
+            ),
             started: now,
             sink,
             vdec: VideoDecoder::new().expect("openh264 is built in (source feature)"),
@@ -298,6 +329,11 @@ impl Playback {
             video_track: None,
             audio_track: None,
             text_track: None,
+            chat_track: None,
+            chat_next: 0,
+            chat: Vec::new(),
+            chat_partial: None,
+            call: cfg.call,
             video_next: 0,
             audio_next: 0,
             text_blocks: Vec::new(),
@@ -311,6 +347,7 @@ impl Playback {
             muted: false,
             warnings: warning.into_iter().collect(),
             latencies: Vec::new(),
+            audio_latencies: Vec::new(),
             flashes: Vec::new(),
             beeps: Vec::new(),
             was_white: false,
@@ -381,6 +418,7 @@ impl Playback {
             self.video_track = idx.find_track("video");
             self.audio_track = idx.find_track("audio");
             self.text_track = idx.find_track("text");
+            self.chat_track = idx.find_chat_track();
             if self.is_file {
                 if let (Some(s), Some(e)) = (idx.start_us(), idx.end_us()) {
                     self.timeline.set_range(s, e, now);
@@ -558,7 +596,12 @@ impl Playback {
         } else {
             self.timeline.set_live_edge(edge, now);
             let jitter_delay = lock(&self.shared).stats.jitter_delay_ms;
-            let delay = BASE_LIVE_DELAY_US.max((jitter_delay * 1000.0) as i64 + 20_000);
+            let (base, margin) = if self.call {
+                (CALL_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US / 2)
+            } else {
+                (BASE_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US)
+            };
+            let delay = base.max((jitter_delay * 1000.0) as i64 + margin);
             if (delay - self.timeline.live_delay_us()).abs() > 5_000 {
                 self.timeline.set_live_delay(delay, now);
             }
@@ -582,6 +625,7 @@ impl Playback {
         self.step_video(&index, pos);
         self.step_audio(&index, pos);
         self.step_text(&index);
+        self.step_chat(&index);
         for (t, at) in self.sink.take_onsets() {
             self.beeps.push((t, mono_us(self.started, at)));
         }
@@ -666,6 +710,7 @@ impl Playback {
             }
             out
         };
+        let live = !self.is_file && self.timeline.at_live(Instant::now());
         for entry in due {
             if muted {
                 continue;
@@ -675,6 +720,12 @@ impl Playback {
             };
             match reader.read(&entry) {
                 Ok(unit) => {
+                    if live && unit.capture_from_sr {
+                        // Due at the output when the playhead reaches it.
+                        let due_wall = wall_us() + (entry.time_us - pos).max(0);
+                        self.audio_latencies
+                            .push((due_wall - unit.capture_us) as f64 / 1000.0);
+                    }
                     let pcm = self.adec.decode(&unit.data);
                     self.audio_decoded += 1;
                     self.sink.push(entry.time_us, pcm);
@@ -712,6 +763,62 @@ impl Playback {
             }
         }
         self.cues = super::captions::cues(&self.text_blocks);
+    }
+
+    /// Reads chat blocks recorded since the last call: chat is shown as it arrives, whatever
+    /// the playhead. T.140 editing applies: a line ends at a line separator (or CR LF / LF),
+    /// backspace erases, BOM is ignored (T.140 §5).
+    fn step_chat(&mut self, index: &SharedIndex) {
+        let Some(t) = self.chat_track else { return };
+        let new: Vec<_> = {
+            let idx = read_index(index);
+            let e = idx.entries(t);
+            if self.chat_next >= e.len() {
+                return;
+            }
+            e[self.chat_next..].to_vec()
+        };
+        self.chat_next += new.len();
+        for entry in new {
+            let Some(reader) = self.reader.as_mut() else {
+                return;
+            };
+            let unit = match reader.read(&entry) {
+                Ok(u) => u,
+                Err(e) => {
+                    warn!("reading the recording: {e}");
+                    continue;
+                }
+            };
+            for c in String::from_utf8_lossy(&unit.data).chars() {
+                match c {
+                    LINE_SEPARATOR | '\n' => {
+                        let (text, sent) = self.chat_partial.take().unwrap_or_default();
+                        let text = text.trim_end_matches('\r').to_owned();
+                        if !text.trim().is_empty() {
+                            info!(text = %text, "chat");
+                            self.chat.push(ChatLine {
+                                text,
+                                sent_unix_ms: sent / 1000,
+                                arrival_unix_ms: unit.arrival_us / 1000,
+                            });
+                        }
+                    }
+                    BACKSPACE => {
+                        if let Some((s, _)) = self.chat_partial.as_mut() {
+                            s.pop();
+                        }
+                    }
+                    BOM => {}
+                    c if c.is_control() && c != '\r' => {}
+                    c => self
+                        .chat_partial
+                        .get_or_insert_with(|| (String::new(), unit.capture_us))
+                        .0
+                        .push(c),
+                }
+            }
+        }
     }
 
     /// The caption rows for playhead `pos`.
@@ -795,6 +902,8 @@ impl Playback {
                 .collect(),
             warnings: self.warnings.clone(),
             notice: self.notice.clone(),
+            title: lock(&self.shared).title.clone(),
+            chat: self.chat.clone(),
         };
         let _ = self.status_tx.send(st.clone());
         let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
@@ -813,6 +922,17 @@ impl Playback {
         r.rtp.tcp = stats.tcp;
         r.first_frame_ms = self.first_frame;
         r.latency_ms = Percentiles::of(&self.latencies);
+        r.audio_latency_ms = Percentiles::of(&self.audio_latencies);
+        r.title = st.title.clone();
+        r.chat = self
+            .chat
+            .iter()
+            .map(|c| ChatReport {
+                sent_unix_ms: c.sent_unix_ms,
+                arrival_unix_ms: c.arrival_unix_ms,
+                text: c.text.clone(),
+            })
+            .collect();
         let (off, pairs) = av_offset(&self.flashes, &self.beeps);
         r.av_offset_ms = off;
         r.av_pairs = pairs;
@@ -891,6 +1011,7 @@ mod tests {
             clock_rate: rate,
             fmtp: Vec::new(),
             control_url: format!("rtsp://test/live/trackID={index}"),
+            label: Default::default(),
         }
     }
 

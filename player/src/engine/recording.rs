@@ -29,7 +29,8 @@
 //!
 //! The first record is a **description**: JSON `{"sdp": "...", "tracks": [{"index": 0,
 //! "media": "video", "codec": "H264", "payload_type": 96, "clock_rate": 90000, "fmtp":
-//! [["packetization-mode", "1"]], "control_url": "rtsp://..."}]}` (`codec` is the `Debug`
+//! [["packetization-mode", "1"]], "control_url": "rtsp://..."}]}`, text tracks with a `"label"`
+//! (`captions` or `chat`, omitted when empty and optional on reading; `codec` is the `Debug`
 //! name of [`Codec`], read back with [`Codec::from_sdp`]). A reconnect may append another
 //! description; media records after it number their tracks in the new list.
 //!
@@ -170,6 +171,9 @@ struct TrackJson {
     fmtp: Vec<(String, String)>,
     #[serde(default)]
     control_url: String,
+    /// Since call mode (text tracks: `captions` or `chat`); absent in older recordings.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    label: String,
 }
 
 impl Description {
@@ -187,6 +191,7 @@ impl Description {
                     clock_rate: t.clock_rate,
                     fmtp: t.fmtp.clone(),
                     control_url: t.control_url.clone(),
+                    label: t.label.clone(),
                 })
                 .collect(),
         };
@@ -210,6 +215,7 @@ impl Description {
                     clock_rate: t.clock_rate,
                     fmtp: t.fmtp,
                     control_url: t.control_url,
+                    label: t.label,
                 })
                 .collect(),
         })
@@ -552,6 +558,7 @@ impl Index {
                     && it.desc.media.eq_ignore_ascii_case(&t.media)
                     && it.desc.codec == t.codec
                     && it.desc.clock_rate == t.clock_rate
+                    && it.desc.label.eq_ignore_ascii_case(&t.label)
             });
             let global = match found {
                 Some(g) => g,
@@ -678,20 +685,25 @@ impl Index {
         self.tracks.len()
     }
 
-    /// The track of this media type (`video`, `audio`, `text`) in the latest description, or
-    /// failing that the first such track of the recording.
+    /// The track of this media type (`video`, `audio`, `text`: captions, not chat) in the
+    /// latest description, or failing that the first such track of the recording.
     pub fn find_track(&self, media: &str) -> Option<usize> {
+        self.find_track_by(|d| d.media.eq_ignore_ascii_case(media) && !d.is_chat())
+    }
+
+    /// The chat track (call mode), if any.
+    pub fn find_chat_track(&self) -> Option<usize> {
+        self.find_track_by(TrackDesc::is_chat)
+    }
+
+    fn find_track_by(&self, want: impl Fn(&TrackDesc) -> bool) -> Option<usize> {
         let latest = self.descriptions.last().and_then(|d| {
             d.index_tracks
                 .iter()
                 .copied()
-                .find(|&g| self.tracks[g].desc.media.eq_ignore_ascii_case(media))
+                .find(|&g| want(&self.tracks[g].desc))
         });
-        latest.or_else(|| {
-            self.tracks
-                .iter()
-                .position(|t| t.desc.media.eq_ignore_ascii_case(media))
-        })
+        latest.or_else(|| self.tracks.iter().position(|t| want(&t.desc)))
     }
 
     /// Every description of the recording, in file order.
@@ -1378,6 +1390,7 @@ mod tests {
             clock_rate: 1000,
             fmtp: vec![],
             control_url: String::new(),
+            label: Default::default(),
         };
         idx.push_description(
             Description {

@@ -71,6 +71,14 @@ pub struct CaptionBlockReport {
     pub text: String,
 }
 
+/// One chat message received (call mode); times as in [`CaptionBlockReport`].
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ChatReport {
+    pub sent_unix_ms: i64,
+    pub arrival_unix_ms: i64,
+    pub text: String,
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Report {
@@ -81,8 +89,13 @@ pub struct Report {
     pub rtp: RtpReport,
     /// From engine start to the first decoded picture shown.
     pub first_frame_ms: Option<f64>,
-    /// Capture time (sender's wall clock via RTCP SR) to ready-to-show, ms.
+    /// The stream's name (SDP `s=`).
+    pub title: Option<String>,
+    /// Video: capture time (sender's wall clock via RTCP SR) to ready-to-show, ms.
     pub latency_ms: Percentiles,
+    /// Audio: capture time to the moment it is due at the output (handed over
+    /// [`AUDIO_LEAD_MS`] earlier), ms. The device's own buffer comes on top.
+    pub audio_latency_ms: Percentiles,
     /// Video flash shown minus audio beep heard, ms (median over the flashes matched; positive
     /// means video late). Measured on livecast-server's test card.
     pub av_offset_ms: Option<f64>,
@@ -91,9 +104,13 @@ pub struct Report {
     pub recording: Option<String>,
     pub captions: Vec<CaptionReport>,
     pub caption_blocks: Vec<CaptionBlockReport>,
+    pub chat: Vec<ChatReport>,
     pub reconnects: u64,
     pub final_state: String,
 }
+
+/// How far ahead of its time audio is handed to the output, ms.
+pub const AUDIO_LEAD_MS: i64 = 20;
 
 /// Pairs video flashes with audio beeps on the timeline and returns the median presentation
 /// offset (video − audio) in ms, and how many pairs there were. Each event is (timeline µs,

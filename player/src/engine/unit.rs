@@ -15,6 +15,15 @@ pub struct TrackDesc {
     pub fmtp: Vec<(String, String)>,
     /// Absolute control URL used for SETUP.
     pub control_url: String,
+    /// `a=label` (RFC 4574): Livecast labels its text tracks `captions` and `chat`.
+    pub label: String,
+}
+
+impl TrackDesc {
+    /// A text track carrying chat (call mode) rather than captions.
+    pub fn is_chat(&self) -> bool {
+        self.media.eq_ignore_ascii_case("text") && self.label.eq_ignore_ascii_case("chat")
+    }
 }
 
 /// One depacketized unit: an H.264 access unit (Annex B), an Opus packet, or a text block.

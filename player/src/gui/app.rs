@@ -12,6 +12,7 @@ use iced::widget::image;
 use iced::{keyboard, window, Element, Subscription, Task};
 use tokio::sync::{mpsc, oneshot};
 
+use super::call::{CallMessage, CallUi};
 use super::keys::key_to_message;
 use super::subscription::{self, EngineEvent, EngineWatch};
 use crate::engine::{Command, ConnState, EngineHandle, Source, Status, VideoFrame};
@@ -68,6 +69,8 @@ pub enum Message {
     // The renderer.
     /// Picture number `seq` is on the GPU (or could not be put there: `None`).
     Uploaded(u64, Option<image::Allocation>),
+    /// Call mode: buttons, chat, self-view.
+    Call(CallMessage),
 }
 
 impl Message {
@@ -164,6 +167,8 @@ pub struct App {
     pub(crate) error: Option<String>,
     /// The window is closing: TEARDOWN under way.
     pub(crate) closing: bool,
+    /// Call mode: our side of the call.
+    pub(crate) call: Option<CallUi>,
 }
 
 /// The next speed step up or down from `current`, clamped to 0.5x..4x.
@@ -269,10 +274,20 @@ impl App {
             notices: Vec::new(),
             error: None,
             closing: false,
+            call: None,
         }
     }
 
     pub fn title(&self) -> String {
+        if let Some(c) = &self.call {
+            let state = match &c.state {
+                _ if c.hung_up => " (call ended)",
+                crate::call::CallState::Calling { .. } => " (calling...)",
+                crate::call::CallState::Connected => "",
+                crate::call::CallState::Ended { .. } => " (call ended)",
+            };
+            return format!("{}{state}", self.title);
+        }
         let state = match &self.status.conn {
             _ if self.error.is_some() => " (failed)",
             ConnState::Reconnecting { .. } => " (reconnecting)",
@@ -282,6 +297,10 @@ impl App {
             _ => "",
         };
         format!("{}{state}", self.title)
+    }
+
+    pub(crate) fn send_command(&self, cmd: Command) {
+        self.send(cmd);
     }
 
     fn send(&self, cmd: Command) {
@@ -401,6 +420,7 @@ impl App {
             }
             Message::CloseRequested => return self.close(),
             Message::EngineStopped => return iced::exit(),
+            Message::Call(m) => self.update_call(m),
         }
         Task::none()
     }
@@ -435,6 +455,9 @@ impl App {
         }
         if s.conn != prev.conn {
             tracing::info!(conn = ?s.conn, "connection state");
+        }
+        if let Some(c) = self.call.as_mut() {
+            c.on_status(&s);
         }
         let mut expiries = Vec::new();
         let fresh_notice = s.notice.iter().filter(|n| prev.notice.as_ref() != Some(*n));
@@ -475,6 +498,11 @@ impl App {
             return iced::exit();
         }
         self.closing = true;
+        if let Some(c) = self.call.as_mut() {
+            // Hanging up: our server goes first, so the peer hears the BYE at once.
+            c.hung_up = true;
+            c.stop_local();
+        }
         let commands = self.commands.take();
         self.watch = None;
         let Some(engine) = self.engine.take() else {
@@ -526,7 +554,11 @@ impl App {
             Some(w) => subscription::engine_updates(w.clone()).map(Message::from),
             None => Subscription::none(),
         };
-        Subscription::batch([keys, close, opened, resized, engine])
+        let self_view = match &self.call {
+            Some(c) => super::call::self_view_updates(c),
+            None => Subscription::none(),
+        };
+        Subscription::batch([keys, close, opened, resized, engine, self_view])
     }
 }
 

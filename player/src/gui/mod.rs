@@ -55,6 +55,7 @@
 //! - Fullscreen needs a window manager (X11's fullscreen is a request to it).
 
 pub mod app;
+pub mod call;
 pub mod keys;
 pub mod subscription;
 pub mod timeline;
@@ -127,4 +128,55 @@ pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
         .window(window)
         .run()
         .map_err(|e| anyhow::anyhow!("player window: {e}"))
+}
+
+/// Call mode: starts our side of the call (server) and the engine calling the peer, and runs
+/// the call window until it is closed. Closing the window hangs up. Returns once our server
+/// has stopped and the engine has sent TEARDOWN.
+pub fn run_call(cfg: crate::call::CallConfig, opts: GuiOptions) -> anyhow::Result<()> {
+    let window = iced::window::Settings {
+        size: iced::Size::new(WINDOW_SIZE.width + call::CHAT_WIDTH, WINDOW_SIZE.height),
+        min_size: Some(iced::Size::new(900.0, 500.0)),
+        fullscreen: opts.fullscreen,
+        exit_on_close_request: false,
+        ..iced::window::Settings::default()
+    };
+    // Our server must be up before the window opens: a camera or port problem is an error
+    // to report at once, like livecast-server's.
+    let crate::call::Call { engine, local } = crate::call::Call::start(cfg.clone())?;
+    let stopping: call::Stopping = Default::default();
+    let started = std::sync::Mutex::new(Some((engine, local)));
+    let stop2 = stopping.clone();
+    let boot = move || {
+        let (engine, local) = started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("the call window boots once");
+        let source = engine::Source::Url(local.url.clone());
+        let mut app = App::new(
+            Ok(engine),
+            &source,
+            opts.title.clone(),
+            opts.fullscreen,
+            cfg.engine.volume,
+        );
+        if let Some(p) = &cfg.engine.captions_out {
+            app.export_path = p.clone();
+        }
+        app.call = Some(call::CallUi::new(local, cfg.echo_cancel, stop2.clone()));
+        app
+    };
+    let result = iced::application(boot, App::update, App::view)
+        .title(App::title)
+        .subscription(App::subscription)
+        .theme(|_: &App| iced::Theme::Dark)
+        .window(window)
+        .run()
+        .map_err(|e| anyhow::anyhow!("call window: {e}"));
+    let joins: Vec<_> = std::mem::take(&mut *stopping.lock().unwrap_or_else(|p| p.into_inner()));
+    for j in joins {
+        let _ = j.join();
+    }
+    result
 }

@@ -129,6 +129,12 @@ pub fn connection_message(app: &App) -> Option<String> {
     if let Some(e) = &app.error {
         return Some(format!("Cannot play {}\n{e}", app.source));
     }
+    if let Some(c) = &app.call {
+        // While connected, the player's own messages apply (waiting for the first picture).
+        if let Some(m) = c.message(&app.status) {
+            return Some(m);
+        }
+    }
     let recorded = app.status.recorded_end;
     let keep = if recorded.is_zero() {
         String::new()
@@ -185,7 +191,19 @@ pub fn badges(app: &App) -> Vec<String> {
 }
 
 pub fn view(app: &App) -> Element<'_, Message> {
-    column![video_area(app), control_bar(app)].into()
+    match &app.call {
+        Some(call) => row![
+            column![
+                video_area(app),
+                super::call::call_bar(app, call),
+                control_bar(app)
+            ]
+            .width(Fill),
+            super::call::chat_panel(app, call)
+        ]
+        .into(),
+        None => column![video_area(app), control_bar(app)].into(),
+    }
 }
 
 fn overlay_box<'a>(content: impl Into<Element<'a, Message>>) -> container::Container<'a, Message> {
@@ -255,6 +273,15 @@ fn video_area(app: &App) -> Element<'_, Message> {
         .spacing(6)
         .align_x(Horizontal::Right);
         layers = layers.push(container(col).padding(12).align_right(Fill).align_top(Fill));
+    }
+
+    if let Some(sv) = app.call.as_ref().and_then(super::call::self_view) {
+        layers = layers.push(
+            container(sv)
+                .padding(16)
+                .align_right(Fill)
+                .align_bottom(Fill),
+        );
     }
 
     if let Some(msg) = connection_message(app) {

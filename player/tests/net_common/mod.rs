@@ -248,9 +248,8 @@ impl Client {
         let (etx, erx) = mpsc::channel(4096);
         let (ctx, crx) = mpsc::channel(16);
         let cfg = NetConfig {
-            url: url.to_owned(),
             transport,
-            low_latency: false,
+            ..NetConfig::new(url)
         };
         let task = tokio::spawn(net::run(cfg, etx, crx));
         Client {

@@ -15,6 +15,9 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Why the connection ended when the server closed it cleanly.
+pub const CLOSED_BY_SERVER: &str = "the server closed the connection";
+
 /// Responses may carry a large SDP; these bound what a server can make us buffer.
 const LIMITS: Limits = Limits {
     max_header_bytes: 64 * 1024,
@@ -192,7 +195,7 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Inbo
             }
         }
         match rd.read(&mut chunk).await {
-            Ok(0) => break "the server closed the connection".to_owned(),
+            Ok(0) => break CLOSED_BY_SERVER.to_owned(),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) => break format!("connection error: {e}"),
         }

@@ -51,6 +51,7 @@ pub fn tracks_from_sdp(sd: &SessionDescription, base: &str) -> Vec<(TrackDesc, F
                 clock_rate,
                 fmtp: m.fmtp(pt).unwrap_or_default(),
                 control_url: control,
+                label: m.attribute("label").unwrap_or_default().trim().to_owned(),
             },
             format,
         ));

@@ -107,6 +107,9 @@ pub enum End {
     Fatal(String),
     /// Try again later.
     Lost(String),
+    /// The server said goodbye (RTCP BYE on every track we play). Only reported in call mode;
+    /// otherwise the watchdog notices the silence and we reconnect.
+    Hangup(String),
 }
 
 /// How the receive loop ended.
@@ -165,7 +168,7 @@ pub async fn run_once(sh: &mut Shared) -> (End, bool) {
     let end = s.run().await;
     if !s.closed {
         // Polite for a stop or a fatal error; fire-and-forget when the server seems gone.
-        let wait = !matches!(end, End::Lost(_));
+        let wait = !matches!(end, End::Lost(_) | End::Hangup(_));
         s.teardown(wait).await;
     }
     (end, s.streamed)
@@ -861,10 +864,27 @@ impl<'a> Session<'a> {
             }
             Inbound::Closed(why) => {
                 self.closed = true;
+                // A peer hanging up closes its server's connections right after its BYEs.
+                if self.sh.cfg.call && why == conn::CLOSED_BY_SERVER {
+                    return Err(End::Hangup("the peer hung up".into()).into());
+                }
                 return Err(End::Lost(why).into());
             }
         }
+        if self.sh.cfg.call && self.peer_left() {
+            return Err(End::Hangup("the peer hung up".into()).into());
+        }
         Ok(())
+    }
+
+    /// Every audio and video track got a BYE: the peer closed its stream.
+    fn peer_left(&self) -> bool {
+        let mut av = self
+            .tracks
+            .iter()
+            .filter(|t| t.desc.media != "text")
+            .peekable();
+        av.peek().is_some() && av.all(|t| t.bye)
     }
 
     fn on_packet(&mut self, i: usize, rtcp: bool, data: &[u8], stamp: Stamp) {

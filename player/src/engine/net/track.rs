@@ -93,6 +93,8 @@ pub struct TrackRx {
     jitter: JitterBuffer<Vec<u8>>,
     clock: ClockMap,
     pub counters: Counters,
+    /// The sender said goodbye (RTCP BYE for its SSRC, RFC 3550 §6.6).
+    pub bye: bool,
 }
 
 impl TrackRx {
@@ -120,6 +122,7 @@ impl TrackRx {
                 anchor: None,
             },
             counters: Counters::default(),
+            bye: false,
             desc,
         }
     }
@@ -225,6 +228,7 @@ impl TrackRx {
                 }
                 RtcpPacket::Bye(bye) if self.ssrc.is_some_and(|s| bye.ssrcs.contains(&s)) => {
                     tracing::debug!(track = self.desc.index, reason = ?bye.reason, "RTCP BYE");
+                    self.bye = true;
                 }
                 _ => {}
             }
@@ -408,6 +412,7 @@ mod tests {
             clock_rate,
             fmtp: vec![],
             control_url: "rtsp://h/live/trackID=0".into(),
+            label: Default::default(),
         }
     }
 

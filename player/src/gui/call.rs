@@ -1,0 +1,478 @@
+//! The window in call mode: the peer large (the player's picture, captions, timeline: the call
+//! is recorded, so it can be scrolled back and brought back to live), our camera small and
+//! mirrored in a corner, mute / camera / echo-cancel / hang-up buttons under the picture and a
+//! chat panel on the right.
+//!
+//! ```text
+//! ┌───────────────────────────────────────────────┬──────────────┐
+//! │ peer's picture            "Calling bob..."    │ Chat         │
+//! │                                 ┌──────────┐  │ bob: hi      │
+//! │        captions                 │ self-view│  │ You: hello   │
+//! │                                 └──────────┘  │              │
+//! ├───────────────────────────────────────────────┤              │
+//! │ Mute mic  Camera off  Echo cancel  Hang up    │ [message][⏎] │
+//! │ timeline and player controls                  │              │
+//! └───────────────────────────────────────────────┴──────────────┘
+//! ```
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use iced::futures::stream::{self, Stream};
+use iced::widget::{button, column, container, image, row, scrollable, text, text_input, Column};
+use iced::{Color, ContentFit, Element, Fill, Subscription, Theme};
+use livecast_server::hooks::Preview;
+
+use super::app::{App, Message};
+use crate::call::{self_view_rgba, CallState, LocalSide, SentChat};
+use crate::engine::{ChatLine, Command, Status};
+
+/// Width of the self-view picture, pixels (the picture is subsampled to about this).
+pub const SELF_VIEW_WIDTH: u32 = 240;
+/// The self-view is refreshed at most this often.
+const SELF_VIEW_PERIOD: Duration = Duration::from_millis(66);
+pub const CHAT_WIDTH: f32 = 300.0;
+
+/// What the call adds to the app.
+#[derive(Clone, Debug)]
+pub enum CallMessage {
+    Draft(String),
+    Send,
+    ToggleMic,
+    ToggleCamera,
+    ToggleEcho,
+    HangUp,
+    SelfView(image::Handle),
+}
+
+/// Servers being stopped on their own threads, joined before the process exits.
+pub type Stopping = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+/// The call's part of the window state.
+pub struct CallUi {
+    /// Our server; `None` once hung up (it stops on a thread of its own).
+    local: Option<LocalSide>,
+    stopping: Stopping,
+    preview: Option<Preview>,
+    pub peer: String,
+    pub state: CallState,
+    /// We hung up (else the peer did, if the call is over).
+    pub hung_up: bool,
+    pub draft: String,
+    pub sent: Vec<SentChat>,
+    pub self_view: Option<image::Handle>,
+    pub mic_muted: bool,
+    pub camera_off: bool,
+    /// `None`: started without echo cancellation (`--headset`).
+    pub echo_cancel: Option<bool>,
+    /// Why the last chat message was not sent.
+    pub chat_error: Option<String>,
+}
+
+impl CallUi {
+    pub fn new(local: LocalSide, echo_cancel: bool, stopping: Stopping) -> Self {
+        CallUi {
+            preview: local.preview(),
+            peer: local.peer.clone(),
+            local: Some(local),
+            stopping,
+            state: CallState::Calling { attempt: 0 },
+            hung_up: false,
+            draft: String::new(),
+            sent: Vec::new(),
+            self_view: None,
+            mic_muted: false,
+            camera_off: false,
+            echo_cancel: echo_cancel.then_some(true),
+            chat_error: None,
+        }
+    }
+
+    /// Stops our server (BYE to the peer, sessions closed) on a thread of its own.
+    pub fn stop_local(&mut self) {
+        let Some(mut local) = self.local.take() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("call-hangup".into())
+            .spawn(move || {
+                let s = local.hang_up();
+                tracing::info!(
+                    sessions_at_hangup = s.sessions_at_hangup,
+                    "our side of the call has stopped"
+                );
+            });
+        match spawned {
+            Ok(j) => self
+                .stopping
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(j),
+            Err(e) => tracing::warn!("cannot spawn the hang-up thread: {e}"),
+        }
+    }
+
+    /// Follows the engine: a call the peer ended stops our side too.
+    pub fn on_status(&mut self, st: &Status) {
+        if self.hung_up {
+            return;
+        }
+        let state = CallState::from_conn(&st.conn);
+        if state != self.state {
+            tracing::info!(?state, "call");
+            self.state = state;
+        }
+        if matches!(self.state, CallState::Ended { .. }) {
+            self.stop_local();
+        }
+    }
+
+    /// The peer's name: its SDP title, else what was dialled.
+    pub fn peer_name<'a>(&'a self, st: &'a Status) -> &'a str {
+        st.title.as_deref().unwrap_or(&self.peer)
+    }
+
+    /// The call's status line over the picture, if any.
+    pub fn message(&self, st: &Status) -> Option<String> {
+        if self.hung_up {
+            return Some("Call ended.\nThe recording stays: scroll back to replay it.".into());
+        }
+        match &self.state {
+            CallState::Calling { attempt } if *attempt > 0 => Some(format!(
+                "Calling {}...\nwaiting for an answer (attempt {attempt})",
+                self.peer
+            )),
+            CallState::Calling { .. } => Some(format!("Calling {}...", self.peer)),
+            CallState::Connected => None,
+            CallState::Ended { reason, .. } => Some(format!(
+                "Call ended: {}\nThe recording stays: scroll back to replay it.",
+                if reason.is_empty() {
+                    self.peer_name(st)
+                } else {
+                    reason
+                }
+            )),
+        }
+    }
+}
+
+impl App {
+    pub(crate) fn update_call(&mut self, m: CallMessage) {
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        match m {
+            CallMessage::Draft(s) => call.draft = s,
+            CallMessage::Send => {
+                let Some(local) = call.local.as_mut() else {
+                    call.chat_error = Some("the call has ended".into());
+                    return;
+                };
+                if call.state != CallState::Connected || !local.peer_watching() {
+                    call.chat_error = Some(format!(
+                        "{} has not answered yet; the message is kept",
+                        call.peer
+                    ));
+                    return;
+                }
+                match local.send_chat(&call.draft) {
+                    Ok(sent) => {
+                        call.sent.push(sent);
+                        call.draft.clear();
+                        call.chat_error = None;
+                    }
+                    Err(e) => call.chat_error = Some(e.to_string()),
+                }
+            }
+            CallMessage::ToggleMic => {
+                if let Some(l) = &call.local {
+                    call.mic_muted = !call.mic_muted;
+                    l.set_mic_muted(call.mic_muted);
+                }
+            }
+            CallMessage::ToggleCamera => {
+                if let Some(l) = &call.local {
+                    call.camera_off = !call.camera_off;
+                    l.set_camera_off(call.camera_off);
+                }
+            }
+            CallMessage::ToggleEcho => {
+                if let (Some(l), Some(on)) = (&call.local, call.echo_cancel) {
+                    if l.set_echo_cancel(!on) {
+                        call.echo_cancel = Some(!on);
+                    }
+                }
+            }
+            CallMessage::HangUp => {
+                if !call.hung_up {
+                    tracing::info!("hanging up");
+                    call.hung_up = true;
+                    call.stop_local();
+                    // TEARDOWN to the peer; the recording stays playable.
+                    self.send_command(Command::Stop);
+                }
+            }
+            CallMessage::SelfView(h) => call.self_view = Some(h),
+        }
+    }
+}
+
+/// The chat so far, both sides, oldest first (received ones by arrival, ours by sending
+/// time): (from us, text).
+pub fn merge_chat<'a>(received: &'a [ChatLine], sent: &'a [SentChat]) -> Vec<(bool, &'a str)> {
+    let mut all: Vec<(i64, bool, &str)> = received
+        .iter()
+        .map(|c| (c.arrival_unix_ms, false, c.text.as_str()))
+        .chain(sent.iter().map(|m| (m.sent_unix_ms, true, m.text.as_str())))
+        .collect();
+    // Stable: same-millisecond messages keep their order within each side.
+    all.sort_by_key(|(t, _, _)| *t);
+    all.into_iter().map(|(_, me, t)| (me, t)).collect()
+}
+
+/// Newest captured pictures as small mirrored self-view images.
+pub fn self_view_updates(call: &CallUi) -> Subscription<Message> {
+    match &call.preview {
+        Some(p) => Subscription::run_with(PreviewWatch(p.clone()), PreviewWatch::stream)
+            .map(|h| Message::Call(CallMessage::SelfView(h))),
+        None => Subscription::none(),
+    }
+}
+
+struct PreviewWatch(Preview);
+
+impl Hash for PreviewWatch {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        "self-view".hash(state);
+    }
+}
+
+impl PreviewWatch {
+    fn stream(&self) -> impl Stream<Item = image::Handle> + Send + 'static {
+        stream::unfold(self.0.clone(), |mut rx| async move {
+            loop {
+                tokio::time::sleep(SELF_VIEW_PERIOD).await;
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+                let frame = rx.borrow_and_update().clone();
+                if let Some((w, h, rgba)) = frame.and_then(|f| self_view_rgba(&f, SELF_VIEW_WIDTH))
+                {
+                    return Some((image::Handle::from_rgba(w, h, rgba), rx));
+                }
+            }
+        })
+    }
+}
+
+fn call_button<'a>(label: &'a str, msg: Option<CallMessage>, active: bool) -> Element<'a, Message> {
+    button(text(label).size(14))
+        .padding([6, 12])
+        .on_press_maybe(msg.map(Message::Call))
+        .style(if active {
+            button::primary
+        } else {
+            button::secondary
+        })
+        .into()
+}
+
+/// Mute, camera, echo cancellation and hang-up.
+pub fn call_bar<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
+    let live = call.local.is_some() && !call.hung_up;
+    let on = |m: CallMessage| live.then_some(m);
+    let mut r = row![
+        call_bar_label(app, call),
+        call_button(
+            if call.mic_muted {
+                "Unmute mic"
+            } else {
+                "Mute mic"
+            },
+            on(CallMessage::ToggleMic),
+            call.mic_muted
+        ),
+        call_button(
+            if call.camera_off {
+                "Camera on"
+            } else {
+                "Camera off"
+            },
+            on(CallMessage::ToggleCamera),
+            call.camera_off
+        ),
+    ]
+    .spacing(8)
+    .align_y(iced::Center);
+    if let Some(echo) = call.echo_cancel {
+        r = r.push(call_button(
+            if echo {
+                "Echo cancel: on"
+            } else {
+                "Echo cancel: off (headset)"
+            },
+            on(CallMessage::ToggleEcho),
+            false,
+        ));
+    }
+    let hang_up = button(text("Hang up").size(14))
+        .padding([6, 16])
+        .on_press_maybe(on(CallMessage::HangUp).map(Message::Call))
+        .style(button::danger);
+    r = r.push(hang_up);
+    container(r)
+        .padding([6, 10])
+        .width(Fill)
+        .style(|_: &Theme| container::background(Color::from_rgb(0.12, 0.12, 0.14)))
+        .into()
+}
+
+fn call_bar_label<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
+    let s = if call.hung_up {
+        "Call ended".to_string()
+    } else {
+        match &call.state {
+            CallState::Calling { .. } => format!("Calling {}...", call.peer),
+            CallState::Connected => format!("In a call with {}", call.peer_name(&app.status)),
+            CallState::Ended { .. } => "Call ended".to_string(),
+        }
+    };
+    container(text(s).size(14).color(Color::WHITE))
+        .width(Fill)
+        .into()
+}
+
+/// The self-view: our camera, mirrored, or "Camera off".
+pub fn self_view(call: &CallUi) -> Option<Element<'_, Message>> {
+    let inner: Element<'_, Message> = if call.camera_off {
+        container(text("Camera off").size(14).color(Color::WHITE))
+            .center(Fill)
+            .into()
+    } else {
+        image(call.self_view.clone()?)
+            .content_fit(ContentFit::Contain)
+            .width(Fill)
+            .height(Fill)
+            .into()
+    };
+    Some(
+        container(inner)
+            .width(SELF_VIEW_WIDTH as f32)
+            .height(SELF_VIEW_WIDTH as f32 * 3.0 / 4.0)
+            .style(|_: &Theme| {
+                container::Style::default()
+                    .background(Color::from_rgb(0.05, 0.05, 0.05))
+                    .border(
+                        iced::Border::default()
+                            .rounded(6)
+                            .width(2)
+                            .color(Color::WHITE),
+                    )
+            })
+            .into(),
+    )
+}
+
+/// Chat: who said what, and the box to type in.
+pub fn chat_panel<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
+    let peer = call.peer_name(&app.status);
+    let lines = merge_chat(&app.status.chat, &call.sent);
+    let list: Element<'a, Message> = if lines.is_empty() {
+        text("No messages yet.")
+            .size(13)
+            .color(Color::from_rgb(0.6, 0.6, 0.6))
+            .into()
+    } else {
+        Column::with_children(lines.into_iter().map(|(me, t)| {
+            let who = if me { "You" } else { peer };
+            column![
+                text(who).size(12).color(if me {
+                    Color::from_rgb(0.55, 0.8, 1.0)
+                } else {
+                    Color::from_rgb(1.0, 0.8, 0.45)
+                }),
+                text(t).size(14).color(Color::WHITE),
+            ]
+            .spacing(1)
+            .into()
+        }))
+        .spacing(8)
+        .into()
+    };
+    let live = call.local.is_some() && !call.hung_up;
+    let mut input = text_input("Type a message, Enter sends", &call.draft).size(14);
+    if live {
+        input = input
+            .on_input(|s| Message::Call(CallMessage::Draft(s)))
+            .on_submit(Message::Call(CallMessage::Send));
+    }
+    let mut col = column![
+        text("Chat").size(16).color(Color::WHITE),
+        text("Captions show on the picture; chat is here.")
+            .size(11)
+            .color(Color::from_rgb(0.6, 0.6, 0.6)),
+        scrollable(list).anchor_bottom().height(Fill).width(Fill),
+    ]
+    .spacing(8);
+    if let Some(e) = &call.chat_error {
+        col = col.push(text(e).size(12).color(Color::from_rgb(1.0, 0.55, 0.5)));
+    }
+    col = col.push(
+        row![
+            input,
+            button(text("Send").size(14)).on_press_maybe(
+                (live && !call.draft.trim().is_empty()).then_some(Message::Call(CallMessage::Send))
+            )
+        ]
+        .spacing(6),
+    );
+    container(col)
+        .padding(10)
+        .width(CHAT_WIDTH)
+        .height(Fill)
+        .style(|_: &Theme| container::background(Color::from_rgb(0.10, 0.10, 0.11)))
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_lines_interleave_both_sides_by_time() {
+        let received = vec![
+            ChatLine {
+                text: "hi".into(),
+                sent_unix_ms: 90,
+                arrival_unix_ms: 100,
+            },
+            ChatLine {
+                text: "how are you".into(),
+                sent_unix_ms: 290,
+                arrival_unix_ms: 300,
+            },
+        ];
+        let sent = [
+            SentChat {
+                text: "hello".into(),
+                sent_unix_ms: 200,
+            },
+            SentChat {
+                text: "fine".into(),
+                sent_unix_ms: 300,
+            },
+        ];
+        assert_eq!(
+            merge_chat(&received, &sent),
+            [
+                (false, "hi"),
+                (true, "hello"),
+                (false, "how are you"),
+                (true, "fine")
+            ]
+        );
+        assert!(merge_chat(&[], &[]).is_empty());
+    }
+}

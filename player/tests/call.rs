@@ -1,0 +1,352 @@
+//! Call mode end to end (issue 5): two `livecast-player --call` peers, each in a network
+//! namespace of its own joined by a veth pair, both on built-in sources (test card; speech
+//! made with espeak-ng for the captions), headless, measured through their `--stats-json`.
+//!
+//! Needs root (`ip netns`), iproute2 and nftables (for packet loss), espeak-ng, sox and the
+//! speech model: `scripts/setup.sh` installs them. The namespaces and links are removed when a
+//! test ends, whatever its outcome.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The tests run two peers each (two encoders, two decoders, two captioners): one at a time.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces `a` and `b`, joined by a veth pair: `a` is 10.213.N.1, `b` is 10.213.N.2.
+struct Namespaces {
+    a: String,
+    b: String,
+    n: u32,
+}
+
+impl Namespaces {
+    fn new(n: u32) -> Self {
+        let id = std::process::id() % 100_000;
+        let ns = Namespaces {
+            a: format!("lc{id}a{n}"),
+            b: format!("lc{id}b{n}"),
+            n,
+        };
+        let ip = |args: &[&str]| run(Command::new("ip").args(args));
+        let (va, vb) = (format!("lv{id}a{n}"), format!("lv{id}b{n}"));
+        for name in [&ns.a, &ns.b] {
+            // A leftover from a killed run would make `add` fail.
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+            ip(&["netns", "add", name]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "link", "add", &va, "netns", &ns.a, "type", "veth", "peer", "name", &vb, "netns", &ns.b,
+        ]);
+        for (name, dev, host) in [(&ns.a, &va, 1), (&ns.b, &vb, 2)] {
+            let addr = format!("10.213.{n}.{host}/24");
+            ip(&["-n", name, "addr", "add", &addr, "dev", dev]);
+            ip(&["-n", name, "link", "set", dev, "up"]);
+        }
+        ns
+    }
+
+    fn addr(&self, host: u8) -> String {
+        format!("10.213.{}.{host}", self.n)
+    }
+
+    /// Drops `percent` % of the packets arriving in both namespaces, at random (nftables).
+    fn lose(&self, percent: u32) {
+        for name in [&self.a, &self.b] {
+            let rules = format!(
+                "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
+            );
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", name, "nft", "-f", "-"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("nft (nftables) is installed (scripts/setup.sh)");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(rules.as_bytes())
+                .expect("write the nft rules");
+            assert!(child.wait().expect("nft").success(), "nft failed in {name}");
+        }
+    }
+
+    /// Packets the loss rule dropped so far in namespace `name`.
+    fn dropped(&self, name: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                name,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "livecast_loss",
+            ])
+            .output()
+            .expect("nft");
+        let s = String::from_utf8_lossy(&out.stdout);
+        s.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        // Deleting a namespace removes its end of the veth pair, and so the pair.
+        for name in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+/// A speech WAV (English sentences, 2 s of silence before and 3 s after; the source loops).
+fn speech_wav(dir: &Path, voice: &str, text: &str) -> PathBuf {
+    let raw = dir.join(format!("{voice}-raw.wav"));
+    let wav = dir.join(format!("{voice}.wav"));
+    run(Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text));
+    run(Command::new("sox")
+        .arg(&raw)
+        .arg(&wav)
+        .args(["pad", "2", "3"]));
+    wav
+}
+
+struct Peer {
+    child: Child,
+    stats: PathBuf,
+    log: PathBuf,
+}
+
+impl Peer {
+    /// `livecast-player --call` in namespace `ns`, listening on `me`, calling `peer`.
+    fn start(ns: &str, me: &str, peer: &str, name: &str, dir: &Path, extra: &[&str]) -> Peer {
+        let stats = dir.join(format!("{name}.json"));
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(env!("CARGO_BIN_EXE_livecast-player"))
+            .args(["--call", peer, "--listen", &format!("{me}:8554")])
+            .args(["--name", name, "--headless", "--no-audio"])
+            .args(["--video", "testsrc", "--size", "320x240", "--fps", "15"])
+            .arg("--stats-json")
+            .arg(&stats)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn ip netns exec livecast-player");
+        Peer { child, stats, log }
+    }
+
+    /// Waits for the process to end (at most `limit`); returns when it ended and its stats.
+    fn finish(mut self, limit: Duration) -> (Instant, Value) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let ended = Instant::now();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                assert!(status.success(), "peer failed ({status}):\n{log}");
+                let json = std::fs::read_to_string(&self.stats)
+                    .unwrap_or_else(|e| panic!("no stats ({e}):\n{log}"));
+                return (ended, serde_json::from_str(&json).expect("stats JSON"));
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("peer still running after {limit:?}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn caption_words(stats: &Value) -> usize {
+    stats["captions"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["text"].as_str())
+                .map(|t| t.split_whitespace().count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// What one side must have received from the other while the call was up.
+fn assert_received(who: &str, s: &Value, peer_name: &str) {
+    let c = &s["call"];
+    assert!(
+        c["connected_unix_ms"].as_i64().is_some(),
+        "{who} never connected: {c}"
+    );
+    assert_eq!(c["peer_name"], peer_name, "{who}: {c}");
+    let video = s["video"]["frames_decoded"].as_u64().unwrap_or(0);
+    let audio = s["audio"]["frames_decoded"].as_u64().unwrap_or(0);
+    // 15 fps and 50 Opus frames/s over at least 15 s of call.
+    assert!(video >= 150, "{who} decoded {video} video frames");
+    assert!(audio >= 500, "{who} decoded {audio} audio frames");
+    let words = caption_words(s);
+    assert!(
+        words >= 3,
+        "{who} got {words} caption words: {}",
+        s["captions"]
+    );
+}
+
+#[test]
+fn call_across_namespaces_waits_for_a_late_peer_and_hangs_up_on_both_sides() {
+    let _g = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Namespaces::new(1);
+    let (a_ip, b_ip) = (ns.addr(1), ns.addr(2));
+    let alice_wav = speech_wav(
+        dir.path(),
+        "en-us",
+        "Hello Bob, can you hear me? The weather is lovely here today.",
+    );
+    let bob_wav = speech_wav(
+        dir.path(),
+        "en-gb",
+        "Hi Alice, yes I can hear you well. It is raining in London.",
+    );
+    let audio = |w: &Path| format!("file:{}", w.display());
+    // Alice calls first and would stay a minute; Bob answers 10 s later and hangs up after 25 s.
+    let alice = Peer::start(
+        &ns.a,
+        &a_ip,
+        &b_ip,
+        "alice",
+        dir.path(),
+        &["--duration", "60", "--audio", &audio(&alice_wav)],
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let bob = Peer::start(
+        &ns.b,
+        &b_ip,
+        &a_ip,
+        "bob",
+        dir.path(),
+        &["--duration", "25", "--audio", &audio(&bob_wav)],
+    );
+    let (bob_end, b) = bob.finish(Duration::from_secs(60));
+    let (alice_end, a) = alice.finish(Duration::from_secs(30));
+
+    // The late peer: Alice kept calling, without anyone doing anything, until Bob answered.
+    let attempts = a["call"]["calling_attempts"].as_u64().unwrap_or(0);
+    assert!(attempts >= 5, "alice called {attempts} times in 10 s");
+    assert_received("alice", &a, "bob");
+    assert_received("bob", &b, "alice");
+
+    // Bob hung up; Alice's side saw the call end and stopped within 2 s.
+    assert_eq!(b["call"]["ended_by"], "local", "{}", b["call"]);
+    assert_eq!(a["call"]["ended_by"], "peer", "{}", a["call"]);
+    assert_eq!(a["final_state"], "CallEnded(\"the peer hung up\")");
+    let gap = alice_end.saturating_duration_since(bob_end);
+    assert!(
+        gap < Duration::from_secs(2),
+        "alice ended {gap:?} after bob"
+    );
+    let noticed =
+        a["call"]["ended_unix_ms"].as_i64().unwrap() - b["call"]["ended_unix_ms"].as_i64().unwrap();
+    assert!(
+        noticed < 2000,
+        "alice noticed the hang-up after {noticed} ms"
+    );
+    // Every session on both servers is closed: each had the other's player, none is left.
+    for (who, s) in [("alice", &a), ("bob", &b)] {
+        let server = &s["call"]["server"];
+        assert_eq!(server["sessions_peak"], 1, "{who}: {server}");
+        assert_eq!(server["sessions_after"], 0, "{who}: {server}");
+        assert_eq!(server["captions"], true, "{who}: {server}");
+    }
+    // And nobody answers on either address any more.
+    for (name, ip) in [(&ns.a, &a_ip), (&ns.b, &b_ip)] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", name, "ss", "-Htln"])
+            .output()
+            .expect("ss");
+        let listening = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !listening.contains(&format!("{ip}:8554")),
+            "{name} still listens: {listening}"
+        );
+    }
+}
+
+#[test]
+fn chat_arrives_in_order_and_complete_under_5_percent_loss() {
+    let _g = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Namespaces::new(2);
+    ns.lose(5);
+    let (a_ip, b_ip) = (ns.addr(1), ns.addr(2));
+    let quiet = ["--duration", "28", "--audio", "tone", "--captions", "off"];
+    let mut alice = Peer::start(&ns.a, &a_ip, &b_ip, "alice", dir.path(), &quiet);
+    let mut bob = Peer::start(&ns.b, &b_ip, &a_ip, "bob", dir.path(), &quiet);
+    const N: usize = 40;
+    let said = |who: &str, i: usize| format!("{who} says message number {i}: ça va? 👋");
+    // Typed lines go out once the call is up both ways; they are written from the start.
+    let mut typists = Vec::new();
+    for (peer, who) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        let mut stdin = peer.child.stdin.take().expect("stdin");
+        let lines: Vec<String> = (0..N).map(|i| said(who, i)).collect();
+        typists.push(std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            for l in lines {
+                writeln!(stdin, "{l}").expect("type a line");
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            // Keep stdin open until the peer ends.
+            stdin
+        }));
+    }
+    let (_, a) = alice.finish(Duration::from_secs(60));
+    let (_, b) = bob.finish(Duration::from_secs(60));
+    for t in typists {
+        let _ = t.join();
+    }
+    let dropped = ns.dropped(&ns.a) + ns.dropped(&ns.b);
+    assert!(dropped > 50, "the loss rule dropped only {dropped} packets");
+    for (who, s, from) in [("alice", &a, "bob"), ("bob", &b, "alice")] {
+        let got: Vec<&str> = s["chat"]
+            .as_array()
+            .expect("chat list")
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        let want: Vec<String> = (0..N).map(|i| said(from, i)).collect();
+        assert_eq!(got, want, "{who}'s chat from {from}");
+        let sent = s["call"]["chat_sent"].as_array().map_or(0, Vec::len);
+        assert_eq!(sent, N, "{who} sent {sent} of {N}");
+        // Packet loss did happen on the media too.
+        assert!(
+            s["rtp"]["packets_lost"].as_i64().unwrap_or(0) > 0,
+            "{who}: {}",
+            s["rtp"]
+        );
+    }
+}
