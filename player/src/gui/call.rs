@@ -95,6 +95,9 @@ impl CallUi {
         let Some(mut local) = self.local.take() else {
             return;
         };
+        // No camera any more: no self-view.
+        self.preview = None;
+        self.self_view = None;
         let spawned = std::thread::Builder::new()
             .name("call-hangup".into())
             .spawn(move || {
@@ -344,8 +347,9 @@ fn call_bar_label<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
         .into()
 }
 
-/// The self-view: our camera, mirrored, or "Camera off".
+/// The self-view: our camera, mirrored, or "Camera off"; nothing once the call is over.
 pub fn self_view(call: &CallUi) -> Option<Element<'_, Message>> {
+    call.local.as_ref()?;
     let inner: Element<'_, Message> = if call.camera_off {
         container(text("Camera off").size(14).color(Color::WHITE))
             .center(Fill)
