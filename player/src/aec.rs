@@ -81,7 +81,7 @@
 //! - A mic frame whose length is not a whole number of 10 ms stereo sub-frames is cancelled on
 //!   the whole sub-frames only; the remainder passes unchanged and is counted
 //!   ([`AecStats::unaligned_samples`]). The server always hands 20 ms frames.
-//! - AEC3's default suppressor is cautious in double talk: it takes about 5-7 dB off the
+//! - AEC3's default suppressor is cautious in double talk: it takes about 4-7 dB off the
 //!   near-end speech while the far end talks too (measured in the benchmark).
 
 use std::collections::VecDeque;
