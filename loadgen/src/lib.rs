@@ -448,7 +448,7 @@ fn on_frame(stats: &mut ClientStats, f: &rtsp::InterleavedFrame, t_play: Instant
     let Some(t) = stats.tracks.get_mut(track) else {
         return;
     };
-    if f.channel % 2 == 0 {
+    if f.channel.is_multiple_of(2) {
         if stats.first_packet_ms.is_none() {
             stats.first_packet_ms = Some(t_play.elapsed().as_secs_f64() * 1e3);
         }

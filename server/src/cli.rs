@@ -105,7 +105,11 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad height in '{s}'"))?;
-    if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) || w % 2 != 0 || h % 2 != 0 {
+    if !(16..=7680).contains(&w)
+        || !(16..=4320).contains(&h)
+        || !w.is_multiple_of(2)
+        || !h.is_multiple_of(2)
+    {
         return Err(format!(
             "size {w}x{h}: width and height must be even, 16..7680 x 16..4320"
         ));

@@ -398,7 +398,7 @@ fn main() -> anyhow::Result<()> {
             if t == tv {
                 let i = v as usize % aus.len();
                 unit.track = 0;
-                unit.keyframe = i % GOP == 0;
+                unit.keyframe = i.is_multiple_of(GOP);
                 unit.rtp_timestamp = (tv * 9 / 100) as u32;
                 unit.data.extend_from_slice(&aus[i]);
                 v += 1;

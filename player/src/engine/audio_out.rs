@@ -252,9 +252,12 @@ impl AudioSink {
         self.shared.render(&mut buf, presented);
     }
 
-    /// Sends every block played from now on to `tap` too (once; later calls are ignored).
+    /// Sends every block a device plays from now on to `tap` too (once; later calls are
+    /// ignored). The null sink has no loudspeaker, so nothing can echo: it feeds no tap.
     pub fn set_tap(&self, tap: PlayoutTap) {
-        let _ = self.shared.tap.set(tap);
+        if self.is_device() {
+            let _ = self.shared.tap.set(tap);
+        }
     }
 
     pub fn is_device(&self) -> bool {

@@ -136,8 +136,8 @@ impl VideoFrame {
     pub fn is_well_formed(&self) -> bool {
         self.width > 0
             && self.height > 0
-            && self.width % 2 == 0
-            && self.height % 2 == 0
+            && self.width.is_multiple_of(2)
+            && self.height.is_multiple_of(2)
             && self.i420.len() == i420_len(self.width, self.height)
     }
 }
@@ -313,7 +313,7 @@ impl VideoConfig {
 }
 
 fn validate_size(width: u32, height: u32) -> anyhow::Result<()> {
-    if width < 16 || height < 16 || width % 2 != 0 || height % 2 != 0 {
+    if width < 16 || height < 16 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         anyhow::bail!(
             "invalid picture size {width}x{height}: width and height must be even and at least 16"
         );

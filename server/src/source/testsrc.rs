@@ -139,7 +139,7 @@ impl TestCard {
     /// Whether frame `index` is the once-per-second all-white frame.
     #[must_use]
     pub fn is_flash(&self, index: u64) -> bool {
-        index % u64::from(self.fps) == 0
+        index.is_multiple_of(u64::from(self.fps))
     }
 
     /// Renders frame `index`, stamped (and labelled) with `capture`.
