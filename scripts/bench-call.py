@@ -18,6 +18,8 @@ import sys
 import time
 
 HZ = os.sysconf("SC_CLK_TCK")
+# Thread names are cut to 15 characters by the kernel.
+FULL_NAMES = {"livecast-playba": "livecast-playback", "livecast-testsr": "livecast-testsrc"}
 
 
 def proc_stat_fields(path):
@@ -120,6 +122,7 @@ def cmd_cpu(a):
         by_name = {}
         for tid, (comm, ticks1) in s1[pid]["threads"].items():
             ticks0 = s0[pid]["threads"].get(tid, (comm, 0))[1]
+            comm = FULL_NAMES.get(comm, comm)
             d = by_name.setdefault(comm, {"threads": 0, "cpu_pct": 0.0})
             d["threads"] += 1
             d["cpu_pct"] += (ticks1 - ticks0) / HZ / dt * 100
@@ -222,9 +225,9 @@ def cmd_summary(a):
     L.append("## One-way delay, capture to ready-to-show (ms, shared clock)\n")
     L.append(
         "| run | loss | direction | video p50 | video p95 | video n | audio p50 | audio p95 | audio n "
-        "| frames decoded / shown | RTP received / lost | jitter ms | call s | caption words | load start → end |"
+        "| frames decoded / shown | shown per s | RTP received / lost | jitter ms | call s | caption words | load start → end |"
     )
-    L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in runs:
         for who in ("bob", "alice"):
             p = r["peers"].get(who, {})
@@ -238,6 +241,7 @@ def cmd_summary(a):
                 f"| {fmt(v.get('p50'))} | {fmt(v.get('p95'))} | {fmt(v.get('samples'))} "
                 f"| {fmt(au.get('p50'))} | {fmt(au.get('p95'))} | {fmt(au.get('samples'))} "
                 f"| {fmt(vid.get('frames_decoded'))} / {fmt(vid.get('frames_shown'))} "
+                f"| {fmt(vid['frames_shown'] / p['connected_s'] if vid.get('frames_shown') is not None and p.get('connected_s') else None)} "
                 f"| {fmt(rtp.get('packets_received'))} / {fmt(rtp.get('packets_lost'))} "
                 f"| {fmt(rtp.get('jitter_ms'), 2)} | {fmt(p.get('connected_s'))} "
                 f"| {fmt(p.get('caption_words'))} | {ld['start']} → {ld['end']} |"
@@ -267,9 +271,10 @@ def cmd_summary(a):
         L.append("| thread (count) | alice | bob |")
         L.append("|---|---:|---:|")
         peers = cpu["peers"]
+        both = [peers.get(w, {}).get("cpu_pct") for w in ("alice", "bob")]
         L.append(
-            f"| **process** | **{fmt(peers.get('alice', {}).get('cpu_pct'))}** "
-            f"| **{fmt(peers.get('bob', {}).get('cpu_pct'))}** |"
+            f"| **process** (both: {fmt(sum(both) if None not in both else None)}) "
+            f"| **{fmt(both[0])}** | **{fmt(both[1])}** |"
         )
         tnames = sorted(
             {n for p in peers.values() for n in p.get("threads", {})},

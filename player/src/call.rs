@@ -143,9 +143,9 @@ impl Call {
     }
 }
 
-/// The echo canceller's two ends. AEC3 is not `Send`, so the canceller is made on the
-/// server's audio-encoder thread (by the hook's factory, [`Echo::near_end`]), which then
-/// publishes the far end for the audio output to feed.
+/// The echo canceller's two ends. The canceller is made on the server's audio-encoder thread
+/// that runs it (by the hook's factory, [`Echo::near_end`]), which then publishes the far end
+/// for the audio output to feed; the headset switch reaches it through an atomic.
 #[derive(Clone)]
 struct Echo {
     far: Arc<OnceLock<aec::FarEnd>>,
