@@ -448,3 +448,194 @@ fn window_shows_the_picture_and_the_controls() {
     // Without a window manager there is nobody to ask the window to close: end the process.
     drop(player);
 }
+
+/// One of the test card's saturated bars (`Y`ellow, `C`yan, `G`reen, `M`agenta, `R`ed,
+/// `B`lue), if the pixel is one.
+fn bar_colour([r, g, b]: [u8; 3]) -> Option<char> {
+    let (hi, lo) = (|v: u8| v > 120, |v: u8| v < 80);
+    match (hi(r), hi(g), hi(b)) {
+        (true, true, false) if lo(b) => Some('Y'),
+        (false, true, true) if lo(r) => Some('C'),
+        (false, true, false) if lo(r) && lo(b) => Some('G'),
+        (true, false, true) if lo(g) => Some('M'),
+        (true, false, false) if lo(g) && lo(b) => Some('R'),
+        (false, false, true) if lo(r) && lo(g) => Some('B'),
+        _ => None,
+    }
+}
+
+/// The bar colours along row `y`, left to right, one letter per run of at least `min` pixels.
+fn bar_sequence(s: &Shot, y: usize, min: usize) -> String {
+    let mut out = String::new();
+    let mut run: Option<(char, usize)> = None;
+    for x in 0..s.w {
+        let c = bar_colour(s.px(x, y));
+        run = match (run, c) {
+            (Some((a, n)), Some(b)) if a == b => Some((a, n + 1)),
+            (prev, c) => {
+                if let Some((a, n)) = prev {
+                    if n >= min && !out.ends_with(a) {
+                        out.push(a);
+                    }
+                }
+                c.map(|c| (c, 1))
+            }
+        };
+    }
+    if let Some((a, n)) = run {
+        if n >= min && !out.ends_with(a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Rows showing the test card's bars in order (`YCGMRB`), and rows showing them mirrored.
+fn card_rows(s: &Shot) -> (usize, usize) {
+    let (mut forward, mut mirrored) = (0, 0);
+    for y in 0..s.h {
+        let seq = bar_sequence(s, y, 6);
+        forward += usize::from(seq.contains("YCGMRB"));
+        mirrored += usize::from(seq.contains("BRMGCY"));
+    }
+    (forward, mirrored)
+}
+
+#[test]
+fn bar_sequences_tell_a_mirror_image() {
+    let (y, c, b) = ([191, 191, 0], [0, 191, 191], [0, 0, 191]);
+    let mut rgb = Vec::new();
+    for p in [y, y, c, c, b, b, [0, 0, 0], b, b, c, c, y, y] {
+        rgb.extend(p);
+    }
+    let s = Shot { w: 13, h: 1, rgb };
+    assert_eq!(bar_sequence(&s, 0, 2), "YCBCY");
+    assert_eq!(bar_sequence(&s, 0, 3), "");
+}
+
+/// Call mode through a real window: the window calls a headless peer (test card, chat on its
+/// standard input); it must show the peer's picture, our own test card small and mirrored,
+/// and receive the chat; when the peer hangs up, the window's side ends the call and stops
+/// its server, and the window stays open on "Call ended".
+#[test]
+fn call_window_shows_the_peer_a_mirrored_self_view_and_ends_with_the_peer() {
+    let missing: Vec<_> = ["Xvfb", "xwd"].into_iter().filter(|t| !have(t)).collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs {missing:?} on PATH: apt-get install xvfb x11-apps"
+    );
+    let bin = env!("CARGO_BIN_EXE_livecast-player");
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let (pa, pb) = (port(), port());
+    let common = [
+        "--video",
+        "testsrc",
+        "--audio",
+        "tone",
+        "--size",
+        "320x240",
+        "--captions",
+        "off",
+        "--no-audio",
+    ];
+    let (_xvfb, display) = start_xvfb();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let log_path = dir.join("gui_call_window.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut cmd = Command::new(bin);
+    cmd.args(["--call", &format!("127.0.0.1:{pb}")])
+        .args(["--listen", &format!("127.0.0.1:{pa}"), "--name", "alice"])
+        .args(common)
+        .env("DISPLAY", format!(":{display}"))
+        .env_remove("WAYLAND_DISPLAY")
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log);
+    if let Ok(backend) = std::env::var("GUI_TEST_BACKEND") {
+        cmd.env("ICED_BACKEND", backend);
+    }
+    let mut window = Reaped(cmd.spawn().expect("spawn livecast-player --call"));
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut peer = Reaped(
+        Command::new(bin)
+            .args(["--call", &format!("127.0.0.1:{pa}")])
+            .args(["--listen", &format!("127.0.0.1:{pb}"), "--name", "bob"])
+            .args(common)
+            .args(["--headless", "--duration", "15"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the headless peer"),
+    );
+    let mut typed = peer.0.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut typed, b"hello from bob\n").expect("type");
+
+    let started = Instant::now();
+    let mut seen = (0, 0);
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(40) {
+        if let Ok(Some(status)) = window.0.try_wait() {
+            panic!("the call window exited early ({status}):\n{}", read_log());
+        }
+        let shot = parse_xwd(&screenshot(display), 1);
+        seen = card_rows(&shot);
+        last = Some(shot);
+        if seen.0 > 0 && seen.1 > 0 && read_log().contains("hello from bob") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let png = dir.join("gui_call_window.png");
+    write_png(&png, &last.expect("a screenshot"));
+    let (forward, mirrored) = seen;
+    assert!(
+        forward > 0,
+        "no peer picture (test card bars in order); see {}\n{}",
+        png.display(),
+        read_log()
+    );
+    assert!(
+        mirrored > 0,
+        "no mirrored self-view; see {}\n{}",
+        png.display(),
+        read_log()
+    );
+    assert!(read_log().contains("hello from bob"), "{}", read_log());
+
+    // The peer hangs up (its --duration): the window's side ends the call, stops its server
+    // and stays open.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) && matches!(peer.0.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(typed);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5)
+        && !read_log().contains("our side of the call has stopped")
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = read_log();
+    assert!(
+        log.contains("CallEnded(\"the peer hung up\")"),
+        "the window did not see the hang-up:\n{log}"
+    );
+    assert!(
+        log.contains("our side of the call has stopped"),
+        "the window's server did not stop:\n{log}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pa)).is_err(),
+        "the window's server still answers"
+    );
+    assert!(
+        matches!(window.0.try_wait(), Ok(None)),
+        "the window closed by itself:\n{log}"
+    );
+}
