@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{Args as _, CommandFactory, FromArgMatches, Parser};
 use livecast_player::call::{self, Call, CallConfig, CallLog, CallState};
 use livecast_player::engine::{self, EngineConfig, Report, Source, TransportPref};
 use livecast_server::cli::MediaArgs;
@@ -46,10 +46,6 @@ struct Args {
     #[arg(long, requires = "call")]
     headset: bool,
 
-    /// Call mode: what our server captures and sends.
-    #[command(flatten, next_help_heading = "Call mode: our camera and microphone")]
-    media: MediaArgs,
-
     /// How RTP reaches us: auto (UDP, falling back to TCP when UDP brings nothing within 2 s),
     /// udp, or tcp (interleaved in the RTSP connection).
     #[arg(long, default_value = "auto", value_parser = parse_transport)]
@@ -88,6 +84,10 @@ struct Args {
     /// the current directory).
     #[arg(long, value_name = "FILE")]
     captions_out: Option<PathBuf>,
+
+    /// Call mode: what our server captures and sends.
+    #[command(flatten, next_help_heading = "Call mode: our camera and microphone")]
+    media: MediaArgs,
 }
 
 fn parse_transport(s: &str) -> Result<TransportPref, String> {
@@ -114,9 +114,8 @@ fn main() -> ExitCode {
     };
     if args.call.is_none() {
         // Our own server's options mean nothing when only watching.
-        let server_only = Args::command()
+        let server_only = MediaArgs::augment_args(clap::Command::new("media"))
             .get_arguments()
-            .filter(|a| a.get_help_heading() == Some("Call mode: our camera and microphone"))
             .map(|a| a.get_id().to_string())
             .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
         if let Some(id) = server_only {
