@@ -334,9 +334,12 @@ impl LocalSide {
         n
     }
 
-    /// Whether the peer is watching us: our server has a session (its player's).
+    /// Whether the peer is watching us: a session on our server (its player's) is playing.
     pub fn peer_watching(&mut self) -> bool {
-        self.sessions() > 0
+        self.sessions();
+        self.server
+            .as_ref()
+            .is_some_and(|s| s.rtsp.playing_count() > 0)
     }
 
     /// Whether our server still runs.

@@ -141,6 +141,14 @@ impl RtspServer {
         self.sessions().len()
     }
 
+    /// Sessions in the Playing state (receiving media now).
+    pub fn playing_count(&self) -> usize {
+        self.sessions()
+            .values()
+            .filter(|s| s.state.state() == State::Playing)
+            .count()
+    }
+
     /// Accepts connections on `listener` forever.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {

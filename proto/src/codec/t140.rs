@@ -153,6 +153,15 @@ impl Depacketizer {
         }
     }
 
+    /// The sequence number of the first packet to come (RTSP `RTP-Info: seq=`, RFC 2326
+    /// §12.33), so that text in a lost first packet is recovered from the next ones'
+    /// redundancy. Ignored once packets have arrived.
+    pub fn expect_first(&mut self, seq: u16) {
+        if self.last_seq.is_none() {
+            self.last_seq = Some(seq.wrapping_sub(1));
+        }
+    }
+
     /// One packet. Returns the blocks it brings, oldest first: recovered ones (for packets
     /// lost just before it) and its primary. Empty blocks are left out.
     pub fn push(
@@ -357,6 +366,20 @@ mod tests {
         let text: String = got.iter().map(|b| b.text.as_str()).collect();
         assert_eq!(text, "Hello again");
         assert_eq!(d.lost_blocks, 1);
+        // The very first packet lost: only a receiver told which sequence number comes first
+        // knows to look in the next packet's redundancy.
+        for (expect, want) in [(None, " world again"), (Some(100), "Hello world again")] {
+            let mut d = Depacketizer::new(98, Some(99));
+            if let Some(s) = expect {
+                d.expect_first(s);
+            }
+            let mut got = Vec::new();
+            for (seq, ts, data) in packets.iter().filter(|(s, _, _)| *s != 100) {
+                got.extend(d.push(*seq, *ts, 99, data).unwrap());
+            }
+            let text: String = got.iter().map(|b| b.text.as_str()).collect();
+            assert_eq!(text, want, "expect_first {expect:?}");
+        }
     }
 
     #[test]

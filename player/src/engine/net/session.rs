@@ -704,6 +704,9 @@ impl<'a> Session<'a> {
                 if let Some(rtptime) = entry.and_then(|e| e.rtptime) {
                     t.on_rtp_info(rtptime, stamp.wall_us);
                 }
+                if let Some(seq) = entry.and_then(|e| e.seq) {
+                    t.on_rtp_info_seq(seq);
+                }
             }
         }
         self.server_paused = false;

@@ -146,6 +146,14 @@ impl TrackRx {
         self.clock.anchor = Some((ext, play_wall_us, true));
     }
 
+    /// The PLAY response's `RTP-Info: seq=`: the first packet's sequence number (text tracks
+    /// use it to recover a lost first packet from the redundancy).
+    pub fn on_rtp_info_seq(&mut self, seq: u16) {
+        if let Some(t) = self.text.as_mut() {
+            t.expect_first(seq);
+        }
+    }
+
     /// One datagram (or interleaved frame) from the RTP channel. Returns whether it was
     /// accepted as this track's media.
     pub fn on_rtp(&mut self, buf: &[u8], at: Instant, wall_us: i64) -> bool {
