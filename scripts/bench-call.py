@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -150,12 +151,36 @@ def load_json(path):
         return {"error": f"{path}: {e}"}
 
 
-def count_log(path, needle):
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def log_lines(path):
+    """The log's lines without colour codes (tracing colours its output even into a file)."""
     try:
         with open(path, errors="replace") as f:
-            return sum(needle in line for line in f)
+            return [ANSI.sub("", line) for line in f]
     except OSError:
-        return None
+        return []
+
+
+def count_log(lines, needle):
+    return sum(needle in line for line in lines)
+
+
+def max_field(lines, needle, field):
+    """Largest `field=N` on the lines containing needle, per source (the word after the
+    `livecast_server::source:` target), summed over the sources: each counter is cumulative
+    and logged at powers of two, so this is a lower bound."""
+    best = {}
+    for line in lines:
+        if needle not in line:
+            continue
+        m = re.search(rf"\b{field}=(\d+)", line)
+        src = re.search(r"::source: (\w+) ", line)
+        key = src.group(1) if src else ""
+        if m:
+            best[key] = max(best.get(key, 0), int(m.group(1)))
+    return sum(best.values())
 
 
 def cmd_run(a):
@@ -164,6 +189,7 @@ def cmd_run(a):
         "name": a.name,
         "args": a.args,
         "loss_pct": a.loss,
+        "rust_log": a.rust_log,
         "load": {"start": a.load_start, "end": a.load_end, "waited_s": a.waited, "idle": a.idle},
         "cpu": load_json(os.path.join(d, "cpu.json")),
         "peers": {},
@@ -173,7 +199,7 @@ def cmd_run(a):
         c = s.get("call", {})
         conn, end = c.get("connected_unix_ms"), c.get("ended_unix_ms")
         words = sum(len(x.get("text", "").split()) for x in s.get("captions", []))
-        log = os.path.join(d, f"{who}.log")
+        log = log_lines(os.path.join(d, f"{who}.log"))
         run["peers"][who] = {
             # What this peer received: the other's stream.
             "direction": f"{frm} -> {who}",
@@ -195,9 +221,14 @@ def cmd_run(a):
             "final_state": s.get("final_state"),
             "nft_dropped": a.dropped.get(who) if a.dropped else None,
             "log_warnings": count_log(log, " WARN "),
-            "log_caught_up": count_log(log, "caught up with live"),
-            "log_frames_dropped": count_log(log, "dropping frames"),
-            "log_fell_behind": count_log(log, "fell behind real time"),
+            # A debug line of the playback loop (not logged at info: then unknown).
+            "log_caught_up": count_log(log, "caught up with live")
+            if "playback=debug" in a.rust_log or a.rust_log.strip() in ("debug", "trace")
+            else None,
+            # Frames the sources could not hand to the encoders (queue full), and source ticks
+            # skipped because a source thread got no CPU in time (machine overloaded).
+            "log_frames_dropped": max_field(log, "dropping frames", "dropped"),
+            "log_ticks_skipped": max_field(log, "fell behind real time", "total"),
         }
     with open(os.path.join(d, "run.json"), "w") as f:
         json.dump(run, f, indent=2)
@@ -296,7 +327,7 @@ def cmd_summary(a):
         L.extend(cpu.get("top_at_window_start", []))
         L.append("```\n")
     L.append("## Per-peer checks\n")
-    L.append("| run | peer | connected | ended by | sessions peak/after | captions | nft drops (input) | WARN lines | live catch-ups | server frame drops | source fell behind |")
+    L.append("| run | peer | connected | ended by | sessions peak/after | captions | nft drops (input) | WARN lines | live catch-ups | frames dropped before the encoders | source ticks skipped (overload) |")
     L.append("|---|---|---|---|---|---|---:|---:|---:|---:|---:|")
     for r in runs:
         for who in ("alice", "bob"):
@@ -306,7 +337,7 @@ def cmd_summary(a):
                 f"| {r['dir']} | {who} | {fmt(p.get('connected_s'))} s | {p.get('ended_by')} "
                 f"| {sv.get('sessions_peak')}/{sv.get('sessions_after')} | {sv.get('captions')} "
                 f"| {fmt(p.get('nft_dropped'))} | {fmt(p.get('log_warnings'))} | {fmt(p.get('log_caught_up'))} "
-                f"| {fmt(p.get('log_frames_dropped'))} | {fmt(p.get('log_fell_behind'))} |"
+                f"| {fmt(p.get('log_frames_dropped'))} | {fmt(p.get('log_ticks_skipped'))} |"
             )
     L.append("")
     with open(os.path.join(a.dir, "summary.md"), "w") as f:
@@ -332,6 +363,7 @@ def main():
     r.add_argument("--load-end", default="")
     r.add_argument("--waited", type=int, default=0)
     r.add_argument("--idle", default="")
+    r.add_argument("--rust-log", default="", help="the peers' RUST_LOG")
     r.add_argument("--dropped", type=json.loads, default=None, help='{"alice": N, "bob": M}')
     r.add_argument("--args", nargs=argparse.REMAINDER, default=[])
     s = sub.add_parser("summary")
