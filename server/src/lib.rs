@@ -67,6 +67,7 @@ pub struct RunningServer {
     pub captions: bool,
     /// The chat track's input, when [`ServerConfig::chat`] is set.
     pub chat: Option<chat::ChatInput>,
+    captioner: Option<captions::CaptionWorker>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -79,6 +80,13 @@ impl RunningServer {
         }
         self.rtsp.close_all();
         drop(self.pipeline);
+        // The sources stop, the audio encoder drops its caption tap, and the captioner ends
+        // after its current pass (at most a second or so of whisper).
+        if let Some(w) = &self.captioner {
+            if !w.wait(Duration::from_secs(10)) {
+                tracing::warn!("the captioner did not stop within 10 s");
+            }
+        }
     }
 }
 
@@ -147,13 +155,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let transcriber = tokio::task::spawn_blocking(move || captions::load(&ccfg))
         .await
         .context("loading the speech model")?;
-    let (text, tap) = match transcriber {
+    let (text, tap, captioner) = match transcriber {
         Some(t) => {
             let text = make_track(2, TrackKind::Text, RED_PT, 1000, clock)?;
-            let tap = captions::start(t, text.clone())?;
-            (Some(text), Some(tap))
+            let (tap, worker) = captions::start(t, text.clone())?;
+            (Some(text), Some(tap), Some(worker))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let (chat_track, chat_input) = if cfg.chat {
         let index = if text.is_some() { 3 } else { 2 };
@@ -220,6 +228,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         listening,
         captions: has_captions,
         chat: chat_input,
+        captioner,
         tasks,
     })
 }

@@ -126,5 +126,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
+    // Waits (blocking, at exit) for the captioner to finish its pass: a process must not exit
+    // with whisper still running.
+    server.shutdown();
     Ok(())
 }

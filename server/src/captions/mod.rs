@@ -180,9 +180,13 @@ pub struct CaptionText {
 }
 
 /// Starts the captioner and the text sender for `track`.
-pub fn start(transcriber: Transcriber, track: Arc<Track>) -> anyhow::Result<CaptionTap> {
+pub fn start(
+    transcriber: Transcriber,
+    track: Arc<Track>,
+) -> anyhow::Result<(CaptionTap, CaptionWorker)> {
     let (tx, rx) = sync_channel::<AudioFrame>(500);
     let (text_tx, text_rx) = sync_channel::<CaptionText>(256);
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
     thread::Builder::new()
         .name("captioner".into())
         .spawn(move || {
@@ -190,16 +194,39 @@ pub fn start(transcriber: Transcriber, track: Arc<Track>) -> anyhow::Result<Capt
             c.run(rx, |t| {
                 let _ = text_tx.send(t);
             });
+            // whisper's context is freed here, before anyone waiting hears we are done.
+            drop(c);
+            drop(done_tx);
         })
         .context("spawn captioner")?;
     thread::Builder::new()
         .name("caption-sender".into())
         .spawn(move || text_sender(text_rx, track, RED_GENERATIONS))
         .context("spawn caption sender")?;
-    Ok(CaptionTap {
-        tx,
-        dropped: Arc::default(),
-    })
+    Ok((
+        CaptionTap {
+            tx,
+            dropped: Arc::default(),
+        },
+        CaptionWorker { done },
+    ))
+}
+
+/// The captioner thread, to wait for at shutdown: it ends (and frees whisper) once every
+/// [`CaptionTap`] is gone and its current pass is over. A process must not exit while whisper
+/// is still running on another thread: tearing down its state under it crashes.
+pub struct CaptionWorker {
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl CaptionWorker {
+    /// Waits at most `timeout` for the captioner to end; returns whether it did.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        matches!(
+            self.done.recv_timeout(timeout),
+            Err(RecvTimeoutError::Disconnected) | Ok(())
+        )
+    }
 }
 
 /// Maps 16 kHz sample numbers to capture times, from the capture time of each audio frame.
