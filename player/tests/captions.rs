@@ -189,8 +189,15 @@ fn spoken_english_arrives_as_captions_in_order() {
     assert!(caps
         .iter()
         .all(|c| c["end_ms"].as_i64() >= c["start_ms"].as_i64()));
-    // Nothing repeated: the sentences' words are not heard twice.
-    assert!(hyp.len() <= reference.len() + 3, "{hyp:?}");
+    // Nothing repeated: no run of three words is heard twice (the sentences have none; a
+    // misheard word may still come out as two or three, so the count is only bounded loosely).
+    let trigrams: Vec<&[String]> = hyp.windows(3).collect();
+    let repeated = trigrams
+        .iter()
+        .enumerate()
+        .find(|(i, t)| trigrams[i + 1..].contains(t));
+    assert!(repeated.is_none(), "repeated {repeated:?}: {hyp:?}");
+    assert!(hyp.len() <= reference.len() * 3 / 2, "{hyp:?}");
     // Exported as WebVTT too.
     let vtt = std::fs::read_to_string(dir.path().join("captions.vtt")).expect("--captions-out");
     assert!(vtt.starts_with("WEBVTT\n\n"));
