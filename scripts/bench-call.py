@@ -238,7 +238,7 @@ def fmt(x, nd=1):
     if x is None:
         return "–"
     if isinstance(x, float):
-        return f"{x:.{nd}f}"
+        return f"{0.0 if abs(x) < 0.5 * 10**-nd else x:.{nd}f}"
     return str(x)
 
 

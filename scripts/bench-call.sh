@@ -7,13 +7,14 @@
 #      output (audio), p50/p95. Both namespaces share the machine's clock.
 #   2. CPU of the call with both peers on this machine: per process (utime+stime from
 #      /proc/PID/stat over a window) and per thread (/proc/PID/task/*/stat), % of one core.
-#   Runs (RUNS): default (twice), captions-off, loss1 and loss5 (random loss with nft in each
-#   namespace's input), motion (a 640x480 clip with motion and noise that fills the 1 Mbit/s).
+#   Runs (RUNS): default, captions-off, default again, loss1 and loss5 (random loss with nft in
+#   each namespace's input), motion (a 640x480 clip with motion and noise that fills 1 Mbit/s).
+#   The peers speak in turns (espeak-ng, 16 s each), so each captioner works half the time.
 #
 # Usage: scripts/bench-call.sh                 (about 10 min on an idle 2-core machine; root)
 # Env:   OUT=dir  SKIP_BUILD=1  BIN=/tmp/bench-call/livecast-player  DURATION=75 (s per call)
 #        CPU_START=10 CPU_WINDOW=60 (s)  MAX_LOAD=1.5  LOAD_WAIT_S=600
-#        RUNS="default default captions-off loss1 loss5 motion"
+#        RUNS="default captions-off default loss1 loss5 motion"
 # Needs: root, iproute2, nftables, espeak-ng, sox, ffmpeg (motion run), python3, the model
 #        (scripts/install-model.sh). Every process is started under `timeout` and killed by
 #        its pid; traffic stays inside the two namespaces made here (removed on exit).
@@ -27,7 +28,7 @@ CPU_START=${CPU_START:-10}
 CPU_WINDOW=${CPU_WINDOW:-60}
 MAX_LOAD=${MAX_LOAD:-1.5}
 LOAD_WAIT_S=${LOAD_WAIT_S:-600}
-RUNS=${RUNS:-"default default captions-off loss1 loss5 motion"}
+RUNS=${RUNS:-"default captions-off default loss1 loss5 motion"}
 MODEL=${MODEL:-${LIVECAST_MODEL_DIR:-$HOME/.local/share/livecast/models}/ggml-tiny.en.bin}
 HELPER="python3 $ROOT/scripts/bench-call.py"
 mkdir -p "$OUT"
