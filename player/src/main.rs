@@ -199,11 +199,7 @@ fn default_name() -> String {
 
 fn run_call(args: Args, peer: String) -> anyhow::Result<()> {
     let listen = if args.listen.is_empty() {
-        let mut v: Vec<std::net::SocketAddr> = vec!["0.0.0.0:8554".parse()?];
-        if std::net::TcpListener::bind("[::1]:0").is_ok() {
-            v.push("[::]:8554".parse()?);
-        }
-        v
+        livecast_server::cli::default_listen()
     } else {
         args.listen.clone()
     };
@@ -342,7 +338,12 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
         player: report,
         call: log,
     };
-    let json = serde_json::to_string_pretty(&stats)?;
+    write_stats(&stats, args)
+}
+
+/// The headless stats: to `--stats-json`, else standard output.
+fn write_stats(stats: &impl serde::Serialize, args: &Args) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(stats)?;
     match &args.stats_json {
         Some(p) => std::fs::write(p, &json)?,
         None => {
@@ -397,16 +398,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
         _ => None,
     };
     handle.shutdown();
-    let json = serde_json::to_string_pretty(&report)?;
-    match &args.stats_json {
-        Some(p) => std::fs::write(p, &json)?,
-        None => {
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{json}");
-            }
-        }
-    }
+    write_stats(&report, args)?;
     match failed {
         Some(m) => anyhow::bail!("{m}"),
         None => Ok(()),

@@ -51,6 +51,31 @@ impl Drop for Reaped {
     }
 }
 
+/// Fails (not skips) without the X tools the window tests need.
+fn require_x_tools() {
+    let missing: Vec<_> = ["Xvfb", "xwd"].into_iter().filter(|t| !have(t)).collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs {missing:?} on PATH: apt-get install xvfb x11-apps"
+    );
+}
+
+/// `livecast-player ARGS` on X display `display`, logging (info) to `log_path`.
+fn spawn_on_display(display: u32, args: &[&str], log_path: &Path) -> Reaped {
+    let log = std::fs::File::create(log_path).expect("player log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livecast-player"));
+    cmd.args(args)
+        .env("DISPLAY", format!(":{display}"))
+        .env_remove("WAYLAND_DISPLAY")
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log);
+    if let Ok(backend) = std::env::var("GUI_TEST_BACKEND") {
+        cmd.env("ICED_BACKEND", backend);
+    }
+    Reaped(cmd.spawn().expect("spawn livecast-player"))
+}
+
 /// Starts Xvfb on a free display and returns it with the display number.
 fn start_xvfb() -> (Reaped, u32) {
     let mut child = Command::new("Xvfb")
@@ -355,12 +380,7 @@ fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer
 
 #[test]
 fn window_shows_the_picture_and_the_controls() {
-    let missing: Vec<_> = ["Xvfb", "xwd"].into_iter().filter(|t| !have(t)).collect();
-    assert!(
-        missing.is_empty(),
-        "this test needs {missing:?} on PATH: apt-get install xvfb x11-apps"
-    );
-    let bin = env!("CARGO_BIN_EXE_livecast-player");
+    require_x_tools();
 
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let (_server, addr) = start_server(&rt);
@@ -368,18 +388,7 @@ fn window_shows_the_picture_and_the_controls() {
 
     let (_xvfb, display) = start_xvfb();
     let log_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gui_xvfb_player.log");
-    let log = std::fs::File::create(&log_path).expect("player log file");
-    let mut cmd = Command::new(bin);
-    cmd.arg(&url)
-        .env("DISPLAY", format!(":{display}"))
-        .env_remove("WAYLAND_DISPLAY")
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log);
-    if let Ok(backend) = std::env::var("GUI_TEST_BACKEND") {
-        cmd.env("ICED_BACKEND", backend);
-    }
-    let mut player = Reaped(cmd.spawn().expect("spawn livecast-player"));
+    let mut player = spawn_on_display(display, &[&url], &log_path);
     let started = Instant::now();
     let read_log = || {
         let mut log = String::new();
@@ -519,11 +528,7 @@ fn bar_sequences_tell_a_mirror_image() {
 /// its server, and the window stays open on "Call ended".
 #[test]
 fn call_window_shows_the_peer_a_mirrored_self_view_and_ends_with_the_peer() {
-    let missing: Vec<_> = ["Xvfb", "xwd"].into_iter().filter(|t| !have(t)).collect();
-    assert!(
-        missing.is_empty(),
-        "this test needs {missing:?} on PATH: apt-get install xvfb x11-apps"
-    );
+    require_x_tools();
     let bin = env!("CARGO_BIN_EXE_livecast-player");
     let port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -546,20 +551,10 @@ fn call_window_shows_the_peer_a_mirrored_self_view_and_ends_with_the_peer() {
     let (_xvfb, display) = start_xvfb();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let log_path = dir.join("gui_call_window.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--call", &format!("127.0.0.1:{pb}")])
-        .args(["--listen", &format!("127.0.0.1:{pa}"), "--name", "alice"])
-        .args(common)
-        .env("DISPLAY", format!(":{display}"))
-        .env_remove("WAYLAND_DISPLAY")
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log);
-    if let Ok(backend) = std::env::var("GUI_TEST_BACKEND") {
-        cmd.env("ICED_BACKEND", backend);
-    }
-    let mut window = Reaped(cmd.spawn().expect("spawn livecast-player --call"));
+    let (call, listen) = (format!("127.0.0.1:{pb}"), format!("127.0.0.1:{pa}"));
+    let mut args = vec!["--call", &call, "--listen", &listen, "--name", "alice"];
+    args.extend(common);
+    let mut window = spawn_on_display(display, &args, &log_path);
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let mut peer = Reaped(
         Command::new(bin)

@@ -1,6 +1,7 @@
 //! Command-line options shared by `livecast-server` and `livecast-player --call` (which runs a
 //! server too): sources, sizes, bit rates, captions.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::captions::{CaptionConfig, CaptionMode};
@@ -90,6 +91,16 @@ impl MediaArgs {
             threads: self.caption_threads as usize,
         }
     }
+}
+
+/// Where to listen when `--listen` is not given: every IPv4 address on port 8554, and every
+/// IPv6 one too if the machine has IPv6.
+pub fn default_listen() -> Vec<SocketAddr> {
+    let mut v = vec![SocketAddr::from(([0, 0, 0, 0], 8554))];
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        v.push(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8554)));
+    }
+    v
 }
 
 /// `WIDTHxHEIGHT`, even, 16..7680 x 16..4320.

@@ -68,12 +68,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let listen = if args.listen.is_empty() {
-        let mut v: Vec<SocketAddr> = vec!["0.0.0.0:8554".parse()?];
-        // Only add IPv6 if the machine has it.
-        if std::net::TcpListener::bind("[::1]:0").is_ok() {
-            v.push("[::]:8554".parse()?);
-        }
-        v
+        livecast_server::cli::default_listen()
     } else {
         args.listen.clone()
     };

@@ -18,7 +18,7 @@ use super::api::*;
 use super::audio_out::AudioSink;
 use super::decode::{AudioDecoder, VideoDecoder};
 use super::net::{self, NetConfig, NetControl, NetEvent, NetStats};
-use super::recording::{read_index, RecordingReader, RecordingWriter, SharedIndex};
+use super::recording::{read_index, IndexEntry, RecordingReader, RecordingWriter, SharedIndex};
 use super::report::{
     av_offset, CaptionBlockReport, CaptionReport, ChatReport, Percentiles, Report,
 };
@@ -221,6 +221,14 @@ fn net_and_record(
         // A temporary recording is removed when `writer` drops here.
         drop(writer);
     });
+}
+
+/// The index entries of `track` recorded since `*next`; moves `*next` past them.
+fn new_entries(index: &SharedIndex, track: usize, next: &mut usize) -> Vec<IndexEntry> {
+    let idx = read_index(index);
+    let new = idx.entries(track).get(*next..).unwrap_or_default().to_vec();
+    *next += new.len();
+    new
 }
 
 struct Playback {
@@ -738,15 +746,10 @@ impl Playback {
     /// Reads caption blocks recorded since the last call.
     fn step_text(&mut self, index: &SharedIndex) {
         let Some(t) = self.text_track else { return };
-        let new: Vec<_> = {
-            let idx = read_index(index);
-            let e = idx.entries(t);
-            if self.text_next >= e.len() {
-                return;
-            }
-            e[self.text_next..].to_vec()
-        };
-        self.text_next += new.len();
+        let new = new_entries(index, t, &mut self.text_next);
+        if new.is_empty() {
+            return;
+        }
         for entry in new {
             let Some(reader) = self.reader.as_mut() else {
                 return;
@@ -770,16 +773,7 @@ impl Playback {
     /// backspace erases, BOM is ignored (T.140 §5).
     fn step_chat(&mut self, index: &SharedIndex) {
         let Some(t) = self.chat_track else { return };
-        let new: Vec<_> = {
-            let idx = read_index(index);
-            let e = idx.entries(t);
-            if self.chat_next >= e.len() {
-                return;
-            }
-            e[self.chat_next..].to_vec()
-        };
-        self.chat_next += new.len();
-        for entry in new {
+        for entry in new_entries(index, t, &mut self.chat_next) {
             let Some(reader) = self.reader.as_mut() else {
                 return;
             };
