@@ -561,7 +561,10 @@ def analyze(args):
         # 'auto' = the log anchor if no frame was skipped, else a local fit (median over the
         # 7 blocks nearest in time).
         mode = args.clock
-        if mode == "auto":
+        if mode == "wav":  # times already in ms from the WAV's start (a replay)
+            anchor, fit = 0.0, 0.0
+            mode = "log"
+        elif mode == "auto":
             mode = "log" if (anchor and not log.get("wav_frames_skipped")) else "local-fit"
         res["clock"]["used"] = mode
         offset = anchor if mode == "log" else fit
@@ -728,7 +731,7 @@ def main():
     for a in ("player", "client", "server-log", "cli-greedy", "cli-beam", "cli-greedy-trimmed",
               "cli-beam-trimmed", "stream"):
         s.add_argument("--" + a)
-    s.add_argument("--clock", choices=("auto", "log", "fit", "local-fit"), default="auto")
+    s.add_argument("--clock", choices=("auto", "log", "fit", "local-fit", "wav"), default="auto")
     s = sub.add_parser("cpu-threads")
     s.add_argument("pid", type=int)
     s.add_argument("seconds", type=float)
