@@ -154,6 +154,11 @@ impl LocalAgreement {
         edge_ms: i64,
         confident_p: f32,
     ) -> Vec<Word> {
+        if hypothesis.is_empty() {
+            // Nothing whisper was sure of (its guards dropped the segment), in audio the VAD
+            // calls speech: no news; the last pass's words are kept to agree with.
+            return Vec::new();
+        }
         let new = self.new_part(hypothesis);
         let agree = new
             .iter()
@@ -173,6 +178,22 @@ impl LocalAgreement {
         }
         self.committed.extend(commit.iter().cloned());
         commit
+    }
+
+    /// Commits the last pass's uncommitted words that end by `end_ms`: for an utterance that
+    /// grew too long with nothing agreed on, better the last pass's words than none.
+    pub fn commit_pending(&mut self, end_ms: i64) -> Vec<Word> {
+        let n = self
+            .previous
+            .iter()
+            .take_while(|w| w.end_ms <= end_ms)
+            .count();
+        let c: Vec<Word> = self.previous.drain(..n).collect();
+        if !c.is_empty() {
+            self.ghost = None;
+        }
+        self.committed.extend(c.iter().cloned());
+        c
     }
 
     /// The last transcription of an utterance that has ended: everything new is committed.
@@ -298,6 +319,27 @@ mod tests {
         assert_eq!(
             texts(&la.update(words("large bowl. Knead the dough for", 50), 60_000)),
             "dough"
+        );
+    }
+
+    #[test]
+    fn an_empty_pass_changes_nothing_and_a_long_stall_commits_the_last_pass() {
+        let mut la = LocalAgreement::new();
+        la.update(words("leave the dough for", 0), 60_000);
+        assert!(la.update(Vec::new(), 60_000).is_empty());
+        assert_eq!(
+            texts(&la.update(words("leave the dough for ten", 0), 60_000)),
+            "leave the dough for"
+        );
+        assert_eq!(
+            texts(&la.update(words("leave the dough for tin minutes until", 0), 60_000)),
+            ""
+        );
+        // "tin" (ends 1450 ms) and "minutes" (1750 ms) are pending; cut at 1800 ms.
+        assert_eq!(texts(&la.commit_pending(1800)), "tin minutes");
+        assert_eq!(
+            texts(&la.update(words("leave the dough for ten minutes until it", 0), 60_000)),
+            "until"
         );
     }
 

@@ -659,6 +659,16 @@ impl Captioner {
         let len = |c: &Self| c.utterance.as_ref().map_or(0, |(_, a)| a.len());
         if len(self) >= max {
             let c = self.agreement.committed();
+            if c.last().is_none_or(|w| w.end_ms <= self.trimmed_ms) {
+                // Nothing new agreed on in all that audio (whisper kept changing its mind, or
+                // its guards dropped its guesses): take the last pass's words but for the
+                // last 2 s rather than lose them.
+                let end_ms = (len(self) * 1000 / SAMPLE_RATE) as i64 - 2000;
+                let forced = self.agreement.commit_pending(end_ms);
+                let start = self.utterance.as_ref().map_or(0, |(s, _)| *s);
+                self.emit_words(start, &forced, emit);
+            }
+            let c = self.agreement.committed();
             if let Some(k) = c
                 .len()
                 .checked_sub(1)
@@ -668,7 +678,7 @@ impl Captioner {
             }
         }
         if len(self) >= max {
-            // Nothing new agreed on in all that audio: keep the last 2 s.
+            // Still nothing: keep the last 2 s.
             self.drop_audio_front(len(self).saturating_sub(2 * SAMPLE_RATE));
             self.samples_at_last_pass = 0;
             self.trimmed_ms = i64::MIN;
