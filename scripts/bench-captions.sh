@@ -8,9 +8,12 @@
 #
 # Usage: scripts/bench-captions.sh            (about 10 min on an idle 2-core machine)
 # Env:   OUT=dir  PORT=18610  SKIP_BUILD=1  MAX_LOAD=1.5  LOAD_WAIT_S=600  FPS_WINDOW=40
-#        WHISPER_CPP=/tmp/whisper.cpp-build/build-1.8.3/bin  MODEL=~/.local/share/livecast/models/ggml-tiny.en.bin
-# Needs: espeak-ng (libespeak-ng.so.1), sox, python3; whisper-cli and whisper-stream of
-# whisper.cpp 1.8.3 (the version whisper-rs bundles) for the comparisons (skipped if absent).
+#        CARGO_TARGET_DIR (default target)  MODEL=~/.local/share/livecast/models/ggml-tiny.en.bin
+#        WHISPER_CPP=dir with whisper-cli and whisper-stream (default: built by
+#        scripts/build-whisper-cpp.sh into $CARGO_TARGET_DIR/whisper.cpp-1.8.3/bin when absent)
+#        SKIP_FPS=1 (no 720p30 runs)  SKIP_WHISPER_CPP=1 (no whisper.cpp comparisons)
+# Needs: espeak-ng (libespeak-ng.so.1), sox, python3, the model (scripts/install-model.sh);
+# for the comparisons cmake, pip and libsdl2-dev (see scripts/build-whisper-cpp.sh).
 # Every process is started under `timeout` and killed by its pid; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +23,12 @@ PORT=${PORT:-18610}
 MAX_LOAD=${MAX_LOAD:-1.5}
 LOAD_WAIT_S=${LOAD_WAIT_S:-600}
 FPS_WINDOW=${FPS_WINDOW:-40}
-WHISPER_CPP=${WHISPER_CPP:-/tmp/whisper.cpp-build/build-1.8.3/bin}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WHISPER_CPP=${WHISPER_CPP:-$TARGET/whisper.cpp-1.8.3/bin}
 MODEL=${MODEL:-$HOME/.local/share/livecast/models/ggml-tiny.en.bin}
 METRICS="python3 $ROOT/scripts/caption_metrics.py"
-SERVER=$ROOT/target/release/livecast-server
-PLAYER=$ROOT/target/release/livecast-player
+SERVER=$TARGET/release/livecast-server
+PLAYER=$TARGET/release/livecast-player
 mkdir -p "$OUT"
 LOADLOG=$OUT/load.txt
 : >"$LOADLOG"
@@ -33,6 +37,10 @@ LOADLOG=$OUT/load.txt
 if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release --locked -p livecast-server -p livecast-player
 fi
+if [ -z "${SKIP_WHISPER_CPP:-}" ] && [ ! -x "$WHISPER_CPP/whisper-cli" ]; then
+    "$ROOT/scripts/build-whisper-cpp.sh" "$(dirname "$WHISPER_CPP")"
+fi
+[ -z "${SKIP_WHISPER_CPP:-}" ] || WHISPER_CPP=/nonexistent
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
