@@ -15,6 +15,7 @@ Subcommands:
   cpu-threads  CPU seconds per second of each thread of a process over a window
                (/proc/PID/task/*/stat), by thread name.
   summary      Several analyze outputs -> a Markdown table.
+  pool         WER and delay pooled over several analyze outputs (for replays).
 """
 
 import argparse
@@ -703,6 +704,19 @@ def summary(paths):
           f" | **{f(_pct(alls, 0.5))} / {f(_pct(alls, 0.95))}** (n={len(alls)}) |")
 
 
+def pool(paths):
+    """WER and delay over several analyze outputs of replays (the text client's blocks)."""
+    e = n = 0
+    d = []
+    for p in paths:
+        r = json.load(open(p))
+        e += r["wer_client"]["errors_total"]
+        n += r["wer_client"]["ref_words"]
+        d += r.get("delays_ms", [])
+    print(f"WER {100 * e / max(1, n):.1f} % ({e}/{n}), delay p50 {_pct(d, 0.5) / 1000:.2f} s, "
+          f"p95 {_pct(d, 0.95) / 1000:.2f} s (n={len(d)})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -738,6 +752,8 @@ def main():
     s.add_argument("--out", required=True)
     s = sub.add_parser("summary")
     s.add_argument("results", nargs="+")
+    s = sub.add_parser("pool")
+    s.add_argument("results", nargs="+")
     a = ap.parse_args()
     if a.cmd == "synth":
         synth(open(a.text_file).read().strip(), a.voice, a.speed, a.pad_before, a.pad_after,
@@ -756,6 +772,8 @@ def main():
         cpu_threads(a.pid, a.seconds, a.out)
     elif a.cmd == "summary":
         summary(a.results)
+    elif a.cmd == "pool":
+        pool(a.results)
 
 
 if __name__ == "__main__":
