@@ -8,9 +8,12 @@
 #
 # Usage: scripts/bench-captions.sh            (about 10 min on an idle 2-core machine)
 # Env:   OUT=dir  PORT=18610  SKIP_BUILD=1  MAX_LOAD=1.5  LOAD_WAIT_S=600  FPS_WINDOW=40
-#        WHISPER_CPP=/tmp/whisper.cpp-build/build-1.8.3/bin  MODEL=~/.local/share/livecast/models/ggml-tiny.en.bin
-# Needs: espeak-ng (libespeak-ng.so.1), sox, python3; whisper-cli and whisper-stream of
-# whisper.cpp 1.8.3 (the version whisper-rs bundles) for the comparisons (skipped if absent).
+#        CARGO_TARGET_DIR (default target)  MODEL=~/.local/share/livecast/models/ggml-tiny.en.bin
+#        WHISPER_CPP=dir with whisper-cli and whisper-stream (default: built by
+#        scripts/build-whisper-cpp.sh into $CARGO_TARGET_DIR/whisper.cpp-1.8.3/bin when absent)
+#        SKIP_FPS=1 (no 720p30 runs)  SKIP_WHISPER_CPP=1 (no whisper.cpp comparisons)
+# Needs: espeak-ng (libespeak-ng.so.1), sox, python3, the model (scripts/install-model.sh);
+# for the comparisons cmake, pip and libsdl2-dev (see scripts/build-whisper-cpp.sh).
 # Every process is started under `timeout` and killed by its pid; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,19 +23,25 @@ PORT=${PORT:-18610}
 MAX_LOAD=${MAX_LOAD:-1.5}
 LOAD_WAIT_S=${LOAD_WAIT_S:-600}
 FPS_WINDOW=${FPS_WINDOW:-40}
-WHISPER_CPP=${WHISPER_CPP:-/tmp/whisper.cpp-build/build-1.8.3/bin}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WHISPER_CPP=${WHISPER_CPP:-$TARGET/whisper.cpp-1.8.3/bin}
 MODEL=${MODEL:-$HOME/.local/share/livecast/models/ggml-tiny.en.bin}
 METRICS="python3 $ROOT/scripts/caption_metrics.py"
-SERVER=$ROOT/target/release/livecast-server
-PLAYER=$ROOT/target/release/livecast-player
+SERVER=$TARGET/release/livecast-server
+PLAYER=$TARGET/release/livecast-player
 mkdir -p "$OUT"
 LOADLOG=$OUT/load.txt
 : >"$LOADLOG"
 
 [ -f "$MODEL" ] || { echo "no model at $MODEL (run scripts/install-model.sh)" >&2; exit 1; }
+[ "${1:-}" != replay ] || SKIP_BUILD=1 SKIP_WHISPER_CPP=1
 if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release --locked -p livecast-server -p livecast-player
 fi
+if [ -z "${SKIP_WHISPER_CPP:-}" ] && [ ! -x "$WHISPER_CPP/whisper-cli" ]; then
+    "$ROOT/scripts/build-whisper-cpp.sh" "$(dirname "$WHISPER_CPP")"
+fi
+[ -z "${SKIP_WHISPER_CPP:-}" ] || WHISPER_CPP=/nonexistent
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -90,6 +99,41 @@ cat >"$OUT/bread.txt" <<'EOF'
 To make a simple loaf of bread, mix flour, water, salt and yeast in a large bowl. Knead the dough for ten minutes until it feels smooth. Leave it in a warm place for one hour, then shape it and put it in the oven. Bake it for about forty minutes, and let it cool before you cut it.
 EOF
 FILES=${FILES:-"town:en-us:150 weather:en-gb:130 bread:en-us+f3:170"}
+
+# ---------------------------------------------------------------------------------------------
+# `replay [POLICY]`: no server; the 3 speech files and 5 more through the captioner's lockstep
+# replay (server/src/captions/replay.rs) on a simulated clock, whisper passes costing
+# COST=base,per_s,beam_factor ms (calibrated on the live runs of an idle machine).
+if [ "${1:-}" = replay ]; then
+    echo "The city council voted last night to build a new bridge over the river. Work will start in the spring and should take about two years. During that time, buses will use the old road through the park. The mayor said the project will create many jobs for local workers." >"$OUT/news.txt"
+    echo "Spring is the best time to plant tomatoes in your garden. Choose a sunny spot and dig the soil deeply. Water the young plants every morning, but do not let the roots stand in water. In about eight weeks you can pick the first ripe fruit." >"$OUT/garden.txt"
+    for n in town weather bread; do cp "$OUT/$n.txt" "$OUT/${n}2.txt"; done
+    MORE="news:en-us:160 garden:en-gb:140 town2:en-gb+m3:165 weather2:en-us+f2:145 bread2:en-us:130"
+    wavs=()
+    for spec in $FILES $MORE; do
+        IFS=: read -r name voice speed <<<"$spec"
+        $METRICS synth --voice "$voice" --speed "$speed" --text-file "$OUT/$name.txt" \
+            --pad-before 2 --pad-after 3 --wav "$OUT/$name.wav" --words "$OUT/$name.words.json" >/dev/null
+        wavs+=("$OUT/$name.wav")
+    done
+    LIVECAST_REPLAY="${wavs[*]}" LIVECAST_REPLAY_OUT="$OUT/replay" LIVECAST_REPLAY_POLICY="${2:-}" \
+        LIVECAST_REPLAY_COST=${COST:-330,67,2.3} LIVECAST_MODEL="$MODEL" \
+        RUST_LOG=livecast_server::captions=debug \
+        cargo test --release --locked -p livecast-server --lib captions::replay -- --ignored --nocapture \
+        >"$OUT/replay.log" 2>&1
+    results=()
+    for w in "${wavs[@]}"; do
+        name=$(basename "$w" .wav)
+        $METRICS analyze --name "$name" --words "$OUT/$name.words.json" \
+            --client "$OUT/replay/$name.replay.json" --clock wav \
+            --out "$OUT/replay/$name.result.json" >/dev/null
+        results+=("$OUT/replay/$name.result.json")
+    done
+    echo "policy ${2:-(defaults)}, cost ${COST:-330,67,2.3}"
+    echo -n "benchmark files: "; $METRICS pool "${results[@]:0:3}"
+    echo -n "5 more files:    "; $METRICS pool "${results[@]:3}"
+    exit 0
+fi
 
 port=$PORT
 results=()

@@ -15,6 +15,7 @@ Subcommands:
   cpu-threads  CPU seconds per second of each thread of a process over a window
                (/proc/PID/task/*/stat), by thread name.
   summary      Several analyze outputs -> a Markdown table.
+  pool         WER and delay pooled over several analyze outputs (for replays).
 """
 
 import argparse
@@ -561,7 +562,10 @@ def analyze(args):
         # 'auto' = the log anchor if no frame was skipped, else a local fit (median over the
         # 7 blocks nearest in time).
         mode = args.clock
-        if mode == "auto":
+        if mode == "wav":  # times already in ms from the WAV's start (a replay)
+            anchor, fit = 0.0, 0.0
+            mode = "log"
+        elif mode == "auto":
             mode = "log" if (anchor and not log.get("wav_frames_skipped")) else "local-fit"
         res["clock"]["used"] = mode
         offset = anchor if mode == "log" else fit
@@ -700,6 +704,19 @@ def summary(paths):
           f" | **{f(_pct(alls, 0.5))} / {f(_pct(alls, 0.95))}** (n={len(alls)}) |")
 
 
+def pool(paths):
+    """WER and delay over several analyze outputs of replays (the text client's blocks)."""
+    e = n = 0
+    d = []
+    for p in paths:
+        r = json.load(open(p))
+        e += r["wer_client"]["errors_total"]
+        n += r["wer_client"]["ref_words"]
+        d += r.get("delays_ms", [])
+    print(f"WER {100 * e / max(1, n):.1f} % ({e}/{n}), delay p50 {_pct(d, 0.5) / 1000:.2f} s, "
+          f"p95 {_pct(d, 0.95) / 1000:.2f} s (n={len(d)})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -728,12 +745,14 @@ def main():
     for a in ("player", "client", "server-log", "cli-greedy", "cli-beam", "cli-greedy-trimmed",
               "cli-beam-trimmed", "stream"):
         s.add_argument("--" + a)
-    s.add_argument("--clock", choices=("auto", "log", "fit", "local-fit"), default="auto")
+    s.add_argument("--clock", choices=("auto", "log", "fit", "local-fit", "wav"), default="auto")
     s = sub.add_parser("cpu-threads")
     s.add_argument("pid", type=int)
     s.add_argument("seconds", type=float)
     s.add_argument("--out", required=True)
     s = sub.add_parser("summary")
+    s.add_argument("results", nargs="+")
+    s = sub.add_parser("pool")
     s.add_argument("results", nargs="+")
     a = ap.parse_args()
     if a.cmd == "synth":
@@ -753,6 +772,8 @@ def main():
         cpu_threads(a.pid, a.seconds, a.out)
     elif a.cmd == "summary":
         summary(a.results)
+    elif a.cmd == "pool":
+        pool(a.results)
 
 
 if __name__ == "__main__":

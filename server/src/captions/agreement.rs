@@ -11,11 +11,13 @@
 
 /// One word of a transcription: its text (with no surrounding spaces) and when it was spoken,
 /// in milliseconds on the captioner's sample clock.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Word {
     pub text: String,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// whisper's probability of the word's least likely token (0 if unknown).
+    pub p: f32,
 }
 
 impl Word {
@@ -24,6 +26,7 @@ impl Word {
             text: text.to_owned(),
             start_ms,
             end_ms,
+            p: 0.0,
         }
     }
 }
@@ -107,13 +110,16 @@ impl LocalAgreement {
             .collect()
     }
 
-    /// The audio up to `shift_ms` (just before the end of committed word `k`) was dropped:
-    /// forget the words through `k` (keeping `k` as the ghost the next pass may hear again)
-    /// and move the times of the rest.
-    pub fn trim_through(&mut self, k: usize, shift_ms: i64) {
-        let k = k.min(self.committed.len().saturating_sub(1));
-        let mut gone: Vec<Word> = self.committed.drain(..=k).collect();
-        self.ghost = gone.pop();
+    /// The audio up to `shift_ms` was dropped: forget the committed words before index
+    /// `keep` (keeping the last of them as the ghost the next pass may hear again) and move the
+    /// times of the rest. Committed words from `keep` on are still in the audio: the next
+    /// passes hear them again as left context and they are not sent again.
+    pub fn trim(&mut self, keep: usize, shift_ms: i64) {
+        let keep = keep.min(self.committed.len());
+        let mut gone: Vec<Word> = self.committed.drain(..keep).collect();
+        if let Some(g) = gone.pop() {
+            self.ghost = Some(g);
+        }
         for w in self
             .committed
             .iter_mut()
@@ -125,15 +131,45 @@ impl LocalAgreement {
         }
     }
 
+    /// [`trim`](Self::trim) through committed word `k`: the audio up to `shift_ms` (just
+    /// before the end of word `k`) was dropped.
+    pub fn trim_through(&mut self, k: usize, shift_ms: i64) {
+        self.trim(k.saturating_add(1), shift_ms);
+    }
+
     /// A new transcription of the utterance so far, whose audio is `audio_ms` long. Returns
     /// the words it commits. A word ending in the last [`EDGE_MS`] of the audio is not
     /// committed yet, even if two passes agree: both may have heard only half of it.
     pub fn update(&mut self, hypothesis: Vec<Word>, audio_ms: i64) -> Vec<Word> {
+        self.update_with(hypothesis, audio_ms, EDGE_MS, f32::INFINITY)
+    }
+
+    /// [`update`](Self::update) with another edge than [`EDGE_MS`], and committing a word
+    /// that the previous pass did not have (or had differently) if whisper gave all its
+    /// tokens a probability of at least `confident_p`.
+    pub fn update_with(
+        &mut self,
+        hypothesis: Vec<Word>,
+        audio_ms: i64,
+        edge_ms: i64,
+        confident_p: f32,
+    ) -> Vec<Word> {
+        if hypothesis.is_empty() {
+            // Nothing whisper was sure of (its guards dropped the segment), in audio the VAD
+            // calls speech: no news; the last pass's words are kept to agree with.
+            return Vec::new();
+        }
         let new = self.new_part(hypothesis);
         let agree = new
             .iter()
-            .zip(&self.previous)
-            .take_while(|(a, b)| norm(&a.text) == norm(&b.text) && a.end_ms <= audio_ms - EDGE_MS)
+            .enumerate()
+            .take_while(|(i, a)| {
+                let same = self
+                    .previous
+                    .get(*i)
+                    .is_some_and(|b| norm(&a.text) == norm(&b.text));
+                (same || a.p >= confident_p) && a.end_ms <= audio_ms - edge_ms
+            })
             .count();
         let commit: Vec<Word> = new[..agree].to_vec();
         self.previous = new[agree..].to_vec();
@@ -142,6 +178,22 @@ impl LocalAgreement {
         }
         self.committed.extend(commit.iter().cloned());
         commit
+    }
+
+    /// Commits the last pass's uncommitted words that end by `end_ms`: for an utterance that
+    /// grew too long with nothing agreed on, better the last pass's words than none.
+    pub fn commit_pending(&mut self, end_ms: i64) -> Vec<Word> {
+        let n = self
+            .previous
+            .iter()
+            .take_while(|w| w.end_ms <= end_ms)
+            .count();
+        let c: Vec<Word> = self.previous.drain(..n).collect();
+        if !c.is_empty() {
+            self.ghost = None;
+        }
+        self.committed.extend(c.iter().cloned());
+        c
     }
 
     /// The last transcription of an utterance that has ended: everything new is committed.
@@ -236,6 +288,58 @@ mod tests {
         assert_eq!(
             texts(&la.update(words("one two three four", 0), 1500)),
             "two three"
+        );
+    }
+
+    #[test]
+    fn a_sure_word_needs_no_second_pass() {
+        let mut la = LocalAgreement::new();
+        let mut hyp = words("mix flour water", 0);
+        hyp[0].p = 0.95;
+        hyp[1].p = 0.5;
+        hyp[2].p = 0.99;
+        // "mix" is sure; "flour" is not and has no previous pass to agree with, so it and
+        // everything after it wait.
+        assert_eq!(texts(&la.update_with(hyp, 60_000, EDGE_MS, 0.8)), "mix");
+        assert_eq!(
+            texts(&la.update_with(words("mix flour water salt", 0), 60_000, EDGE_MS, 0.8)),
+            "flour water"
+        );
+    }
+
+    #[test]
+    fn left_context_is_heard_again_but_not_sent_again() {
+        let mut la = LocalAgreement::new();
+        la.update(words("a large bowl. Knead the", 0), 60_000);
+        la.update(words("a large bowl. Knead the dough", 0), 60_000);
+        assert_eq!(texts(la.committed()), "a large bowl. Knead the");
+        // The audio before "large" (at 300 ms) goes; "large bowl. Knead the" stays as context.
+        la.trim(1, 250);
+        assert_eq!(la.committed()[0].start_ms, 50);
+        assert_eq!(
+            texts(&la.update(words("large bowl. Knead the dough for", 50), 60_000)),
+            "dough"
+        );
+    }
+
+    #[test]
+    fn an_empty_pass_changes_nothing_and_a_long_stall_commits_the_last_pass() {
+        let mut la = LocalAgreement::new();
+        la.update(words("leave the dough for", 0), 60_000);
+        assert!(la.update(Vec::new(), 60_000).is_empty());
+        assert_eq!(
+            texts(&la.update(words("leave the dough for ten", 0), 60_000)),
+            "leave the dough for"
+        );
+        assert_eq!(
+            texts(&la.update(words("leave the dough for tin minutes until", 0), 60_000)),
+            ""
+        );
+        // "tin" (ends 1450 ms) and "minutes" (1750 ms) are pending; cut at 1800 ms.
+        assert_eq!(texts(&la.commit_pending(1800)), "tin minutes");
+        assert_eq!(
+            texts(&la.update(words("leave the dough for ten minutes until it", 0), 60_000)),
+            "until"
         );
     }
 

@@ -13,9 +13,13 @@
 //! * Voice activity ([`dsp::Vad`]) cuts the audio into utterances; only utterances reach
 //!   whisper, so silence and the test card's beeps never produce text.
 //! * While an utterance lasts, it is transcribed again every [`STEP`] of new audio, and words
-//!   two passes agree on are committed ([`agreement::LocalAgreement`]); when it ends, a last
-//!   pass commits the rest. An utterance longer than [`MAX_UTTERANCE`] is cut after its last
-//!   committed word. Each utterance's text is a line (T.140 LINE SEPARATOR between them).
+//!   two passes agree on are committed ([`agreement::LocalAgreement`]), or words of one pass
+//!   whisper is sure of ([`CONFIDENT_P`]); when it ends, a last pass commits the rest.
+//! * Passes stay short: after a sentence end (or [`TRIM_AFTER`] of audio) the audio before
+//!   the last committed word is dropped, but for [`CONTEXT`]: the committed words of the last
+//!   2 s stay in the window, heard again and not sent again, because whisper on audio that
+//!   starts in the middle of speech gets the first words wrong ("knead the dough" → "need to
+//!   go"). Each utterance's text is a line (T.140 LINE SEPARATOR between them).
 //! * A caption's RTP timestamp is the capture time of its first word's audio, on the same
 //!   wall clock as the audio and video tracks (and their RTCP sender reports), so a player can
 //!   put it where it was spoken.
@@ -23,6 +27,8 @@
 pub mod agreement;
 pub mod dsp;
 pub mod model;
+#[cfg(test)]
+mod replay;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -54,8 +60,15 @@ pub const TEXT_INTERVAL: Duration = Duration::from_millis(300);
 pub const STEP: Duration = Duration::from_millis(500);
 /// Audio kept before a trim point (see `Captioner::trim_through`).
 pub const TRIM_MARGIN: Duration = Duration::from_millis(150);
-/// An utterance this long is trimmed after its last committed word even mid-sentence.
-pub const TRIM_AFTER: Duration = Duration::from_secs(6);
+/// Audio since the last trim point after which an utterance is trimmed after its last
+/// committed word even mid-sentence (so passes stay short).
+pub const TRIM_AFTER: Duration = Duration::from_secs(4);
+/// Left context kept at a trim: the committed words spoken in this much audio before the trim
+/// point stay in whisper's window (heard again, not sent again), so that whisper never starts
+/// cold in the middle of speech.
+pub const CONTEXT: Duration = Duration::from_secs(2);
+/// A word whose tokens all have at least this probability is committed after one pass.
+pub const CONFIDENT_P: f32 = 0.8;
 /// Longest stretch of audio given to whisper at once.
 pub const MAX_UTTERANCE: Duration = Duration::from_secs(12);
 
@@ -190,7 +203,7 @@ pub fn start(
     thread::Builder::new()
         .name("captioner".into())
         .spawn(move || {
-            let mut c = Captioner::new(transcriber);
+            let mut c = Captioner::new(transcriber, Policy::default());
             c.run(rx, |t| {
                 let _ = text_tx.send(t);
             });
@@ -255,9 +268,94 @@ impl SampleClock {
     }
 }
 
+/// The streaming policy's knobs (the defaults are the constants above, chosen by measurement:
+/// docs/benchmarks.md "Live captions").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// New audio between two passes.
+    pub step: Duration,
+    /// Audio kept before a trim point.
+    pub trim_margin: Duration,
+    /// Audio since the last trim point after which a sentence is trimmed anyway.
+    pub trim_after: Duration,
+    /// Longest utterance audio.
+    pub max_utterance: Duration,
+    /// Left context: audio of already committed words kept before a trim point, so whisper
+    /// does not start cold in the middle of speech (0: none).
+    pub context: Duration,
+    /// Cut at the longest quiet stretch near a trim point instead of at a word time.
+    pub snap: bool,
+    /// Words ending this close to the end of the audio wait for the next pass.
+    pub edge: Duration,
+    /// A word whose tokens all have at least this probability is committed without waiting
+    /// for a second pass to agree (above 1: never).
+    pub confident_p: f32,
+    /// Beam width of the passes while an utterance goes on (1: greedy).
+    pub beam: usize,
+    /// Beam width of an utterance's last pass.
+    pub final_beam: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            step: STEP,
+            trim_margin: TRIM_MARGIN,
+            trim_after: TRIM_AFTER,
+            max_utterance: MAX_UTTERANCE,
+            context: CONTEXT,
+            snap: false,
+            edge: Duration::from_millis(agreement::EDGE_MS as u64),
+            confident_p: CONFIDENT_P,
+            beam: 1,
+            final_beam: 1,
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn samples_of_ms(ms: i64) -> usize {
+    ms.max(0) as usize * SAMPLE_RATE / 1000
+}
+
+/// The middle of the longest quiet stretch of `audio` between `lo_ms` and `hi_ms`, in ms; quiet
+/// = a 10 ms frame within 10 dB of the quietest one there. A pause between words is longer
+/// than the closure of a stop consonant, so this finds the gap, not the silence inside "bake".
+fn quiet_point(audio: &[f32], lo_ms: i64, hi_ms: i64) -> Option<i64> {
+    let frame = SAMPLE_RATE / 100;
+    let lo = (lo_ms.max(0) / 10) as usize;
+    let hi = ((hi_ms.max(0) / 10) as usize).min(audio.len() / frame);
+    if hi <= lo {
+        return None;
+    }
+    let db: Vec<f32> = (lo..hi)
+        .map(|f| {
+            let x = &audio[f * frame..(f + 1) * frame];
+            10.0 * (x.iter().map(|v| v * v).sum::<f32>() / frame as f32 + 1e-10).log10()
+        })
+        .collect();
+    let min = db.iter().copied().fold(f32::INFINITY, f32::min);
+    let (mut best, mut run_start, mut best_len) = (0, None, 0);
+    for (i, d) in db.iter().chain([&f32::INFINITY]).enumerate() {
+        if *d <= min + 10.0 {
+            run_start.get_or_insert(i);
+        } else if let Some(s) = run_start.take() {
+            if i - s > best_len {
+                best_len = i - s;
+                best = s + (i - s) / 2;
+            }
+        }
+    }
+    Some(((lo + best) * 10) as i64)
+}
+
 /// The captioner's state (see the [module docs](self)).
 struct Captioner {
     transcriber: Transcriber,
+    policy: Policy,
     down: Downsampler,
     vad: Vad,
     agreement: LocalAgreement,
@@ -270,13 +368,20 @@ struct Captioner {
     /// The utterance being transcribed: its first sample number and its audio.
     utterance: Option<(u64, Vec<f32>)>,
     samples_at_last_pass: usize,
+    /// End (ms in the utterance's audio) of the committed word the last trim was at: words
+    /// up to there are left context and don't cause another trim.
+    trimmed_ms: i64,
     line_open: bool,
+    /// (audio ms, beam width) of each pass, for the replay's cost model.
+    #[cfg(test)]
+    passes: Vec<(usize, usize)>,
 }
 
 impl Captioner {
-    fn new(transcriber: Transcriber) -> Self {
+    fn new(transcriber: Transcriber, policy: Policy) -> Self {
         Self {
             transcriber,
+            policy,
             down: Downsampler::new(),
             vad: Vad::new(),
             agreement: LocalAgreement::new(),
@@ -286,7 +391,10 @@ impl Captioner {
             recent: VecDeque::new(),
             utterance: None,
             samples_at_last_pass: 0,
+            trimmed_ms: i64::MIN,
             line_open: false,
+            #[cfg(test)]
+            passes: Vec::new(),
         }
     }
 
@@ -301,17 +409,27 @@ impl Captioner {
             for frame in first.into_iter().chain(rx.try_iter()) {
                 self.ingest(&frame, &mut emit);
             }
-            if let Some((_, audio)) = &self.utterance {
-                let fresh = audio.len() - self.samples_at_last_pass;
-                if fresh >= STEP.as_millis() as usize * SAMPLE_RATE / 1000 {
-                    self.pass(false, &mut emit);
-                }
+            self.pass_if_due(&mut emit);
+        }
+        self.finish(&mut emit);
+        debug!("captioner: audio ended");
+    }
+
+    /// A pass, if [`Policy::step`] of new audio has come since the last one.
+    fn pass_if_due(&mut self, emit: &mut impl FnMut(CaptionText)) {
+        if let Some((_, audio)) = &self.utterance {
+            let fresh = audio.len() - self.samples_at_last_pass;
+            if fresh >= samples_of_ms(ms(self.policy.step)) {
+                self.pass(false, emit);
             }
         }
+    }
+
+    /// The audio ended: the last pass over what is left.
+    fn finish(&mut self, emit: &mut impl FnMut(CaptionText)) {
         if self.utterance.is_some() {
-            self.pass(true, &mut emit);
+            self.pass(true, emit);
         }
-        debug!("captioner: audio ended");
     }
 
     fn ingest(&mut self, frame: &AudioFrame, emit: &mut impl FnMut(CaptionText)) {
@@ -341,6 +459,7 @@ impl Captioner {
                         .collect();
                     self.utterance = Some((self.total - n as u64, audio));
                     self.samples_at_last_pass = 0;
+                    self.trimmed_ms = i64::MIN;
                     self.agreement.reset();
                 }
                 Some(VadEvent::End { trailing }) => {
@@ -355,7 +474,7 @@ impl Captioner {
             if self
                 .utterance
                 .as_ref()
-                .is_some_and(|(_, a)| a.len() >= MAX_UTTERANCE.as_secs() as usize * SAMPLE_RATE)
+                .is_some_and(|(_, a)| a.len() >= samples_of_ms(ms(self.policy.max_utterance)))
             {
                 self.cut_long_utterance(emit);
             }
@@ -370,8 +489,15 @@ impl Captioner {
         };
         let start = *start;
         self.samples_at_last_pass = audio.len();
+        let beam = if last {
+            self.policy.final_beam
+        } else {
+            self.policy.beam
+        };
+        #[cfg(test)]
+        self.passes.push((audio.len() * 1000 / SAMPLE_RATE, beam));
         let t0 = Instant::now();
-        let words = match self.transcriber.transcribe(audio) {
+        let words = match self.transcriber.transcribe(audio, beam) {
             Ok(w) => w,
             Err(e) => {
                 warn!("captions: {e:#}");
@@ -382,6 +508,7 @@ impl Captioner {
             audio_ms = audio.len() * 1000 / SAMPLE_RATE,
             ms = t0.elapsed().as_millis() as u64,
             last,
+            beam,
             "whisper pass: {:?}",
             words
                 .iter()
@@ -392,7 +519,12 @@ impl Captioner {
         let committed = if last {
             self.agreement.finish(words)
         } else {
-            self.agreement.update(words, audio_ms)
+            self.agreement.update_with(
+                words,
+                audio_ms,
+                ms(self.policy.edge),
+                self.policy.confident_p,
+            )
         };
         self.emit_words(start, &committed, emit);
         if last {
@@ -403,21 +535,23 @@ impl Captioner {
             // A sentence is done: whisper no longer needs its audio (shorter passes, so less
             // delay).
             self.trim_through(k);
-        } else if audio_ms > TRIM_AFTER.as_millis() as i64 {
+        } else if audio_ms - self.trimmed_ms.max(0) > ms(self.policy.trim_after) {
             // A long sentence (or one whisper puts no full stop in): trim anyway after the
             // last committed word, keeping the line open, so passes stay short.
             if let Some(k) = self.agreement.committed().len().checked_sub(1) {
-                self.trim_through(k);
+                if self.agreement.committed()[k].end_ms > self.trimmed_ms {
+                    self.trim_through(k);
+                }
             }
         }
     }
 
-    /// The last committed word that ends a sentence.
+    /// The last committed word that ends a sentence, if it is newer than the last trim point.
     fn last_sentence_end(&self) -> Option<usize> {
-        self.agreement
-            .committed()
-            .iter()
+        let c = self.agreement.committed();
+        c.iter()
             .rposition(|w| w.text.ends_with(['.', '?', '!']))
+            .filter(|&k| c[k].end_ms > self.trimmed_ms)
     }
 
     /// Ends the caption line, if one is open (T.140 LINE SEPARATOR).
@@ -435,19 +569,66 @@ impl Captioner {
     }
 
     /// Drops the utterance's audio up to just before the end of committed word `k`
-    /// ([`TRIM_MARGIN`] before it, or before the next word's start if that is earlier: whisper's
-    /// word ends are often late, and cutting into the next word loses it).
+    /// ([`Policy::trim_margin`] before it, or before the next word's start if that is earlier:
+    /// whisper's word ends are often late, and cutting into the next word loses it). With
+    /// [`Policy::context`], the committed words spoken in that much audio before the cut stay
+    /// (they are heard again, not sent again).
     fn trim_through(&mut self, k: usize) {
         let c = self.agreement.committed();
         let Some(word) = c.get(k) else {
             return;
         };
         let next_start = c.get(k + 1).map_or(i64::MAX, |w| w.start_ms);
-        let end_ms = word.end_ms.min(next_start) - TRIM_MARGIN.as_millis() as i64;
-        let cut = self.drop_audio_front(end_ms.max(0) as usize * SAMPLE_RATE / 1000);
+        let margin = ms(self.policy.trim_margin);
+        let mut cut_ms = word.end_ms.min(next_start) - margin;
+        let audio = self.utterance.as_ref().map_or(&[][..], |(_, a)| &a[..]);
+        let audio_ms = (audio.len() * 1000 / SAMPLE_RATE) as i64;
+        if self.policy.snap {
+            // The pause after the word: somewhere from a little before whisper's end of it
+            // to a little after (its ends are often late, sometimes early).
+            let hi = (word.end_ms + 300)
+                .min(next_start.saturating_add(100))
+                .min(audio_ms - 200);
+            if let Some(q) = quiet_point(audio, word.end_ms - 250, hi) {
+                cut_ms = q;
+            }
+        }
+        let mut keep = k + 1;
+        let context = ms(self.policy.context);
+        if context > 0 {
+            // Keep whole words: from the first one starting within `context` of the cut.
+            let j = c[..=k]
+                .iter()
+                .position(|w| w.start_ms >= cut_ms - context)
+                .unwrap_or(k + 1);
+            keep = j;
+            if let Some(w) = c.get(j).filter(|_| j <= k) {
+                let prev_end = if j > 0 { c[j - 1].end_ms } else { 0 };
+                cut_ms = if self.policy.snap {
+                    quiet_point(
+                        audio,
+                        (w.start_ms - 300).max(prev_end - 100),
+                        w.start_ms + 50,
+                    )
+                    .unwrap_or(w.start_ms - margin)
+                } else {
+                    w.start_ms - margin
+                };
+            }
+        }
+        let word_end = word.end_ms;
+        debug!(
+            word = %word.text,
+            word_end,
+            cut_ms,
+            keep_words = (k + 1).saturating_sub(keep),
+            "trim"
+        );
+        let cut = self.drop_audio_front(samples_of_ms(cut_ms));
+        let cut_ms = (cut * 1000 / SAMPLE_RATE) as i64;
         self.samples_at_last_pass = self.samples_at_last_pass.saturating_sub(cut);
-        self.agreement
-            .trim_through(k, (cut * 1000 / SAMPLE_RATE) as i64);
+        self.trimmed_ms = word_end - cut_ms;
+        self.agreement.trim(keep, cut_ms);
     }
 
     /// Drops up to `samples` from the start of the utterance's audio (moving its start);
@@ -497,19 +678,39 @@ impl Captioner {
         }
     }
 
-    /// An utterance reached [`MAX_UTTERANCE`]: keep only the audio after its last committed
-    /// word (or its last 2 s if nothing was committed) and go on.
+    /// An utterance reached [`Policy::max_utterance`]: keep only the audio after its last
+    /// committed word (or its last 2 s if nothing was committed) and go on.
     fn cut_long_utterance(&mut self, emit: &mut impl FnMut(CaptionText)) {
         self.pass(false, emit);
-        if let Some(k) = self.agreement.committed().len().checked_sub(1) {
-            self.trim_through(k);
-            return;
+        let max = samples_of_ms(ms(self.policy.max_utterance));
+        let len = |c: &Self| c.utterance.as_ref().map_or(0, |(_, a)| a.len());
+        if len(self) >= max {
+            let c = self.agreement.committed();
+            if c.last().is_none_or(|w| w.end_ms <= self.trimmed_ms) {
+                // Nothing new agreed on in all that audio (whisper kept changing its mind, or
+                // its guards dropped its guesses): take the last pass's words but for the
+                // last 2 s rather than lose them.
+                let end_ms = (len(self) * 1000 / SAMPLE_RATE) as i64 - 2000;
+                let forced = self.agreement.commit_pending(end_ms);
+                let start = self.utterance.as_ref().map_or(0, |(s, _)| *s);
+                self.emit_words(start, &forced, emit);
+            }
+            let c = self.agreement.committed();
+            if let Some(k) = c
+                .len()
+                .checked_sub(1)
+                .filter(|&k| c[k].end_ms > self.trimmed_ms)
+            {
+                self.trim_through(k);
+            }
         }
-        // Nothing agreed on in 12 s: keep the last 2 s.
-        let len = self.utterance.as_ref().map_or(0, |(_, a)| a.len());
-        self.drop_audio_front(len.saturating_sub(2 * SAMPLE_RATE));
-        self.samples_at_last_pass = 0;
-        self.agreement.reset();
+        if len(self) >= max {
+            // Still nothing: keep the last 2 s.
+            self.drop_audio_front(len(self).saturating_sub(2 * SAMPLE_RATE));
+            self.samples_at_last_pass = 0;
+            self.trimmed_ms = i64::MIN;
+            self.agreement.reset();
+        }
     }
 }
 

@@ -223,11 +223,20 @@ impl Transcriber {
         })
     }
 
-    /// Transcribes `samples` (16 kHz mono) into words with times in ms from its start.
+    /// Transcribes `samples` (16 kHz mono) into words with times in ms from its start, with
+    /// greedy decoding (`beam` 1) or beam search over `beam` candidates.
     /// Segments whisper itself marks as probably not speech, or guesses at, are left out,
     /// as are non-speech annotations such as `[BLANK_AUDIO]` or `(music)`.
-    pub fn transcribe(&mut self, samples: &[f32]) -> anyhow::Result<Vec<Word>> {
-        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    pub fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>> {
+        let strategy = if beam > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: beam.min(8) as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut p = FullParams::new(strategy);
         p.set_n_threads(self.threads);
         p.set_language(Some(if self.language == "auto" {
             "auto"
@@ -245,9 +254,10 @@ impl Transcriber {
         p.set_suppress_blank(true);
         p.set_suppress_nst(true);
         p.set_no_speech_thold(NO_SPEECH_MAX);
-        p.set_temperature_inc(0.0); // no fallback re-decoding: keeps each pass's time bounded
-                                    // The encoder's cost is proportional to its context: give it just the audio there is
-                                    // (50 frames per second) plus a margin, instead of always 30 s.
+        // No fallback re-decoding: keeps each pass's time bounded.
+        p.set_temperature_inc(0.0);
+        // The encoder's cost is proportional to its context: give it just the audio there is
+        // (50 frames per second) plus a margin, instead of always 30 s.
         let secs = samples.len() as f32 / SAMPLE_RATE as f32;
         let audio_ctx = (((secs + 1.0) * 50.0) as i32).clamp(256, 1500);
         p.set_audio_ctx(audio_ctx);
@@ -286,7 +296,7 @@ impl Transcriber {
                 continue;
             }
             let seg_start = words.len();
-            for (text, _, t0, t1) in toks {
+            for (text, tp, t0, t1) in toks {
                 let starts_word = text.starts_with(' ') || words.len() == seg_start;
                 let piece = text.trim();
                 if piece.is_empty() {
@@ -296,8 +306,12 @@ impl Transcriber {
                     Some(w) if !starts_word => {
                         w.text.push_str(piece);
                         w.end_ms = w.end_ms.max(t1);
+                        w.p = w.p.min(tp);
                     }
-                    _ => words.push(Word::new(piece, t0, t1.max(t0))),
+                    _ => words.push(Word {
+                        p: tp,
+                        ..Word::new(piece, t0, t1.max(t0))
+                    }),
                 }
             }
         }
@@ -310,6 +324,7 @@ impl Transcriber {
                 || t.ends_with(']')
                 || t.ends_with(')'))
         });
+        drop_repetition_loop(&mut words);
         Ok(words)
     }
 
@@ -329,9 +344,71 @@ impl Transcriber {
     }
 }
 
+/// Cuts a decoding loop: whisper sometimes repeats the last phrase over and over (at the end
+/// of the audio, all with the same time). A run of 4 or more words said again right after
+/// itself, or a shorter one said three times in a row, is kept once and what follows is dropped.
+fn drop_repetition_loop(words: &mut Vec<Word>) {
+    let norm: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.text
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    let n = norm.len();
+    for i in 0..n {
+        for len in 1..=(n - i) / 2 {
+            let copies = if len >= 4 { 2 } else { 3 };
+            if i + copies * len > n {
+                continue;
+            }
+            let first = &norm[i..i + len];
+            if (1..copies).all(|c| &norm[i + c * len..i + (c + 1) * len] == first) {
+                words.truncate(i + len);
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repetition_loops_are_cut() {
+        let ws = |s: &str| -> Vec<Word> {
+            s.split_whitespace()
+                .enumerate()
+                .map(|(i, w)| Word::new(w, 100 * i as i64, 100 * i as i64 + 80))
+                .collect()
+        };
+        let text = |w: &[Word]| {
+            w.iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut w = ws("let it cool before you cut it. Let it cool before you cut it. Let it");
+        drop_repetition_loop(&mut w);
+        assert_eq!(text(&w), "let it cool before you cut it.");
+        let mut w = ws("cut it. cut it. cut it. cut");
+        drop_repetition_loop(&mut w);
+        assert_eq!(text(&w), "cut it.");
+        // Ordinary repeats stay.
+        for s in [
+            "that that is",
+            "no, no, we will",
+            "very very good very very",
+        ] {
+            let mut w = ws(s);
+            drop_repetition_loop(&mut w);
+            assert_eq!(text(&w), s);
+        }
+    }
 
     fn header(ftype: i32) -> Vec<u8> {
         let mut b = Vec::new();
