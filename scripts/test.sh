@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# One clean build: incremental state would only cost disk (GBs across the test binaries).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 python3 -m unittest discover -s scripts/whisper-model  # the model converter's tests
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
