@@ -106,6 +106,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,wgpu=warn,naga=warn,iced=warn,cosmic_text=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {

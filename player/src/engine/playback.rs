@@ -651,7 +651,8 @@ impl Playback {
         let Some(limit) = t.live_limit_us() else {
             return;
         };
-        if limit - t.position(now) <= LIVE_CATCH_UP_US {
+        let behind_us = limit - t.position(now);
+        if behind_us <= LIVE_CATCH_UP_US {
             return;
         }
         self.timeline.go_live(now);
@@ -662,7 +663,7 @@ impl Playback {
             self.audio_next = read_index(index).first_at_or_after(a, pos).unwrap_or(0);
         }
         self.live_catch_ups += 1;
-        debug!(behind_us = limit - pos, "caught up with live");
+        debug!(behind_us, "caught up with live");
     }
 
     fn step_video(&mut self, index: &SharedIndex, pos: i64) {
