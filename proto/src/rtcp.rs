@@ -1,6 +1,9 @@
 //! RTCP compound packets (RFC 3550 §6): SR, RR, SDES, BYE and APP, parse and write; other
 //! packet types (RTPFB/PSFB feedback, XR, ...) are kept as [`RtcpPacket::Unknown`] so a relay
-//! can pass them on. Plus [`ReceptionStats`], the receiver-side bookkeeping behind a report block
+//! can pass them on. Of the feedback messages, the keyframe requests are understood:
+//! [`RtcpPacket::pli`] writes a Picture Loss Indication (RFC 4585 §6.3.1) and
+//! [`RtcpPacket::requests_keyframe_of`] recognises a PLI or a Full Intra Request (RFC 5104
+//! §4.3.1). Plus [`ReceptionStats`], the receiver-side bookkeeping behind a report block
 //! (RFC 3550 A.1, A.3, A.8).
 //!
 //! Parsing is lenient where deployed senders differ and strict where a wrong length would make
@@ -30,6 +33,13 @@ pub const PT_SDES: u8 = 202;
 pub const PT_BYE: u8 = 203;
 /// Application-defined (RFC 3550 §6.7).
 pub const PT_APP: u8 = 204;
+
+/// Payload-specific feedback (RFC 4585 §6.1).
+pub const PT_PSFB: u8 = 206;
+/// PSFB format of a Picture Loss Indication (RFC 4585 §6.3.1).
+pub const PSFB_PLI: u8 = 1;
+/// PSFB format of a Full Intra Request (RFC 5104 §4.3.1).
+pub const PSFB_FIR: u8 = 4;
 
 /// SDES item types (RFC 3550 §6.5).
 pub const SDES_CNAME: u8 = 1;
@@ -178,6 +188,42 @@ pub enum RtcpPacket {
 }
 
 impl RtcpPacket {
+    /// A Picture Loss Indication (RFC 4585 §6.3.1): `sender` lost part of a picture of the
+    /// stream `media` and asks its sender for a keyframe. Send it in a compound after an RR.
+    pub fn pli(sender: Ssrc, media: Ssrc) -> RtcpPacket {
+        let mut payload = Vec::with_capacity(8);
+        payload.extend_from_slice(&sender.0.to_be_bytes());
+        payload.extend_from_slice(&media.0.to_be_bytes());
+        RtcpPacket::Unknown {
+            packet_type: PT_PSFB,
+            count: PSFB_PLI,
+            payload,
+        }
+    }
+
+    /// Does this packet ask the sender of `media` for a keyframe: a PLI naming `media`, or a
+    /// FIR with an entry for it (RFC 5104 §4.3.1: the media SSRC field is unused, each 8-byte
+    /// FCI entry names one stream)?
+    pub fn requests_keyframe_of(&self, media: Ssrc) -> bool {
+        let RtcpPacket::Unknown {
+            packet_type: PT_PSFB,
+            count,
+            payload,
+        } = self
+        else {
+            return false;
+        };
+        match *count {
+            PSFB_PLI => payload.len() >= 8 && be32(payload, 4) == media.0,
+            PSFB_FIR => payload
+                .get(8..)
+                .unwrap_or_default()
+                .chunks_exact(8)
+                .any(|entry| be32(entry, 0) == media.0),
+            _ => false,
+        }
+    }
+
     /// The packet type byte this packet is written with.
     pub fn packet_type(&self) -> u8 {
         match self {
@@ -922,9 +968,76 @@ mod tests {
             ]
         );
         assert_eq!(p[2].packet_type(), 206);
+        assert!(!p[2].requests_keyframe_of(Ssrc(0x0506_0708)));
         let mut out = Vec::new();
         write_compound(&p, &mut out);
         assert_eq!(out, buf);
+    }
+
+    #[test]
+    fn keyframe_requests_pli_and_fir() {
+        // A PLI as Chrome and GStreamer send it (RFC 4585 §6.1 common format, FMT 1, no FCI).
+        #[rustfmt::skip]
+        let pli = [
+            0x81, 0xce, 0x00, 0x02, // v=2, fmt=1, PSFB, length=2
+            0x00, 0x00, 0x00, 0x01, // sender SSRC
+            0xde, 0xad, 0xbe, 0xef, // media source SSRC
+        ];
+        let p = parse_compound(&pli).unwrap();
+        assert!(p[0].requests_keyframe_of(Ssrc(0xdead_beef)));
+        assert!(
+            !p[0].requests_keyframe_of(Ssrc(0xdead_bee0)),
+            "another stream's PLI"
+        );
+        assert_eq!(p[0], RtcpPacket::pli(Ssrc(1), Ssrc(0xdead_beef)));
+        let mut out = Vec::new();
+        write_compound(&p, &mut out);
+        assert_eq!(out, pli);
+
+        // FIR (RFC 5104 §4.3.1): media SSRC 0, one FCI entry per stream (SSRC, seq nr, 3 reserved).
+        #[rustfmt::skip]
+        let fir = [
+            0x84, 0xce, 0x00, 0x06, // v=2, fmt=4, PSFB, length=6
+            0x00, 0x00, 0x00, 0x01, // sender SSRC
+            0x00, 0x00, 0x00, 0x00, // media source SSRC: unused
+            0x00, 0x00, 0x00, 0x09, 0x05, 0, 0, 0, // entry: SSRC 9, seq 5
+            0xde, 0xad, 0xbe, 0xef, 0x06, 0, 0, 0, // entry: SSRC 0xdeadbeef, seq 6
+        ];
+        let p = parse_compound(&fir).unwrap();
+        assert!(p[0].requests_keyframe_of(Ssrc(0xdead_beef)));
+        assert!(p[0].requests_keyframe_of(Ssrc(9)));
+        assert!(
+            !p[0].requests_keyframe_of(Ssrc(0)),
+            "the unused media field is no request"
+        );
+
+        // Truncated or other feedback: no request, no panic.
+        let psfb = |count, len| RtcpPacket::Unknown {
+            packet_type: PT_PSFB,
+            count,
+            payload: vec![0; len],
+        };
+        for count in [PSFB_PLI, PSFB_FIR, 2, 15] {
+            for len in [0, 4, 7] {
+                assert!(
+                    !psfb(count, len).requests_keyframe_of(Ssrc(0)),
+                    "{count} {len}"
+                );
+            }
+        }
+        assert!(
+            !psfb(PSFB_FIR, 12).requests_keyframe_of(Ssrc(0)),
+            "half a FIR entry"
+        );
+        assert!(
+            !psfb(2, 12).requests_keyframe_of(Ssrc(0)),
+            "SLI is not a request"
+        );
+        let rr = RtcpPacket::ReceiverReport(ReceiverReport {
+            ssrc: Ssrc(0),
+            reports: vec![],
+        });
+        assert!(!rr.requests_keyframe_of(Ssrc(0)));
     }
 
     #[test]

@@ -197,15 +197,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     tracks.extend(text);
     tracks.extend(chat_track);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
-    for t in &tracks {
-        for (sock, is_rtcp) in [
-            (&t.sockets.rtp_v4, false),
-            (&t.sockets.rtcp_v4, true),
-            (&t.sockets.rtp_v6, false),
-            (&t.sockets.rtcp_v6, true),
+    for (i, t) in tracks.iter().enumerate() {
+        for (sock, rtcp_of) in [
+            (&t.sockets.rtp_v4, None),
+            (&t.sockets.rtcp_v4, Some(i)),
+            (&t.sockets.rtp_v6, None),
+            (&t.sockets.rtcp_v6, Some(i)),
         ] {
             if let Some(s) = sock {
-                net::spawn_udp_readers(s, rtsp.clone(), is_rtcp);
+                net::spawn_udp_readers(s, rtsp.clone(), rtcp_of);
             }
         }
     }

@@ -65,9 +65,10 @@ pub fn any_v6() -> IpAddr {
     IpAddr::V6(Ipv6Addr::UNSPECIFIED)
 }
 
-/// Reads client RTCP (receiver reports count as keep-alive, RFC 2326 §12.37) and drains
-/// anything clients send to the RTP port (NAT "punch" packets), forever.
-pub fn spawn_udp_readers(socket: &UdpSocket, server: Arc<RtspServer>, is_rtcp: bool) {
+/// Reads client RTCP of track `rtcp_of` (receiver reports count as keep-alive, RFC 2326
+/// §12.37; PLI/FIR ask for a keyframe), or with `None` drains anything clients send to an RTP
+/// port (NAT "punch" packets), forever.
+pub fn spawn_udp_readers(socket: &UdpSocket, server: Arc<RtspServer>, rtcp_of: Option<usize>) {
     let sock = match socket.try_clone().and_then(|s| {
         s.set_nonblocking(true)?;
         tokio::net::UdpSocket::from_std(s)
@@ -83,8 +84,10 @@ pub fn spawn_udp_readers(socket: &UdpSocket, server: Arc<RtspServer>, is_rtcp: b
         loop {
             match sock.recv_from(&mut buf).await {
                 Ok((n, from)) => {
-                    if is_rtcp && livecast_proto::rtcp::parse_compound(&buf[..n]).is_ok() {
-                        server.on_rtcp(from);
+                    if let Some(track) = rtcp_of {
+                        if let Ok(packets) = livecast_proto::rtcp::parse_compound(&buf[..n]) {
+                            server.on_rtcp(from, track, &packets);
+                        }
                     }
                 }
                 Err(e) => {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use livecast_proto::rtcp::{self, RtcpPacket};
 use livecast_proto::rtsp::session::{ServerSession, State};
 use livecast_proto::rtsp::{
     self, CSeq, ContentBase, Header, Limits, Message, Method, NptTime, ParseErrorKind, Parsed,
@@ -216,7 +217,10 @@ impl RtspServer {
                             }
                             Message::Data(frame) => {
                                 // Interleaved RTCP receiver reports keep the session alive.
-                                self.keepalive_conn(id, frame.channel);
+                                self.keepalive_conn(id);
+                                if frame.channel % 2 == 1 {
+                                    self.on_interleaved_rtcp(id, frame.channel, &frame.payload);
+                                }
                             }
                             Message::Response(_) => {
                                 debug!(conn = id, "ignoring a response from the client");
@@ -339,17 +343,48 @@ impl RtspServer {
         }
     }
 
-    /// An RTCP packet arrived from `from` on a track's RTCP socket.
-    pub fn on_rtcp(&self, from: SocketAddr) {
+    /// An RTCP compound arrived from `from` on the RTCP socket of track `track`. Only a
+    /// client's own RTCP counts: a stranger can neither keep a session alive nor ask for
+    /// keyframes.
+    pub fn on_rtcp(&self, from: SocketAddr, track: usize, packets: &[RtcpPacket]) {
         let sid = self.rtcp_sources().get(&from).cloned();
-        if let Some(sid) = sid {
-            if let Some(s) = self.sessions().get_mut(&sid) {
-                s.state.keepalive(Instant::now());
-            }
+        let Some(sid) = sid else {
+            return;
+        };
+        if let Some(s) = self.sessions().get_mut(&sid) {
+            s.state.keepalive(Instant::now());
+        }
+        self.on_feedback(track, packets);
+    }
+
+    /// RTCP interleaved on connection `conn`, channel `channel`: feedback for the track that
+    /// a session of this connection set up with that RTCP channel.
+    fn on_interleaved_rtcp(&self, conn: u64, channel: u8, data: &[u8]) {
+        let track = self
+            .sessions()
+            .values()
+            .filter(|s| s.conn == conn)
+            .flat_map(|s| &s.setups)
+            .find(|t| matches!(t.sink, Sink::Tcp { rtcp_channel, .. } if rtcp_channel == channel))
+            .map(|t| t.track);
+        if let (Some(track), Ok(packets)) = (track, rtcp::parse_compound(data)) {
+            self.on_feedback(track, &packets);
         }
     }
 
-    fn keepalive_conn(&self, conn: u64, _channel: u8) {
+    /// A PLI or FIR for a video track asks its encoder for a keyframe, so a client that lost
+    /// part of a picture recovers now rather than at the next periodic keyframe.
+    fn on_feedback(&self, track: usize, packets: &[RtcpPacket]) {
+        let Some(t) = self.tracks.get(track) else {
+            return;
+        };
+        if packets.iter().any(|p| p.requests_keyframe_of(t.info.ssrc)) {
+            debug!(track, "keyframe requested (RTCP PLI/FIR)");
+            t.request_keyframe();
+        }
+    }
+
+    fn keepalive_conn(&self, conn: u64) {
         let now = Instant::now();
         for s in self.sessions().values_mut().filter(|s| s.conn == conn) {
             s.state.keepalive(now);

@@ -300,6 +300,14 @@ impl Track {
         self.keyframe_wanted.load(Ordering::Acquire)
     }
 
+    /// A client lost part of a picture (RTCP PLI/FIR): ask the encoder for a keyframe. The
+    /// pipeline's [`KeyframeLimiter`] bounds how often one is made, whoever asks.
+    pub fn request_keyframe(&self) {
+        if self.info.kind == TrackKind::Video {
+            self.keyframe_wanted.store(true, Ordering::Release);
+        }
+    }
+
     /// The encoder produced a keyframe: nobody is waiting any more.
     pub fn clear_keyframe_request(&self) {
         self.keyframe_wanted.store(false, Ordering::Release);
@@ -328,9 +336,7 @@ impl Track {
             stats: stats.clone(),
         });
         drop(subs);
-        if self.info.kind == TrackKind::Video {
-            self.keyframe_wanted.store(true, Ordering::Release);
-        }
+        self.request_keyframe();
         (initial_seq, stats)
     }
 

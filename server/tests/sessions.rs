@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use common::ServerProc;
 use livecast_loadgen::{run_client, ClientOptions, RtspConn, TransportKind};
+use livecast_proto::rtcp::{self, RtcpPacket};
+use livecast_proto::rtp;
 use livecast_proto::rtsp::{Message, Method, Request, Transport, TransportProfile, TransportSpec};
+use livecast_proto::time::Ssrc;
+use tokio::net::UdpSocket;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -192,6 +196,169 @@ fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
     assert!(common_alive(server));
 }
 
+/// Is this H.264 RTP payload the start of a keyframe? The server sends SPS in front of every
+/// IDR, alone (NAL type 7) or first in a STAP-A (24).
+fn starts_keyframe(payload: &[u8]) -> bool {
+    let nal = payload.first().map_or(0, |b| b & 0x1f);
+    nal == 7 || (nal == 24 && payload.get(3).is_some_and(|b| b & 0x1f == 7))
+}
+
+/// Waits up to `within` for the start of a keyframe on a UDP RTP socket; its SSRC.
+async fn udp_keyframe(sock: &UdpSocket, within: Duration) -> Option<Ssrc> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .ok()?
+            .expect("receive RTP");
+        let p = rtp::parse(&buf[..n]).expect("valid RTP");
+        if starts_keyframe(p.payload) {
+            return Some(p.ssrc);
+        }
+    }
+}
+
+/// The same on interleaved channel 0 of an RTSP connection.
+async fn tcp_keyframe(c: &mut RtspConn, within: Duration) -> Option<Ssrc> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let f = match c.pending_data.pop() {
+            Some(f) => f,
+            None => match tokio::time::timeout_at(deadline, c.read_message())
+                .await
+                .ok()?
+            {
+                Ok(Message::Data(f)) => f,
+                Ok(_) => continue,
+                Err(e) => panic!("connection: {e}"),
+            },
+        };
+        if f.channel != 0 {
+            continue; // the server's RTCP
+        }
+        let p = rtp::parse(&f.payload).expect("valid RTP");
+        if starts_keyframe(p.payload) {
+            return Some(p.ssrc);
+        }
+    }
+}
+
+/// An RTCP compound as a receiver sends it: an empty RR, then `feedback`.
+fn rtcp_with(feedback: RtcpPacket) -> Vec<u8> {
+    let rr = RtcpPacket::ReceiverReport(rtcp::ReceiverReport {
+        ssrc: Ssrc(77),
+        reports: vec![],
+    });
+    let mut out = Vec::new();
+    rtcp::write_compound(&[rr, feedback], &mut out);
+    out
+}
+
+/// A Full Intra Request (RFC 5104 §4.3.1) for `media`.
+fn fir(media: Ssrc) -> RtcpPacket {
+    let mut payload = vec![0, 0, 0, 77, 0, 0, 0, 0];
+    payload.extend_from_slice(&media.0.to_be_bytes());
+    payload.extend_from_slice(&[1, 0, 0, 0]);
+    RtcpPacket::Unknown {
+        packet_type: rtcp::PT_PSFB,
+        count: rtcp::PSFB_FIR,
+        payload,
+    }
+}
+
+/// SETUP the video track with `spec` and PLAY; the SETUP response's transport.
+async fn setup_and_play(c: &mut RtspConn, url: &str, spec: TransportSpec) -> TransportSpec {
+    let r = c
+        .request(
+            Request::new(Method::Setup, format!("{url}/trackID=0")).typed(&Transport(vec![spec])),
+        )
+        .await
+        .expect("SETUP answered");
+    assert_eq!(r.status.0, 200, "SETUP: {}", r.reason);
+    let transport = r.headers.get_typed::<Transport>().unwrap().unwrap();
+    let r = c.request(Request::new(Method::Play, url)).await.unwrap();
+    assert_eq!(r.status.0, 200, "PLAY: {}", r.reason);
+    transport.0.into_iter().next().expect("a transport")
+}
+
+/// A client that lost part of a picture sends RTCP PLI (or FIR); the server answers with a
+/// keyframe at once instead of at the next periodic one (here 30 s away), over UDP and over
+/// interleaved TCP. Feedback from an address that is no client's is ignored.
+#[test]
+fn pli_or_fir_from_a_client_brings_a_keyframe_at_once() {
+    let server = ServerProc::start(&["--idr-interval", "30"]);
+    let url = server.url();
+    rt().block_on(async move {
+        let rtp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rtcp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ports = (
+            rtp_sock.local_addr().unwrap().port(),
+            rtcp_sock.local_addr().unwrap().port(),
+        );
+        let mut c = RtspConn::connect(&url).await.expect("connect");
+        let spec = TransportSpec {
+            profile: TransportProfile::RtpAvp,
+            client_port: Some(ports),
+            ..TransportSpec::default()
+        };
+        let transport = setup_and_play(&mut c, &url, spec).await;
+        let server_rtcp = transport.server_port.expect("server_port").1;
+        let server_rtcp = std::net::SocketAddr::from(([127, 0, 0, 1], server_rtcp));
+
+        let ssrc = udp_keyframe(&rtp_sock, Duration::from_secs(10))
+            .await
+            .expect("the joining client's keyframe");
+        let pli = rtcp_with(RtcpPacket::pli(Ssrc(77), ssrc));
+        stranger.send_to(&pli, server_rtcp).await.unwrap();
+        assert_eq!(
+            udp_keyframe(&rtp_sock, Duration::from_millis(1500)).await,
+            None,
+            "a keyframe without a request from the client (a stranger's PLI was obeyed?)"
+        );
+        rtcp_sock.send_to(&pli, server_rtcp).await.unwrap();
+        assert_eq!(
+            udp_keyframe(&rtp_sock, Duration::from_secs(1)).await,
+            Some(ssrc),
+            "no keyframe within 1 s of the client's PLI"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await; // the server's 500 ms limit
+        rtcp_sock
+            .send_to(&rtcp_with(fir(ssrc)), server_rtcp)
+            .await
+            .unwrap();
+        assert_eq!(
+            udp_keyframe(&rtp_sock, Duration::from_secs(1)).await,
+            Some(ssrc),
+            "no keyframe within 1 s of the client's FIR"
+        );
+
+        // Interleaved: RTCP on channel 1 of the RTSP connection.
+        let mut t = RtspConn::connect(&url).await.expect("connect");
+        let spec = TransportSpec {
+            profile: TransportProfile::RtpAvpTcp,
+            interleaved: Some((0, 1)),
+            ..TransportSpec::default()
+        };
+        setup_and_play(&mut t, &url, spec).await;
+        assert!(tcp_keyframe(&mut t, Duration::from_secs(5)).await.is_some());
+        assert_eq!(
+            tcp_keyframe(&mut t, Duration::from_millis(1500)).await,
+            None
+        );
+        let mut frame = vec![b'$', 1];
+        frame.extend_from_slice(&(pli.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&pli);
+        t.send_raw(&frame).await.unwrap();
+        assert_eq!(
+            tcp_keyframe(&mut t, Duration::from_secs(1)).await,
+            Some(ssrc),
+            "no keyframe within 1 s of an interleaved PLI"
+        );
+    });
+}
+
 fn common_alive(mut s: ServerProc) -> bool {
     s.alive()
 }
@@ -248,13 +415,10 @@ fn joining_client_starts_at_a_keyframe_with_announced_seq() {
             p.sequence, announced,
             "first packet carries the RTP-Info seq"
         );
-        // Starts with SPS (7) alone or in a STAP-A (24) whose first NAL is SPS.
-        let nal = p.payload[0] & 0x1f;
-        let starts_with_sps =
-            nal == 7 || (nal == 24 && p.payload.get(3).is_some_and(|b| b & 0x1f == 7));
         assert!(
-            starts_with_sps,
-            "first video packet is not a keyframe start (NAL type {nal})"
+            starts_keyframe(p.payload),
+            "first video packet is not a keyframe start (NAL type {})",
+            p.payload[0] & 0x1f
         );
     });
 }

@@ -961,6 +961,7 @@ impl<'a> Session<'a> {
         for t in &mut self.tracks {
             t.poll(now, wall, &mut units);
         }
+        self.send_keyframe_requests(now).await?;
         if self.rtp_since_play && !self.announced && !self.server_paused {
             self.announced = true;
             let state = ConnState::Streaming { tcp: self.tcp };
@@ -1004,26 +1005,44 @@ impl<'a> Session<'a> {
 
     /// A receiver report + SDES CNAME per track (RFC 3550 §6.4.2), on its RTCP channel.
     async fn send_reports(&mut self, now: Instant) -> Result<(), End> {
-        for (i, t) in self.tracks.iter_mut().enumerate() {
-            let rr = t.receiver_report(self.ours, &self.cname, now);
-            match self.links.get(i) {
-                Some(Link::Udp {
-                    rtcp,
-                    server_rtcp: Some(to),
-                    ..
-                }) => {
-                    if let Err(e) = rtcp.send_to(&rr, to).await {
-                        tracing::debug!(track = i, %to, "RTCP RR: {e}");
-                    }
-                }
-                Some(Link::Tcp { rtcp, .. }) => {
-                    self.conn.send_frame(*rtcp, rr).await.map_err(|e| {
-                        self.closed = true;
-                        End::Lost(format!("sending RTCP: {e}"))
-                    })?;
-                }
-                _ => {}
+        for i in 0..self.tracks.len() {
+            let rr = self.tracks[i].receiver_report(self.ours, &self.cname, now);
+            self.send_rtcp(i, rr).await?;
+        }
+        Ok(())
+    }
+
+    /// A PLI for each video track whose decoder waits for a keyframe after loss, so the
+    /// picture comes back in a round trip instead of at the sender's next periodic keyframe.
+    async fn send_keyframe_requests(&mut self, now: Instant) -> Result<(), End> {
+        for i in 0..self.tracks.len() {
+            if let Some(pli) = self.tracks[i].keyframe_request(self.ours, &self.cname, now) {
+                tracing::debug!(track = i, "picture lost: asking for a keyframe (RTCP PLI)");
+                self.send_rtcp(i, pli).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Sends an RTCP compound on track `i`'s RTCP port or interleaved channel.
+    async fn send_rtcp(&mut self, i: usize, compound: Vec<u8>) -> Result<(), End> {
+        match self.links.get(i) {
+            Some(Link::Udp {
+                rtcp,
+                server_rtcp: Some(to),
+                ..
+            }) => {
+                if let Err(e) = rtcp.send_to(&compound, to).await {
+                    tracing::debug!(track = i, %to, "RTCP: {e}");
+                }
+            }
+            Some(Link::Tcp { rtcp, .. }) => {
+                self.conn.send_frame(*rtcp, compound).await.map_err(|e| {
+                    self.closed = true;
+                    End::Lost(format!("sending RTCP: {e}"))
+                })?;
+            }
+            _ => {}
         }
         Ok(())
     }

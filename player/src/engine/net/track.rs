@@ -48,7 +48,13 @@ pub struct Counters {
     pub rejected_payloads: u64,
     /// Units produced.
     pub units: u64,
+    /// Picture Loss Indications sent (RTCP PLI, RFC 4585 §6.3.1).
+    pub plis: u64,
 }
+
+/// While a damaged picture waits for a keyframe, the PLI is repeated this often (it, or the
+/// keyframe, may be lost too). The server makes at most one keyframe per 500 ms anyway.
+const PLI_REPEAT: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Sender-report and start-of-stream anchors: RTP timestamp → wall clock (RFC 3550 §6.4.1).
 #[derive(Clone, Debug)]
@@ -95,6 +101,10 @@ pub struct TrackRx {
     pub counters: Counters,
     /// The sender said goodbye (RTCP BYE for its SSRC, RFC 3550 §6.6).
     pub bye: bool,
+    /// Video: a picture was damaged by loss and no keyframe has come since, so the decoder
+    /// can't show pictures until one does: ask the sender for one (RTCP PLI).
+    picture_lost: bool,
+    last_pli: Option<Instant>,
 }
 
 impl TrackRx {
@@ -123,6 +133,8 @@ impl TrackRx {
             },
             counters: Counters::default(),
             bye: false,
+            picture_lost: false,
+            last_pli: None,
             desc,
         }
     }
@@ -247,9 +259,16 @@ impl TrackRx {
     /// became complete and in order).
     pub fn poll(&mut self, now: Instant, wall_us: i64, out: &mut Vec<MediaUnit>) {
         while let Some(r) = self.jitter.pop(now) {
-            let Released::Packet(p) = r else {
-                // Gaps reach the depacketizer as sequence jumps; nothing else to do.
-                continue;
+            let p = match r {
+                Released::Packet(p) => p,
+                // Gaps reach the depacketizer as sequence jumps. A video picture that lost
+                // every packet is never emitted, so the loss itself asks for a keyframe.
+                Released::Lost { .. } => {
+                    if matches!(self.format, Format::H264 { .. }) {
+                        self.picture_lost = true;
+                    }
+                    continue;
+                }
             };
             match &mut self.depacketizer {
                 Some(d) => {
@@ -318,7 +337,13 @@ impl TrackRx {
                 }
                 let keyframe =
                     au.is_keyframe && has(h264::nal::SPS, &au) && has(h264::nal::PPS, &au);
-                (au.to_annexb(), keyframe, !au.complete)
+                let damaged = !au.complete;
+                if damaged {
+                    self.picture_lost = true;
+                } else if keyframe {
+                    self.picture_lost = false;
+                }
+                (au.to_annexb(), keyframe, damaged)
             }
             Frame::Audio { data, .. } => (data, true, false),
             // A payload format added to proto later: not one we set up.
@@ -372,6 +397,27 @@ impl TrackRx {
             &mut out,
         );
         out
+    }
+}
+
+impl TrackRx {
+    /// An RTCP compound to send now asking for a keyframe, if a video picture was damaged by
+    /// loss and none has come since: receiver report, SDES and a Picture Loss Indication
+    /// for the sender's SSRC (RFC 4585 §6.3.1; FMT 1 of PSFB, understood by every RTP video
+    /// sender that handles feedback). Repeated every [`PLI_REPEAT`] until a keyframe arrives.
+    pub fn keyframe_request(&mut self, ours: Ssrc, cname: &str, now: Instant) -> Option<Vec<u8>> {
+        let media = self.ssrc.filter(|_| self.picture_lost)?;
+        if self
+            .last_pli
+            .is_some_and(|t| now.saturating_duration_since(t) < PLI_REPEAT)
+        {
+            return None;
+        }
+        self.last_pli = Some(now);
+        self.counters.plis += 1;
+        let mut out = self.receiver_report(ours, cname, now);
+        rtcp::write_compound(&[RtcpPacket::pli(ours, media)], &mut out);
+        Some(out)
     }
 }
 
@@ -582,6 +628,71 @@ mod tests {
         assert_eq!(out[0].capture_us, WALL0);
         assert_eq!(out[1].capture_us, WALL0 + 33_333);
         assert_eq!(t.reception().unwrap().packets_lost(), 1);
+
+        // The damaged picture asks for a keyframe: RR + SDES + PLI for the sender's SSRC,
+        // not again within PLI_REPEAT, again after it.
+        let req = t
+            .keyframe_request(Ssrc(1), "me", t0)
+            .expect("a PLI after loss");
+        let parsed = rtcp::parse_compound(&req).unwrap();
+        assert!(matches!(parsed[0], RtcpPacket::ReceiverReport(_)));
+        assert_eq!(parsed.last(), Some(&RtcpPacket::pli(Ssrc(1), Ssrc(5))));
+        assert!(t
+            .keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT / 2)
+            .is_none());
+        assert!(t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_some());
+        assert_eq!(t.counters.plis, 2);
+    }
+
+    #[test]
+    fn a_keyframe_ends_the_keyframe_requests() {
+        let t0 = Instant::now();
+        let mut t = TrackRx::new(
+            desc(Codec::H264, 96, 90_000),
+            Format::H264 { sprop: vec![] },
+            jcfg(),
+        );
+        let mut pk = Packetizer::new(100);
+        let mut seq = 0u16;
+        let mut send = |t: &mut TrackRx, au: &[u8], ts: u32, skip: Option<usize>| {
+            let mut payloads = Vec::new();
+            pk.packetize(au, &mut payloads);
+            for (i, p) in payloads.iter().enumerate() {
+                if Some(i) != skip {
+                    t.on_rtp(&packet(96, seq, ts, 5, p.marker, &p.data), t0, WALL0);
+                }
+                seq = seq.wrapping_add(1);
+            }
+        };
+        let mut delta = vec![0, 0, 0, 1, 0x41];
+        delta.extend([7u8; 300]);
+        let idr = [
+            &[0, 0, 0, 1, 0x67, 0x42, 0, 0x1f][..],
+            &[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80],
+            &[0, 0, 0, 1, 0x65, 0x88, 0x84, 0x21],
+        ]
+        .concat();
+        let mut out = Vec::new();
+        send(&mut t, &delta, 0, None);
+        t.poll(t0 + Duration::from_secs(1), WALL0, &mut out);
+        assert!(
+            t.keyframe_request(Ssrc(1), "me", t0).is_none(),
+            "no loss, no PLI"
+        );
+        send(&mut t, &delta, 3000, Some(1));
+        t.poll(t0 + Duration::from_secs(2), WALL0, &mut out);
+        assert!(t.keyframe_request(Ssrc(1), "me", t0).is_some());
+        // Undamaged delta pictures do not help: the decoder still waits.
+        send(&mut t, &delta, 6000, None);
+        t.poll(t0 + Duration::from_secs(3), WALL0, &mut out);
+        assert!(t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_some());
+        send(&mut t, &idr, 9000, None);
+        t.poll(t0 + Duration::from_secs(4), WALL0, &mut out);
+        assert!(out.last().unwrap().keyframe);
+        assert!(t
+            .keyframe_request(Ssrc(1), "me", t0 + 4 * PLI_REPEAT)
+            .is_none());
+        assert_eq!(t.counters.plis, 2);
     }
 
     #[test]
