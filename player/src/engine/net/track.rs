@@ -104,7 +104,8 @@ pub struct TrackRx {
     /// Video: a picture was damaged by loss and no keyframe has come since, so the decoder
     /// can't show pictures until one does: ask the sender for one (RTCP PLI).
     picture_lost: bool,
-    last_pli: Option<Instant>,
+    /// When the last PLI went, and how many RTP packets had come by then.
+    last_pli: Option<(Instant, u64)>,
 }
 
 impl TrackRx {
@@ -404,16 +405,19 @@ impl TrackRx {
     /// An RTCP compound to send now asking for a keyframe, if a video picture was damaged by
     /// loss and none has come since: receiver report, SDES and a Picture Loss Indication
     /// for the sender's SSRC (RFC 4585 §6.3.1; FMT 1 of PSFB, understood by every RTP video
-    /// sender that handles feedback). Repeated every [`PLI_REPEAT`] until a keyframe arrives.
+    /// sender that handles feedback). Repeated every [`PLI_REPEAT`] until a keyframe arrives,
+    /// as long as packets keep coming.
     pub fn keyframe_request(&mut self, ours: Ssrc, cname: &str, now: Instant) -> Option<Vec<u8>> {
         let media = self.ssrc.filter(|_| self.picture_lost)?;
-        if self
-            .last_pli
-            .is_some_and(|t| now.saturating_duration_since(t) < PLI_REPEAT)
-        {
-            return None;
+        let received = self.counters.rtp_packets;
+        if let Some((t, then)) = self.last_pli {
+            // Too soon, or nothing has come since (paused, or the sender stalled): asking
+            // again would only make keyframes for the other viewers.
+            if now.saturating_duration_since(t) < PLI_REPEAT || received == then {
+                return None;
+            }
         }
-        self.last_pli = Some(now);
+        self.last_pli = Some((now, received));
         self.counters.plis += 1;
         let mut out = self.receiver_report(ours, cname, now);
         rtcp::write_compound(&[RtcpPacket::pli(ours, media)], &mut out);
@@ -640,6 +644,11 @@ mod tests {
         assert!(t
             .keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT / 2)
             .is_none());
+        assert!(
+            t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_none(),
+            "nothing came since the PLI: don't ask again"
+        );
+        t.on_rtp(&packet(96, 1000, 6000, 5, false, &[0x41, 1]), t0, WALL0);
         assert!(t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_some());
         assert_eq!(t.counters.plis, 2);
     }
