@@ -37,6 +37,12 @@ async fn setup_udp(c: &mut RtspConn, url: &str) -> String {
         client_port: Some((39990, 39991)),
         ..TransportSpec::default()
     };
+    setup_video(c, url, spec).await;
+    c.session.clone().expect("SETUP returns a Session")
+}
+
+/// SETUP the video track with `spec`; the transport the server chose.
+async fn setup_video(c: &mut RtspConn, url: &str, spec: TransportSpec) -> TransportSpec {
     let r = c
         .request(
             Request::new(Method::Setup, format!("{url}/trackID=0")).typed(&Transport(vec![spec])),
@@ -44,7 +50,8 @@ async fn setup_udp(c: &mut RtspConn, url: &str) -> String {
         .await
         .expect("SETUP answered");
     assert_eq!(r.status.0, 200, "SETUP: {}", r.reason);
-    c.session.clone().expect("SETUP returns a Session")
+    let transport = r.headers.get_typed::<Transport>().unwrap().unwrap();
+    transport.0.into_iter().next().expect("a transport")
 }
 
 #[test]
@@ -267,19 +274,12 @@ fn fir(media: Ssrc) -> RtcpPacket {
     }
 }
 
-/// SETUP the video track with `spec` and PLAY; the SETUP response's transport.
+/// SETUP the video track with `spec` and PLAY; the transport the server chose.
 async fn setup_and_play(c: &mut RtspConn, url: &str, spec: TransportSpec) -> TransportSpec {
-    let r = c
-        .request(
-            Request::new(Method::Setup, format!("{url}/trackID=0")).typed(&Transport(vec![spec])),
-        )
-        .await
-        .expect("SETUP answered");
-    assert_eq!(r.status.0, 200, "SETUP: {}", r.reason);
-    let transport = r.headers.get_typed::<Transport>().unwrap().unwrap();
+    let transport = setup_video(c, url, spec).await;
     let r = c.request(Request::new(Method::Play, url)).await.unwrap();
     assert_eq!(r.status.0, 200, "PLAY: {}", r.reason);
-    transport.0.into_iter().next().expect("a transport")
+    transport
 }
 
 /// A client that lost part of a picture sends RTCP PLI (or FIR); the server answers with a
@@ -310,6 +310,16 @@ fn pli_or_fir_from_a_client_brings_a_keyframe_at_once() {
         let ssrc = udp_keyframe(&rtp_sock, Duration::from_secs(10))
             .await
             .expect("the joining client's keyframe");
+        // If the server's first keyframe was still on its way when we joined, the keyframe
+        // made for us follows it: wait for a quiet second.
+        let mut extra = 0;
+        while udp_keyframe(&rtp_sock, Duration::from_secs(1))
+            .await
+            .is_some()
+        {
+            extra += 1;
+            assert!(extra < 3, "keyframes keep coming without any request");
+        }
         let pli = rtcp_with(RtcpPacket::pli(Ssrc(77), ssrc));
         stranger.send_to(&pli, server_rtcp).await.unwrap();
         assert_eq!(
@@ -343,10 +353,11 @@ fn pli_or_fir_from_a_client_brings_a_keyframe_at_once() {
         };
         setup_and_play(&mut t, &url, spec).await;
         assert!(tcp_keyframe(&mut t, Duration::from_secs(5)).await.is_some());
-        assert_eq!(
-            tcp_keyframe(&mut t, Duration::from_millis(1500)).await,
-            None
-        );
+        let mut extra = 0;
+        while tcp_keyframe(&mut t, Duration::from_secs(1)).await.is_some() {
+            extra += 1;
+            assert!(extra < 3, "keyframes keep coming without any request");
+        }
         let mut frame = vec![b'$', 1];
         frame.extend_from_slice(&(pli.len() as u16).to_be_bytes());
         frame.extend_from_slice(&pli);

@@ -493,6 +493,15 @@ mod tests {
     const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xda];
     const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
 
+    /// An H.264 track (payload type 96) without parameter sets in the SDP.
+    fn video_rx() -> TrackRx {
+        TrackRx::new(
+            desc(Codec::H264, 96, 90_000),
+            Format::H264 { sprop: vec![] },
+            jcfg(),
+        )
+    }
+
     fn jcfg() -> JitterConfig {
         JitterConfig {
             min_delay: 5 * MS,
@@ -656,11 +665,7 @@ mod tests {
     #[test]
     fn a_keyframe_ends_the_keyframe_requests() {
         let t0 = Instant::now();
-        let mut t = TrackRx::new(
-            desc(Codec::H264, 96, 90_000),
-            Format::H264 { sprop: vec![] },
-            jcfg(),
-        );
+        let mut t = video_rx();
         let mut pk = Packetizer::new(100);
         let mut seq = 0u16;
         let mut send = |t: &mut TrackRx, au: &[u8], ts: u32, skip: Option<usize>| {
@@ -751,11 +756,7 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let t0 = Instant::now();
-        let mut t = TrackRx::new(
-            desc(Codec::H264, 96, 90_000),
-            Format::H264 { sprop: vec![] },
-            jcfg(),
-        );
+        let mut t = video_rx();
         let mut x: u64 = 0x1234_5678_9abc_def1;
         let mut next = move || {
             x ^= x << 13;
