@@ -336,7 +336,7 @@ impl LocalSide {
 
     /// Whether the peer is watching us: a session on our server (its player's) is playing.
     pub fn peer_watching(&mut self) -> bool {
-        self.sessions();
+        self.sessions(); // keeps the session peak current
         self.server
             .as_ref()
             .is_some_and(|s| s.rtsp.playing_count() > 0)

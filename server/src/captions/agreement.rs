@@ -131,12 +131,6 @@ impl LocalAgreement {
         }
     }
 
-    /// [`trim`](Self::trim) through committed word `k`: the audio up to `shift_ms` (just
-    /// before the end of word `k`) was dropped.
-    pub fn trim_through(&mut self, k: usize, shift_ms: i64) {
-        self.trim(k.saturating_add(1), shift_ms);
-    }
-
     /// A new transcription of the utterance so far, whose audio is `audio_ms` long. Returns
     /// the words it commits. A word ending in the last [`EDGE_MS`] of the audio is not
     /// committed yet, even if two passes agree: both may have heard only half of it.
@@ -270,7 +264,7 @@ mod tests {
         la.update(words("Hi there. How are you", 0), 60_000);
         assert_eq!(texts(la.committed()), "Hi there. How are");
         // The audio up to 150 ms before the end of "there." (550 ms) is dropped.
-        la.trim_through(1, 400);
+        la.trim(2, 400); // through committed word 1
         assert_eq!(la.committed()[0].start_ms, 600 - 400);
         // The next pass hears the end of "there." again, then "How are you doing": neither
         // is sent again.

@@ -103,6 +103,26 @@ impl Cost {
     }
 }
 
+/// Runs `step` on the captioner, moves the simulated clock `now` on by its cost, and keeps
+/// the text it sent, as sent at the new `now`.
+fn timed(
+    c: &mut Captioner,
+    cost: Cost,
+    now: &mut f64,
+    blocks: &mut Vec<Block>,
+    step: impl FnOnce(&mut Captioner, &mut Vec<CaptionText>),
+) {
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    step(c, &mut out);
+    *now += cost.of(c, t0.elapsed().as_secs_f64() * 1000.0);
+    blocks.extend(out.into_iter().map(|t| Block {
+        spoken_ms: ms_of(t.capture),
+        text: t.text,
+        sent_ms: *now,
+    }));
+}
+
 /// Replays one file (once, not looped); returns the blocks.
 fn replay(c: &mut Captioner, wav: &Path, cost: Cost) -> Vec<Block> {
     let reader = WavReader::open(wav).expect("replay WAV");
@@ -120,35 +140,19 @@ fn replay(c: &mut Captioner, wav: &Path, cost: Cost) -> Vec<Block> {
     let mut next = 0;
     while next < n {
         let avail = ((now / 20.0).floor() as usize).min(n);
-        let mut out: Vec<CaptionText> = Vec::new();
-        let t0 = Instant::now();
-        for f in &frames[next..avail.max(next)] {
-            c.ingest(f, &mut |t| out.push(t));
-        }
+        timed(c, cost, &mut now, &mut blocks, |c, out| {
+            for f in &frames[next..avail.max(next)] {
+                c.ingest(f, &mut |t| out.push(t));
+            }
+            c.pass_if_due(&mut |t| out.push(t));
+        });
         next = next.max(avail);
-        c.pass_if_due(&mut |t| out.push(t));
-        now += cost.of(c, t0.elapsed().as_secs_f64() * 1000.0);
-        for t in out {
-            blocks.push(Block {
-                spoken_ms: ms_of(t.capture),
-                text: t.text,
-                sent_ms: now,
-            });
-        }
         // Wait for the next frame.
         now = now.max(((next + 1) * 20) as f64);
     }
-    let mut out: Vec<CaptionText> = Vec::new();
-    let t0 = Instant::now();
-    c.finish(&mut |t| out.push(t));
-    now += cost.of(c, t0.elapsed().as_secs_f64() * 1000.0);
-    for t in out {
-        blocks.push(Block {
-            spoken_ms: ms_of(t.capture),
-            text: t.text,
-            sent_ms: now,
-        });
-    }
+    timed(c, cost, &mut now, &mut blocks, |c, out| {
+        c.finish(&mut |t| out.push(t))
+    });
     blocks
 }
 
