@@ -1,47 +1,58 @@
 #!/usr/bin/env bash
-# Live-captions benchmark (issue 4, docs/benchmarks.md "Live captions"):
-#   1. word error rate of the captions the player receives, on espeak-ng speech (3 voices/speeds),
-#      against whisper.cpp's whisper-cli run offline on the same audio (greedy and beam 5);
-#   2. delay from the end of each spoken word to its text arriving at the client, against
-#      whisper.cpp's stream example (--step 3000 --length 10000) fed the same audio in real time;
-#   3. 720p30 with captions on vs --captions off: player fps, server frame drops, CPU per thread.
+# Live-captions benchmark (docs/benchmarks.md "Live captions"), on the evaluation set of
+# scripts/caption_evalset.py (sentences nobody tuned on: several voices and engines, speeds,
+# pauses, noise; real human speech):
 #
-# Usage: scripts/bench-captions.sh            (about 10 min on an idle 2-core machine)
+#   scripts/bench-captions.sh [live]        the TEST set through the real livecast-server and
+#       the headless livecast-player, file by file: word error rate of the captions the player
+#       received and delay from the end of each spoken word to its text arriving, against
+#       whisper.cpp's whisper-cli run offline on the same files with the same model (default
+#       settings: beam 5; and greedy), pooled and per class (voice, speed, pause, noise); the
+#       files with no speech (noise, music) must give no text; then 720p30 with captions on vs
+#       off (player frame rate, CPU per thread). About 20 min on an idle 2-core machine.
+#   scripts/bench-captions.sh replay [POLICY] [SET]   no server: SET (tune, the default, or test)
+#       through the captioner's lockstep replay (server/src/captions/replay.rs) on a simulated
+#       clock whose whisper passes cost COST=base,per_s,beam ms (calibrated on live runs of an
+#       idle machine, so that runs do not depend on the load), two files at a time; the same
+#       report against whisper-cli. Every knob of the policy is chosen with this on the tuning
+#       set (POLICY: key=value,... see replay.rs).
+#
 # Env:   OUT=dir  PORT=18610  SKIP_BUILD=1  MAX_LOAD=1.5  LOAD_WAIT_S=600  FPS_WINDOW=40
-#        CARGO_TARGET_DIR (default target)  MODEL=~/.local/share/livecast/models/ggml-tiny.en.bin
-#        WHISPER_CPP=dir with whisper-cli and whisper-stream (default: built by
-#        scripts/build-whisper-cpp.sh into $CARGO_TARGET_DIR/whisper.cpp-1.8.3/bin when absent)
-#        SKIP_FPS=1 (no 720p30 runs)  SKIP_WHISPER_CPP=1 (no whisper.cpp comparisons)
-# Needs: espeak-ng (libespeak-ng.so.1), sox, python3, the model (scripts/install-model.sh);
-# for the comparisons cmake, pip and libsdl2-dev (see scripts/build-whisper-cpp.sh).
+#        MODEL=~/.local/share/livecast/models/ggml-tiny.en.bin (ggml-base.bin: the multilingual
+#        base model, scripts/install-model.sh --base)  CARGO_TARGET_DIR (default target)
+#        WHISPER_CPP=dir with whisper-cli (default: built by scripts/build-whisper-cpp.sh)
+#        SKIP_FPS=1 (no 720p30 runs)  FILES="name ..." (a subset of the set's files)
+#        COST (replay; default 330,67,2.3: tiny.en, one thread, this machine)
+# Needs: espeak-ng, festival + festvox-kallpc16k, sox, python3, pip (the human speech sample),
+# cmake (whisper-cli), the model (scripts/install-model.sh).
 # Every process is started under `timeout` and killed by its pid; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT=${OUT:-$ROOT/target/bench-captions/$(date +%F)}
+MODE=${1:-live}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+MODEL=${MODEL:-$HOME/.local/share/livecast/models/ggml-tiny.en.bin}
+MODEL_NAME=$(basename "$MODEL" .bin)
+OUT=${OUT:-$TARGET/bench-captions/$(date +%F)-$MODEL_NAME}
 PORT=${PORT:-18610}
 MAX_LOAD=${MAX_LOAD:-1.5}
 LOAD_WAIT_S=${LOAD_WAIT_S:-600}
 FPS_WINDOW=${FPS_WINDOW:-40}
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WHISPER_CPP=${WHISPER_CPP:-$TARGET/whisper.cpp-1.8.3/bin}
-MODEL=${MODEL:-$HOME/.local/share/livecast/models/ggml-tiny.en.bin}
 METRICS="python3 $ROOT/scripts/caption_metrics.py"
+EVALSET="python3 $ROOT/scripts/caption_evalset.py"
 SERVER=$TARGET/release/livecast-server
 PLAYER=$TARGET/release/livecast-player
+SET_DIR=$TARGET/bench-captions/evalset
 mkdir -p "$OUT"
 LOADLOG=$OUT/load.txt
 : >"$LOADLOG"
 
 [ -f "$MODEL" ] || { echo "no model at $MODEL (run scripts/install-model.sh)" >&2; exit 1; }
-[ "${1:-}" != replay ] || SKIP_BUILD=1 SKIP_WHISPER_CPP=1
-if [ -z "${SKIP_BUILD:-}" ]; then
+if [ -z "${SKIP_BUILD:-}" ] && [ "$MODE" != replay ]; then
     cargo build --release --locked -p livecast-server -p livecast-player
 fi
-if [ -z "${SKIP_WHISPER_CPP:-}" ] && [ ! -x "$WHISPER_CPP/whisper-cli" ]; then
-    "$ROOT/scripts/build-whisper-cpp.sh" "$(dirname "$WHISPER_CPP")"
-fi
-[ -z "${SKIP_WHISPER_CPP:-}" ] || WHISPER_CPP=/nonexistent
+[ -x "$WHISPER_CPP/whisper-cli" ] || "$ROOT/scripts/build-whisper-cpp.sh" "$(dirname "$WHISPER_CPP")"
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -62,22 +73,98 @@ wait_load() {
     echo "$(date -u +%T) $what: load $(cut -d' ' -f1-3 /proc/loadavg) (waited $((SECONDS - t0)) s)" | tee -a "$LOADLOG"
 }
 
-# Runs the server (captions debug log) on $1.wav; the text client and the headless player
-# connect at once (the speech starts after 2 s of silence), for $2 seconds.
+# The evaluation set (both halves, the human sample, the no-speech files), made once.
+if [ ! -f "$SET_DIR/manifest.json" ]; then
+    $EVALSET build --out "$SET_DIR" --set both --jfk --whisper-cli "$WHISPER_CPP/whisper-cli" \
+        --model "$MODEL"
+fi
+SET=${3:-tune}
+[ "$MODE" = replay ] || SET=test
+names() {
+    python3 -c "import json,sys; print(' '.join(f['name'] for f in json.load(open(sys.argv[1]))['files'] if f['set']==sys.argv[2]))" \
+        "$SET_DIR/manifest.json" "$SET"
+}
+FILES=${FILES:-$(names)}
+
+# whisper-cli offline on each file, once per model: default settings (beam 5) and greedy.
+OFF=$TARGET/bench-captions/offline-$MODEL_NAME
+mkdir -p "$OFF"
+for name in $FILES; do
+    for kind in beam greedy; do
+        [ -f "$OFF/$name.cli-$kind.json" ] && continue
+        opts=(); [ $kind = greedy ] && opts=(-bs 1 -bo 1)
+        timeout 600 "$WHISPER_CPP/whisper-cli" -m "$MODEL" -f "$SET_DIR/$name.wav" -t 2 "${opts[@]}" \
+            -ojf -of "$OFF/$name.cli-$kind" -np >/dev/null 2>&1
+    done
+done
+
+analyze() {  # name, out, extra args
+    local name=$1 out=$2; shift 2
+    $METRICS analyze --numbers --name "$name" --words "$SET_DIR/$name.words.json" \
+        --cli-beam "$OFF/$name.cli-beam.json" --cli-greedy "$OFF/$name.cli-greedy.json" \
+        --out "$out" "$@" >/dev/null
+}
+
+report() {  # live key, results...
+    local key=$1; shift
+    echo "## $SET set, $MODEL_NAME, live key $key; against whisper-cli default (beam 5)" | tee "$OUT/report.md"
+    $EVALSET report --manifest "$SET_DIR/manifest.json" --set "$SET" --results "$@" \
+        --live-key "$key" --offline-key wer_whisper_cli_beam --json "$OUT/report.json" | tee -a "$OUT/report.md"
+    echo "## against whisper-cli greedy" | tee -a "$OUT/report.md"
+    $EVALSET report --manifest "$SET_DIR/manifest.json" --set "$SET" --results "$@" \
+        --live-key "$key" --offline-key wer_whisper_cli_greedy | head -13 | tee -a "$OUT/report.md"
+}
+
+# ---------------------------------------------------------------------------------------------
+if [ "$MODE" = replay ]; then
+    POLICY=${2:-}
+    COST=${COST:-330,67,2.3}
+    RUNS=$OUT/replay-$(echo "${POLICY:-default}" | tr ',=' '_-')
+    mkdir -p "$RUNS"
+    # the test binary, built once (cargo test --no-run), then two replays at a time
+    cargo test --release --locked -p livecast-server --lib --no-run >"$RUNS/build.log" 2>&1
+    BIN=$(sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))/\1/p' "$RUNS/build.log")
+    [ -x "$BIN" ] || { echo "no test binary: $RUNS/build.log" >&2; exit 1; }
+    wavs=()
+    for name in $FILES; do wavs+=("$SET_DIR/$name.wav"); done
+    half=$(( (${#wavs[@]} + 1) / 2 ))
+    t0=$SECONDS
+    for part in 0 1; do
+        if [ $part = 0 ]; then list=("${wavs[@]:0:$half}"); else list=("${wavs[@]:$half}"); fi
+        [ ${#list[@]} -gt 0 ] || continue
+        LIVECAST_REPLAY="${list[*]}" LIVECAST_REPLAY_OUT="$RUNS" LIVECAST_REPLAY_POLICY="$POLICY" \
+            LIVECAST_REPLAY_COST=$COST LIVECAST_MODEL="$MODEL" \
+            RUST_LOG=livecast_server::captions=debug \
+            timeout 3600 "$BIN" captions::replay --ignored --nocapture >"$RUNS/replay-$part.log" 2>&1 &
+        PIDS+=("$!")
+    done
+    wait
+    results=()
+    for name in $FILES; do
+        analyze "$name" "$RUNS/$name.result.json" --client "$RUNS/$name.replay.json" --clock wav
+        results+=("$RUNS/$name.result.json")
+    done
+    echo "policy ${POLICY:-(defaults)}, cost $COST, $((SECONDS - t0)) s" | tee "$OUT/policy.txt"
+    OUT=$RUNS report wer_client "${results[@]}"
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Live: the server streams each file (with 12 s more silence after it, so the file does not
+# loop while the last words are captioned); the headless player and the text client watch.
 live_run() {
-    local name=$1 dur=$2 port=$3
+    local name=$1 wav=$2 dur=$3 port=$4
     RUST_LOG=info,livecast_server::captions=debug timeout $((dur + 15)) \
-        "$SERVER" --listen 127.0.0.1:$port --video testsrc --audio "file:$OUT/$name.wav" \
-        >"$OUT/$name.server.log" 2>&1 &
+        "$SERVER" --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
+        --captions on >"$OUT/$name.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
-    # wait for the listener (model load ~0.3 s), at most 1.5 s
-    for _ in $(seq 30); do
+    for _ in $(seq 60); do
         grep -q "serving" "$OUT/$name.server.log" 2>/dev/null && break
         sleep 0.05
     done
     timeout $((dur + 10)) $METRICS rtsp-text rtsp://127.0.0.1:$port/live --duration "$dur" \
-        --out "$OUT/$name.client.json" &
+        --out "$OUT/$name.client.json" >/dev/null &
     local cpid=$!
     PIDS+=("$cpid")
     timeout $((dur + 20)) "$PLAYER" --headless rtsp://127.0.0.1:$port/live --no-audio \
@@ -87,109 +174,41 @@ live_run() {
     wait "$spid" 2>/dev/null || true
 }
 
-# ---------------------------------------------------------------------------------------------
-# The speech: 3 texts, 3 voices/speeds, 2 s silence before and 15 s after (no text expected).
-cat >"$OUT/town.txt" <<'EOF'
-Good evening and welcome to the weekly town meeting. Tonight we will talk about the new library on Main Street. The building will open in March, and it will have a large reading room for children. We also need volunteers to help move the books from the old building. Please write your name on the list by the door.
-EOF
-cat >"$OUT/weather.txt" <<'EOF'
-The weather this weekend will be cold and windy along the coast. Expect light rain on Saturday morning, followed by clear skies in the afternoon. On Sunday the temperature will drop below freezing overnight, so remember to cover your plants. Drivers should take care on the bridges, where the roads may be icy early in the day.
-EOF
-cat >"$OUT/bread.txt" <<'EOF'
-To make a simple loaf of bread, mix flour, water, salt and yeast in a large bowl. Knead the dough for ten minutes until it feels smooth. Leave it in a warm place for one hour, then shape it and put it in the oven. Bake it for about forty minutes, and let it cool before you cut it.
-EOF
-FILES=${FILES:-"town:en-us:150 weather:en-gb:130 bread:en-us+f3:170"}
-
-# ---------------------------------------------------------------------------------------------
-# `replay [POLICY]`: no server; the 3 speech files and 5 more through the captioner's lockstep
-# replay (server/src/captions/replay.rs) on a simulated clock, whisper passes costing
-# COST=base,per_s,beam_factor ms (calibrated on the live runs of an idle machine).
-if [ "${1:-}" = replay ]; then
-    echo "The city council voted last night to build a new bridge over the river. Work will start in the spring and should take about two years. During that time, buses will use the old road through the park. The mayor said the project will create many jobs for local workers." >"$OUT/news.txt"
-    echo "Spring is the best time to plant tomatoes in your garden. Choose a sunny spot and dig the soil deeply. Water the young plants every morning, but do not let the roots stand in water. In about eight weeks you can pick the first ripe fruit." >"$OUT/garden.txt"
-    for n in town weather bread; do cp "$OUT/$n.txt" "$OUT/${n}2.txt"; done
-    MORE="news:en-us:160 garden:en-gb:140 town2:en-gb+m3:165 weather2:en-us+f2:145 bread2:en-us:130"
-    wavs=()
-    for spec in $FILES $MORE; do
-        IFS=: read -r name voice speed <<<"$spec"
-        $METRICS synth --voice "$voice" --speed "$speed" --text-file "$OUT/$name.txt" \
-            --pad-before 2 --pad-after 3 --wav "$OUT/$name.wav" --words "$OUT/$name.words.json" >/dev/null
-        wavs+=("$OUT/$name.wav")
-    done
-    LIVECAST_REPLAY="${wavs[*]}" LIVECAST_REPLAY_OUT="$OUT/replay" LIVECAST_REPLAY_POLICY="${2:-}" \
-        LIVECAST_REPLAY_COST=${COST:-330,67,2.3} LIVECAST_MODEL="$MODEL" \
-        RUST_LOG=livecast_server::captions=debug \
-        cargo test --release --locked -p livecast-server --lib captions::replay -- --ignored --nocapture \
-        >"$OUT/replay.log" 2>&1
-    results=()
-    for w in "${wavs[@]}"; do
-        name=$(basename "$w" .wav)
-        $METRICS analyze --name "$name" --words "$OUT/$name.words.json" \
-            --client "$OUT/replay/$name.replay.json" --clock wav \
-            --out "$OUT/replay/$name.result.json" >/dev/null
-        results+=("$OUT/replay/$name.result.json")
-    done
-    echo "policy ${2:-(defaults)}, cost ${COST:-330,67,2.3}"
-    echo -n "benchmark files: "; $METRICS pool "${results[@]:0:3}"
-    echo -n "5 more files:    "; $METRICS pool "${results[@]:3}"
-    exit 0
-fi
-
 port=$PORT
 results=()
-for spec in $FILES; do
-    IFS=: read -r name voice speed <<<"$spec"
-    $METRICS synth --voice "$voice" --speed "$speed" --text-file "$OUT/$name.txt" \
-        --pad-before 2 --pad-after 15 --wav "$OUT/$name.wav" --words "$OUT/$name.words.json"
-    sox "$OUT/$name.wav" -r 16000 -c 1 -b 16 "$OUT/$name.16k.wav"
-    sox "$OUT/$name.wav" -t f32 -r 16000 -c 1 "$OUT/$name.f32"
-    speech=$(python3 -c "import json;print(int(json.load(open('$OUT/$name.words.json'))['speech_s']+0.999))")
-    # Live: stop 8 s after the speech ends, before the WAV loops (2 + speech + 15 s).
-    dur=$((2 + speech + 8))
+for name in $FILES; do
+    sox "$SET_DIR/$name.wav" "$OUT/$name.live.wav" pad 0 12
+    speech=$(python3 -c "import json;print(int(json.load(open('$SET_DIR/$name.words.json'))['speech_s']+0.999))")
+    dur=$((2 + speech + 10))
     wait_load "$name live"
-    live_run "$name" "$dur" "$port"
+    live_run "$name" "$OUT/$name.live.wav" "$dur" "$port"
     port=$((port + 1))
-    extra=()
-    if [ -x "$WHISPER_CPP/whisper-cli" ]; then
-        echo "$(date -u +%T) $name whisper-cli (WER only, not timed): load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOADLOG"
-        timeout 300 "$WHISPER_CPP/whisper-cli" -m "$MODEL" -f "$OUT/$name.16k.wav" -t 1 -bs 1 -bo 1 \
-            -ojf -of "$OUT/$name.cli-greedy" -np >/dev/null 2>&1
-        timeout 300 "$WHISPER_CPP/whisper-cli" -m "$MODEL" -f "$OUT/$name.16k.wav" -t 1 \
-            -ojf -of "$OUT/$name.cli-beam" -np >/dev/null 2>&1
-        # the same speech with only 2 s of silence after it (whisper alone has no VAD)
-        sox "$OUT/$name.16k.wav" "$OUT/$name.16k-trimmed.wav" trim 0 $((2 + speech + 2))
-        timeout 300 "$WHISPER_CPP/whisper-cli" -m "$MODEL" -f "$OUT/$name.16k-trimmed.wav" -t 1 -bs 1 -bo 1 \
-            -ojf -of "$OUT/$name.cli-greedy-trimmed" -np >/dev/null 2>&1
-        timeout 300 "$WHISPER_CPP/whisper-cli" -m "$MODEL" -f "$OUT/$name.16k-trimmed.wav" -t 1 \
-            -ojf -of "$OUT/$name.cli-beam-trimmed" -np >/dev/null 2>&1
-        extra+=(--cli-greedy "$OUT/$name.cli-greedy.json" --cli-beam "$OUT/$name.cli-beam.json"
-                --cli-greedy-trimmed "$OUT/$name.cli-greedy-trimmed.json"
-                --cli-beam-trimmed "$OUT/$name.cli-beam-trimmed.json")
-    fi
-    if [ -x "$WHISPER_CPP/whisper-stream" ]; then
-        wait_load "$name whisper-stream"
-        # SDL's disk driver reads the raw f32 file in real time (no microphone needed).
-        SDL_AUDIODRIVER=disk SDL_DISKAUDIOFILEIN="$OUT/$name.f32" timeout $((dur + 15)) \
-            $METRICS stamp-lines --out "$OUT/$name.stream.json" -- \
-            timeout $((dur + 5)) "$WHISPER_CPP/whisper-stream" -m "$MODEL" --step 3000 --length 10000 -t 1 || true
-        extra+=(--stream "$OUT/$name.stream.json")
-    fi
-    $METRICS analyze --name "$name" --words "$OUT/$name.words.json" \
-        --player "$OUT/$name.player.json" --client "$OUT/$name.client.json" \
-        --server-log "$OUT/$name.server.log" "${extra[@]}" --out "$OUT/$name.result.json"
+    analyze "$name" "$OUT/$name.result.json" --player "$OUT/$name.player.json" \
+        --client "$OUT/$name.client.json" --server-log "$OUT/$name.server.log"
     results+=("$OUT/$name.result.json")
 done
-if [ ${#results[@]} -gt 0 ]; then
-    $METRICS summary "${results[@]}" | tee "$OUT/summary.md"
-fi
+report wer_player "${results[@]}"
+
+# No speech: noise and music alone must give no text.
+for f in noise music; do
+    wait_load "$f live"
+    live_run "$f" "$SET_DIR/$f.wav" 25 "$port"
+    port=$((port + 1))
+    python3 - "$OUT/$f.player.json" "$f" <<'EOF' | tee -a "$OUT/report.md"
+import json, sys
+p = json.load(open(sys.argv[1]))
+caps = [c["text"] for c in p.get("captions", [])]
+print(f"- {sys.argv[2]} alone (25 s): {len(caps)} caption lines {caps}")
+EOF
+done
 
 # ---------------------------------------------------------------------------------------------
-# 720p30 with captions on vs off: the speech file loops, the player watches FPS_WINDOW s.
+# 720p30 with captions on vs off: a speech file loops, the player watches FPS_WINDOW s.
 fps_run() {
-    local mode=$1 port=$2
+    local mode=$1 port=$2 wav=$3
     wait_load "fps captions=$mode"
     RUST_LOG=info,livecast_server::captions=debug timeout $((FPS_WINDOW + 20)) \
-        "$SERVER" --listen 127.0.0.1:$port --video testsrc --audio "file:$OUT/town.wav" \
+        "$SERVER" --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
         --size 1280x720 --fps 30 --captions "$mode" >"$OUT/fps-$mode.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
@@ -206,7 +225,7 @@ fps_run() {
     wait "$ppid" || true
     kill "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
-    python3 - "$OUT" "$mode" <<'EOF'
+    python3 - "$OUT" "$mode" <<'EOF' | tee -a "$OUT/report.md"
 import json, re, sys
 out, mode = sys.argv[1], sys.argv[2]
 p = json.load(open(f"{out}/fps-{mode}.player.json"))
@@ -217,21 +236,22 @@ skips = [int(x) for x in re.findall(r"testsrc fell behind real time: skipping fr
 adrop = [int(x) for x in re.findall(r"dropped_frames=(\d+)", log)]
 passes = [int(x) for x in re.findall(r"audio_ms=\d+ ms=(\d+)", log)]
 th = c["threads"]
-r = {"captions": mode, "player_fps_decoded": p["video"]["frames_decoded"] / p["duration_s"],
-     "player_fps_shown": p["video"]["frames_shown"] / p["duration_s"],
-     "duration_s": p["duration_s"], "frames_decoded": p["video"]["frames_decoded"],
+r = {"captions": mode, "player_fps_decoded": round(p["video"]["frames_decoded"] / p["duration_s"], 2),
+     "player_fps_shown": round(p["video"]["frames_shown"] / p["duration_s"], 2),
      "server_frames_dropped_before_fanout": max(drops, default=0),
      "testsrc_frames_skipped": max(skips, default=0),
      "caption_audio_frames_dropped": max(adrop, default=0),
      "whisper_passes": len(passes), "whisper_pass_ms_max": max(passes, default=0),
-     "server_cpu_s_per_s": c["process_cpu_s_per_s"], "load_start": c["load_start"],
-     "load_end": c["load_end"], "threads": {k: round(v, 3) for k, v in th.items() if v >= 0.005}}
+     "server_cpu_s_per_s": round(c["process_cpu_s_per_s"], 3), "load_start": c["load_start"],
+     "threads": {k: round(v, 3) for k, v in th.items() if v >= 0.005}}
 json.dump(r, open(f"{out}/fps-{mode}.result.json", "w"), indent=1)
-print(json.dumps(r))
+print(f"- 720p30, captions {mode}: {json.dumps(r)}")
 EOF
 }
 if [ -z "${SKIP_FPS:-}" ]; then
-fps_run on $((PORT + 10))
-fps_run off $((PORT + 11))
+    first=$(echo $FILES | cut -d' ' -f1)
+    sox "$SET_DIR/$first.wav" "$OUT/fps.wav" repeat 2
+    fps_run on $((PORT + 50)) "$OUT/fps.wav"
+    fps_run off $((PORT + 51)) "$OUT/fps.wav"
 fi
-echo "results in $OUT (summary.md, *.result.json, load.txt)"
+echo "results in $OUT (report.md, *.result.json, load.txt)"

@@ -42,19 +42,42 @@ _NUM = ("zero one two three four five six seven eight nine ten eleven twelve thi
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
-def _num_words(n):
+def _int_words(n):
+    """An integer as English words, without "and": 250 -> two hundred fifty."""
     if n < 20:
         return [_NUM[n]]
     if n < 100:
         return [_TENS[n // 10]] + ([_NUM[n % 10]] if n % 10 else [])
-    return None
+    for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand"),
+                       (100, "hundred")):
+        if n >= size:
+            return _int_words(n // size) + [name] + (_int_words(n % size) if n % size else [])
+    return [str(n)]
+
+
+def _num_words(n):
+    """A number as people say it: years 1100-1999 and 2010-2099 in pairs (nineteen ninety
+    eight, twenty thirty one), others as _int_words."""
+    if 1100 <= n <= 2099 and not 2000 <= n <= 2009 and n % 100 != 0:
+        hi, lo = divmod(n, 100)
+        return _int_words(hi) + (["oh", _NUM[lo]] if lo < 10 else _int_words(lo))
+    if n >= 10**12:
+        return None
+    return _int_words(n)
+
+
+_NUMBER_WORDS = set(_NUM) | set(_TENS[2:]) | {"hundred", "thousand", "million", "billion"}
 
 
 def normalize(text, numbers=False):
     """Lowercase, T.140 line separators and hyphens to spaces, punctuation (apostrophes too)
-    removed. numbers=True also spells out integers below 100 (as whisper writes "10 minutes")."""
+    removed. numbers=True also writes every integer as words the way it is spoken (as TTS
+    reads "1998" and whisper may write either), "%" as "percent", and drops the "and" inside
+    a spoken number (two hundred and fifty)."""
     t = text.lower().replace("\u2028", " ").replace("\u2029", " ").replace("-", " ")
     t = t.replace("\u2019", "'")
+    if numbers:
+        t = re.sub(r"(?<=\d),(?=\d{3})", "", t).replace("%", " percent")
     t = re.sub(r"[^a-z0-9' ]+", " ", t).replace("'", "")
     out = []
     for w in t.split():
@@ -62,6 +85,11 @@ def normalize(text, numbers=False):
             out.extend(_num_words(int(w)))
         else:
             out.append(w)
+    if numbers:
+        out = [w for k, w in enumerate(out)
+               if not (w == "and" and 0 < k < len(out) - 1
+                       and out[k - 1] in ("hundred", "thousand", "million", "billion")
+                       and out[k + 1] in _NUMBER_WORDS)]
     return out
 
 
@@ -114,7 +142,10 @@ class _EspeakEvent(ctypes.Structure):
                 ("user_data", ctypes.c_void_p), ("id", ctypes.c_int64)]
 
 
-def synth(text, voice, speed, pad_before, pad_after, out_wav, out_words):
+def espeak_pcm(text, voice, speed):
+    """Speaks `text` with espeak-ng: (rate, samples as array('h'), words), each word a dict
+    with its text and start/end in samples (starts from the synthesizer's word events, ends
+    from the energy: the last 10 ms frame with sound before the next word starts)."""
     lib = ctypes.CDLL("libespeak-ng.so.1")
     rate = lib.espeak_Initialize(2, 0, None, 0)  # AUDIO_OUTPUT_SYNCHRONOUS
     if rate <= 0:
@@ -152,14 +183,6 @@ def synth(text, voice, speed, pad_before, pad_after, out_wav, out_words):
     data = text.encode("utf-8") + b"\0"
     lib.espeak_Synth(data, len(data), 0, 1, 0, 0, None, None)  # POS_CHARACTER, espeakCHARS_AUTO
     lib.espeak_Synchronize()
-    pre, post = int(pad_before * rate), int(pad_after * rate)
-    pcm = array.array("h", bytes(2 * pre)) + samples + array.array("h", bytes(2 * post))
-    with wave.open(out_wav, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    # Word ends: the last 10 ms frame with sound before the next word starts.
     frame = rate // 100
     energy = []
     for i in range(0, len(samples), frame):
@@ -177,7 +200,21 @@ def synth(text, voice, speed, pad_before, pad_after, out_wav, out_words):
                 last = f
         end = min(end_lim, (last + 1) * frame)
         wtext = tb[pos - 1:pos - 1 + length].decode("utf-8", "replace")
-        out.append({"text": wtext, "start_s": (pre + start) / rate, "end_s": (pre + end) / rate})
+        out.append({"text": wtext, "start": start, "end": end})
+    return rate, samples, out
+
+
+def synth(text, voice, speed, pad_before, pad_after, out_wav, out_words):
+    rate, samples, words = espeak_pcm(text, voice, speed)
+    pre, post = int(pad_before * rate), int(pad_after * rate)
+    pcm = array.array("h", bytes(2 * pre)) + samples + array.array("h", bytes(2 * post))
+    with wave.open(out_wav, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    out = [{"text": w["text"], "start_s": (pre + w["start"]) / rate,
+            "end_s": (pre + w["end"]) / rate} for w in words]
     json.dump({"voice": voice, "speed": speed, "rate": rate, "duration_s": len(pcm) / rate,
                "speech_s": len(samples) / rate, "pad_before_s": pad_before, "text": text,
                "words": out}, open(out_words, "w"), indent=1)
@@ -428,11 +465,11 @@ def _server_log_anchor(path):
             "whisper_passes": passes}
 
 
-def _block_words(blocks):
+def _block_words(blocks, numbers=False):
     """Hypothesis words (normalized) with the index of the block each came from."""
     words, owner = [], []
     for k, b in enumerate(blocks):
-        for w in normalize(b["text"]):
+        for w in normalize(b["text"], numbers):
             words.append(w)
             owner.append(k)
     return words, owner
@@ -471,11 +508,12 @@ def _stream_first_seen(stream, ref, words_ref_end, wav_start_unix):
 def analyze(args):
     words = json.load(open(args.words))
     ref_text = words["text"]
-    ref = normalize(ref_text)
+    ref = normalize(ref_text, args.numbers)
     # Reference words get the times of the synthesizer's word events, matched by alignment.
     # espeak-ng sometimes reports an unstressed word together with the next one ("the old"
     # gives one event, at "old"): such a word shares that event's interval, split by length.
-    ev = [(n, w["start_s"], w["end_s"]) for w in words["words"] for n in normalize(w["text"])]
+    ev = [(n, w["start_s"], w["end_s"]) for w in words["words"]
+          for n in normalize(w["text"], args.numbers)]
     _, ops = align(ref, [e[0] for e in ev])
     times = [None] * len(ref)
     for op, i, j in ops:
@@ -507,19 +545,19 @@ def analyze(args):
     if player is not None:
         ptext = " ".join(c["text"] for c in player.get("captions", []))
         res["player_caption_text"] = ptext
-        res["wer_player"] = wer(ref_text, ptext)
+        res["wer_player"] = wer(ref_text, ptext, numbers=args.numbers)
         res["wer_player_numbers"] = wer(ref_text, ptext, numbers=True)["wer"]
         res["player_caption_blocks"] = len(player.get("caption_blocks") or [])
     if client is not None:
         ctext = " ".join(b["text"] for b in client["blocks"])
-        res["wer_client"] = wer(ref_text, ctext)
+        res["wer_client"] = wer(ref_text, ctext, numbers=args.numbers)
     for key, path in (("wer_whisper_cli_greedy", args.cli_greedy),
                       ("wer_whisper_cli_beam", args.cli_beam),
                       ("wer_whisper_cli_greedy_trimmed", args.cli_greedy_trimmed),
                       ("wer_whisper_cli_beam_trimmed", args.cli_beam_trimmed)):
         if path:
             t = _whisper_json_text(path)
-            res[key] = wer(ref_text, t)
+            res[key] = wer(ref_text, t, numbers=args.numbers)
             res[key]["text"] = t
             res[key + "_numbers"] = wer(ref_text, t, numbers=True)["wer"]
 
@@ -530,7 +568,7 @@ def analyze(args):
     elif client is not None and client["blocks"]:
         blocks, source = client["blocks"], "rtsp-text client"
     if blocks:
-        hyp, owner = _block_words(blocks)
+        hyp, owner = _block_words(blocks, args.numbers)
         _, ops = align(ref, hyp)
         pairs = [(i, j) for op, i, j in ops if op == "ok"]
         # WAV time -> server wall clock. (a) the server's log line 'sources started' (the
@@ -739,6 +777,7 @@ def main():
     s = sub.add_parser("wer")
     s.add_argument("ref")
     s.add_argument("hyp")
+    s.add_argument("--numbers", action="store_true")
     s = sub.add_parser("analyze")
     for a in ("name", "words", "out"):
         s.add_argument("--" + a, required=True)
@@ -746,6 +785,8 @@ def main():
               "cli-beam-trimmed", "stream"):
         s.add_argument("--" + a)
     s.add_argument("--clock", choices=("auto", "log", "fit", "local-fit", "wav"), default="auto")
+    s.add_argument("--numbers", action="store_true",
+                   help="WER with numbers as spoken words on both sides (1998 = nineteen ninety eight)")
     s = sub.add_parser("cpu-threads")
     s.add_argument("pid", type=int)
     s.add_argument("seconds", type=float)
@@ -764,7 +805,7 @@ def main():
         cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
         stamp_lines(a.out, cmd)
     elif a.cmd == "wer":
-        r = wer(open(a.ref).read(), open(a.hyp).read())
+        r = wer(open(a.ref).read(), open(a.hyp).read(), numbers=a.numbers)
         print(json.dumps(r, indent=1))
     elif a.cmd == "analyze":
         analyze(a)

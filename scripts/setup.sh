@@ -12,7 +12,9 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gir1.2-gst-rtsp-server-1.0 python3-gi
-  xvfb x11-apps espeak-ng sox
+  xvfb x11-apps sox
+  # speech for the captions tests and benchmark: two engines (espeak-ng, festival's kal voice)
+  espeak-ng festival festvox-kallpc16k
   # call tests: network namespaces (ip netns, ss) and packet loss (nft)
   iproute2 nftables
 )
