@@ -5,10 +5,11 @@
 //!   decoder plays it and there is no reordering delay;
 //! - rate control in **bitrate mode** at [`H264Config::bitrate_bps`], frame skipping off (a
 //!   momentary quality dip is better than a stutter in a live picture, and the once-per-second
-//!   white sync frame must never be dropped). OpenH264 prints a one-line warning on stderr at
+//!   white sync frame must never be dropped). OpenH264 would print a warning on stderr at
 //!   start-up that the bitrate "can't be controlled" without skipping; in practice the
 //!   quantiser tracks it (camera-like content at 2 and 4 Mbit/s came out at 1.97 and
-//!   3.97 Mbit/s, see `livecast-encoder-bench`);
+//!   3.97 Mbit/s, see `livecast-encoder-bench`), so its log is set to quiet before it starts
+//!   ([`quiet`]);
 //! - an **IDR every `idr_interval_secs`** (plus on [`H264Encoder::request_idr`], which restarts
 //!   the interval); each IDR
 //!   access unit carries SPS and PPS in-band, with constant ids, so a player can join at any
@@ -174,8 +175,34 @@ impl I420<'_> {
 
 fn create(cfg: &H264Config) -> anyhow::Result<Encoder> {
     cfg.validate()?;
-    Encoder::with_api_config(OpenH264API::from_source(), cfg.openh264())
-        .context("cannot create the OpenH264 encoder")
+    let mut enc = Encoder::with_api_config(OpenH264API::from_source(), cfg.openh264())
+        .context("cannot create the OpenH264 encoder")?;
+    quiet::silence(&mut enc);
+    Ok(enc)
+}
+
+/// OpenH264's own log (C `fprintf` to stderr) off, before the encoder is initialised (which
+/// happens at its first frame, and prints a warning at the default level). The openh264 crate
+/// sets its trace level only after initialising, so this needs its raw API.
+#[allow(unsafe_code)]
+mod quiet {
+    use openh264::encoder::Encoder;
+    use openh264_sys2::{ENCODER_OPTION_TRACE_LEVEL, WELS_LOG_QUIET};
+
+    pub(super) fn silence(enc: &mut Encoder) {
+        let mut level = WELS_LOG_QUIET as std::os::raw::c_int;
+        // SAFETY: `raw_api` is the encoder's own, live, OpenH264 instance (created by
+        // `Encoder::with_api_config`, not yet initialised). OpenH264's SetOption accepts
+        // ENCODER_OPTION_TRACE_LEVEL before InitializeExt and reads one `int` through the
+        // pointer, which points at `level`, alive for the whole call; nothing keeps it.
+        let rc = unsafe {
+            enc.raw_api()
+                .set_option(ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast())
+        };
+        if rc != 0 {
+            tracing::debug!(rc, "openh264: could not set its log level");
+        }
+    }
 }
 
 impl H264Encoder {
