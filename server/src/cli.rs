@@ -49,9 +49,11 @@ pub struct MediaArgs {
     #[arg(long, default_value = "auto", value_name = "MODE")]
     pub captions: CaptionMode,
 
-    /// whisper.cpp ggml model for captions. Default: ggml-tiny.en.bin in $LIVECAST_MODEL_DIR,
-    /// else ~/.local/share/livecast/models (scripts/install-model.sh installs it there).
-    #[arg(long, value_name = "FILE")]
+    /// Speech model for captions: tiny.en (the default: English, fastest), base (multilingual,
+    /// slower, more accurate; scripts/install-model.sh --base installs it), or a whisper.cpp
+    /// ggml FILE. Models are looked for in $LIVECAST_MODEL_DIR, else
+    /// ~/.local/share/livecast/models, where scripts/install-model.sh installs them.
+    #[arg(long, value_name = "NAME|FILE")]
     pub model: Option<PathBuf>,
 
     /// Spoken language for captions: en, auto (detect), or a code such as de or fr

@@ -135,17 +135,20 @@ impl LocalAgreement {
     /// the words it commits. A word ending in the last [`EDGE_MS`] of the audio is not
     /// committed yet, even if two passes agree: both may have heard only half of it.
     pub fn update(&mut self, hypothesis: Vec<Word>, audio_ms: i64) -> Vec<Word> {
-        self.update_with(hypothesis, audio_ms, EDGE_MS, f32::INFINITY)
+        let limit = audio_ms - EDGE_MS;
+        self.update_with(hypothesis, limit, limit, f32::INFINITY)
     }
 
-    /// [`update`](Self::update) with another edge than [`EDGE_MS`], and committing a word
-    /// that the previous pass did not have (or had differently) if whisper gave all its
-    /// tokens a probability of at least `confident_p`.
+    /// [`update`](Self::update) with explicit limits: a word two passes agree on is
+    /// committed if it ends by `agree_limit_ms`; a word that the previous pass did not have
+    /// (or had differently) is committed if whisper gave all its tokens a probability of at
+    /// least `confident_p` and it ends by `confident_limit_ms`. Commits stop at the first
+    /// word that is neither, so they are always a prefix of what is new.
     pub fn update_with(
         &mut self,
         hypothesis: Vec<Word>,
-        audio_ms: i64,
-        edge_ms: i64,
+        agree_limit_ms: i64,
+        confident_limit_ms: i64,
         confident_p: f32,
     ) -> Vec<Word> {
         if hypothesis.is_empty() {
@@ -162,7 +165,8 @@ impl LocalAgreement {
                     .previous
                     .get(*i)
                     .is_some_and(|b| norm(&a.text) == norm(&b.text));
-                (same || a.p >= confident_p) && a.end_ms <= audio_ms - edge_ms
+                (same && a.end_ms <= agree_limit_ms)
+                    || (a.p >= confident_p && a.end_ms <= confident_limit_ms)
             })
             .count();
         let commit: Vec<Word> = new[..agree].to_vec();
@@ -294,9 +298,9 @@ mod tests {
         hyp[2].p = 0.99;
         // "mix" is sure; "flour" is not and has no previous pass to agree with, so it and
         // everything after it wait.
-        assert_eq!(texts(&la.update_with(hyp, 60_000, EDGE_MS, 0.8)), "mix");
+        assert_eq!(texts(&la.update_with(hyp, 59_800, 59_800, 0.8)), "mix");
         assert_eq!(
-            texts(&la.update_with(words("mix flour water salt", 0), 60_000, EDGE_MS, 0.8)),
+            texts(&la.update_with(words("mix flour water salt", 0), 59_800, 59_800, 0.8)),
             "flour water"
         );
     }

@@ -92,6 +92,8 @@ pub enum VadEvent {
 /// silence and noise.
 #[derive(Clone, Debug)]
 pub struct Vad {
+    /// Quiet frames after which speech has ended.
+    end_frames: usize,
     floor_db: f32,
     loud_run: usize,
     quiet_run: usize,
@@ -112,7 +114,14 @@ impl Default for Vad {
 
 impl Vad {
     pub fn new() -> Self {
+        Self::with_end_frames(END_FRAMES)
+    }
+
+    /// A detector that ends speech after `end_frames` quiet frames (at least 12: 240 ms,
+    /// of which the last 200 ms of the tail are kept).
+    pub fn with_end_frames(end_frames: usize) -> Self {
         Self {
+            end_frames: end_frames.max(12),
             floor_db: -70.0,
             loud_run: 0,
             quiet_run: 0,
@@ -150,10 +159,10 @@ impl Vad {
                 preroll: (START_FRAMES + PREROLL_FRAMES) * VAD_FRAME,
             });
         }
-        if self.in_speech && self.quiet_run >= END_FRAMES {
+        if self.in_speech && self.quiet_run >= self.end_frames {
             self.in_speech = false;
             return Some(VadEvent::End {
-                trailing: (END_FRAMES - 10) * VAD_FRAME, // keep 200 ms of the tail
+                trailing: (self.end_frames - 10) * VAD_FRAME, // keep 200 ms of the tail
             });
         }
         None

@@ -13,8 +13,11 @@
 //! * Voice activity ([`dsp::Vad`]) cuts the audio into utterances; only utterances reach
 //!   whisper, so silence and the test card's beeps never produce text.
 //! * While an utterance lasts, it is transcribed again every [`STEP`] of new audio, and words
-//!   two passes agree on are committed ([`agreement::LocalAgreement`]), or words of one pass
-//!   whisper is sure of ([`CONFIDENT_P`]); when it ends, a last pass commits the rest.
+//!   two passes agree on are committed ([`agreement::LocalAgreement`]) once the phrase they
+//!   belong to has ended: a pause of [`PHRASE_PAUSE`] follows them in the audio (or the phrase
+//!   has gone on for [`PHRASE_MAX`]). whisper hearing a phrase cut off guesses its last words,
+//!   and two passes that heard the same cut often guess alike. When the utterance ends
+//!   ([`VAD_END`] of silence), a last pass commits the rest.
 //! * Passes stay short: after a sentence end (or [`TRIM_AFTER`] of audio) the audio before
 //!   the last committed word is dropped, but for [`CONTEXT`]: the committed words of the last
 //!   2 s stay in the window, heard again and not sent again, because whisper on audio that
@@ -67,10 +70,18 @@ pub const TRIM_AFTER: Duration = Duration::from_secs(4);
 /// point stay in whisper's window (heard again, not sent again), so that whisper never starts
 /// cold in the middle of speech.
 pub const CONTEXT: Duration = Duration::from_secs(2);
-/// A word whose tokens all have at least this probability is committed after one pass.
-pub const CONFIDENT_P: f32 = 0.8;
-/// Longest stretch of audio given to whisper at once.
-pub const MAX_UTTERANCE: Duration = Duration::from_secs(12);
+/// A word whose tokens all have at least this probability may be committed after one pass
+/// (infinite: never; the evaluation set read better without it, docs/benchmarks.md).
+pub const CONFIDENT_P: f32 = f32::INFINITY;
+/// Longest stretch of audio given to whisper at once (then the words of the last pass are
+/// committed but for its last 2 s).
+pub const MAX_UTTERANCE: Duration = Duration::from_secs(8);
+/// A quiet stretch at least this long ends a phrase (see [`Policy::phrase_pause`]).
+pub const PHRASE_PAUSE: Duration = Duration::from_millis(150);
+/// A phrase this long without a pause is not waited for.
+pub const PHRASE_MAX: Duration = Duration::from_secs(3);
+/// Silence that ends an utterance.
+pub const VAD_END: Duration = Duration::from_millis(300);
 
 /// `--captions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -124,12 +135,17 @@ pub fn load(cfg: &CaptionConfig) -> Option<Transcriber> {
     if cfg.mode == CaptionMode::Off {
         return None;
     }
-    let Some(path) = cfg.model.clone().or_else(model::default_model_path) else {
+    let Some(path) = cfg
+        .model
+        .as_deref()
+        .map(model::resolve)
+        .or_else(model::default_model_path)
+    else {
         warn!("captions off: no --model given and no home directory to look for one in");
         return None;
     };
     if !path.exists() {
-        let how = "install one with scripts/install-model.sh, or pass --model FILE (a whisper.cpp ggml model)";
+        let how = model::install_hint(&path);
         if cfg.mode == CaptionMode::On || cfg.model.is_some() {
             warn!("captions off: no speech model at {}; {how}", path.display());
         } else {
@@ -294,6 +310,15 @@ pub struct Policy {
     pub beam: usize,
     /// Beam width of an utterance's last pass.
     pub final_beam: usize,
+    /// A quiet stretch at least this long marks the end of a phrase: words after the last
+    /// one wait for the phrase to end (whisper guesses the last words of a phrase it heard
+    /// cut off, often confidently). Zero: no such rule.
+    pub phrase_pause: Duration,
+    /// A phrase that has gone on this long without a pause is not waited for any more (then
+    /// only [`Policy::edge`] holds words back).
+    pub phrase_max: Duration,
+    /// Silence after which an utterance ends (its last pass commits everything).
+    pub vad_end: Duration,
 }
 
 impl Default for Policy {
@@ -309,6 +334,9 @@ impl Default for Policy {
             confident_p: CONFIDENT_P,
             beam: 1,
             final_beam: 1,
+            phrase_pause: PHRASE_PAUSE,
+            phrase_max: PHRASE_MAX,
+            vad_end: VAD_END,
         }
     }
 }
@@ -352,6 +380,52 @@ fn quiet_point(audio: &[f32], lo_ms: i64, hi_ms: i64) -> Option<i64> {
     Some(((lo + best) * 10) as i64)
 }
 
+/// A word is in the finished phrase if it ends at least this long before the end of the pause
+/// that follows the phrase (whisper's word ends often run late into the pause).
+const PHRASE_END_SLACK_MS: i64 = 50;
+
+/// The last pause in `audio` (16 kHz): (start, end) in ms of the last quiet stretch of at
+/// least `min_pause` samples (its end is the end of the audio if the audio ends in it). Quiet
+/// is relative to the audio itself (10 ms frames within 4 dB of its 10th-percentile level, and
+/// at least 6 dB under its 90th), so that it finds pauses in noise as well as in silence.
+fn last_pause(audio: &[f32], min_pause: usize) -> Option<(i64, i64)> {
+    let frame = SAMPLE_RATE / 100;
+    let db: Vec<f32> = audio
+        .chunks_exact(frame)
+        .map(|x| 10.0 * (x.iter().map(|v| v * v).sum::<f32>() / frame as f32 + 1e-10).log10())
+        .collect();
+    if db.len() < 10 {
+        return None;
+    }
+    let mut sorted = db.clone();
+    sorted.sort_by(f32::total_cmp);
+    let p10 = sorted[sorted.len() / 10];
+    let p90 = sorted[sorted.len() * 9 / 10];
+    let quiet = (p10 + 4.0).min(p90 - 6.0);
+    let need = min_pause.div_ceil(frame).max(1);
+    let mut run = 0;
+    let mut last = None;
+    for (i, d) in db.iter().enumerate() {
+        if *d <= quiet {
+            run += 1;
+        } else {
+            if run >= need {
+                last = Some((i - run, i));
+            }
+            run = 0;
+        }
+    }
+    if run >= need {
+        last = Some((db.len() - run, db.len()));
+    }
+    last.map(|(a, b)| ((a * 10) as i64, (b * 10) as i64))
+}
+
+/// The end (ms) of the last phrase in `audio`: the end of its [`last_pause`].
+fn phrase_end(audio: &[f32], min_pause: usize) -> Option<i64> {
+    last_pause(audio, min_pause).map(|(_, end)| end)
+}
+
 /// The captioner's state (see the [module docs](self)).
 struct Captioner {
     transcriber: Transcriber,
@@ -379,11 +453,12 @@ struct Captioner {
 
 impl Captioner {
     fn new(transcriber: Transcriber, policy: Policy) -> Self {
+        let vad_end_frames = samples_of_ms(ms(policy.vad_end)) / dsp::VAD_FRAME;
         Self {
             transcriber,
             policy,
             down: Downsampler::new(),
-            vad: Vad::new(),
+            vad: Vad::with_end_frames(vad_end_frames),
             agreement: LocalAgreement::new(),
             clock: SampleClock::default(),
             total: 0,
@@ -519,12 +594,23 @@ impl Captioner {
         let committed = if last {
             self.agreement.finish(words)
         } else {
-            self.agreement.update_with(
-                words,
-                audio_ms,
-                ms(self.policy.edge),
-                self.policy.confident_p,
-            )
+            let mut limit = audio_ms - ms(self.policy.edge);
+            if !self.policy.phrase_pause.is_zero() {
+                let pause = samples_of_ms(ms(self.policy.phrase_pause));
+                match phrase_end(audio, pause) {
+                    // Words of the phrase still being spoken wait for its end, unless it has
+                    // gone on too long.
+                    Some(end) if audio_ms - end <= ms(self.policy.phrase_max) => {
+                        limit = limit.min(end - PHRASE_END_SLACK_MS);
+                    }
+                    None if audio_ms <= ms(self.policy.phrase_max) => {
+                        limit = limit.min(0);
+                    }
+                    _ => {}
+                }
+            }
+            self.agreement
+                .update_with(words, limit, limit, self.policy.confident_p)
         };
         self.emit_words(start, &committed, emit);
         if last {
@@ -773,5 +859,57 @@ mod tests {
         assert_eq!(c.time_of(160), Some(t0 + Duration::from_millis(10)));
         assert_eq!(c.time_of(480), Some(t0 + Duration::from_millis(30)));
         assert_eq!(c.time_of(0), Some(t0));
+    }
+
+    /// 16 kHz "speech" (a 300 Hz tone whose loudness wobbles, as syllables do) for `ms`.
+    fn voiced(ms: usize, amp: f32) -> Vec<f32> {
+        (0..ms * 16)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                let syllables = 0.6 + 0.4 * (2.0 * std::f32::consts::PI * 4.0 * t).sin();
+                amp * syllables * (2.0 * std::f32::consts::PI * 300.0 * t).sin()
+            })
+            .collect()
+    }
+
+    /// Seeded white noise, for pauses that are not silent.
+    fn hiss(ms: usize, amp: f32, seed: &mut u32) -> Vec<f32> {
+        (0..ms * 16)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 17;
+                *seed ^= *seed << 5;
+                amp * (*seed as f32 / u32::MAX as f32 - 0.5)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn phrase_end_is_the_end_of_the_last_long_enough_pause() {
+        let pause = 150 * 16;
+        // speech 1 s, pause 300 ms, speech 800 ms, a 60 ms gap (a stop consonant), speech
+        let mut a = voiced(1000, 0.3);
+        a.extend(vec![0.0; 300 * 16]);
+        a.extend(voiced(800, 0.3));
+        a.extend(vec![0.0; 60 * 16]);
+        a.extend(voiced(500, 0.3));
+        assert_eq!(phrase_end(&a, pause), Some(1300));
+        // Ending in a pause: everything heard is a whole phrase.
+        a.extend(vec![0.0; 200 * 16]);
+        assert_eq!(phrase_end(&a, pause), Some(2860));
+        // No pause at all.
+        assert_eq!(phrase_end(&voiced(3000, 0.3), pause), None);
+        // The same in noise about 13 dB under the speech: pauses are where only the noise is.
+        let mut seed = 7;
+        let mut n = voiced(1000, 0.3);
+        n.extend(vec![0.0; 300 * 16]);
+        n.extend(voiced(1200, 0.3));
+        let noisy: Vec<f32> = n
+            .iter()
+            .zip(hiss(2500, 0.15, &mut seed))
+            .map(|(a, b)| a + b)
+            .collect();
+        let end = phrase_end(&noisy, pause).expect("the pause is found in noise");
+        assert!((1280..=1320).contains(&end), "{end}");
     }
 }

@@ -36,6 +36,36 @@ pub fn default_model_path() -> Option<PathBuf> {
     default_model_dir().map(|d| d.join(DEFAULT_MODEL_FILE))
 }
 
+/// The models `scripts/install-model.sh` installs, by the name `--model` takes for them, with
+/// the option that installs each.
+pub const KNOWN_MODELS: [(&str, &str); 2] = [("tiny.en", ""), ("base", " --base")];
+
+/// `--model`'s value as a path: a model's name (`tiny.en`, `base`) is its file in
+/// [`default_model_dir`]; anything else is a path to a ggml file.
+pub fn resolve(model: &Path) -> PathBuf {
+    let name = model.to_string_lossy();
+    match (KNOWN_MODELS.iter().find(|(n, _)| *n == name), default_model_dir()) {
+        (Some((n, _)), Some(dir)) => dir.join(format!("ggml-{n}.bin")),
+        _ => model.to_path_buf(),
+    }
+}
+
+/// How to install the model at `path`: the install script's command line for a known model
+/// in the default folder, else a general hint.
+pub fn install_hint(path: &Path) -> String {
+    let known = KNOWN_MODELS.iter().find(|(n, _)| {
+        path.file_name()
+            .is_some_and(|f| f.to_string_lossy() == format!("ggml-{n}.bin"))
+    });
+    match known {
+        Some((_, opt)) => format!(
+            "install it with scripts/install-model.sh{opt}, or pass --model FILE (a whisper.cpp ggml model)"
+        ),
+        None => "install one with scripts/install-model.sh, or pass --model FILE (a whisper.cpp ggml model)"
+            .into(),
+    }
+}
+
 /// What the header of a ggml whisper model says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelInfo {
@@ -377,6 +407,18 @@ fn drop_repetition_loop(words: &mut Vec<Word>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names_are_files_in_the_model_folder() {
+        // (LIVECAST_MODEL_DIR is not set by the tests; the folder is the default one.)
+        let dir = default_model_dir().expect("a home directory");
+        assert_eq!(resolve(Path::new("base")), dir.join("ggml-base.bin"));
+        assert_eq!(resolve(Path::new("tiny.en")), dir.join("ggml-tiny.en.bin"));
+        assert_eq!(resolve(Path::new("my.bin")), Path::new("my.bin"));
+        assert_eq!(resolve(Path::new("/m/base")), Path::new("/m/base"));
+        assert!(install_hint(&dir.join("ggml-base.bin")).contains("install-model.sh --base"));
+        assert!(install_hint(Path::new("x.bin")).contains("pass --model FILE"));
+    }
 
     #[test]
     fn repetition_loops_are_cut() {

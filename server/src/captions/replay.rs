@@ -46,6 +46,9 @@ fn parse_policy(spec: &str) -> Policy {
             "conf" => p.confident_p = n as f32 / 100.0,
             "beam" => p.beam = n as usize,
             "final_beam" => p.final_beam = n as usize,
+            "pause" => p.phrase_pause = d,
+            "phrase_max" => p.phrase_max = d,
+            "vad_end" => p.vad_end = d,
             other => panic!("unknown policy key {other}"),
         }
     }
