@@ -102,14 +102,13 @@ fn parse_transport(s: &str) -> Result<TransportPref, String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| {
-                    format!(
-                        "{},wgpu=warn,naga=warn,iced=warn,cosmic_text=warn",
-                        livecast_server::DEFAULT_LOG_FILTER
-                    )
-                    .into()
-                }),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                format!(
+                    "{},wgpu=warn,naga=warn,iced=warn,cosmic_text=warn",
+                    livecast_server::DEFAULT_LOG_FILTER
+                )
+                .into()
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -235,7 +235,13 @@ fn a_slice_of_the_test_set_read_by_two_engines() {
     let d = dir.path().as_os_str();
     let made = script(
         "caption_evalset.py",
-        &["slice".as_ref(), "--out".as_ref(), d, "--words".as_ref(), "160".as_ref()],
+        &[
+            "slice".as_ref(),
+            "--out".as_ref(),
+            d,
+            "--words".as_ref(),
+            "160".as_ref(),
+        ],
     );
     let made: serde_json::Value = serde_json::from_str(&made).expect("slice JSON");
     eprintln!("slice: {made}");
@@ -269,7 +275,11 @@ fn a_slice_of_the_test_set_read_by_two_engines() {
         r["errors"]
     );
     assert!(r["ref_words"].as_u64().unwrap() >= 150);
-    assert!(e <= SLICE_WER_MAX, "word error rate {:.1} %: heard {text:?}", e * 100.0);
+    assert!(
+        e <= SLICE_WER_MAX,
+        "word error rate {:.1} %: heard {text:?}",
+        e * 100.0
+    );
 }
 
 /// The WER bound of the slice. The test set's live figures for these two voices at these
@@ -304,7 +314,11 @@ fn noise_and_music_alone_give_no_captions() {
         );
         let report = watch(&server, 13, dir.path());
         server.shutdown();
-        assert_eq!(report["captions"], serde_json::json!([]), "{name}: {report}");
+        assert_eq!(
+            report["captions"],
+            serde_json::json!([]),
+            "{name}: {report}"
+        );
         assert!(report["audio"]["frames_decoded"].as_u64().unwrap() > 400);
     }
 }

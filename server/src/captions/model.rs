@@ -44,7 +44,10 @@ pub const KNOWN_MODELS: [(&str, &str); 2] = [("tiny.en", ""), ("base", " --base"
 /// [`default_model_dir`]; anything else is a path to a ggml file.
 pub fn resolve(model: &Path) -> PathBuf {
     let name = model.to_string_lossy();
-    match (KNOWN_MODELS.iter().find(|(n, _)| *n == name), default_model_dir()) {
+    match (
+        KNOWN_MODELS.iter().find(|(n, _)| *n == name),
+        default_model_dir(),
+    ) {
         (Some((n, _)), Some(dir)) => dir.join(format!("ggml-{n}.bin")),
         _ => model.to_path_buf(),
     }
