@@ -29,12 +29,12 @@ pub mod pipeline;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
+pub mod track;
 
 /// The log filter when `RUST_LOG` is not set: our `info` lines (a handful at start), and
 /// whisper.cpp's own model-loading report (about 35 lines at its INFO) only from `RUST_LOG=debug`
 /// on; its warnings and errors still show.
 pub const DEFAULT_LOG_FILTER: &str = "info,whisper_rs=warn";
-pub mod track;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

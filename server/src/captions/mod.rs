@@ -384,11 +384,11 @@ fn quiet_point(audio: &[f32], lo_ms: i64, hi_ms: i64) -> Option<i64> {
 /// that follows the phrase (whisper's word ends often run late into the pause).
 const PHRASE_END_SLACK_MS: i64 = 50;
 
-/// The last pause in `audio` (16 kHz): (start, end) in ms of the last quiet stretch of at
-/// least `min_pause` samples (its end is the end of the audio if the audio ends in it). Quiet
-/// is relative to the audio itself (10 ms frames within 4 dB of its 10th-percentile level, and
-/// at least 6 dB under its 90th), so that it finds pauses in noise as well as in silence.
-fn last_pause(audio: &[f32], min_pause: usize) -> Option<(i64, i64)> {
+/// The end (ms) of the last phrase in `audio` (16 kHz): the end of the last quiet stretch of
+/// at least `min_pause` samples, or the end of the audio if it ends in one. Quiet is relative
+/// to the audio itself (10 ms frames within 4 dB of its 10th-percentile level, and at least
+/// 6 dB under its 90th), so that it finds pauses in noise as well as in silence.
+fn phrase_end(audio: &[f32], min_pause: usize) -> Option<i64> {
     let frame = SAMPLE_RATE / 100;
     let db: Vec<f32> = audio
         .chunks_exact(frame)
@@ -404,26 +404,19 @@ fn last_pause(audio: &[f32], min_pause: usize) -> Option<(i64, i64)> {
     let quiet = (p10 + 4.0).min(p90 - 6.0);
     let need = min_pause.div_ceil(frame).max(1);
     let mut run = 0;
-    let mut last = None;
-    for (i, d) in db.iter().enumerate() {
+    let mut end = None;
+    // A sentinel loud frame after the last one closes a pause the audio ends in.
+    for (i, d) in db.iter().chain([&f32::INFINITY]).enumerate() {
         if *d <= quiet {
             run += 1;
         } else {
             if run >= need {
-                last = Some((i - run, i));
+                end = Some(i);
             }
             run = 0;
         }
     }
-    if run >= need {
-        last = Some((db.len() - run, db.len()));
-    }
-    last.map(|(a, b)| ((a * 10) as i64, (b * 10) as i64))
-}
-
-/// The end (ms) of the last phrase in `audio`: the end of its [`last_pause`].
-fn phrase_end(audio: &[f32], min_pause: usize) -> Option<i64> {
-    last_pause(audio, min_pause).map(|(_, end)| end)
+    end.map(|f| (f * 10) as i64)
 }
 
 /// The captioner's state (see the [module docs](self)).

@@ -40,6 +40,11 @@ pub fn default_model_path() -> Option<PathBuf> {
 /// the option that installs each.
 pub const KNOWN_MODELS: [(&str, &str); 2] = [("tiny.en", ""), ("base", " --base")];
 
+/// The file a named model is installed as.
+fn model_file(name: &str) -> String {
+    format!("ggml-{name}.bin")
+}
+
 /// `--model`'s value as a path: a model's name (`tiny.en`, `base`) is its file in
 /// [`default_model_dir`]; anything else is a path to a ggml file.
 pub fn resolve(model: &Path) -> PathBuf {
@@ -48,25 +53,23 @@ pub fn resolve(model: &Path) -> PathBuf {
         KNOWN_MODELS.iter().find(|(n, _)| *n == name),
         default_model_dir(),
     ) {
-        (Some((n, _)), Some(dir)) => dir.join(format!("ggml-{n}.bin")),
+        (Some((n, _)), Some(dir)) => dir.join(model_file(n)),
         _ => model.to_path_buf(),
     }
 }
 
-/// How to install the model at `path`: the install script's command line for a known model
-/// in the default folder, else a general hint.
+/// How to install the model at `path`: the install script's command line for a known model,
+/// else a general hint.
 pub fn install_hint(path: &Path) -> String {
-    let known = KNOWN_MODELS.iter().find(|(n, _)| {
-        path.file_name()
-            .is_some_and(|f| f.to_string_lossy() == format!("ggml-{n}.bin"))
-    });
-    match known {
-        Some((_, opt)) => format!(
-            "install it with scripts/install-model.sh{opt}, or pass --model FILE (a whisper.cpp ggml model)"
-        ),
-        None => "install one with scripts/install-model.sh, or pass --model FILE (a whisper.cpp ggml model)"
-            .into(),
-    }
+    let file = path.file_name().map(|f| f.to_string_lossy());
+    let how = match KNOWN_MODELS
+        .iter()
+        .find(|(n, _)| file.as_deref() == Some(model_file(n).as_str()))
+    {
+        Some((_, opt)) => format!("install it with scripts/install-model.sh{opt}"),
+        None => "install one with scripts/install-model.sh".into(),
+    };
+    format!("{how}, or pass --model FILE (a whisper.cpp ggml model)")
 }
 
 /// What the header of a ggml whisper model says.
