@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use livecast_proto::rtsp::{
-    self, CSeq, Limits, Message, Method, Parsed, Request, Response, Session, Transport,
+    self, CSeq, Limits, Message, Method, Parsed, Request, Response, RtspUrl, Session, Transport,
     TransportProfile, TransportSpec,
 };
 use livecast_proto::time::SeqExtender;
@@ -205,40 +205,12 @@ impl RtspConn {
 
 /// `rtsp://host:port/...` -> socket address (default port 554).
 pub fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url
-        .strip_prefix("rtsp://")
-        .ok_or_else(|| anyhow!("not an rtsp:// URL: {url}"))?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        let (ip, port) = v6
-            .split_once(']')
-            .ok_or_else(|| anyhow!("bad IPv6 authority in {url}"))?;
-        let port = port.strip_prefix(':').map_or(Ok(554), str::parse)?;
-        return Ok(SocketAddr::new(ip.parse::<IpAddr>()?, port));
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse()?),
-        None => (authority, 554),
-    };
+    let u = RtspUrl::parse(url)?;
     use std::net::ToSocketAddrs;
-    (host, port)
+    (u.host.as_str(), u.port)
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| anyhow!("cannot resolve {host}"))
-}
-
-/// Resolves an `a=control` value against the content base (RFC 2326 C.1.1).
-pub fn control_url(base: &str, control: &str) -> String {
-    if control.starts_with("rtsp://") {
-        control.to_string()
-    } else if control == "*" {
-        base.trim_end_matches('/').to_string()
-    } else if base.ends_with('/') {
-        format!("{base}{control}")
-    } else {
-        format!("{base}/{control}")
-    }
+        .ok_or_else(|| anyhow!("cannot resolve {}", u.host))
 }
 
 fn udp_pair(ip: IpAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
@@ -321,7 +293,7 @@ pub async fn run_client_on(
         let control = m
             .control()
             .ok_or_else(|| anyhow!("media {i} has no a=control"))?;
-        let url = control_url(&base, control);
+        let url = rtsp::url::resolve(&base, control);
         let spec = match opts.transport {
             TransportKind::Udp => {
                 let (a, b) = udp_pair(local_ip)?;
@@ -474,18 +446,5 @@ mod tests {
         );
         assert_eq!(url_addr("rtsp://127.0.0.1/x").unwrap().port(), 554);
         assert!(url_addr("http://x/").is_err());
-    }
-
-    #[test]
-    fn control_urls_resolve_against_base() {
-        assert_eq!(
-            control_url("rtsp://h/live/", "trackID=0"),
-            "rtsp://h/live/trackID=0"
-        );
-        assert_eq!(
-            control_url("rtsp://h/live", "trackID=1"),
-            "rtsp://h/live/trackID=1"
-        );
-        assert_eq!(control_url("rtsp://h/live/", "rtsp://o/x"), "rtsp://o/x");
     }
 }

@@ -27,6 +27,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use livecast_proto::rtsp::RtspUrl;
 use livecast_server::captions::CaptionConfig;
 use livecast_server::chat::{ChatError, ChatInput};
 use livecast_server::hooks::{AudioProcessor, MediaControls, Preview};
@@ -70,8 +71,8 @@ pub fn peer_url(peer: &str) -> anyhow::Result<String> {
         anyhow::bail!("no peer to call: give a host name, host:port or rtsp:// URL");
     }
     if p.contains("://") {
-        if !p.starts_with("rtsp://") {
-            anyhow::bail!("'{p}': a call needs an rtsp:// URL or a host name");
+        if let Err(e) = RtspUrl::parse(p) {
+            anyhow::bail!("'{p}': a call needs an rtsp:// URL or a host name ({e})");
         }
         return Ok(p.to_owned());
     }
@@ -87,14 +88,14 @@ pub fn peer_url(peer: &str) -> anyhow::Result<String> {
         } else {
             p.to_owned()
         }
-    } else if let Some((_, port)) = p.rsplit_once(':') {
-        port.parse::<u16>()
-            .map_err(|_| anyhow::anyhow!("'{p}': bad port '{port}'"))?;
+    } else if p.contains(':') {
         p.to_owned()
     } else {
         format!("{p}:{DEFAULT_PORT}")
     };
-    Ok(format!("rtsp://{host_port}/live"))
+    let url = format!("rtsp://{host_port}/live");
+    RtspUrl::parse(&url).map_err(|e| anyhow::anyhow!("'{p}': {e}"))?;
+    Ok(url)
 }
 
 fn unix_ms(t: SystemTime) -> i64 {

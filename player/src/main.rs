@@ -148,8 +148,8 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let src = args.source.clone().unwrap_or_default();
     let source = if src.contains("://") {
-        if !src.starts_with("rtsp://") {
-            anyhow::bail!("'{src}': only rtsp:// URLs (or recording files) can be played");
+        if let Err(e) = livecast_proto::rtsp::RtspUrl::parse(&src) {
+            anyhow::bail!("{e} (only rtsp:// URLs or recording files can be played)");
         }
         Source::Url(src.clone())
     } else {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use livecast_proto::rtcp::{self, RtcpPacket};
 use livecast_proto::rtsp::session::{ServerSession, State};
 use livecast_proto::rtsp::{
-    self, CSeq, ContentBase, Header, Limits, Message, Method, NptTime, ParseErrorKind, Parsed,
+    self, url, CSeq, ContentBase, Header, Limits, Message, Method, NptTime, ParseErrorKind, Parsed,
     Public, Range, Request, Response, RtpInfo, RtpInfoEntry, Session, StatusCode, Transport,
     TransportProfile, TransportSpec, Version,
 };
@@ -512,7 +512,7 @@ impl RtspServer {
                 ));
             }
         }
-        let base = content_base(&req.uri);
+        let base = url::content_base(&req.uri);
         let body = self.describe_sdp(ctx.local.ip());
         Ok((
             Response::new(StatusCode::OK)
@@ -726,7 +726,7 @@ impl RtspServer {
         entry.state.commit(next, now);
         let client = entry.client;
         let wall = SystemTime::now();
-        let base = content_base(&req.uri);
+        let base = url::content_base(&req.uri);
         let mut infos = Vec::new();
         if !already_playing {
             for s in entry.setups.iter_mut() {
@@ -825,7 +825,8 @@ impl RtspServer {
 
     /// Maps a request URI to the stream or one of its tracks; anything else is 404.
     fn target(&self, uri: &str) -> Result<Target, Fail> {
-        let path = uri_path(uri).ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "bad URI"))?;
+        let path =
+            url::request_path(uri).ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "bad URI"))?;
         let path = path.trim_matches('/');
         let not_found = || Fail::new(StatusCode::NOT_FOUND, "no such stream; try /live");
         if path == self.cfg.path {
@@ -938,39 +939,6 @@ fn session_id(req: &Request) -> Result<String, Fail> {
     }
 }
 
-/// `rtsp://host[:port]/a/b?q` -> `/a/b`; `/a/b` stays; `*` -> `/`.
-fn uri_path(uri: &str) -> Option<&str> {
-    let path = if let Some(rest) = uri
-        .strip_prefix("rtsp://")
-        .or_else(|| uri.strip_prefix("RTSP://"))
-        .or_else(|| uri.strip_prefix("rtspu://"))
-    {
-        match rest.find('/') {
-            Some(i) => &rest[i..],
-            None => "/",
-        }
-    } else if uri == "*" {
-        "/"
-    } else if uri.starts_with('/') {
-        uri
-    } else {
-        return None;
-    };
-    Some(path.split(['?', '#']).next().unwrap_or(path))
-}
-
-/// The aggregate URL with a trailing slash, so relative `a=control:trackID=N` resolve under it.
-fn content_base(uri: &str) -> String {
-    let base = uri.split(['?', '#']).next().unwrap_or(uri);
-    let base = base.trim_end_matches('/');
-    // A track URL (PLAY/PAUSE may name one) maps back to the aggregate.
-    let base = match base.rfind("/trackID=") {
-        Some(i) => &base[..i],
-        None => base,
-    };
-    format!("{base}/")
-}
-
 /// IPv4-mapped IPv6 peers (from a dual-stack socket) are IPv4 clients.
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -982,27 +950,6 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uri_paths() {
-        assert_eq!(uri_path("rtsp://h:8554/live"), Some("/live"));
-        assert_eq!(
-            uri_path("rtsp://[::1]:8554/live/trackID=1"),
-            Some("/live/trackID=1")
-        );
-        assert_eq!(uri_path("rtsp://h:8554"), Some("/"));
-        assert_eq!(uri_path("rtsp://h/live?x=1"), Some("/live"));
-        assert_eq!(uri_path("*"), Some("/"));
-        assert_eq!(uri_path("/live"), Some("/live"));
-        assert_eq!(uri_path("garbage"), None);
-    }
-
-    #[test]
-    fn content_base_is_the_aggregate_with_slash() {
-        assert_eq!(content_base("rtsp://h/live"), "rtsp://h/live/");
-        assert_eq!(content_base("rtsp://h/live/"), "rtsp://h/live/");
-        assert_eq!(content_base("rtsp://h/live/trackID=0"), "rtsp://h/live/");
-    }
 
     #[test]
     fn allow_lists_follow_state() {

@@ -41,7 +41,6 @@ mod conn;
 mod describe;
 mod session;
 pub mod track;
-pub mod url;
 pub mod watchdog;
 
 use std::time::Duration;

@@ -13,6 +13,7 @@
 //!   (§12.33), `Public` (§12.28), `Content-Base` (§12.11), `Content-Length` (§12.14) and
 //!   `Content-Type` (§12.16).
 //! - [`session`]: the server session states of RFC 2326 appendix A.1.
+//! - [`url`]: `rtsp://` URLs, request paths and control-URL resolution (§3.2, C.1.1).
 //!
 //! Design, after scottlamb/retina and sdroege/rtsp-types: hand-written, dependency-free,
 //! lenient with what real devices send (LF-only lines, folded headers, odd spacing — see
@@ -28,6 +29,7 @@ pub mod headers;
 pub mod message;
 pub mod parse;
 pub mod session;
+pub mod url;
 
 #[cfg(test)]
 mod tests;
@@ -38,3 +40,4 @@ pub use headers::{
 };
 pub use message::{InterleavedFrame, Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{parse, Limits, ParseError, ParseErrorKind, Parsed};
+pub use url::RtspUrl;

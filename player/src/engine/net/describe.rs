@@ -4,8 +4,8 @@
 use livecast_proto::codec::{h264, Codec};
 use livecast_proto::sdp::{MediaDescription, SessionDescription};
 
-use super::url;
 use crate::engine::unit::TrackDesc;
+use livecast_proto::rtsp::url;
 
 pub use super::track::Format;
 

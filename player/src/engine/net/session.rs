@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 use super::conn::{self, AbortOnDrop, Conn, Inbound, Stamp};
 use super::describe::{same_stream, tracks_from_sdp, Format};
 use super::track::{self, TrackRx};
-use super::url::{self, RtspUrl};
 use super::watchdog::{Verdict, Watchdog};
 use super::{NetConfig, NetControl, NetEvent, NetStats};
 use crate::engine::api::{ConnState, TransportPref};
 use crate::engine::unit::{MediaUnit, TrackDesc};
+use livecast_proto::rtsp::url::{self, RtspUrl};
 
 /// How long a request may go unanswered before the connection is presumed lost.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

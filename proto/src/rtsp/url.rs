@@ -1,13 +1,15 @@
-//! `rtsp://` URLs: parsing the parts we connect with, and resolving the control URLs of a
-//! session description against its base (RFC 2326 §3.2, appendix C.1.1).
+//! `rtsp://` URLs (RFC 2326 §3.2): the one parser every crate uses. A client parses the URL it
+//! connects to ([`RtspUrl`]), resolves the control URLs of a session description against their
+//! base (appendix C.1.1: [`resolve`], [`aggregate`], [`describe_base`]); a server finds the path a
+//! request names ([`request_path`]) and the base its DESCRIBE answers with ([`content_base`]).
 
 use std::fmt;
 
 /// Default RTSP port (RFC 2326 §3.2).
 pub const DEFAULT_PORT: u16 = 554;
 
-/// The parts of an `rtsp://` URL needed to connect. `full` is kept as given (minus any
-/// `user:password@`, which we do not use: no authentication is supported).
+/// The parts of an `rtsp://` URL needed to connect. `full` is kept as given minus any
+/// `user:password@`, which is kept apart in `userinfo` (credentials never go into requests).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RtspUrl {
     /// Host name or IP address; IPv6 without brackets.
@@ -15,6 +17,8 @@ pub struct RtspUrl {
     pub port: u16,
     /// The URL to put in requests.
     pub full: String,
+    /// `user[:password]` as written before `@`, percent-encoding untouched.
+    pub userinfo: Option<String>,
 }
 
 /// Why a URL is unusable.
@@ -26,6 +30,8 @@ impl fmt::Display for UrlError {
         f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for UrlError {}
 
 impl RtspUrl {
     /// Parses `rtsp://[user[:pass]@]host[:port][/path][?query]` (scheme case-insensitive).
@@ -41,7 +47,10 @@ impl RtspUrl {
         }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()), h),
+            None => (None, authority),
+        };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (ip, after) = v6
                 .split_once(']')
@@ -74,8 +83,63 @@ impl RtspUrl {
             host: host.to_owned(),
             port,
             full,
+            userinfo,
         })
     }
+
+    /// `host:port` as written in a URL (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The path the URL names, without query (`/` when it has none).
+    pub fn path(&self) -> &str {
+        request_path(&self.full).unwrap_or("/")
+    }
+}
+
+impl fmt::Display for RtspUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// The path a Request-URI names (RFC 2326 §6.1): `rtsp://host[:port]/a/b?q` -> `/a/b`, `/a/b`
+/// stays, `*` (OPTIONS for the server itself) -> `/`; `None` for anything else.
+pub fn request_path(uri: &str) -> Option<&str> {
+    let path = if let Some((scheme, rest)) = uri.split_once("://") {
+        if !(scheme.eq_ignore_ascii_case("rtsp") || scheme.eq_ignore_ascii_case("rtspu")) {
+            return None;
+        }
+        match rest.find(['/', '?', '#']) {
+            Some(i) if rest[i..].starts_with('/') => &rest[i..],
+            _ => "/",
+        }
+    } else if uri == "*" {
+        "/"
+    } else if uri.starts_with('/') {
+        uri
+    } else {
+        return None;
+    };
+    Some(path.split(['?', '#']).next().unwrap_or(path))
+}
+
+/// The base a server announces in `Content-Base` for a DESCRIBE of `uri`: the aggregate URL
+/// with a trailing `/`, so relative `a=control:trackID=N` resolve under it (C.1.1). A track URL
+/// (`.../trackID=N`) maps back to its aggregate.
+pub fn content_base(uri: &str) -> String {
+    let base = uri.split(['?', '#']).next().unwrap_or(uri);
+    let base = base.trim_end_matches('/');
+    let base = match base.rfind("/trackID=") {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    format!("{base}/")
 }
 
 /// Whether `s` starts with a URL scheme (`rtsp:`, `rtspu:`, ...; RFC 3986 §3.1).
@@ -170,9 +234,14 @@ mod tests {
         let u = RtspUrl::parse("RTSP://user:pw@cam.local/stream?x=1#frag").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("cam.local", 554));
         assert_eq!(u.full, "rtsp://cam.local/stream?x=1");
+        assert_eq!(u.userinfo.as_deref(), Some("user:pw"));
+        assert_eq!(u.path(), "/stream");
+        assert_eq!(u.authority(), "cam.local:554");
         let u = RtspUrl::parse("rtsp://[::1]:9000/live").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
         assert_eq!(u.full, "rtsp://[::1]:9000/live");
+        assert_eq!(u.authority(), "[::1]:9000");
+        assert_eq!(u.userinfo, None);
         let u = RtspUrl::parse("rtsp://[fe80::1]").unwrap();
         assert_eq!(u.port, 554);
         for bad in [
@@ -190,6 +259,31 @@ mod tests {
         ] {
             assert!(RtspUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn request_paths() {
+        assert_eq!(request_path("rtsp://h:8554/live"), Some("/live"));
+        assert_eq!(
+            request_path("rtsp://[::1]:8554/live/trackID=1"),
+            Some("/live/trackID=1")
+        );
+        assert_eq!(request_path("rtsp://h:8554"), Some("/"));
+        assert_eq!(request_path("rtsp://h?x=1"), Some("/"));
+        assert_eq!(request_path("rtsp://h/live?x=1"), Some("/live"));
+        assert_eq!(request_path("RTSP://h/live#f"), Some("/live"));
+        assert_eq!(request_path("*"), Some("/"));
+        assert_eq!(request_path("/live"), Some("/live"));
+        assert_eq!(request_path("garbage"), None);
+        assert_eq!(request_path("http://h/live"), None);
+    }
+
+    #[test]
+    fn content_base_is_the_aggregate_with_slash() {
+        assert_eq!(content_base("rtsp://h/live"), "rtsp://h/live/");
+        assert_eq!(content_base("rtsp://h/live/"), "rtsp://h/live/");
+        assert_eq!(content_base("rtsp://h/live/trackID=0"), "rtsp://h/live/");
+        assert_eq!(content_base("rtsp://h/live?x=1"), "rtsp://h/live/");
     }
 
     #[test]
