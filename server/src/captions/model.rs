@@ -311,7 +311,9 @@ impl Transcriber {
             .map_err(|e| anyhow!("whisper: {e}"))?;
         let mut words: Vec<Word> = Vec::new();
         for seg in self.state.as_iter() {
-            if seg.no_speech_probability() > NO_SPEECH_MAX {
+            let no_speech = seg.no_speech_probability();
+            if no_speech > NO_SPEECH_MAX {
+                tracing::trace!(no_speech, "segment dropped: probably not speech");
                 continue;
             }
             let mut toks = Vec::new();
@@ -329,8 +331,10 @@ impl Transcriber {
             }
             let mean_p = toks.iter().map(|t| t.1).sum::<f32>() / toks.len() as f32;
             if mean_p < MEAN_TOKEN_P_MIN {
+                tracing::trace!(no_speech, mean_p, "segment dropped: a guess");
                 continue;
             }
+            tracing::trace!(no_speech, mean_p, tokens = toks.len(), "segment kept");
             let seg_start = words.len();
             for (text, tp, t0, t1) in toks {
                 let starts_word = text.starts_with(' ') || words.len() == seg_start;
