@@ -1062,8 +1062,14 @@ mod tests {
             vec![RtcpPacket::Fir(Fir {
                 sender: Ssrc(1),
                 entries: vec![
-                    FirEntry { ssrc: Ssrc(9), seq: 5 },
-                    FirEntry { ssrc: Ssrc(0xdead_beef), seq: 6 },
+                    FirEntry {
+                        ssrc: Ssrc(9),
+                        seq: 5
+                    },
+                    FirEntry {
+                        ssrc: Ssrc(0xdead_beef),
+                        seq: 6
+                    },
                 ],
             })]
         );
@@ -1106,7 +1112,10 @@ mod tests {
             0x00, 0x00, 0x00, 0x09, 0x05, 0x00, 0x00, 0x01,
         ];
         let p = parse_compound(&odd).unwrap();
-        assert!(p.iter().all(|p| matches!(p, RtcpPacket::Unknown { .. })), "{p:?}");
+        assert!(
+            p.iter().all(|p| matches!(p, RtcpPacket::Unknown { .. })),
+            "{p:?}"
+        );
         let mut out = Vec::new();
         write_compound(&p, &mut out);
         assert_eq!(out, odd);

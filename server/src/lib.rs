@@ -221,7 +221,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         listening.push(listener.local_addr()?);
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
     }
-    tasks.push(tokio::spawn(rtsp.clone().expiry_loop()));
+    tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
     tasks.push(tokio::spawn(track::sender_report_loop(
         tracks,
         Duration::from_secs(5),

@@ -976,7 +976,10 @@ mod tests {
             kind: BodyTooLarge,
         };
         assert_eq!(e.status(), StatusCode::REQUEST_ENTITY_TOO_LARGE);
-        assert_eq!(HeadersTooLarge.status(), StatusCode::REQUEST_ENTITY_TOO_LARGE);
+        assert_eq!(
+            HeadersTooLarge.status(),
+            StatusCode::REQUEST_ENTITY_TOO_LARGE
+        );
         assert_eq!(BadVersion.status(), StatusCode::VERSION_NOT_SUPPORTED);
         assert_eq!(BadHeaderLine.status(), StatusCode::BAD_REQUEST);
     }

@@ -64,7 +64,7 @@ use super::message::{header_names, Method, Request, Response, StatusCode, Versio
 use super::parse::ParseError;
 use super::session::{ServerSession, State, StateError};
 use super::url;
-use crate::rtcp::{self, RtcpPacket};
+use crate::rtcp;
 use crate::sdp::SessionDescription;
 use crate::time::Ssrc;
 
@@ -298,7 +298,10 @@ pub enum ServerEvent {
 /// What the shell must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    Transmit { conn: ConnId, response: Response },
+    Transmit {
+        conn: ConnId,
+        response: Response,
+    },
     Event(ServerEvent),
     /// Nothing more to do; feed [`Input::Timeout`] at this instant unless another input comes
     /// first.
@@ -602,11 +605,10 @@ impl Server {
             s.reports_due.retain(|t| *t > now);
             if s.reports_due.len() < before {
                 for setup in &s.setups {
-                    self.out
-                        .push_back(Output::Event(ServerEvent::SenderReport {
-                            client: s.client,
-                            track: setup.track,
-                        }));
+                    self.out.push_back(Output::Event(ServerEvent::SenderReport {
+                        client: s.client,
+                        track: setup.track,
+                    }));
                 }
             }
         }
@@ -762,13 +764,13 @@ impl Server {
             Method::Pause => self.pause(req, now),
             Method::Teardown => self.teardown(req),
             Method::GetParameter => self.get_parameter(req, now),
-            Method::Announce | Method::Record | Method::Redirect | Method::SetParameter => Err(
-                Fail::new(
+            Method::Announce | Method::Record | Method::Redirect | Method::SetParameter => {
+                Err(Fail::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "this server only plays; the method is not allowed",
                 )
-                .with_header(header_names::ALLOW, method_list(&PUBLIC)),
-            ),
+                .with_header(header_names::ALLOW, method_list(&PUBLIC)))
+            }
             _ => Err(Fail::new(StatusCode::NOT_IMPLEMENTED, "unknown method")),
         };
         match result {
@@ -1166,7 +1168,15 @@ fn allowed_in(state: State) -> String {
     let m: &[Method] = match state {
         State::Init => &[Options, Describe, Setup, Teardown, GetParameter],
         State::Ready => &[Options, Describe, Setup, Play, Teardown, GetParameter],
-        State::Playing => &[Options, Describe, Setup, Play, Pause, Teardown, GetParameter],
+        State::Playing => &[
+            Options,
+            Describe,
+            Setup,
+            Play,
+            Pause,
+            Teardown,
+            GetParameter,
+        ],
     };
     method_list(m)
 }

@@ -4,9 +4,16 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
+
+use livecast_server::pipeline::MediaConfig;
+use livecast_server::rtsp_server::{RtspConfig, RtspServer};
+use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::{RunningServer, ServerConfig};
 
 pub struct ServerProc {
     child: Child,
@@ -121,6 +128,80 @@ pub fn run_peer(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         Err(_) => {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             panic!("{program} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// The server in this process, in its own runtime, on the built-in sources at 320x240@30:
+/// for tests that need a setting the command line does not offer (a 1 s session timeout).
+pub struct InProcess {
+    rt: Option<tokio::runtime::Runtime>,
+    running: Option<RunningServer>,
+    pub port: u16,
+}
+
+impl InProcess {
+    pub fn start(session_timeout: Duration) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime can be built for the server");
+        let cfg = ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            media: MediaConfig {
+                video: VideoSpec::TestSrc,
+                audio: AudioSpec::Tone,
+                video_cfg: VideoConfig {
+                    width: 320,
+                    height: 240,
+                    fps: 30,
+                },
+                video_bitrate: 500_000,
+                audio_bitrate: 64_000,
+                idr_interval_secs: 2,
+                hooks: Default::default(),
+            },
+            rtsp: RtspConfig {
+                session_timeout,
+                ..RtspConfig::default()
+            },
+            captions: Default::default(),
+            title: "Livecast".into(),
+            chat: false,
+        };
+        let running = rt
+            .block_on(livecast_server::start(cfg))
+            .expect("livecast-server starts on test sources");
+        let port = running.listening[0].port();
+        Self {
+            rt: Some(rt),
+            running: Some(running),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/live", self.port)
+    }
+
+    pub fn rtsp(&self) -> Arc<RtspServer> {
+        self.running
+            .as_ref()
+            .expect("running until dropped")
+            .rtsp
+            .clone()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let (Some(running), Some(rt)) = (self.running.take(), self.rt.as_ref()) {
+            let _in_runtime = rt.enter();
+            running.shutdown();
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
         }
     }
 }

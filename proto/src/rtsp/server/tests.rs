@@ -1,7 +1,7 @@
 //! The server state machine in virtual time: `now` advances by hand, nothing sleeps.
 
 use super::*;
-use crate::rtcp::{Fir, FirEntry, ReceiverReport};
+use crate::rtcp::{Fir, FirEntry, ReceiverReport, RtcpPacket};
 use crate::sdp::{Attribute, MediaDescription, Origin};
 
 const URL: &str = "rtsp://198.51.100.7:8554/live";
@@ -162,7 +162,10 @@ fn split(conn: ConnId, outputs: Vec<Output>) -> (Response, Vec<ServerEvent>) {
     let mut events = Vec::new();
     for o in outputs {
         match o {
-            Output::Transmit { conn: c, response: r } => {
+            Output::Transmit {
+                conn: c,
+                response: r,
+            } => {
                 assert_eq!(c, conn);
                 assert!(response.replace(r).is_none(), "two responses");
             }
@@ -296,7 +299,10 @@ fn setup_play_pause_play_continues_the_numbering() {
 
     // PLAY while playing: 200, no new subscription, no RTP-Info.
     let (r, ev) = h.with_session(Method::Play, &sid);
-    assert_eq!((r.status, r.headers.get("RTP-Info"), ev), (StatusCode::OK, None, vec![]));
+    assert_eq!(
+        (r.status, r.headers.get("RTP-Info"), ev),
+        (StatusCode::OK, None, vec![])
+    );
 
     let (r, ev) = h.with_session(Method::Pause, &sid);
     assert_eq!(r.status, StatusCode::OK);
@@ -362,7 +368,11 @@ fn setup_play_pause_play_continues_the_numbering() {
 fn first_sender_reports_follow_play() {
     let mut h = Harness::new(1);
     let sid = h.setup(0, UDP, None);
-    h.setup(1, UDP.replace("5000-5001", "5002-5003").as_str(), Some(&sid));
+    h.setup(
+        1,
+        UDP.replace("5000-5001", "5002-5003").as_str(),
+        Some(&sid),
+    );
     h.with_session(Method::Play, &sid);
     assert_eq!(h.timeout, Some(h.now + Duration::from_millis(150)));
     assert!(events(h.advance(Duration::from_millis(149))).is_empty());
@@ -461,7 +471,10 @@ fn rtcp_from_the_client_keeps_alive_and_asks_for_keyframes() {
     );
     let fir = RtcpPacket::Fir(Fir {
         sender: Ssrc(77),
-        entries: vec![FirEntry { ssrc: VIDEO, seq: 1 }],
+        entries: vec![FirEntry {
+            ssrc: VIDEO,
+            seq: 1,
+        }],
     });
     assert_eq!(
         events(h.rtcp(client_rtcp, &[rr(), fir])),
@@ -478,7 +491,13 @@ fn rtcp_from_the_client_keeps_alive_and_asks_for_keyframes() {
     h.drain();
     assert_eq!(h.timeout, Some(last_rr + TIMEOUT));
     let ev = events(h.advance(TIMEOUT));
-    assert!(matches!(ev[1], ServerEvent::SessionEnded { reason: EndReason::Expired, .. }));
+    assert!(matches!(
+        ev[1],
+        ServerEvent::SessionEnded {
+            reason: EndReason::Expired,
+            ..
+        }
+    ));
     // Its connection has sent no request for over a minute: with no session, it is idle.
     assert_eq!(ev[2], ServerEvent::CloseConnection { conn: ConnId(1) });
 }
@@ -545,7 +564,9 @@ fn teardown_and_connection_close_end_sessions() {
         from: "192.0.2.10:5001".parse().unwrap(),
         track: 0,
     };
-    assert!(h.rtcp(from, &[rr(), RtcpPacket::pli(Ssrc(1), VIDEO)]).is_empty());
+    assert!(h
+        .rtcp(from, &[rr(), RtcpPacket::pli(Ssrc(1), VIDEO)])
+        .is_empty());
 
     let input = Input::ConnectionClosed {
         now: h.now,
@@ -644,7 +665,8 @@ fn bad_requests_get_the_right_status() {
         ),
         (
             "GET_PARAMETER with a parameter",
-            Request::new(Method::GetParameter, URL).body("text/parameters", b"position\r\n".to_vec()),
+            Request::new(Method::GetParameter, URL)
+                .body("text/parameters", b"position\r\n".to_vec()),
             StatusCode::PARAMETER_NOT_UNDERSTOOD,
         ),
     ];
@@ -675,7 +697,10 @@ fn bad_requests_get_the_right_status() {
     };
     h.server.handle_input(input).unwrap();
     let (r, _) = split(ConnId(1), h.drain());
-    assert_eq!((r.status, body(&r)), (StatusCode::BAD_REQUEST, "missing CSeq header\r\n"));
+    assert_eq!(
+        (r.status, body(&r)),
+        (StatusCode::BAD_REQUEST, "missing CSeq header\r\n")
+    );
     // RTSP/2.0: 505, then the connection closes.
     let mut req = Request::new(Method::Options, URL);
     req.version = Version::Other { major: 2, minor: 0 };
@@ -791,11 +816,18 @@ fn udp_needs_a_socket_of_the_clients_family() {
 #[test]
 fn describe_names_the_address_the_client_reached() {
     let mut h = Harness::new(1);
-    h.open(ConnId(2), "[::ffff:192.0.2.1]:4000", "[::ffff:198.51.100.7]:8554");
+    h.open(
+        ConnId(2),
+        "[::ffff:192.0.2.1]:4000",
+        "[::ffff:198.51.100.7]:8554",
+    );
     h.open(ConnId(3), "[2001:db8::1]:4000", "[2001:db8::2]:8554");
     let describe = |h: &mut Harness, conn| {
         let (r, _) = h.request_on(conn, Request::new(Method::Describe, URL));
-        assert_eq!(r.headers.get("Content-Base"), Some(format!("{URL}/").as_str()));
+        assert_eq!(
+            r.headers.get("Content-Base"),
+            Some(format!("{URL}/").as_str())
+        );
         assert_eq!(r.headers.get("Content-Type"), Some("application/sdp"));
         body(&r).lines().nth(1).unwrap().to_owned()
     };
