@@ -476,7 +476,7 @@ fn parse_one(offset: usize, count: u8, pt: u8, body: &[u8]) -> Result<RtcpPacket
             if count == usize::from(PSFB_FIR)
                 && body.len() >= 8
                 && be32(body, 4) == 0
-                && (body.len() - 8) % 8 == 0
+                && (body.len() - 8).is_multiple_of(8)
                 && body[8..].chunks_exact(8).all(|e| e[5..] == [0, 0, 0]) =>
         {
             RtcpPacket::Fir(Fir {
