@@ -106,7 +106,7 @@ impl RtspServer {
         Arc::new(Self {
             limits: cfg.limits,
             tracks,
-            sm: Mutex::new(Server::new(sm_cfg, rand::random())),
+            sm: Mutex::new(Server::new(sm_cfg, rand::random(), now)),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             deadline: watch::channel(now + Duration::from_secs(3600)).0,

@@ -52,7 +52,7 @@
 //!   [`crate::rtcp`], turned here into `Retransmit { client, track, seqs }` events; pacing
 //!   timers join the session's deadlines in the [`Output::Timeout`] computation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -422,13 +422,15 @@ pub struct Server {
     /// A client's RTCP address -> its session id.
     rtcp_sources: HashMap<SocketAddr, String>,
     next_client: u64,
-    out: std::collections::VecDeque<Output>,
-    last_now: Option<Instant>,
+    out: VecDeque<Output>,
+    /// The latest `now` seen.
+    last_now: Instant,
 }
 
 impl Server {
-    /// A server with no connections; `seed` drives session ids and initial sequence numbers.
-    pub fn new(cfg: ServerConfig, seed: u64) -> Self {
+    /// A server with no connections, started at `now`; `seed` drives session ids and initial
+    /// sequence numbers.
+    pub fn new(cfg: ServerConfig, seed: u64, now: Instant) -> Self {
         Server {
             cfg,
             rng: SplitMix64(seed),
@@ -437,7 +439,7 @@ impl Server {
             rtcp_sources: HashMap::new(),
             next_client: 1,
             out: Default::default(),
-            last_now: None,
+            last_now: now,
         }
     }
 
@@ -565,29 +567,27 @@ impl Server {
     }
 
     fn tick(&mut self, now: Instant) {
-        if self.last_now.is_none_or(|l| now > l) {
-            self.last_now = Some(now);
-        }
+        self.last_now = self.last_now.max(now);
     }
 
     /// The earliest session deadline, sender report or idle-connection limit; an hour from the
     /// last input when there is none.
     fn next_timeout(&self) -> Instant {
-        let base = self.last_now.unwrap_or_else(Instant::now);
         let sessions = self.sessions.values().map(SessionEntry::next_deadline);
-        let idle = self
-            .conns
-            .iter()
-            .filter(|(id, c)| !c.closing && !self.owns_session(**id))
-            .map(|(_, c)| c.last_activity + self.cfg.idle_connection_timeout);
+        let idle = self.idle_deadlines().map(|(_, t)| t);
         sessions
             .chain(idle)
             .min()
-            .unwrap_or(base + Duration::from_secs(3600))
+            .unwrap_or(self.last_now + Duration::from_secs(3600))
     }
 
-    fn owns_session(&self, conn: ConnId) -> bool {
-        self.sessions.values().any(|s| s.conn == conn)
+    /// When each connection that owns no session (and is not closing already) becomes idle.
+    fn idle_deadlines(&self) -> impl Iterator<Item = (ConnId, Instant)> + '_ {
+        let owners: HashSet<ConnId> = self.sessions.values().map(|s| s.conn).collect();
+        self.conns
+            .iter()
+            .filter(move |(id, c)| !c.closing && !owners.contains(id))
+            .map(|(id, c)| (*id, c.last_activity + self.cfg.idle_connection_timeout))
     }
 
     fn on_timeout(&mut self, now: Instant) {
@@ -613,14 +613,9 @@ impl Server {
             }
         }
         let idle: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(id, c)| {
-                !c.closing
-                    && now >= c.last_activity + self.cfg.idle_connection_timeout
-                    && !self.owns_session(**id)
-            })
-            .map(|(id, _)| *id)
+            .idle_deadlines()
+            .filter(|(_, t)| now >= *t)
+            .map(|(id, _)| id)
             .collect();
         for c in idle {
             self.close_connection(c);

@@ -68,9 +68,10 @@ impl Harness {
     }
 
     fn with(cfg: ServerConfig, seed: u64) -> Self {
+        let now = Instant::now();
         let mut h = Harness {
-            server: Server::new(cfg, seed),
-            now: Instant::now(),
+            server: Server::new(cfg, seed, now),
+            now,
             wall: epoch() + Duration::from_secs(2),
             next_cseq: 1,
             timeout: None,
