@@ -14,7 +14,7 @@
 //! set is copy-on-write: an `Arc<[Arc<Subscriber>]>` behind a mutex that is held only to clone
 //! the `Arc` (the fan-out thread, once per access unit) or to swap in a changed copy (subscribe,
 //! unsubscribe). The fan-out sends from its snapshot without any lock. A subscriber's sequence
-//! state ([`SeqState`]: its offset from the server's numbering, the last number handed out, and
+//! state (`SeqState`: its offset from the server's numbering, the last number handed out, and
 //! whether it has been removed) has its own mutex, taken by the fan-out thread once per access
 //! unit to number that client's packets (a few additions, before any send) and by
 //! `unsubscribe` once to mark it removed and read where its numbering stopped. A snapshot that

@@ -967,7 +967,7 @@ impl Server {
             if spec.multicast {
                 continue;
             }
-            match spec.profile {
+            let (sink, reply) = match spec.profile {
                 TransportProfile::RtpAvp => {
                     let Some((rtp_port, rtcp_port)) = spec.client_port else {
                         continue;
@@ -984,54 +984,47 @@ impl Server {
                     if rtp_port == 0 {
                         continue;
                     }
-                    let reply = TransportSpec {
-                        profile: TransportProfile::RtpAvp,
-                        multicast: false,
-                        client_port: Some((rtp_port, rtcp_port)),
-                        server_port: Some(server_ports),
-                        ssrc: Some(info.ssrc.0),
-                        ..TransportSpec::default()
-                    };
                     let sink = MediaSink::Udp {
                         rtp: SocketAddr::new(peer_ip, rtp_port),
                         rtcp: SocketAddr::new(peer_ip, rtcp_port),
                     };
-                    return Ok((
-                        Setup {
-                            track,
-                            sink,
-                            resume_seq: None,
-                        },
-                        Transport(vec![reply]),
-                    ));
+                    let reply = TransportSpec {
+                        profile: TransportProfile::RtpAvp,
+                        client_port: Some((rtp_port, rtcp_port)),
+                        server_port: Some(server_ports),
+                        ..TransportSpec::default()
+                    };
+                    (sink, reply)
                 }
                 TransportProfile::RtpAvpTcp => {
                     let (a, b) = spec
                         .interleaved
                         .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
-                    let reply = TransportSpec {
-                        profile: TransportProfile::RtpAvpTcp,
-                        multicast: false,
-                        interleaved: Some((a, b)),
-                        ssrc: Some(info.ssrc.0),
-                        ..TransportSpec::default()
-                    };
                     let sink = MediaSink::Interleaved {
                         conn,
                         rtp_channel: a,
                         rtcp_channel: b,
                     };
-                    return Ok((
-                        Setup {
-                            track,
-                            sink,
-                            resume_seq: None,
-                        },
-                        Transport(vec![reply]),
-                    ));
+                    let reply = TransportSpec {
+                        profile: TransportProfile::RtpAvpTcp,
+                        interleaved: Some((a, b)),
+                        ..TransportSpec::default()
+                    };
+                    (sink, reply)
                 }
                 _ => continue,
-            }
+            };
+            let reply = TransportSpec {
+                multicast: false,
+                ssrc: Some(info.ssrc.0),
+                ..reply
+            };
+            let setup = Setup {
+                track,
+                sink,
+                resume_seq: None,
+            };
+            return Ok((setup, Transport(vec![reply])));
         }
         Err(Fail::new(
             StatusCode::UNSUPPORTED_TRANSPORT,

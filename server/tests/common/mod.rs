@@ -1,18 +1,15 @@
 //! Shared helpers for the server's end-to-end tests: start the real `livecast-server` binary on
-//! a free loopback port and stop it when the test ends.
+//! a free loopback port (or the server in this process) and stop it when the test ends.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use livecast_server::pipeline::MediaConfig;
 use livecast_server::rtsp_server::{RtspConfig, RtspServer};
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
 use livecast_server::{RunningServer, ServerConfig};
 
 pub struct ServerProc {
@@ -147,29 +144,10 @@ impl InProcess {
             .enable_all()
             .build()
             .expect("a tokio runtime can be built for the server");
-        let cfg = ServerConfig {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            media: MediaConfig {
-                video: VideoSpec::TestSrc,
-                audio: AudioSpec::Tone,
-                video_cfg: VideoConfig {
-                    width: 320,
-                    height: 240,
-                    fps: 30,
-                },
-                video_bitrate: 500_000,
-                audio_bitrate: 64_000,
-                idr_interval_secs: 2,
-                hooks: Default::default(),
-            },
-            rtsp: RtspConfig {
-                session_timeout,
-                ..RtspConfig::default()
-            },
-            captions: Default::default(),
-            title: "Livecast".into(),
-            chat: false,
-        };
+        let cfg = ServerConfig::test_sources(RtspConfig {
+            session_timeout,
+            ..RtspConfig::default()
+        });
         let running = rt
             .block_on(livecast_server::start(cfg))
             .expect("livecast-server starts on test sources");

@@ -203,6 +203,24 @@ fn udp_sink() -> MediaSink {
 
 const UDP: &str = "RTP/AVP;unicast;client_port=5000-5001";
 
+/// What ending client 1's session `sid` (video over UDP) emits.
+fn ended(sid: &str, reason: EndReason) -> [ServerEvent; 2] {
+    [
+        ServerEvent::Unsubscribe {
+            client: ClientId(1),
+            track: 0,
+            sink: udp_sink(),
+            reason: Unsubscribed::Ended(reason),
+        },
+        ServerEvent::SessionEnded {
+            session: sid.to_owned(),
+            client: ClientId(1),
+            peer: PEER.parse().unwrap(),
+            reason,
+        },
+    ]
+}
+
 fn body(r: &Response) -> &str {
     std::str::from_utf8(&r.body).unwrap()
 }
@@ -416,20 +434,7 @@ fn sessions_expire_exactly_at_the_timeout_unless_kept_alive_by_requests() {
     assert!(events(h.advance(TIMEOUT - Duration::from_nanos(1))).is_empty());
     assert_eq!(
         events(h.advance(Duration::from_nanos(1))),
-        [
-            ServerEvent::Unsubscribe {
-                client: ClientId(1),
-                track: 0,
-                sink: udp_sink(),
-                reason: Unsubscribed::Ended(EndReason::Expired)
-            },
-            ServerEvent::SessionEnded {
-                session: sid.clone(),
-                client: ClientId(1),
-                peer: PEER.parse().unwrap(),
-                reason: EndReason::Expired
-            }
-        ]
+        ended(&sid, EndReason::Expired)
     );
     assert!(Unsubscribed::Ended(EndReason::Expired).sends_bye());
     assert_eq!(h.server.session_count(), 0);
@@ -541,23 +546,7 @@ fn teardown_and_connection_close_end_sessions() {
 
     let (r, ev) = h.with_session(Method::Teardown, &a);
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        ev,
-        [
-            ServerEvent::Unsubscribe {
-                client: ClientId(1),
-                track: 0,
-                sink: udp_sink(),
-                reason: Unsubscribed::Ended(EndReason::Teardown)
-            },
-            ServerEvent::SessionEnded {
-                session: a.clone(),
-                client: ClientId(1),
-                peer: PEER.parse().unwrap(),
-                reason: EndReason::Teardown
-            }
-        ]
-    );
+    assert_eq!(ev, ended(&a, EndReason::Teardown));
     let (r, _) = h.with_session(Method::Teardown, &a);
     assert_eq!(r.status, StatusCode::SESSION_NOT_FOUND);
     // The RTCP address of a torn-down session is nobody's.
@@ -877,20 +866,10 @@ fn shutdown_ends_every_session_with_a_bye_and_closes_every_connection() {
     assert_eq!(
         ev,
         [
-            ServerEvent::Unsubscribe {
-                client: ClientId(1),
-                track: 0,
-                sink: udp_sink(),
-                reason: Unsubscribed::Ended(EndReason::Shutdown)
-            },
-            ServerEvent::SessionEnded {
-                session: sid,
-                client: ClientId(1),
-                peer: PEER.parse().unwrap(),
-                reason: EndReason::Shutdown
-            },
-            ServerEvent::CloseConnection { conn: ConnId(1) }
+            &ended(&sid, EndReason::Shutdown)[..],
+            &[ServerEvent::CloseConnection { conn: ConnId(1) }]
         ]
+        .concat()
     );
 }
 
