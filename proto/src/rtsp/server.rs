@@ -863,10 +863,7 @@ impl Server {
             .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         // Validate the state before choosing the transport, so nothing is half-done on error.
         if let Some(s) = &session_hdr {
-            let entry = self
-                .sessions
-                .get(&s.id)
-                .ok_or_else(|| Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session"))?;
+            let entry = self.sessions.get(&s.id).ok_or_else(no_such_session)?;
             entry.state.next_state(&req.method)?;
         } else if self.sessions.len() >= self.cfg.max_sessions {
             return Err(Fail::new(
@@ -1032,14 +1029,19 @@ impl Server {
         ))
     }
 
-    fn play(&mut self, req: &Request, now: Instant, wall: SystemTime) -> Result<Response, Fail> {
+    /// The session a PLAY or PAUSE names and the state the method leads to; `404`, `454` or
+    /// `455` otherwise.
+    fn transition(&self, req: &Request) -> Result<(String, State), Fail> {
         self.target(&req.uri)?;
         let sid = session_id(req)?;
-        let entry = self
-            .sessions
-            .get_mut(&sid)
-            .ok_or_else(|| Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session"))?;
+        let entry = self.sessions.get(&sid).ok_or_else(no_such_session)?;
         let next = entry.state.next_state(&req.method)?;
+        Ok((sid, next))
+    }
+
+    fn play(&mut self, req: &Request, now: Instant, wall: SystemTime) -> Result<Response, Fail> {
+        let (sid, next) = self.transition(req)?;
+        let entry = self.sessions.get_mut(&sid).ok_or_else(no_such_session)?;
         let already_playing = entry.state.state() == State::Playing;
         entry.state.commit(next, now);
         let client = entry.client;
@@ -1077,13 +1079,8 @@ impl Server {
     }
 
     fn pause(&mut self, req: &Request, now: Instant) -> Result<Response, Fail> {
-        self.target(&req.uri)?;
-        let sid = session_id(req)?;
-        let entry = self
-            .sessions
-            .get_mut(&sid)
-            .ok_or_else(|| Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session"))?;
-        let next = entry.state.next_state(&req.method)?;
+        let (sid, next) = self.transition(req)?;
+        let entry = self.sessions.get_mut(&sid).ok_or_else(no_such_session)?;
         entry.state.commit(next, now);
         entry.reports_due.clear();
         let client = entry.client;
@@ -1097,7 +1094,7 @@ impl Server {
         self.target(&req.uri)?;
         let sid = session_id(req)?;
         if !self.sessions.contains_key(&sid) {
-            return Err(Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session"));
+            return Err(no_such_session());
         }
         self.end_session(&sid, EndReason::Teardown);
         Ok(Response::new(StatusCode::OK))
@@ -1110,10 +1107,7 @@ impl Server {
             .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         let mut resp = Response::new(StatusCode::OK);
         if let Some(s) = session {
-            let entry = self
-                .sessions
-                .get_mut(&s.id)
-                .ok_or_else(|| Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session"))?;
+            let entry = self.sessions.get_mut(&s.id).ok_or_else(no_such_session)?;
             entry.state.keepalive(now);
             resp = resp.typed(&self.session_header(s.id));
         }
@@ -1175,6 +1169,10 @@ fn method_list(methods: &[Method]) -> String {
         .map(Method::as_str)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn no_such_session() -> Fail {
+    Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session")
 }
 
 fn session_id(req: &Request) -> Result<String, Fail> {
