@@ -19,6 +19,11 @@
 //! they were produced, so a response is always queued before the first media packet it
 //! announces, and no request waits for a fan-out burst (see [`crate::track`] for the fan-out's
 //! own locking).
+//!
+//! Limitation: effects of inputs from different connections run concurrently, so requests for
+//! one session sent on two connections at once (a PLAY on one, a TEARDOWN on the other) may
+//! have their subscribe and unsubscribe carried out in the other order. Requests on one
+//! connection, and a session's expiry or connection close after them, are always in order.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

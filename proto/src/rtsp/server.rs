@@ -496,7 +496,7 @@ impl Server {
                     .conns
                     .get_mut(&conn)
                     .ok_or(ServerError::UnknownConnection(conn))?;
-                c.last_activity = now;
+                c.last_activity = c.last_activity.max(now);
                 let (response, close) = self.handle_request(&req, conn, now, wall);
                 self.out.push_back(Output::Transmit { conn, response });
                 if close {
@@ -681,7 +681,7 @@ impl Server {
             }
             RtcpSource::Interleaved { conn, channel } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.last_activity = now;
+                    c.last_activity = c.last_activity.max(now);
                 }
                 let mut track = None;
                 for s in self.sessions.values_mut().filter(|s| s.conn == conn) {
