@@ -1,9 +1,8 @@
-//! RTCP compound packets (RFC 3550 §6): SR, RR, SDES, BYE and APP, parse and write; other
-//! packet types (RTPFB/PSFB feedback, XR, ...) are kept as [`RtcpPacket::Unknown`] so a relay
-//! can pass them on. Of the feedback messages, the keyframe requests are understood:
-//! [`RtcpPacket::pli`] writes a Picture Loss Indication (RFC 4585 §6.3.1) and
-//! [`RtcpPacket::requests_keyframe_of`] recognises a PLI or a Full Intra Request (RFC 5104
-//! §4.3.1). Plus [`ReceptionStats`], the receiver-side bookkeeping behind a report block
+//! RTCP compound packets (RFC 3550 §6): SR, RR, SDES, BYE and APP, parse and write; of the
+//! feedback messages, the keyframe requests: Picture Loss Indication ([`Pli`], RFC 4585
+//! §6.3.1) and Full Intra Request ([`Fir`], RFC 5104 §4.3.1), recognised by
+//! [`RtcpPacket::requests_keyframe_of`]. Other packet types (RTPFB, other PSFB formats, XR, ...)
+//! are kept as [`RtcpPacket::Unknown`] so a relay can pass them on. Plus [`ReceptionStats`], the receiver-side bookkeeping behind a report block
 //! (RFC 3550 A.1, A.3, A.8).
 //!
 //! Parsing is lenient where deployed senders differ and strict where a wrong length would make
@@ -168,6 +167,30 @@ pub struct App {
     pub data: Vec<u8>,
 }
 
+/// Picture Loss Indication (RFC 4585 §6.3.1): PSFB, FMT 1, no FCI. `sender` lost part of a
+/// picture of the stream `media` and asks its sender for a keyframe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pli {
+    pub sender: Ssrc,
+    pub media: Ssrc,
+}
+
+/// Full Intra Request (RFC 5104 §4.3.1): PSFB, FMT 4. The media source field of the common
+/// header is unused (written as 0); each FCI entry names one stream and carries a command
+/// sequence number, so a repeated request can be told from a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fir {
+    pub sender: Ssrc,
+    pub entries: Vec<FirEntry>,
+}
+
+/// One FCI entry of a [`Fir`]: `SSRC (32) | Seq nr. (8) | Reserved (24)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirEntry {
+    pub ssrc: Ssrc,
+    pub seq: u8,
+}
+
 /// One packet of an RTCP compound packet (RFC 3550 §6.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -177,7 +200,12 @@ pub enum RtcpPacket {
     Sdes(Sdes),
     Bye(Bye),
     App(App),
-    /// Any other packet type (e.g. 205 RTPFB, 206 PSFB, 207 XR), kept so it can be forwarded.
+    /// Picture Loss Indication (RFC 4585 §6.3.1).
+    Pli(Pli),
+    /// Full Intra Request (RFC 5104 §4.3.1).
+    Fir(Fir),
+    /// Any other packet type (e.g. 205 RTPFB, 207 XR) or feedback format, kept so it can be
+    /// forwarded.
     Unknown {
         packet_type: u8,
         /// The 5-bit count/format field.
@@ -191,35 +219,16 @@ impl RtcpPacket {
     /// A Picture Loss Indication (RFC 4585 §6.3.1): `sender` lost part of a picture of the
     /// stream `media` and asks its sender for a keyframe. Send it in a compound after an RR.
     pub fn pli(sender: Ssrc, media: Ssrc) -> RtcpPacket {
-        let mut payload = Vec::with_capacity(8);
-        payload.extend_from_slice(&sender.0.to_be_bytes());
-        payload.extend_from_slice(&media.0.to_be_bytes());
-        RtcpPacket::Unknown {
-            packet_type: PT_PSFB,
-            count: PSFB_PLI,
-            payload,
-        }
+        RtcpPacket::Pli(Pli { sender, media })
     }
 
     /// Does this packet ask the sender of `media` for a keyframe: a PLI naming `media`, or a
-    /// FIR with an entry for it (RFC 5104 §4.3.1: the media SSRC field is unused, each 8-byte
-    /// FCI entry names one stream)?
+    /// FIR with an entry for it (RFC 5104 §4.3.1: the media SSRC field is unused, each FCI
+    /// entry names one stream)?
     pub fn requests_keyframe_of(&self, media: Ssrc) -> bool {
-        let RtcpPacket::Unknown {
-            packet_type: PT_PSFB,
-            count,
-            payload,
-        } = self
-        else {
-            return false;
-        };
-        match *count {
-            PSFB_PLI => payload.len() >= 8 && be32(payload, 4) == media.0,
-            PSFB_FIR => payload
-                .get(8..)
-                .unwrap_or_default()
-                .chunks_exact(8)
-                .any(|entry| be32(entry, 0) == media.0),
+        match self {
+            RtcpPacket::Pli(p) => p.media == media,
+            RtcpPacket::Fir(f) => f.entries.iter().any(|e| e.ssrc == media),
             _ => false,
         }
     }
@@ -232,6 +241,7 @@ impl RtcpPacket {
             RtcpPacket::Sdes(_) => PT_SDES,
             RtcpPacket::Bye(_) => PT_BYE,
             RtcpPacket::App(_) => PT_APP,
+            RtcpPacket::Pli(_) | RtcpPacket::Fir(_) => PT_PSFB,
             RtcpPacket::Unknown { packet_type, .. } => *packet_type,
         }
     }
@@ -455,6 +465,31 @@ fn parse_one(offset: usize, count: u8, pt: u8, body: &[u8]) -> Result<RtcpPacket
                 data: body[8..].to_vec(),
             })
         }
+        // A PLI has no FCI (RFC 4585 §6.3.1); anything else under FMT 1 is kept raw.
+        PT_PSFB if count == usize::from(PSFB_PLI) && body.len() == 8 => RtcpPacket::Pli(Pli {
+            sender: Ssrc(be32(body, 0)),
+            media: Ssrc(be32(body, 4)),
+        }),
+        // A FIR is typed only in the form RFC 5104 §4.3.1 prescribes (media field and reserved
+        // bits zero, whole entries), so that writing it back gives the same bytes.
+        PT_PSFB
+            if count == usize::from(PSFB_FIR)
+                && body.len() >= 8
+                && be32(body, 4) == 0
+                && (body.len() - 8).is_multiple_of(8)
+                && body[8..].chunks_exact(8).all(|e| e[5..] == [0, 0, 0]) =>
+        {
+            RtcpPacket::Fir(Fir {
+                sender: Ssrc(be32(body, 0)),
+                entries: body[8..]
+                    .chunks_exact(8)
+                    .map(|e| FirEntry {
+                        ssrc: Ssrc(be32(e, 0)),
+                        seq: e[4],
+                    })
+                    .collect(),
+            })
+        }
         _ => RtcpPacket::Unknown {
             packet_type: pt,
             count: count as u8,
@@ -574,6 +609,23 @@ pub fn write_compound(packets: &[RtcpPacket], out: &mut Vec<u8>) {
                 out.extend_from_slice(&app.name);
                 out.extend_from_slice(&app.data);
                 finish_padded(out, start);
+            }
+            RtcpPacket::Pli(p) => {
+                let start = begin(out, usize::from(PSFB_PLI), PT_PSFB);
+                out.extend_from_slice(&p.sender.0.to_be_bytes());
+                out.extend_from_slice(&p.media.0.to_be_bytes());
+                finish(out, start);
+            }
+            RtcpPacket::Fir(f) => {
+                let start = begin(out, usize::from(PSFB_FIR), PT_PSFB);
+                out.extend_from_slice(&f.sender.0.to_be_bytes());
+                out.extend_from_slice(&[0; 4]);
+                // The length field counts at most 65536 words, header included.
+                for e in f.entries.iter().take((usize::from(u16::MAX) - 2) / 2) {
+                    out.extend_from_slice(&e.ssrc.0.to_be_bytes());
+                    out.extend_from_slice(&[e.seq, 0, 0, 0]);
+                }
+                finish(out, start);
             }
             RtcpPacket::Unknown {
                 packet_type,
@@ -990,6 +1042,7 @@ mod tests {
             "another stream's PLI"
         );
         assert_eq!(p[0], RtcpPacket::pli(Ssrc(1), Ssrc(0xdead_beef)));
+        assert_eq!(p[0].packet_type(), PT_PSFB);
         let mut out = Vec::new();
         write_compound(&p, &mut out);
         assert_eq!(out, pli);
@@ -1004,6 +1057,26 @@ mod tests {
             0xde, 0xad, 0xbe, 0xef, 0x06, 0, 0, 0, // entry: SSRC 0xdeadbeef, seq 6
         ];
         let p = parse_compound(&fir).unwrap();
+        assert_eq!(
+            p,
+            vec![RtcpPacket::Fir(Fir {
+                sender: Ssrc(1),
+                entries: vec![
+                    FirEntry {
+                        ssrc: Ssrc(9),
+                        seq: 5
+                    },
+                    FirEntry {
+                        ssrc: Ssrc(0xdead_beef),
+                        seq: 6
+                    },
+                ],
+            })]
+        );
+        assert_eq!(p[0].packet_type(), PT_PSFB);
+        let mut out = Vec::new();
+        write_compound(&p, &mut out);
+        assert_eq!(out, fir);
         assert!(p[0].requests_keyframe_of(Ssrc(0xdead_beef)));
         assert!(p[0].requests_keyframe_of(Ssrc(9)));
         assert!(
@@ -1029,6 +1102,23 @@ mod tests {
             !psfb(PSFB_FIR, 12).requests_keyframe_of(Ssrc(0)),
             "half a FIR entry"
         );
+        // Feedback that is not in the prescribed form stays raw, byte for byte.
+        #[rustfmt::skip]
+        let odd = [
+            0x81, 0xce, 0x00, 0x03, // v=2, fmt=1 (PLI), PSFB, length=3: a PLI with 4 bytes of FCI
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03,
+            0x84, 0xce, 0x00, 0x04, // v=2, fmt=4 (FIR), PSFB, length=4: reserved bits set
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x09, 0x05, 0x00, 0x00, 0x01,
+        ];
+        let p = parse_compound(&odd).unwrap();
+        assert!(
+            p.iter().all(|p| matches!(p, RtcpPacket::Unknown { .. })),
+            "{p:?}"
+        );
+        let mut out = Vec::new();
+        write_compound(&p, &mut out);
+        assert_eq!(out, odd);
         assert!(
             !psfb(2, 12).requests_keyframe_of(Ssrc(0)),
             "SLI is not a request"

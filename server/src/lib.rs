@@ -12,8 +12,9 @@
 //! - [`pipeline`]: one encoder thread and one fan-out thread per track.
 //! - [`track`]: the fan-out: the same packets to every client, sequence numbers rewritten per
 //!   client, keyframe gating for joiners, RTCP sender reports.
-//! - [`rtsp_server`]: connections, requests, sessions, time-outs; protocol rules come from the
-//!   Sans-IO [`livecast_proto`] crate.
+//! - [`rtsp_server`]: the sockets and tasks around [`livecast_proto::rtsp::server`], the Sans-IO
+//!   state machine that handles requests, sessions and their time-outs; the shell carries out
+//!   its effects (subscribe a client to a track, keyframe requests, sender reports).
 //!
 //! ## Limitations
 //! One stream per server (`/live`); no multicast; no authentication (run it on networks you
@@ -61,6 +62,35 @@ pub struct ServerConfig {
     pub title: String,
     /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
     pub chat: bool,
+}
+
+impl ServerConfig {
+    /// The built-in test card and tone at 320x240@30 (500 kbit/s video, 64 kbit/s audio, a
+    /// keyframe every 2 s), no captions, on loopback at any free port: what end-to-end tests
+    /// start.
+    pub fn test_sources(rtsp: RtspConfig) -> Self {
+        use crate::source::{AudioSpec, VideoConfig, VideoSpec};
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            media: MediaConfig {
+                video: VideoSpec::TestSrc,
+                audio: AudioSpec::Tone,
+                video_cfg: VideoConfig {
+                    width: 320,
+                    height: 240,
+                    fps: 30,
+                },
+                video_bitrate: 500_000,
+                audio_bitrate: 64_000,
+                idr_interval_secs: 2,
+                hooks: Default::default(),
+            },
+            rtsp,
+            captions: Default::default(),
+            title: "Livecast".into(),
+            chat: false,
+        }
+    }
 }
 
 /// A running server: its RTSP state, its media pipeline and the addresses it listens on.
@@ -221,7 +251,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         listening.push(listener.local_addr()?);
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
     }
-    tasks.push(tokio::spawn(rtsp.clone().expiry_loop()));
+    tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
     tasks.push(tokio::spawn(track::sender_report_loop(
         tracks,
         Duration::from_secs(5),

@@ -85,9 +85,7 @@ pub fn spawn_udp_readers(socket: &UdpSocket, server: Arc<RtspServer>, rtcp_of: O
             match sock.recv_from(&mut buf).await {
                 Ok((n, from)) => {
                     if let Some(track) = rtcp_of {
-                        if let Ok(packets) = livecast_proto::rtcp::parse_compound(&buf[..n]) {
-                            server.on_rtcp(from, track, &packets);
-                        }
+                        server.on_udp_rtcp(from, track, &buf[..n]);
                     }
                 }
                 Err(e) => {

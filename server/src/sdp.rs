@@ -1,11 +1,12 @@
 //! The session description we answer DESCRIBE with (RFC 8866), one `m=` section per track.
 
 use livecast_proto::codec::h264;
+use livecast_proto::sdp::{Attribute, MediaDescription, Origin, SessionDescription};
 
 use crate::pipeline::VideoParams;
 use crate::track::TrackInfo;
 
-/// Builds the SDP. `{ADDR_TYPE}` and `{ADDR}` in the origin line are filled per request with
+/// Builds the session description, once; the server sets the origin address per DESCRIBE to
 /// the address the client reached us on.
 ///
 /// - Video: `H264/90000`, `packetization-mode=1` (non-interleaved: single NAL, STAP-A, FU-A,
@@ -26,59 +27,90 @@ pub fn describe(
     video_bitrate: u32,
     audio_bitrate: u32,
     title: &str,
-) -> String {
-    let session_id = u64::from(rand::random::<u32>());
+) -> SessionDescription {
     let plid = h264::profile_level_id(&video.sps).unwrap_or_else(|| "42e01f".into());
     let sprop = h264::sprop_parameter_sets(&video.sps, &video.pps);
-    let mut s = String::new();
-    s.push_str("v=0\r\n");
-    s.push_str(&format!("o=- {session_id} 1 IN {{ADDR_TYPE}} {{ADDR}}\r\n"));
     let title: String = title.chars().filter(|c| !c.is_control()).collect();
     let title = if title.trim().is_empty() {
         "Livecast"
     } else {
         title.trim()
     };
-    s.push_str(&format!("s={title}\r\n"));
-    s.push_str("c=IN IP4 0.0.0.0\r\n");
-    s.push_str("t=0 0\r\n");
-    s.push_str("a=tool:livecast\r\n");
-    s.push_str("a=type:broadcast\r\n");
-    s.push_str("a=control:*\r\n");
-    s.push_str("a=range:npt=0-\r\n");
-    s.push_str(&format!("m=video 0 RTP/AVP {}\r\n", vinfo.payload_type));
-    s.push_str(&format!("b=AS:{}\r\n", video_bitrate / 1000));
-    s.push_str(&format!("a=rtpmap:{} H264/90000\r\n", vinfo.payload_type));
-    s.push_str(&format!(
-        "a=fmtp:{} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}\r\n",
-        vinfo.payload_type
-    ));
-    s.push_str(&format!(
-        "a=framesize:{} {}-{}\r\n",
-        vinfo.payload_type, video.width, video.height
-    ));
-    s.push_str(&format!("a=framerate:{}\r\n", video.fps));
-    s.push_str(&format!("a=control:trackID={}\r\n", vinfo.index));
-    s.push_str(&format!("m=audio 0 RTP/AVP {}\r\n", ainfo.payload_type));
-    s.push_str(&format!("b=AS:{}\r\n", audio_bitrate / 1000));
-    s.push_str(&format!("a=rtpmap:{} opus/48000/2\r\n", ainfo.payload_type));
-    s.push_str(&format!(
-        "a=fmtp:{} sprop-stereo=1;stereo=1;useinbandfec=1\r\n",
-        ainfo.payload_type
-    ));
-    s.push_str(&format!("a=control:trackID={}\r\n", ainfo.index));
+    let (vpt, apt) = (vinfo.payload_type, ainfo.payload_type);
+    let mut media = vec![
+        MediaDescription {
+            media: "video".into(),
+            proto: "RTP/AVP".into(),
+            formats: vec![vpt.to_string()],
+            bandwidth: vec![("AS".into(), video_bitrate / 1000)],
+            attributes: vec![
+                Attribute::new("rtpmap", format!("{vpt} H264/90000")),
+                Attribute::new(
+                    "fmtp",
+                    format!(
+                        "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
+                    ),
+                ),
+                Attribute::new("framesize", format!("{vpt} {}-{}", video.width, video.height)),
+                Attribute::new("framerate", video.fps.to_string()),
+                control(vinfo),
+            ],
+            ..MediaDescription::default()
+        },
+        MediaDescription {
+            media: "audio".into(),
+            proto: "RTP/AVP".into(),
+            formats: vec![apt.to_string()],
+            bandwidth: vec![("AS".into(), audio_bitrate / 1000)],
+            attributes: vec![
+                Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
+                Attribute::new("fmtp", format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1")),
+                control(ainfo),
+            ],
+            ..MediaDescription::default()
+        },
+    ];
+    let (red, t140) = (crate::RED_PT, crate::T140_PT);
     for (t, role) in text {
-        let (red, t140) = (crate::RED_PT, crate::T140_PT);
-        s.push_str(&format!("m=text 0 RTP/AVP {red} {t140}\r\n"));
-        s.push_str(&format!("i={}\r\n", role.title()));
-        s.push_str(&format!("a=rtpmap:{red} red/1000\r\n"));
-        s.push_str(&format!("a=fmtp:{red} {t140}/{t140}/{t140}\r\n"));
-        s.push_str(&format!("a=rtpmap:{t140} t140/1000\r\n"));
-        s.push_str(&format!("a=fmtp:{t140} cps=30\r\n"));
-        s.push_str(&format!("a=label:{}\r\n", role.label()));
-        s.push_str(&format!("a=control:trackID={}\r\n", t.index));
+        media.push(MediaDescription {
+            media: "text".into(),
+            proto: "RTP/AVP".into(),
+            formats: vec![red.to_string(), t140.to_string()],
+            other: vec![('i', role.title().into())],
+            attributes: vec![
+                Attribute::new("rtpmap", format!("{red} red/1000")),
+                Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
+                Attribute::new("rtpmap", format!("{t140} t140/1000")),
+                Attribute::new("fmtp", format!("{t140} cps=30")),
+                Attribute::new("label", role.label()),
+                control(t),
+            ],
+            ..MediaDescription::default()
+        });
     }
-    s
+    SessionDescription {
+        origin: Origin {
+            session_id: rand::random::<u32>().to_string(),
+            session_version: "1".into(),
+            ..Origin::default()
+        },
+        session_name: title.into(),
+        connection: Some("IN IP4 0.0.0.0".into()),
+        timing: (0, 0),
+        attributes: vec![
+            Attribute::new("tool", "livecast"),
+            Attribute::new("type", "broadcast"),
+            Attribute::new("control", "*"),
+            Attribute::new("range", "npt=0-"),
+        ],
+        media,
+        ..SessionDescription::default()
+    }
+}
+
+/// `a=control:trackID=<index>`, the URL the server's SETUP handling resolves.
+fn control(t: &TrackInfo) -> Attribute {
+    Attribute::new("control", format!("trackID={}", t.index))
 }
 
 /// What a text track carries.
@@ -105,5 +137,77 @@ impl TextRole {
             TextRole::Captions => "Live captions",
             TextRole::Chat => "Chat",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::TrackKind;
+    use livecast_proto::time::Ssrc;
+
+    fn info(index: usize, kind: TrackKind, payload_type: u8) -> TrackInfo {
+        TrackInfo {
+            index,
+            kind,
+            payload_type,
+            clock_rate: 90_000,
+            ssrc: Ssrc(1),
+            cname: "c".into(),
+        }
+    }
+
+    #[test]
+    fn writes_every_line_players_rely_on_in_order() {
+        let video = VideoParams {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            // Constrained Baseline 3.1, as openh264 makes it.
+            sps: vec![0x67, 0x42, 0xc0, 0x1f, 0x8c],
+            pps: vec![0x68, 0xce, 0x3c, 0x80],
+        };
+        let captions = info(2, TrackKind::Text, crate::RED_PT);
+        let mut sdp = describe(
+            &video,
+            &info(0, TrackKind::Video, 96),
+            &info(1, TrackKind::Audio, 97),
+            &[(&captions, TextRole::Captions)],
+            2_000_000,
+            64_000,
+            " Bob\u{7} ",
+        );
+        sdp.origin.session_id = "1234".into();
+        sdp.origin.address = "192.0.2.1".into();
+        let want = "v=0\r\n\
+            o=- 1234 1 IN IP4 192.0.2.1\r\n\
+            s=Bob\r\n\
+            c=IN IP4 0.0.0.0\r\n\
+            t=0 0\r\n\
+            a=tool:livecast\r\n\
+            a=type:broadcast\r\n\
+            a=control:*\r\n\
+            a=range:npt=0-\r\n\
+            m=video 0 RTP/AVP 96\r\n\
+            b=AS:2000\r\n\
+            a=rtpmap:96 H264/90000\r\n\
+            a=fmtp:96 packetization-mode=1;profile-level-id=42c01f;sprop-parameter-sets=Z0LAH4w=,aM48gA==\r\n\
+            a=framesize:96 1280-720\r\n\
+            a=framerate:30\r\n\
+            a=control:trackID=0\r\n\
+            m=audio 0 RTP/AVP 97\r\n\
+            b=AS:64\r\n\
+            a=rtpmap:97 opus/48000/2\r\n\
+            a=fmtp:97 sprop-stereo=1;stereo=1;useinbandfec=1\r\n\
+            a=control:trackID=1\r\n\
+            m=text 0 RTP/AVP 99 98\r\n\
+            i=Live captions\r\n\
+            a=rtpmap:99 red/1000\r\n\
+            a=fmtp:99 98/98/98\r\n\
+            a=rtpmap:98 t140/1000\r\n\
+            a=fmtp:98 cps=30\r\n\
+            a=label:captions\r\n\
+            a=control:trackID=2\r\n";
+        assert_eq!(sdp.to_string(), want);
     }
 }

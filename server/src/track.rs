@@ -8,13 +8,27 @@
 //! per address family (`server_port` is the same for all). Interleaved-TCP clients get frames
 //! through a bounded queue: when a slow client's queue is full its packets are dropped and
 //! counted, and nobody else waits.
+//!
+//! ## Locking
+//! Neither an RTSP request nor an RTCP sender report waits for a fan-out burst. The subscriber
+//! set is copy-on-write: an `Arc<[Arc<Subscriber>]>` behind a mutex that is held only to clone
+//! the `Arc` (the fan-out thread, once per access unit) or to swap in a changed copy (subscribe,
+//! unsubscribe). The fan-out sends from its snapshot without any lock. A subscriber's sequence
+//! state (`SeqState`: its offset from the server's numbering, the last number handed out, and
+//! whether it has been removed) has its own mutex, taken by the fan-out thread once per access
+//! unit to number that client's packets (a few additions, before any send) and by
+//! `unsubscribe` once to mark it removed and read where its numbering stopped. A snapshot that
+//! still holds a removed subscriber numbers nothing more for it, so the number a paused client
+//! resumes at is never one it has already been sent. Counters are atomics.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::rtcp::{self, RtcpPacket, Sdes, SenderReport};
+use livecast_proto::rtsp::server::RtpClock;
+use livecast_proto::rtsp::write_interleaved;
 use livecast_proto::time::{NtpTimestamp, Ssrc};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -58,31 +72,45 @@ pub struct SinkStats {
     pub packets_dropped: AtomicU64,
 }
 
-struct Subscriber {
-    id: u64,
-    sink: Sink,
+/// Where a client's numbering stands.
+#[derive(Debug)]
+struct SeqState {
     /// Sequence number the client's stream starts at (announced in RTP-Info).
     initial_seq: u16,
     /// `client_seq = server_seq + delta`; `None` until the first packet the client may start at.
-    seq_delta: Option<u16>,
-    /// Last sequence number sent to this client (for RTP-Info of a later PLAY).
-    last_seq: Option<u16>,
-    packets: u32,
-    octets: u32,
+    delta: Option<u16>,
+    /// Last sequence number handed out to this client.
+    last: Option<u16>,
+    /// Unsubscribed: a snapshot that still holds it numbers (and so sends) nothing more.
+    removed: bool,
+}
+
+struct Subscriber {
+    id: u64,
+    sink: Sink,
+    seq: Mutex<SeqState>,
+    /// Sent packets and payload octets, for this client's sender reports.
+    packets: AtomicU32,
+    octets: AtomicU32,
     stats: Arc<SinkStats>,
 }
 
 impl Subscriber {
-    /// Counts one packet of `len` bytes (RTP header included) sent with `seq`, or dropped.
-    fn account(&mut self, seq: u16, len: usize, sent: bool) {
+    /// Counts one packet of `len` bytes (RTP header included), sent or dropped.
+    fn account(&self, len: usize, sent: bool) {
         if sent {
-            self.last_seq = Some(seq);
-            self.packets = self.packets.wrapping_add(1);
-            self.octets = self.octets.wrapping_add(len.saturating_sub(12) as u32);
+            self.packets.fetch_add(1, Ordering::Relaxed);
+            self.octets
+                .fetch_add(len.saturating_sub(12) as u32, Ordering::Relaxed);
             self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
         } else {
             self.stats.packets_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn seq(&self) -> MutexGuard<'_, SeqState> {
+        // Nothing panics while holding it; if something did, the numbers are still usable.
+        self.seq.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn udp_dest(&self) -> Option<SocketAddr> {
@@ -120,7 +148,7 @@ fn header_with_seq(bytes: &[u8], seq: u16) -> ([u8; RTP_FIXED_HEADER], usize) {
 /// Sends `sends` on `sock`: batches of [`SEND_BATCH`] datagrams per `sendmmsg`, each datagram
 /// gathered from its client's header copy and the shared payload.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], sends: &[UdpSend]) {
+fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[OutPacket], sends: &[UdpSend]) {
     use nix::errno::Errno;
     use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::io::IoSlice;
@@ -166,13 +194,13 @@ fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], se
                     if let Err(e) = other {
                         debug!(client = subs[d.sub].id, dest = ?subs[d.sub].udp_dest(), "RTP send failed: {e}");
                     }
-                    subs[d.sub].account(d.seq, packets[d.packet].bytes.len(), false);
+                    subs[d.sub].account(packets[d.packet].bytes.len(), false);
                     done += 1;
                     continue;
                 }
             };
             for d in &chunk[done..done + sent] {
-                subs[d.sub].account(d.seq, packets[d.packet].bytes.len(), true);
+                subs[d.sub].account(packets[d.packet].bytes.len(), true);
             }
             done += sent;
         }
@@ -181,7 +209,7 @@ fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], se
 
 /// Sends `sends` on `sock`, one `send_to` per datagram (systems without `sendmmsg`).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], sends: &[UdpSend]) {
+fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[OutPacket], sends: &[UdpSend]) {
     let mut scratch = Vec::with_capacity(1500);
     for d in sends {
         let bytes = &packets[d.packet].bytes;
@@ -189,7 +217,7 @@ fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], se
         scratch.clear();
         scratch.extend_from_slice(&h[..n]);
         scratch.extend_from_slice(&bytes[n..]);
-        let sub = &mut subs[d.sub];
+        let sub = &subs[d.sub];
         let sent = match sub.udp_dest() {
             Some(dest) => match sock.send_to(&scratch, dest) {
                 Ok(_) => true,
@@ -200,7 +228,7 @@ fn send_udp(sock: &UdpSocket, subs: &mut [Subscriber], packets: &[OutPacket], se
             },
             None => false,
         };
-        sub.account(d.seq, bytes.len(), sent);
+        sub.account(bytes.len(), sent);
     }
 }
 
@@ -246,53 +274,48 @@ pub struct TrackInfo {
     pub cname: String,
 }
 
+/// The subscriber set, shared copy-on-write (see the module doc).
+type Subscribers = Arc<[Arc<Subscriber>]>;
+
 /// One track: its description, its sockets, its subscribers and the RTP clock mapping.
 pub struct Track {
     pub info: TrackInfo,
     pub sockets: TrackSockets,
-    subscribers: Mutex<Vec<Subscriber>>,
-    /// The wall-clock time that RTP timestamp `rtp_base` stands for.
-    wall_epoch: SystemTime,
-    rtp_base: u32,
+    subscribers: Mutex<Subscribers>,
+    clock: RtpClock,
     /// Sender counters for RTCP SR (RFC 3550 §6.4.1).
     packet_count: AtomicU32,
     octet_count: AtomicU32,
-    /// Last server-side sequence number handed out by [`Track::next_seq`].
-    last_seq: AtomicU32,
     keyframe_wanted: AtomicBool,
 }
 
 impl Track {
     pub fn new(info: TrackInfo, sockets: TrackSockets, wall_epoch: SystemTime) -> Self {
+        let clock = RtpClock {
+            rtp_base: rand::random(),
+            clock_rate: info.clock_rate,
+            wall_epoch,
+        };
         Self {
             info,
             sockets,
-            subscribers: Mutex::new(Vec::new()),
-            wall_epoch,
-            rtp_base: rand::random(),
+            subscribers: Mutex::new(Arc::new([])),
+            clock,
             packet_count: AtomicU32::new(0),
             octet_count: AtomicU32::new(0),
-            last_seq: AtomicU32::new(rand::random::<u16>().into()),
             keyframe_wanted: AtomicBool::new(false),
         }
+    }
+
+    /// The mapping from wall-clock time to this track's RTP timestamps.
+    pub fn clock(&self) -> RtpClock {
+        self.clock
     }
 
     /// RTP timestamp of a wall-clock instant on this track's media timeline. Capture times of
     /// video and audio map through the same wall clock, which is what lets players sync them.
     pub fn rtp_timestamp_at(&self, t: SystemTime) -> u32 {
-        let ticks = match t.duration_since(self.wall_epoch) {
-            Ok(d) => (d.as_nanos() * u128::from(self.info.clock_rate) / 1_000_000_000) as i64,
-            Err(e) => {
-                -((e.duration().as_nanos() * u128::from(self.info.clock_rate) / 1_000_000_000)
-                    as i64)
-            }
-        };
-        self.rtp_base.wrapping_add(ticks as u32)
-    }
-
-    /// Next server-side sequence number (used by the fan-out thread).
-    pub fn next_seq(&self) -> u16 {
-        (self.last_seq.fetch_add(1, Ordering::Relaxed) as u16).wrapping_add(1)
+        self.clock.timestamp_at(t)
     }
 
     /// Is a newly joined video client waiting for a keyframe?
@@ -313,43 +336,68 @@ impl Track {
         self.keyframe_wanted.store(false, Ordering::Release);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
-        // A panic while holding this lock would be a bug in this file; keep serving anyway.
+    fn set(&self) -> MutexGuard<'_, Subscribers> {
+        // Held only to clone or swap an `Arc`; a panic there would be a bug in this file.
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a playing client. Returns the `seq` to announce in RTP-Info; `resume_seq` continues
-    /// the numbering of an earlier PLAY of the same client.
-    pub fn subscribe(&self, id: u64, sink: Sink, resume_seq: Option<u16>) -> (u16, Arc<SinkStats>) {
-        let initial_seq = resume_seq.unwrap_or_else(rand::random);
+    /// The current subscribers, to send to without holding any lock.
+    fn snapshot(&self) -> Subscribers {
+        self.set().clone()
+    }
+
+    /// Adds a playing client whose stream starts (at the next keyframe) with `initial_seq`,
+    /// the `seq` announced in its RTP-Info; replaces an earlier subscription of `id`.
+    pub fn subscribe(&self, id: u64, sink: Sink, initial_seq: u16) -> Arc<SinkStats> {
         let stats = Arc::new(SinkStats::default());
-        let mut subs = self.lock();
-        subs.retain(|s| s.id != id);
-        subs.push(Subscriber {
+        let sub = Arc::new(Subscriber {
             id,
             sink,
-            initial_seq,
-            seq_delta: None,
-            last_seq: None,
-            packets: 0,
-            octets: 0,
+            seq: Mutex::new(SeqState {
+                initial_seq,
+                delta: None,
+                last: None,
+                removed: false,
+            }),
+            packets: AtomicU32::new(0),
+            octets: AtomicU32::new(0),
             stats: stats.clone(),
         });
-        drop(subs);
+        let old = {
+            let mut set = self.set();
+            let old: Vec<Arc<Subscriber>> = set.iter().filter(|s| s.id == id).cloned().collect();
+            let next: Subscribers = set
+                .iter()
+                .filter(|s| s.id != id)
+                .cloned()
+                .chain(std::iter::once(sub))
+                .collect();
+            *set = next;
+            old
+        };
+        for s in old {
+            s.seq().removed = true;
+        }
         self.request_keyframe();
-        (initial_seq, stats)
+        stats
     }
 
     /// Removes a client; returns the sequence number a resumed stream should continue from.
     pub fn unsubscribe(&self, id: u64) -> Option<u16> {
-        let mut subs = self.lock();
-        let pos = subs.iter().position(|s| s.id == id)?;
-        let s = subs.swap_remove(pos);
-        Some(s.last_seq.map_or(s.initial_seq, |l| l.wrapping_add(1)))
+        let gone = {
+            let mut set = self.set();
+            let gone = set.iter().find(|s| s.id == id)?.clone();
+            let next: Subscribers = set.iter().filter(|s| s.id != id).cloned().collect();
+            *set = next;
+            gone
+        };
+        let mut seq = gone.seq();
+        seq.removed = true;
+        Some(seq.last.map_or(seq.initial_seq, |l| l.wrapping_add(1)))
     }
 
     pub fn subscriber_count(&self) -> usize {
-        self.lock().len()
+        self.snapshot().len()
     }
 
     /// Sends one access unit's packets to every subscriber.
@@ -364,24 +412,41 @@ impl Track {
             self.octet_count
                 .fetch_add(p.bytes.len().saturating_sub(12) as u32, Ordering::Relaxed);
         }
-        let mut subs = self.lock();
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for (pi, p) in packets.iter().enumerate() {
-            let Some(server_seq) = seq_of(&p.bytes) else {
+        let subs = self.snapshot();
+        let server_seqs: Vec<Option<u16>> = packets.iter().map(|p| seq_of(&p.bytes)).collect();
+        // Each client's numbers for this access unit (`None`: not sent to it), sub-major.
+        let n = packets.len();
+        let mut seqs: Vec<Option<u16>> = vec![None; subs.len() * n];
+        for (si, sub) in subs.iter().enumerate() {
+            let mut st = sub.seq();
+            if st.removed {
                 continue;
-            };
-            for (si, sub) in subs.iter_mut().enumerate() {
-                let delta = match sub.seq_delta {
+            }
+            for (pi, p) in packets.iter().enumerate() {
+                let Some(server_seq) = server_seqs[pi] else {
+                    continue;
+                };
+                let delta = match st.delta {
                     Some(d) => d,
                     None if p.starts_keyframe => {
-                        let d = sub.initial_seq.wrapping_sub(server_seq);
-                        sub.seq_delta = Some(d);
+                        let d = st.initial_seq.wrapping_sub(server_seq);
+                        st.delta = Some(d);
                         d
                     }
                     None => continue,
                 };
                 let seq = server_seq.wrapping_add(delta);
-                let sent = match &sub.sink {
+                st.last = Some(seq);
+                seqs[si * n + pi] = Some(seq);
+            }
+        }
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (pi, p) in packets.iter().enumerate() {
+            for (si, sub) in subs.iter().enumerate() {
+                let Some(seq) = seqs[si * n + pi] else {
+                    continue;
+                };
+                match &sub.sink {
                     Sink::Udp { rtp, .. } => {
                         let d = UdpSend {
                             sub: si,
@@ -393,21 +458,17 @@ impl Track {
                         } else {
                             v6.push(d);
                         }
-                        continue;
                     }
                     Sink::Tcp {
                         tx, rtp_channel, ..
                     } => {
                         let mut frame = Vec::with_capacity(p.bytes.len() + 4);
-                        frame.push(b'$');
-                        frame.push(*rtp_channel);
-                        frame.extend_from_slice(&(p.bytes.len() as u16).to_be_bytes());
-                        frame.extend_from_slice(&p.bytes);
+                        write_interleaved(*rtp_channel, &p.bytes, &mut frame);
+                        // `seq_of` succeeded, so the RTP header is there.
                         frame[6..8].copy_from_slice(&seq.to_be_bytes());
-                        tx.try_send(frame).is_ok()
+                        sub.account(p.bytes.len(), tx.try_send(frame).is_ok());
                     }
-                };
-                sub.account(seq, p.bytes.len(), sent);
+                }
             }
         }
         for (sends, sock) in [
@@ -418,10 +479,10 @@ impl Track {
                 continue;
             }
             match sock {
-                Some(sock) => send_udp(sock, &mut subs, packets, &sends),
+                Some(sock) => send_udp(sock, &subs, packets, &sends),
                 None => {
                     for d in &sends {
-                        subs[d.sub].account(d.seq, packets[d.packet].bytes.len(), false);
+                        subs[d.sub].account(packets[d.packet].bytes.len(), false);
                     }
                 }
             }
@@ -456,18 +517,19 @@ impl Track {
     /// Sends an RTCP sender report to every subscriber (or only to `only`), stamped with the
     /// wall-clock `now`.
     pub fn send_sender_reports(&self, now: SystemTime, only: Option<u64>) {
-        let subs = self.lock();
-        for sub in subs.iter() {
+        for sub in self.snapshot().iter() {
             if only.is_some_and(|id| id != sub.id) {
                 continue;
             }
+            let packets = sub.packets.load(Ordering::Relaxed);
+            let octets = sub.octets.load(Ordering::Relaxed);
             // A text track is silent for long spells: it reports only once it has sent
             // something (RFC 3550 §6.4: SRs are for senders). An SR on a track with no data
             // yet made ffmpeg re-base its other streams' timestamps (non-monotonic DTS).
-            if self.info.kind == TrackKind::Text && sub.packets == 0 {
+            if self.info.kind == TrackKind::Text && packets == 0 {
                 continue;
             }
-            let report = self.sender_report(now, sub.packets, sub.octets);
+            let report = self.sender_report(now, packets, octets);
             send_rtcp(&self.sockets, &sub.sink, &report, sub.id);
         }
     }
@@ -502,10 +564,7 @@ fn send_rtcp(sockets: &TrackSockets, sink: &Sink, data: &[u8], client: u64) {
             tx, rtcp_channel, ..
         } => {
             let mut frame = Vec::with_capacity(data.len() + 4);
-            frame.push(b'$');
-            frame.push(*rtcp_channel);
-            frame.extend_from_slice(&(data.len() as u16).to_be_bytes());
-            frame.extend_from_slice(data);
+            write_interleaved(*rtcp_channel, data, &mut frame);
             let _ = tx.try_send(frame);
         }
     }
@@ -597,16 +656,20 @@ mod tests {
         )
     }
 
-    /// An access unit of `n` packets with server sequence numbers from `track`.
-    fn access_unit(track: &Track, n: usize, keyframe: bool, fill: u8) -> Vec<OutPacket> {
+    /// The server's own sequence numbers, as the encoder thread hands them out.
+    struct ServerSeq(u16);
+
+    /// An access unit of `n` packets numbered from `seq`.
+    fn access_unit(seq: &mut ServerSeq, n: usize, keyframe: bool, fill: u8) -> Vec<OutPacket> {
         (0..n)
             .map(|i| {
                 let mut bytes = Vec::new();
+                seq.0 = seq.0.wrapping_add(1);
                 livecast_proto::rtp::write(
                     &livecast_proto::rtp::RtpHeader {
                         marker: i + 1 == n,
                         payload_type: 96,
-                        sequence: track.next_seq(),
+                        sequence: seq.0,
                         timestamp: 0,
                         ssrc: Ssrc(0x1234_5678),
                     },
@@ -649,9 +712,8 @@ mod tests {
             rtp: s.local_addr().expect("bound"),
             rtcp: "127.0.0.1:9".parse().expect("address"),
         };
-        let (seq_a, stats_a) = track.subscribe(1, sink(&a), Some(1000));
-        let (seq_b, _) = track.subscribe(2, sink(&b), Some(65534));
-        assert_eq!((seq_a, seq_b), (1000, 65534));
+        let stats_a = track.subscribe(1, sink(&a), 1000);
+        track.subscribe(2, sink(&b), 65534);
         let (tx, mut rx) = mpsc::channel(64);
         track.subscribe(
             3,
@@ -660,12 +722,13 @@ mod tests {
                 rtp_channel: 4,
                 rtcp_channel: 5,
             },
-            Some(7),
+            7,
         );
 
-        let p_frame = access_unit(&track, 2, false, 1);
-        let idr = access_unit(&track, 3, true, 10);
-        let p2 = access_unit(&track, 2, false, 20);
+        let mut seq = ServerSeq(65530);
+        let p_frame = access_unit(&mut seq, 2, false, 1);
+        let idr = access_unit(&mut seq, 3, true, 10);
+        let p2 = access_unit(&mut seq, 2, false, 20);
         track.deliver(&p_frame); // nobody may start here
         track.deliver(&idr);
         track.deliver(&p2);
@@ -690,10 +753,39 @@ mod tests {
         assert!(rx.try_recv().is_err());
         assert_eq!(stats_a.packets_sent.load(Ordering::Relaxed), 5);
         assert_eq!(stats_a.packets_dropped.load(Ordering::Relaxed), 0);
-        // A later PLAY continues the numbering.
+        // A later PLAY continues the numbering; a removed client gets nothing more.
         assert_eq!(track.unsubscribe(1), Some(1005));
         assert_eq!(track.unsubscribe(2), Some(3));
         assert_eq!(track.unsubscribe(3), Some(12));
+        assert_eq!(track.unsubscribe(3), None);
+        assert_eq!(track.subscriber_count(), 0);
+        track.deliver(&access_unit(&mut seq, 1, true, 30));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(stats_a.packets_sent.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_removed_subscriber_in_a_snapshot_gets_no_more_numbers() {
+        let track = video_track();
+        let (tx, mut rx) = mpsc::channel(64);
+        let sink = Sink::Tcp {
+            tx,
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        };
+        track.subscribe(1, sink.clone(), 100);
+        let mut seq = ServerSeq(0);
+        track.deliver(&access_unit(&mut seq, 2, true, 0));
+        // The fan-out took its snapshot before the unsubscribe, sends after it.
+        let snapshot = track.snapshot();
+        assert_eq!(track.unsubscribe(1), Some(102));
+        assert!(snapshot[0].seq().removed);
+        track.subscribe(1, sink, 102);
+        track.deliver(&access_unit(&mut seq, 1, true, 0));
+        let got: Vec<Option<u16>> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|f| seq_of(&f[4..]))
+            .collect();
+        assert_eq!(got, [Some(100), Some(101), Some(102)]);
     }
 
     #[test]
@@ -707,11 +799,11 @@ mod tests {
                     rtp: s.local_addr().expect("bound"),
                     rtcp: "127.0.0.1:9".parse().expect("address"),
                 },
-                Some(i as u16 * 100),
+                i as u16 * 100,
             );
         }
         // 3 packets x 135 clients: one sendmmsg batch of 256 datagrams and one of 149.
-        track.deliver(&access_unit(&track, 3, true, 0));
+        track.deliver(&access_unit(&mut ServerSeq(9), 3, true, 0));
         for (i, s) in socks.iter().enumerate() {
             let got = recv_n(s, 3);
             let seqs: Vec<Option<u16>> = got.iter().map(|g| seq_of(g)).collect();
@@ -723,15 +815,15 @@ mod tests {
     #[test]
     fn a_client_without_a_socket_of_its_family_is_counted_as_dropped() {
         let track = video_track();
-        let (_, stats) = track.subscribe(
+        let stats = track.subscribe(
             1,
             Sink::Udp {
                 rtp: "[::1]:9".parse().expect("address"),
                 rtcp: "[::1]:9".parse().expect("address"),
             },
-            Some(1),
+            1,
         );
-        track.deliver(&access_unit(&track, 2, true, 0));
+        track.deliver(&access_unit(&mut ServerSeq(0), 2, true, 0));
         assert_eq!(stats.packets_sent.load(Ordering::Relaxed), 0);
         assert_eq!(stats.packets_dropped.load(Ordering::Relaxed), 2);
     }

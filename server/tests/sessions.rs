@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::ServerProc;
+use common::{InProcess, ServerProc};
 use livecast_loadgen::{run_client, ClientOptions, RtspConn, TransportKind};
 use livecast_proto::rtcp::{self, RtcpPacket};
 use livecast_proto::rtp;
@@ -17,17 +17,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// Sends raw bytes on a fresh connection and returns the status code of the answer.
-async fn raw_status(url: &str, bytes: &[u8]) -> u16 {
-    let mut c = RtspConn::connect(url).await.expect("connect");
-    c.send_raw(bytes).await.expect("send");
-    let r = tokio::time::timeout(Duration::from_secs(5), c.read_response())
-        .await
-        .expect("an answer within 5 s")
-        .expect("a response");
-    r.status.0
 }
 
 /// SETUP the video track over UDP on `c` (ports that nobody reads); returns the session id.
@@ -54,28 +43,30 @@ async fn setup_video(c: &mut RtspConn, url: &str, spec: TransportSpec) -> Transp
     transport.0.into_iter().next().expect("a transport")
 }
 
+/// The shell's wiring, end to end: an observer plays over UDP the whole time while clients
+/// over UDP and TCP come and go, a client dies mid-request and unreadable bytes arrive; the
+/// observer loses nothing. (Which status each bad request gets, and every session rule, is
+/// tested in virtual time in `livecast_proto::rtsp::server`.)
 #[test]
-fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
+fn clients_come_and_go_over_udp_and_tcp_while_bad_bytes_arrive() {
     let server = ServerProc::start(&[]);
     let url = server.url();
     rt().block_on(async move {
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-        // An observer that watches the whole time: it must see no loss at all.
         let observer = {
             let o = ClientOptions {
                 url: url.clone(),
                 transport: TransportKind::Udp,
-                duration: Duration::from_secs(9),
+                duration: Duration::from_secs(6),
                 teardown: true,
             };
             let stop = stop.clone();
             tokio::spawn(async move { run_client(&o, stop).await })
         };
-        // Twenty clients joining at random moments, staying 1 to 4 s, half UDP, half TCP; some
-        // leave with TEARDOWN, some just drop the connection.
+        // Four clients joining at fixed moments, alternately UDP and TCP; two leave with
+        // TEARDOWN, two just drop the connection.
         let mut clients = Vec::new();
-        for i in 0..20u64 {
-            let start = Duration::from_millis(rand::random::<u64>() % 3000);
+        for i in 0..4u64 {
             let o = ClientOptions {
                 url: url.clone(),
                 transport: if i % 2 == 0 {
@@ -83,61 +74,21 @@ fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
                 } else {
                     TransportKind::Tcp
                 },
-                duration: Duration::from_millis(1000 + rand::random::<u64>() % 3000),
-                teardown: i % 3 != 0,
+                duration: Duration::from_millis(1500),
+                teardown: i < 2,
             };
             let stop = stop.clone();
             clients.push(tokio::spawn(async move {
-                tokio::time::sleep(start).await;
+                tokio::time::sleep(Duration::from_millis(500 * (i + 1))).await;
                 run_client(&o, stop).await
             }));
         }
-        // Meanwhile, every kind of bad request, each on its own connection.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Bytes the parser refuses are answered, then the connection is closed.
         let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-            ("garbage", b"\x16\x03\x01\x00\xa5hello\r\n\r\n".to_vec(), 400),
             (
-                "no CSeq",
-                format!("OPTIONS {url} RTSP/1.0\r\n\r\n").into_bytes(),
-                400,
-            ),
-            (
-                "unknown method",
-                format!("FROB {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
-                501,
-            ),
-            (
-                "RTSP/2.0",
-                format!("OPTIONS {url} RTSP/2.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
-                505,
-            ),
-            (
-                "unknown path",
-                b"DESCRIBE rtsp://127.0.0.1/nope RTSP/1.0\r\nCSeq: 1\r\n\r\n".to_vec(),
-                404,
-            ),
-            (
-                "PLAY without session",
-                format!("PLAY {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
-                454,
-            ),
-            (
-                "PLAY unknown session",
-                format!("PLAY {url} RTSP/1.0\r\nCSeq: 1\r\nSession: 123456\r\n\r\n").into_bytes(),
-                454,
-            ),
-            (
-                "multicast only",
-                format!(
-                    "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;multicast;port=5000-5001\r\n\r\n"
-                )
-                .into_bytes(),
-                461,
-            ),
-            (
-                "malformed Transport",
-                format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;client_port=x-y\r\n\r\n")
-                    .into_bytes(),
+                "garbage",
+                b"\x16\x03\x01\x00\xa5hello\r\n\r\n".to_vec(),
                 400,
             ),
             (
@@ -150,33 +101,29 @@ fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
                 413,
             ),
             (
-                "body over the limit",
-                format!("SET_PARAMETER {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 10000000\r\n\r\n")
-                    .into_bytes(),
-                413,
+                "RTSP/2.0",
+                format!("OPTIONS {url} RTSP/2.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+                505,
             ),
         ];
         for (name, bytes, want) in &cases {
-            let got = raw_status(&url, bytes).await;
-            assert_eq!(got, *want, "{name}: expected {want}, got {got}");
+            let mut c = RtspConn::connect(&url).await.expect("connect");
+            c.send_raw(bytes).await.expect("send");
+            let r = tokio::time::timeout(Duration::from_secs(5), c.read_response())
+                .await
+                .expect("an answer within 5 s")
+                .expect("a response");
+            assert_eq!(r.status.0, *want, "{name}");
+            let after = tokio::time::timeout(Duration::from_secs(5), c.read_message())
+                .await
+                .expect("the server closes within 5 s");
+            assert!(after.is_err(), "{name}: connection still open: {after:?}");
         }
-        // Wrong state: PAUSE in READY is 455, with the session left intact.
-        let mut c = RtspConn::connect(&url).await.expect("connect");
-        let _ = setup_udp(&mut c, &url).await;
-        let r = c.request(Request::new(Method::Pause, &url)).await.expect("PAUSE answered");
-        assert_eq!(r.status.0, 455, "PAUSE in READY");
-        assert!(r.headers.get("Allow").is_some_and(|a| a.contains("PLAY")));
-        let r = c.request(Request::new(Method::Play, &url)).await.expect("PLAY answered");
-        assert_eq!(r.status.0, 200, "PLAY after a refused PAUSE");
-        let r = c.request(Request::new(Method::Teardown, &url)).await.expect("TEARDOWN");
-        assert_eq!(r.status.0, 200);
         // A dead client: a half-sent request, then the connection just goes away.
         {
             let mut dead = RtspConn::connect(&url).await.expect("connect");
             dead.send_raw(b"DESCRIBE ").await.expect("send");
         }
-
-        let mut ok = 0;
         for c in clients {
             let st = c.await.expect("task").expect("every client plays");
             // Video and audio flow all the time; the caption track (present when a speech
@@ -188,17 +135,18 @@ fn twenty_clients_join_and_leave_while_bad_requests_arrive() {
                     .all(|t| t.packets > 0),
                 "a client received nothing on a track: {st:?}"
             );
-            ok += 1;
         }
-        assert_eq!(ok, 20);
         let st = observer.await.expect("task").expect("observer plays");
         let video = &st.tracks[0];
         let audio = &st.tracks[1];
-        // 9 s of 30 fps video is at least one packet per frame; 50 Opus packets a second.
-        assert!(video.packets > 240, "observer video: {video:?}");
-        assert!(audio.packets > 400, "observer audio: {audio:?}");
+        // 6 s of 30 fps video is at least one packet per frame; 50 Opus packets a second.
+        assert!(video.packets > 150, "observer video: {video:?}");
+        assert!(audio.packets > 250, "observer audio: {audio:?}");
         assert_eq!(st.lost(), 0, "observer lost packets: {st:?}");
-        assert!(video.sender_reports >= 1, "no RTCP sender report: {video:?}");
+        assert!(
+            video.sender_reports >= 1,
+            "no RTCP sender report: {video:?}"
+        );
     });
     assert!(common_alive(server));
 }
@@ -264,14 +212,13 @@ fn rtcp_with(feedback: RtcpPacket) -> Vec<u8> {
 
 /// A Full Intra Request (RFC 5104 §4.3.1) for `media`.
 fn fir(media: Ssrc) -> RtcpPacket {
-    let mut payload = vec![0, 0, 0, 77, 0, 0, 0, 0];
-    payload.extend_from_slice(&media.0.to_be_bytes());
-    payload.extend_from_slice(&[1, 0, 0, 0]);
-    RtcpPacket::Unknown {
-        packet_type: rtcp::PT_PSFB,
-        count: rtcp::PSFB_FIR,
-        payload,
-    }
+    RtcpPacket::Fir(rtcp::Fir {
+        sender: Ssrc(77),
+        entries: vec![rtcp::FirEntry {
+            ssrc: media,
+            seq: 1,
+        }],
+    })
 }
 
 /// SETUP the video track with `spec` and PLAY; the transport the server chose.
@@ -434,55 +381,50 @@ fn joining_client_starts_at_a_keyframe_with_announced_seq() {
     });
 }
 
+/// The timer task and the connection tasks feed the state machine: with a 1 s timeout, a
+/// session without keep-alive is gone after it, one kept alive stays, and one whose connection
+/// dropped is freed at once.
 #[test]
 fn sessions_expire_without_keepalive_and_dropped_connections_free_them() {
-    let server = ServerProc::start(&["--session-timeout", "5"]);
+    let server = InProcess::start(Duration::from_secs(1));
     let url = server.url();
+    let rtsp = server.rtsp();
     rt().block_on(async move {
-        // Session A: set up and playing, no keep-alive, connection kept open.
         let mut a = RtspConn::connect(&url).await.expect("connect");
         let sid_a = setup_udp(&mut a, &url).await;
-        assert_eq!(
-            a.request(Request::new(Method::Play, &url))
-                .await
-                .expect("PLAY")
-                .status
-                .0,
-            200
-        );
-        // Session B: kept alive with GET_PARAMETER every 2 s.
+        let r = a.request(Request::new(Method::Play, &url)).await;
+        assert_eq!(r.expect("PLAY").status.0, 200);
         let mut b = RtspConn::connect(&url).await.expect("connect");
-        let _sid_b = setup_udp(&mut b, &url).await;
-        // Session C: its connection is dropped at once.
+        setup_udp(&mut b, &url).await;
         let sid_c = {
             let mut c = RtspConn::connect(&url).await.expect("connect");
             setup_udp(&mut c, &url).await
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut probe = RtspConn::connect(&url).await.expect("connect");
-        let r = probe
-            .request(Request::new(Method::GetParameter, &url).header("Session", &sid_c))
-            .await
-            .expect("answer");
-        assert_eq!(
-            r.status.0, 454,
-            "session of a dropped connection is freed at once"
-        );
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let r = b
-                .request(Request::new(Method::GetParameter, &url))
-                .await
-                .expect("answer");
-            assert_eq!(r.status.0, 200, "kept-alive session stays");
+        let gone = |r: anyhow::Result<livecast_proto::rtsp::Response>| r.expect("answer").status.0;
+        // The dropped connection's session goes as soon as the server sees the close.
+        let mut freed = false;
+        for _ in 0..20 {
+            let r = probe
+                .request(Request::new(Method::GetParameter, &url).header("Session", &sid_c))
+                .await;
+            if gone(r) == 454 {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(freed, "session of a dropped connection freed at once");
+        assert_eq!(rtsp.session_count(), 2);
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let r = b.request(Request::new(Method::GetParameter, &url)).await;
+            assert_eq!(gone(r), 200, "kept-alive session stays");
         }
         let r = probe
             .request(Request::new(Method::GetParameter, &url).header("Session", &sid_a))
-            .await
-            .expect("answer");
-        assert_eq!(
-            r.status.0, 454,
-            "session without keep-alive expired after 5 s"
-        );
+            .await;
+        assert_eq!(gone(r), 454, "session without keep-alive expired after 1 s");
+        assert_eq!(rtsp.session_count(), 1);
     });
 }

@@ -147,6 +147,7 @@ impl StatusCode {
     pub const UNAUTHORIZED: StatusCode = StatusCode(401);
     pub const NOT_FOUND: StatusCode = StatusCode(404);
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
+    pub const NOT_ACCEPTABLE: StatusCode = StatusCode(406);
     pub const REQUEST_ENTITY_TOO_LARGE: StatusCode = StatusCode(413);
     pub const REQUEST_URI_TOO_LONG: StatusCode = StatusCode(414);
     pub const PARAMETER_NOT_UNDERSTOOD: StatusCode = StatusCode(451);
@@ -367,14 +368,44 @@ impl InterleavedFrame {
     /// expressed, and truncating it would corrupt the stream; callers packetize to an MTU far
     /// below this.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let len = u16::try_from(self.payload.len())
-            .expect("interleaved payload exceeds 65535 bytes (RFC 2326 §10.12 length field)");
-        out.reserve(4 + self.payload.len());
-        out.push(b'$');
-        out.push(self.channel);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&self.payload);
+        write_interleaved(self.channel, &self.payload, out);
     }
+}
+
+/// Appends one interleaved frame (RFC 2326 §10.12) carrying `payload` on `channel` to `out`,
+/// without taking ownership of the payload: the writer for a server that sends the same RTP
+/// packet to many connections.
+///
+/// # Panics
+///
+/// If the payload is longer than [`InterleavedFrame::MAX_PAYLOAD`] (see
+/// [`InterleavedFrame::write_to`]).
+pub fn write_interleaved(channel: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let len = u16::try_from(payload.len())
+        .expect("interleaved payload exceeds 65535 bytes (RFC 2326 §10.12 length field)");
+    out.reserve(4 + payload.len());
+    out.push(b'$');
+    out.push(channel);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Names of headers that have no typed form here (compare case-insensitively, RFC 2326 §4.2).
+pub mod header_names {
+    /// RFC 2326 §12.1
+    pub const ACCEPT: &str = "Accept";
+    /// RFC 2326 §12.4: the methods a resource allows, in a `405` or `455`.
+    pub const ALLOW: &str = "Allow";
+    /// RFC 2326 §12.10 (RFC 2616 §14.10): `close` announces the end of the connection.
+    pub const CONNECTION: &str = "Connection";
+    /// RFC 2326 §12.32: option tags the client requires.
+    pub const REQUIRE: &str = "Require";
+    /// RFC 2326 §12.36
+    pub const SERVER: &str = "Server";
+    /// RFC 2326 §12.42: the required option tags the server does not support, in a `551`.
+    pub const UNSUPPORTED: &str = "Unsupported";
+    /// RFC 2326 §12.44 (RFC 2617 §3.2.1): an authentication challenge, in a `401`.
+    pub const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
 }
 
 /// Anything that can appear on an RTSP connection (RFC 2326 §4, §10.12).

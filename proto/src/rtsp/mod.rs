@@ -1,5 +1,5 @@
 //! RTSP 1.0 (RFC 2326): messages, a streaming parser and writer, typed headers, and the
-//! server-side session state machine.
+//! server-side session state machines.
 //!
 //! - [`message`]: [`Request`] (§6), [`Response`] (§7), [`InterleavedFrame`] (§10.12) and
 //!   [`Message`], with builders and a writer that always frames correctly (CRLF line endings,
@@ -13,6 +13,8 @@
 //!   (§12.33), `Public` (§12.28), `Content-Base` (§12.11), `Content-Length` (§12.14) and
 //!   `Content-Type` (§12.16).
 //! - [`session`]: the server session states of RFC 2326 appendix A.1.
+//! - [`server`](mod@server): the server's request handling, session table, keep-alive and
+//!   expiry as a Sans-IO state machine (`handle_input` / `poll_output`).
 //! - [`url`]: `rtsp://` URLs, request paths and control-URL resolution (§3.2, C.1.1).
 //!
 //! Design, after scottlamb/retina and sdroege/rtsp-types: hand-written, dependency-free,
@@ -28,6 +30,7 @@
 pub mod headers;
 pub mod message;
 pub mod parse;
+pub mod server;
 pub mod session;
 pub mod url;
 
@@ -38,6 +41,9 @@ pub use headers::{
     CSeq, ContentBase, ContentLength, ContentType, Header, HeaderError, Headers, NptTime, Public,
     Range, RtpInfo, RtpInfoEntry, Session, Transport, TransportProfile, TransportSpec,
 };
-pub use message::{InterleavedFrame, Message, Method, Request, Response, StatusCode, Version};
+pub use message::{
+    header_names, write_interleaved, InterleavedFrame, Message, Method, Request, Response,
+    StatusCode, Version,
+};
 pub use parse::{parse, Limits, ParseError, ParseErrorKind, Parsed};
 pub use url::RtspUrl;

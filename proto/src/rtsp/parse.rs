@@ -74,11 +74,7 @@ pub struct ParseError {
 impl ParseError {
     /// The status a server should answer with before closing the connection (RFC 2326 §7.1.1).
     pub fn status(&self) -> StatusCode {
-        match self.kind {
-            ParseErrorKind::BodyTooLarge => StatusCode::REQUEST_ENTITY_TOO_LARGE,
-            ParseErrorKind::BadVersion => StatusCode::VERSION_NOT_SUPPORTED,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.kind.status()
     }
 }
 
@@ -110,6 +106,21 @@ pub enum ParseErrorKind {
     BadContentLength,
     /// The Request-URI (RFC 2326 §3.2) contains spaces or is not UTF-8.
     BadUri,
+}
+
+impl ParseErrorKind {
+    /// The status a server answers a request it could not read with (RFC 2326 §7.1.1): `413`
+    /// for a header section or body over the limits, `505` for a version it cannot read, `400`
+    /// for anything else.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ParseErrorKind::HeadersTooLarge | ParseErrorKind::BodyTooLarge => {
+                StatusCode::REQUEST_ENTITY_TOO_LARGE
+            }
+            ParseErrorKind::BadVersion => StatusCode::VERSION_NOT_SUPPORTED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 impl fmt::Display for ParseErrorKind {
@@ -965,5 +976,11 @@ mod tests {
             kind: BodyTooLarge,
         };
         assert_eq!(e.status(), StatusCode::REQUEST_ENTITY_TOO_LARGE);
+        assert_eq!(
+            HeadersTooLarge.status(),
+            StatusCode::REQUEST_ENTITY_TOO_LARGE
+        );
+        assert_eq!(BadVersion.status(), StatusCode::VERSION_NOT_SUPPORTED);
+        assert_eq!(BadHeaderLine.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -1,12 +1,16 @@
 //! Shared helpers for the server's end-to-end tests: start the real `livecast-server` binary on
-//! a free loopback port and stop it when the test ends.
+//! a free loopback port (or the server in this process) and stop it when the test ends.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
+
+use livecast_server::rtsp_server::{RtspConfig, RtspServer};
+use livecast_server::{RunningServer, ServerConfig};
 
 pub struct ServerProc {
     child: Child,
@@ -121,6 +125,61 @@ pub fn run_peer(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         Err(_) => {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             panic!("{program} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// The server in this process, in its own runtime, on the built-in sources at 320x240@30:
+/// for tests that need a setting the command line does not offer (a 1 s session timeout).
+pub struct InProcess {
+    rt: Option<tokio::runtime::Runtime>,
+    running: Option<RunningServer>,
+    pub port: u16,
+}
+
+impl InProcess {
+    pub fn start(session_timeout: Duration) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime can be built for the server");
+        let cfg = ServerConfig::test_sources(RtspConfig {
+            session_timeout,
+            ..RtspConfig::default()
+        });
+        let running = rt
+            .block_on(livecast_server::start(cfg))
+            .expect("livecast-server starts on test sources");
+        let port = running.listening[0].port();
+        Self {
+            rt: Some(rt),
+            running: Some(running),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/live", self.port)
+    }
+
+    pub fn rtsp(&self) -> Arc<RtspServer> {
+        self.running
+            .as_ref()
+            .expect("running until dropped")
+            .rtsp
+            .clone()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let (Some(running), Some(rt)) = (self.running.take(), self.rt.as_ref()) {
+            let _in_runtime = rt.enter();
+            running.shutdown();
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
         }
     }
 }

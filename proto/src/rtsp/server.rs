@@ -1,0 +1,1198 @@
+//! The RTSP 1.0 server's protocol core (RFC 2326): request handling, the session table,
+//! transports, keep-alive and expiry, as a Sans-IO state machine in the str0m style.
+//!
+//! The shell (sockets, tasks, the media fan-out) feeds [`Input`]s to
+//! [`Server::handle_input`] and then drains [`Server::poll_output`] until it returns
+//! [`Output::Timeout`]: responses to write ([`Output::Transmit`]), effects to carry out
+//! ([`Output::Event`]: subscribe a client to a track, stop, ask the encoder for a keyframe,
+//! send a sender report, close a connection) and the instant at which it must feed
+//! [`Input::Timeout`] if nothing else happens. Nothing here reads a clock, opens a socket or
+//! draws OS randomness: time comes in every input, and session ids and initial sequence numbers
+//! come from a generator seeded by [`Server::new`], so a test replays a whole session exactly.
+//!
+//! ```text
+//!  ConnectionOpened ─┐                        ┌─> Transmit { conn, response }
+//!  Request ──────────┤                        ├─> Event(Subscribe | Unsubscribe |
+//!  BadRequest ───────┼─> handle_input ─ Server┤          KeyframeRequest | SenderReport |
+//!  Rtcp ─────────────┤        (now)           │          CloseConnection | Session*)
+//!  ResumeSeq ────────┤                        └─> Timeout(next deadline)
+//!  ConnectionClosed ─┤
+//!  Timeout / Shutdown┘
+//! ```
+//!
+//! What the state machine knows of the media side comes in [`ServerConfig`]: per track its SSRC,
+//! its RTP clock ([`RtpClock`], so `RTP-Info: rtptime` is computed here from the `wall` time of
+//! the request) and the server's UDP ports per address family; the session description to
+//! answer DESCRIBE with (its origin address is set per request to the address the client
+//! reached). The one fact that comes back from the fan-out is where a paused client's
+//! numbering stopped ([`Input::ResumeSeq`], after an [`Unsubscribed::Paused`]), so that the
+//! next PLAY continues it.
+//!
+//! Rules kept here: `455` with `Allow` for a method not valid in the session's state
+//! (appendix A.1), `454` for unknown sessions, `461` when no transport alternative can be
+//! served, `459` for a SETUP of the aggregate URL, `505` (and the connection closed) for another
+//! RTSP version, `551` with `Unsupported` for any `Require`, `405` with `Allow` for the methods of
+//! a recording server, `406` when `Accept` excludes SDP, `503` above
+//! [`ServerConfig::max_sessions`]; the timeout announced in every `Session` header; sessions
+//! end on TEARDOWN, on expiry (no request or RTCP from the client for the timeout, RFC 2326
+//! §12.37), or when the connection that created them closes; RTCP from a client's registered
+//! address (or on its interleaved connection) is keep-alive, and a PLI or FIR in it becomes a
+//! [`ServerEvent::KeyframeRequest`]; sender reports 150 ms and 1 s after PLAY so players can
+//! synchronise their tracks at once.
+//!
+//! ## Extending it
+//! - Authentication: a check at the top of request handling (after CSeq and version) that
+//!   answers `401` with a `WWW-Authenticate` challenge ([`header_names::WWW_AUTHENTICATE`])
+//!   and a nonce drawn from the same seeded generator, and keeps per-connection credentials in
+//!   the connection table; the shell is unchanged.
+//! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
+//!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the
+//!   shell maps to an ingest path, the way [`ServerEvent::Subscribe`] maps to the fan-out.
+//! - NACK / retransmission: an RTPFB generic NACK (RFC 4585 §6.2.1) typed in
+//!   [`crate::rtcp`], turned here into `Retransmit { client, track, seqs }` events; pacing
+//!   timers join the session's deadlines in the [`Output::Timeout`] computation.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::headers::{
+    CSeq, ContentBase, NptTime, Public, Range, RtpInfo, RtpInfoEntry, Session, Transport,
+    TransportProfile, TransportSpec,
+};
+use super::message::{header_names, Method, Request, Response, StatusCode, Version};
+use super::parse::ParseError;
+use super::session::{ServerSession, State, StateError};
+use super::url;
+use crate::rtcp;
+use crate::sdp::SessionDescription;
+use crate::time::Ssrc;
+
+/// Methods we answer (RFC 2326 §10), in the order of the `Public` header.
+pub const PUBLIC: [Method; 7] = [
+    Method::Options,
+    Method::Describe,
+    Method::Setup,
+    Method::Play,
+    Method::Pause,
+    Method::Teardown,
+    Method::GetParameter,
+];
+
+/// Delays after PLAY at which a client gets its first sender reports.
+const FIRST_SENDER_REPORTS: [Duration; 2] = [Duration::from_millis(150), Duration::from_secs(1)];
+
+/// One TCP connection, as numbered by the shell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// A session's numeric id: the subscriber id on the tracks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// A track's RTP clock: RTP timestamp `rtp_base` stands for the wall-clock time `wall_epoch`,
+/// and it advances `clock_rate` ticks a second (RFC 3550 §5.1). Capture times of every track
+/// map through the same wall clock, which is what lets players synchronise them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtpClock {
+    pub rtp_base: u32,
+    pub clock_rate: u32,
+    pub wall_epoch: SystemTime,
+}
+
+impl RtpClock {
+    /// The RTP timestamp of the wall-clock instant `t` (wrapping, as RTP timestamps do).
+    pub fn timestamp_at(&self, t: SystemTime) -> u32 {
+        let rate = u128::from(self.clock_rate);
+        let ticks = match t.duration_since(self.wall_epoch) {
+            Ok(d) => (d.as_nanos() * rate / 1_000_000_000) as i64,
+            Err(e) => -((e.duration().as_nanos() * rate / 1_000_000_000) as i64),
+        };
+        self.rtp_base.wrapping_add(ticks as u32)
+    }
+}
+
+/// What the server knows of one track; its control URL is `trackID=<index>`.
+#[derive(Clone, Debug)]
+pub struct TrackConfig {
+    pub ssrc: Ssrc,
+    pub clock: RtpClock,
+    /// `server_port` (RTP, RTCP) for IPv4 clients; `None` if the track has no IPv4 socket.
+    pub server_ports_v4: Option<(u16, u16)>,
+    /// The same for IPv6 clients.
+    pub server_ports_v6: Option<(u16, u16)>,
+}
+
+/// Settings of the state machine.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Stream path without slashes (`live`).
+    pub path: String,
+    /// Sessions without keep-alive for this long end (announced as `;timeout=`).
+    pub session_timeout: Duration,
+    /// A connection that owns no session and sends nothing for this long is closed.
+    pub idle_connection_timeout: Duration,
+    /// Upper bound on concurrent sessions; SETUPs beyond it get `503`.
+    pub max_sessions: usize,
+    /// The `Server` header (RFC 2326 §12.36).
+    pub server_name: String,
+    /// The DESCRIBE answer; the origin address is set per request.
+    pub sdp: SessionDescription,
+    pub tracks: Vec<TrackConfig>,
+}
+
+impl ServerConfig {
+    /// Defaults: path `live`, 60 s session timeout, 60 s idle connections, 4096 sessions.
+    pub fn new(sdp: SessionDescription, tracks: Vec<TrackConfig>) -> Self {
+        ServerConfig {
+            path: "live".into(),
+            session_timeout: Duration::from_secs(60),
+            idle_connection_timeout: Duration::from_secs(60),
+            max_sessions: 4096,
+            server_name: "livecast".into(),
+            sdp,
+            tracks,
+        }
+    }
+}
+
+/// Where RTCP from a client arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtcpSource {
+    /// A datagram from `from` on the RTCP socket of track `track`.
+    Udp { from: SocketAddr, track: usize },
+    /// An interleaved frame (RFC 2326 §10.12) on `channel` of connection `conn`.
+    Interleaved { conn: ConnId, channel: u8 },
+}
+
+/// Something that happened, at `now`.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A client connected from `peer` to our address `local`.
+    ConnectionOpened {
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        local: SocketAddr,
+    },
+    /// A whole request arrived on `conn`; `wall` is the wall-clock time, for `RTP-Info`.
+    Request {
+        now: Instant,
+        wall: SystemTime,
+        conn: ConnId,
+        req: Request,
+    },
+    /// Bytes on `conn` that are not a valid request: answered, then the connection closes.
+    BadRequest {
+        now: Instant,
+        conn: ConnId,
+        error: ParseError,
+    },
+    /// RTCP (or any interleaved frame) from a client: `data` is the datagram or frame payload.
+    Rtcp {
+        now: Instant,
+        source: RtcpSource,
+        data: Vec<u8>,
+    },
+    /// After [`Unsubscribed::Paused`]: the sequence number the client's stream of `track`
+    /// continues at on the next PLAY.
+    ResumeSeq {
+        client: ClientId,
+        track: usize,
+        seq: u16,
+    },
+    /// The connection is gone (closed by the peer, by an error, or after
+    /// [`ServerEvent::CloseConnection`]); its sessions end.
+    ConnectionClosed { now: Instant, conn: ConnId },
+    /// The instant of the last [`Output::Timeout`] (or later) has come.
+    Timeout(Instant),
+    /// The server stops: every session ends, every connection closes.
+    Shutdown(Instant),
+}
+
+/// Where a client wants its packets of one track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaSink {
+    Udp {
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+    },
+    Interleaved {
+        conn: ConnId,
+        rtp_channel: u8,
+        rtcp_channel: u8,
+    },
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Teardown,
+    /// No keep-alive within the session timeout.
+    Expired,
+    /// The connection that created it closed.
+    ConnectionClosed,
+    Shutdown,
+}
+
+/// Why a track of a client stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// PAUSE: report where the numbering stopped with [`Input::ResumeSeq`].
+    Paused,
+    /// The track was set up again with another transport.
+    Replaced,
+    /// The session ended.
+    Ended(EndReason),
+}
+
+impl Unsubscribed {
+    /// Whether the client is sent an RTCP BYE (RFC 3550 §6.6): when its session ends while it
+    /// may still be listening.
+    pub fn sends_bye(self) -> bool {
+        matches!(
+            self,
+            Unsubscribed::Ended(EndReason::Teardown | EndReason::Expired | EndReason::Shutdown)
+        )
+    }
+}
+
+/// An effect for the shell to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A session was created by SETUP.
+    SessionStarted {
+        session: String,
+        client: ClientId,
+        peer: SocketAddr,
+    },
+    /// Start sending `track` to `client` on `sink`, its first packet (at a keyframe for video)
+    /// numbered `initial_seq`, as announced in `RTP-Info`.
+    Subscribe {
+        client: ClientId,
+        track: usize,
+        sink: MediaSink,
+        initial_seq: u16,
+    },
+    /// Stop sending `track` to `client` (a no-op if it is not being sent).
+    Unsubscribe {
+        client: ClientId,
+        track: usize,
+        sink: MediaSink,
+        reason: Unsubscribed,
+    },
+    /// A client asked for a keyframe of `track` (RTCP PLI or FIR).
+    KeyframeRequest { track: usize },
+    /// Send `client` an RTCP sender report for `track` now.
+    SenderReport { client: ClientId, track: usize },
+    /// Close the connection (after writing what was transmitted on it).
+    CloseConnection { conn: ConnId },
+    SessionEnded {
+        session: String,
+        client: ClientId,
+        peer: SocketAddr,
+        reason: EndReason,
+    },
+}
+
+/// What the shell must do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Transmit {
+        conn: ConnId,
+        response: Response,
+    },
+    Event(ServerEvent),
+    /// Nothing more to do; feed [`Input::Timeout`] at this instant unless another input comes
+    /// first.
+    Timeout(Instant),
+}
+
+/// A misuse of the state machine by its shell (never caused by network input).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// An input named a connection that was never opened (or already closed).
+    UnknownConnection(ConnId),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::UnknownConnection(c) => write!(f, "unknown connection {}", c.0),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// A small seeded generator (SplitMix64) for session ids and initial sequence numbers; the
+/// shell seeds it from the OS, tests from a constant.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn next_u16(&mut self) -> u16 {
+        (self.next_u64() >> 48) as u16
+    }
+}
+
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+    last_activity: Instant,
+    /// CloseConnection was emitted; waiting for ConnectionClosed.
+    closing: bool,
+}
+
+/// One track as set up by a client.
+#[derive(Clone, Debug)]
+struct Setup {
+    track: usize,
+    sink: MediaSink,
+    resume_seq: Option<u16>,
+}
+
+struct SessionEntry {
+    state: ServerSession,
+    client: ClientId,
+    /// The connection that created the session; when it closes, the session ends.
+    conn: ConnId,
+    peer: SocketAddr,
+    setups: Vec<Setup>,
+    /// When the next first-after-PLAY sender reports are due.
+    reports_due: Vec<Instant>,
+}
+
+impl SessionEntry {
+    fn next_deadline(&self) -> Instant {
+        let d = self.state.deadline();
+        self.reports_due.iter().copied().fold(d, Instant::min)
+    }
+}
+
+/// A failed request: status, a reason for the body, extra headers.
+struct Fail {
+    status: StatusCode,
+    msg: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Fail {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Fail {
+            status,
+            msg: msg.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl From<StateError> for Fail {
+    fn from(e: StateError) -> Self {
+        Fail::new(StatusCode::METHOD_NOT_VALID_IN_THIS_STATE, e.to_string())
+            .with_header(header_names::ALLOW, allowed_in(e.state))
+    }
+}
+
+enum Target {
+    Aggregate,
+    Track(usize),
+}
+
+/// The server's protocol state: connections, sessions, RTCP sources, pending outputs.
+pub struct Server {
+    cfg: ServerConfig,
+    rng: SplitMix64,
+    conns: BTreeMap<ConnId, Conn>,
+    sessions: BTreeMap<String, SessionEntry>,
+    /// A client's RTCP address -> its session id.
+    rtcp_sources: HashMap<SocketAddr, String>,
+    next_client: u64,
+    out: VecDeque<Output>,
+    /// The latest `now` seen.
+    last_now: Instant,
+}
+
+impl Server {
+    /// A server with no connections, started at `now`; `seed` drives session ids and initial
+    /// sequence numbers.
+    pub fn new(cfg: ServerConfig, seed: u64, now: Instant) -> Self {
+        Server {
+            cfg,
+            rng: SplitMix64(seed),
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            rtcp_sources: HashMap::new(),
+            next_client: 1,
+            out: Default::default(),
+            last_now: now,
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Sessions in the Playing state.
+    pub fn playing_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.state.state() == State::Playing)
+            .count()
+    }
+
+    /// The state of session `id`, if it exists.
+    pub fn session_state(&self, id: &str) -> Option<State> {
+        self.sessions.get(id).map(|s| s.state.state())
+    }
+
+    /// Handles one input; then drain [`Server::poll_output`].
+    pub fn handle_input(&mut self, input: Input) -> Result<(), ServerError> {
+        match input {
+            Input::ConnectionOpened {
+                now,
+                conn,
+                peer,
+                local,
+            } => {
+                self.tick(now);
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        peer,
+                        local,
+                        last_activity: now,
+                        closing: false,
+                    },
+                );
+            }
+            Input::Request {
+                now,
+                wall,
+                conn,
+                req,
+            } => {
+                self.tick(now);
+                let c = self
+                    .conns
+                    .get_mut(&conn)
+                    .ok_or(ServerError::UnknownConnection(conn))?;
+                c.last_activity = c.last_activity.max(now);
+                let (response, close) = self.handle_request(&req, conn, now, wall);
+                self.out.push_back(Output::Transmit { conn, response });
+                if close {
+                    self.close_connection(conn);
+                }
+            }
+            Input::BadRequest { now, conn, error } => {
+                self.tick(now);
+                if !self.conns.contains_key(&conn) {
+                    return Err(ServerError::UnknownConnection(conn));
+                }
+                let response = Response::new(error.status())
+                    .header(header_names::CONNECTION, "close")
+                    .header(header_names::SERVER, self.cfg.server_name.as_str());
+                self.out.push_back(Output::Transmit { conn, response });
+                self.close_connection(conn);
+            }
+            Input::Rtcp { now, source, data } => {
+                self.tick(now);
+                self.on_rtcp(now, source, &data);
+            }
+            Input::ResumeSeq { client, track, seq } => {
+                if let Some(s) = self.sessions.values_mut().find(|s| s.client == client) {
+                    if let Some(setup) = s.setups.iter_mut().find(|t| t.track == track) {
+                        setup.resume_seq = Some(seq);
+                    }
+                }
+            }
+            Input::ConnectionClosed { now, conn } => {
+                self.tick(now);
+                self.conns.remove(&conn);
+                let ids: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.conn == conn)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for id in ids {
+                    self.end_session(&id, EndReason::ConnectionClosed);
+                }
+            }
+            Input::Timeout(now) => {
+                self.tick(now);
+                self.on_timeout(now);
+            }
+            Input::Shutdown(now) => {
+                self.tick(now);
+                let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                for id in ids {
+                    self.end_session(&id, EndReason::Shutdown);
+                }
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                for c in conns {
+                    self.close_connection(c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next thing to do: transmits and events in the order they arose, then the next
+    /// timeout.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        Output::Timeout(self.next_timeout())
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+    }
+
+    /// The earliest session deadline, sender report or idle-connection limit; an hour from the
+    /// last input when there is none.
+    fn next_timeout(&self) -> Instant {
+        let sessions = self.sessions.values().map(SessionEntry::next_deadline);
+        let idle = self.idle_deadlines().map(|(_, t)| t);
+        sessions
+            .chain(idle)
+            .min()
+            .unwrap_or(self.last_now + Duration::from_secs(3600))
+    }
+
+    /// When each connection that owns no session (and is not closing already) becomes idle.
+    fn idle_deadlines(&self) -> impl Iterator<Item = (ConnId, Instant)> + '_ {
+        let owners: HashSet<ConnId> = self.sessions.values().map(|s| s.conn).collect();
+        self.conns
+            .iter()
+            .filter(move |(id, c)| !c.closing && !owners.contains(id))
+            .map(|(id, c)| (*id, c.last_activity + self.cfg.idle_connection_timeout))
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.state.is_expired(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in expired {
+            self.end_session(&id, EndReason::Expired);
+        }
+        for s in self.sessions.values_mut() {
+            let before = s.reports_due.len();
+            s.reports_due.retain(|t| *t > now);
+            if s.reports_due.len() < before {
+                for setup in &s.setups {
+                    self.out.push_back(Output::Event(ServerEvent::SenderReport {
+                        client: s.client,
+                        track: setup.track,
+                    }));
+                }
+            }
+        }
+        let idle: Vec<ConnId> = self
+            .idle_deadlines()
+            .filter(|(_, t)| now >= *t)
+            .map(|(id, _)| id)
+            .collect();
+        for c in idle {
+            self.close_connection(c);
+        }
+    }
+
+    fn close_connection(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.closing {
+                c.closing = true;
+                self.out
+                    .push_back(Output::Event(ServerEvent::CloseConnection { conn }));
+            }
+        }
+    }
+
+    fn end_session(&mut self, id: &str, reason: EndReason) {
+        let Some(entry) = self.sessions.remove(id) else {
+            return;
+        };
+        for s in &entry.setups {
+            self.unsubscribe(entry.client, s, Unsubscribed::Ended(reason));
+        }
+        self.out.push_back(Output::Event(ServerEvent::SessionEnded {
+            session: id.to_owned(),
+            client: entry.client,
+            peer: entry.peer,
+            reason,
+        }));
+    }
+
+    /// Stops a track of a client and forgets its RTCP source.
+    fn unsubscribe(&mut self, client: ClientId, s: &Setup, reason: Unsubscribed) {
+        if let MediaSink::Udp { rtcp, .. } = s.sink {
+            self.rtcp_sources.remove(&rtcp);
+        }
+        self.out.push_back(Output::Event(ServerEvent::Unsubscribe {
+            client,
+            track: s.track,
+            sink: s.sink,
+            reason,
+        }));
+    }
+
+    fn on_rtcp(&mut self, now: Instant, source: RtcpSource, data: &[u8]) {
+        let parsed = rtcp::parse_compound(data);
+        let track = match source {
+            // Only a client's own RTCP counts: a stranger can neither keep a session alive
+            // nor ask for keyframes.
+            RtcpSource::Udp { from, track } => {
+                let Ok(_) = &parsed else {
+                    return;
+                };
+                let Some(s) = self
+                    .rtcp_sources
+                    .get(&from)
+                    .and_then(|id| self.sessions.get_mut(id))
+                else {
+                    return;
+                };
+                s.state.keepalive(now);
+                Some(track)
+            }
+            RtcpSource::Interleaved { conn, channel } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.last_activity = c.last_activity.max(now);
+                }
+                let mut track = None;
+                for s in self.sessions.values_mut().filter(|s| s.conn == conn) {
+                    s.state.keepalive(now);
+                    track = track.or_else(|| {
+                        s.setups.iter().find_map(|t| match t.sink {
+                            MediaSink::Interleaved { rtcp_channel, .. }
+                                if rtcp_channel == channel =>
+                            {
+                                Some(t.track)
+                            }
+                            _ => None,
+                        })
+                    });
+                }
+                track
+            }
+        };
+        let (Some(track), Ok(packets)) = (track, parsed) else {
+            return;
+        };
+        let Some(t) = self.cfg.tracks.get(track) else {
+            return;
+        };
+        if packets.iter().any(|p| p.requests_keyframe_of(t.ssrc)) {
+            self.out
+                .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
+        }
+    }
+
+    /// Handles one request; returns the response and whether the connection closes after it.
+    /// Never panics, whatever the client sent.
+    fn handle_request(
+        &mut self,
+        req: &Request,
+        conn: ConnId,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Response, bool) {
+        let cseq = match req.headers.get_typed::<CSeq>() {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return (
+                    self.error(StatusCode::BAD_REQUEST, None, "missing CSeq header"),
+                    false,
+                )
+            }
+            Err(e) => {
+                return (
+                    self.error(StatusCode::BAD_REQUEST, None, &e.to_string()),
+                    false,
+                )
+            }
+        };
+        if req.version != Version::Rtsp10 {
+            let r = self.error(
+                StatusCode::VERSION_NOT_SUPPORTED,
+                Some(cseq),
+                "only RTSP/1.0 is supported",
+            );
+            return (r, true);
+        }
+        if let Some(required) = req.headers.get(header_names::REQUIRE) {
+            // We implement no option tags (RFC 2326 §12.32).
+            let r = Response::new(StatusCode::OPTION_NOT_SUPPORTED)
+                .typed(&cseq)
+                .header(header_names::UNSUPPORTED, required.trim());
+            return (r, false);
+        }
+        let result = match &req.method {
+            Method::Options => Ok(self.options(req, now)),
+            Method::Describe => self.describe(req, conn),
+            Method::Setup => self.setup(req, conn, now),
+            Method::Play => self.play(req, now, wall),
+            Method::Pause => self.pause(req, now),
+            Method::Teardown => self.teardown(req),
+            Method::GetParameter => self.get_parameter(req, now),
+            Method::Announce | Method::Record | Method::Redirect | Method::SetParameter => {
+                Err(Fail::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this server only plays; the method is not allowed",
+                )
+                .with_header(header_names::ALLOW, method_list(&PUBLIC)))
+            }
+            _ => Err(Fail::new(StatusCode::NOT_IMPLEMENTED, "unknown method")),
+        };
+        match result {
+            Ok(resp) => (
+                resp.typed(&cseq)
+                    .header(header_names::SERVER, self.cfg.server_name.as_str()),
+                false,
+            ),
+            Err(f) => {
+                let mut r = self.error(f.status, Some(cseq), &f.msg);
+                for (k, v) in f.headers {
+                    r = r.header(k, v);
+                }
+                (r, false)
+            }
+        }
+    }
+
+    fn error(&self, status: StatusCode, cseq: Option<CSeq>, msg: &str) -> Response {
+        let mut r =
+            Response::new(status).header(header_names::SERVER, self.cfg.server_name.as_str());
+        if let Some(c) = cseq {
+            r = r.typed(&c);
+        }
+        if !msg.is_empty() {
+            r = r.body("text/plain", format!("{msg}\r\n").into_bytes());
+        }
+        r
+    }
+
+    fn session_header(&self, id: String) -> Session {
+        Session {
+            id,
+            timeout: Some(self.cfg.session_timeout.as_secs() as u32),
+        }
+    }
+
+    fn options(&mut self, req: &Request, now: Instant) -> Response {
+        if let Ok(Some(s)) = req.headers.get_typed::<Session>() {
+            if let Some(e) = self.sessions.get_mut(&s.id) {
+                e.state.keepalive(now);
+            }
+        }
+        Response::new(StatusCode::OK).typed(&Public(PUBLIC.to_vec()))
+    }
+
+    fn describe(&self, req: &Request, conn: ConnId) -> Result<Response, Fail> {
+        if let Target::Track(_) = self.target(&req.uri)? {
+            return Err(Fail::new(
+                StatusCode::NOT_FOUND,
+                "DESCRIBE the stream, not one of its tracks",
+            ));
+        }
+        if let Some(accept) = req.headers.get(header_names::ACCEPT) {
+            if !accept.to_ascii_lowercase().contains("application/sdp") && !accept.contains("*/*") {
+                return Err(Fail::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "only application/sdp descriptions are available",
+                ));
+            }
+        }
+        let local = self.conns.get(&conn).map(|c| c.local.ip());
+        let mut sdp = self.cfg.sdp.clone();
+        if let Some(ip) = local {
+            let (ty, addr) = match canonical_ip(ip) {
+                IpAddr::V4(a) => ("IP4", a.to_string()),
+                IpAddr::V6(a) => ("IP6", a.to_string()),
+            };
+            sdp.origin.addr_type = ty.into();
+            sdp.origin.address = addr;
+        }
+        Ok(Response::new(StatusCode::OK)
+            .typed(&ContentBase(url::content_base(&req.uri)))
+            .body("application/sdp", sdp.to_string().into_bytes()))
+    }
+
+    fn setup(&mut self, req: &Request, conn: ConnId, now: Instant) -> Result<Response, Fail> {
+        let track = match self.target(&req.uri)? {
+            Target::Track(t) => t,
+            Target::Aggregate => {
+                return Err(Fail::new(
+                    StatusCode::AGGREGATE_OPERATION_NOT_ALLOWED,
+                    "SETUP each track (its a=control URL), not the aggregate stream",
+                ))
+            }
+        };
+        let transport = req
+            .headers
+            .get_typed::<Transport>()
+            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?
+            .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "missing Transport header"))?;
+        let session_hdr = req
+            .headers
+            .get_typed::<Session>()
+            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        // Validate the state before choosing the transport, so nothing is half-done on error.
+        if let Some(s) = &session_hdr {
+            let entry = self.sessions.get(&s.id).ok_or_else(no_such_session)?;
+            entry.state.next_state(&req.method)?;
+        } else if self.sessions.len() >= self.cfg.max_sessions {
+            return Err(Fail::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sessions; try again later",
+            ));
+        }
+        let peer = self
+            .conns
+            .get(&conn)
+            .map(|c| c.peer)
+            .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
+        let (setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+
+        let sid = match session_hdr {
+            Some(s) => s.id,
+            None => {
+                let sid = self.new_session_id();
+                let client = ClientId(self.next_client);
+                self.next_client += 1;
+                self.sessions.insert(
+                    sid.clone(),
+                    SessionEntry {
+                        state: ServerSession::new(sid.clone(), self.cfg.session_timeout, now),
+                        client,
+                        conn,
+                        peer,
+                        setups: Vec::new(),
+                        reports_due: Vec::new(),
+                    },
+                );
+                self.out
+                    .push_back(Output::Event(ServerEvent::SessionStarted {
+                        session: sid.clone(),
+                        client,
+                        peer,
+                    }));
+                sid
+            }
+        };
+        let Some(entry) = self.sessions.get_mut(&sid) else {
+            return Err(Fail::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "session vanished",
+            ));
+        };
+        let next = entry.state.next_state(&req.method)?;
+        let client = entry.client;
+        let playing = entry.state.state() == State::Playing;
+        // Re-SETUP of a track replaces its transport.
+        let old = entry
+            .setups
+            .iter()
+            .position(|s| s.track == track)
+            .map(|i| entry.setups.remove(i));
+        entry.setups.push(setup.clone());
+        entry.state.commit(next, now);
+        if let Some(old) = old {
+            self.unsubscribe(client, &old, Unsubscribed::Replaced);
+        }
+        if let MediaSink::Udp { rtcp, .. } = setup.sink {
+            self.rtcp_sources.insert(rtcp, sid.clone());
+        }
+        // A track added while playing starts flowing at once; the others keep their numbering.
+        if playing {
+            let initial_seq = self.rng.next_u16();
+            self.out.push_back(Output::Event(ServerEvent::Subscribe {
+                client,
+                track,
+                sink: setup.sink,
+                initial_seq,
+            }));
+        }
+        Ok(Response::new(StatusCode::OK)
+            .typed(&reply)
+            .typed(&self.session_header(sid)))
+    }
+
+    fn new_session_id(&mut self) -> String {
+        loop {
+            let id = format!("{:016x}", self.rng.next_u64());
+            if !self.sessions.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Picks the first transport alternative we can serve (RFC 2326 §12.39).
+    fn choose_transport(
+        &self,
+        track: usize,
+        transport: &Transport,
+        conn: ConnId,
+        peer: SocketAddr,
+    ) -> Result<(Setup, Transport), Fail> {
+        let info = &self.cfg.tracks[track];
+        for spec in &transport.0 {
+            if spec.multicast {
+                continue;
+            }
+            let (sink, reply) = match spec.profile {
+                TransportProfile::RtpAvp => {
+                    let Some((rtp_port, rtcp_port)) = spec.client_port else {
+                        continue;
+                    };
+                    let peer_ip = canonical_ip(peer.ip());
+                    let server_ports = if peer_ip.is_ipv6() {
+                        info.server_ports_v6
+                    } else {
+                        info.server_ports_v4
+                    };
+                    let Some(server_ports) = server_ports else {
+                        continue;
+                    };
+                    if rtp_port == 0 {
+                        continue;
+                    }
+                    let sink = MediaSink::Udp {
+                        rtp: SocketAddr::new(peer_ip, rtp_port),
+                        rtcp: SocketAddr::new(peer_ip, rtcp_port),
+                    };
+                    let reply = TransportSpec {
+                        profile: TransportProfile::RtpAvp,
+                        client_port: Some((rtp_port, rtcp_port)),
+                        server_port: Some(server_ports),
+                        ..TransportSpec::default()
+                    };
+                    (sink, reply)
+                }
+                TransportProfile::RtpAvpTcp => {
+                    let (a, b) = spec
+                        .interleaved
+                        .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
+                    let sink = MediaSink::Interleaved {
+                        conn,
+                        rtp_channel: a,
+                        rtcp_channel: b,
+                    };
+                    let reply = TransportSpec {
+                        profile: TransportProfile::RtpAvpTcp,
+                        interleaved: Some((a, b)),
+                        ..TransportSpec::default()
+                    };
+                    (sink, reply)
+                }
+                _ => continue,
+            };
+            let reply = TransportSpec {
+                multicast: false,
+                ssrc: Some(info.ssrc.0),
+                ..reply
+            };
+            let setup = Setup {
+                track,
+                sink,
+                resume_seq: None,
+            };
+            return Ok((setup, Transport(vec![reply])));
+        }
+        Err(Fail::new(
+            StatusCode::UNSUPPORTED_TRANSPORT,
+            "supported: RTP/AVP;unicast;client_port=a-b or RTP/AVP/TCP;interleaved=a-b",
+        ))
+    }
+
+    /// The session a PLAY or PAUSE names and the state the method leads to; `404`, `454` or
+    /// `455` otherwise.
+    fn transition(&self, req: &Request) -> Result<(String, State), Fail> {
+        self.target(&req.uri)?;
+        let sid = session_id(req)?;
+        let entry = self.sessions.get(&sid).ok_or_else(no_such_session)?;
+        let next = entry.state.next_state(&req.method)?;
+        Ok((sid, next))
+    }
+
+    fn play(&mut self, req: &Request, now: Instant, wall: SystemTime) -> Result<Response, Fail> {
+        let (sid, next) = self.transition(req)?;
+        let entry = self.sessions.get_mut(&sid).ok_or_else(no_such_session)?;
+        let already_playing = entry.state.state() == State::Playing;
+        entry.state.commit(next, now);
+        let client = entry.client;
+        let base = url::content_base(&req.uri);
+        let mut infos = Vec::new();
+        if !already_playing {
+            entry.reports_due = FIRST_SENDER_REPORTS.iter().map(|d| now + *d).collect();
+            for s in entry.setups.iter_mut() {
+                let initial_seq = s.resume_seq.take().unwrap_or_else(|| self.rng.next_u16());
+                let rtptime = self.cfg.tracks[s.track].clock.timestamp_at(wall);
+                infos.push(RtpInfoEntry {
+                    url: format!("{base}trackID={}", s.track),
+                    seq: Some(initial_seq),
+                    rtptime: Some(rtptime),
+                });
+                self.out.push_back(Output::Event(ServerEvent::Subscribe {
+                    client,
+                    track: s.track,
+                    sink: s.sink,
+                    initial_seq,
+                }));
+            }
+        }
+        // A live stream always plays from now; a Range start is not an error, only ignored.
+        let mut resp = Response::new(StatusCode::OK)
+            .typed(&self.session_header(sid))
+            .typed(&Range::Npt {
+                start: NptTime::Seconds(0.0),
+                end: None,
+            });
+        if !infos.is_empty() {
+            resp = resp.typed(&RtpInfo(infos));
+        }
+        Ok(resp)
+    }
+
+    fn pause(&mut self, req: &Request, now: Instant) -> Result<Response, Fail> {
+        let (sid, next) = self.transition(req)?;
+        let entry = self.sessions.get_mut(&sid).ok_or_else(no_such_session)?;
+        entry.state.commit(next, now);
+        entry.reports_due.clear();
+        let client = entry.client;
+        for s in entry.setups.clone() {
+            self.unsubscribe(client, &s, Unsubscribed::Paused);
+        }
+        Ok(Response::new(StatusCode::OK).typed(&self.session_header(sid)))
+    }
+
+    fn teardown(&mut self, req: &Request) -> Result<Response, Fail> {
+        self.target(&req.uri)?;
+        let sid = session_id(req)?;
+        if !self.sessions.contains_key(&sid) {
+            return Err(no_such_session());
+        }
+        self.end_session(&sid, EndReason::Teardown);
+        Ok(Response::new(StatusCode::OK))
+    }
+
+    fn get_parameter(&mut self, req: &Request, now: Instant) -> Result<Response, Fail> {
+        let session = req
+            .headers
+            .get_typed::<Session>()
+            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let mut resp = Response::new(StatusCode::OK);
+        if let Some(s) = session {
+            let entry = self.sessions.get_mut(&s.id).ok_or_else(no_such_session)?;
+            entry.state.keepalive(now);
+            resp = resp.typed(&self.session_header(s.id));
+        }
+        if !req.body.is_empty() {
+            // We publish no parameters; an empty GET_PARAMETER is the keep-alive ping.
+            return Err(Fail::new(
+                StatusCode::PARAMETER_NOT_UNDERSTOOD,
+                "no parameters are available",
+            ));
+        }
+        Ok(resp)
+    }
+
+    /// Maps a request URI to the stream or one of its tracks; anything else is 404.
+    fn target(&self, uri: &str) -> Result<Target, Fail> {
+        let path =
+            url::request_path(uri).ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "bad URI"))?;
+        let path = path.trim_matches('/');
+        let not_found = || Fail::new(StatusCode::NOT_FOUND, "no such stream; try /live");
+        if path == self.cfg.path {
+            return Ok(Target::Aggregate);
+        }
+        let n = path
+            .strip_prefix(self.cfg.path.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_prefix("trackID="))
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(not_found)?;
+        if n < self.cfg.tracks.len() {
+            Ok(Target::Track(n))
+        } else {
+            Err(not_found())
+        }
+    }
+}
+
+/// Methods valid in a state, for the `Allow` header of a 455 (RFC 2326 §11.3.6).
+fn allowed_in(state: State) -> String {
+    use Method::*;
+    let m: &[Method] = match state {
+        State::Init => &[Options, Describe, Setup, Teardown, GetParameter],
+        State::Ready => &[Options, Describe, Setup, Play, Teardown, GetParameter],
+        State::Playing => &[
+            Options,
+            Describe,
+            Setup,
+            Play,
+            Pause,
+            Teardown,
+            GetParameter,
+        ],
+    };
+    method_list(m)
+}
+
+fn method_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn no_such_session() -> Fail {
+    Fail::new(StatusCode::SESSION_NOT_FOUND, "no such session")
+}
+
+fn session_id(req: &Request) -> Result<String, Fail> {
+    match req.headers.get_typed::<Session>() {
+        Ok(Some(s)) => Ok(s.id),
+        Ok(None) => Err(Fail::new(
+            StatusCode::SESSION_NOT_FOUND,
+            "missing Session header",
+        )),
+        Err(e) => Err(Fail::new(StatusCode::BAD_REQUEST, e.to_string())),
+    }
+}
+
+/// IPv4-mapped IPv6 peers (from a dual-stack socket) are IPv4 clients.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,889 @@
+//! The server state machine in virtual time: `now` advances by hand, nothing sleeps.
+
+use super::*;
+use crate::rtcp::{Fir, FirEntry, ReceiverReport, RtcpPacket};
+use crate::sdp::{Attribute, MediaDescription, Origin};
+
+const URL: &str = "rtsp://198.51.100.7:8554/live";
+const VIDEO: Ssrc = Ssrc(0x1111_1111);
+const AUDIO: Ssrc = Ssrc(0x2222_2222);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn config() -> ServerConfig {
+    let sdp = SessionDescription {
+        origin: Origin {
+            session_id: "42".into(),
+            session_version: "1".into(),
+            ..Origin::default()
+        },
+        session_name: "Livecast".into(),
+        connection: Some("IN IP4 0.0.0.0".into()),
+        attributes: vec![Attribute::new("control", "*")],
+        media: vec![MediaDescription {
+            media: "video".into(),
+            proto: "RTP/AVP".into(),
+            formats: vec!["96".into()],
+            attributes: vec![Attribute::new("control", "trackID=0")],
+            ..MediaDescription::default()
+        }],
+        ..SessionDescription::default()
+    };
+    let track = |ssrc, rtp_base, clock_rate| TrackConfig {
+        ssrc,
+        clock: RtpClock {
+            rtp_base,
+            clock_rate,
+            wall_epoch: epoch(),
+        },
+        server_ports_v4: Some((6970, 6971)),
+        server_ports_v6: None,
+    };
+    let mut cfg = ServerConfig::new(
+        sdp,
+        vec![track(VIDEO, 1000, 90_000), track(AUDIO, 7, 48_000)],
+    );
+    cfg.session_timeout = TIMEOUT;
+    cfg.server_name = "livecast/test".into();
+    cfg
+}
+
+/// A server, a clock, and helpers that send a request and collect what came out.
+struct Harness {
+    server: Server,
+    now: Instant,
+    wall: SystemTime,
+    next_cseq: u32,
+    timeout: Option<Instant>,
+}
+
+const PEER: &str = "192.0.2.10:40000";
+
+impl Harness {
+    fn new(seed: u64) -> Self {
+        Self::with(config(), seed)
+    }
+
+    fn with(cfg: ServerConfig, seed: u64) -> Self {
+        let now = Instant::now();
+        let mut h = Harness {
+            server: Server::new(cfg, seed, now),
+            now,
+            wall: epoch() + Duration::from_secs(2),
+            next_cseq: 1,
+            timeout: None,
+        };
+        h.open(ConnId(1), PEER, "198.51.100.7:8554");
+        h
+    }
+
+    fn open(&mut self, conn: ConnId, peer: &str, local: &str) {
+        let input = Input::ConnectionOpened {
+            now: self.now,
+            conn,
+            peer: peer.parse().unwrap(),
+            local: local.parse().unwrap(),
+        };
+        self.server.handle_input(input).unwrap();
+        assert!(self.drain().is_empty());
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        self.now += d;
+        self.server.handle_input(Input::Timeout(self.now)).unwrap();
+        self.drain()
+    }
+
+    /// Every output up to the timeout (which is remembered).
+    fn drain(&mut self) -> Vec<Output> {
+        let mut v = Vec::new();
+        loop {
+            match self.server.poll_output() {
+                Output::Timeout(t) => {
+                    self.timeout = Some(t);
+                    return v;
+                }
+                o => v.push(o),
+            }
+        }
+    }
+
+    fn request_on(&mut self, conn: ConnId, req: Request) -> (Response, Vec<ServerEvent>) {
+        let req = req.typed(&CSeq(self.next_cseq));
+        self.next_cseq += 1;
+        let input = Input::Request {
+            now: self.now,
+            wall: self.wall,
+            conn,
+            req,
+        };
+        self.server.handle_input(input).unwrap();
+        split(conn, self.drain())
+    }
+
+    fn request(&mut self, req: Request) -> (Response, Vec<ServerEvent>) {
+        self.request_on(ConnId(1), req)
+    }
+
+    /// SETUP of `track` with `transport` (and `session`, if any): the session id.
+    fn setup(&mut self, track: usize, transport: &str, session: Option<&str>) -> String {
+        let mut req = Request::new(Method::Setup, format!("{URL}/trackID={track}"))
+            .header("Transport", transport);
+        if let Some(s) = session {
+            req = req.header("Session", s);
+        }
+        let (r, _) = self.request(req);
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        r.headers.get_typed::<Session>().unwrap().unwrap().id
+    }
+
+    fn with_session(&mut self, method: Method, sid: &str) -> (Response, Vec<ServerEvent>) {
+        self.request(Request::new(method, URL).header("Session", sid))
+    }
+
+    fn rtcp(&mut self, source: RtcpSource, packets: &[RtcpPacket]) -> Vec<Output> {
+        let mut data = Vec::new();
+        rtcp::write_compound(packets, &mut data);
+        let input = Input::Rtcp {
+            now: self.now,
+            source,
+            data,
+        };
+        self.server.handle_input(input).unwrap();
+        self.drain()
+    }
+}
+
+/// The one response to `conn` and the events, in order.
+fn split(conn: ConnId, outputs: Vec<Output>) -> (Response, Vec<ServerEvent>) {
+    let mut response = None;
+    let mut events = Vec::new();
+    for o in outputs {
+        match o {
+            Output::Transmit {
+                conn: c,
+                response: r,
+            } => {
+                assert_eq!(c, conn);
+                assert!(response.replace(r).is_none(), "two responses");
+            }
+            Output::Event(e) => events.push(e),
+            Output::Timeout(_) => unreachable!(),
+        }
+    }
+    (response.expect("a response"), events)
+}
+
+fn events(outputs: Vec<Output>) -> Vec<ServerEvent> {
+    outputs
+        .into_iter()
+        .map(|o| match o {
+            Output::Event(e) => e,
+            o => panic!("not an event: {o:?}"),
+        })
+        .collect()
+}
+
+fn rr() -> RtcpPacket {
+    RtcpPacket::ReceiverReport(ReceiverReport {
+        ssrc: Ssrc(77),
+        reports: vec![],
+    })
+}
+
+fn udp_sink() -> MediaSink {
+    MediaSink::Udp {
+        rtp: "192.0.2.10:5000".parse().unwrap(),
+        rtcp: "192.0.2.10:5001".parse().unwrap(),
+    }
+}
+
+const UDP: &str = "RTP/AVP;unicast;client_port=5000-5001";
+
+/// What ending client 1's session `sid` (video over UDP) emits.
+fn ended(sid: &str, reason: EndReason) -> [ServerEvent; 2] {
+    [
+        ServerEvent::Unsubscribe {
+            client: ClientId(1),
+            track: 0,
+            sink: udp_sink(),
+            reason: Unsubscribed::Ended(reason),
+        },
+        ServerEvent::SessionEnded {
+            session: sid.to_owned(),
+            client: ClientId(1),
+            peer: PEER.parse().unwrap(),
+            reason,
+        },
+    ]
+}
+
+fn body(r: &Response) -> &str {
+    std::str::from_utf8(&r.body).unwrap()
+}
+
+#[test]
+fn session_ids_and_sequence_numbers_follow_the_seed() {
+    let run = |seed| {
+        let mut h = Harness::new(seed);
+        let a = h.setup(0, UDP, None);
+        let (r, ev) = h.with_session(Method::Play, &a);
+        let b = h.setup(0, UDP, None);
+        (a, b, r.headers.get("RTP-Info").unwrap().to_owned(), ev)
+    };
+    let (a, b, info, ev) = run(7);
+    assert_eq!(run(7), (a.clone(), b.clone(), info.clone(), ev.clone()));
+    assert_ne!(run(8).0, a);
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 16);
+    let ServerEvent::Subscribe { initial_seq, .. } = ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert!(info.contains(&format!("seq={initial_seq};")), "{info}");
+}
+
+#[test]
+fn setup_play_pause_play_continues_the_numbering() {
+    let mut h = Harness::new(1);
+    let (r, _) = h.request(Request::new(Method::Options, URL));
+    assert_eq!(
+        r.headers.get("Public"),
+        Some("OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER")
+    );
+    assert_eq!(r.headers.get("Server"), Some("livecast/test"));
+    assert_eq!(r.cseq(), Ok(Some(1)));
+
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=0")).header("Transport", UDP);
+    let (r, ev) = h.request(req);
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers.get("Transport"),
+        Some("RTP/AVP;unicast;client_port=5000-5001;server_port=6970-6971;ssrc=11111111")
+    );
+    let sid = r.headers.get_typed::<Session>().unwrap().unwrap();
+    assert_eq!(sid.timeout, Some(5));
+    let sid = sid.id;
+    let client = ClientId(1);
+    assert_eq!(
+        ev,
+        [ServerEvent::SessionStarted {
+            session: sid.clone(),
+            client,
+            peer: PEER.parse().unwrap()
+        }]
+    );
+    let tcp = "RTP/AVP/TCP;unicast;interleaved=2-3";
+    h.setup(1, tcp, Some(&sid));
+    assert_eq!(h.server.session_state(&sid), Some(State::Ready));
+
+    let (r, ev) = h.with_session(Method::Play, &sid);
+    assert_eq!(r.status, StatusCode::OK);
+    let tcp_sink = MediaSink::Interleaved {
+        conn: ConnId(1),
+        rtp_channel: 2,
+        rtcp_channel: 3,
+    };
+    let [ServerEvent::Subscribe {
+        client: c0,
+        track: 0,
+        sink: s0,
+        initial_seq: seq0,
+    }, ServerEvent::Subscribe {
+        client: c1,
+        track: 1,
+        sink: s1,
+        initial_seq: seq1,
+    }] = ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((c0, c1, s0, s1), (client, client, udp_sink(), tcp_sink));
+    // rtptime: the clock at the request's wall time, 2 s after the epoch.
+    assert_eq!(
+        r.headers.get("RTP-Info"),
+        Some(
+            format!(
+                "url={URL}/trackID=0;seq={seq0};rtptime={},url={URL}/trackID=1;seq={seq1};rtptime={}",
+                1000 + 2 * 90_000,
+                7 + 2 * 48_000
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(r.headers.get("Range"), Some("npt=0.000-"));
+    assert_eq!(h.server.playing_count(), 1);
+
+    // PLAY while playing: 200, no new subscription, no RTP-Info.
+    let (r, ev) = h.with_session(Method::Play, &sid);
+    assert_eq!(
+        (r.status, r.headers.get("RTP-Info"), ev),
+        (StatusCode::OK, None, vec![])
+    );
+
+    let (r, ev) = h.with_session(Method::Pause, &sid);
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        ev,
+        [
+            ServerEvent::Unsubscribe {
+                client,
+                track: 0,
+                sink: udp_sink(),
+                reason: Unsubscribed::Paused
+            },
+            ServerEvent::Unsubscribe {
+                client,
+                track: 1,
+                sink: tcp_sink,
+                reason: Unsubscribed::Paused
+            },
+        ]
+    );
+    assert!(!Unsubscribed::Paused.sends_bye());
+    // The fan-out reports where each numbering stopped (only for the video track here).
+    let input = Input::ResumeSeq {
+        client,
+        track: 0,
+        seq: 65535,
+    };
+    h.server.handle_input(input).unwrap();
+    h.now += Duration::from_secs(1);
+    h.wall += Duration::from_secs(1);
+    let (r, ev) = h.with_session(Method::Play, &sid);
+    let ServerEvent::Subscribe {
+        track: 1,
+        initial_seq: fresh,
+        ..
+    } = ev[1]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        ev[0],
+        ServerEvent::Subscribe {
+            client,
+            track: 0,
+            sink: udp_sink(),
+            initial_seq: 65535
+        }
+    );
+    assert_eq!(
+        r.headers.get("RTP-Info"),
+        Some(
+            format!(
+                "url={URL}/trackID=0;seq=65535;rtptime={},url={URL}/trackID=1;seq={fresh};rtptime={}",
+                1000 + 3 * 90_000,
+                7 + 3 * 48_000
+            )
+            .as_str()
+        )
+    );
+}
+
+#[test]
+fn first_sender_reports_follow_play() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    h.setup(
+        1,
+        UDP.replace("5000-5001", "5002-5003").as_str(),
+        Some(&sid),
+    );
+    h.with_session(Method::Play, &sid);
+    assert_eq!(h.timeout, Some(h.now + Duration::from_millis(150)));
+    assert!(events(h.advance(Duration::from_millis(149))).is_empty());
+    let reports = |track| ServerEvent::SenderReport {
+        client: ClientId(1),
+        track,
+    };
+    assert_eq!(
+        events(h.advance(Duration::from_millis(1))),
+        [reports(0), reports(1)]
+    );
+    assert_eq!(h.timeout, Some(h.now + Duration::from_millis(850)));
+    assert_eq!(
+        events(h.advance(Duration::from_millis(850))),
+        [reports(0), reports(1)]
+    );
+    // Then nothing until the session's deadline (5 s after PLAY).
+    assert_eq!(h.timeout, Some(h.now + TIMEOUT - Duration::from_secs(1)));
+}
+
+#[test]
+fn sessions_expire_exactly_at_the_timeout_unless_kept_alive_by_requests() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    let t0 = h.now;
+    assert_eq!(h.timeout, Some(t0 + TIMEOUT));
+    // Keep-alive by GET_PARAMETER (and OPTIONS) every 4 s for a minute.
+    for i in 0..15 {
+        assert!(events(h.advance(Duration::from_secs(4))).is_empty());
+        let method = if i % 2 == 0 {
+            Method::GetParameter
+        } else {
+            Method::Options
+        };
+        let (r, _) = h.with_session(method, &sid);
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let last = h.now;
+    assert_eq!(h.timeout, Some(last + TIMEOUT));
+    assert!(events(h.advance(TIMEOUT - Duration::from_nanos(1))).is_empty());
+    assert_eq!(
+        events(h.advance(Duration::from_nanos(1))),
+        ended(&sid, EndReason::Expired)
+    );
+    assert!(Unsubscribed::Ended(EndReason::Expired).sends_bye());
+    assert_eq!(h.server.session_count(), 0);
+    let (r, _) = h.with_session(Method::GetParameter, &sid);
+    assert_eq!(r.status, StatusCode::SESSION_NOT_FOUND);
+}
+
+#[test]
+fn rtcp_from_the_client_keeps_alive_and_asks_for_keyframes() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &sid);
+    h.advance(Duration::from_secs(1)); // the first sender reports
+    let client_rtcp = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let stranger = RtcpSource::Udp {
+        from: "192.0.2.99:5001".parse().unwrap(),
+        track: 0,
+    };
+    // Receiver reports every 4 s keep the session alive for a minute; a stranger's PLI is
+    // ignored, the client's is a keyframe request; so is its FIR.
+    for _ in 0..15 {
+        assert!(h.rtcp(client_rtcp, &[rr()]).is_empty());
+        assert!(events(h.advance(Duration::from_secs(4))).is_empty());
+    }
+    assert_eq!(h.server.session_count(), 1);
+    assert!(h
+        .rtcp(stranger, &[rr(), RtcpPacket::pli(Ssrc(77), VIDEO)])
+        .is_empty());
+    assert_eq!(
+        events(h.rtcp(client_rtcp, &[rr(), RtcpPacket::pli(Ssrc(77), VIDEO)])),
+        [ServerEvent::KeyframeRequest { track: 0 }]
+    );
+    assert!(
+        h.rtcp(client_rtcp, &[rr(), RtcpPacket::pli(Ssrc(77), AUDIO)])
+            .is_empty(),
+        "a PLI for another stream"
+    );
+    let fir = RtcpPacket::Fir(Fir {
+        sender: Ssrc(77),
+        entries: vec![FirEntry {
+            ssrc: VIDEO,
+            seq: 1,
+        }],
+    });
+    assert_eq!(
+        events(h.rtcp(client_rtcp, &[rr(), fir])),
+        [ServerEvent::KeyframeRequest { track: 0 }]
+    );
+    // Garbage from the client's address is no keep-alive.
+    let input = Input::Rtcp {
+        now: h.now + Duration::from_secs(4),
+        source: client_rtcp,
+        data: vec![1, 2, 3],
+    };
+    h.server.handle_input(input).unwrap();
+    let last_rr = h.now;
+    h.drain();
+    assert_eq!(h.timeout, Some(last_rr + TIMEOUT));
+    let ev = events(h.advance(TIMEOUT));
+    assert!(matches!(
+        ev[1],
+        ServerEvent::SessionEnded {
+            reason: EndReason::Expired,
+            ..
+        }
+    ));
+    // Its connection has sent no request for over a minute: with no session, it is idle.
+    assert_eq!(ev[2], ServerEvent::CloseConnection { conn: ConnId(1) });
+}
+
+#[test]
+fn interleaved_rtcp_keeps_the_connections_sessions_alive() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, "RTP/AVP/TCP;interleaved=0-1", None);
+    h.with_session(Method::Play, &sid);
+    h.advance(Duration::from_secs(1));
+    let on = |channel| RtcpSource::Interleaved {
+        conn: ConnId(1),
+        channel,
+    };
+    for _ in 0..3 {
+        assert!(h.rtcp(on(1), &[rr()]).is_empty());
+        assert!(events(h.advance(Duration::from_secs(4))).is_empty());
+    }
+    assert_eq!(
+        events(h.rtcp(on(1), &[rr(), RtcpPacket::pli(Ssrc(77), VIDEO)])),
+        [ServerEvent::KeyframeRequest { track: 0 }]
+    );
+    // A PLI on a channel that is not the track's RTCP channel asks for nothing.
+    assert!(h
+        .rtcp(on(5), &[rr(), RtcpPacket::pli(Ssrc(77), VIDEO)])
+        .is_empty());
+    assert_eq!(h.timeout, Some(h.now + TIMEOUT));
+}
+
+#[test]
+fn teardown_and_connection_close_end_sessions() {
+    let mut h = Harness::new(1);
+    let a = h.setup(0, UDP, None);
+    h.open(ConnId(2), "192.0.2.11:40000", "198.51.100.7:8554");
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+        .header("Transport", "RTP/AVP/TCP;interleaved=0-1");
+    let (r, _) = h.request_on(ConnId(2), req);
+    let b = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    assert_eq!(h.server.session_count(), 2);
+
+    let (r, ev) = h.with_session(Method::Teardown, &a);
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(ev, ended(&a, EndReason::Teardown));
+    let (r, _) = h.with_session(Method::Teardown, &a);
+    assert_eq!(r.status, StatusCode::SESSION_NOT_FOUND);
+    // The RTCP address of a torn-down session is nobody's.
+    let from = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    assert!(h
+        .rtcp(from, &[rr(), RtcpPacket::pli(Ssrc(1), VIDEO)])
+        .is_empty());
+
+    let input = Input::ConnectionClosed {
+        now: h.now,
+        conn: ConnId(2),
+    };
+    h.server.handle_input(input).unwrap();
+    let ev = events(h.drain());
+    assert_eq!(
+        ev[1],
+        ServerEvent::SessionEnded {
+            session: b,
+            client: ClientId(2),
+            peer: "192.0.2.11:40000".parse().unwrap(),
+            reason: EndReason::ConnectionClosed
+        }
+    );
+    let ServerEvent::Unsubscribe { reason, .. } = ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert!(!reason.sends_bye(), "nobody listens on a closed connection");
+    assert_eq!(h.server.session_count(), 0);
+    // Requests on a closed connection are a shell bug, not a client's.
+    let input = Input::Request {
+        now: h.now,
+        wall: h.wall,
+        conn: ConnId(2),
+        req: Request::new(Method::Options, URL),
+    };
+    assert_eq!(
+        h.server.handle_input(input),
+        Err(ServerError::UnknownConnection(ConnId(2)))
+    );
+}
+
+#[test]
+fn bad_requests_get_the_right_status() {
+    let mut h = Harness::new(1);
+    let track0 = format!("{URL}/trackID=0");
+    let cases: Vec<(&str, Request, StatusCode)> = vec![
+        (
+            "unknown method",
+            Request::new(Method::Extension("FROB".into()), URL),
+            StatusCode::NOT_IMPLEMENTED,
+        ),
+        (
+            "unknown path",
+            Request::new(Method::Describe, "rtsp://198.51.100.7/nope"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "unknown track",
+            Request::new(Method::Setup, format!("{URL}/trackID=2")).header("Transport", UDP),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "DESCRIBE of a track",
+            Request::new(Method::Describe, track0.as_str()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "Accept without SDP",
+            Request::new(Method::Describe, URL).header("Accept", "text/html"),
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        (
+            "PLAY without session",
+            Request::new(Method::Play, URL),
+            StatusCode::SESSION_NOT_FOUND,
+        ),
+        (
+            "PLAY unknown session",
+            Request::new(Method::Play, URL).header("Session", "123456"),
+            StatusCode::SESSION_NOT_FOUND,
+        ),
+        (
+            "SETUP of the aggregate",
+            Request::new(Method::Setup, URL).header("Transport", UDP),
+            StatusCode::AGGREGATE_OPERATION_NOT_ALLOWED,
+        ),
+        (
+            "multicast only",
+            Request::new(Method::Setup, track0.as_str())
+                .header("Transport", "RTP/AVP;multicast;port=5000-5001"),
+            StatusCode::UNSUPPORTED_TRANSPORT,
+        ),
+        (
+            "malformed Transport",
+            Request::new(Method::Setup, track0.as_str())
+                .header("Transport", "RTP/AVP;client_port=x-y"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "no Transport",
+            Request::new(Method::Setup, track0.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET_PARAMETER with a parameter",
+            Request::new(Method::GetParameter, URL)
+                .body("text/parameters", b"position\r\n".to_vec()),
+            StatusCode::PARAMETER_NOT_UNDERSTOOD,
+        ),
+    ];
+    for (name, req, want) in cases {
+        let (r, ev) = h.request(req);
+        assert_eq!(r.status, want, "{name}: {}", body(&r));
+        assert!(ev.is_empty(), "{name}: {ev:?}");
+        assert!(r.cseq().unwrap().is_some(), "{name}");
+        assert_eq!(r.headers.get("Server"), Some("livecast/test"), "{name}");
+        assert!(body(&r).ends_with("\r\n"), "{name}: a reason in the body");
+    }
+    // 405 names what is allowed; 551 what is unsupported.
+    let (r, _) = h.request(Request::new(Method::Announce, URL));
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        r.headers.get("Allow"),
+        Some("OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER")
+    );
+    let (r, _) = h.request(Request::new(Method::Describe, URL).header("Require", "play.basic"));
+    assert_eq!(r.status, StatusCode::OPTION_NOT_SUPPORTED);
+    assert_eq!(r.headers.get("Unsupported"), Some("play.basic"));
+    // No CSeq: 400 without one.
+    let input = Input::Request {
+        now: h.now,
+        wall: h.wall,
+        conn: ConnId(1),
+        req: Request::new(Method::Options, URL),
+    };
+    h.server.handle_input(input).unwrap();
+    let (r, _) = split(ConnId(1), h.drain());
+    assert_eq!(
+        (r.status, body(&r)),
+        (StatusCode::BAD_REQUEST, "missing CSeq header\r\n")
+    );
+    // RTSP/2.0: 505, then the connection closes.
+    let mut req = Request::new(Method::Options, URL);
+    req.version = Version::Other { major: 2, minor: 0 };
+    let (r, ev) = h.request(req);
+    assert_eq!(r.status, StatusCode::VERSION_NOT_SUPPORTED);
+    assert_eq!(ev, [ServerEvent::CloseConnection { conn: ConnId(1) }]);
+    assert_eq!(h.server.session_count(), 0);
+}
+
+#[test]
+fn unreadable_bytes_are_answered_and_the_connection_closed() {
+    let mut h = Harness::new(1);
+    let error = crate::rtsp::parse(
+        format!("OPTIONS {URL} RTSP/1.0\r\nX-Big: {}\r\n", "a".repeat(9000)).as_bytes(),
+        &crate::rtsp::Limits::default(),
+    )
+    .unwrap_err();
+    let input = Input::BadRequest {
+        now: h.now,
+        conn: ConnId(1),
+        error,
+    };
+    h.server.handle_input(input).unwrap();
+    let (r, ev) = split(ConnId(1), h.drain());
+    assert_eq!(r.status, StatusCode::REQUEST_ENTITY_TOO_LARGE);
+    assert_eq!(r.headers.get("Connection"), Some("close"));
+    assert_eq!(ev, [ServerEvent::CloseConnection { conn: ConnId(1) }]);
+}
+
+#[test]
+fn methods_not_valid_in_the_state_get_455_and_leave_the_session_intact() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    let (r, ev) = h.with_session(Method::Pause, &sid);
+    assert_eq!(r.status, StatusCode::METHOD_NOT_VALID_IN_THIS_STATE);
+    assert_eq!(
+        r.headers.get("Allow"),
+        Some("OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER")
+    );
+    assert!(ev.is_empty());
+    let (r, _) = h.with_session(Method::Play, &sid);
+    assert_eq!(r.status, StatusCode::OK);
+    let (r, _) = h.with_session(Method::Pause, &sid);
+    assert_eq!(r.status, StatusCode::OK);
+    // SETUP with an unknown session: 454, nothing created.
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=1"))
+        .header("Transport", UDP)
+        .header("Session", "feedfacefeedface");
+    let (r, ev) = h.request(req);
+    assert_eq!((r.status, ev), (StatusCode::SESSION_NOT_FOUND, vec![]));
+    assert_eq!(h.server.session_count(), 1);
+}
+
+#[test]
+fn resetup_while_playing_replaces_the_transport_and_keeps_playing() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &sid);
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+        .header("Transport", "RTP/AVP/TCP;interleaved=0-1")
+        .header("Session", sid.as_str());
+    let (r, ev) = h.request(req);
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        ev[0],
+        ServerEvent::Unsubscribe {
+            client: ClientId(1),
+            track: 0,
+            sink: udp_sink(),
+            reason: Unsubscribed::Replaced
+        }
+    );
+    assert!(matches!(
+        ev[1],
+        ServerEvent::Subscribe {
+            track: 0,
+            sink: MediaSink::Interleaved { rtp_channel: 0, .. },
+            ..
+        }
+    ));
+    assert_eq!(h.server.session_state(&sid), Some(State::Playing));
+}
+
+#[test]
+fn too_many_sessions_get_503() {
+    let mut cfg = config();
+    cfg.max_sessions = 2;
+    let mut h = Harness::with(cfg, 1);
+    h.setup(0, UDP, None);
+    h.setup(0, UDP, None);
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=0")).header("Transport", UDP);
+    let (r, _) = h.request(req);
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn udp_needs_a_socket_of_the_clients_family() {
+    let mut h = Harness::new(1);
+    h.open(ConnId(6), "[2001:db8::1]:40000", "[2001:db8::2]:8554");
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=0")).header("Transport", UDP);
+    let (r, _) = h.request_on(ConnId(6), req);
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_TRANSPORT);
+    // The TCP alternative listed second is chosen instead.
+    let req = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+        .header("Transport", format!("{UDP},RTP/AVP/TCP;unicast"));
+    let (r, _) = h.request_on(ConnId(6), req);
+    assert_eq!(
+        r.headers.get("Transport"),
+        Some("RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=11111111")
+    );
+}
+
+#[test]
+fn describe_names_the_address_the_client_reached() {
+    let mut h = Harness::new(1);
+    h.open(
+        ConnId(2),
+        "[::ffff:192.0.2.1]:4000",
+        "[::ffff:198.51.100.7]:8554",
+    );
+    h.open(ConnId(3), "[2001:db8::1]:4000", "[2001:db8::2]:8554");
+    let describe = |h: &mut Harness, conn| {
+        let (r, _) = h.request_on(conn, Request::new(Method::Describe, URL));
+        assert_eq!(
+            r.headers.get("Content-Base"),
+            Some(format!("{URL}/").as_str())
+        );
+        assert_eq!(r.headers.get("Content-Type"), Some("application/sdp"));
+        body(&r).lines().nth(1).unwrap().to_owned()
+    };
+    assert_eq!(describe(&mut h, ConnId(1)), "o=- 42 1 IN IP4 198.51.100.7");
+    assert_eq!(describe(&mut h, ConnId(2)), "o=- 42 1 IN IP4 198.51.100.7");
+    assert_eq!(describe(&mut h, ConnId(3)), "o=- 42 1 IN IP6 2001:db8::2");
+    let (r, _) = h.request(Request::new(Method::Describe, URL).header("Accept", "application/sdp"));
+    assert_eq!(
+        body(&r),
+        "v=0\r\no=- 42 1 IN IP4 198.51.100.7\r\ns=Livecast\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+         a=control:*\r\nm=video 0 RTP/AVP 96\r\na=control:trackID=0\r\n"
+    );
+}
+
+#[test]
+fn idle_connections_without_sessions_are_closed() {
+    let mut h = Harness::new(1);
+    h.open(ConnId(2), "192.0.2.11:40000", "198.51.100.7:8554");
+    h.setup(0, UDP, None); // on connection 1
+    h.request_on(ConnId(2), Request::new(Method::Options, URL));
+    let t = h.now;
+    let sixty = Duration::from_secs(60);
+    // Connection 1 owns a session: only the session's timeout applies to it.
+    assert_eq!(h.timeout, Some(t + TIMEOUT));
+    assert_eq!(events(h.advance(TIMEOUT)).len(), 2, "the session expired");
+    // Now both connections are idle; each closes 60 s after its last request.
+    assert_eq!(h.timeout, Some(t + sixty));
+    let ev = events(h.advance(sixty - TIMEOUT));
+    assert_eq!(
+        ev,
+        [
+            ServerEvent::CloseConnection { conn: ConnId(1) },
+            ServerEvent::CloseConnection { conn: ConnId(2) }
+        ]
+    );
+    assert!(events(h.advance(sixty)).is_empty(), "closed once");
+}
+
+#[test]
+fn shutdown_ends_every_session_with_a_bye_and_closes_every_connection() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &sid);
+    h.server.handle_input(Input::Shutdown(h.now)).unwrap();
+    let ev = events(h.drain());
+    assert_eq!(
+        ev,
+        [
+            &ended(&sid, EndReason::Shutdown)[..],
+            &[ServerEvent::CloseConnection { conn: ConnId(1) }]
+        ]
+        .concat()
+    );
+}
+
+#[test]
+fn rtp_clock_maps_wall_time_both_ways_and_wraps() {
+    let c = RtpClock {
+        rtp_base: u32::MAX - 10,
+        clock_rate: 90_000,
+        wall_epoch: epoch(),
+    };
+    assert_eq!(c.timestamp_at(epoch()), u32::MAX - 10);
+    assert_eq!(c.timestamp_at(epoch() + Duration::from_millis(1)), 79);
+    assert_eq!(
+        c.timestamp_at(epoch() - Duration::from_secs(1)),
+        u32::MAX - 10 - 90_000
+    );
+}
