@@ -188,6 +188,7 @@ pub enum Input {
         rtp_port: u16,
         rtcp_port: u16,
     },
+    /// It could not be bound; `why` is for the viewer.
     UdpBindFailed {
         now: Instant,
         track: usize,
@@ -596,7 +597,7 @@ impl Client {
             Input::UdpBindFailed { now, track, why } => {
                 self.tick(now);
                 if self.step == (Step::Setup { track }) && self.a.awaiting.is_none() {
-                    self.finish(Outcome::Lost(format!("cannot open UDP ports: {why}")), now);
+                    self.finish(Outcome::Lost(why), now);
                 }
             }
             Input::MediaSeen { now, track } => {
