@@ -168,13 +168,24 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// The connection asked for by [`Output::Connect`] is up.
-    Connected { now: Instant },
+    Connected {
+        now: Instant,
+    },
     /// It could not be opened; `why` is for the viewer.
-    ConnectFailed { now: Instant, why: String },
+    ConnectFailed {
+        now: Instant,
+        why: String,
+    },
     /// A response from the server.
-    Response { now: Instant, resp: Response },
+    Response {
+        now: Instant,
+        resp: Response,
+    },
     /// A request from the server (keep-alive probes, §10).
-    Request { now: Instant, req: Request },
+    Request {
+        now: Instant,
+        req: Request,
+    },
     /// The connection ended; `by_peer` when the server closed it cleanly.
     ConnectionLost {
         now: Instant,
@@ -195,10 +206,19 @@ pub enum Input {
         why: String,
     },
     /// An RTP packet of `track` was accepted (right source and payload type).
-    MediaSeen { now: Instant, track: usize },
+    MediaSeen {
+        now: Instant,
+        track: usize,
+    },
     /// The sender of `track` said goodbye (RTCP BYE, RFC 3550 §6.6).
-    Bye { now: Instant, track: usize },
-    Command { now: Instant, cmd: Command },
+    Bye {
+        now: Instant,
+        track: usize,
+    },
+    Command {
+        now: Instant,
+        cmd: Command,
+    },
     /// The instant last given by [`Output::Timeout`] (or any later one) has come.
     Timeout(Instant),
 }
@@ -207,7 +227,10 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Open a TCP connection (closing any current one and every UDP socket).
-    Connect { host: String, port: u16 },
+    Connect {
+        host: String,
+        port: u16,
+    },
     /// Close the connection and every UDP socket.
     Disconnect,
     /// Write this request on the connection (`CSeq`, `Session`, `User-Agent` are set).
@@ -215,7 +238,9 @@ pub enum Output {
     /// Write this response to a request of the server's.
     Respond(Response),
     /// Bind an RTP/RTCP port pair (RFC 3550 §11) for `track`, then [`Input::UdpBound`].
-    BindUdp { track: usize },
+    BindUdp {
+        track: usize,
+    },
     Event(ClientEvent),
     /// Nothing more to do now; call [`Client::handle_input`] with [`Input::Timeout`] then.
     Timeout(Instant),
@@ -339,14 +364,20 @@ enum AfterTeardown {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Step {
     /// Waiting to (re)connect.
-    Idle { until: Instant },
+    Idle {
+        until: Instant,
+    },
     Connecting,
     Options,
     Describe,
     /// SETUP of `track` (over UDP, first waiting for its ports).
-    Setup { track: usize },
+    Setup {
+        track: usize,
+    },
     /// The first PLAY, to the `next`-th control URL.
-    Play { next: usize },
+    Play {
+        next: usize,
+    },
     Streaming,
     TearingDown {
         urls: VecDeque<String>,
@@ -737,9 +768,10 @@ impl Client {
             AfterTeardown::SetupTcp if self.a.stop_requested => {
                 self.conclude(Outcome::Stopped, now)
             }
-            AfterTeardown::SetupTcp if !self.a.connected => {
-                self.conclude(Outcome::Lost("connection closed after TEARDOWN".into()), now)
-            }
+            AfterTeardown::SetupTcp if !self.a.connected => self.conclude(
+                Outcome::Lost("connection closed after TEARDOWN".into()),
+                now,
+            ),
             AfterTeardown::SetupTcp => {
                 self.tcp = true;
                 self.begin_setup(now);
@@ -1311,7 +1343,11 @@ impl Client {
             None => {}
         }
         if self.a.next_keepalive.is_some_and(|t| now >= t) {
-            let url = self.a.aggregate.clone().unwrap_or_else(|| self.a.url.clone());
+            let url = self
+                .a
+                .aggregate
+                .clone()
+                .unwrap_or_else(|| self.a.url.clone());
             let method = self.a.keepalive.clone();
             self.send_async(Request::new(method, url), Async::KeepAlive, now);
             self.emit(ClientEvent::KeepAliveSent);

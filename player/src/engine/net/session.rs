@@ -61,8 +61,7 @@ pub async fn run(
         call: cfg.call,
         user_agent: conn::USER_AGENT.into(),
         playable: describe::playable,
-        no_playable_track: "no playable track (need H.264 video, Opus audio or T.140 text)"
-            .into(),
+        no_playable_track: "no playable track (need H.264 video, Opus audio or T.140 text)".into(),
         ..ClientConfig::default()
     };
     let mut sm = Client::new(ccfg, &cfg.url, Instant::now(), rand::random());
@@ -72,7 +71,11 @@ pub async fn run(
         let Some(wake) = sh.drive(&mut sm).await else {
             return;
         };
-        let wake = sh.tracks.iter().filter_map(TrackRx::next_deadline).fold(wake, Instant::min);
+        let wake = sh
+            .tracks
+            .iter()
+            .filter_map(TrackRx::next_deadline)
+            .fold(wake, Instant::min);
         tokio::select! {
             biased;
             c = control.recv(), if control_open => {
@@ -200,9 +203,8 @@ impl Shell {
                 Output::Timeout(t) => return (!sm.is_ended()).then_some(t),
                 Output::Connect { host, port } => {
                     self.close();
-                    self.connecting = Some(Box::pin(async move {
-                        Conn::connect(&host, port).await
-                    }));
+                    self.connecting =
+                        Some(Box::pin(async move { Conn::connect(&host, port).await }));
                 }
                 Output::Disconnect => {
                     self.close();

@@ -276,10 +276,7 @@ impl TrackRx {
                     match d.push(p.seq, p.rtp_timestamp, p.marker, &p.payload) {
                         Ok(Some(frame)) => self.emit(frame, wall_us, out),
                         Ok(None) => {}
-                        Err(e) => {
-                            self.counters.rejected_payloads += 1;
-                            tracing::debug!(track = self.desc.index, "{e}");
-                        }
+                        Err(e) => self.reject(&e),
                     }
                     while let Some(frame) = self.depacketizer.as_mut().and_then(Depacketizer::pull)
                     {
@@ -296,28 +293,43 @@ impl TrackRx {
                     let blocks = match text.push(p.seq, p.rtp_timestamp, pt, payload) {
                         Ok(b) => b,
                         Err(e) => {
-                            self.counters.rejected_payloads += 1;
-                            tracing::debug!(track = self.desc.index, "{e}");
+                            self.reject(&e);
                             continue;
                         }
                     };
                     for b in blocks {
-                        let (capture_us, from_sr) = self.clock.capture_us(b.timestamp);
-                        self.counters.units += 1;
-                        out.push(MediaUnit {
-                            track: self.desc.index,
-                            rtp_timestamp: b.timestamp,
-                            capture_us,
-                            capture_from_sr: from_sr,
-                            arrival_us: wall_us,
-                            keyframe: true,
-                            damaged: false,
-                            data: b.text.into_bytes(),
-                        });
+                        let unit = (b.timestamp, true, false, b.text.into_bytes());
+                        self.push_unit(unit, wall_us, out);
                     }
                 }
             }
         }
+    }
+
+    fn reject(&mut self, e: &dyn std::fmt::Display) {
+        self.counters.rejected_payloads += 1;
+        tracing::debug!(track = self.desc.index, "{e}");
+    }
+
+    /// One unit out: (RTP timestamp, keyframe, damaged, data), stamped with its capture time.
+    fn push_unit(
+        &mut self,
+        (timestamp, keyframe, damaged, data): (u32, bool, bool, Vec<u8>),
+        wall_us: i64,
+        out: &mut Vec<MediaUnit>,
+    ) {
+        let (capture_us, from_sr) = self.clock.capture_us(timestamp);
+        self.counters.units += 1;
+        out.push(MediaUnit {
+            track: self.desc.index,
+            rtp_timestamp: timestamp,
+            capture_us,
+            capture_from_sr: from_sr,
+            arrival_us: wall_us,
+            keyframe,
+            damaged,
+            data,
+        });
     }
 
     fn emit(&mut self, frame: Frame, wall_us: i64, out: &mut Vec<MediaUnit>) {
@@ -350,18 +362,7 @@ impl TrackRx {
             // A payload format added to proto later: not one we set up.
             _ => return,
         };
-        let (capture_us, from_sr) = self.clock.capture_us(timestamp);
-        self.counters.units += 1;
-        out.push(MediaUnit {
-            track: self.desc.index,
-            rtp_timestamp: timestamp,
-            capture_us,
-            capture_from_sr: from_sr,
-            arrival_us: wall_us,
-            keyframe,
-            damaged,
-            data,
-        });
+        self.push_unit((timestamp, keyframe, damaged, data), wall_us, out);
     }
 
     /// When [`poll`](Self::poll) may next have something.

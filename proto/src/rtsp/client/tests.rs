@@ -41,6 +41,30 @@ impl Peer {
         }
     }
 
+    /// A client whose first `Connect` is out.
+    fn started(cfg: ClientConfig) -> Self {
+        let mut p = Self::new(cfg);
+        p.drain();
+        p
+    }
+
+    /// A client streaming over TCP: described, set up, playing, one packet in.
+    fn streaming(cfg: ClientConfig) -> Self {
+        let mut p = Self::started(cfg);
+        p.describe("OPTIONS");
+        p.setup_tcp_and_play(3);
+        p.media(0);
+        p
+    }
+
+    /// A client whose first UDP SETUP (CSeq 3) is out.
+    fn first_udp_setup(transport: TransportMode) -> Self {
+        let mut p = Self::started(cfg(transport));
+        p.describe("OPTIONS");
+        p.bound(0, 50_000);
+        p
+    }
+
     /// Seconds since the start, for readable assertions.
     fn at(&self, t: Instant) -> Duration {
         t - self.t0
@@ -89,6 +113,15 @@ impl Peer {
         self.input(Input::MediaSeen { now, track })
     }
 
+    fn lost(&mut self, why: &str, by_peer: bool) -> Vec<Output> {
+        let now = self.now;
+        self.input(Input::ConnectionLost {
+            now,
+            why: why.into(),
+            by_peer,
+        })
+    }
+
     fn command(&mut self, cmd: Command) -> Vec<Output> {
         let now = self.now;
         self.input(Input::Command { now, cmd })
@@ -113,11 +146,10 @@ impl Peer {
 
     /// Sets up both tracks over TCP, starting at `cseq`, and plays.
     fn setup_tcp_and_play(&mut self, cseq: u32) -> Vec<Output> {
-        self.respond(
-            ok(cseq)
-                .header("Session", "s1;timeout=30")
-                .header("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=0000abcd"),
-        );
+        self.respond(ok(cseq).header("Session", "s1;timeout=30").header(
+            "Transport",
+            "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=0000abcd",
+        ));
         self.respond(
             ok(cseq + 1)
                 .header("Session", "s1;timeout=30")
@@ -215,17 +247,28 @@ fn happy_path_over_udp_with_exact_requests() {
     let out = p.respond(ok(1).header("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN"));
     assert_eq!(
         wire(&out),
-        ["DESCRIBE rtsp://cam.example:8554/live RTSP/1.0\r\nAccept: application/sdp\r\n\
-          CSeq: 2\r\nUser-Agent: test/1\r\n\r\n"]
+        [
+            "DESCRIBE rtsp://cam.example:8554/live RTSP/1.0\r\nAccept: application/sdp\r\n\
+          CSeq: 2\r\nUser-Agent: test/1\r\n\r\n"
+        ]
     );
     let out = p.respond(sdp_response(2));
     let ev = events(&out);
-    let ClientEvent::Described { base, tracks, sdp, .. } = &ev[0] else {
+    let ClientEvent::Described {
+        base, tracks, sdp, ..
+    } = &ev[0]
+    else {
         panic!("{ev:?}")
     };
-    assert_eq!((base.as_str(), sdp.as_str()), ("rtsp://cam.example:8554/live/", SDP));
     assert_eq!(
-        tracks.iter().map(|t| t.control.as_str()).collect::<Vec<_>>(),
+        (base.as_str(), sdp.as_str()),
+        ("rtsp://cam.example:8554/live/", SDP)
+    );
+    assert_eq!(
+        tracks
+            .iter()
+            .map(|t| t.control.as_str())
+            .collect::<Vec<_>>(),
         [
             "rtsp://cam.example:8554/live/stream=0",
             "rtsp://cam.example:8554/live/stream=1"
@@ -240,14 +283,10 @@ fn happy_path_over_udp_with_exact_requests() {
           Transport: RTP/AVP;unicast;client_port=50000-50001\r\nCSeq: 3\r\n\
           User-Agent: test/1\r\n\r\n"]
     );
-    let out = p.respond(
-        ok(3)
-            .header("Session", "s1;timeout=30")
-            .header(
-                "Transport",
-                "RTP/AVP;unicast;client_port=50000-50001;server_port=6000-6001;ssrc=00000005",
-            ),
-    );
+    let out = p.respond(ok(3).header("Session", "s1;timeout=30").header(
+        "Transport",
+        "RTP/AVP;unicast;client_port=50000-50001;server_port=6000-6001;ssrc=00000005",
+    ));
     assert_eq!(
         events(&out),
         [
@@ -270,15 +309,16 @@ fn happy_path_over_udp_with_exact_requests() {
           Transport: RTP/AVP;unicast;client_port=50002-50003\r\nCSeq: 4\r\n\
           User-Agent: test/1\r\nSession: s1\r\n\r\n"]
     );
-    let out = p.respond(
-        ok(4)
-            .header("Session", "s1;timeout=30")
-            .header("Transport", "RTP/AVP;unicast;source=10.0.0.9;server_port=6002-6003"),
-    );
+    let out = p.respond(ok(4).header("Session", "s1;timeout=30").header(
+        "Transport",
+        "RTP/AVP;unicast;source=10.0.0.9;server_port=6002-6003",
+    ));
     assert_eq!(
         wire(&out),
-        ["PLAY rtsp://cam.example:8554/live RTSP/1.0\r\nRange: npt=0.000-\r\nCSeq: 5\r\n\
-          User-Agent: test/1\r\nSession: s1\r\n\r\n"]
+        [
+            "PLAY rtsp://cam.example:8554/live RTSP/1.0\r\nRange: npt=0.000-\r\nCSeq: 5\r\n\
+          User-Agent: test/1\r\nSession: s1\r\n\r\n"
+        ]
     );
     let ClientEvent::TransportChosen { link, .. } = &events(&out)[0] else {
         panic!("{out:?}")
@@ -323,10 +363,7 @@ fn happy_path_over_udp_with_exact_requests() {
 
 #[test]
 fn unsupported_transport_falls_back_to_tcp() {
-    let mut p = Peer::new(cfg(TransportMode::Auto));
-    p.drain();
-    p.describe("OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN");
-    p.bound(0, 50_000);
+    let mut p = Peer::first_udp_setup(TransportMode::Auto);
     // 461 before any session exists: no TEARDOWN needed, SETUP again over TCP.
     let out = p.respond(status(461, 3));
     assert_eq!(notable(&out), [ClientEvent::TracksReset { tcp: true }]);
@@ -345,10 +382,7 @@ fn unsupported_transport_falls_back_to_tcp() {
 
 #[test]
 fn forced_udp_refused_is_fatal() {
-    let mut p = Peer::new(cfg(TransportMode::Udp));
-    p.drain();
-    p.describe("OPTIONS");
-    p.bound(0, 50_000);
+    let mut p = Peer::first_udp_setup(TransportMode::Udp);
     let out = p.respond(status(461, 3));
     assert_eq!(
         notable(&out),
@@ -361,13 +395,18 @@ fn forced_udp_refused_is_fatal() {
 
 #[test]
 fn silent_udp_falls_back_to_tcp_after_the_grace() {
-    let mut p = Peer::new(cfg(TransportMode::Auto));
-    p.drain();
-    p.describe("OPTIONS");
-    p.bound(0, 50_000);
-    p.respond(ok(3).header("Session", "s1").header("Transport", "RTP/AVP;unicast;server_port=6000-6001"));
+    let mut p = Peer::first_udp_setup(TransportMode::Auto);
+    p.respond(
+        ok(3)
+            .header("Session", "s1")
+            .header("Transport", "RTP/AVP;unicast;server_port=6000-6001"),
+    );
     p.bound(1, 50_002);
-    p.respond(ok(4).header("Session", "s1").header("Transport", "RTP/AVP;unicast;server_port=6002-6003"));
+    p.respond(
+        ok(4)
+            .header("Session", "s1")
+            .header("Transport", "RTP/AVP;unicast;server_port=6002-6003"),
+    );
     let played = p.now;
     p.respond(ok(5));
     // Nothing arrives: statistics at 1 s, then the fallback at exactly 2 s.
@@ -377,8 +416,10 @@ fn silent_udp_falls_back_to_tcp_after_the_grace() {
     assert_eq!(notable(&out), [ClientEvent::SendBye]);
     assert_eq!(
         wire(&out),
-        ["TEARDOWN rtsp://cam.example:8554/live RTSP/1.0\r\nCSeq: 6\r\nUser-Agent: test/1\r\n\
-          Session: s1\r\n\r\n"]
+        [
+            "TEARDOWN rtsp://cam.example:8554/live RTSP/1.0\r\nCSeq: 6\r\nUser-Agent: test/1\r\n\
+          Session: s1\r\n\r\n"
+        ]
     );
     let out = p.respond(ok(6));
     assert_eq!(notable(&out), [ClientEvent::TracksReset { tcp: true }]);
@@ -391,27 +432,21 @@ fn silent_udp_falls_back_to_tcp_after_the_grace() {
     p.setup_tcp_and_play(7);
     assert_eq!(events(&p.media(1)), [ClientEvent::Streaming { tcp: true }]);
     // A reconnect later keeps TCP.
-    let now = p.now;
-    let out = p.input(Input::ConnectionLost {
-        now,
-        why: "reset".into(),
-        by_peer: false,
-    });
+    let out = p.lost("reset", false);
     let retry = timeout(&out);
     p.advance_to(retry);
-    p.describe("OPTIONS");
-    let out = p.drain();
-    assert!(
-        lines(&out).is_empty() && wire(&p.advance(MS)).is_empty(),
-        "waiting for SETUP's answer"
+    let out = p.describe("OPTIONS");
+    assert_eq!(
+        wire(&out),
+        ["SETUP rtsp://cam.example:8554/live/stream=0 RTSP/1.0\r\n\
+          Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 3\r\n\
+          User-Agent: test/1\r\n\r\n"]
     );
-    assert!(p.c.is_tcp());
 }
 
 #[test]
 fn keep_alive_by_get_parameter_every_half_timeout_then_options_once_refused() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.describe("OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN");
     let started = p.now;
     p.setup_tcp_and_play(3);
@@ -424,7 +459,11 @@ fn keep_alive_by_get_parameter_every_half_timeout_then_options_once_refused() {
         for l in lines(&out) {
             sent.push((p.at(p.now) - p.at(started), l));
         }
-        seen.extend(events(&out).into_iter().filter(|e| *e == ClientEvent::KeepAliveSent));
+        seen.extend(
+            events(&out)
+                .into_iter()
+                .filter(|e| *e == ClientEvent::KeepAliveSent),
+        );
         if sent.len() == 1 && !seen.is_empty() && seen.len() == 1 {
             // The first is refused: from then on OPTIONS.
             p.respond(status(405, 6));
@@ -434,7 +473,10 @@ fn keep_alive_by_get_parameter_every_half_timeout_then_options_once_refused() {
     assert_eq!(
         sent,
         [
-            (15 * SEC, "GET_PARAMETER rtsp://cam.example:8554/live".to_owned()),
+            (
+                15 * SEC,
+                "GET_PARAMETER rtsp://cam.example:8554/live".to_owned()
+            ),
             (30 * SEC, "OPTIONS rtsp://cam.example:8554/live".to_owned())
         ]
     );
@@ -442,8 +484,7 @@ fn keep_alive_by_get_parameter_every_half_timeout_then_options_once_refused() {
 
 #[test]
 fn keep_alive_by_options_when_public_lacks_get_parameter() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.describe("OPTIONS, DESCRIBE, SETUP, PLAY");
     p.respond(ok(3).header("Session", "s1")); // default timeout 60 s
     p.respond(ok(4).header("Session", "s1"));
@@ -457,14 +498,16 @@ fn keep_alive_by_options_when_public_lacks_get_parameter() {
     }
     assert_eq!(
         at,
-        [(30 * SEC, "OPTIONS rtsp://cam.example:8554/live".to_owned()), (60 * SEC, "OPTIONS rtsp://cam.example:8554/live".to_owned())]
+        [
+            (30 * SEC, "OPTIONS rtsp://cam.example:8554/live".to_owned()),
+            (60 * SEC, "OPTIONS rtsp://cam.example:8554/live".to_owned())
+        ]
     );
 }
 
 #[test]
 fn unanswered_request_reconnects_with_exact_backoff() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     let mut schedule = Vec::new();
     // Five attempts whose OPTIONS is never answered.
     for _ in 0..5 {
@@ -472,10 +515,18 @@ fn unanswered_request_reconnects_with_exact_backoff() {
         assert_eq!(lines(&out), ["OPTIONS rtsp://cam.example:8554/live"]);
         let out = p.advance_to(timeout(&out));
         let ev = events(&out);
-        let [ClientEvent::Reconnecting { attempt, reason, retry_in }] = &ev[..] else {
+        let [ClientEvent::Reconnecting {
+            attempt,
+            reason,
+            retry_in,
+        }] = &ev[..]
+        else {
             panic!("{ev:?}")
         };
-        assert_eq!(reason, "no response to OPTIONS rtsp://cam.example:8554/live within 10 s");
+        assert_eq!(
+            reason,
+            "no response to OPTIONS rtsp://cam.example:8554/live within 10 s"
+        );
         assert_eq!(out[0], Output::Disconnect);
         schedule.push((*attempt, retry_in.as_millis()));
         let out = p.advance_to(timeout(&out));
@@ -490,12 +541,7 @@ fn unanswered_request_reconnects_with_exact_backoff() {
     p.describe("OPTIONS");
     p.setup_tcp_and_play(3);
     p.media(0);
-    let now = p.now;
-    let out = p.input(Input::ConnectionLost {
-        now,
-        why: "connection reset".into(),
-        by_peer: false,
-    });
+    let out = p.lost("connection reset", false);
     let ev = events(&out);
     assert!(
         matches!(&ev[..], [ClientEvent::Reconnecting { attempt: 1, reason, retry_in }]
@@ -506,8 +552,7 @@ fn unanswered_request_reconnects_with_exact_backoff() {
 
 #[test]
 fn refused_connections_back_off_and_stop_ends_the_wait() {
-    let mut p = Peer::new(cfg(TransportMode::Auto));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Auto));
     let now = p.now;
     let out = p.input(Input::ConnectFailed {
         now,
@@ -527,16 +572,14 @@ fn refused_connections_back_off_and_stop_ends_the_wait() {
 
 #[test]
 fn pause_and_resume() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
-    p.describe("OPTIONS");
-    p.setup_tcp_and_play(3);
-    p.media(0);
+    let mut p = Peer::streaming(cfg(TransportMode::Tcp));
     let out = p.command(Command::Pause);
     assert_eq!(
         wire(&out),
-        ["PAUSE rtsp://cam.example:8554/live RTSP/1.0\r\nCSeq: 6\r\nUser-Agent: test/1\r\n\
-          Session: s1\r\n\r\n"]
+        [
+            "PAUSE rtsp://cam.example:8554/live RTSP/1.0\r\nCSeq: 6\r\nUser-Agent: test/1\r\n\
+          Session: s1\r\n\r\n"
+        ]
     );
     // Asked twice before the answer: one PAUSE.
     assert!(lines(&p.command(Command::Pause)).is_empty());
@@ -544,7 +587,9 @@ fn pause_and_resume() {
     assert_eq!(events(&out), [ClientEvent::Paused]);
     // Paused: no media for a minute is fine (no watchdog), keep-alives go on.
     let out = p.advance(60 * SEC);
-    assert!(!notable(&out).iter().any(|e| matches!(e, ClientEvent::Reconnecting { .. })));
+    assert!(!notable(&out)
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Reconnecting { .. })));
     let out = p.command(Command::Resume);
     assert_eq!(lines(&out), ["PLAY rtsp://cam.example:8554/live"]);
     let out = p.respond(ok(8));
@@ -559,8 +604,7 @@ fn pause_and_resume() {
 
 #[test]
 fn paused_from_the_start_sends_no_play() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.command(Command::Pause);
     p.describe("OPTIONS");
     p.respond(ok(3).header("Session", "s1"));
@@ -571,26 +615,29 @@ fn paused_from_the_start_sends_no_play() {
 
 #[test]
 fn stop_sends_bye_and_teardown_and_waits_two_seconds_at_most() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.describe("OPTIONS");
     p.setup_tcp_and_play(3);
     let out = p.command(Command::Stop);
     assert_eq!(events(&out), [ClientEvent::SendBye]);
     assert_eq!(
         wire(&out),
-        ["TEARDOWN rtsp://cam.example:8554/live RTSP/1.0\r\nCSeq: 6\r\nUser-Agent: test/1\r\n\
-          Session: s1\r\n\r\n"]
+        [
+            "TEARDOWN rtsp://cam.example:8554/live RTSP/1.0\r\nCSeq: 6\r\nUser-Agent: test/1\r\n\
+          Session: s1\r\n\r\n"
+        ]
     );
     assert_eq!(timeout(&out) - p.now, 2 * SEC);
     let out = p.respond(ok(6));
     assert_eq!(
         out[..2],
-        [Output::Disconnect, Output::Event(ClientEvent::Ended(End::Stopped))]
+        [
+            Output::Disconnect,
+            Output::Event(ClientEvent::Ended(End::Stopped))
+        ]
     );
     // Unanswered: the end comes at 2 s.
-    let mut q = Peer::new(cfg(TransportMode::Tcp));
-    q.drain();
+    let mut q = Peer::started(cfg(TransportMode::Tcp));
     q.describe("OPTIONS");
     q.setup_tcp_and_play(3);
     q.command(Command::Stop);
@@ -600,8 +647,7 @@ fn stop_sends_bye_and_teardown_and_waits_two_seconds_at_most() {
 
 #[test]
 fn follows_one_redirect_and_not_two() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.connected();
     let out = p.respond(status(302, 1).header("Location", "rtsp://other.example/cam"));
     assert_eq!(
@@ -653,16 +699,14 @@ fn missing_stream_and_authentication_are_fatal_server_errors_are_not() {
     let mut c = Client::new(cfg(TransportMode::Tcp), "http://x/y", Instant::now(), 1);
     assert!(c.is_ended());
     assert_eq!(c.poll_output(), Output::Event(ClientEvent::Connecting));
-    assert!(matches!(c.poll_output(), Output::Event(ClientEvent::Ended(End::Failed(m))) if m.contains("rtsp://")));
+    assert!(
+        matches!(c.poll_output(), Output::Event(ClientEvent::Ended(End::Failed(m))) if m.contains("rtsp://"))
+    );
 }
 
 #[test]
 fn silent_server_is_lost_after_five_seconds_and_torn_down_without_waiting() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
-    p.describe("OPTIONS");
-    p.setup_tcp_and_play(3);
-    p.media(0);
+    let mut p = Peer::streaming(cfg(TransportMode::Tcp));
     let last = p.now;
     let out = p.advance(4999 * MS);
     assert!(!notable(&out).iter().any(|e| *e == ClientEvent::SendBye));
@@ -703,13 +747,20 @@ fn call_mode_retries_until_answered_then_a_bye_on_every_track_ends_the_call() {
             reason: "cannot connect to cam.example:8554: refused".into()
         }]
     );
-    assert_eq!(timeout(&out) - p.now, SEC, "retried every second, no backoff");
+    assert_eq!(
+        timeout(&out) - p.now,
+        SEC,
+        "retried every second, no backoff"
+    );
     p.advance(SEC);
     p.describe("OPTIONS");
     p.setup_tcp_and_play(3);
     p.media(0);
     let now = p.now;
-    assert!(events(&p.input(Input::Bye { now, track: 0 })).is_empty(), "audio still on");
+    assert!(
+        events(&p.input(Input::Bye { now, track: 0 })).is_empty(),
+        "audio still on"
+    );
     let out = p.input(Input::Bye { now, track: 1 });
     assert_eq!(
         notable(&out),
@@ -723,23 +774,16 @@ fn call_mode_retries_until_answered_then_a_bye_on_every_track_ends_the_call() {
 
 #[test]
 fn call_mode_peer_closing_the_connection_is_a_hangup() {
-    let mut p = Peer::new(ClientConfig {
+    let mut p = Peer::streaming(ClientConfig {
         call: true,
         ..cfg(TransportMode::Tcp)
     });
-    p.drain();
-    p.describe("OPTIONS");
-    p.setup_tcp_and_play(3);
-    p.media(0);
-    let now = p.now;
-    let out = p.input(Input::ConnectionLost {
-        now,
-        why: "the server closed the connection".into(),
-        by_peer: true,
-    });
+    let out = p.lost("the server closed the connection", true);
     assert_eq!(
         notable(&out),
-        [ClientEvent::Ended(End::CallEnded("the peer hung up".into()))]
+        [ClientEvent::Ended(End::CallEnded(
+            "the peer hung up".into()
+        ))]
     );
 }
 
@@ -762,9 +806,10 @@ fn receiver_reports_are_randomized_around_the_mean_and_repeatable() {
         at.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
     };
     let gaps = run(7);
-    assert!(gaps
-        .iter()
-        .all(|g| (1250 * MS..=3750 * MS).contains(g)), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| (1250 * MS..=3750 * MS).contains(g)),
+        "{gaps:?}"
+    );
     let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
     assert!((2000 * MS..3000 * MS).contains(&mean), "{mean:?}");
     assert_eq!(gaps, run(7), "same seed, same schedule");
@@ -773,35 +818,26 @@ fn receiver_reports_are_randomized_around_the_mean_and_repeatable() {
 
 #[test]
 fn server_requests_are_answered() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
+    let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.connected();
-    let now = p.now;
-    let out = p.input(Input::Request {
-        now,
-        req: Request::new(Method::GetParameter, "rtsp://h/").header("CSeq", "9"),
-    });
-    assert_eq!(
-        out[0],
-        Output::Respond(Response::new(StatusCode::OK).header("CSeq", "9"))
-    );
-    let out = p.input(Input::Request {
-        now,
-        req: Request::new(Method::Record, "rtsp://h/").header("CSeq", "10"),
-    });
-    assert_eq!(
-        out[0],
-        Output::Respond(Response::new(StatusCode::NOT_IMPLEMENTED).header("CSeq", "10"))
-    );
+    for (method, cseq, answer) in [
+        (Method::GetParameter, "9", StatusCode::OK),
+        (Method::Options, "10", StatusCode::OK),
+        (Method::Record, "11", StatusCode::NOT_IMPLEMENTED),
+    ] {
+        let now = p.now;
+        let req = Request::new(method, "rtsp://h/").header("CSeq", cseq);
+        let out = p.input(Input::Request { now, req });
+        assert_eq!(
+            out[0],
+            Output::Respond(Response::new(answer).header("CSeq", cseq))
+        );
+    }
 }
 
 #[test]
 fn session_not_found_reconnects() {
-    let mut p = Peer::new(cfg(TransportMode::Tcp));
-    p.drain();
-    p.describe("OPTIONS");
-    p.setup_tcp_and_play(3);
-    p.media(0);
+    let mut p = Peer::streaming(cfg(TransportMode::Tcp));
     let mut sent = Vec::new();
     for _ in 0..15 {
         sent.extend(lines(&p.advance(SEC)));
@@ -810,7 +846,9 @@ fn session_not_found_reconnects() {
     assert_eq!(sent, ["OPTIONS rtsp://cam.example:8554/live"]);
     let out = p.respond(status(454, 6));
     assert!(
-        notable(&out).iter().any(|e| matches!(e, ClientEvent::Reconnecting { reason, .. }
+        notable(&out)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Reconnecting { reason, .. }
             if reason == "the server no longer knows our session (454)")),
         "{out:?}"
     );
@@ -818,12 +856,18 @@ fn session_not_found_reconnects() {
 
 #[test]
 fn rtp_info_urls_match_tracks() {
-    assert!(same_stream("rtsp://h/live/trackID=0", "rtsp://h/live/trackID=0"));
+    assert!(same_stream(
+        "rtsp://h/live/trackID=0",
+        "rtsp://h/live/trackID=0"
+    ));
     assert!(same_stream(
         "rtsp://127.0.0.1:1/live/stream=1",
         "rtsp://localhost:1/live/stream=1"
     ));
-    assert!(!same_stream("rtsp://h/live/trackID=0", "rtsp://h/live/trackID=1"));
+    assert!(!same_stream(
+        "rtsp://h/live/trackID=0",
+        "rtsp://h/live/trackID=1"
+    ));
     assert!(same_stream("rtsp://h/live/", "rtsp://h/live"));
 }
 
