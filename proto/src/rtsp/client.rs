@@ -307,7 +307,7 @@ pub enum ClientEvent {
     /// the tracks that will be set up, in order (track numbers below index this list).
     Described {
         sdp: String,
-        session: SessionDescription,
+        session: Box<SessionDescription>,
         base: String,
         tracks: Vec<TrackInfo>,
     },
@@ -1108,7 +1108,7 @@ impl Client {
         };
         self.emit(ClientEvent::Described {
             sdp: text,
-            session,
+            session: Box::new(session),
             base,
             tracks: self.a.tracks.clone(),
         });

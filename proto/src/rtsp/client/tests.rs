@@ -709,7 +709,7 @@ fn silent_server_is_lost_after_five_seconds_and_torn_down_without_waiting() {
     let mut p = Peer::streaming(cfg(TransportMode::Tcp));
     let last = p.now;
     let out = p.advance(4999 * MS);
-    assert!(!notable(&out).iter().any(|e| *e == ClientEvent::SendBye));
+    assert!(!notable(&out).contains(&ClientEvent::SendBye));
     let out = p.advance_to(last + 5 * SEC);
     assert_eq!(lines(&out), ["TEARDOWN rtsp://cam.example:8554/live"]);
     let ev = notable(&out);
