@@ -21,8 +21,10 @@
 //!   restarted server do not come back in lockstep), or in call mode a retry every
 //!   [`Timers::call_retry`] until the peer answers and a hangup once it has (RTCP BYE on
 //!   every audio and video track, or the peer closing the connection);
-//! - when to send RTCP receiver reports (RFC 3550 §6.3.1: randomized around the mean) and
-//!   the NAT-opening reports after SETUP and PLAY (RFC 7604 §3.3.1).
+//! - when to send RTCP receiver reports (RFC 3550 §6.3.1: randomized around the mean), the
+//!   NAT-opening reports after SETUP and PLAY (RFC 7604 §3.3.1), and keyframe requests
+//!   (PLI, RFC 4585 §6.3.1) for a damaged picture, repeated every
+//!   [`Timers::keyframe_repeat`] while packets come and no keyframe has.
 //!
 //! What it leaves to the shell: sockets and their addresses, parsing bytes into messages
 //! ([`parse`](super::parse())), the receive pipeline of each track (RTP/RTCP parsing,
@@ -97,6 +99,9 @@ pub struct Timers {
     pub receiver_reports: Duration,
     /// How often [`ClientEvent::StatsDue`] comes while the session is up.
     pub stats: Duration,
+    /// While a damaged picture waits for a keyframe, the request is repeated this often (it,
+    /// or the keyframe, may be lost too), and only if packets came since the last one.
+    pub keyframe_repeat: Duration,
 }
 
 impl Default for Timers {
@@ -114,6 +119,8 @@ impl Default for Timers {
             // here), so servers that count reports as keep-alive see them often.
             receiver_reports: Duration::from_millis(2500),
             stats: Duration::from_secs(1),
+            // The server makes at most one keyframe per 500 ms anyway.
+            keyframe_repeat: Duration::from_millis(300),
         }
     }
 }
@@ -212,6 +219,17 @@ pub enum Input {
     },
     /// The sender of `track` said goodbye (RTCP BYE, RFC 3550 §6.6).
     Bye {
+        now: Instant,
+        track: usize,
+    },
+    /// A picture of video track `track` was damaged by loss: its decoder can show nothing
+    /// until a keyframe comes.
+    PictureLost {
+        now: Instant,
+        track: usize,
+    },
+    /// A keyframe of `track` arrived whole: the decoder is back.
+    KeyframeArrived {
         now: Instant,
         track: usize,
     },
@@ -333,6 +351,8 @@ pub enum ClientEvent {
     SendReceiverReports,
     /// Send an RTCP BYE on every track (RFC 3550 §6.6): TEARDOWN follows.
     SendBye,
+    /// Ask the sender of `track` for a keyframe: RTCP PLI (RFC 4585 §6.3.1).
+    RequestKeyframe { track: usize },
     /// A keep-alive went out (its request is the preceding [`Output::Transmit`]).
     KeepAliveSent,
     /// Time to report statistics.
@@ -434,7 +454,34 @@ struct Attempt {
     /// Media flowed in this attempt.
     streamed: bool,
     bye: Vec<bool>,
+    keyframes: Vec<KeyframeWish>,
     stop_requested: bool,
+}
+
+/// Keyframe requests of one track.
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyframeWish {
+    /// A damaged picture waits for a keyframe.
+    waiting: bool,
+    /// RTP packets seen on the track.
+    packets: u64,
+    /// When the last request went, and the packet count then.
+    last: Option<(Instant, u64)>,
+}
+
+impl KeyframeWish {
+    /// When the next request may go: at once if none went yet; else `repeat` after the last
+    /// one, and only once packets came since (none came: paused, or the sender stalled; asking
+    /// again would only make keyframes for the other viewers).
+    fn due(&self, repeat: Duration) -> Option<Option<Instant>> {
+        if !self.waiting {
+            return None;
+        }
+        match self.last {
+            None => Some(None),
+            Some((t, n)) => (self.packets != n).then_some(Some(t + repeat)),
+        }
+    }
 }
 
 impl Attempt {
@@ -464,6 +511,7 @@ impl Attempt {
             announced: false,
             streamed: false,
             bye: Vec::new(),
+            keyframes: Vec::new(),
             stop_requested: false,
         }
     }
@@ -644,6 +692,14 @@ impl Client {
                     self.finish(Outcome::Hangup("the peer hung up".into()), now);
                 }
             }
+            Input::PictureLost { now, track } | Input::KeyframeArrived { now, track } => {
+                self.tick(now);
+                let lost = matches!(input, Input::PictureLost { .. });
+                if let Some(k) = self.a.keyframes.get_mut(track) {
+                    k.waiting = lost;
+                }
+                self.keyframe_requests(now);
+            }
             Input::Command { now, cmd } => {
                 self.tick(now);
                 self.on_command(cmd, now);
@@ -674,6 +730,12 @@ impl Client {
         }
         if let Some(d) = a.pending.values().filter_map(|(_, d)| *d).min() {
             at = at.min(d);
+        }
+        let repeat = self.cfg.timers.keyframe_repeat;
+        for k in &a.keyframes {
+            if let Some(Some(d)) = k.due(repeat) {
+                at = at.min(d);
+            }
         }
         at
     }
@@ -915,6 +977,22 @@ impl Client {
         if self.step == Step::Streaming {
             self.streaming_timers(now);
         }
+        self.keyframe_requests(now);
+    }
+
+    /// A keyframe request for each track whose damaged picture waits and whose pacing allows.
+    fn keyframe_requests(&mut self, now: Instant) {
+        if !self.has_tracks_step() {
+            return;
+        }
+        let repeat = self.cfg.timers.keyframe_repeat;
+        for track in 0..self.a.keyframes.len() {
+            let k = &mut self.a.keyframes[track];
+            if k.due(repeat).is_some_and(|d| d.is_none_or(|d| now >= d)) {
+                k.last = Some((now, k.packets));
+                self.emit(ClientEvent::RequestKeyframe { track });
+            }
+        }
     }
 
     // ---- requests ------------------------------------------------------------------------
@@ -1121,6 +1199,7 @@ impl Client {
         let n = self.a.tracks.len();
         self.a.udp = vec![false; n];
         self.a.bye = vec![false; n];
+        self.a.keyframes = vec![KeyframeWish::default(); n];
         self.a.early_media = false;
         self.emit(ClientEvent::TracksReset { tcp: self.tcp });
         self.setup(0, now);
@@ -1314,6 +1393,10 @@ impl Client {
         }
         self.a.streamed = true;
         self.a.dog.on_rtp(now);
+        if let Some(k) = self.a.keyframes.get_mut(track) {
+            k.packets += 1;
+        }
+        self.keyframe_requests(now);
         if self.step == Step::Streaming {
             self.a.rtp_since_play = true;
             self.announce();

@@ -349,6 +349,16 @@ impl Shell {
                     self.send_rtcp(sm, i, bye.clone()).await;
                 }
             }
+            ClientEvent::RequestKeyframe { track } => {
+                let now = Instant::now();
+                let Some(t) = self.tracks.get_mut(track) else {
+                    return None;
+                };
+                if let Some(pli) = t.keyframe_request(self.ours, &self.cname, now) {
+                    tracing::debug!(track, "picture lost: asking for a keyframe (RTCP PLI)");
+                    self.send_rtcp(sm, track, pli).await;
+                }
+            }
             ClientEvent::KeepAliveSent => tracing::trace!(url = %self.cfg.url, "keep-alive"),
             ClientEvent::StatsDue => {
                 let stats = self.stats(Instant::now());
@@ -511,18 +521,17 @@ impl Shell {
         }
     }
 
-    /// Releases due units and sends the keyframe requests of damaged video tracks.
+    /// Releases due units, and tells the state machine of pictures lost and back.
     async fn poll_tracks(&mut self, sm: &mut Client) {
         let now = Instant::now();
         let wall = conn::wall_us(SystemTime::now());
         let mut units = std::mem::take(&mut self.units);
-        for t in &mut self.tracks {
+        for (track, t) in self.tracks.iter_mut().enumerate() {
             t.poll(now, wall, &mut units);
-        }
-        for i in 0..self.tracks.len() {
-            if let Some(pli) = self.tracks[i].keyframe_request(self.ours, &self.cname, now) {
-                tracing::debug!(track = i, "picture lost: asking for a keyframe (RTCP PLI)");
-                self.send_rtcp(sm, i, pli).await;
+            match t.take_picture_change() {
+                Some(true) => sm.handle_input(Input::PictureLost { now, track }),
+                Some(false) => sm.handle_input(Input::KeyframeArrived { now, track }),
+                None => {}
             }
         }
         for u in units.drain(..) {

@@ -938,3 +938,45 @@ fn never_panics_on_any_input_order() {
         }
     }
 }
+
+#[test]
+fn keyframe_requests_are_paced_and_need_packets_since() {
+    let mut p = Peer::streaming(cfg(TransportMode::Tcp));
+    let kf = |outs: &[Output]| {
+        events(outs)
+            .iter()
+            .filter(|e| **e == ClientEvent::RequestKeyframe { track: 0 })
+            .count()
+    };
+    let now = p.now;
+    let lost_at = now;
+    assert_eq!(
+        kf(&p.input(Input::PictureLost { now, track: 0 })),
+        1,
+        "at once"
+    );
+    // Packets within the repeat interval: the next request is due 300 ms after the first.
+    p.advance(100 * MS);
+    let out = p.media(0);
+    assert_eq!(kf(&out), 0);
+    assert_eq!(timeout(&out), lost_at + 300 * MS);
+    assert_eq!(kf(&p.advance_to(lost_at + 300 * MS)), 1);
+    // Nothing arrives since: no request however long it waits.
+    assert_eq!(kf(&p.advance(SEC)), 0);
+    assert_eq!(kf(&p.advance(SEC)), 0);
+    // A packet after the interval: a request with it.
+    assert_eq!(kf(&p.media(0)), 1);
+    // The keyframe ends the requests.
+    let now = p.now;
+    p.input(Input::KeyframeArrived { now, track: 0 });
+    p.advance(100 * MS);
+    p.media(0);
+    assert_eq!(kf(&p.advance(SEC)), 0);
+    assert_eq!(kf(&p.media(0)), 0);
+    // A new loss long after the last request: asked at once, then paced again.
+    let now = p.now;
+    assert_eq!(kf(&p.input(Input::PictureLost { now, track: 0 })), 1);
+    p.advance(MS);
+    let out = p.media(0);
+    assert_eq!(timeout(&out), now + 300 * MS);
+}
