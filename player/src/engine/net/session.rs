@@ -351,10 +351,12 @@ impl Shell {
             }
             ClientEvent::RequestKeyframe { track } => {
                 let now = Instant::now();
-                let Some(t) = self.tracks.get_mut(track) else {
-                    return None;
-                };
-                if let Some(pli) = t.keyframe_request(self.ours, &self.cname, now) {
+                let (ours, cname) = (self.ours, &self.cname);
+                let pli = self
+                    .tracks
+                    .get_mut(track)
+                    .and_then(|t| t.keyframe_request(ours, cname, now));
+                if let Some(pli) = pli {
                     tracing::debug!(track, "picture lost: asking for a keyframe (RTCP PLI)");
                     self.send_rtcp(sm, track, pli).await;
                 }
