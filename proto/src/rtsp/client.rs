@@ -29,7 +29,9 @@
 //! What it leaves to the shell: sockets and their addresses, parsing bytes into messages
 //! ([`parse`](super::parse())), the receive pipeline of each track (RTP/RTCP parsing,
 //! jitter buffer, depacketizer) and the bytes of RTCP packets. The shell tells the machine
-//! when RTP was accepted on a track ([`Input::MediaSeen`]) and when the sender said BYE.
+//! when RTP was accepted on a track ([`Input::MediaSeen`]), when the sender said BYE, and
+//! when a video picture was lost or came back ([`Input::PictureLost`],
+//! [`Input::KeyframeArrived`]).
 //!
 //! ```text
 //!  viewer ──Command──> Client ──Transmit(Request)──> shell ──bytes──> server
@@ -47,10 +49,11 @@
 //!   `on_blocking_response`, before the refusal.
 //! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
 //!   with `mode=record`, RECORD instead of PLAY; the watchdog then watches our own sending
-//!   instead of RTP arriving. The steps are [`Step`] variants; the rest is shared.
-//! - NACK (RFC 4585 §6.2.1) and its retransmission timers: a per-track deadline list like
-//!   the receiver-report clock, fed by an `Input::Gap { track, seq }` and answered by
-//!   `ClientEvent::SendNack`, with the pacing in [`Client::next_timeout`].
+//!   instead of RTP arriving. The steps are variants of the private `Step`; the rest is shared.
+//! - NACK (RFC 4585 §6.2.1) and its retransmission timers: a per-track list of missing
+//!   sequence numbers with deadlines, like the keyframe requests' pacing (`KeyframeWish`),
+//!   fed by an `Input::Gap { now, track, seq }` and answered by `ClientEvent::SendNack`;
+//!   its deadlines join the others in the next [`Output::Timeout`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
