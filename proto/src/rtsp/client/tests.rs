@@ -980,3 +980,32 @@ fn keyframe_requests_are_paced_and_need_packets_since() {
     let out = p.media(0);
     assert_eq!(timeout(&out), now + 300 * MS);
 }
+
+#[test]
+fn watchdog_rules() {
+    let t0 = Instant::now();
+    let (grace, timeout) = (2 * SEC, 5 * SEC);
+    // Silent UDP falls back after the grace; nothing is due before PLAY.
+    let mut w = Watchdog::new(true, grace, timeout);
+    assert_eq!(w.deadline(), None);
+    w.on_play(t0);
+    assert_eq!(w.poll(t0 + 1999 * MS), None);
+    assert_eq!(w.poll(t0 + grace), Some(Verdict::FallbackToTcp));
+    // One packet settles UDP; then silence is "no media", and media keeps it quiet.
+    w.on_rtp(t0 + 1500 * MS);
+    assert_eq!(w.deadline(), Some(t0 + 6500 * MS));
+    assert_eq!(w.poll(t0 + 6500 * MS), Some(Verdict::NoMedia));
+    w.on_rtp(t0 + 6000 * MS);
+    assert_eq!(w.poll(t0 + 6500 * MS), None);
+    // Paused: nothing expected; a resume restarts the clock, and an old packet does not
+    // count against the new PLAY.
+    w.on_pause();
+    assert_eq!(w.poll(t0 + 60 * SEC), None);
+    w.on_play(t0 + 100 * SEC);
+    assert_eq!(w.deadline(), Some(t0 + 105 * SEC));
+    // A forced transport never falls back.
+    let mut f = Watchdog::new(false, grace, timeout);
+    f.on_play(t0);
+    assert_eq!(f.poll(t0 + 4999 * MS), None);
+    assert_eq!(f.poll(t0 + timeout), Some(Verdict::NoMedia));
+}
