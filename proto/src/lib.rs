@@ -7,7 +7,7 @@
 //!
 //! | module | what | reference |
 //! |---|---|---|
-//! | [`rtsp`] | RTSP 1.0 streaming parser/writer, typed headers, server session state machine | RFC 2326 |
+//! | [`rtsp`] | RTSP 1.0 streaming parser/writer, typed headers, client and server session state machines | RFC 2326 |
 //! | [`sdp`] | session descriptions: parse and build | RFC 8866 (4566) |
 //! | [`rtp`] | RTP fixed header parse/write | RFC 3550 §5 |
 //! | [`rtcp`] | RTCP SR, RR, SDES, BYE; reception statistics | RFC 3550 §6, A.3, A.8 |

@@ -4,46 +4,50 @@
 //!
 //! This is the I/O shell. It reads the clocks (`Instant` for timing, `SystemTime` for capture
 //! and arrival stamps) and owns the sockets; protocol rules live in Sans-IO parts that take
-//! `now` as an argument: the RTSP message parser and typed headers, SDP, RTP/RTCP parsing and
-//! [`ReceptionStats`](livecast_proto::rtcp::ReceptionStats), the
+//! `now` as an argument: the RTSP client session
+//! ([`Client`](livecast_proto::rtsp::client::Client): which request next, transport fallback,
+//! keep-alive, reconnection, when to send RTCP), the RTSP message parser and typed headers,
+//! SDP, RTP/RTCP parsing and [`ReceptionStats`](livecast_proto::rtcp::ReceptionStats), the
 //! [`JitterBuffer`](livecast_proto::jitter::JitterBuffer) and the depacketizers
-//! (`livecast-proto`), and here [`track`] (one track's receive pipeline and clock mapping) and
-//! [`watchdog`] (when UDP has failed, when the server is gone).
+//! (`livecast-proto`), and here [`track`] (one track's receive pipeline, clock mapping and
+//! keyframe requests).
 //!
 //! ```text
-//! run() ── retry loop with backoff ── session: connect, OPTIONS, DESCRIBE, SETUP×n, PLAY
-//!                                         │
-//!     TCP reader task ──┐                 ├─ keep-alive (GET_PARAMETER or OPTIONS) every timeout/2
-//!     UDP reader tasks ─┴─> inbox ──> loop├─ RTCP RR + SDES every 1.25–3.75 s
-//!     control (Pause/Resume/Stop) ───────>├─ per track: SSRC filter, stats, jitter buffer, depacketizer
-//!                                         └─> NetEvent::{Described, State, Unit, Stats}
+//!                 control (Pause/Resume/Stop) ──┐
+//!  TCP reader task ──┐                          v
+//!  UDP reader tasks ─┴─> inbox ──> session loop ──Input──> rtsp::client::Client
+//!                                     │   ^                      │
+//!                                     │   └──── Output ──────────┘  (Connect, Transmit,
+//!                                     │                              BindUdp, Event, Timeout)
+//!                                     ├─ per track: SSRC filter, stats, jitter buffer, depacketizer
+//!                                     └─> NetEvent::{Described, State, Unit, Stats}
 //! ```
 //!
-//! Protocol choices (RFC references in each function):
+//! Protocol choices (RFC references in `livecast_proto::rtsp::client` and here):
 //! - DESCRIBE's base URL is `Content-Base`, else `Content-Location`, else the request URL
-//!   (RFC 2326 C.1.1); relative `a=control` URLs are appended to it.
+//!   (RFC 2326 C.1.1); relative `a=control` URLs are resolved against it.
 //! - Tracks set up: H.264 (`packetization-mode` 0 or 1), Opus, and `text` tracks with
-//!   `t140/1000` (their payloads passed through as units). Others are left out of `Described`.
+//!   `t140/1000`, plain or inside RFC 2198 `red` (RFC 4103; redundant blocks recover lost
+//!   ones). Others are left out of `Described`.
 //! - UDP first (`client_port` pairs on the address our RTSP connection uses, 4 MB receive
 //!   buffers, an RTCP receiver report from each port at SETUP and PLAY to open NAT bindings);
 //!   interleaved TCP if the server refuses UDP or no RTP arrives within 2 s of PLAY. Once a
 //!   session fell back to TCP, reconnects use TCP too.
+//! - Keep-alive every half session timeout; RTCP receiver reports every 1.25–3.75 s; an RTCP
+//!   PLI (RFC 4585 §6.3.1) when a video picture was damaged by loss, repeated every 300 ms
+//!   while packets come and no keyframe has.
 //! - Capture times come from RTCP sender reports (NTP ↔ RTP mapping, RFC 3550 §6.4.1); until
 //!   the first one, from the PLAY response's `RTP-Info: rtptime` anchored at the response's
 //!   arrival (RFC 2326 §12.33), else from the first packet's arrival.
 //! - A unit's `arrival_us` is when it left the jitter buffer, complete and in order.
 //!
 //! Limitations: no authentication (401 is fatal), no RTSP over HTTP, no RTSP 2.0, no
-//! multicast; T.140 redundancy (RFC 4103 `red`) is not unwrapped; RTCP feedback (NACK/PLI) is
-//! not sent.
+//! multicast; no NACK (RFC 4585 §6.2.1): a lost packet is lost.
 
 mod conn;
 mod describe;
 mod session;
 pub mod track;
-pub mod watchdog;
-
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -100,7 +104,7 @@ pub struct NetConfig {
     pub transport: TransportPref,
     /// The jitter buffer waits 2 × jitter instead of 3 ×, between 2 and 150 ms.
     pub low_latency: bool,
-    /// Call mode: retry every [`CALL_RETRY`] until the peer answers; once it has, a BYE or a
+    /// Call mode: retry every second until the peer answers; once it has, a BYE or a
     /// lost connection ends the call ([`ConnState::CallEnded`]) instead of reconnecting.
     pub call: bool,
 }
@@ -116,13 +120,6 @@ impl NetConfig {
     }
 }
 
-/// Call mode: how often an unanswered call is retried.
-pub const CALL_RETRY: Duration = Duration::from_secs(1);
-
-/// First wait before reconnecting; doubles up to [`BACKOFF_MAX`].
-pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
-
 /// Runs the RTSP session until [`NetControl::Stop`] or until the control sender (or the
 /// event receiver) is dropped.
 ///
@@ -136,95 +133,5 @@ pub async fn run(
     events: mpsc::Sender<NetEvent>,
     control: mpsc::Receiver<NetControl>,
 ) {
-    let mut shared = session::Shared {
-        tcp: cfg.transport == TransportPref::Tcp,
-        cfg,
-        events,
-        control,
-        control_closed: false,
-        want_paused: false,
-    };
-    let call = shared.cfg.call;
-    let first = if call {
-        ConnState::Calling {
-            attempt: 0,
-            reason: String::new(),
-        }
-    } else {
-        ConnState::Connecting
-    };
-    let _ = shared.events.send(NetEvent::State(first)).await;
-    let mut attempt = 0u32;
-    let mut backoff = BACKOFF_MIN;
-    let mut answered = false;
-    loop {
-        let (end, streamed) = session::run_once(&mut shared).await;
-        answered |= streamed;
-        if call {
-            let reason = match end {
-                session::End::Stopped => {
-                    let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
-                    return;
-                }
-                session::End::Fatal(msg) => {
-                    tracing::warn!(url = %shared.cfg.url, "call failed: {msg}");
-                    let _ = shared
-                        .events
-                        .send(NetEvent::State(ConnState::Failed(msg)))
-                        .await;
-                    return;
-                }
-                session::End::Lost(r) | session::End::Hangup(r) => r,
-            };
-            if answered {
-                tracing::info!(url = %shared.cfg.url, "call ended: {reason}");
-                let _ = shared
-                    .events
-                    .send(NetEvent::State(ConnState::CallEnded(reason)))
-                    .await;
-                return;
-            }
-            attempt = attempt.saturating_add(1);
-            tracing::debug!(url = %shared.cfg.url, attempt, "calling: {reason}");
-            let state = ConnState::Calling { attempt, reason };
-            if shared.events.send(NetEvent::State(state)).await.is_err() {
-                return;
-            }
-            if !shared.wait(CALL_RETRY).await {
-                let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
-                return;
-            }
-            continue;
-        }
-        let reason = match end {
-            session::End::Stopped => {
-                let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
-                return;
-            }
-            session::End::Fatal(msg) => {
-                tracing::warn!(url = %shared.cfg.url, "giving up: {msg}");
-                let _ = shared
-                    .events
-                    .send(NetEvent::State(ConnState::Failed(msg)))
-                    .await;
-                return;
-            }
-            session::End::Lost(reason) | session::End::Hangup(reason) => reason,
-        };
-        if streamed {
-            attempt = 0;
-            backoff = BACKOFF_MIN;
-        }
-        attempt = attempt.saturating_add(1);
-        tracing::info!(url = %shared.cfg.url, attempt, ?backoff, "reconnecting: {reason}");
-        let state = ConnState::Reconnecting { attempt, reason };
-        if shared.events.send(NetEvent::State(state)).await.is_err() {
-            return; // nobody is listening
-        }
-        if !shared.wait(backoff).await {
-            let _ = shared.events.send(NetEvent::State(ConnState::Ended)).await;
-            return;
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
+    session::run(cfg, events, control).await
 }

@@ -1,5 +1,5 @@
 //! RTSP 1.0 (RFC 2326): messages, a streaming parser and writer, typed headers, and the
-//! server-side session state machines.
+//! client and server session state machines.
 //!
 //! - [`message`]: [`Request`] (§6), [`Response`] (§7), [`InterleavedFrame`] (§10.12) and
 //!   [`Message`], with builders and a writer that always frames correctly (CRLF line endings,
@@ -12,6 +12,8 @@
 //!   `CSeq` (§12.17), `Session` (§12.37), `Transport` (§12.39), `Range` (§12.29), `RTP-Info`
 //!   (§12.33), `Public` (§12.28), `Content-Base` (§12.11), `Content-Length` (§12.14) and
 //!   `Content-Type` (§12.16).
+//! - [`client`]: the client session (OPTIONS ... TEARDOWN, transport fallback, keep-alive,
+//!   reconnection) as a Sans-IO state machine.
 //! - [`session`]: the server session states of RFC 2326 appendix A.1.
 //! - [`server`](mod@server): the server's request handling, session table, keep-alive and
 //!   expiry as a Sans-IO state machine (`handle_input` / `poll_output`).
@@ -27,6 +29,7 @@
 //! [`Version::Other`], so a server can answer `505`); RTSP over HTTP tunnelling is not
 //! supported; `Range` understands only normal play time (§3.6) and keeps other units verbatim.
 
+pub mod client;
 pub mod headers;
 pub mod message;
 pub mod parse;

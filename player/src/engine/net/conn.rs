@@ -1,14 +1,14 @@
 //! The RTSP control connection: a reader task that parses responses and interleaved frames
-//! (RFC 2326 §10.12) off the TCP stream and stamps their arrival, and a writer that numbers
-//! requests (`CSeq`, §12.17) and carries the `Session` (§12.37). UDP readers feed the same
-//! inbox, so the session loop waits on one channel.
+//! (RFC 2326 §10.12) off the TCP stream and stamps their arrival, and a writer for requests,
+//! responses and interleaved frames. UDP readers feed the same inbox, so the session loop
+//! waits on one channel.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use livecast_proto::rtsp::{self, CSeq, InterleavedFrame, Limits, Message, Parsed, Request};
+use livecast_proto::rtsp::{self, InterleavedFrame, Limits, Message, Parsed, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, UdpSocket};
@@ -87,11 +87,8 @@ pub struct Conn {
     tx: mpsc::Sender<Inbound>,
     pub inbox: mpsc::Receiver<Inbound>,
     _reader: AbortOnDrop,
-    cseq: u32,
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    /// Session id from the first SETUP response, sent with every later request.
-    pub session: Option<String>,
 }
 
 impl Conn {
@@ -121,10 +118,8 @@ impl Conn {
             tx,
             inbox,
             _reader: reader,
-            cseq: 0,
             local,
             peer,
-            session: None,
         })
     }
 
@@ -133,21 +128,11 @@ impl Conn {
         self.tx.clone()
     }
 
-    /// Sends a request with the next `CSeq`, our `User-Agent` and the `Session` (if any and
-    /// not already set); returns the `CSeq`.
-    pub async fn send(&mut self, mut req: Request) -> io::Result<u32> {
-        self.cseq = self.cseq.wrapping_add(1);
-        req.headers.set_typed(&CSeq(self.cseq));
-        req.headers.set("User-Agent", USER_AGENT);
-        if let Some(s) = &self.session {
-            if req.headers.get("Session").is_none() {
-                req.headers.set("Session", s.as_str());
-            }
-        }
+    /// Writes a request (numbered and complete: the session state machine made it).
+    pub async fn send(&mut self, req: &Request) -> io::Result<()> {
         let mut out = Vec::with_capacity(256);
         req.write_to(&mut out);
-        self.write(&out).await?;
-        Ok(self.cseq)
+        self.write(&out).await
     }
 
     /// Sends an interleaved frame (RFC 2326 §10.12), e.g. an RTCP receiver report.

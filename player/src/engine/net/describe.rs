@@ -1,62 +1,49 @@
-//! Which tracks of a session description we receive, and how (RFC 8866 media sections,
-//! RFC 2326 C.1 for their control URLs). Sans-IO.
+//! Which tracks of a session description we can receive, and how (RFC 8866 media sections).
+//! The RTSP client picks them and their control URLs
+//! ([`select_tracks`](livecast_proto::rtsp::client::select_tracks)) with [`playable`]. Sans-IO.
 
 use livecast_proto::codec::{h264, Codec};
 use livecast_proto::sdp::{MediaDescription, SessionDescription};
 
 use crate::engine::unit::TrackDesc;
-use livecast_proto::rtsp::url;
+use livecast_proto::rtsp::client::TrackInfo;
 
 pub use super::track::Format;
 
-/// Whether an `RTP-Info` URL names the stream set up at `control` (same URL, or the same last
-/// path segment: servers differ in how they spell the base).
-pub fn same_stream(info_url: &str, control: &str) -> bool {
-    let trim = |s: &str| s.trim().trim_end_matches('/').to_owned();
-    let (a, b) = (trim(info_url), trim(control));
-    if a == b {
-        return true;
+/// Whether we can receive a media section (the state machine's track filter).
+pub fn playable(m: &MediaDescription) -> bool {
+    let ok = pick_format(m).is_some();
+    if !ok {
+        tracing::info!(media = %m.media, formats = ?m.formats, "skipping a track we cannot play");
     }
-    let last = |s: &str| s.rsplit('/').next().unwrap_or("").to_owned();
-    !last(&a).is_empty() && last(&a) == last(&b)
+    ok
 }
 
-/// The tracks we can play, from a session description (RFC 8866 `m=` sections), with their
-/// control URLs resolved against `base`. At most 127, so interleaved channels fit in a byte.
-pub fn tracks_from_sdp(sd: &SessionDescription, base: &str) -> Vec<(TrackDesc, Format)> {
-    let mut out = Vec::new();
-    for (mi, m) in sd.media.iter().enumerate() {
-        if out.len() >= 127 {
-            break;
-        }
-        let Some((codec, pt, clock_rate, format)) = pick_format(m) else {
-            tracing::info!(media = %m.media, formats = ?m.formats, "skipping a track we cannot play");
-            continue;
-        };
-        let control = match m.control() {
-            Some(c) => url::resolve(base, c),
-            // A single stream without its own control is the presentation (RFC 2326 C.1.1).
-            None if sd.media.len() == 1 => url::aggregate(base, sd.control()),
-            None => {
-                tracing::info!(media = mi, "skipping a track without a=control");
-                continue;
-            }
-        };
-        out.push((
-            TrackDesc {
-                index: out.len(),
+/// The tracks the state machine chose ([`select_tracks`]), described for the engine: codec,
+/// payload type, clock rate and how payloads become units.
+pub fn describe_tracks(sd: &SessionDescription, chosen: &[TrackInfo]) -> Vec<(TrackDesc, Format)> {
+    chosen
+        .iter()
+        .filter_map(|t| {
+            let m = sd.media.get(t.media_index)?;
+            let (codec, pt, clock_rate, format) = pick_format(m)?;
+            Some((m, t, codec, pt, clock_rate, format))
+        })
+        .enumerate()
+        .map(|(index, (m, t, codec, pt, clock_rate, format))| {
+            let desc = TrackDesc {
+                index,
                 media: m.media.clone(),
                 codec,
                 payload_type: pt,
                 clock_rate,
                 fmtp: m.fmtp(pt).unwrap_or_default(),
-                control_url: control,
+                control_url: t.control.clone(),
                 label: m.attribute("label").unwrap_or_default().trim().to_owned(),
-            },
-            format,
-        ));
-    }
-    out
+            };
+            (desc, format)
+        })
+        .collect()
 }
 
 /// The `t140` payload type of a text media section.
@@ -132,7 +119,13 @@ pub fn pick_format(m: &MediaDescription) -> Option<(Codec, u8, u32, Format)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use livecast_proto::rtsp::client::select_tracks;
+    use livecast_proto::rtsp::url;
     use livecast_proto::sdp;
+
+    fn tracks_from_sdp(sd: &SessionDescription, base: &str) -> Vec<(TrackDesc, Format)> {
+        describe_tracks(sd, &select_tracks(sd, base, playable))
+    }
 
     #[test]
     fn tracks_from_gstreamer_sdp() {
@@ -197,22 +190,5 @@ mod tests {
                 red: None
             }
         );
-    }
-
-    #[test]
-    fn rtp_info_urls_match_tracks() {
-        assert!(same_stream(
-            "rtsp://h/live/trackID=0",
-            "rtsp://h/live/trackID=0"
-        ));
-        assert!(same_stream(
-            "rtsp://127.0.0.1:1/live/stream=1",
-            "rtsp://localhost:1/live/stream=1"
-        ));
-        assert!(!same_stream(
-            "rtsp://h/live/trackID=0",
-            "rtsp://h/live/trackID=1"
-        ));
-        assert!(same_stream("rtsp://h/live/", "rtsp://h/live"));
     }
 }

@@ -52,10 +52,6 @@ pub struct Counters {
     pub plis: u64,
 }
 
-/// While a damaged picture waits for a keyframe, the PLI is repeated this often (it, or the
-/// keyframe, may be lost too). The server makes at most one keyframe per 500 ms anyway.
-const PLI_REPEAT: std::time::Duration = std::time::Duration::from_millis(300);
-
 /// Sender-report and start-of-stream anchors: RTP timestamp → wall clock (RFC 3550 §6.4.1).
 #[derive(Clone, Debug)]
 struct ClockMap {
@@ -102,10 +98,10 @@ pub struct TrackRx {
     /// The sender said goodbye (RTCP BYE for its SSRC, RFC 3550 §6.6).
     pub bye: bool,
     /// Video: a picture was damaged by loss and no keyframe has come since, so the decoder
-    /// can't show pictures until one does: ask the sender for one (RTCP PLI).
+    /// can't show pictures until one does: the sender is asked for one (RTCP PLI).
     picture_lost: bool,
-    /// When the last PLI went, and how many RTP packets had come by then.
-    last_pli: Option<(Instant, u64)>,
+    /// `picture_lost` as last told by [`take_picture_change`](Self::take_picture_change).
+    picture_lost_told: bool,
 }
 
 impl TrackRx {
@@ -135,7 +131,7 @@ impl TrackRx {
             counters: Counters::default(),
             bye: false,
             picture_lost: false,
-            last_pli: None,
+            picture_lost_told: false,
             desc,
         }
     }
@@ -276,10 +272,7 @@ impl TrackRx {
                     match d.push(p.seq, p.rtp_timestamp, p.marker, &p.payload) {
                         Ok(Some(frame)) => self.emit(frame, wall_us, out),
                         Ok(None) => {}
-                        Err(e) => {
-                            self.counters.rejected_payloads += 1;
-                            tracing::debug!(track = self.desc.index, "{e}");
-                        }
+                        Err(e) => self.reject(&e),
                     }
                     while let Some(frame) = self.depacketizer.as_mut().and_then(Depacketizer::pull)
                     {
@@ -296,28 +289,43 @@ impl TrackRx {
                     let blocks = match text.push(p.seq, p.rtp_timestamp, pt, payload) {
                         Ok(b) => b,
                         Err(e) => {
-                            self.counters.rejected_payloads += 1;
-                            tracing::debug!(track = self.desc.index, "{e}");
+                            self.reject(&e);
                             continue;
                         }
                     };
                     for b in blocks {
-                        let (capture_us, from_sr) = self.clock.capture_us(b.timestamp);
-                        self.counters.units += 1;
-                        out.push(MediaUnit {
-                            track: self.desc.index,
-                            rtp_timestamp: b.timestamp,
-                            capture_us,
-                            capture_from_sr: from_sr,
-                            arrival_us: wall_us,
-                            keyframe: true,
-                            damaged: false,
-                            data: b.text.into_bytes(),
-                        });
+                        let unit = (b.timestamp, true, false, b.text.into_bytes());
+                        self.push_unit(unit, wall_us, out);
                     }
                 }
             }
         }
+    }
+
+    fn reject(&mut self, e: &dyn std::fmt::Display) {
+        self.counters.rejected_payloads += 1;
+        tracing::debug!(track = self.desc.index, "{e}");
+    }
+
+    /// One unit out: (RTP timestamp, keyframe, damaged, data), stamped with its capture time.
+    fn push_unit(
+        &mut self,
+        (timestamp, keyframe, damaged, data): (u32, bool, bool, Vec<u8>),
+        wall_us: i64,
+        out: &mut Vec<MediaUnit>,
+    ) {
+        let (capture_us, from_sr) = self.clock.capture_us(timestamp);
+        self.counters.units += 1;
+        out.push(MediaUnit {
+            track: self.desc.index,
+            rtp_timestamp: timestamp,
+            capture_us,
+            capture_from_sr: from_sr,
+            arrival_us: wall_us,
+            keyframe,
+            damaged,
+            data,
+        });
     }
 
     fn emit(&mut self, frame: Frame, wall_us: i64, out: &mut Vec<MediaUnit>) {
@@ -350,18 +358,7 @@ impl TrackRx {
             // A payload format added to proto later: not one we set up.
             _ => return,
         };
-        let (capture_us, from_sr) = self.clock.capture_us(timestamp);
-        self.counters.units += 1;
-        out.push(MediaUnit {
-            track: self.desc.index,
-            rtp_timestamp: timestamp,
-            capture_us,
-            capture_from_sr: from_sr,
-            arrival_us: wall_us,
-            keyframe,
-            damaged,
-            data,
-        });
+        self.push_unit((timestamp, keyframe, damaged, data), wall_us, out);
     }
 
     /// When [`poll`](Self::poll) may next have something.
@@ -402,22 +399,19 @@ impl TrackRx {
 }
 
 impl TrackRx {
-    /// An RTCP compound to send now asking for a keyframe, if a video picture was damaged by
-    /// loss and none has come since: receiver report, SDES and a Picture Loss Indication
-    /// for the sender's SSRC (RFC 4585 §6.3.1; FMT 1 of PSFB, understood by every RTP video
-    /// sender that handles feedback). Repeated every [`PLI_REPEAT`] until a keyframe arrives,
-    /// as long as packets keep coming.
+    /// Whether the picture was lost (`Some(true)`: a video picture was damaged by loss) or
+    /// came back (`Some(false)`: a whole keyframe) since the last call. The session decides
+    /// when to ask for a keyframe.
+    pub fn take_picture_change(&mut self) -> Option<bool> {
+        let lost = self.picture_lost;
+        (lost != std::mem::replace(&mut self.picture_lost_told, lost)).then_some(lost)
+    }
+
+    /// An RTCP compound asking for a keyframe: receiver report, SDES and a Picture Loss
+    /// Indication for the sender's SSRC (RFC 4585 §6.3.1; FMT 1 of PSFB, understood by every
+    /// RTP video sender that handles feedback). `None` before the sender's SSRC is known.
     pub fn keyframe_request(&mut self, ours: Ssrc, cname: &str, now: Instant) -> Option<Vec<u8>> {
-        let media = self.ssrc.filter(|_| self.picture_lost)?;
-        let received = self.counters.rtp_packets;
-        if let Some((t, then)) = self.last_pli {
-            // Too soon, or nothing has come since (paused, or the sender stalled): asking
-            // again would only make keyframes for the other viewers.
-            if now.saturating_duration_since(t) < PLI_REPEAT || received == then {
-                return None;
-            }
-        }
-        self.last_pli = Some((now, received));
+        let media = self.ssrc?;
         self.counters.plis += 1;
         let mut out = self.receiver_report(ours, cname, now);
         rtcp::write_compound(&[RtcpPacket::pli(ours, media)], &mut out);
@@ -642,24 +636,17 @@ mod tests {
         assert_eq!(out[1].capture_us, WALL0 + 33_333);
         assert_eq!(t.reception().unwrap().packets_lost(), 1);
 
-        // The damaged picture asks for a keyframe: RR + SDES + PLI for the sender's SSRC,
-        // not again within PLI_REPEAT, again after it.
+        // The damaged picture is told once; the keyframe request is RR + SDES + PLI for the
+        // sender's SSRC.
+        assert_eq!(t.take_picture_change(), Some(true));
+        assert_eq!(t.take_picture_change(), None);
         let req = t
             .keyframe_request(Ssrc(1), "me", t0)
-            .expect("a PLI after loss");
+            .expect("the sender's SSRC is known");
         let parsed = rtcp::parse_compound(&req).unwrap();
         assert!(matches!(parsed[0], RtcpPacket::ReceiverReport(_)));
         assert_eq!(parsed.last(), Some(&RtcpPacket::pli(Ssrc(1), Ssrc(5))));
-        assert!(t
-            .keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT / 2)
-            .is_none());
-        assert!(
-            t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_none(),
-            "nothing came since the PLI: don't ask again"
-        );
-        t.on_rtp(&packet(96, 1000, 6000, 5, false, &[0x41, 1]), t0, WALL0);
-        assert!(t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_some());
-        assert_eq!(t.counters.plis, 2);
+        assert_eq!(t.counters.plis, 1);
     }
 
     #[test]
@@ -689,24 +676,18 @@ mod tests {
         let mut out = Vec::new();
         send(&mut t, &delta, 0, None);
         t.poll(t0 + Duration::from_secs(1), WALL0, &mut out);
-        assert!(
-            t.keyframe_request(Ssrc(1), "me", t0).is_none(),
-            "no loss, no PLI"
-        );
+        assert_eq!(t.take_picture_change(), None, "no loss, no PLI");
         send(&mut t, &delta, 3000, Some(1));
         t.poll(t0 + Duration::from_secs(2), WALL0, &mut out);
-        assert!(t.keyframe_request(Ssrc(1), "me", t0).is_some());
+        assert_eq!(t.take_picture_change(), Some(true));
         // Undamaged delta pictures do not help: the decoder still waits.
         send(&mut t, &delta, 6000, None);
         t.poll(t0 + Duration::from_secs(3), WALL0, &mut out);
-        assert!(t.keyframe_request(Ssrc(1), "me", t0 + PLI_REPEAT).is_some());
+        assert_eq!(t.take_picture_change(), None);
         send(&mut t, &idr, 9000, None);
         t.poll(t0 + Duration::from_secs(4), WALL0, &mut out);
         assert!(out.last().unwrap().keyframe);
-        assert!(t
-            .keyframe_request(Ssrc(1), "me", t0 + 4 * PLI_REPEAT)
-            .is_none());
-        assert_eq!(t.counters.plis, 2);
+        assert_eq!(t.take_picture_change(), Some(false));
     }
 
     #[test]

@@ -1,0 +1,1605 @@
+//! The RTSP 1.0 client session (RFC 2326) as a Sans-IO state machine, in the str0m shape:
+//! [`Client::handle_input`] takes what happened (with `now`), [`Client::poll_output`] says what
+//! to do next: open a connection, send a request, bind a UDP port pair, tell the viewer
+//! something, or wake up at an instant. Nothing here opens a socket or reads a clock, so a
+//! test drives a whole session, minutes of it, with `Request`/`Response` values and hand-made
+//! `Instant`s.
+//!
+//! What it decides (RFC references at each rule):
+//! - the request sequence: OPTIONS (§10.1, for `Public`), DESCRIBE (§10.2; one redirect,
+//!   §11.3; base URL per C.1.1), SETUP per track (§10.4), PLAY (§10.5, `RTP-Info` §12.33),
+//!   PAUSE (§10.6) and PLAY again as the viewer asks, TEARDOWN (§10.7) after an RTCP BYE;
+//! - `CSeq` (§12.17), `Session` (§12.37) and `User-Agent` on every request;
+//! - the transport: UDP first in [`TransportMode::Auto`], interleaved TCP (§10.12) when the
+//!   server refuses UDP or no RTP arrives within [`Timers::udp_grace`] of PLAY; a session
+//!   that fell back keeps TCP across reconnects;
+//! - keep-alive every half session timeout: `GET_PARAMETER` if `Public` lists it, else
+//!   `OPTIONS` (and `OPTIONS` from the first refused `GET_PARAMETER` on);
+//! - when the server is gone: a request unanswered for [`Timers::request`], a lost
+//!   connection, [`Timers::media_timeout`] without RTP while playing, `454 Session Not Found`;
+//! - reconnection with exponential backoff (with a little seeded jitter so viewers of a
+//!   restarted server do not come back in lockstep), or in call mode a retry every
+//!   [`Timers::call_retry`] until the peer answers and a hangup once it has (RTCP BYE on
+//!   every audio and video track, or the peer closing the connection);
+//! - when to send RTCP receiver reports (RFC 3550 §6.3.1: randomized around the mean), the
+//!   NAT-opening reports after SETUP and PLAY (RFC 7604 §3.3.1), and keyframe requests
+//!   (PLI, RFC 4585 §6.3.1) for a damaged picture, repeated every
+//!   [`Timers::keyframe_repeat`] while packets come and no keyframe has.
+//!
+//! What it leaves to the shell: sockets and their addresses, parsing bytes into messages
+//! ([`parse`](super::parse())), the receive pipeline of each track (RTP/RTCP parsing,
+//! jitter buffer, depacketizer) and the bytes of RTCP packets. The shell tells the machine
+//! when RTP was accepted on a track ([`Input::MediaSeen`]), when the sender said BYE, and
+//! when a video picture was lost or came back ([`Input::PictureLost`],
+//! [`Input::KeyframeArrived`]).
+//!
+//! ```text
+//!  viewer ──Command──> Client ──Transmit(Request)──> shell ──bytes──> server
+//!                        ^                                              │
+//!                        └────Response──── shell (parse) <──bytes───────┘
+//!                        │
+//!                        └──Event(ClientEvent)──> shell ──> viewer
+//! ```
+//!
+//! Adding to it later, as states and events rather than shell code:
+//! - Digest authentication (RFC 2617 via RFC 2326 §12.5): a 401 to any blocking request
+//!   keeps the request, answers it with `Authorization` from the `WWW-Authenticate`
+//!   challenge and credentials from [`RtspUrl::userinfo`] (or a new `Input::Credentials`),
+//!   and resends it under a new `CSeq`; later requests carry the header too. The place is
+//!   `on_blocking_response`, before the refusal.
+//! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
+//!   with `mode=record`, RECORD instead of PLAY; the watchdog then watches our own sending
+//!   instead of RTP arriving. The steps are variants of the private `Step`; the rest is shared.
+//! - NACK (RFC 4585 §6.2.1) and its retransmission timers: a per-track list of missing
+//!   sequence numbers with deadlines, like the keyframe requests' pacing (`KeyframeWish`),
+//!   fed by an `Input::Gap { now, track, seq }` and answered by `ClientEvent::SendNack`;
+//!   its deadlines join the others in the next [`Output::Timeout`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::url::{self, RtspUrl};
+use super::{
+    CSeq, Header, Method, Public, Request, Response, RtpInfo, Session, StatusCode, Transport,
+    TransportProfile, TransportSpec,
+};
+use crate::sdp::{self, MediaDescription, SessionDescription};
+
+/// At most this many tracks are set up, so interleaved channel pairs fit in a byte.
+pub const MAX_TRACKS: usize = 127;
+
+/// How RTP should reach us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TransportMode {
+    /// UDP first; interleaved TCP when UDP is refused or brings nothing.
+    #[default]
+    Auto,
+    Udp,
+    Tcp,
+}
+
+/// The clocks of the session. [`Default`] gives the values the player uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timers {
+    /// How long a request may go unanswered before the connection is presumed lost.
+    pub request: Duration,
+    /// How long the TEARDOWNs of a polite ending are waited for, in all.
+    pub teardown: Duration,
+    /// First wait before reconnecting; doubles up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Call mode: how often an unanswered call is retried.
+    pub call_retry: Duration,
+    /// How long UDP gets to deliver the first RTP packet after PLAY ([`TransportMode::Auto`]).
+    pub udp_grace: Duration,
+    /// How long a playing session may go without RTP before it is presumed lost.
+    pub media_timeout: Duration,
+    /// Mean interval between receiver reports, randomized ×[0.5, 1.5] (RFC 3550 §6.3.1).
+    pub receiver_reports: Duration,
+    /// How often [`ClientEvent::StatsDue`] comes while the session is up.
+    pub stats: Duration,
+    /// While a damaged picture waits for a keyframe, the request is repeated this often (it,
+    /// or the keyframe, may be lost too), and only if packets came since the last one.
+    pub keyframe_repeat: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            request: Duration::from_secs(10),
+            teardown: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(8),
+            call_retry: Duration::from_secs(1),
+            udp_grace: Duration::from_secs(2),
+            media_timeout: Duration::from_secs(5),
+            // Below RFC 3550's 5 s recommended minimum, within its §6.2 allowance for a
+            // reduced minimum (360 / session bandwidth in kbit/s, a fraction of a second
+            // here), so servers that count reports as keep-alive see them often.
+            receiver_reports: Duration::from_millis(2500),
+            stats: Duration::from_secs(1),
+            // The server makes at most one keyframe per 500 ms anyway.
+            keyframe_repeat: Duration::from_millis(300),
+        }
+    }
+}
+
+/// `Session` timeout when the server names none (RFC 2326 §12.37).
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Backoff waits are stretched by a random factor in [1, 1 + this).
+const BACKOFF_JITTER: f64 = 0.05;
+/// Unanswered keep-alives remembered at most (a server that never answers them).
+const MAX_PENDING: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub transport: TransportMode,
+    /// Call mode: retry every [`Timers::call_retry`] until the peer answers; once it has, a
+    /// BYE or a lost connection ends the call instead of reconnecting.
+    pub call: bool,
+    /// Sent as `User-Agent` with every request.
+    pub user_agent: String,
+    /// Which media sections to set up (the codecs the shell can receive).
+    pub playable: fn(&MediaDescription) -> bool,
+    /// The end reason when no media section is playable.
+    pub no_playable_track: String,
+    pub timers: Timers,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            transport: TransportMode::Auto,
+            call: false,
+            user_agent: "livecast".into(),
+            playable: |_| true,
+            no_playable_track: "no playable track in the session description".into(),
+            timers: Timers::default(),
+        }
+    }
+}
+
+/// What the viewer asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Hold the stream (PAUSE), kept across reconnects.
+    Pause,
+    /// Play again after a pause.
+    Resume,
+    /// BYE, TEARDOWN, then [`End::Stopped`].
+    Stop,
+}
+
+/// What happened, for [`Client::handle_input`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The connection asked for by [`Output::Connect`] is up.
+    Connected {
+        now: Instant,
+    },
+    /// It could not be opened; `why` is for the viewer.
+    ConnectFailed {
+        now: Instant,
+        why: String,
+    },
+    /// A response from the server.
+    Response {
+        now: Instant,
+        resp: Response,
+    },
+    /// A request from the server (keep-alive probes, §10).
+    Request {
+        now: Instant,
+        req: Request,
+    },
+    /// The connection ended; `by_peer` when the server closed it cleanly.
+    ConnectionLost {
+        now: Instant,
+        why: String,
+        by_peer: bool,
+    },
+    /// The port pair asked for by [`Output::BindUdp`] is bound.
+    UdpBound {
+        now: Instant,
+        track: usize,
+        rtp_port: u16,
+        rtcp_port: u16,
+    },
+    /// It could not be bound; `why` is for the viewer.
+    UdpBindFailed {
+        now: Instant,
+        track: usize,
+        why: String,
+    },
+    /// An RTP packet of `track` was accepted (right source and payload type).
+    MediaSeen {
+        now: Instant,
+        track: usize,
+    },
+    /// The sender of `track` said goodbye (RTCP BYE, RFC 3550 §6.6).
+    Bye {
+        now: Instant,
+        track: usize,
+    },
+    /// A picture of video track `track` was damaged by loss: its decoder can show nothing
+    /// until a keyframe comes.
+    PictureLost {
+        now: Instant,
+        track: usize,
+    },
+    /// A keyframe of `track` arrived whole: the decoder is back.
+    KeyframeArrived {
+        now: Instant,
+        track: usize,
+    },
+    Command {
+        now: Instant,
+        cmd: Command,
+    },
+    /// The instant last given by [`Output::Timeout`] (or any later one) has come.
+    Timeout(Instant),
+}
+
+/// What to do, from [`Client::poll_output`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Open a TCP connection (closing any current one and every UDP socket).
+    Connect {
+        host: String,
+        port: u16,
+    },
+    /// Close the connection and every UDP socket.
+    Disconnect,
+    /// Write this request on the connection (`CSeq`, `Session`, `User-Agent` are set).
+    Transmit(Request),
+    /// Write this response to a request of the server's.
+    Respond(Response),
+    /// Bind an RTP/RTCP port pair (RFC 3550 §11) for `track`, then [`Input::UdpBound`].
+    BindUdp {
+        track: usize,
+    },
+    Event(ClientEvent),
+    /// Nothing more to do now; call [`Client::handle_input`] with [`Input::Timeout`] then.
+    Timeout(Instant),
+}
+
+/// A track chosen from the session description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// Index of its media section in the description.
+    pub media_index: usize,
+    /// `video`, `audio`, `text` ...
+    pub media: String,
+    /// Its control URL, for SETUP (RFC 2326 C.1.1).
+    pub control: String,
+}
+
+/// How a track's media arrives, from the SETUP response's `Transport` (§12.39).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackLink {
+    /// Interleaved on the RTSP connection, on these channels.
+    Tcp { rtp: u8, rtcp: u8 },
+    /// On the bound port pair, from `source` (`None`: the RTSP server's address) and its
+    /// `server_port` pair, if given.
+    Udp {
+        source: Option<IpAddr>,
+        server_ports: Option<(u16, u16)>,
+    },
+}
+
+/// `RTP-Info` (§12.33) of a PLAY response, per track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackRtpInfo {
+    pub track: usize,
+    pub rtptime: Option<u32>,
+    pub seq: Option<u16>,
+}
+
+/// How the client ended for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Told to stop.
+    Stopped,
+    /// Retrying cannot help (bad URL, 404, 401, no playable track ...).
+    Failed(String),
+    /// Call mode: the peer hung up or is gone after it had answered.
+    CallEnded(String),
+}
+
+/// What the shell and the viewer are told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// The first attempt is starting (not in call mode).
+    Connecting,
+    /// Call mode: attempt `attempt` failed (0 before the first); the next in
+    /// [`Timers::call_retry`].
+    Calling { attempt: u32, reason: String },
+    /// The attempt ended; the next starts in `retry_in`.
+    Reconnecting {
+        attempt: u32,
+        reason: String,
+        retry_in: Duration,
+    },
+    /// DESCRIBE answered (on every attempt): the raw and parsed description, its base URL and
+    /// the tracks that will be set up, in order (track numbers below index this list).
+    Described {
+        sdp: String,
+        session: Box<SessionDescription>,
+        base: String,
+        tracks: Vec<TrackInfo>,
+    },
+    /// SETUP of every track starts again over `tcp` or UDP: drop old links and receive state.
+    TracksReset { tcp: bool },
+    /// A track is set up; `ssrc` is the one the server announced.
+    TransportChosen {
+        track: usize,
+        link: TrackLink,
+        ssrc: Option<u32>,
+    },
+    /// A PLAY was answered 200 (first or resume).
+    Playing { rtp_info: Vec<TrackRtpInfo> },
+    /// RTP flows since the last PLAY.
+    Streaming { tcp: bool },
+    /// The server holds the stream (PAUSE answered, or the viewer wanted it paused from the
+    /// start).
+    Paused,
+    /// Send a receiver report from each of `track`'s UDP ports to the server's, to open NAT
+    /// bindings.
+    NatPunch { track: usize },
+    /// Send a receiver report + SDES on every track (RFC 3550 §6.4.2).
+    SendReceiverReports,
+    /// Send an RTCP BYE on every track (RFC 3550 §6.6): TEARDOWN follows.
+    SendBye,
+    /// Ask the sender of `track` for a keyframe: RTCP PLI (RFC 4585 §6.3.1).
+    RequestKeyframe { track: usize },
+    /// A keep-alive went out (its request is the preceding [`Output::Transmit`]).
+    KeepAliveSent,
+    /// Time to report statistics.
+    StatsDue,
+    /// The end: nothing more comes out but [`Output::Timeout`].
+    Ended(End),
+}
+
+/// How one attempt ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Stopped,
+    Fatal(String),
+    Lost(String),
+    /// The peer hung up (call mode).
+    Hangup(String),
+}
+
+/// What follows a TEARDOWN round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AfterTeardown {
+    End(Outcome),
+    /// UDP did not work: set up again over TCP on the same connection.
+    SetupTcp,
+}
+
+/// Where the session is. A blocking request (one the next step waits for) is in
+/// [`Attempt::awaiting`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    /// Waiting to (re)connect.
+    Idle {
+        until: Instant,
+    },
+    Connecting,
+    Options,
+    Describe,
+    /// SETUP of `track` (over UDP, first waiting for its ports).
+    Setup {
+        track: usize,
+    },
+    /// The first PLAY, to the `next`-th control URL.
+    Play {
+        next: usize,
+    },
+    Streaming,
+    TearingDown {
+        urls: VecDeque<String>,
+        until: Instant,
+        then: AfterTeardown,
+    },
+    Ended,
+}
+
+/// A request sent while streaming, answered whenever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Async {
+    KeepAlive,
+    Pause,
+    Play,
+}
+
+#[derive(Clone, Debug)]
+struct Awaiting {
+    cseq: u32,
+    deadline: Instant,
+    what: String,
+}
+
+/// State of one connection attempt.
+#[derive(Clone, Debug)]
+struct Attempt {
+    /// The URL requests go to (changed by a redirect).
+    url: String,
+    connected: bool,
+    redirected: bool,
+    cseq: u32,
+    session: Option<String>,
+    session_timeout: Duration,
+    public: Vec<Method>,
+    keepalive: Method,
+    aggregate: Option<String>,
+    tracks: Vec<TrackInfo>,
+    /// Per track: UDP rather than interleaved TCP.
+    udp: Vec<bool>,
+    awaiting: Option<Awaiting>,
+    pending: BTreeMap<u32, (Async, Option<Instant>)>,
+    in_flight: u32,
+    server_paused: bool,
+    dog: Watchdog,
+    next_keepalive: Option<Instant>,
+    next_rr: Option<Instant>,
+    next_stats: Option<Instant>,
+    /// RTP arrived before the session reached [`Step::Streaming`].
+    early_media: bool,
+    /// RTP arrived since the last PLAY; `announced` once [`ClientEvent::Streaming`] went.
+    rtp_since_play: bool,
+    announced: bool,
+    /// Media flowed in this attempt.
+    streamed: bool,
+    bye: Vec<bool>,
+    keyframes: Vec<KeyframeWish>,
+    stop_requested: bool,
+}
+
+/// Keyframe requests of one track.
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyframeWish {
+    /// A damaged picture waits for a keyframe.
+    waiting: bool,
+    /// RTP packets seen on the track.
+    packets: u64,
+    /// When the last request went, and the packet count then.
+    last: Option<(Instant, u64)>,
+}
+
+impl KeyframeWish {
+    /// When the next request may go: at once if none went yet; else `repeat` after the last
+    /// one, and only once packets came since (none came: paused, or the sender stalled; asking
+    /// again would only make keyframes for the other viewers).
+    fn due(&self, repeat: Duration) -> Option<Option<Instant>> {
+        if !self.waiting {
+            return None;
+        }
+        match self.last {
+            None => Some(None),
+            Some((t, n)) => (self.packets != n).then_some(Some(t + repeat)),
+        }
+    }
+}
+
+impl Attempt {
+    fn new(url: String) -> Self {
+        Attempt {
+            url,
+            connected: false,
+            redirected: false,
+            cseq: 0,
+            session: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            public: Vec::new(),
+            keepalive: Method::Options,
+            aggregate: None,
+            tracks: Vec::new(),
+            udp: Vec::new(),
+            awaiting: None,
+            pending: BTreeMap::new(),
+            in_flight: 0,
+            server_paused: true,
+            dog: Watchdog::new(false, Duration::ZERO, Duration::ZERO),
+            next_keepalive: None,
+            next_rr: None,
+            next_stats: None,
+            early_media: false,
+            rtp_since_play: false,
+            announced: false,
+            streamed: false,
+            bye: Vec::new(),
+            keyframes: Vec::new(),
+            stop_requested: false,
+        }
+    }
+
+    /// The URLs PLAY/PAUSE/TEARDOWN go to: the aggregate, else every track (RFC 2326 C.1.1).
+    fn control_urls(&self) -> Vec<String> {
+        match &self.aggregate {
+            Some(a) => vec![a.clone()],
+            None => self.tracks.iter().map(|t| t.control.clone()).collect(),
+        }
+    }
+
+    /// Keep-alive every half session timeout (RFC 2326 §12.37).
+    fn keepalive_interval(&self) -> Duration {
+        (self.session_timeout / 2).max(Duration::from_secs(1))
+    }
+
+    /// Every audio and video track got a BYE: the peer closed its stream.
+    fn peer_left(&self) -> bool {
+        let mut av = self
+            .tracks
+            .iter()
+            .zip(&self.bye)
+            .filter(|(t, _)| t.media != "text")
+            .peekable();
+        av.peek().is_some() && av.all(|(_, bye)| *bye)
+    }
+}
+
+/// The RTSP client session. See the [module docs](self).
+#[derive(Debug)]
+pub struct Client {
+    cfg: ClientConfig,
+    /// The URL as given (each attempt starts from it; a redirect lasts one attempt).
+    url: String,
+    rng: SmallRng,
+    out: VecDeque<Output>,
+    last_now: Instant,
+    step: Step,
+    a: Attempt,
+    /// Interleaved TCP: forced, or UDP failed once.
+    tcp: bool,
+    /// The viewer wants the server paused (kept across reconnects).
+    want_paused: bool,
+    attempt: u32,
+    backoff: Duration,
+    /// Call mode: media flowed in some attempt.
+    answered: bool,
+}
+
+impl Client {
+    /// A client for `url`, starting at `now`; `seed` drives every random choice (report
+    /// intervals, backoff jitter). A URL that is not `rtsp://` ends it at once
+    /// ([`End::Failed`]).
+    pub fn new(cfg: ClientConfig, url: &str, now: Instant, seed: u64) -> Self {
+        let mut c = Client {
+            tcp: cfg.transport == TransportMode::Tcp,
+            backoff: cfg.timers.backoff_min,
+            cfg,
+            url: url.to_owned(),
+            rng: SmallRng::seed_from_u64(seed),
+            out: VecDeque::new(),
+            last_now: now,
+            step: Step::Idle { until: now },
+            a: Attempt::new(url.to_owned()),
+            want_paused: false,
+            attempt: 0,
+            answered: false,
+        };
+        c.emit(if c.cfg.call {
+            ClientEvent::Calling {
+                attempt: 0,
+                reason: String::new(),
+            }
+        } else {
+            ClientEvent::Connecting
+        });
+        if let Err(e) = RtspUrl::parse(url) {
+            c.step = Step::Ended;
+            c.emit(ClientEvent::Ended(End::Failed(e.to_string())));
+        } else {
+            c.start_attempt();
+        }
+        c
+    }
+
+    /// The next thing to do; [`Output::Timeout`] when nothing is left for now.
+    pub fn poll_output(&mut self) -> Output {
+        self.out
+            .pop_front()
+            .unwrap_or_else(|| Output::Timeout(self.next_timeout()))
+    }
+
+    /// Whether the session has ended for good.
+    pub fn is_ended(&self) -> bool {
+        self.step == Step::Ended
+    }
+
+    /// Media comes (or will come) interleaved on the RTSP connection.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+
+    pub fn handle_input(&mut self, input: Input) {
+        if self.step == Step::Ended {
+            return;
+        }
+        match input {
+            Input::Connected { now } => {
+                self.tick(now);
+                if self.step == Step::Connecting {
+                    self.a.connected = true;
+                    let url = self.a.url.clone();
+                    self.step = Step::Options;
+                    self.send_blocking(Request::new(Method::Options, url), now);
+                }
+            }
+            Input::ConnectFailed { now, why } => {
+                self.tick(now);
+                if self.step == Step::Connecting {
+                    let target = RtspUrl::parse(&self.a.url).map(|u| u.authority());
+                    let to = target.unwrap_or_else(|_| self.a.url.clone());
+                    let redirected = if self.a.redirected {
+                        " (redirected)"
+                    } else {
+                        ""
+                    };
+                    self.conclude(
+                        Outcome::Lost(format!("cannot connect to {to}{redirected}: {why}")),
+                        now,
+                    );
+                }
+            }
+            Input::Response { now, resp } => {
+                self.tick(now);
+                self.on_response(resp, now);
+            }
+            Input::Request { now, req } => {
+                self.tick(now);
+                self.answer(&req);
+            }
+            Input::ConnectionLost { now, why, by_peer } => {
+                self.tick(now);
+                self.on_connection_lost(why, by_peer, now);
+            }
+            Input::UdpBound {
+                now,
+                track,
+                rtp_port,
+                rtcp_port,
+            } => {
+                self.tick(now);
+                if self.step == (Step::Setup { track }) && self.a.awaiting.is_none() {
+                    let spec = TransportSpec {
+                        profile: TransportProfile::RtpAvp,
+                        client_port: Some((rtp_port, rtcp_port)),
+                        ..TransportSpec::default()
+                    };
+                    self.send_setup(track, spec, now);
+                }
+            }
+            Input::UdpBindFailed { now, track, why } => {
+                self.tick(now);
+                if self.step == (Step::Setup { track }) && self.a.awaiting.is_none() {
+                    self.finish(Outcome::Lost(why), now);
+                }
+            }
+            Input::MediaSeen { now, track } => {
+                self.tick(now);
+                self.on_media(track, now);
+            }
+            Input::Bye { now, track } => {
+                self.tick(now);
+                if let Some(b) = self.a.bye.get_mut(track) {
+                    *b = true;
+                }
+                if self.cfg.call && self.a.peer_left() && self.has_tracks_step() {
+                    self.finish(Outcome::Hangup("the peer hung up".into()), now);
+                }
+            }
+            Input::PictureLost { now, track } | Input::KeyframeArrived { now, track } => {
+                self.tick(now);
+                let lost = matches!(input, Input::PictureLost { .. });
+                if let Some(k) = self.a.keyframes.get_mut(track) {
+                    k.waiting = lost;
+                }
+                self.keyframe_requests(now);
+            }
+            Input::Command { now, cmd } => {
+                self.tick(now);
+                self.on_command(cmd, now);
+            }
+            Input::Timeout(now) => {
+                self.tick(now);
+                self.on_timeout(now);
+            }
+        }
+    }
+
+    /// The earliest instant something is due.
+    fn next_timeout(&self) -> Instant {
+        let a = &self.a;
+        let far = self.last_now + Duration::from_secs(3600);
+        let mut at = match &self.step {
+            Step::Idle { until } => *until,
+            Step::TearingDown { until, .. } => *until,
+            Step::Streaming => [a.next_keepalive, a.next_rr, a.next_stats, a.dog.deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(far),
+            _ => far,
+        };
+        if let Some(w) = &a.awaiting {
+            at = at.min(w.deadline);
+        }
+        if let Some(d) = a.pending.values().filter_map(|(_, d)| *d).min() {
+            at = at.min(d);
+        }
+        let repeat = self.cfg.timers.keyframe_repeat;
+        for k in &a.keyframes {
+            if let Some(Some(d)) = k.due(repeat) {
+                at = at.min(d);
+            }
+        }
+        at
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+    }
+
+    fn emit(&mut self, ev: ClientEvent) {
+        self.out.push_back(Output::Event(ev));
+    }
+
+    /// Whether the tracks of the description are in use (SETUP or later).
+    fn has_tracks_step(&self) -> bool {
+        matches!(
+            self.step,
+            Step::Setup { .. } | Step::Play { .. } | Step::Streaming
+        )
+    }
+
+    // ---- attempts ------------------------------------------------------------------------
+
+    fn start_attempt(&mut self) {
+        self.a = Attempt::new(self.url.clone());
+        self.connect();
+    }
+
+    fn connect(&mut self) {
+        match RtspUrl::parse(&self.a.url) {
+            Ok(u) => {
+                self.step = Step::Connecting;
+                self.out.push_back(Output::Connect {
+                    host: u.host,
+                    port: u.port,
+                });
+            }
+            // Checked in new() and for redirects before they get here.
+            Err(e) => {
+                let now = self.last_now;
+                self.conclude(Outcome::Fatal(e.to_string()), now);
+            }
+        }
+    }
+
+    /// Ends the attempt: a polite one (stop, fatal) with BYE and TEARDOWN waited for, a lost
+    /// one with TEARDOWN sent and not waited for, then [`Self::conclude`].
+    fn finish(&mut self, outcome: Outcome, now: Instant) {
+        let wait = !matches!(outcome, Outcome::Lost(_) | Outcome::Hangup(_));
+        self.teardown(wait, AfterTeardown::End(outcome), now);
+    }
+
+    /// RTCP BYE, then TEARDOWN to each control URL (RFC 2326 §10.7), one after the other
+    /// within [`Timers::teardown`] if `wait`, all at once otherwise.
+    fn teardown(&mut self, wait: bool, then: AfterTeardown, now: Instant) {
+        self.a.awaiting = None;
+        self.a.pending.clear();
+        self.a.in_flight = 0;
+        if self.a.session.is_none() || !self.a.connected {
+            return self.after_teardown(then, now);
+        }
+        self.emit(ClientEvent::SendBye);
+        let mut urls: VecDeque<String> = self.a.control_urls().into();
+        if !wait {
+            for u in urls {
+                self.send(Request::new(Method::Teardown, u));
+            }
+            self.after_teardown(then, now);
+            return;
+        }
+        let until = now + self.cfg.timers.teardown;
+        if let Some(u) = urls.pop_front() {
+            self.send_teardown(u, until);
+        }
+        self.step = Step::TearingDown { urls, until, then };
+    }
+
+    fn send_teardown(&mut self, url: String, until: Instant) {
+        let what = format!("TEARDOWN {url}");
+        let cseq = self.send(Request::new(Method::Teardown, url));
+        self.a.awaiting = Some(Awaiting {
+            cseq,
+            deadline: until,
+            what,
+        });
+    }
+
+    fn after_teardown(&mut self, then: AfterTeardown, now: Instant) {
+        self.a.session = None;
+        self.a.awaiting = None;
+        match then {
+            AfterTeardown::End(o) => self.conclude(o, now),
+            AfterTeardown::SetupTcp if self.a.stop_requested => {
+                self.conclude(Outcome::Stopped, now)
+            }
+            AfterTeardown::SetupTcp if !self.a.connected => self.conclude(
+                Outcome::Lost("connection closed after TEARDOWN".into()),
+                now,
+            ),
+            AfterTeardown::SetupTcp => {
+                self.tcp = true;
+                self.begin_setup(now);
+            }
+        }
+    }
+
+    /// Closes everything and decides what comes next: the end, or another attempt after a
+    /// backoff (call mode: after [`Timers::call_retry`], until the peer has answered once).
+    fn conclude(&mut self, outcome: Outcome, now: Instant) {
+        if !matches!(self.step, Step::Idle { .. }) {
+            self.out.push_back(Output::Disconnect);
+        }
+        let streamed = self.a.streamed;
+        self.a = Attempt::new(self.url.clone());
+        let reason = match outcome {
+            Outcome::Stopped => return self.end(End::Stopped),
+            Outcome::Fatal(msg) => return self.end(End::Failed(msg)),
+            Outcome::Lost(r) | Outcome::Hangup(r) => r,
+        };
+        if self.cfg.call {
+            self.answered |= streamed;
+            if self.answered {
+                return self.end(End::CallEnded(reason));
+            }
+            self.attempt = self.attempt.saturating_add(1);
+            self.emit(ClientEvent::Calling {
+                attempt: self.attempt,
+                reason,
+            });
+            self.step = Step::Idle {
+                until: now + self.cfg.timers.call_retry,
+            };
+            return;
+        }
+        if streamed {
+            self.attempt = 0;
+            self.backoff = self.cfg.timers.backoff_min;
+        }
+        self.attempt = self.attempt.saturating_add(1);
+        let retry_in = self
+            .backoff
+            .mul_f64(1.0 + self.rng.random_range(0.0..BACKOFF_JITTER));
+        self.emit(ClientEvent::Reconnecting {
+            attempt: self.attempt,
+            reason,
+            retry_in,
+        });
+        self.step = Step::Idle {
+            until: now + retry_in,
+        };
+        self.backoff = (self.backoff * 2).min(self.cfg.timers.backoff_max);
+    }
+
+    fn end(&mut self, end: End) {
+        self.step = Step::Ended;
+        self.emit(ClientEvent::Ended(end));
+    }
+
+    fn on_connection_lost(&mut self, why: String, by_peer: bool, now: Instant) {
+        if !self.a.connected {
+            return;
+        }
+        self.a.connected = false;
+        if let Step::TearingDown { then, .. } = &self.step {
+            let then = then.clone();
+            self.after_teardown(then, now);
+            return;
+        }
+        // A peer hanging up closes its server's connections right after its BYEs.
+        let outcome = if self.cfg.call && by_peer {
+            Outcome::Hangup("the peer hung up".into())
+        } else {
+            Outcome::Lost(why)
+        };
+        self.conclude(outcome, now);
+    }
+
+    fn on_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Pause | Command::Resume => {
+                self.want_paused = cmd == Command::Pause;
+                if self.step == Step::Streaming {
+                    self.reconcile();
+                }
+            }
+            Command::Stop => match self.step {
+                Step::TearingDown { .. } => self.a.stop_requested = true,
+                Step::Idle { .. } | Step::Connecting => self.conclude(Outcome::Stopped, now),
+                _ => self.finish(Outcome::Stopped, now),
+            },
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        if let Step::Idle { until } = self.step {
+            if now >= until {
+                self.start_attempt();
+            }
+            return;
+        }
+        if let Some(w) = &self.a.awaiting {
+            if now >= w.deadline {
+                let what = w.what.clone();
+                if let Step::TearingDown { then, .. } = &self.step {
+                    let then = then.clone();
+                    self.after_teardown(then, now);
+                } else {
+                    let secs = self.cfg.timers.request.as_secs();
+                    let why = format!("no response to {what} within {secs} s");
+                    self.finish(Outcome::Lost(why), now);
+                }
+                return;
+            }
+        }
+        if let Step::TearingDown { until, then, .. } = &self.step {
+            if now >= *until {
+                let then = then.clone();
+                self.after_teardown(then, now);
+            }
+            return;
+        }
+        let overdue: Vec<(u32, Async)> = self
+            .a
+            .pending
+            .iter()
+            .filter(|(_, (_, d))| d.is_some_and(|d| now >= d))
+            .map(|(c, (k, _))| (*c, *k))
+            .collect();
+        for (cseq, kind) in overdue {
+            self.a.pending.remove(&cseq);
+            let what = match kind {
+                Async::Pause => "PAUSE",
+                Async::Play => "PLAY",
+                Async::KeepAlive => continue,
+            };
+            let secs = self.cfg.timers.request.as_secs();
+            let why = format!("no response to {what} within {secs} s");
+            return self.finish(Outcome::Lost(why), now);
+        }
+        if self.step == Step::Streaming {
+            self.streaming_timers(now);
+        }
+        self.keyframe_requests(now);
+    }
+
+    /// A keyframe request for each track whose damaged picture waits and whose pacing allows.
+    fn keyframe_requests(&mut self, now: Instant) {
+        if !self.has_tracks_step() {
+            return;
+        }
+        let repeat = self.cfg.timers.keyframe_repeat;
+        for track in 0..self.a.keyframes.len() {
+            let k = &mut self.a.keyframes[track];
+            if k.due(repeat).is_some_and(|d| d.is_none_or(|d| now >= d)) {
+                k.last = Some((now, k.packets));
+                self.emit(ClientEvent::RequestKeyframe { track });
+            }
+        }
+    }
+
+    // ---- requests ------------------------------------------------------------------------
+
+    /// Numbers `req` (§12.17), adds the session (§12.37) and our name, and queues it.
+    fn send(&mut self, mut req: Request) -> u32 {
+        self.a.cseq = self.a.cseq.wrapping_add(1);
+        req.headers.set_typed(&CSeq(self.a.cseq));
+        req.headers.set("User-Agent", self.cfg.user_agent.as_str());
+        if let Some(s) = &self.a.session {
+            if req.headers.get(Session::NAME).is_none() {
+                req.headers.set(Session::NAME, s.as_str());
+            }
+        }
+        self.out.push_back(Output::Transmit(req));
+        self.a.cseq
+    }
+
+    /// Sends a request the next step waits for, within [`Timers::request`].
+    fn send_blocking(&mut self, req: Request, now: Instant) {
+        let what = format!("{} {}", req.method, req.uri);
+        let cseq = self.send(req);
+        self.a.awaiting = Some(Awaiting {
+            cseq,
+            deadline: now + self.cfg.timers.request,
+            what,
+        });
+    }
+
+    /// Sends a request answered whenever (keep-alive, PAUSE, resuming PLAY).
+    fn send_async(&mut self, req: Request, kind: Async, now: Instant) {
+        let cseq = self.send(req);
+        if self.a.pending.len() >= MAX_PENDING {
+            self.a.pending.retain(|_, (k, _)| *k != Async::KeepAlive);
+        }
+        // A server may ignore keep-alives; PAUSE and PLAY must be answered.
+        let deadline = (kind != Async::KeepAlive).then(|| now + self.cfg.timers.request);
+        self.a.pending.insert(cseq, (kind, deadline));
+    }
+
+    /// Requests from the server (RFC 2326 §10: OPTIONS and GET_PARAMETER as keep-alive
+    /// probes) are answered 200; anything else 501.
+    fn answer(&mut self, req: &Request) {
+        let status = match req.method {
+            Method::Options | Method::GetParameter => StatusCode::OK,
+            _ => StatusCode::NOT_IMPLEMENTED,
+        };
+        let mut resp = Response::new(status);
+        if let Some(c) = req.headers.get(CSeq::NAME) {
+            resp = resp.header(CSeq::NAME, c);
+        }
+        self.out.push_back(Output::Respond(resp));
+    }
+
+    fn on_response(&mut self, resp: Response, now: Instant) {
+        let cseq = resp.cseq().ok().flatten();
+        let ours = self
+            .a
+            .awaiting
+            .as_ref()
+            // A server that leaves out CSeq: one blocking request is outstanding.
+            .is_some_and(|w| cseq.is_none_or(|c| c == w.cseq));
+        if ours {
+            self.a.awaiting = None;
+            return self.on_blocking_response(resp, now);
+        }
+        let Some((kind, _)) = cseq.and_then(|c| self.a.pending.remove(&c)) else {
+            return; // late, or not ours
+        };
+        if resp.status == StatusCode::SESSION_NOT_FOUND {
+            let why = "the server no longer knows our session (454)".to_owned();
+            return self.finish(Outcome::Lost(why), now);
+        }
+        match kind {
+            Async::KeepAlive => {
+                if !resp.status.is_success() && self.a.keepalive == Method::GetParameter {
+                    self.a.keepalive = Method::Options;
+                }
+            }
+            Async::Pause | Async::Play => {
+                self.a.in_flight = self.a.in_flight.saturating_sub(1);
+                if !resp.status.is_success() {
+                    // Don't ask again and again: the wish follows the server.
+                    self.want_paused = self.a.server_paused;
+                } else if kind == Async::Play {
+                    self.on_play_ok(&resp, now);
+                } else if !self.a.server_paused {
+                    self.a.server_paused = true;
+                    self.a.dog.on_pause();
+                    self.emit(ClientEvent::Paused);
+                }
+            }
+        }
+    }
+
+    fn on_blocking_response(&mut self, resp: Response, now: Instant) {
+        match self.step.clone() {
+            Step::Options => {
+                if let Some(loc) = redirect_location(&resp) {
+                    return self.follow(&loc, now);
+                }
+                if resp.status.is_success() {
+                    self.a.public = resp
+                        .headers
+                        .get_typed::<Public>()
+                        .ok()
+                        .flatten()
+                        .map(|p| p.0)
+                        .unwrap_or_default();
+                }
+                self.step = Step::Describe;
+                let req = Request::new(Method::Describe, self.a.url.as_str())
+                    .header("Accept", "application/sdp");
+                self.send_blocking(req, now);
+            }
+            Step::Describe => {
+                if let Some(loc) = redirect_location(&resp) {
+                    return self.follow(&loc, now);
+                }
+                if !resp.status.is_success() {
+                    return self.finish(refused("DESCRIBE", &resp), now);
+                }
+                self.on_description(resp, now);
+            }
+            Step::Setup { track } => self.on_setup_response(track, resp, now),
+            Step::Play { next } => {
+                if !resp.status.is_success() {
+                    return self.finish(refused("PLAY", &resp), now);
+                }
+                self.on_play_ok(&resp, now);
+                self.play(next + 1, now);
+            }
+            Step::TearingDown {
+                mut urls,
+                until,
+                then,
+            } => match urls.pop_front() {
+                Some(u) => {
+                    self.send_teardown(u, until);
+                    self.step = Step::TearingDown { urls, until, then };
+                }
+                None => self.after_teardown(then, now),
+            },
+            Step::Idle { .. } | Step::Connecting | Step::Streaming | Step::Ended => {}
+        }
+    }
+
+    // ---- OPTIONS, DESCRIBE ---------------------------------------------------------------
+
+    /// Follows one redirect (3xx with `Location`, §11.3) to a new connection.
+    fn follow(&mut self, location: &str, now: Instant) {
+        if self.a.redirected {
+            let why = format!("redirected again, to {location}");
+            return self.finish(Outcome::Fatal(why), now);
+        }
+        match RtspUrl::parse(&url::resolve(&self.a.url, location)) {
+            Ok(target) => {
+                self.a.redirected = true;
+                self.a.connected = false;
+                self.a.url = target.full;
+                self.connect();
+            }
+            Err(e) => self.finish(Outcome::Fatal(format!("redirect: {e}")), now),
+        }
+    }
+
+    fn on_description(&mut self, resp: Response, now: Instant) {
+        let text = String::from_utf8_lossy(&resp.body).into_owned();
+        let session = match sdp::parse(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("the server's session description is invalid: {e}");
+                return self.finish(Outcome::Fatal(why), now);
+            }
+        };
+        let base = url::describe_base(
+            &self.a.url,
+            resp.headers.get("Content-Base"),
+            resp.headers.get("Content-Location"),
+        );
+        self.a.aggregate = session.control().map(|c| url::aggregate(&base, Some(c)));
+        self.a.tracks = select_tracks(&session, &base, self.cfg.playable);
+        if self.a.tracks.is_empty() {
+            let why = self.cfg.no_playable_track.clone();
+            return self.finish(Outcome::Fatal(why), now);
+        }
+        self.a.keepalive = if self.a.public.contains(&Method::GetParameter) {
+            Method::GetParameter
+        } else {
+            Method::Options
+        };
+        self.emit(ClientEvent::Described {
+            sdp: text,
+            session: Box::new(session),
+            base,
+            tracks: self.a.tracks.clone(),
+        });
+        self.begin_setup(now);
+    }
+
+    // ---- SETUP -----------------------------------------------------------------------------
+
+    fn begin_setup(&mut self, now: Instant) {
+        let n = self.a.tracks.len();
+        self.a.udp = vec![false; n];
+        self.a.bye = vec![false; n];
+        self.a.keyframes = vec![KeyframeWish::default(); n];
+        self.a.early_media = false;
+        self.emit(ClientEvent::TracksReset { tcp: self.tcp });
+        self.setup(0, now);
+    }
+
+    /// SETUP of `track` (RFC 2326 §10.4): interleaved channels 2i, 2i+1 over TCP, else a port
+    /// pair the shell binds first.
+    fn setup(&mut self, track: usize, now: Instant) {
+        if track >= self.a.tracks.len() {
+            return self.start_playing(now);
+        }
+        self.step = Step::Setup { track };
+        if self.tcp {
+            // At most MAX_TRACKS (127) tracks, so the channels fit in a u8.
+            let ch = (2 * track).min(254) as u8;
+            let spec = TransportSpec {
+                profile: TransportProfile::RtpAvpTcp,
+                interleaved: Some((ch, ch + 1)),
+                ..TransportSpec::default()
+            };
+            self.send_setup(track, spec, now);
+        } else {
+            self.out.push_back(Output::BindUdp { track });
+        }
+    }
+
+    fn send_setup(&mut self, track: usize, spec: TransportSpec, now: Instant) {
+        let Some(t) = self.a.tracks.get(track) else {
+            return;
+        };
+        let req = Request::new(Method::Setup, t.control.as_str()).typed(&Transport(vec![spec]));
+        self.send_blocking(req, now);
+    }
+
+    fn on_setup_response(&mut self, track: usize, resp: Response, now: Instant) {
+        if !resp.status.is_success() {
+            if !self.tcp && self.cfg.transport == TransportMode::Auto {
+                // The server refused UDP (461, or any refusal): try interleaved TCP.
+                return self.teardown(true, AfterTeardown::SetupTcp, now);
+            }
+            return self.finish(refused("SETUP", &resp), now);
+        }
+        match resp.headers.get_typed::<Session>() {
+            Ok(Some(s)) => {
+                if self.a.session.is_none() {
+                    self.a.session = Some(s.id);
+                }
+                if let Some(t) = s.timeout {
+                    self.a.session_timeout = Duration::from_secs(u64::from(t.clamp(2, 3600)));
+                }
+            }
+            Ok(None) if self.a.session.is_none() => {
+                let why = "SETUP response without a Session header".to_owned();
+                return self.finish(Outcome::Fatal(why), now);
+            }
+            Ok(None) => {}
+            Err(e) => return self.finish(Outcome::Fatal(format!("SETUP response: {e}")), now),
+        }
+        let reply = resp
+            .headers
+            .get_typed::<Transport>()
+            .ok()
+            .flatten()
+            .and_then(|t| t.0.into_iter().next());
+        let ssrc = reply.as_ref().and_then(|r| r.ssrc);
+        let link = if self.tcp {
+            let ch = (2 * track).min(254) as u8;
+            let (rtp, rtcp) = reply
+                .as_ref()
+                .and_then(|r| r.interleaved)
+                .unwrap_or((ch, ch + 1));
+            TrackLink::Tcp { rtp, rtcp }
+        } else {
+            // Media comes from the RTSP server unless `source=` says otherwise.
+            TrackLink::Udp {
+                source: reply
+                    .as_ref()
+                    .and_then(|r| r.source.as_deref())
+                    .and_then(|s| s.parse::<IpAddr>().ok()),
+                server_ports: reply.as_ref().and_then(|r| r.server_port),
+            }
+        };
+        let udp = matches!(link, TrackLink::Udp { .. });
+        if let Some(u) = self.a.udp.get_mut(track) {
+            *u = udp;
+        }
+        self.emit(ClientEvent::TransportChosen { track, link, ssrc });
+        if udp {
+            self.emit(ClientEvent::NatPunch { track });
+        }
+        self.setup(track + 1, now);
+    }
+
+    // ---- PLAY, PAUSE -----------------------------------------------------------------------
+
+    /// After SETUP: the first PLAY (§10.5), unless the viewer wants the stream paused.
+    fn start_playing(&mut self, now: Instant) {
+        let t = &self.cfg.timers;
+        let may_fall_back = !self.tcp && self.cfg.transport == TransportMode::Auto;
+        self.a.dog = Watchdog::new(may_fall_back, t.udp_grace, t.media_timeout);
+        self.a.server_paused = true;
+        self.a.in_flight = 0;
+        self.a.pending.clear();
+        if self.want_paused {
+            self.emit(ClientEvent::Paused);
+            return self.start_streaming(now);
+        }
+        self.play(0, now);
+    }
+
+    fn play(&mut self, next: usize, now: Instant) {
+        match self.a.control_urls().into_iter().nth(next) {
+            Some(u) => {
+                self.step = Step::Play { next };
+                let req = Request::new(Method::Play, u).header("Range", "npt=0.000-");
+                self.send_blocking(req, now);
+            }
+            None => {
+                for track in 0..self.a.tracks.len() {
+                    if self.a.udp.get(track) == Some(&true) {
+                        self.emit(ClientEvent::NatPunch { track });
+                    }
+                }
+                self.start_streaming(now);
+            }
+        }
+    }
+
+    fn start_streaming(&mut self, now: Instant) {
+        self.step = Step::Streaming;
+        self.a.next_keepalive = Some(now + self.a.keepalive_interval());
+        self.a.next_rr = Some(now + self.rr_interval());
+        self.a.next_stats = Some(now + self.cfg.timers.stats);
+        self.a.rtp_since_play = std::mem::take(&mut self.a.early_media);
+        self.announce();
+        self.reconcile();
+    }
+
+    fn on_play_ok(&mut self, resp: &Response, now: Instant) {
+        let rtp_info = match resp.headers.get_typed::<RtpInfo>() {
+            Ok(Some(info)) => {
+                let n = self.a.tracks.len();
+                let mut out = Vec::new();
+                for (i, t) in self.a.tracks.iter().enumerate() {
+                    let entry = info
+                        .0
+                        .iter()
+                        .find(|e| same_stream(&e.url, &t.control))
+                        .or_else(|| (info.0.len() == n).then(|| &info.0[i]));
+                    if let Some(e) = entry {
+                        out.push(TrackRtpInfo {
+                            track: i,
+                            rtptime: e.rtptime,
+                            seq: e.seq,
+                        });
+                    }
+                }
+                out
+            }
+            _ => Vec::new(),
+        };
+        self.a.server_paused = false;
+        self.a.dog.on_play(now);
+        self.a.rtp_since_play = false;
+        self.a.announced = false;
+        self.emit(ClientEvent::Playing { rtp_info });
+    }
+
+    /// Brings the server to the state the viewer wants: PAUSE (§10.6) or PLAY.
+    fn reconcile(&mut self) {
+        if self.a.in_flight > 0 || self.want_paused == self.a.server_paused {
+            return;
+        }
+        let (method, kind) = if self.want_paused {
+            (Method::Pause, Async::Pause)
+        } else {
+            (Method::Play, Async::Play)
+        };
+        let now = self.last_now;
+        for u in self.a.control_urls() {
+            self.send_async(Request::new(method.clone(), u), kind, now);
+            self.a.in_flight += 1;
+        }
+    }
+
+    // ---- receiving ---------------------------------------------------------------------------
+
+    fn on_media(&mut self, track: usize, now: Instant) {
+        if track >= self.a.tracks.len() || !self.has_tracks_step() {
+            return;
+        }
+        self.a.streamed = true;
+        self.a.dog.on_rtp(now);
+        if let Some(k) = self.a.keyframes.get_mut(track) {
+            k.packets += 1;
+        }
+        self.keyframe_requests(now);
+        if self.step == Step::Streaming {
+            self.a.rtp_since_play = true;
+            self.announce();
+        } else {
+            self.a.early_media = true;
+        }
+    }
+
+    fn announce(&mut self) {
+        if self.a.rtp_since_play && !self.a.announced && !self.a.server_paused {
+            self.a.announced = true;
+            self.emit(ClientEvent::Streaming { tcp: self.tcp });
+        }
+    }
+
+    /// The watchdog, keep-alive, receiver-report and statistics clocks.
+    fn streaming_timers(&mut self, now: Instant) {
+        match self.a.dog.poll(now) {
+            Some(Verdict::FallbackToTcp) => {
+                return self.teardown(true, AfterTeardown::SetupTcp, now);
+            }
+            Some(Verdict::NoMedia) => {
+                let secs = self.cfg.timers.media_timeout.as_secs();
+                let why = format!("no media from the server for {secs} s");
+                return self.finish(Outcome::Lost(why), now);
+            }
+            None => {}
+        }
+        if self.a.next_keepalive.is_some_and(|t| now >= t) {
+            let url = self
+                .a
+                .aggregate
+                .clone()
+                .unwrap_or_else(|| self.a.url.clone());
+            let method = self.a.keepalive.clone();
+            self.send_async(Request::new(method, url), Async::KeepAlive, now);
+            self.emit(ClientEvent::KeepAliveSent);
+            self.a.next_keepalive = Some(now + self.a.keepalive_interval());
+        }
+        if self.a.next_rr.is_some_and(|t| now >= t) {
+            self.emit(ClientEvent::SendReceiverReports);
+            self.a.next_rr = Some(now + self.rr_interval());
+        }
+        if self.a.next_stats.is_some_and(|t| now >= t) {
+            self.emit(ClientEvent::StatsDue);
+            self.a.next_stats = Some(now + self.cfg.timers.stats);
+        }
+    }
+
+    /// RFC 3550 §6.3.1: the interval randomized over [0.5, 1.5] × the mean, so receivers do
+    /// not synchronize.
+    fn rr_interval(&mut self) -> Duration {
+        let mean = self.cfg.timers.receiver_reports;
+        mean.mul_f64(self.rng.random_range(0.5..=1.5))
+    }
+}
+
+/// The tracks of a description to set up: each media section `playable` accepts and that
+/// has a control URL, resolved against `base` (a single stream without one is the
+/// presentation, RFC 2326 C.1.1). At most [`MAX_TRACKS`].
+pub fn select_tracks(
+    sd: &SessionDescription,
+    base: &str,
+    playable: impl Fn(&MediaDescription) -> bool,
+) -> Vec<TrackInfo> {
+    let mut out = Vec::new();
+    for (mi, m) in sd.media.iter().enumerate() {
+        if out.len() >= MAX_TRACKS {
+            break;
+        }
+        if !playable(m) {
+            continue;
+        }
+        let control = match m.control() {
+            Some(c) => url::resolve(base, c),
+            None if sd.media.len() == 1 => url::aggregate(base, sd.control()),
+            None => continue,
+        };
+        out.push(TrackInfo {
+            media_index: mi,
+            media: m.media.clone(),
+            control,
+        });
+    }
+    out
+}
+
+/// Whether an `RTP-Info` URL names the stream set up at `control` (same URL, or the same last
+/// path segment: servers differ in how they spell the base).
+pub fn same_stream(info_url: &str, control: &str) -> bool {
+    let trim = |s: &str| s.trim().trim_end_matches('/').to_owned();
+    let (a, b) = (trim(info_url), trim(control));
+    if a == b {
+        return true;
+    }
+    let last = |s: &str| s.rsplit('/').next().unwrap_or("").to_owned();
+    !last(&a).is_empty() && last(&a) == last(&b)
+}
+
+/// A 3xx response's `Location` (RFC 2326 §11.3).
+fn redirect_location(resp: &Response) -> Option<String> {
+    (300..400)
+        .contains(&resp.status.0)
+        .then(|| resp.headers.get("Location").map(str::to_owned))
+        .flatten()
+}
+
+/// What a refusal means: 4xx (not found, unauthorized, unsupported ...) is final, except 454
+/// (the session is gone: set up a new one); anything else may pass.
+fn refused(what: &str, resp: &Response) -> Outcome {
+    let code = resp.status.0;
+    let msg = match code {
+        401 => format!("{what}: the server requires authentication (401), which is not supported"),
+        404 => format!("{what}: stream not found (404 {})", resp.reason),
+        _ => format!("{what} refused: {code} {}", resp.reason),
+    };
+    if (400..500).contains(&code) && code != 454 {
+        Outcome::Fatal(msg)
+    } else {
+        Outcome::Lost(msg)
+    }
+}
+
+/// What the watchdog concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing over UDP: tear down and set up again over TCP.
+    FallbackToTcp,
+    /// No media for the media timeout while playing.
+    NoMedia,
+}
+
+/// When to give up on a transport or a server, from PLAY/PAUSE and "RTP seen":
+/// - UDP that brings nothing: in [`TransportMode::Auto`], no RTP `grace` after PLAY means
+///   the UDP path is blocked (firewall, NAT, a TCP-only tunnel): switch to interleaved TCP;
+/// - a server gone quiet: while playing, `timeout` without RTP on any track.
+///
+/// Paused sessions expect no media, so neither rule runs while paused; each PLAY (first or
+/// resume) starts both clocks again.
+#[derive(Clone, Debug)]
+struct Watchdog {
+    may_fall_back: bool,
+    grace: Duration,
+    timeout: Duration,
+    /// Any RTP seen since this transport was set up.
+    seen_rtp: bool,
+    /// Playing since (PLAY response); `None` while paused or before PLAY.
+    playing_since: Option<Instant>,
+    last_rtp: Option<Instant>,
+}
+
+impl Watchdog {
+    fn new(may_fall_back: bool, grace: Duration, timeout: Duration) -> Self {
+        Watchdog {
+            may_fall_back,
+            grace,
+            timeout,
+            seen_rtp: false,
+            playing_since: None,
+            last_rtp: None,
+        }
+    }
+
+    fn on_play(&mut self, now: Instant) {
+        self.playing_since = Some(now);
+        self.last_rtp = None;
+    }
+
+    fn on_pause(&mut self) {
+        self.playing_since = None;
+    }
+
+    fn on_rtp(&mut self, now: Instant) {
+        self.seen_rtp = true;
+        self.last_rtp = Some(self.last_rtp.map_or(now, |l| l.max(now)));
+    }
+
+    fn falls_back(&self) -> bool {
+        self.may_fall_back && !self.seen_rtp
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let since = self.playing_since?;
+        if self.falls_back() {
+            return Some(since + self.grace);
+        }
+        let last = self.last_rtp.map_or(since, |l| l.max(since));
+        Some(last + self.timeout)
+    }
+
+    fn poll(&self, now: Instant) -> Option<Verdict> {
+        if now < self.deadline()? {
+            None
+        } else if self.falls_back() {
+            Some(Verdict::FallbackToTcp)
+        } else {
+            Some(Verdict::NoMedia)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
