@@ -67,6 +67,8 @@ use super::url;
 use crate::rtcp;
 use crate::sdp::SessionDescription;
 use crate::time::Ssrc;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 /// Methods we answer (RFC 2326 §10), in the order of the `Public` header.
 pub const PUBLIC: [Method; 7] = [
@@ -326,25 +328,6 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// A small seeded generator (SplitMix64) for session ids and initial sequence numbers; the
-/// shell seeds it from the OS, tests from a constant.
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn next_u16(&mut self) -> u16 {
-        (self.next_u64() >> 48) as u16
-    }
-}
-
 struct Conn {
     peer: SocketAddr,
     local: SocketAddr,
@@ -416,7 +399,9 @@ enum Target {
 /// The server's protocol state: connections, sessions, RTCP sources, pending outputs.
 pub struct Server {
     cfg: ServerConfig,
-    rng: SplitMix64,
+    /// Session ids and initial sequence numbers; the shell seeds it from the OS, tests from a
+    /// constant.
+    rng: SmallRng,
     conns: BTreeMap<ConnId, Conn>,
     sessions: BTreeMap<String, SessionEntry>,
     /// A client's RTCP address -> its session id.
@@ -433,7 +418,7 @@ impl Server {
     pub fn new(cfg: ServerConfig, seed: u64, now: Instant) -> Self {
         Server {
             cfg,
-            rng: SplitMix64(seed),
+            rng: SmallRng::seed_from_u64(seed),
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
             rtcp_sources: HashMap::new(),
@@ -929,7 +914,7 @@ impl Server {
         }
         // A track added while playing starts flowing at once; the others keep their numbering.
         if playing {
-            let initial_seq = self.rng.next_u16();
+            let initial_seq = self.rng.random::<u16>();
             self.out.push_back(Output::Event(ServerEvent::Subscribe {
                 client,
                 track,
@@ -944,7 +929,7 @@ impl Server {
 
     fn new_session_id(&mut self) -> String {
         loop {
-            let id = format!("{:016x}", self.rng.next_u64());
+            let id = format!("{:016x}", self.rng.random::<u64>());
             if !self.sessions.contains_key(&id) {
                 return id;
             }
@@ -1050,7 +1035,10 @@ impl Server {
         if !already_playing {
             entry.reports_due = FIRST_SENDER_REPORTS.iter().map(|d| now + *d).collect();
             for s in entry.setups.iter_mut() {
-                let initial_seq = s.resume_seq.take().unwrap_or_else(|| self.rng.next_u16());
+                let initial_seq = s
+                    .resume_seq
+                    .take()
+                    .unwrap_or_else(|| self.rng.random::<u16>());
                 let rtptime = self.cfg.tracks[s.track].clock.timestamp_at(wall);
                 infos.push(RtpInfoEntry {
                     url: format!("{base}trackID={}", s.track),
