@@ -293,28 +293,12 @@ fn analyse(s: &Shot) -> Result<Findings, String> {
 
 /// Minimal PNG writer (stored deflate blocks): no image crate needed to keep a screenshot.
 fn write_png(path: &Path, s: &Shot) {
-    fn crc32(data: &[u8]) -> u32 {
-        let table: Vec<u32> = (0..256u32)
-            .map(|n| {
-                (0..8).fold(n, |c, _| {
-                    if c & 1 != 0 {
-                        0xedb8_8320 ^ (c >> 1)
-                    } else {
-                        c >> 1
-                    }
-                })
-            })
-            .collect();
-        !data.iter().fold(0xffff_ffffu32, |c, &b| {
-            table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
-        })
-    }
     fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
         out.extend((data.len() as u32).to_be_bytes());
         let mut body = kind.to_vec();
         body.extend_from_slice(data);
         out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
+        out.extend(livecast_player::engine::recording::crc32(&body).to_be_bytes());
     }
     let mut raw = Vec::with_capacity((s.w * 3 + 1) * s.h);
     for y in 0..s.h {
