@@ -23,6 +23,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
+use crate::seq::{self, SeqStep};
+
 pub use super::Payload;
 
 /// RTP clock rate for H.264 (RFC 6184 §8.1).
@@ -47,10 +49,6 @@ pub mod nal {
 /// Largest access unit the depacketizer assembles (bytes): far above any real frame, low enough
 /// that a sender that never sets the marker bit cannot exhaust memory.
 pub const MAX_ACCESS_UNIT_BYTES: usize = 16 << 20;
-
-/// A packet at most this many sequence numbers behind the newest is "late" and ignored; further
-/// back is a restart of the numbering (the RFC 3550 A.1 `MAX_MISORDER`).
-const MAX_MISORDER: u16 = 100;
 
 /// The `nal_unit_type` (low 5 bits of the first byte); 0 for an empty slice.
 pub fn nal_type(nal: &[u8]) -> u8 {
@@ -443,23 +441,25 @@ impl Depacketizer {
         self.stats.packets += 1;
         let mut gap = 0;
         if let Some(last) = self.last_seq {
-            let behind = last.wrapping_sub(seq);
-            if behind == 0 {
-                self.stats.duplicate_packets += 1;
-                return Ok(self.ready.pop_front());
-            }
-            if behind <= MAX_MISORDER {
-                // Late: its access unit is gone or its place in the current one was taken.
-                self.stats.late_packets += 1;
-                return Ok(self.ready.pop_front());
-            }
-            gap = seq.wrapping_sub(last.wrapping_add(1));
-            if gap >= 0x8000 {
-                // Far out of range: the sender restarted its numbering. Resynchronize.
-                self.stats.resyncs += 1;
-                gap = 1;
-            } else {
-                self.stats.lost_packets += u64::from(gap);
+            match seq::classify(last, seq) {
+                SeqStep::Behind { by: 0 } => {
+                    self.stats.duplicate_packets += 1;
+                    return Ok(self.ready.pop_front());
+                }
+                SeqStep::Behind { .. } => {
+                    // Late: its access unit is gone or its place in the current one was taken.
+                    self.stats.late_packets += 1;
+                    return Ok(self.ready.pop_front());
+                }
+                SeqStep::Ahead { gap: g } => {
+                    gap = g;
+                    self.stats.lost_packets += u64::from(gap);
+                }
+                SeqStep::Jump => {
+                    // The sender restarted its numbering (RFC 3550 A.1). Resynchronize.
+                    self.stats.resyncs += 1;
+                    gap = 1;
+                }
             }
         }
         self.last_seq = Some(seq);
