@@ -140,7 +140,10 @@ mod tests {
         let mut j = InterarrivalJitter::new(90_000);
         for i in 0..400u32 {
             let late = if i % 2 == 1 { 10 } else { 0 };
-            j.update(i * 9000, t0 + Duration::from_millis(u64::from(i) * 100 + late));
+            j.update(
+                i * 9000,
+                t0 + Duration::from_millis(u64::from(i) * 100 + late),
+            );
         }
         assert!((j.ticks() - 900.0).abs() < 1.0, "{}", j.ticks());
         assert!((j.secs() - 0.01).abs() < 1e-4, "{}", j.secs());

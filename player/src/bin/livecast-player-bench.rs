@@ -177,17 +177,9 @@ fn encoder(kbps: u32) -> anyhow::Result<Encoder> {
 
 /// NAL unit types of an Annex B access unit.
 fn nal_types(annexb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 3 < annexb.len() {
-        if annexb[i..i + 3] == [0, 0, 1] {
-            out.push(annexb[i + 3] & 0x1f);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    out
+    livecast_proto::codec::h264::split_annexb(annexb)
+        .map(livecast_proto::codec::h264::nal_type)
+        .collect()
 }
 
 fn tracks() -> Vec<TrackDesc> {

@@ -58,10 +58,15 @@ pub fn nal_type(nal: &[u8]) -> u8 {
 /// Splits an Annex B byte stream (H.264 Annex B) into NAL units, without start codes.
 ///
 /// Accepts 3- and 4-byte start codes (a 4-byte one is a zero byte plus a 3-byte one); trailing
-/// zero bytes of each NAL (`trailing_zero_8bits`) are removed; bytes before the first start code
-/// are returned as a NAL unit, so a buffer without any start code is one NAL unit.
+/// zero bytes of each NAL (`trailing_zero_8bits`) are removed. Bytes before the first start code
+/// are skipped: in the byte stream syntax (H.264 B.1.1) only `leading_zero_8bits` may come
+/// before it, so they belong to no NAL unit, and a buffer without any start code has none.
 pub fn split_annexb(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    AnnexB { rest: buf }
+    let rest = match buf.windows(3).position(|w| w == [0, 0, 1]) {
+        Some(i) => &buf[i + 3..],
+        None => &[],
+    };
+    AnnexB { rest }
 }
 
 struct AnnexB<'a> {
@@ -1049,8 +1054,10 @@ mod tests {
             nals,
             vec![&[0x67, 0x42][..], &[0x68, 0xce], &[0x65, 0x88, 0, 0, 3, 1]]
         );
-        let no_start: Vec<&[u8]> = split_annexb(&[0x65, 0x01]).collect();
-        assert_eq!(no_start, vec![&[0x65, 0x01][..]]);
+        // Bytes before the first start code belong to no NAL unit.
+        assert_eq!(split_annexb(&[0x65, 0x01]).count(), 0);
+        let junk_first: Vec<&[u8]> = split_annexb(&[0x09, 0xf0, 0, 0, 1, 0x41, 7]).collect();
+        assert_eq!(junk_first, vec![&[0x41, 7][..]]);
         assert_eq!(split_annexb(&[]).count(), 0);
         assert_eq!(split_annexb(&[0, 0, 0, 1, 0, 0, 1]).count(), 0);
         assert_eq!(nal_type(&[0x65]), 5);
