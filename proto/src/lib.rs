@@ -23,6 +23,9 @@
 //! the server can answer `505`. Multicast transports are parsed but not served.
 
 pub mod codec;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;

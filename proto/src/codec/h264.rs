@@ -1031,7 +1031,7 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, SpsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtp::test_rng::XorShift;
+    use crate::rtp::test_rng::Seeded;
 
     fn payloads(max: usize, au: &[u8]) -> Vec<Payload> {
         let mut out = Vec::new();
@@ -1193,7 +1193,7 @@ mod tests {
     }
 
     /// Builds a NAL of `len` bytes (>= 1) of type `t` that is safe inside Annex B.
-    fn nal_of(t: u8, len: usize, rng: &mut XorShift) -> Vec<u8> {
+    fn nal_of(t: u8, len: usize, rng: &mut Seeded) -> Vec<u8> {
         let mut rbsp = rng.bytes(len.saturating_sub(1));
         if let Some(last) = rbsp.last_mut() {
             *last |= 0x80; // rbsp_stop_one_bit
@@ -1219,39 +1219,12 @@ mod tests {
     /// Packetizes `aus` (each a list of NALs) with `max`, depacketizes, and checks that the same
     /// access units come back.
     fn round_trip(aus: &[Vec<Vec<u8>>], max: usize) {
-        let mut pk = Packetizer::new(max);
-        let mut d = Depacketizer::new();
-        let mut seq = 65_500u16; // wraps
-        let mut got = Vec::new();
-        for (i, au) in aus.iter().enumerate() {
-            let ts = (i as u32).wrapping_mul(3000).wrapping_sub(6000);
-            let mut out = Vec::new();
-            pk.packetize(&annexb(au), &mut out);
-            for p in &out {
-                assert!(p.data.len() <= pk.max_payload(), "{} > {max}", p.data.len());
-                if let Some(a) = d.push(seq, ts, p.marker, &p.data).unwrap() {
-                    got.push(a);
-                }
-                seq = seq.wrapping_add(1);
-            }
-            assert_eq!(
-                out.iter().filter(|p| p.marker).count(),
-                usize::from(!au.is_empty())
-            );
-        }
-        let want: Vec<&Vec<Vec<u8>>> = aus.iter().filter(|a| !a.is_empty()).collect();
-        assert_eq!(got.len(), want.len(), "max {max}");
-        for (g, w) in got.iter().zip(want) {
-            assert_eq!(&g.nals, w, "max {max}");
-            assert!(g.complete);
-            assert_eq!(g.is_keyframe, w.iter().any(|n| nal_type(n) == nal::IDR));
-        }
-        assert_eq!(d.stats().dropped_nals, 0);
+        crate::fuzzing::h264_round_trip(aus, max);
     }
 
     #[test]
     fn round_trips_many_shapes_and_mtus() {
-        let mut rng = XorShift(42);
+        let mut rng = Seeded::new(42);
         let mut shapes: Vec<Vec<Vec<u8>>> = vec![
             // SPS + PPS + IDR
             vec![
@@ -1297,7 +1270,7 @@ mod tests {
 
     #[test]
     fn mtu_forcing_fu_a_of_every_nal() {
-        let mut rng = XorShift(7);
+        let mut rng = Seeded::new(7);
         let au: Vec<Vec<u8>> = (0..5)
             .map(|i| nal_of(1 + (i % 2) * 4, 17 + i as usize, &mut rng))
             .collect();
@@ -1311,7 +1284,7 @@ mod tests {
 
     /// Packets of an access unit: STAP-A(SPS, PPS), FU-A × 3 (IDR), single (slice).
     fn sample_au() -> (Vec<Vec<u8>>, Vec<Payload>) {
-        let mut rng = XorShift(99);
+        let mut rng = Seeded::new(99);
         let au = vec![
             nal_of(7, 10, &mut rng),
             nal_of(8, 4, &mut rng),
@@ -1701,34 +1674,38 @@ mod tests {
     /// Mirrors `fuzz/fuzz_targets/h264_depacketize.rs`.
     #[test]
     fn arbitrary_packets_never_panic() {
-        let mut rng = XorShift(0xfeed_f00d);
+        let mut rng = Seeded::new(0xfeed_f00d);
         for _ in 0..500 {
-            let mut d = Depacketizer::new();
-            for _ in 0..40 {
-                let len = rng.below(40) as usize;
-                let mut payload = rng.bytes(len);
-                if let Some(b) = payload.first_mut() {
-                    // Bias toward the interesting types.
-                    if rng.below(2) == 0 {
-                        *b = (*b & 0xe0) | [1, 5, 24, 28, 28, 25][rng.below(6) as usize];
+            let packets: Vec<(u16, u32, bool, Vec<u8>)> = (0..40)
+                .map(|_| {
+                    let len = rng.below(40) as usize;
+                    let mut payload = rng.bytes(len);
+                    if let Some(b) = payload.first_mut() {
+                        // Bias toward the interesting types.
+                        if rng.below(2) == 0 {
+                            *b = (*b & 0xe0) | [1, 5, 24, 28, 28, 25][rng.below(6) as usize];
+                        }
                     }
+                    let seq = rng.below(8) as u16;
+                    let ts = rng.below(3) as u32;
+                    (seq, ts, rng.below(3) == 0, payload)
+                })
+                .collect();
+            crate::fuzzing::h264_depacketize(packets.iter().map(|(seq, ts, marker, payload)| {
+                crate::fuzzing::H264Packet {
+                    seq: *seq,
+                    timestamp: *ts,
+                    marker: *marker,
+                    payload,
                 }
-                let seq = rng.below(8) as u16;
-                let ts = rng.below(3) as u32;
-                if let Ok(Some(au)) = d.push(seq, ts, rng.below(3) == 0, &payload) {
-                    assert!(!au.nals.is_empty());
-                    assert!(au.nals.iter().all(|n| !n.is_empty()));
-                }
-            }
-            while d.pull().is_some() {}
-            let _ = d.flush();
+            }));
         }
     }
 
     /// The SPS parser and sprop decoder on random bytes and on bit-flipped real SPSs.
     #[test]
     fn sps_parser_never_panics() {
-        let mut rng = XorShift(0xabcd_ef01);
+        let mut rng = Seeded::new(0xabcd_ef01);
         let real = sps_from_sprop(include_str!("../../testdata/sdp/ffmpeg_h264.sdp"));
         for i in 0..20_000 {
             let mut sps = if i % 2 == 0 {
@@ -1758,7 +1735,7 @@ mod tests {
     /// Mirrors `fuzz/fuzz_targets/h264_roundtrip.rs`: arbitrary NAL lists and MTUs.
     #[test]
     fn arbitrary_nals_round_trip() {
-        let mut rng = XorShift(0x0123_4567);
+        let mut rng = Seeded::new(0x0123_4567);
         for _ in 0..300 {
             let max = 3 + rng.below(200) as usize;
             let aus: Vec<Vec<Vec<u8>>> = (0..1 + rng.below(4))

@@ -443,7 +443,7 @@ mod tests {
     /// Mirrors `fuzz/fuzz_targets/t140_depacketize.rs` so CI runs it without nightly.
     #[test]
     fn arbitrary_packets_never_panic() {
-        let mut rng = crate::rtp::test_rng::XorShift(0x7140_7140_7140_7140);
+        let mut rng = crate::rtp::test_rng::Seeded::new(0x7140_7140_7140_7140);
         for _ in 0..2000 {
             let n = rng.below(200) as usize;
             let data: Vec<u8> = (0..n).map(|_| rng.byte()).collect();
