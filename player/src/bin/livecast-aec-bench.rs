@@ -42,6 +42,8 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use livecast_player::aec::{self, Canceller};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 
 const RATE: usize = 48_000;
 /// Samples per channel of a server mic frame (20 ms).
@@ -471,12 +473,12 @@ fn build_scene(args: &Args, far: Vec<f32>, near: Option<Vec<f32>>) -> Scene {
         near_mic[a..b].copy_from_slice(&n[..b - a]);
         near_mic[c..d].copy_from_slice(&n[..d - c]);
     }
-    let mut rng = Rng(0x5eed_aec3);
+    let mut rng = StdRng::seed_from_u64(0x5eed_aec3);
     let noise_rms = args.noise_dbfs.map_or(0.0, |d| 10f32.powf(d / 20.0));
     let mut mic: Vec<f32> = echo
         .iter()
         .zip(&near_mic)
-        .map(|(e, n)| e + n + noise_rms * rng.gauss())
+        .map(|(e, n)| e + n + noise_rms * gauss(&mut rng))
         .collect();
     // Keep clear of clipping, all parts scaled alike.
     let peak = mic.iter().fold(0.0f32, |m, s| m.max(s.abs()));
@@ -503,11 +505,11 @@ fn room_response(args: &Args) -> Vec<f32> {
     let tail = args.tail_ms * RATE / 1000;
     let mut h = vec![0.0f32; direct + 1 + tail];
     h[direct] = args.direct_gain;
-    let mut rng = Rng(0x0000_0200_0040);
+    let mut rng = StdRng::seed_from_u64(0x0000_0200_0040);
     // exp(-tail / tau) = 10^-3 (-60 dB).
     let tau = tail as f32 / (3.0 * std::f32::consts::LN_10);
     for (i, t) in h[direct + 1..].iter_mut().enumerate() {
-        *t = rng.gauss() * (-(i as f32) / tau).exp();
+        *t = gauss(&mut rng) * (-(i as f32) / tau).exp();
     }
     let tail_energy: f32 = h[direct + 1..].iter().map(|t| t * t).sum();
     let want = args.direct_gain.powi(2) * 10f32.powf(args.tail_db / 10.0);
@@ -678,20 +680,8 @@ fn write_wav(path: &Path, samples: &[f32]) -> anyhow::Result<()> {
     std::fs::write(path, w).with_context(|| format!("writing {}", path.display()))
 }
 
-/// xorshift64*, with a rough Gaussian from the sum of four uniforms.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn gauss(&mut self) -> f32 {
-        // Four uniforms on [-1, 1] have variance 4/3; scale to 1.
-        (self.uniform() + self.uniform() + self.uniform() + self.uniform()) * 0.866
-    }
+/// A rough Gaussian (unit variance) from the sum of four uniforms on [-1, 1].
+fn gauss(rng: &mut StdRng) -> f32 {
+    // Four uniforms on [-1, 1] have variance 4/3; scale to 1.
+    (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.866
 }

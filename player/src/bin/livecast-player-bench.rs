@@ -38,6 +38,8 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVBuffer;
 use openh264::{OpenH264API, Timestamp};
+use rand::rngs::StdRng;
+use rand::{RngCore as _, SeedableRng as _};
 
 #[derive(Parser, Debug)]
 #[command(about = "Seek to picture-ready time in a one-hour recording of real H.264")]
@@ -72,17 +74,6 @@ const FPS: u64 = 30;
 const GOP: usize = 30;
 const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
 
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -104,8 +95,10 @@ impl Pan {
 
     fn new() -> Self {
         let (tw, th) = (Self::TW, Self::TH);
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        let noise: Vec<u32> = (0..tw * th).map(|_| (rng.next() >> 56) as u32).collect();
+        let mut rng = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
+        let noise: Vec<u32> = (0..tw * th)
+            .map(|_| (rng.next_u64() >> 56) as u32)
+            .collect();
         let mut y = vec![0u8; tw * th];
         for row in 0..th {
             for col in 0..tw {
@@ -243,7 +236,7 @@ fn seeks(
     index: &livecast_player::engine::recording::Index,
     n: usize,
     cold: bool,
-    rng: &mut Rng,
+    rng: &mut StdRng,
 ) -> anyhow::Result<SeekStats> {
     let v = index.find_track("video").context("no video track")?;
     let start = index.start_us().context("empty recording")?;
@@ -253,7 +246,7 @@ fn seeks(
         (Vec::with_capacity(n), Vec::with_capacity(n), 0.0, 0.0, 0.0);
     let mut no_picture = 0;
     for _ in 0..n {
-        let target = start + (rng.next() % span) as i64;
+        let target = start + (rng.next_u64() % span) as i64;
         if cold {
             drop_cache(path)?;
         }
@@ -366,7 +359,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     {
         let mut w = RecordingWriter::create(&path, &tracks(), "v=0\r\ns=bench\r\n")?;
-        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let mut rng = StdRng::seed_from_u64(0x1234_5678_9ABC_DEF1);
         let end_us = args.duration_s as i64 * 1_000_000;
         let (mut v, mut a) = (0i64, 0i64);
         let mut unit = MediaUnit {
@@ -398,7 +391,7 @@ fn main() -> anyhow::Result<()> {
                 unit.track = 1;
                 unit.keyframe = true;
                 unit.rtp_timestamp = (ta * 48 / 1000) as u32;
-                unit.data.extend((0..160).map(|_| rng.next() as u8));
+                unit.data.extend((0..160).map(|_| rng.next_u64() as u8));
                 a += 1;
             }
             unit.capture_us = T0 + t;
@@ -419,7 +412,7 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // 3. Seeks.
-    let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
+    let mut rng = StdRng::seed_from_u64(0x0DDB_1A5E_5BAD_5EED);
     // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
     seeks(&path, &mut reader, &index, 1, false, &mut rng)?;
     let warm = seeks(&path, &mut reader, &index, args.seeks, false, &mut rng)?;

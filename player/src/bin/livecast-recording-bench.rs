@@ -27,6 +27,8 @@ use livecast_player::engine::recording::{read_index, RecordingReader, RecordingW
 use livecast_player::engine::timeline::plan_seek;
 use livecast_player::engine::unit::{MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
+use rand::rngs::StdRng;
+use rand::{RngCore as _, SeedableRng as _};
 
 #[derive(Parser, Debug)]
 #[command(about = "Recording benchmark: index build, seek I/O, resident memory")]
@@ -52,17 +54,6 @@ const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
 const FPS: i64 = 30;
 const GOP: i64 = 60;
 const AUDIO_BYTES: usize = 160; // Opus at 64 kbit/s, 20 ms
-
-/// xorshift64*: deterministic and cheap.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 /// Deletes the bench recording however `main` ends.
 struct RemoveOnDrop {
@@ -136,8 +127,8 @@ fn main() -> anyhow::Result<()> {
     let gop_bytes = args.video_kbps * 1000 / 8 * (GOP / FPS) as u64;
     let p_bytes = (gop_bytes / (GOP as u64 - 1 + 8)) as usize;
     let i_bytes = p_bytes * 8;
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
-    let pool: Vec<u8> = (0..i_bytes * 2).map(|_| rng.next() as u8).collect();
+    let mut rng = StdRng::seed_from_u64(0x1234_5678_9ABC_DEF1);
+    let pool: Vec<u8> = (0..i_bytes * 2).map(|_| rng.next_u64() as u8).collect();
 
     writeln!(
         out,
@@ -176,7 +167,7 @@ fn main() -> anyhow::Result<()> {
                 break;
             }
             unit.data.clear();
-            let start = (rng.next() % i_bytes as u64) as usize;
+            let start = (rng.next_u64() % i_bytes as u64) as usize;
             if t == tv {
                 let key = v % GOP == 0;
                 let len = if key { i_bytes } else { p_bytes };
@@ -256,7 +247,7 @@ fn main() -> anyhow::Result<()> {
     let mut plan_times = Vec::with_capacity(args.seeks);
     let (mut frames, mut bytes) = (0usize, 0usize);
     for _ in 0..args.seeks {
-        let target = start + (rng.next() % span) as i64;
+        let target = start + (rng.next_u64() % span) as i64;
         let t = Instant::now();
         let plan = plan_seek(&index, video, target).context("no keyframe")?;
         let planned = t.elapsed();

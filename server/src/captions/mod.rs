@@ -841,6 +841,8 @@ pub(crate) fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>, generati
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
 
     #[test]
     fn sample_clock_interpolates_between_frames() {
@@ -866,14 +868,10 @@ mod tests {
     }
 
     /// Seeded white noise, for pauses that are not silent.
-    fn hiss(ms: usize, amp: f32, seed: &mut u32) -> Vec<f32> {
+    fn hiss(ms: usize, amp: f32, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
         (0..ms * 16)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 17;
-                *seed ^= *seed << 5;
-                amp * (*seed as f32 / u32::MAX as f32 - 0.5)
-            })
+            .map(|_| amp * rng.random_range(-0.5f32..0.5))
             .collect()
     }
 
@@ -893,13 +891,12 @@ mod tests {
         // No pause at all.
         assert_eq!(phrase_end(&voiced(3000, 0.3), pause), None);
         // The same in noise about 13 dB under the speech: pauses are where only the noise is.
-        let mut seed = 7;
         let mut n = voiced(1000, 0.3);
         n.extend(vec![0.0; 300 * 16]);
         n.extend(voiced(1200, 0.3));
         let noisy: Vec<f32> = n
             .iter()
-            .zip(hiss(2500, 0.15, &mut seed))
+            .zip(hiss(2500, 0.15, 7))
             .map(|(a, b)| a + b)
             .collect();
         let end = phrase_end(&noisy, pause).expect("the pause is found in noise");
