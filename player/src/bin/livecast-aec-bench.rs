@@ -617,67 +617,47 @@ fn process_cpu_s() -> anyhow::Result<f64> {
 
 /// Reads a 48 kHz PCM16 WAV and averages its channels.
 fn read_wav_mono(path: &Path) -> anyhow::Result<Vec<f32>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if data.len() < 12 || &data[..4] != b"RIFF" || &data[8..12] != b"WAVE" {
-        bail!("{}: not a RIFF/WAVE file", path.display());
+    let mut r =
+        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = r.spec();
+    if spec.sample_format != hound::SampleFormat::Int
+        || spec.bits_per_sample != 16
+        || spec.sample_rate != RATE as u32
+        || spec.channels == 0
+    {
+        bail!(
+            "{}: need 48 kHz 16-bit PCM, got {:?} {} Hz {} bit",
+            path.display(),
+            spec.sample_format,
+            spec.sample_rate,
+            spec.bits_per_sample
+        );
     }
-    let mut pos = 12;
-    let mut format = None;
-    while pos + 8 <= data.len() {
-        let id = &data[pos..pos + 4];
-        let size = u32::from_le_bytes(data[pos + 4..pos + 8].try_into()?) as usize;
-        let body = &data[pos + 8..(pos + 8 + size).min(data.len())];
-        if id == b"fmt " && body.len() >= 16 {
-            let tag = u16::from_le_bytes([body[0], body[1]]);
-            let channels = u16::from_le_bytes([body[2], body[3]]) as usize;
-            let rate = u32::from_le_bytes(body[4..8].try_into()?);
-            let bits = u16::from_le_bytes([body[14], body[15]]);
-            if !(tag == 1 || tag == 0xFFFE) || bits != 16 || rate != RATE as u32 || channels == 0 {
-                bail!(
-                    "{}: need 48 kHz 16-bit PCM, got format {tag} {rate} Hz {bits} bit",
-                    path.display()
-                );
-            }
-            format = Some(channels);
-        } else if id == b"data" {
-            let channels =
-                format.with_context(|| format!("{}: data before fmt", path.display()))?;
-            return Ok(body
-                .chunks_exact(2 * channels)
-                .map(|frame| {
-                    frame
-                        .chunks_exact(2)
-                        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0)
-                        .sum::<f32>()
-                        / channels as f32
-                })
-                .collect());
-        }
-        pos += 8 + size + (size & 1);
-    }
-    bail!("{}: no data chunk", path.display())
+    let channels = usize::from(spec.channels);
+    let samples = r
+        .samples::<i16>()
+        .collect::<Result<Vec<i16>, _>>()
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(samples
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().map(|&s| f32::from(s) / 32_768.0).sum::<f32>() / channels as f32)
+        .collect())
 }
 
 /// Writes 48 kHz mono PCM16.
 fn write_wav(path: &Path, samples: &[f32]) -> anyhow::Result<()> {
-    let bytes = samples.len() * 2;
-    let mut w = Vec::with_capacity(44 + bytes);
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + bytes as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    w.extend_from_slice(&1u16.to_le_bytes()); // mono
-    w.extend_from_slice(&(RATE as u32).to_le_bytes());
-    w.extend_from_slice(&(RATE as u32 * 2).to_le_bytes()); // bytes per second
-    w.extend_from_slice(&2u16.to_le_bytes()); // block align
-    w.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(bytes as u32).to_le_bytes());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let context = || format!("writing {}", path.display());
+    let mut w = hound::WavWriter::create(path, spec).with_context(context)?;
     for &s in samples {
-        w.extend_from_slice(&to_i16(s).to_le_bytes());
+        w.write_sample(to_i16(s)).with_context(context)?;
     }
-    std::fs::write(path, w).with_context(|| format!("writing {}", path.display()))
+    w.finalize().with_context(context)
 }
 
 /// A rough Gaussian (unit variance) from the sum of four uniforms on [-1, 1].
