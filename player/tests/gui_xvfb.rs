@@ -18,9 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livecast_proto::rtsp::Limits;
-use livecast_server::pipeline::MediaConfig;
 use livecast_server::rtsp_server::RtspConfig;
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::source::VideoConfig;
 use livecast_server::ServerConfig;
 
 /// Screen size; the window asks for 1280x800.
@@ -331,29 +330,21 @@ fn write_png(path: &Path, s: &Shot) {
 }
 
 fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer, SocketAddr) {
-    let cfg = ServerConfig {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        media: MediaConfig {
-            video: VideoSpec::TestSrc,
-            audio: AudioSpec::Tone,
-            video_cfg: VideoConfig {
-                width: 640,
-                height: 360,
-                fps: 25,
-            },
-            video_bitrate: 800_000,
-            audio_bitrate: 32_000,
-            idr_interval_secs: 1,
-            hooks: Default::default(),
+    let mut cfg = ServerConfig::test_sources(
+        "127.0.0.1:0".parse().unwrap(),
+        VideoConfig {
+            width: 640,
+            height: 360,
+            fps: 25,
         },
-        rtsp: RtspConfig {
-            path: "live".into(),
-            session_timeout: Duration::from_secs(60),
-            limits: Limits::default(),
-        },
-        captions: Default::default(),
-        title: "Livecast".into(),
-        chat: false,
+        800_000,
+    );
+    cfg.media.audio_bitrate = 32_000;
+    cfg.media.idr_interval_secs = 1;
+    cfg.rtsp = RtspConfig {
+        path: "live".into(),
+        session_timeout: Duration::from_secs(60),
+        limits: Limits::default(),
     };
     let server = rt
         .block_on(livecast_server::start(cfg))

@@ -47,7 +47,7 @@ use tracing::info;
 use crate::captions::CaptionConfig;
 use crate::pipeline::{MediaConfig, Pipeline};
 use crate::rtsp_server::{RtspConfig, RtspServer};
-use crate::source::MediaClock;
+use crate::source::{AudioSpec, MediaClock, VideoConfig, VideoSpec};
 use crate::track::{Track, TrackInfo, TrackKind, TrackSockets};
 
 /// Everything `livecast-server` needs to run.
@@ -61,6 +61,29 @@ pub struct ServerConfig {
     pub title: String,
     /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
     pub chat: bool,
+}
+
+impl ServerConfig {
+    /// The test card and a tone at `video_cfg` and `video_bitrate` (bit/s), 64 kbit/s audio, an
+    /// IDR every 2 s, default RTSP settings, no captions: for tests and benchmarks.
+    pub fn test_sources(listen: SocketAddr, video_cfg: VideoConfig, video_bitrate: u32) -> Self {
+        ServerConfig {
+            listen: vec![listen],
+            media: MediaConfig {
+                video: VideoSpec::TestSrc,
+                audio: AudioSpec::Tone,
+                video_cfg,
+                video_bitrate,
+                audio_bitrate: 64_000,
+                idr_interval_secs: 2,
+                hooks: Default::default(),
+            },
+            rtsp: RtspConfig::default(),
+            captions: Default::default(),
+            title: "Livecast".into(),
+            chat: false,
+        }
+    }
 }
 
 /// A running server: its RTSP state, its media pipeline and the addresses it listens on.
