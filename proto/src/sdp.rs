@@ -679,41 +679,22 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
+        #[rustfmt::skip]
         let cases: &[(&str, usize, SdpErrorKind)] = &[
-            (
-                "v=0\no=- 1 1 IN IP4 h\nnot a line\n",
-                3,
-                SdpErrorKind::NotTypeValue,
-            ),
+            ("v=0\no=- 1 1 IN IP4 h\nnot a line\n", 3, SdpErrorKind::NotTypeValue),
             ("v=0\r\n=x\r\n", 2, SdpErrorKind::NotTypeValue),
             ("v=0\n1=x\n", 2, SdpErrorKind::NotTypeValue),
             ("v=0\nab=x\n", 2, SdpErrorKind::NotTypeValue),
             ("o=- 1 1 IN IP4\n", 1, SdpErrorKind::BadOrigin),
-            (
-                "o=- 1 1 IN IP4 h\no=- 2 2 IN IP4 h\n",
-                2,
-                SdpErrorKind::DuplicateOrigin,
-            ),
+            ("o=- 1 1 IN IP4 h\no=- 2 2 IN IP4 h\n", 2, SdpErrorKind::DuplicateOrigin),
             ("o=- 1 1 IN IP4 h\nt=0\n", 2, SdpErrorKind::BadTiming),
             ("o=- 1 1 IN IP4 h\nt=0 x\n", 2, SdpErrorKind::BadTiming),
             ("o=- 1 1 IN IP4 h\nt=0 0 0\n", 2, SdpErrorKind::BadTiming),
             ("o=- 1 1 IN IP4 h\nb=AS\n", 2, SdpErrorKind::BadBandwidth),
-            (
-                "o=- 1 1 IN IP4 h\nm=video 0 RTP/AVP 96\nb=AS:x\n",
-                3,
-                SdpErrorKind::BadBandwidth,
-            ),
+            ("o=- 1 1 IN IP4 h\nm=video 0 RTP/AVP 96\nb=AS:x\n", 3, SdpErrorKind::BadBandwidth),
             ("o=- 1 1 IN IP4 h\nm=video 0\n", 2, SdpErrorKind::BadMedia),
-            (
-                "o=- 1 1 IN IP4 h\nm=video 70000 RTP/AVP 96\n",
-                2,
-                SdpErrorKind::BadPort,
-            ),
-            (
-                "o=- 1 1 IN IP4 h\nm=video 0/x RTP/AVP 96\n",
-                2,
-                SdpErrorKind::BadPort,
-            ),
+            ("o=- 1 1 IN IP4 h\nm=video 70000 RTP/AVP 96\n", 2, SdpErrorKind::BadPort),
+            ("o=- 1 1 IN IP4 h\nm=video 0/x RTP/AVP 96\n", 2, SdpErrorKind::BadPort),
             ("v=0\ns=x\n", 3, SdpErrorKind::MissingOrigin),
             ("v=0\ns=x", 3, SdpErrorKind::MissingOrigin),
             ("", 1, SdpErrorKind::MissingOrigin),

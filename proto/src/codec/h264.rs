@@ -1455,13 +1455,14 @@ mod tests {
         parse_sprop_parameter_sets(sprop).unwrap().remove(0)
     }
 
+    fn sps_of(sdp: &str) -> SpsInfo {
+        parse_sps(&sps_from_sprop(sdp)).unwrap()
+    }
+
     #[test]
     fn parses_sps_from_real_peers() {
         // GStreamer x264enc, constrained baseline.
-        let gst = parse_sps(&sps_from_sprop(include_str!(
-            "../../testdata/sdp/gstreamer_h264_opus.sdp"
-        )))
-        .unwrap();
+        let gst = sps_of(include_str!("../../testdata/sdp/gstreamer_h264_opus.sdp"));
         assert_eq!(
             (gst.width, gst.height, gst.profile_idc, gst.level_idc),
             (320, 240, 66, 21)
@@ -1469,20 +1470,14 @@ mod tests {
         assert_eq!(gst.constraint_flags, 0xc0);
         assert_eq!(gst.fps, Some(30.0));
         // ffmpeg libx264, High, 4:2:0.
-        let ff = parse_sps(&sps_from_sprop(include_str!(
-            "../../testdata/sdp/ffmpeg_h264.sdp"
-        )))
-        .unwrap();
+        let ff = sps_of(include_str!("../../testdata/sdp/ffmpeg_h264.sdp"));
         assert_eq!(
             (ff.width, ff.height, ff.profile_idc, ff.level_idc),
             (320, 240, 100, 20)
         );
         assert_eq!(ff.chroma_format_idc, 1);
         // ffmpeg libx264, High 4:4:4 Predictive (chroma_format_idc 3).
-        let f444 = parse_sps(&sps_from_sprop(include_str!(
-            "../../testdata/sdp/ffmpeg_h264_opus.sdp"
-        )))
-        .unwrap();
+        let f444 = sps_of(include_str!("../../testdata/sdp/ffmpeg_h264_opus.sdp"));
         assert_eq!((f444.width, f444.height, f444.profile_idc), (320, 240, 244));
         assert_eq!(f444.chroma_format_idc, 3);
     }
