@@ -165,22 +165,8 @@ fn main() -> anyhow::Result<()> {
         out,
         "scene: {secs:.1} s; echo only 0-{:.1} s{}{}",
         scene.echo_end as f64 / RATE as f64,
-        scene
-            .double_talk
-            .map(|(a, b)| format!(
-                "; double talk {:.1}-{:.1} s",
-                a as f64 / RATE as f64,
-                b as f64 / RATE as f64
-            ))
-            .unwrap_or_default(),
-        scene
-            .near_only
-            .map(|(a, b)| format!(
-                "; near end only {:.1}-{:.1} s",
-                a as f64 / RATE as f64,
-                b as f64 / RATE as f64
-            ))
-            .unwrap_or_default(),
+        span("double talk", scene.double_talk),
+        span("near end only", scene.near_only),
     )?;
     writeln!(
         out,
@@ -658,6 +644,18 @@ fn write_wav(path: &Path, samples: &[f32]) -> anyhow::Result<()> {
         w.write_sample(to_i16(s)).with_context(context)?;
     }
     w.finalize().with_context(context)
+}
+
+/// `"; NAME A-B s"` for a span of samples, nothing for none.
+fn span(name: &str, span: Option<(usize, usize)>) -> String {
+    span.map(|(a, b)| {
+        format!(
+            "; {name} {:.1}-{:.1} s",
+            a as f64 / RATE as f64,
+            b as f64 / RATE as f64
+        )
+    })
+    .unwrap_or_default()
 }
 
 /// A rough Gaussian (unit variance) from the sum of four uniforms on [-1, 1].

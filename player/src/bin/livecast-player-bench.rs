@@ -22,6 +22,8 @@
 //! target/release/livecast-player-bench [--duration-s 3600] [--seeks 200] [--cold] [--json FILE]
 //! ```
 
+mod bench_common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,8 +32,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::decode::VideoDecoder;
 use livecast_player::engine::recording::{RecordingReader, RecordingWriter};
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
-use livecast_proto::codec::Codec;
+use livecast_player::engine::unit::MediaUnit;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
     RateControlMode, SpsPpsStrategy, UsageType,
@@ -173,23 +174,6 @@ fn nal_types(annexb: &[u8]) -> Vec<u8> {
     livecast_proto::codec::h264::split_annexb(annexb)
         .map(livecast_proto::codec::h264::nal_type)
         .collect()
-}
-
-fn tracks() -> Vec<TrackDesc> {
-    let t = |index: usize, media: &str, codec: Codec, clock_rate: u32| TrackDesc {
-        index,
-        media: media.into(),
-        codec,
-        payload_type: 96 + index as u8,
-        clock_rate,
-        fmtp: vec![],
-        control_url: format!("rtsp://bench.invalid/live/trackID={index}"),
-        label: Default::default(),
-    };
-    vec![
-        t(0, "video", Codec::H264, 90_000),
-        t(1, "audio", Codec::Opus, 48_000),
-    ]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -358,7 +342,8 @@ fn main() -> anyhow::Result<()> {
     let _cleanup = RemoveOnDrop(path.clone());
     let t = Instant::now();
     {
-        let mut w = RecordingWriter::create(&path, &tracks(), "v=0\r\ns=bench\r\n")?;
+        let mut w =
+            RecordingWriter::create(&path, &bench_common::tracks(false), "v=0\r\ns=bench\r\n")?;
         let mut rng = StdRng::seed_from_u64(0x1234_5678_9ABC_DEF1);
         let end_us = args.duration_s as i64 * 1_000_000;
         let (mut v, mut a) = (0i64, 0i64);

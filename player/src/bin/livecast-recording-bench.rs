@@ -17,6 +17,8 @@
 //! unless `--keep`. Note that the page cache is warm: the file was
 //! just written.
 
+mod bench_common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,8 +27,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::recording::{read_index, RecordingReader, RecordingWriter};
 use livecast_player::engine::timeline::plan_seek;
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
-use livecast_proto::codec::Codec;
+use livecast_player::engine::unit::MediaUnit;
 use rand::rngs::StdRng;
 use rand::{RngCore as _, SeedableRng as _};
 
@@ -92,24 +93,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn tracks() -> Vec<TrackDesc> {
-    let t = |index: usize, media: &str, codec: Codec, clock_rate: u32| TrackDesc {
-        index,
-        media: media.into(),
-        codec,
-        payload_type: 96 + index as u8,
-        clock_rate,
-        fmtp: vec![],
-        control_url: format!("rtsp://bench.invalid/live/trackID={index}"),
-        label: Default::default(),
-    };
-    vec![
-        t(0, "video", Codec::H264, 90_000),
-        t(1, "audio", Codec::Opus, 48_000),
-        t(2, "text", Codec::Unknown, 1000),
-    ]
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut out = std::io::stdout().lock();
@@ -147,7 +130,8 @@ fn main() -> anyhow::Result<()> {
     let (mut v, mut a, mut c) = (0i64, 0i64, 0i64);
     let writer_index_bytes;
     {
-        let mut w = RecordingWriter::create(&path, &tracks(), "v=0\r\ns=bench\r\n")?;
+        let mut w =
+            RecordingWriter::create(&path, &bench_common::tracks(true), "v=0\r\ns=bench\r\n")?;
         let mut unit = MediaUnit {
             track: 0,
             rtp_timestamp: 0,
