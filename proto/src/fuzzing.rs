@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 
 use crate::codec::h264::{nal, nal_type, AccessUnit, Depacketizer, Packetizer};
+use crate::codec::t140;
 use crate::codec::Codec;
 use crate::rtsp::{
     parse, CSeq, ContentBase, ContentLength, ContentType, Header, Limits, Message, Parsed, Public,
@@ -199,4 +200,35 @@ pub fn h264_round_trip(access_units: &[Vec<Vec<u8>>], max_payload: usize) {
         assert_eq!(g.is_keyframe, w.iter().any(|n| nal_type(n) == nal::IDR));
     }
     assert_eq!(d.stats().dropped_nals, 0);
+}
+
+/// T.140 real-time text (RFC 4103) with RFC 2198 redundancy, receive side. The input is read as
+/// packets (the first bytes of each pick sequence number, payload type and length): the
+/// depacketizer never panics, and every block it returns is applied to a `TextBuffer` without
+/// panicking. A payload made by `RedPacketizer` from the input as text depacketizes to it.
+pub fn t140_depacketize(data: &[u8]) {
+    let mut d = t140::Depacketizer::new(98, Some(99));
+    let mut screen = t140::TextBuffer::new();
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let seq = u16::from_be_bytes([rest[0], rest[1]]);
+        let pt = if rest[2] & 1 == 0 { 98 } else { 99 };
+        let len = usize::from(rest[3]).min(rest.len() - 4);
+        let payload = &rest[4..4 + len];
+        rest = &rest[4 + len..];
+        if let Ok(blocks) = d.push(seq, u32::from(seq) * 10, pt, payload) {
+            for b in blocks {
+                screen.apply(&b.text);
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let mut p = t140::RedPacketizer::new(98, 2);
+    let payload = p.packetize(1000, &text);
+    let got = t140::Depacketizer::new(98, Some(99))
+        .push(1, 1000, 99, &payload)
+        .expect("own RED parses");
+    if !text.is_empty() {
+        assert_eq!(got.last().map(|b| b.text.as_str()), Some(text.as_ref()));
+    }
 }
