@@ -10,7 +10,9 @@ use livecast_player::engine::api::{ConnState, TransportPref};
 use livecast_player::engine::net::{NetControl, NetEvent};
 use livecast_proto::codec::Codec;
 use livecast_server::rtsp_server::RtspConfig;
-use net_common::{client_runtime, free_port, redirector, units, Client, LivecastServer, Relay};
+use net_common::{
+    client_runtime, free_port, last_stats, redirector, units, Client, LivecastServer, Relay,
+};
 
 fn is_state(ev: &NetEvent, f: impl Fn(&ConnState) -> bool) -> bool {
     matches!(ev, NetEvent::State(s) if f(s))
@@ -78,14 +80,7 @@ fn session_end_to_end(transport: TransportPref) {
         for u in video.iter().chain(&audio).filter(|u| !u.capture_from_sr) {
             assert!((u.arrival_us - u.capture_us).abs() < 1_000_000);
         }
-        let stats = evs
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                NetEvent::Stats(s) => Some(s),
-                _ => None,
-            })
-            .expect("stats about once a second");
+        let stats = last_stats(&evs);
         assert_eq!(stats.packets_lost, 0, "{stats:?}");
         assert_eq!(stats.tcp, tcp);
         assert!(stats.packets_received > 100, "{stats:?}");

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use livecast_player::engine::api::{ConnState, TransportPref};
-use livecast_player::engine::net::{self, NetConfig, NetControl, NetEvent};
+use livecast_player::engine::net::{self, NetConfig, NetControl, NetEvent, NetStats};
 use livecast_player::engine::unit::MediaUnit;
 use livecast_server::rtsp_server::RtspConfig;
 use livecast_server::source::VideoConfig;
@@ -308,6 +308,18 @@ impl Client {
         }
         None
     }
+}
+
+/// The last statistics among `events`.
+pub fn last_stats(events: &[NetEvent]) -> &NetStats {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            NetEvent::Stats(s) => Some(s),
+            _ => None,
+        })
+        .expect("stats about once a second")
 }
 
 pub fn units(events: &[NetEvent], track: usize) -> Vec<&MediaUnit> {
