@@ -419,9 +419,21 @@ fn phrase_end(audio: &[f32], min_pause: usize) -> Option<i64> {
     end.map(|f| (f * 10) as i64)
 }
 
+/// What the captioner needs of a speech-to-text model: timed words for 16 kHz audio, with a
+/// beam width (1: greedy).
+trait Transcribe {
+    fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>>;
+}
+
+impl Transcribe for Transcriber {
+    fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>> {
+        Transcriber::transcribe(self, samples, beam)
+    }
+}
+
 /// The captioner's state (see the [module docs](self)).
-struct Captioner {
-    transcriber: Transcriber,
+struct Captioner<T = Transcriber> {
+    transcriber: T,
     policy: Policy,
     down: Downsampler,
     vad: Vad,
@@ -439,13 +451,10 @@ struct Captioner {
     /// up to there are left context and don't cause another trim.
     trimmed_ms: i64,
     line_open: bool,
-    /// (audio ms, beam width) of each pass, for the replay's cost model.
-    #[cfg(test)]
-    passes: Vec<(usize, usize)>,
 }
 
-impl Captioner {
-    fn new(transcriber: Transcriber, policy: Policy) -> Self {
+impl<T: Transcribe> Captioner<T> {
+    fn new(transcriber: T, policy: Policy) -> Self {
         let vad_end_frames = samples_of_ms(ms(policy.vad_end)) / dsp::VAD_FRAME;
         Self {
             transcriber,
@@ -461,8 +470,6 @@ impl Captioner {
             samples_at_last_pass: 0,
             trimmed_ms: i64::MIN,
             line_open: false,
-            #[cfg(test)]
-            passes: Vec::new(),
         }
     }
 
@@ -562,8 +569,6 @@ impl Captioner {
         } else {
             self.policy.beam
         };
-        #[cfg(test)]
-        self.passes.push((audio.len() * 1000 / SAMPLE_RATE, beam));
         let t0 = Instant::now();
         let words = match self.transcriber.transcribe(audio, beam) {
             Ok(w) => w,
