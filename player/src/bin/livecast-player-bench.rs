@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::decode::VideoDecoder;
-use livecast_player::engine::recording::{RecordingReader, RecordingWriter};
-use livecast_player::engine::unit::MediaUnit;
+use livecast_player::engine::recording::RecordingReader;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
     RateControlMode, SpsPpsStrategy, UsageType,
@@ -342,21 +341,11 @@ fn main() -> anyhow::Result<()> {
     let _cleanup = RemoveOnDrop(path.clone());
     let t = Instant::now();
     {
-        let mut w =
-            RecordingWriter::create(&path, &bench_common::tracks(false), "v=0\r\ns=bench\r\n")?;
+        let mut w = bench_common::create_recording(&path, false)?;
         let mut rng = StdRng::seed_from_u64(0x1234_5678_9ABC_DEF1);
         let end_us = args.duration_s as i64 * 1_000_000;
         let (mut v, mut a) = (0i64, 0i64);
-        let mut unit = MediaUnit {
-            track: 0,
-            rtp_timestamp: 0,
-            capture_us: 0,
-            capture_from_sr: true,
-            arrival_us: 0,
-            keyframe: false,
-            damaged: false,
-            data: Vec::new(),
-        };
+        let mut unit = bench_common::blank_unit(0);
         loop {
             let tv = v * 1_000_000 / FPS as i64;
             let ta = a * 20_000;

@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use livecast_player::engine::recording::{read_index, RecordingReader, RecordingWriter};
+use livecast_player::engine::recording::{read_index, RecordingReader};
 use livecast_player::engine::timeline::plan_seek;
-use livecast_player::engine::unit::MediaUnit;
 use rand::rngs::StdRng;
 use rand::{RngCore as _, SeedableRng as _};
 
@@ -130,18 +129,8 @@ fn main() -> anyhow::Result<()> {
     let (mut v, mut a, mut c) = (0i64, 0i64, 0i64);
     let writer_index_bytes;
     {
-        let mut w =
-            RecordingWriter::create(&path, &bench_common::tracks(true), "v=0\r\ns=bench\r\n")?;
-        let mut unit = MediaUnit {
-            track: 0,
-            rtp_timestamp: 0,
-            capture_us: 0,
-            capture_from_sr: true,
-            arrival_us: 0,
-            keyframe: false,
-            damaged: false,
-            data: Vec::with_capacity(i_bytes),
-        };
+        let mut w = bench_common::create_recording(&path, true)?;
+        let mut unit = bench_common::blank_unit(i_bytes);
         loop {
             let tv = v * 1_000_000 / FPS;
             let ta = a * 20_000;
