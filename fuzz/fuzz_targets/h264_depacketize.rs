@@ -4,8 +4,8 @@
 //! payloads): the depacketizer never panics, and every access unit it returns has at least one
 //! NAL unit and no empty NAL unit.
 //!
-//! CI runs the same check over xorshift-generated packets (`arbitrary_packets_never_panic` in
-//! `proto/src/codec/h264.rs`); keep the two in step.
+//! The property is `livecast_proto::fuzzing::h264_depacketize`; CI runs it over seeded
+//! generated packets (`arbitrary_packets_never_panic` in `proto/src/codec/h264.rs`).
 //!
 //! Run: `cargo +nightly fuzz run h264_depacketize`.
 
@@ -13,7 +13,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use livecast_proto::codec::h264::{AccessUnit, Depacketizer};
+use livecast_proto::fuzzing::{h264_depacketize, H264Packet};
 
 #[derive(Arbitrary, Debug)]
 struct Packet {
@@ -25,26 +25,15 @@ struct Packet {
     payload: Vec<u8>,
 }
 
-fn check(au: &AccessUnit) {
-    assert!(!au.nals.is_empty());
-    assert!(au.nals.iter().all(|n| !n.is_empty()));
-    let annexb = au.to_annexb();
-    assert!(annexb.len() >= 5 * au.nals.len());
-}
-
 fuzz_target!(|packets: Vec<Packet>| {
-    let mut d = Depacketizer::new();
     let mut seq = 0u16;
-    for p in packets {
+    h264_depacketize(packets.iter().map(|p| {
         seq = seq.wrapping_add(u16::from(p.seq_step)).wrapping_sub(128);
-        if let Ok(Some(au)) = d.push(seq, u32::from(p.timestamp), p.marker, &p.payload) {
-            check(&au);
+        H264Packet {
+            seq,
+            timestamp: u32::from(p.timestamp),
+            marker: p.marker,
+            payload: &p.payload,
         }
-        while let Some(au) = d.pull() {
-            check(&au);
-        }
-    }
-    if let Some(au) = d.flush() {
-        check(&au);
-    }
+    }));
 });

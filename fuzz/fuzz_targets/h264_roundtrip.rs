@@ -5,8 +5,8 @@
 //! access unit has the marker bit, and depacketizing gives back the same NAL units per access
 //! unit, complete.
 //!
-//! CI runs the same check over xorshift-generated NAL lists (`arbitrary_nals_round_trip` in
-//! `proto/src/codec/h264.rs`); keep the two in step.
+//! The property is `livecast_proto::fuzzing::h264_round_trip`; CI runs it over seeded
+//! generated NAL lists (`arbitrary_nals_round_trip` in `proto/src/codec/h264.rs`).
 //!
 //! Run: `cargo +nightly fuzz run h264_roundtrip`.
 
@@ -14,7 +14,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use livecast_proto::codec::h264::{add_emulation_prevention, nal_type, Depacketizer, Packetizer};
+use livecast_proto::codec::h264::add_emulation_prevention;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -42,37 +42,5 @@ fuzz_target!(|input: Input| {
         .iter()
         .map(|au| au.iter().map(|(h, rbsp)| nal(*h, rbsp)).collect())
         .collect();
-    let mut packetizer = Packetizer::new(usize::from(input.max_payload));
-    let max = packetizer.max_payload();
-    let mut depacketizer = Depacketizer::new();
-    let mut seq = 0u16;
-    let mut got = Vec::new();
-    for (i, au) in aus.iter().enumerate() {
-        let mut annexb = Vec::new();
-        for n in au {
-            annexb.extend_from_slice(&[0, 0, 0, 1]);
-            annexb.extend_from_slice(n);
-        }
-        let mut payloads = Vec::new();
-        packetizer.packetize(&annexb, &mut payloads);
-        assert_eq!(
-            payloads.iter().filter(|p| p.marker).count(),
-            usize::from(!au.is_empty())
-        );
-        for p in &payloads {
-            assert!(p.data.len() <= max);
-            let au = depacketizer
-                .push(seq, i as u32 * 3000, p.marker, &p.data)
-                .expect("own payloads are valid");
-            got.extend(au);
-            seq = seq.wrapping_add(1);
-        }
-    }
-    let want: Vec<&Vec<Vec<u8>>> = aus.iter().filter(|a| !a.is_empty()).collect();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(want) {
-        assert_eq!(&g.nals, w);
-        assert!(g.complete);
-        assert_eq!(g.is_keyframe, w.iter().any(|n| nal_type(n) == 5));
-    }
+    livecast_proto::fuzzing::h264_round_trip(&aus, usize::from(input.max_payload));
 });

@@ -18,7 +18,6 @@ use livecast_proto::rtsp::{
 use livecast_proto::time::SeqExtender;
 use livecast_proto::{rtcp, rtp, sdp};
 use serde::Serialize;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -213,36 +212,14 @@ pub fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("cannot resolve {}", u.host))
 }
 
-fn udp_pair(ip: IpAddr) -> anyhow::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
-    for _ in 0..50 {
-        let probe = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        let port = probe.local_addr()?.port() & !1;
-        drop(probe);
-        let (Ok(a), Ok(b)) = (
-            bind_udp(SocketAddr::new(ip, port)),
-            bind_udp(SocketAddr::new(ip, port + 1)),
-        ) else {
-            continue;
-        };
-        return Ok((a, b));
-    }
-    bail!("no free UDP port pair")
-}
-
-/// A non-blocking UDP socket with a receive buffer for a second or two of video (the kernel
-/// caps it at `net.core.rmem_max`).
-fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let d = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(d, Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = s.set_recv_buffer_size(2 << 20);
-    s.bind(&addr.into())?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
+/// UDP media sockets: non-blocking, with a receive buffer for a second or two of video (the
+/// kernel caps it at `net.core.rmem_max`).
+const MEDIA_SOCKETS: livecast_net::UdpOptions = livecast_net::UdpOptions {
+    send_buffer: None,
+    recv_buffer: Some(2 << 20),
+    v6_only: false,
+    nonblocking: true,
+};
 
 /// Options for [`run_client`].
 #[derive(Clone, Debug)]
@@ -296,7 +273,7 @@ pub async fn run_client_on(
         let url = rtsp::url::resolve(&base, control);
         let spec = match opts.transport {
             TransportKind::Udp => {
-                let (a, b) = udp_pair(local_ip)?;
+                let (a, b) = livecast_net::bind_rtp_pair(local_ip, &MEDIA_SOCKETS)?;
                 let ports = (a.local_addr()?.port(), b.local_addr()?.port());
                 udp.push((a, b));
                 TransportSpec {

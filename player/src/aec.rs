@@ -533,42 +533,29 @@ mod aec3_port {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, RngCore as _, SeedableRng as _};
 
     const MS: usize = RATE as usize / 1000;
-
-    /// xorshift64*: deterministic and cheap.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        /// Uniform in [-1, 1).
-        fn uniform(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
 
     /// A speech-like signal: syllables of 120-300 ms with gaps, each voiced (harmonics of a
     /// gliding 100-220 Hz pitch, shaped by two formants) or, one in four, a noise burst;
     /// about -22 dBFS RMS while talking.
     fn speech_like(seconds: f32, seed: u64) -> Vec<f32> {
         let n = (seconds * RATE as f32) as usize;
-        let mut rng = Rng(seed);
+        let mut rng = StdRng::seed_from_u64(seed);
         let mut out = vec![0.0f32; n];
         let mut t = 0;
         while t < n {
-            let len = (120 + (rng.next() % 180) as usize) * MS;
-            let gap = (30 + (rng.next() % 120) as usize) * MS;
+            let len = (120 + (rng.next_u64() % 180) as usize) * MS;
+            let gap = (30 + (rng.next_u64() % 120) as usize) * MS;
             let end = (t + len).min(n);
-            let voiced = !rng.next().is_multiple_of(4);
-            let f0 = 100.0 + 120.0 * (rng.uniform() + 1.0) / 2.0;
-            let glide = 1.0 + 0.3 * rng.uniform();
+            let voiced = !rng.next_u64().is_multiple_of(4);
+            let f0 = 100.0 + 120.0 * (rng.random_range(-1.0f32..1.0) + 1.0) / 2.0;
+            let glide = 1.0 + 0.3 * rng.random_range(-1.0f32..1.0);
             let (f1, f2) = (
-                300.0 + 500.0 * (rng.uniform() + 1.0),
-                1_000.0 + 800.0 * (rng.uniform() + 1.0),
+                300.0 + 500.0 * (rng.random_range(-1.0f32..1.0) + 1.0),
+                1_000.0 + 800.0 * (rng.random_range(-1.0f32..1.0) + 1.0),
             );
             let mut phase = 0.0f32;
             for (i, s) in out[t..end].iter_mut().enumerate() {
@@ -590,7 +577,7 @@ mod tests {
                     }
                     0.08 * env * v
                 } else {
-                    0.05 * env * rng.uniform()
+                    0.05 * env * rng.random_range(-1.0f32..1.0)
                 };
             }
             t = end + gap;
@@ -601,11 +588,14 @@ mod tests {
     /// The room of issue 5: a direct path at 40 ms, then a 200 ms tail decaying by 60 dB
     /// (sparse here, one reflection a millisecond, to keep the test quick in a debug build).
     fn room(x: &[f32]) -> Vec<f32> {
-        let mut rng = Rng(40_200);
+        let mut rng = StdRng::seed_from_u64(40_200);
         let mut taps = vec![(40 * MS, 0.5f32)];
         for k in 1..=200 {
             let decay = 10f32.powf(-3.0 * k as f32 / 200.0);
-            taps.push((40 * MS + k * MS, 0.12 * decay * rng.uniform()));
+            taps.push((
+                40 * MS + k * MS,
+                0.12 * decay * rng.random_range(-1.0f32..1.0),
+            ));
         }
         let mut y = vec![0.0f32; x.len()];
         for &(d, g) in &taps {

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use livecast_server::captions::{model, CaptionConfig, CaptionMode};
-use livecast_server::pipeline::MediaConfig;
-use livecast_server::rtsp_server::RtspConfig;
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::source::{AudioSpec, VideoConfig};
 use livecast_server::{RunningServer, ServerConfig};
 
 /// whisper and a decoding player at once: one test at a time on a 2-core machine.
@@ -45,26 +43,19 @@ fn start_server(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let cfg = ServerConfig {
-        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        media: MediaConfig {
-            video: VideoSpec::TestSrc,
-            audio,
-            video_cfg: VideoConfig {
+    let mut cfg = ServerConfig {
+        captions,
+        ..ServerConfig::test_sources(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            VideoConfig {
                 width: 320,
                 height: 240,
                 fps: 30,
             },
-            video_bitrate: 500_000,
-            audio_bitrate: 64_000,
-            idr_interval_secs: 2,
-            hooks: Default::default(),
-        },
-        rtsp: RtspConfig::default(),
-        captions,
-        title: "Livecast".into(),
-        chat: false,
+            500_000,
+        )
     };
+    cfg.media.audio = audio;
     let server = rt
         .block_on(livecast_server::start(cfg))
         .expect("livecast-server starts");

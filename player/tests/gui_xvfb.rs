@@ -18,9 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livecast_proto::rtsp::Limits;
-use livecast_server::pipeline::MediaConfig;
 use livecast_server::rtsp_server::RtspConfig;
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::source::VideoConfig;
 use livecast_server::ServerConfig;
 
 /// Screen size; the window asks for 1280x800.
@@ -293,28 +292,12 @@ fn analyse(s: &Shot) -> Result<Findings, String> {
 
 /// Minimal PNG writer (stored deflate blocks): no image crate needed to keep a screenshot.
 fn write_png(path: &Path, s: &Shot) {
-    fn crc32(data: &[u8]) -> u32 {
-        let table: Vec<u32> = (0..256u32)
-            .map(|n| {
-                (0..8).fold(n, |c, _| {
-                    if c & 1 != 0 {
-                        0xedb8_8320 ^ (c >> 1)
-                    } else {
-                        c >> 1
-                    }
-                })
-            })
-            .collect();
-        !data.iter().fold(0xffff_ffffu32, |c, &b| {
-            table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
-        })
-    }
     fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
         out.extend((data.len() as u32).to_be_bytes());
         let mut body = kind.to_vec();
         body.extend_from_slice(data);
         out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
+        out.extend(livecast_player::engine::recording::crc32(&body).to_be_bytes());
     }
     let mut raw = Vec::with_capacity((s.w * 3 + 1) * s.h);
     for y in 0..s.h {
@@ -347,29 +330,21 @@ fn write_png(path: &Path, s: &Shot) {
 }
 
 fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer, SocketAddr) {
-    let cfg = ServerConfig {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        media: MediaConfig {
-            video: VideoSpec::TestSrc,
-            audio: AudioSpec::Tone,
-            video_cfg: VideoConfig {
-                width: 640,
-                height: 360,
-                fps: 25,
-            },
-            video_bitrate: 800_000,
-            audio_bitrate: 32_000,
-            idr_interval_secs: 1,
-            hooks: Default::default(),
+    let mut cfg = ServerConfig::test_sources(
+        "127.0.0.1:0".parse().unwrap(),
+        VideoConfig {
+            width: 640,
+            height: 360,
+            fps: 25,
         },
-        rtsp: RtspConfig {
-            path: "live".into(),
-            session_timeout: Duration::from_secs(60),
-            limits: Limits::default(),
-        },
-        captions: Default::default(),
-        title: "Livecast".into(),
-        chat: false,
+        800_000,
+    );
+    cfg.media.audio_bitrate = 32_000;
+    cfg.media.idr_interval_secs = 1;
+    cfg.rtsp = RtspConfig {
+        path: "live".into(),
+        session_timeout: Duration::from_secs(60),
+        limits: Limits::default(),
     };
     let server = rt
         .block_on(livecast_server::start(cfg))

@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use livecast_server::pipeline::MediaConfig;
-use livecast_server::rtsp_server::RtspConfig;
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::source::VideoConfig;
 use livecast_server::{RunningServer, ServerConfig};
 
 /// Each test runs a 720p30 encoder and a decoding player: one at a time on a 2-core machine.
@@ -19,26 +17,12 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn server_config(listen: SocketAddr) -> ServerConfig {
-    ServerConfig {
-        listen: vec![listen],
-        media: MediaConfig {
-            video: VideoSpec::TestSrc,
-            audio: AudioSpec::Tone,
-            video_cfg: VideoConfig {
-                width: 1280,
-                height: 720,
-                fps: 30,
-            },
-            video_bitrate: 2_000_000,
-            audio_bitrate: 64_000,
-            idr_interval_secs: 2,
-            hooks: Default::default(),
-        },
-        rtsp: RtspConfig::default(),
-        captions: Default::default(),
-        title: "Livecast".into(),
-        chat: false,
-    }
+    let hd = VideoConfig {
+        width: 1280,
+        height: 720,
+        fps: 30,
+    };
+    ServerConfig::test_sources(listen, hd, 2_000_000)
 }
 
 /// Starts our server on its own runtime (so the test can stop it like a crash would).
@@ -69,26 +53,35 @@ fn report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
+/// Plays `source` headless for `seconds` (with `--transport` when given) and returns its
+/// `--stats-json` report, written to `json`.
+fn play_headless(
+    source: &str,
+    transport: Option<&str>,
+    seconds: u32,
+    json: &Path,
+) -> serde_json::Value {
+    let seconds = seconds.to_string();
+    let mut args = vec!["--headless", source, "--duration", &seconds];
+    if let Some(t) = transport {
+        args.extend(["--transport", t]);
+    }
+    args.extend(["--stats-json", json.to_str().expect("utf-8 path")]);
+    let status = player(&args).wait().expect("player runs");
+    assert!(
+        status.success(),
+        "player on {source} over {transport:?} exited with {status}"
+    );
+    report(json)
+}
+
 fn headless_against_our_server(transport: &str) {
     let _one = one_at_a_time();
     let (_rt, server) = start_server("127.0.0.1:0".parse().expect("address"));
     let url = format!("rtsp://{}/live", server.listening[0]);
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("stats.json");
-    let status = player(&[
-        "--headless",
-        &url,
-        "--transport",
-        transport,
-        "--duration",
-        "10",
-        "--stats-json",
-        json.to_str().expect("utf-8 path"),
-    ])
-    .wait()
-    .expect("player runs");
-    assert!(status.success(), "player exited with {status}");
-    let r = report(&json);
+    let r = play_headless(&url, Some(transport), 10, &json);
     // Frames shown: one per captured frame while live (decoded can be more: a jump back to
     // live re-decodes from a keyframe).
     let shown = r["video"]["frames_shown"].as_u64().expect("frames_shown");
@@ -148,18 +141,7 @@ fn recording_survives_a_killed_player_and_plays_back() {
     assert!(rec.exists(), "the recording is kept");
     // The next start opens the recording and plays it from the start.
     let json = dir.path().join("replay.json");
-    let status = player(&[
-        "--headless",
-        rec.to_str().expect("utf-8"),
-        "--duration",
-        "3",
-        "--stats-json",
-        json.to_str().expect("utf-8"),
-    ])
-    .wait()
-    .expect("player runs");
-    assert!(status.success());
-    let r = report(&json);
+    let r = play_headless(rec.to_str().expect("utf-8"), None, 3, &json);
     let frames = r["video"]["frames_decoded"].as_u64().unwrap_or(0);
     assert!(
         frames >= 60,
@@ -195,20 +177,7 @@ fn plays_gstreamer_rtsp_server_over_udp_and_tcp() {
     let dir = tempfile::tempdir().expect("temp dir");
     for transport in ["udp", "tcp"] {
         let json = dir.path().join(format!("{transport}.json"));
-        let status = player(&[
-            "--headless",
-            &url,
-            "--transport",
-            transport,
-            "--duration",
-            "5",
-            "--stats-json",
-            json.to_str().expect("utf-8"),
-        ])
-        .wait()
-        .expect("player runs");
-        assert!(status.success(), "player over {transport}: {status}");
-        let r = report(&json);
+        let r = play_headless(&url, Some(transport), 5, &json);
         let frames = r["video"]["frames_decoded"].as_u64().unwrap_or(0);
         let audio = r["audio"]["frames_decoded"].as_u64().unwrap_or(0);
         assert!(

@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use livecast_player::engine::api::{ConnState, TransportPref};
-use livecast_player::engine::net::{NetControl, NetEvent};
+use livecast_player::engine::net::NetEvent;
 use livecast_proto::codec::Codec;
-use net_common::{client_runtime, free_port, units, Client};
+use net_common::{client_runtime, free_port, last_stats, units, Client};
 
 struct GstServer {
     child: Child,
@@ -98,26 +98,10 @@ fn gstreamer_session(transport: TransportPref) {
         for u in video.iter().chain(&audio) {
             assert!((u.arrival_us - u.capture_us).abs() < 1_000_000, "{u:?}");
         }
-        let stats = evs
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                NetEvent::Stats(s) => Some(s),
-                _ => None,
-            })
-            .expect("stats");
+        let stats = last_stats(&evs);
         assert_eq!(stats.tcp, tcp);
         assert!(stats.packets_lost <= 0, "{stats:?}");
-        c.send(NetControl::Stop).await;
-        c.wait_for(Duration::from_secs(3), |e| {
-            *e == NetEvent::State(ConnState::Ended)
-        })
-        .await
-        .expect("Ended after TEARDOWN");
-        tokio::time::timeout(Duration::from_secs(1), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("no panic");
+        c.stop_until_ended(Duration::from_secs(3)).await;
     });
 }
 

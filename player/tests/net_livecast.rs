@@ -10,7 +10,9 @@ use livecast_player::engine::api::{ConnState, TransportPref};
 use livecast_player::engine::net::{NetControl, NetEvent};
 use livecast_proto::codec::Codec;
 use livecast_server::rtsp_server::RtspConfig;
-use net_common::{client_runtime, free_port, redirector, units, Client, LivecastServer, Relay};
+use net_common::{
+    client_runtime, free_port, last_stats, redirector, units, Client, LivecastServer, Relay,
+};
 
 fn is_state(ev: &NetEvent, f: impl Fn(&ConnState) -> bool) -> bool {
     matches!(ev, NetEvent::State(s) if f(s))
@@ -78,14 +80,7 @@ fn session_end_to_end(transport: TransportPref) {
         for u in video.iter().chain(&audio).filter(|u| !u.capture_from_sr) {
             assert!((u.arrival_us - u.capture_us).abs() < 1_000_000);
         }
-        let stats = evs
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                NetEvent::Stats(s) => Some(s),
-                _ => None,
-            })
-            .expect("stats about once a second");
+        let stats = last_stats(&evs);
         assert_eq!(stats.packets_lost, 0, "{stats:?}");
         assert_eq!(stats.tcp, tcp);
         assert!(stats.packets_received > 100, "{stats:?}");
@@ -126,17 +121,8 @@ fn session_end_to_end(transport: TransportPref) {
         assert!(v[0].keyframe);
 
         // Stop: TEARDOWN, Ended, run() returns.
-        c.send(NetControl::Stop).await;
         let t = Instant::now();
-        c.wait_for(Duration::from_secs(3), |e| {
-            is_state(e, |s| *s == ConnState::Ended)
-        })
-        .await
-        .expect("Ended");
-        tokio::time::timeout(Duration::from_secs(3), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("run() does not panic");
+        c.stop_until_ended(Duration::from_secs(3)).await;
         assert!(t.elapsed() < Duration::from_secs(3));
         let sent = relay.sent_text();
         assert!(sent.contains("TEARDOWN rtsp://127.0.0.1"), "{sent}");
@@ -206,11 +192,7 @@ fn auto_falls_back_to_tcp_when_udp_cannot_arrive() {
         let teardown = sent.find("TEARDOWN ").expect("tore the UDP session down");
         let tcp_setup = sent.find("RTP/AVP/TCP").expect("then TCP");
         assert!(udp_setup < teardown && teardown < tcp_setup, "{sent}");
-        c.send(NetControl::Stop).await;
-        tokio::time::timeout(Duration::from_secs(3), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("no panic");
+        c.stop().await;
     });
 }
 
@@ -274,11 +256,7 @@ fn reconnects_after_the_server_restarts() {
             "{attempts:?}"
         );
         assert!(back.elapsed() < Duration::from_secs(20));
-        c.send(NetControl::Stop).await;
-        tokio::time::timeout(Duration::from_secs(3), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("no panic");
+        c.stop().await;
     });
 }
 
@@ -311,16 +289,7 @@ fn refused_connections_back_off_until_stopped() {
         for (gap, want) in gaps.iter().zip([0.5, 1.0, 2.0]) {
             assert!((gap - want).abs() < 0.25, "gaps {gaps:?}");
         }
-        c.send(NetControl::Stop).await;
-        c.wait_for(Duration::from_secs(1), |e| {
-            *e == NetEvent::State(ConnState::Ended)
-        })
-        .await
-        .expect("Ended promptly while backing off");
-        tokio::time::timeout(Duration::from_secs(1), &mut c.task)
-            .await
-            .expect("run() returns")
-            .expect("no panic");
+        c.stop_until_ended(Duration::from_secs(1)).await;
     });
 }
 
@@ -399,11 +368,7 @@ fn keep_alive_follows_the_session_timeout() {
         assert!(!evs
             .iter()
             .any(|e| matches!(e, NetEvent::State(ConnState::Reconnecting { .. }))));
-        c.send(NetControl::Stop).await;
-        tokio::time::timeout(Duration::from_secs(3), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("no panic");
+        c.stop().await;
     });
 }
 
@@ -445,11 +410,7 @@ fn a_silent_server_is_noticed_after_5_s() {
         })
         .await
         .expect("streaming again once the path recovers");
-        c.send(NetControl::Stop).await;
-        tokio::time::timeout(Duration::from_secs(3), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("no panic");
+        c.stop().await;
     });
 }
 
@@ -472,11 +433,7 @@ fn follows_one_redirect() {
             tracks[0].control_url.starts_with(&server.url()),
             "{tracks:?}"
         );
-        c.send(NetControl::Stop).await;
-        tokio::time::timeout(Duration::from_secs(3), &mut c.task)
-            .await
-            .expect("run() returns after Stop")
-            .expect("no panic");
+        c.stop().await;
 
         // A redirect to another redirect: given up on.
         let again = redirector(format!("rtsp://127.0.0.1:{port}/loop")).await;

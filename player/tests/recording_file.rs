@@ -11,6 +11,8 @@ use livecast_player::engine::recording::{
 };
 use livecast_player::engine::unit::{MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
+use rand::rngs::StdRng;
+use rand::{Rng as _, RngCore as _, SeedableRng as _};
 
 const T0: i64 = 1_795_000_000_000_000; // 2026-11-18, µs since the Unix epoch
 
@@ -37,25 +39,11 @@ fn tracks() -> Vec<TrackDesc> {
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Livecast\r\nt=0 0\r\n";
 
-/// Deterministic pseudo-random numbers (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A synthetic session of `ms` milliseconds, in arrival order: video every 33.333 ms with a
 /// keyframe every 60 units, audio every 20 ms, a caption every 5 s. Sizes are small to keep
 /// the truncation tests fast.
 fn session(ms: i64, seed: u64) -> Vec<MediaUnit> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut units = Vec::new();
     let (mut v, mut a, mut c) = (0i64, 0i64, 0i64);
     loop {
@@ -72,7 +60,7 @@ fn session(ms: i64, seed: u64) -> Vec<MediaUnit> {
             let len = if key {
                 3000
             } else {
-                100 + rng.below(400) as usize
+                100 + rng.random_range(0..400) as usize
             };
             (0, key, len, (tv * 9 / 100) as u32, None)
         } else if t == ta {
@@ -80,7 +68,7 @@ fn session(ms: i64, seed: u64) -> Vec<MediaUnit> {
             (
                 1,
                 true,
-                40 + rng.below(60) as usize,
+                40 + rng.random_range(0..60) as usize,
                 (ta * 48 / 1000) as u32,
                 None,
             )
@@ -90,7 +78,7 @@ fn session(ms: i64, seed: u64) -> Vec<MediaUnit> {
         };
         let data = match text {
             Some(s) => s.into_bytes(),
-            None => (0..len).map(|_| rng.next() as u8).collect(),
+            None => (0..len).map(|_| rng.next_u64() as u8).collect(),
         };
         units.push(MediaUnit {
             track,
@@ -279,9 +267,9 @@ fn truncated_at_random_points() {
     let full = write_session(&path, &session(6_000, 5));
     let bytes = fs::read(&path).expect("read back");
     let cut_path = dir.path().join("cut.lcrec");
-    let mut rng = Rng(0x5EED);
+    let mut rng = StdRng::seed_from_u64(0x5EED);
     for _ in 0..300 {
-        let cut = FILE_HEADER_LEN + rng.below(bytes.len() as u64 - FILE_HEADER_LEN + 1);
+        let cut = FILE_HEADER_LEN + rng.random_range(0..bytes.len() as u64 - FILE_HEADER_LEN + 1);
         fs::write(&cut_path, &bytes[..cut as usize]).expect("write cut copy");
         check_cut(&cut_path, &full, cut);
     }

@@ -9,6 +9,8 @@ use livecast_player::engine::timeline::{
 };
 use livecast_player::engine::unit::{MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
+use rand::rngs::StdRng;
+use rand::{RngCore as _, SeedableRng as _};
 
 const S: i64 = 1_795_000_000_000_000; // recording start, µs since the Unix epoch
 const DELAY: i64 = 500_000; // live delay
@@ -371,13 +373,8 @@ fn video_index(n: usize, seed: u64) -> Index {
         },
         FILE_HEADER_LEN,
     );
-    let mut x = seed | 1;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rnd = move || rng.next_u64();
     let mut t = S;
     for i in 0..n {
         // Mostly 33.3 ms apart; sometimes equal (a clamped clock step), sometimes a gap.

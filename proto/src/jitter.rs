@@ -34,14 +34,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::time::{SeqExtender, TimestampExtender};
-
-/// RFC 3550 A.1: a jump forward of more than this many sequence numbers is not loss but a
-/// possible restart of the sender's numbering.
-pub const MAX_DROPOUT: u64 = 3000;
-/// RFC 3550 A.1: a packet more than this many sequence numbers behind is not late but a
-/// possible restart.
-pub const MAX_MISORDER: u64 = 100;
+use crate::seq::{InterarrivalJitter, MAX_DROPOUT, MAX_MISORDER};
+use crate::time::SeqExtender;
 
 /// Packets held at most, by default (`with_capacity` to change). At 2 Mbit/s of 1400-byte
 /// packets this is over 20 s of media; a full buffer gives up on its oldest gap at once.
@@ -126,7 +120,6 @@ pub struct JitterStats {
 /// `P` is what is stored with each packet (by default the payload bytes).
 #[derive(Debug)]
 pub struct JitterBuffer<P = Vec<u8>> {
-    clock_rate: u32,
     cfg: JitterConfig,
     capacity: usize,
     seqs: SeqExtender,
@@ -145,12 +138,7 @@ pub struct JitterBuffer<P = Vec<u8>> {
     probation: Option<Packet<P>>,
     /// Recently declared-lost ranges `[start, end)` of extended numbers.
     lost_ranges: VecDeque<(u64, u64)>,
-    // RFC 3550 A.8 state.
-    timestamps: TimestampExtender,
-    first_arrival: Option<Instant>,
-    last_transit: Option<f64>,
-    /// Jitter in timestamp units.
-    jitter: f64,
+    jitter: InterarrivalJitter,
     current_delay: Duration,
     last_adapt: Option<Instant>,
     stats: JitterStats,
@@ -162,7 +150,6 @@ impl<P> JitterBuffer<P> {
     pub fn new(clock_rate: u32, mut cfg: JitterConfig) -> Self {
         cfg.min_delay = cfg.min_delay.min(cfg.max_delay);
         JitterBuffer {
-            clock_rate: clock_rate.max(1),
             cfg,
             capacity: DEFAULT_CAPACITY,
             seqs: SeqExtender::new(),
@@ -174,10 +161,7 @@ impl<P> JitterBuffer<P> {
             ready: VecDeque::new(),
             probation: None,
             lost_ranges: VecDeque::new(),
-            timestamps: TimestampExtender::new(),
-            first_arrival: None,
-            last_transit: None,
-            jitter: 0.0,
+            jitter: InterarrivalJitter::new(clock_rate),
             current_delay: cfg.min_delay,
             last_adapt: None,
             stats: JitterStats::default(),
@@ -201,7 +185,7 @@ impl<P> JitterBuffer<P> {
 
     /// Interarrival jitter, seconds (RFC 3550 A.8).
     pub fn jitter_secs(&self) -> f64 {
-        self.jitter / f64::from(self.clock_rate)
+        self.jitter.secs()
     }
 
     pub fn stats(&self) -> JitterStats {
@@ -340,9 +324,9 @@ impl<P> JitterBuffer<P> {
             .or_else(|| self.held.first_key_value().map(|(k, _)| *k));
         let far_ahead = self
             .highest
-            .is_some_and(|h| ext > h.saturating_add(MAX_DROPOUT));
+            .is_some_and(|h| ext > h.saturating_add(u64::from(MAX_DROPOUT)));
         let behind = base.map_or(0, |b| b.saturating_sub(ext));
-        if far_ahead || behind > MAX_MISORDER {
+        if far_ahead || behind > u64::from(MAX_MISORDER) {
             self.probation = Some(packet);
             return;
         }
@@ -419,24 +403,12 @@ impl<P> JitterBuffer<P> {
         self.next = None;
         self.highest = None;
         self.lost_ranges.clear();
-        self.timestamps = TimestampExtender::new();
-        self.first_arrival = None;
-        self.last_transit = None;
+        self.jitter.restart();
     }
 
     /// RFC 3550 A.8 on one arrival, then the delay follows the estimate.
     fn update_timing(&mut self, rtp_timestamp: u32, arrival: Instant) {
-        let first = *self.first_arrival.get_or_insert(arrival);
-        let arrival_ticks =
-            arrival.saturating_duration_since(first).as_secs_f64() * f64::from(self.clock_rate);
-        let transit = arrival_ticks - self.timestamps.extend(rtp_timestamp) as f64;
-        if let Some(last) = self.last_transit {
-            let d = (transit - last).abs();
-            if d.is_finite() {
-                self.jitter += (d - self.jitter) / 16.0;
-            }
-        }
-        self.last_transit = Some(transit);
+        self.jitter.update(rtp_timestamp, arrival);
         self.adapt(arrival);
     }
 
@@ -472,7 +444,7 @@ impl<P> JitterBuffer<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtp::test_rng::XorShift;
+    use crate::rtp::test_rng::Seeded;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -591,7 +563,7 @@ mod tests {
             }
         }
 
-        fn run(&self, rng: &mut XorShift, phases: &[Phase], jcfg: JitterConfig) -> Truth {
+        fn run(&self, rng: &mut Seeded, phases: &[Phase], jcfg: JitterConfig) -> Truth {
             let base = 10 * MS;
             let mut arrivals = Vec::new();
             let mut network_lost = Vec::new();
@@ -600,12 +572,17 @@ mod tests {
             for ph in phases {
                 for _ in 0..ph.packets {
                     let send = self.t0 + INTERVAL * i;
-                    // The first packet always arrives, so the range is known from the start.
+                    // The first packet always arrives, and first, so the range is known from
+                    // the start.
                     let lost = i > 0 && rng.below(1000) < ph.loss_permille;
                     network_lost.push(lost);
                     if !lost {
                         let spread = ph.spread.as_micros() as u64;
-                        let d = base + Duration::from_micros(rng.below(spread.max(1)));
+                        let d = if i == 0 {
+                            base
+                        } else {
+                            base + Duration::from_micros(rng.below(spread.max(1)))
+                        };
                         arrivals.push((i, send + d));
                         if rng.below(1000) < ph.dup_permille {
                             let d2 = d + Duration::from_micros(rng.below(30_000));
@@ -778,7 +755,7 @@ mod tests {
 
     #[test]
     fn lossy_jittery_reordering_network_is_accounted_exactly() {
-        let mut rng = XorShift(0x5eed_0001_d00d_f00d);
+        let mut rng = Seeded::new(0x5eed_0001_d00d_f00d);
         let sim = Sim::new(60_000, u32::MAX - 500_000); // both wrap during the run
         let phases = [Phase {
             packets: 20_000,
@@ -803,7 +780,7 @@ mod tests {
 
     #[test]
     fn delay_adapts_up_under_jitter_and_back_down() {
-        let mut rng = XorShift(0x0123_4567_89ab_cdef);
+        let mut rng = Seeded::new(0x0123_4567_89ab_cdef);
         let sim = Sim::new(1, 0);
         let calm = Phase {
             packets: 1500, // 30 s
@@ -836,9 +813,9 @@ mod tests {
             spread: 60 * MS,
         };
         let sim = Sim::new(7, 7);
-        let normal = sim.run(&mut XorShift(42), &[phase], cfg());
+        let normal = sim.run(&mut Seeded::new(42), &[phase], cfg());
         let low = sim.run(
-            &mut XorShift(42),
+            &mut Seeded::new(42),
             &[phase],
             JitterConfig {
                 low_latency: true,
@@ -966,7 +943,7 @@ mod tests {
     /// output is always in order.
     #[test]
     fn garbage_never_panics_and_counts_add_up() {
-        let mut rng = XorShift(0xfeed_face_cafe_beef);
+        let mut rng = Seeded::new(0xfeed_face_cafe_beef);
         for round in 0..200 {
             let t0 = Instant::now();
             let jcfg = JitterConfig {

@@ -13,7 +13,8 @@
 //! | [`rtcp`] | RTCP SR, RR, SDES, BYE; reception statistics | RFC 3550 §6, A.3, A.8 |
 //! | [`codec`] | payload formats: H.264, Opus | RFC 6184, RFC 7587 |
 //! | [`jitter`] | reorder / jitter buffer: sequence order, loss timeout sized from interarrival jitter | RFC 3550 A.1, A.8 |
-//! | [`time`] | newtypes for SSRC, sequence numbers, NTP and media time | RFC 3550 §4, §5.1 |
+//! | [`seq`] | sequence-number validation and interarrival jitter, used by the three above | RFC 3550 A.1, A.8 |
+//! | [`time`] | newtypes for SSRC, sequence numbers and NTP time | RFC 3550 §4, §5.1 |
 //!
 //! Errors are small enums per module that carry the byte offset or line of the fault; the I/O
 //! shells (`livecast-server`, `livecast-player`) add connection context once, at the edge.
@@ -22,9 +23,13 @@
 //! the server can answer `505`. Multicast transports are parsed but not served.
 
 pub mod codec;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod seq;
 pub mod time;

@@ -114,41 +114,6 @@ impl NtpTimestamp {
     }
 }
 
-/// A point on a media timeline: `ticks` of a `clock_rate` Hz clock (90000 for video, 48000 for
-/// Opus, 1000 for T.140).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MediaTime {
-    pub ticks: i64,
-    pub clock_rate: u32,
-}
-
-impl MediaTime {
-    pub fn new(ticks: i64, clock_rate: u32) -> Self {
-        Self { ticks, clock_rate }
-    }
-
-    /// From a duration, rounding down to whole ticks.
-    pub fn from_duration(d: Duration, clock_rate: u32) -> Self {
-        let ticks = (d.as_nanos() * u128::from(clock_rate) / 1_000_000_000) as i64;
-        Self { ticks, clock_rate }
-    }
-
-    /// Seconds as a float (for display and statistics only).
-    pub fn as_secs_f64(self) -> f64 {
-        self.ticks as f64 / f64::from(self.clock_rate)
-    }
-
-    /// Nanoseconds (may be negative).
-    pub fn as_nanos(self) -> i128 {
-        i128::from(self.ticks) * 1_000_000_000 / i128::from(self.clock_rate)
-    }
-
-    /// The low 32 bits as carried in an RTP header.
-    pub fn rtp_timestamp(self) -> u32 {
-        self.ticks as u32
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,13 +152,5 @@ mod tests {
         let back = n.to_unix().unwrap();
         assert!(back.abs_diff(t) < Duration::from_nanos(2));
         assert_eq!(NtpTimestamp(0).to_unix(), None);
-    }
-
-    #[test]
-    fn media_time_conversions() {
-        let m = MediaTime::from_duration(Duration::from_millis(1500), 90_000);
-        assert_eq!(m.ticks, 135_000);
-        assert_eq!(m.as_nanos(), 1_500_000_000);
-        assert_eq!(MediaTime::new(1 << 33, 90_000).rtp_timestamp(), 0);
     }
 }

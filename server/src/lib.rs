@@ -48,7 +48,7 @@ use tracing::info;
 use crate::captions::CaptionConfig;
 use crate::pipeline::{MediaConfig, Pipeline};
 use crate::rtsp_server::{RtspConfig, RtspServer};
-use crate::source::MediaClock;
+use crate::source::{AudioSpec, MediaClock, VideoConfig, VideoSpec};
 use crate::track::{Track, TrackInfo, TrackKind, TrackSockets};
 
 /// Everything `livecast-server` needs to run.
@@ -65,27 +65,21 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The built-in test card and tone at 320x240@30 (500 kbit/s video, 64 kbit/s audio, a
-    /// keyframe every 2 s), no captions, on loopback at any free port: what end-to-end tests
-    /// start.
-    pub fn test_sources(rtsp: RtspConfig) -> Self {
-        use crate::source::{AudioSpec, VideoConfig, VideoSpec};
+    /// The test card and a tone at `video_cfg` and `video_bitrate` (bit/s), 64 kbit/s audio, an
+    /// IDR every 2 s, default RTSP settings, no captions: for tests and benchmarks.
+    pub fn test_sources(listen: SocketAddr, video_cfg: VideoConfig, video_bitrate: u32) -> Self {
         ServerConfig {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            listen: vec![listen],
             media: MediaConfig {
                 video: VideoSpec::TestSrc,
                 audio: AudioSpec::Tone,
-                video_cfg: VideoConfig {
-                    width: 320,
-                    height: 240,
-                    fps: 30,
-                },
-                video_bitrate: 500_000,
+                video_cfg,
+                video_bitrate,
                 audio_bitrate: 64_000,
                 idr_interval_secs: 2,
                 hooks: Default::default(),
             },
-            rtsp,
+            rtsp: RtspConfig::default(),
             captions: Default::default(),
             title: "Livecast".into(),
             chat: false,

@@ -1,59 +1,33 @@
 //! Sockets: RTP/RTCP port pairs, RTCP receivers, and the list of addresses we can be reached at.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::sync::Arc;
 
 use anyhow::Context;
-use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
 use crate::rtsp_server::RtspServer;
 
-/// Send buffer for RTP sockets: a burst of one keyframe to hundreds of clients must not block.
-const SEND_BUFFER: usize = 8 << 20;
-
-fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    let _ = s.set_send_buffer_size(SEND_BUFFER);
-    s.bind(&addr.into())?;
-    Ok(s.into())
-}
+/// RTP sockets: a burst of one keyframe to hundreds of clients must not block on the send
+/// buffer; IPv6 sockets leave the port to the IPv4 ones.
+const RTP_SOCKETS: livecast_net::UdpOptions = livecast_net::UdpOptions {
+    send_buffer: Some(8 << 20),
+    recv_buffer: None,
+    v6_only: true,
+    nonblocking: false,
+};
 
 /// Binds an RTP socket on an even port and RTCP on the next one (RFC 3550 §11), on `ip`.
 /// Returns `None` if that address family is not available on this machine.
 pub fn bind_rtp_pair(ip: IpAddr) -> anyhow::Result<Option<(UdpSocket, UdpSocket)>> {
-    for _ in 0..100 {
-        // Let the kernel pick an ephemeral port, then take it (rounded to even) and the next.
-        let probe = match udp_socket(SocketAddr::new(ip, 0)) {
-            Ok(s) => s,
-            Err(e) if ip.is_ipv6() => {
-                debug!("no IPv6 UDP: {e}");
-                return Ok(None);
-            }
-            Err(e) => return Err(e).context("binding a UDP socket"),
-        };
-        let port = probe.local_addr()?.port() & !1;
-        drop(probe);
-        if port == 0 || port == u16::MAX - 1 {
-            continue;
+    match livecast_net::bind_rtp_pair(ip, &RTP_SOCKETS) {
+        Ok(pair) => Ok(Some(pair)),
+        Err(e) if ip.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse => {
+            debug!("no IPv6 UDP: {e}");
+            Ok(None)
         }
-        let Ok(rtp) = udp_socket(SocketAddr::new(ip, port)) else {
-            continue;
-        };
-        let Ok(rtcp) = udp_socket(SocketAddr::new(ip, port + 1)) else {
-            continue;
-        };
-        return Ok(Some((rtp, rtcp)));
+        Err(e) => Err(e).with_context(|| format!("binding an RTP/RTCP port pair on {ip}")),
     }
-    anyhow::bail!("could not find a free even/odd UDP port pair on {ip}")
 }
 
 /// The unspecified address of each family we serve UDP on.

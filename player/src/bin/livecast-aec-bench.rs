@@ -42,6 +42,8 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use livecast_player::aec::{self, Canceller};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 
 const RATE: usize = 48_000;
 /// Samples per channel of a server mic frame (20 ms).
@@ -163,22 +165,8 @@ fn main() -> anyhow::Result<()> {
         out,
         "scene: {secs:.1} s; echo only 0-{:.1} s{}{}",
         scene.echo_end as f64 / RATE as f64,
-        scene
-            .double_talk
-            .map(|(a, b)| format!(
-                "; double talk {:.1}-{:.1} s",
-                a as f64 / RATE as f64,
-                b as f64 / RATE as f64
-            ))
-            .unwrap_or_default(),
-        scene
-            .near_only
-            .map(|(a, b)| format!(
-                "; near end only {:.1}-{:.1} s",
-                a as f64 / RATE as f64,
-                b as f64 / RATE as f64
-            ))
-            .unwrap_or_default(),
+        span("double talk", scene.double_talk),
+        span("near end only", scene.near_only),
     )?;
     writeln!(
         out,
@@ -471,12 +459,12 @@ fn build_scene(args: &Args, far: Vec<f32>, near: Option<Vec<f32>>) -> Scene {
         near_mic[a..b].copy_from_slice(&n[..b - a]);
         near_mic[c..d].copy_from_slice(&n[..d - c]);
     }
-    let mut rng = Rng(0x5eed_aec3);
+    let mut rng = StdRng::seed_from_u64(0x5eed_aec3);
     let noise_rms = args.noise_dbfs.map_or(0.0, |d| 10f32.powf(d / 20.0));
     let mut mic: Vec<f32> = echo
         .iter()
         .zip(&near_mic)
-        .map(|(e, n)| e + n + noise_rms * rng.gauss())
+        .map(|(e, n)| e + n + noise_rms * gauss(&mut rng))
         .collect();
     // Keep clear of clipping, all parts scaled alike.
     let peak = mic.iter().fold(0.0f32, |m, s| m.max(s.abs()));
@@ -503,11 +491,11 @@ fn room_response(args: &Args) -> Vec<f32> {
     let tail = args.tail_ms * RATE / 1000;
     let mut h = vec![0.0f32; direct + 1 + tail];
     h[direct] = args.direct_gain;
-    let mut rng = Rng(0x0000_0200_0040);
+    let mut rng = StdRng::seed_from_u64(0x0000_0200_0040);
     // exp(-tail / tau) = 10^-3 (-60 dB).
     let tau = tail as f32 / (3.0 * std::f32::consts::LN_10);
     for (i, t) in h[direct + 1..].iter_mut().enumerate() {
-        *t = rng.gauss() * (-(i as f32) / tau).exp();
+        *t = gauss(&mut rng) * (-(i as f32) / tau).exp();
     }
     let tail_energy: f32 = h[direct + 1..].iter().map(|t| t * t).sum();
     let want = args.direct_gain.powi(2) * 10f32.powf(args.tail_db / 10.0);
@@ -615,83 +603,63 @@ fn process_cpu_s() -> anyhow::Result<f64> {
 
 /// Reads a 48 kHz PCM16 WAV and averages its channels.
 fn read_wav_mono(path: &Path) -> anyhow::Result<Vec<f32>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if data.len() < 12 || &data[..4] != b"RIFF" || &data[8..12] != b"WAVE" {
-        bail!("{}: not a RIFF/WAVE file", path.display());
+    let mut r =
+        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = r.spec();
+    if spec.sample_format != hound::SampleFormat::Int
+        || spec.bits_per_sample != 16
+        || spec.sample_rate != RATE as u32
+        || spec.channels == 0
+    {
+        bail!(
+            "{}: need 48 kHz 16-bit PCM, got {:?} {} Hz {} bit",
+            path.display(),
+            spec.sample_format,
+            spec.sample_rate,
+            spec.bits_per_sample
+        );
     }
-    let mut pos = 12;
-    let mut format = None;
-    while pos + 8 <= data.len() {
-        let id = &data[pos..pos + 4];
-        let size = u32::from_le_bytes(data[pos + 4..pos + 8].try_into()?) as usize;
-        let body = &data[pos + 8..(pos + 8 + size).min(data.len())];
-        if id == b"fmt " && body.len() >= 16 {
-            let tag = u16::from_le_bytes([body[0], body[1]]);
-            let channels = u16::from_le_bytes([body[2], body[3]]) as usize;
-            let rate = u32::from_le_bytes(body[4..8].try_into()?);
-            let bits = u16::from_le_bytes([body[14], body[15]]);
-            if !(tag == 1 || tag == 0xFFFE) || bits != 16 || rate != RATE as u32 || channels == 0 {
-                bail!(
-                    "{}: need 48 kHz 16-bit PCM, got format {tag} {rate} Hz {bits} bit",
-                    path.display()
-                );
-            }
-            format = Some(channels);
-        } else if id == b"data" {
-            let channels =
-                format.with_context(|| format!("{}: data before fmt", path.display()))?;
-            return Ok(body
-                .chunks_exact(2 * channels)
-                .map(|frame| {
-                    frame
-                        .chunks_exact(2)
-                        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0)
-                        .sum::<f32>()
-                        / channels as f32
-                })
-                .collect());
-        }
-        pos += 8 + size + (size & 1);
-    }
-    bail!("{}: no data chunk", path.display())
+    let channels = usize::from(spec.channels);
+    let samples = r
+        .samples::<i16>()
+        .collect::<Result<Vec<i16>, _>>()
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(samples
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().map(|&s| f32::from(s) / 32_768.0).sum::<f32>() / channels as f32)
+        .collect())
 }
 
 /// Writes 48 kHz mono PCM16.
 fn write_wav(path: &Path, samples: &[f32]) -> anyhow::Result<()> {
-    let bytes = samples.len() * 2;
-    let mut w = Vec::with_capacity(44 + bytes);
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + bytes as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    w.extend_from_slice(&1u16.to_le_bytes()); // mono
-    w.extend_from_slice(&(RATE as u32).to_le_bytes());
-    w.extend_from_slice(&(RATE as u32 * 2).to_le_bytes()); // bytes per second
-    w.extend_from_slice(&2u16.to_le_bytes()); // block align
-    w.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(bytes as u32).to_le_bytes());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let context = || format!("writing {}", path.display());
+    let mut w = hound::WavWriter::create(path, spec).with_context(context)?;
     for &s in samples {
-        w.extend_from_slice(&to_i16(s).to_le_bytes());
+        w.write_sample(to_i16(s)).with_context(context)?;
     }
-    std::fs::write(path, w).with_context(|| format!("writing {}", path.display()))
+    w.finalize().with_context(context)
 }
 
-/// xorshift64*, with a rough Gaussian from the sum of four uniforms.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn gauss(&mut self) -> f32 {
-        // Four uniforms on [-1, 1] have variance 4/3; scale to 1.
-        (self.uniform() + self.uniform() + self.uniform() + self.uniform()) * 0.866
-    }
+/// `"; NAME A-B s"` for a span of samples, nothing for none.
+fn span(name: &str, span: Option<(usize, usize)>) -> String {
+    span.map(|(a, b)| {
+        format!(
+            "; {name} {:.1}-{:.1} s",
+            a as f64 / RATE as f64,
+            b as f64 / RATE as f64
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// A rough Gaussian (unit variance) from the sum of four uniforms on [-1, 1].
+fn gauss(rng: &mut StdRng) -> f32 {
+    // Four uniforms on [-1, 1] have variance 4/3; scale to 1.
+    (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.866
 }

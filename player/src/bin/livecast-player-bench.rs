@@ -22,6 +22,8 @@
 //! target/release/livecast-player-bench [--duration-s 3600] [--seeks 200] [--cold] [--json FILE]
 //! ```
 
+mod bench_common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,15 +31,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::decode::VideoDecoder;
-use livecast_player::engine::recording::{RecordingReader, RecordingWriter};
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
-use livecast_proto::codec::Codec;
+use livecast_player::engine::recording::RecordingReader;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
     RateControlMode, SpsPpsStrategy, UsageType,
 };
 use openh264::formats::YUVBuffer;
 use openh264::{OpenH264API, Timestamp};
+use rand::rngs::StdRng;
+use rand::{RngCore as _, SeedableRng as _};
 
 #[derive(Parser, Debug)]
 #[command(about = "Seek to picture-ready time in a one-hour recording of real H.264")]
@@ -72,17 +74,6 @@ const FPS: u64 = 30;
 const GOP: usize = 30;
 const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
 
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -104,8 +95,10 @@ impl Pan {
 
     fn new() -> Self {
         let (tw, th) = (Self::TW, Self::TH);
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        let noise: Vec<u32> = (0..tw * th).map(|_| (rng.next() >> 56) as u32).collect();
+        let mut rng = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
+        let noise: Vec<u32> = (0..tw * th)
+            .map(|_| (rng.next_u64() >> 56) as u32)
+            .collect();
         let mut y = vec![0u8; tw * th];
         for row in 0..th {
             for col in 0..tw {
@@ -177,34 +170,9 @@ fn encoder(kbps: u32) -> anyhow::Result<Encoder> {
 
 /// NAL unit types of an Annex B access unit.
 fn nal_types(annexb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 3 < annexb.len() {
-        if annexb[i..i + 3] == [0, 0, 1] {
-            out.push(annexb[i + 3] & 0x1f);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-fn tracks() -> Vec<TrackDesc> {
-    let t = |index: usize, media: &str, codec: Codec, clock_rate: u32| TrackDesc {
-        index,
-        media: media.into(),
-        codec,
-        payload_type: 96 + index as u8,
-        clock_rate,
-        fmtp: vec![],
-        control_url: format!("rtsp://bench.invalid/live/trackID={index}"),
-        label: Default::default(),
-    };
-    vec![
-        t(0, "video", Codec::H264, 90_000),
-        t(1, "audio", Codec::Opus, 48_000),
-    ]
+    livecast_proto::codec::h264::split_annexb(annexb)
+        .map(livecast_proto::codec::h264::nal_type)
+        .collect()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -251,7 +219,7 @@ fn seeks(
     index: &livecast_player::engine::recording::Index,
     n: usize,
     cold: bool,
-    rng: &mut Rng,
+    rng: &mut StdRng,
 ) -> anyhow::Result<SeekStats> {
     let v = index.find_track("video").context("no video track")?;
     let start = index.start_us().context("empty recording")?;
@@ -261,7 +229,7 @@ fn seeks(
         (Vec::with_capacity(n), Vec::with_capacity(n), 0.0, 0.0, 0.0);
     let mut no_picture = 0;
     for _ in 0..n {
-        let target = start + (rng.next() % span) as i64;
+        let target = start + (rng.next_u64() % span) as i64;
         if cold {
             drop_cache(path)?;
         }
@@ -373,20 +341,11 @@ fn main() -> anyhow::Result<()> {
     let _cleanup = RemoveOnDrop(path.clone());
     let t = Instant::now();
     {
-        let mut w = RecordingWriter::create(&path, &tracks(), "v=0\r\ns=bench\r\n")?;
-        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let mut w = bench_common::create_recording(&path, false)?;
+        let mut rng = StdRng::seed_from_u64(0x1234_5678_9ABC_DEF1);
         let end_us = args.duration_s as i64 * 1_000_000;
         let (mut v, mut a) = (0i64, 0i64);
-        let mut unit = MediaUnit {
-            track: 0,
-            rtp_timestamp: 0,
-            capture_us: 0,
-            capture_from_sr: true,
-            arrival_us: 0,
-            keyframe: false,
-            damaged: false,
-            data: Vec::new(),
-        };
+        let mut unit = bench_common::blank_unit(0);
         loop {
             let tv = v * 1_000_000 / FPS as i64;
             let ta = a * 20_000;
@@ -406,7 +365,7 @@ fn main() -> anyhow::Result<()> {
                 unit.track = 1;
                 unit.keyframe = true;
                 unit.rtp_timestamp = (ta * 48 / 1000) as u32;
-                unit.data.extend((0..160).map(|_| rng.next() as u8));
+                unit.data.extend((0..160).map(|_| rng.next_u64() as u8));
                 a += 1;
             }
             unit.capture_us = T0 + t;
@@ -427,7 +386,7 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // 3. Seeks.
-    let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
+    let mut rng = StdRng::seed_from_u64(0x0DDB_1A5E_5BAD_5EED);
     // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
     seeks(&path, &mut reader, &index, 1, false, &mut rng)?;
     let warm = seeks(&path, &mut reader, &index, args.seeks, false, &mut rng)?;

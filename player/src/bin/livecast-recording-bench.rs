@@ -17,16 +17,18 @@
 //! unless `--keep`. Note that the page cache is warm: the file was
 //! just written.
 
+mod bench_common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use livecast_player::engine::recording::{read_index, RecordingReader, RecordingWriter};
+use livecast_player::engine::recording::{read_index, RecordingReader};
 use livecast_player::engine::timeline::plan_seek;
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
-use livecast_proto::codec::Codec;
+use rand::rngs::StdRng;
+use rand::{RngCore as _, SeedableRng as _};
 
 #[derive(Parser, Debug)]
 #[command(about = "Recording benchmark: index build, seek I/O, resident memory")]
@@ -52,17 +54,6 @@ const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
 const FPS: i64 = 30;
 const GOP: i64 = 60;
 const AUDIO_BYTES: usize = 160; // Opus at 64 kbit/s, 20 ms
-
-/// xorshift64*: deterministic and cheap.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 /// Deletes the bench recording however `main` ends.
 struct RemoveOnDrop {
@@ -101,24 +92,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn tracks() -> Vec<TrackDesc> {
-    let t = |index: usize, media: &str, codec: Codec, clock_rate: u32| TrackDesc {
-        index,
-        media: media.into(),
-        codec,
-        payload_type: 96 + index as u8,
-        clock_rate,
-        fmtp: vec![],
-        control_url: format!("rtsp://bench.invalid/live/trackID={index}"),
-        label: Default::default(),
-    };
-    vec![
-        t(0, "video", Codec::H264, 90_000),
-        t(1, "audio", Codec::Opus, 48_000),
-        t(2, "text", Codec::Unknown, 1000),
-    ]
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut out = std::io::stdout().lock();
@@ -136,8 +109,8 @@ fn main() -> anyhow::Result<()> {
     let gop_bytes = args.video_kbps * 1000 / 8 * (GOP / FPS) as u64;
     let p_bytes = (gop_bytes / (GOP as u64 - 1 + 8)) as usize;
     let i_bytes = p_bytes * 8;
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
-    let pool: Vec<u8> = (0..i_bytes * 2).map(|_| rng.next() as u8).collect();
+    let mut rng = StdRng::seed_from_u64(0x1234_5678_9ABC_DEF1);
+    let pool: Vec<u8> = (0..i_bytes * 2).map(|_| rng.next_u64() as u8).collect();
 
     writeln!(
         out,
@@ -156,17 +129,8 @@ fn main() -> anyhow::Result<()> {
     let (mut v, mut a, mut c) = (0i64, 0i64, 0i64);
     let writer_index_bytes;
     {
-        let mut w = RecordingWriter::create(&path, &tracks(), "v=0\r\ns=bench\r\n")?;
-        let mut unit = MediaUnit {
-            track: 0,
-            rtp_timestamp: 0,
-            capture_us: 0,
-            capture_from_sr: true,
-            arrival_us: 0,
-            keyframe: false,
-            damaged: false,
-            data: Vec::with_capacity(i_bytes),
-        };
+        let mut w = bench_common::create_recording(&path, true)?;
+        let mut unit = bench_common::blank_unit(i_bytes);
         loop {
             let tv = v * 1_000_000 / FPS;
             let ta = a * 20_000;
@@ -176,7 +140,7 @@ fn main() -> anyhow::Result<()> {
                 break;
             }
             unit.data.clear();
-            let start = (rng.next() % i_bytes as u64) as usize;
+            let start = (rng.next_u64() % i_bytes as u64) as usize;
             if t == tv {
                 let key = v % GOP == 0;
                 let len = if key { i_bytes } else { p_bytes };
@@ -256,7 +220,7 @@ fn main() -> anyhow::Result<()> {
     let mut plan_times = Vec::with_capacity(args.seeks);
     let (mut frames, mut bytes) = (0usize, 0usize);
     for _ in 0..args.seeks {
-        let target = start + (rng.next() % span) as i64;
+        let target = start + (rng.next_u64() % span) as i64;
         let t = Instant::now();
         let plan = plan_seek(&index, video, target).context("no keyframe")?;
         let planned = t.elapsed();

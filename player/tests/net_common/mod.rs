@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use livecast_player::engine::api::TransportPref;
-use livecast_player::engine::net::{self, NetConfig, NetControl, NetEvent};
+use livecast_player::engine::api::{ConnState, TransportPref};
+use livecast_player::engine::net::{self, NetConfig, NetControl, NetEvent, NetStats};
 use livecast_player::engine::unit::MediaUnit;
-use livecast_server::pipeline::MediaConfig;
 use livecast_server::rtsp_server::RtspConfig;
-use livecast_server::source::{AudioSpec, VideoConfig, VideoSpec};
+use livecast_server::source::VideoConfig;
 use livecast_server::{RunningServer, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -40,24 +39,16 @@ impl LivecastServer {
             .build()
             .expect("a tokio runtime can be built for the server");
         let cfg = ServerConfig {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], port))],
-            media: MediaConfig {
-                video: VideoSpec::TestSrc,
-                audio: AudioSpec::Tone,
-                video_cfg: VideoConfig {
+            rtsp,
+            ..ServerConfig::test_sources(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                VideoConfig {
                     width: 320,
                     height: 240,
                     fps: 30,
                 },
-                video_bitrate: 500_000,
-                audio_bitrate: 64_000,
-                idr_interval_secs: 2,
-                hooks: Default::default(),
-            },
-            rtsp,
-            captions: Default::default(),
-            title: "Livecast".into(),
-            chat: false,
+                500_000,
+            )
         };
         let running = rt
             .block_on(livecast_server::start(cfg))
@@ -267,6 +258,30 @@ impl Client {
             .expect("the client is running until told to stop");
     }
 
+    /// Sends `Stop` and waits (3 s at most) for `run()` to return.
+    pub async fn stop(&mut self) {
+        self.send(NetControl::Stop).await;
+        self.join(Duration::from_secs(3)).await;
+    }
+
+    /// Sends `Stop`, waits `within` for `Ended` (the TEARDOWN went out), then for `run()` to
+    /// return (1 s at most).
+    pub async fn stop_until_ended(&mut self, within: Duration) {
+        self.send(NetControl::Stop).await;
+        self.wait_for(within, |e| *e == NetEvent::State(ConnState::Ended))
+            .await
+            .expect("Ended after Stop");
+        self.join(Duration::from_secs(1)).await;
+    }
+
+    /// Waits `limit` for `run()` to return, without a panic.
+    pub async fn join(&mut self, limit: Duration) {
+        tokio::time::timeout(limit, &mut self.task)
+            .await
+            .expect("run() returns after Stop")
+            .expect("run() does not panic");
+    }
+
     /// Receives events for `d`; returns them (also kept in `log`).
     pub async fn collect(&mut self, d: Duration) -> Vec<NetEvent> {
         let until = tokio::time::Instant::now() + d;
@@ -293,6 +308,18 @@ impl Client {
         }
         None
     }
+}
+
+/// The last statistics among `events`.
+pub fn last_stats(events: &[NetEvent]) -> &NetStats {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            NetEvent::Stats(s) => Some(s),
+            _ => None,
+        })
+        .expect("stats about once a second")
 }
 
 pub fn units(events: &[NetEvent], track: usize) -> Vec<&MediaUnit> {

@@ -23,6 +23,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
+use crate::seq::{self, SeqStep};
+
 pub use super::Payload;
 
 /// RTP clock rate for H.264 (RFC 6184 §8.1).
@@ -48,10 +50,6 @@ pub mod nal {
 /// that a sender that never sets the marker bit cannot exhaust memory.
 pub const MAX_ACCESS_UNIT_BYTES: usize = 16 << 20;
 
-/// A packet at most this many sequence numbers behind the newest is "late" and ignored; further
-/// back is a restart of the numbering (the RFC 3550 A.1 `MAX_MISORDER`).
-const MAX_MISORDER: u16 = 100;
-
 /// The `nal_unit_type` (low 5 bits of the first byte); 0 for an empty slice.
 pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| b & 0x1f)
@@ -60,10 +58,15 @@ pub fn nal_type(nal: &[u8]) -> u8 {
 /// Splits an Annex B byte stream (H.264 Annex B) into NAL units, without start codes.
 ///
 /// Accepts 3- and 4-byte start codes (a 4-byte one is a zero byte plus a 3-byte one); trailing
-/// zero bytes of each NAL (`trailing_zero_8bits`) are removed; bytes before the first start code
-/// are returned as a NAL unit, so a buffer without any start code is one NAL unit.
+/// zero bytes of each NAL (`trailing_zero_8bits`) are removed. Bytes before the first start code
+/// are skipped: in the byte stream syntax (H.264 B.1.1) only `leading_zero_8bits` may come
+/// before it, so they belong to no NAL unit, and a buffer without any start code has none.
 pub fn split_annexb(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    AnnexB { rest: buf }
+    let rest = match buf.windows(3).position(|w| w == [0, 0, 1]) {
+        Some(i) => &buf[i + 3..],
+        None => &[],
+    };
+    AnnexB { rest }
 }
 
 struct AnnexB<'a> {
@@ -443,23 +446,25 @@ impl Depacketizer {
         self.stats.packets += 1;
         let mut gap = 0;
         if let Some(last) = self.last_seq {
-            let behind = last.wrapping_sub(seq);
-            if behind == 0 {
-                self.stats.duplicate_packets += 1;
-                return Ok(self.ready.pop_front());
-            }
-            if behind <= MAX_MISORDER {
-                // Late: its access unit is gone or its place in the current one was taken.
-                self.stats.late_packets += 1;
-                return Ok(self.ready.pop_front());
-            }
-            gap = seq.wrapping_sub(last.wrapping_add(1));
-            if gap >= 0x8000 {
-                // Far out of range: the sender restarted its numbering. Resynchronize.
-                self.stats.resyncs += 1;
-                gap = 1;
-            } else {
-                self.stats.lost_packets += u64::from(gap);
+            match seq::classify(last, seq) {
+                SeqStep::Behind { by: 0 } => {
+                    self.stats.duplicate_packets += 1;
+                    return Ok(self.ready.pop_front());
+                }
+                SeqStep::Behind { .. } => {
+                    // Late: its access unit is gone or its place in the current one was taken.
+                    self.stats.late_packets += 1;
+                    return Ok(self.ready.pop_front());
+                }
+                SeqStep::Ahead { gap: g } => {
+                    gap = g;
+                    self.stats.lost_packets += u64::from(gap);
+                }
+                SeqStep::Jump => {
+                    // The sender restarted its numbering (RFC 3550 A.1). Resynchronize.
+                    self.stats.resyncs += 1;
+                    gap = 1;
+                }
             }
         }
         self.last_seq = Some(seq);
@@ -1026,7 +1031,7 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, SpsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtp::test_rng::XorShift;
+    use crate::rtp::test_rng::Seeded;
 
     fn payloads(max: usize, au: &[u8]) -> Vec<Payload> {
         let mut out = Vec::new();
@@ -1049,8 +1054,10 @@ mod tests {
             nals,
             vec![&[0x67, 0x42][..], &[0x68, 0xce], &[0x65, 0x88, 0, 0, 3, 1]]
         );
-        let no_start: Vec<&[u8]> = split_annexb(&[0x65, 0x01]).collect();
-        assert_eq!(no_start, vec![&[0x65, 0x01][..]]);
+        // Bytes before the first start code belong to no NAL unit.
+        assert_eq!(split_annexb(&[0x65, 0x01]).count(), 0);
+        let junk_first: Vec<&[u8]> = split_annexb(&[0x09, 0xf0, 0, 0, 1, 0x41, 7]).collect();
+        assert_eq!(junk_first, vec![&[0x41, 7][..]]);
         assert_eq!(split_annexb(&[]).count(), 0);
         assert_eq!(split_annexb(&[0, 0, 0, 1, 0, 0, 1]).count(), 0);
         assert_eq!(nal_type(&[0x65]), 5);
@@ -1186,7 +1193,7 @@ mod tests {
     }
 
     /// Builds a NAL of `len` bytes (>= 1) of type `t` that is safe inside Annex B.
-    fn nal_of(t: u8, len: usize, rng: &mut XorShift) -> Vec<u8> {
+    fn nal_of(t: u8, len: usize, rng: &mut Seeded) -> Vec<u8> {
         let mut rbsp = rng.bytes(len.saturating_sub(1));
         if let Some(last) = rbsp.last_mut() {
             *last |= 0x80; // rbsp_stop_one_bit
@@ -1212,39 +1219,12 @@ mod tests {
     /// Packetizes `aus` (each a list of NALs) with `max`, depacketizes, and checks that the same
     /// access units come back.
     fn round_trip(aus: &[Vec<Vec<u8>>], max: usize) {
-        let mut pk = Packetizer::new(max);
-        let mut d = Depacketizer::new();
-        let mut seq = 65_500u16; // wraps
-        let mut got = Vec::new();
-        for (i, au) in aus.iter().enumerate() {
-            let ts = (i as u32).wrapping_mul(3000).wrapping_sub(6000);
-            let mut out = Vec::new();
-            pk.packetize(&annexb(au), &mut out);
-            for p in &out {
-                assert!(p.data.len() <= pk.max_payload(), "{} > {max}", p.data.len());
-                if let Some(a) = d.push(seq, ts, p.marker, &p.data).unwrap() {
-                    got.push(a);
-                }
-                seq = seq.wrapping_add(1);
-            }
-            assert_eq!(
-                out.iter().filter(|p| p.marker).count(),
-                usize::from(!au.is_empty())
-            );
-        }
-        let want: Vec<&Vec<Vec<u8>>> = aus.iter().filter(|a| !a.is_empty()).collect();
-        assert_eq!(got.len(), want.len(), "max {max}");
-        for (g, w) in got.iter().zip(want) {
-            assert_eq!(&g.nals, w, "max {max}");
-            assert!(g.complete);
-            assert_eq!(g.is_keyframe, w.iter().any(|n| nal_type(n) == nal::IDR));
-        }
-        assert_eq!(d.stats().dropped_nals, 0);
+        crate::fuzzing::h264_round_trip(aus, max);
     }
 
     #[test]
     fn round_trips_many_shapes_and_mtus() {
-        let mut rng = XorShift(42);
+        let mut rng = Seeded::new(42);
         let mut shapes: Vec<Vec<Vec<u8>>> = vec![
             // SPS + PPS + IDR
             vec![
@@ -1290,7 +1270,7 @@ mod tests {
 
     #[test]
     fn mtu_forcing_fu_a_of_every_nal() {
-        let mut rng = XorShift(7);
+        let mut rng = Seeded::new(7);
         let au: Vec<Vec<u8>> = (0..5)
             .map(|i| nal_of(1 + (i % 2) * 4, 17 + i as usize, &mut rng))
             .collect();
@@ -1304,7 +1284,7 @@ mod tests {
 
     /// Packets of an access unit: STAP-A(SPS, PPS), FU-A × 3 (IDR), single (slice).
     fn sample_au() -> (Vec<Vec<u8>>, Vec<Payload>) {
-        let mut rng = XorShift(99);
+        let mut rng = Seeded::new(99);
         let au = vec![
             nal_of(7, 10, &mut rng),
             nal_of(8, 4, &mut rng),
@@ -1475,13 +1455,14 @@ mod tests {
         parse_sprop_parameter_sets(sprop).unwrap().remove(0)
     }
 
+    fn sps_of(sdp: &str) -> SpsInfo {
+        parse_sps(&sps_from_sprop(sdp)).unwrap()
+    }
+
     #[test]
     fn parses_sps_from_real_peers() {
         // GStreamer x264enc, constrained baseline.
-        let gst = parse_sps(&sps_from_sprop(include_str!(
-            "../../testdata/sdp/gstreamer_h264_opus.sdp"
-        )))
-        .unwrap();
+        let gst = sps_of(include_str!("../../testdata/sdp/gstreamer_h264_opus.sdp"));
         assert_eq!(
             (gst.width, gst.height, gst.profile_idc, gst.level_idc),
             (320, 240, 66, 21)
@@ -1489,20 +1470,14 @@ mod tests {
         assert_eq!(gst.constraint_flags, 0xc0);
         assert_eq!(gst.fps, Some(30.0));
         // ffmpeg libx264, High, 4:2:0.
-        let ff = parse_sps(&sps_from_sprop(include_str!(
-            "../../testdata/sdp/ffmpeg_h264.sdp"
-        )))
-        .unwrap();
+        let ff = sps_of(include_str!("../../testdata/sdp/ffmpeg_h264.sdp"));
         assert_eq!(
             (ff.width, ff.height, ff.profile_idc, ff.level_idc),
             (320, 240, 100, 20)
         );
         assert_eq!(ff.chroma_format_idc, 1);
         // ffmpeg libx264, High 4:4:4 Predictive (chroma_format_idc 3).
-        let f444 = parse_sps(&sps_from_sprop(include_str!(
-            "../../testdata/sdp/ffmpeg_h264_opus.sdp"
-        )))
-        .unwrap();
+        let f444 = sps_of(include_str!("../../testdata/sdp/ffmpeg_h264_opus.sdp"));
         assert_eq!((f444.width, f444.height, f444.profile_idc), (320, 240, 244));
         assert_eq!(f444.chroma_format_idc, 3);
     }
@@ -1694,34 +1669,38 @@ mod tests {
     /// Mirrors `fuzz/fuzz_targets/h264_depacketize.rs`.
     #[test]
     fn arbitrary_packets_never_panic() {
-        let mut rng = XorShift(0xfeed_f00d);
+        let mut rng = Seeded::new(0xfeed_f00d);
         for _ in 0..500 {
-            let mut d = Depacketizer::new();
-            for _ in 0..40 {
-                let len = rng.below(40) as usize;
-                let mut payload = rng.bytes(len);
-                if let Some(b) = payload.first_mut() {
-                    // Bias toward the interesting types.
-                    if rng.below(2) == 0 {
-                        *b = (*b & 0xe0) | [1, 5, 24, 28, 28, 25][rng.below(6) as usize];
+            let packets: Vec<(u16, u32, bool, Vec<u8>)> = (0..40)
+                .map(|_| {
+                    let len = rng.below(40) as usize;
+                    let mut payload = rng.bytes(len);
+                    if let Some(b) = payload.first_mut() {
+                        // Bias toward the interesting types.
+                        if rng.below(2) == 0 {
+                            *b = (*b & 0xe0) | [1, 5, 24, 28, 28, 25][rng.below(6) as usize];
+                        }
                     }
+                    let seq = rng.below(8) as u16;
+                    let ts = rng.below(3) as u32;
+                    (seq, ts, rng.below(3) == 0, payload)
+                })
+                .collect();
+            crate::fuzzing::h264_depacketize(packets.iter().map(|(seq, ts, marker, payload)| {
+                crate::fuzzing::H264Packet {
+                    seq: *seq,
+                    timestamp: *ts,
+                    marker: *marker,
+                    payload,
                 }
-                let seq = rng.below(8) as u16;
-                let ts = rng.below(3) as u32;
-                if let Ok(Some(au)) = d.push(seq, ts, rng.below(3) == 0, &payload) {
-                    assert!(!au.nals.is_empty());
-                    assert!(au.nals.iter().all(|n| !n.is_empty()));
-                }
-            }
-            while d.pull().is_some() {}
-            let _ = d.flush();
+            }));
         }
     }
 
     /// The SPS parser and sprop decoder on random bytes and on bit-flipped real SPSs.
     #[test]
     fn sps_parser_never_panics() {
-        let mut rng = XorShift(0xabcd_ef01);
+        let mut rng = Seeded::new(0xabcd_ef01);
         let real = sps_from_sprop(include_str!("../../testdata/sdp/ffmpeg_h264.sdp"));
         for i in 0..20_000 {
             let mut sps = if i % 2 == 0 {
@@ -1751,7 +1730,7 @@ mod tests {
     /// Mirrors `fuzz/fuzz_targets/h264_roundtrip.rs`: arbitrary NAL lists and MTUs.
     #[test]
     fn arbitrary_nals_round_trip() {
-        let mut rng = XorShift(0x0123_4567);
+        let mut rng = Seeded::new(0x0123_4567);
         for _ in 0..300 {
             let max = 3 + rng.below(200) as usize;
             let aus: Vec<Vec<Vec<u8>>> = (0..1 + rng.below(4))

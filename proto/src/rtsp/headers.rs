@@ -354,19 +354,7 @@ pub enum TransportProfile {
 
 impl Default for TransportSpec {
     fn default() -> Self {
-        Self {
-            profile: TransportProfile::RtpAvp,
-            multicast: false,
-            client_port: None,
-            server_port: None,
-            interleaved: None,
-            ssrc: None,
-            mode: None,
-            destination: None,
-            source: None,
-            ttl: None,
-            other: Vec::new(),
-        }
+        Self::new(TransportProfile::RtpAvp)
     }
 }
 
@@ -850,26 +838,44 @@ impl Header for Public {
     }
 }
 
-/// `Content-Base` (RFC 2326 §12.11): the base URL for relative URLs in the body (e.g. SDP
-/// `a=control:`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ContentBase(pub String);
+/// A header whose value is kept as text, trimmed, and must not be empty.
+macro_rules! text_header {
+    ($(#[$doc:meta])* $name:ident, $wire:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub struct $name(pub String);
 
-impl Header for ContentBase {
-    const NAME: &'static str = "Content-Base";
+        impl Header for $name {
+            const NAME: &'static str = $wire;
 
-    fn parse(value: &str) -> Result<Self, HeaderError> {
-        let v = trim_ows(value);
-        if v.is_empty() {
-            return Err(HeaderError::new(Self::NAME, "empty"));
+            fn parse(value: &str) -> Result<Self, HeaderError> {
+                let v = trim_ows(value);
+                if v.is_empty() {
+                    return Err(HeaderError::new(Self::NAME, "empty"));
+                }
+                Ok($name(v.to_owned()))
+            }
+
+            fn to_value(&self) -> String {
+                self.0.clone()
+            }
         }
-        Ok(ContentBase(v.to_owned()))
-    }
-
-    fn to_value(&self) -> String {
-        self.0.clone()
-    }
+    };
 }
+
+text_header!(
+    /// `Content-Base` (RFC 2326 §12.11): the base URL for relative URLs in the body (e.g. SDP
+    /// `a=control:`).
+    ContentBase,
+    "Content-Base"
+);
+
+text_header!(
+    /// `Content-Type` (RFC 2326 §12.16, RFC 2616 §14.17): the media type of the body,
+    /// parameters kept verbatim.
+    ContentType,
+    "Content-Type"
+);
 
 /// `Content-Length` (RFC 2326 §12.14): the body length in bytes (decimal digits only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -893,27 +899,6 @@ impl Header for ContentLength {
     }
 }
 
-/// `Content-Type` (RFC 2326 §12.16, RFC 2616 §14.17): the media type of the body, parameters
-/// kept verbatim.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ContentType(pub String);
-
-impl Header for ContentType {
-    const NAME: &'static str = "Content-Type";
-
-    fn parse(value: &str) -> Result<Self, HeaderError> {
-        let v = trim_ows(value);
-        if v.is_empty() {
-            return Err(HeaderError::new(Self::NAME, "empty"));
-        }
-        Ok(ContentType(v.to_owned()))
-    }
-
-    fn to_value(&self) -> String {
-        self.0.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -922,6 +907,13 @@ mod tests {
         match H::parse(v) {
             Ok(h) => panic!("{v:?} parsed as {h:?}"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    /// Each input is refused with that message.
+    fn rejects<H: Header + fmt::Debug>(cases: &[(&str, &str)]) {
+        for (input, msg) in cases {
+            assert_eq!(err::<H>(input), *msg, "{input:?}");
         }
     }
 
@@ -1018,22 +1010,15 @@ mod tests {
         );
         // Tolerated beyond RFC 2326 §3.4: other visible characters.
         assert_eq!(Session::parse("a/b:c").unwrap().id, "a/b:c");
-        assert_eq!(
-            err::<Session>(""),
-            "malformed Session header: empty session id"
-        );
-        assert_eq!(
-            err::<Session>(";timeout=5"),
-            "malformed Session header: empty session id"
-        );
-        assert_eq!(
-            err::<Session>("ab cd"),
-            "malformed Session header: session id contains ' '"
-        );
-        assert_eq!(
-            err::<Session>("abc;timeout=soon"),
-            "malformed Session header: timeout: not a number: \"soon\""
-        );
+        rejects::<Session>(&[
+            ("", "malformed Session header: empty session id"),
+            (";timeout=5", "malformed Session header: empty session id"),
+            ("ab cd", "malformed Session header: session id contains ' '"),
+            (
+                "abc;timeout=soon",
+                "malformed Session header: timeout: not a number: \"soon\"",
+            ),
+        ]);
         round_trips(&Session {
             id: "12345678".into(),
             timeout: Some(60),
@@ -1241,18 +1226,17 @@ mod tests {
         assert_eq!(info.0[1].seq, None);
         round_trips(&info);
 
-        assert_eq!(
-            err::<RtpInfo>("seq=1;url=x"),
-            "malformed RTP-Info header: entry does not start with url=: \"seq=1;url=x\""
-        );
-        assert_eq!(
-            err::<RtpInfo>("url=x;seq=65536"),
-            "malformed RTP-Info header: seq: out of range: 65536"
-        );
-        assert_eq!(
-            err::<RtpInfo>("url=;seq=1"),
-            "malformed RTP-Info header: empty url"
-        );
+        rejects::<RtpInfo>(&[
+            (
+                "seq=1;url=x",
+                "malformed RTP-Info header: entry does not start with url=: \"seq=1;url=x\"",
+            ),
+            (
+                "url=x;seq=65536",
+                "malformed RTP-Info header: seq: out of range: 65536",
+            ),
+            ("url=;seq=1", "malformed RTP-Info header: empty url"),
+        ]);
     }
 
     #[test]

@@ -253,30 +253,6 @@ impl Request {
         }
     }
 
-    /// Builder: appends a header line (RFC 2326 §6.2).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.append(name, value);
-        self
-    }
-
-    /// Builder: sets a typed header, replacing any of the same name.
-    pub fn typed<H: Header>(mut self, h: &H) -> Self {
-        self.headers.set_typed(h);
-        self
-    }
-
-    /// Builder: sets the body with its `Content-Type` and `Content-Length` (RFC 2326 §12.14,
-    /// §12.16), e.g. the SDP of an ANNOUNCE (§10.3) or the parameters of SET_PARAMETER (§10.9).
-    pub fn body(mut self, content_type: &str, body: Vec<u8>) -> Self {
-        set_body(&mut self.headers, &mut self.body, content_type, body);
-        self
-    }
-
-    /// The `CSeq` (RFC 2326 §12.17): `Ok(None)` if absent, `Err` if malformed.
-    pub fn cseq(&self) -> Result<Option<u32>, HeaderError> {
-        Ok(self.headers.get_typed::<CSeq>()?.map(|c| c.0))
-    }
-
     /// Appends the wire form (RFC 2326 §6) to `out`. See [`Message::write_to`].
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_str().as_bytes());
@@ -288,6 +264,45 @@ impl Request {
         write_headers_and_body(&self.headers, &self.body, out);
     }
 }
+
+/// The builders and accessors requests and responses share; `$headers` is the RFC 2326 section
+/// of their header lines, `$body` an example of a body.
+macro_rules! builders {
+    ($t:ty, $headers:literal, $body:literal) => {
+        impl $t {
+            #[doc = concat!("Builder: appends a header line (RFC 2326 §", $headers, ").")]
+            pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+                self.headers.append(name, value);
+                self
+            }
+
+            /// Builder: sets a typed header, replacing any of the same name.
+            pub fn typed<H: Header>(mut self, h: &H) -> Self {
+                self.headers.set_typed(h);
+                self
+            }
+
+            /// Builder: sets the body with its `Content-Type` and `Content-Length` (RFC 2326
+            #[doc = concat!("§12.14, §12.16), e.g. ", $body, ".")]
+            pub fn body(mut self, content_type: &str, body: Vec<u8>) -> Self {
+                set_body(&mut self.headers, &mut self.body, content_type, body);
+                self
+            }
+
+            /// The `CSeq` (RFC 2326 §12.17): `Ok(None)` if absent, `Err` if malformed.
+            pub fn cseq(&self) -> Result<Option<u32>, HeaderError> {
+                Ok(self.headers.get_typed::<CSeq>()?.map(|c| c.0))
+            }
+        }
+    };
+}
+
+builders!(
+    Request,
+    "6.2",
+    "the SDP of an ANNOUNCE (§10.3) or the parameters of SET_PARAMETER (§10.9)"
+);
+builders!(Response, "7.2", "`application/sdp` for DESCRIBE (§10.2)");
 
 /// An RTSP response (RFC 2326 §7).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,30 +326,6 @@ impl Response {
             headers: Headers::new(),
             body: Vec::new(),
         }
-    }
-
-    /// Builder: appends a header line (RFC 2326 §7.2).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.append(name, value);
-        self
-    }
-
-    /// Builder: sets a typed header, replacing any of the same name.
-    pub fn typed<H: Header>(mut self, h: &H) -> Self {
-        self.headers.set_typed(h);
-        self
-    }
-
-    /// Builder: sets the body with its `Content-Type` and `Content-Length` (RFC 2326 §12.14,
-    /// §12.16), e.g. `application/sdp` for DESCRIBE (§10.2).
-    pub fn body(mut self, content_type: &str, body: Vec<u8>) -> Self {
-        set_body(&mut self.headers, &mut self.body, content_type, body);
-        self
-    }
-
-    /// The `CSeq` (RFC 2326 §12.17): `Ok(None)` if absent, `Err` if malformed.
-    pub fn cseq(&self) -> Result<Option<u32>, HeaderError> {
-        Ok(self.headers.get_typed::<CSeq>()?.map(|c| c.0))
     }
 
     /// Appends the wire form (RFC 2326 §7) to `out`. See [`Message::write_to`].

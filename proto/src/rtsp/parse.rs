@@ -758,6 +758,7 @@ mod tests {
 
     /// (input, expected error kind, expected offset). Each input is also checked at every
     /// prefix: Incomplete until the error becomes visible, then the same error.
+    #[rustfmt::skip]
     const BAD: &[(&[u8], ParseErrorKind, usize)] = &[
         // NUL in the method: known at once, no need to wait for the line end.
         (b"OPT\0", BadRequestLine, 3),
@@ -794,64 +795,24 @@ mod tests {
         (b"OPTIONS * RTSP/1.0\r\nCSeq 1\r\n\r\n", BadHeaderLine, 25),
         (b"OPTIONS * RTSP/1.0\r\n: 1\r\n\r\n", BadHeaderLine, 20),
         (b"OPTIONS * RTSP/1.0\r\nCSeq\r\n\r\n", BadHeaderLine, 24),
-        (
-            b"OPTIONS * RTSP/1.0\r\nC\x00Seq: 1\r\n\r\n",
-            BadHeaderLine,
-            21,
-        ),
-        (
-            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\x00\r\n\r\n",
-            BadHeaderLine,
-            27,
-        ),
-        (
-            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\rX\r\n\r\n",
-            BadHeaderLine,
-            27,
-        ),
+        (b"OPTIONS * RTSP/1.0\r\nC\x00Seq: 1\r\n\r\n", BadHeaderLine, 21),
+        (b"OPTIONS * RTSP/1.0\r\nCSeq: 1\x00\r\n\r\n", BadHeaderLine, 27),
+        (b"OPTIONS * RTSP/1.0\r\nCSeq: 1\rX\r\n\r\n", BadHeaderLine, 27),
         (b"OPTIONS * RTSP/1.0\r\n\rX", BadHeaderLine, 20),
         // A continuation line with nothing to continue.
         (b"OPTIONS * RTSP/1.0\r\n folded\r\n\r\n", BadHeaderLine, 20),
         // Content-Length: offset of its value.
         //  0         1         2         3
         //  012345678901234567890123456789012345
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length: x\r\n\r\n",
-            BadContentLength,
-            37,
-        ),
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length: -1\r\n\r\n",
-            BadContentLength,
-            37,
-        ),
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length:\r\n\r\n",
-            BadContentLength,
-            36,
-        ),
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-            BadContentLength,
-            56,
-        ),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length: x\r\n\r\n", BadContentLength, 37),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length: -1\r\n\r\n", BadContentLength, 37),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length:\r\n\r\n", BadContentLength, 36),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", BadContentLength, 56),
         // Folded into "1 0": not a number.
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 1\r\n 0\r\n\r\n",
-            BadContentLength,
-            37,
-        ),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 1\r\n 0\r\n\r\n", BadContentLength, 37),
         // Above 65536: known as soon as the next line starts, before the body arrives.
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 65537\r\nX",
-            BodyTooLarge,
-            37,
-        ),
-        (
-            b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            BodyTooLarge,
-            37,
-        ),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 65537\r\nX", BodyTooLarge, 37),
+        (b"ANNOUNCE * RTSP/1.0\r\nContent-Length: 99999999999999999999999\r\n\r\n", BodyTooLarge, 37),
     ];
 
     #[test]

@@ -25,6 +25,8 @@ use clap::Parser;
 use livecast_server::encode::{H264Config, H264Encoder};
 use livecast_server::source::testsrc::TestCard;
 use livecast_server::source::VideoFrame;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 
 #[derive(Parser, Debug)]
 #[command(about = "Measure single-threaded OpenH264 encode speed on the Livecast test card")]
@@ -82,15 +84,10 @@ impl Pan {
     fn new(width: u32, height: u32) -> Self {
         let (width, height) = (width as usize, height as usize);
         let (tex_w, tex_h) = (width * 2, height * 2);
-        // xorshift noise, box-blurred to camera-like detail.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        // Seeded noise, box-blurred to camera-like detail.
+        let mut rng = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
         let noise: Vec<u32> = (0..tex_w * tex_h)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 56) as u32
-            })
+            .map(|_| u32::from(rng.random::<u8>()))
             .collect();
         let blur = |x: usize, y: usize| -> u8 {
             let mut sum = 0;

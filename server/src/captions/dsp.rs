@@ -172,6 +172,8 @@ impl Vad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
 
     fn tone(hz: f64, amp: f64, n: usize, rate: f64) -> Vec<i16> {
         (0..n)
@@ -237,14 +239,9 @@ mod tests {
         assert_eq!(run(&mut vad, &card), vec![]);
         // Low noise, then 1 s of "speech" (a loud modulated signal), then noise again.
         let noise = |n: usize, amp: f32| -> Vec<f32> {
-            let mut x = 12345u32;
+            let mut rng = StdRng::seed_from_u64(12345);
             (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    (x as f32 / u32::MAX as f32 - 0.5) * amp
-                })
+                .map(|_| rng.random_range(-0.5f32..0.5) * amp)
                 .collect()
         };
         let mut sig = noise(32_000, 0.002);

@@ -419,9 +419,21 @@ fn phrase_end(audio: &[f32], min_pause: usize) -> Option<i64> {
     end.map(|f| (f * 10) as i64)
 }
 
+/// What the captioner needs of a speech-to-text model: timed words for 16 kHz audio, with a
+/// beam width (1: greedy).
+trait Transcribe {
+    fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>>;
+}
+
+impl Transcribe for Transcriber {
+    fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>> {
+        Transcriber::transcribe(self, samples, beam)
+    }
+}
+
 /// The captioner's state (see the [module docs](self)).
-struct Captioner {
-    transcriber: Transcriber,
+struct Captioner<T = Transcriber> {
+    transcriber: T,
     policy: Policy,
     down: Downsampler,
     vad: Vad,
@@ -439,13 +451,10 @@ struct Captioner {
     /// up to there are left context and don't cause another trim.
     trimmed_ms: i64,
     line_open: bool,
-    /// (audio ms, beam width) of each pass, for the replay's cost model.
-    #[cfg(test)]
-    passes: Vec<(usize, usize)>,
 }
 
-impl Captioner {
-    fn new(transcriber: Transcriber, policy: Policy) -> Self {
+impl<T: Transcribe> Captioner<T> {
+    fn new(transcriber: T, policy: Policy) -> Self {
         let vad_end_frames = samples_of_ms(ms(policy.vad_end)) / dsp::VAD_FRAME;
         Self {
             transcriber,
@@ -461,8 +470,6 @@ impl Captioner {
             samples_at_last_pass: 0,
             trimmed_ms: i64::MIN,
             line_open: false,
-            #[cfg(test)]
-            passes: Vec::new(),
         }
     }
 
@@ -562,8 +569,6 @@ impl Captioner {
         } else {
             self.policy.beam
         };
-        #[cfg(test)]
-        self.passes.push((audio.len() * 1000 / SAMPLE_RATE, beam));
         let t0 = Instant::now();
         let words = match self.transcriber.transcribe(audio, beam) {
             Ok(w) => w,
@@ -841,6 +846,8 @@ pub(crate) fn text_sender(rx: Receiver<CaptionText>, track: Arc<Track>, generati
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
 
     #[test]
     fn sample_clock_interpolates_between_frames() {
@@ -866,14 +873,10 @@ mod tests {
     }
 
     /// Seeded white noise, for pauses that are not silent.
-    fn hiss(ms: usize, amp: f32, seed: &mut u32) -> Vec<f32> {
+    fn hiss(ms: usize, amp: f32, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
         (0..ms * 16)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 17;
-                *seed ^= *seed << 5;
-                amp * (*seed as f32 / u32::MAX as f32 - 0.5)
-            })
+            .map(|_| amp * rng.random_range(-0.5f32..0.5))
             .collect()
     }
 
@@ -893,13 +896,12 @@ mod tests {
         // No pause at all.
         assert_eq!(phrase_end(&voiced(3000, 0.3), pause), None);
         // The same in noise about 13 dB under the speech: pauses are where only the noise is.
-        let mut seed = 7;
         let mut n = voiced(1000, 0.3);
         n.extend(vec![0.0; 300 * 16]);
         n.extend(voiced(1200, 0.3));
         let noisy: Vec<f32> = n
             .iter()
-            .zip(hiss(2500, 0.15, &mut seed))
+            .zip(hiss(2500, 0.15, 7))
             .map(|(a, b)| a + b)
             .collect();
         let end = phrase_end(&noisy, pause).expect("the pause is found in noise");

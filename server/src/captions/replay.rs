@@ -24,7 +24,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{model, CaptionText, Captioner, Policy, Transcriber};
+use super::agreement::Word;
+use super::model::SAMPLE_RATE;
+use super::{model, CaptionText, Captioner, Policy, Transcribe, Transcriber};
 use crate::source::wav::{WavChunker, WavReader};
 use crate::source::AudioFrame;
 
@@ -68,6 +70,19 @@ fn ms_of(t: SystemTime) -> f64 {
         * 1000.0
 }
 
+/// The model, with a log of its passes (audio ms, beam width) for the cost model.
+struct Metered {
+    model: Transcriber,
+    passes: Vec<(usize, usize)>,
+}
+
+impl Transcribe for Metered {
+    fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>> {
+        self.passes.push((samples.len() * 1000 / SAMPLE_RATE, beam));
+        self.model.transcribe(samples, beam)
+    }
+}
+
 /// How long the passes of one step take on the simulated clock.
 #[derive(Clone, Copy, Debug)]
 enum Cost {
@@ -83,8 +98,8 @@ enum Cost {
 }
 
 impl Cost {
-    fn of(self, c: &mut Captioner, measured_ms: f64) -> f64 {
-        let passes = std::mem::take(&mut c.passes);
+    fn of(self, c: &mut Captioner<Metered>, measured_ms: f64) -> f64 {
+        let passes = std::mem::take(&mut c.transcriber.passes);
         match self {
             Cost::Measured(f) => measured_ms * f,
             Cost::Model {
@@ -109,11 +124,11 @@ impl Cost {
 /// Runs `step` on the captioner, moves the simulated clock `now` on by its cost, and keeps
 /// the text it sent, as sent at the new `now`.
 fn timed(
-    c: &mut Captioner,
+    c: &mut Captioner<Metered>,
     cost: Cost,
     now: &mut f64,
     blocks: &mut Vec<Block>,
-    step: impl FnOnce(&mut Captioner, &mut Vec<CaptionText>),
+    step: impl FnOnce(&mut Captioner<Metered>, &mut Vec<CaptionText>),
 ) {
     let mut out = Vec::new();
     let t0 = Instant::now();
@@ -127,7 +142,7 @@ fn timed(
 }
 
 /// Replays one file (once, not looped); returns the blocks.
-fn replay(c: &mut Captioner, wav: &Path, cost: Cost) -> Vec<Block> {
+fn replay(c: &mut Captioner<Metered>, wav: &Path, cost: Cost) -> Vec<Block> {
     let reader = WavReader::open(wav).expect("replay WAV");
     let secs = reader.frames() as f64 / f64::from(reader.format().rate);
     let n = (secs * 50.0) as usize;
@@ -190,8 +205,12 @@ fn replay_files() {
         .with_writer(std::io::stderr)
         .try_init();
     for wav in wavs.split_whitespace().map(Path::new) {
-        let t = Transcriber::load(&model_path, "en", 1).expect("model");
-        let mut c = Captioner::new(t, policy.clone());
+        let model = Transcriber::load(&model_path, "en", 1).expect("model");
+        let metered = Metered {
+            model,
+            passes: Vec::new(),
+        };
+        let mut c = Captioner::new(metered, policy.clone());
         let blocks = replay(&mut c, wav, cost);
         let json = serde_json::json!({
             "policy": format!("{policy:?}"),

@@ -27,6 +27,7 @@
 use std::time::SystemTime;
 
 use anyhow::Context as _;
+use livecast_proto::codec::h264::{nal, nal_type, split_annexb};
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
     RateControlMode, SpsPpsStrategy, UsageType, VuiConfig,
@@ -118,7 +119,7 @@ pub struct EncodedVideo {
 impl EncodedVideo {
     /// The NAL units without start codes.
     pub fn nal_units(&self) -> impl Iterator<Item = &[u8]> {
-        nal_units(&self.annexb)
+        split_annexb(&self.annexb)
     }
 }
 
@@ -279,7 +280,7 @@ impl H264Encoder {
         if annexb.is_empty() {
             return Ok(None);
         }
-        let is_idr = nal_units(&annexb).any(|n| nal_type(n) == 5);
+        let is_idr = split_annexb(&annexb).any(|n| nal_type(n) == nal::IDR);
         Ok(Some(EncodedVideo {
             annexb,
             is_idr,
@@ -289,47 +290,11 @@ impl H264Encoder {
     }
 }
 
-/// `nal_unit_type` of a NAL unit (0 for an empty one).
-#[must_use]
-pub fn nal_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| b & 0x1f)
-}
-
-/// Splits an Annex B byte stream into NAL units (without start codes or trailing zero bytes).
-pub fn nal_units(annexb: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = annexb;
-    // Skip to just after the first start code.
-    match find_start_code(rest) {
-        Some((_, end)) => rest = &rest[end..],
-        None => rest = &[],
-    }
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let (nal, next) = match find_start_code(rest) {
-            Some((start, end)) => (&rest[..start], &rest[end..]),
-            None => (rest, &[][..]),
-        };
-        rest = next;
-        let trimmed = nal.len() - nal.iter().rev().take_while(|&&b| b == 0).count();
-        Some(&nal[..trimmed])
-    })
-    .filter(|n| !n.is_empty())
-}
-
-/// Finds the first `00 00 01` and returns (its start, the index after it).
-fn find_start_code(b: &[u8]) -> Option<(usize, usize)> {
-    b.windows(3)
-        .position(|w| w == [0, 0, 1])
-        .map(|i| (i, i + 3))
-}
-
 /// The first SPS and PPS (without start codes) of an Annex B access unit, e.g. an IDR's.
 #[must_use]
 pub fn parameter_sets(annexb: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let sps = nal_units(annexb).find(|n| nal_type(n) == 7)?;
-    let pps = nal_units(annexb).find(|n| nal_type(n) == 8)?;
+    let sps = split_annexb(annexb).find(|n| nal_type(n) == nal::SPS)?;
+    let pps = split_annexb(annexb).find(|n| nal_type(n) == nal::PPS)?;
     Some((sps.to_vec(), pps.to_vec()))
 }
 
@@ -496,18 +461,14 @@ mod tests {
     }
 
     #[test]
-    fn nal_units_split_3_and_4_byte_start_codes() {
+    fn parameter_sets_are_the_first_sps_and_pps() {
         let stream = [
             0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 4, 5, 0,
         ];
-        let nals: Vec<&[u8]> = nal_units(&stream).collect();
-        assert_eq!(nals, [&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4, 5]]);
         assert_eq!(
             parameter_sets(&stream),
             Some((vec![0x67, 1, 2], vec![0x68, 3]))
         );
         assert_eq!(parameter_sets(&[0, 0, 1, 0x65, 1]), None);
-        assert_eq!(nal_units(&[]).count(), 0);
-        assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
     }
 }

@@ -6,6 +6,10 @@
 //! linearly resampled to 48 kHz stereo.
 //!
 //! A `data` chunk size of 0 or 0xFFFFFFFF (as written by streaming tools) means "to end of file".
+//!
+//! The reader is ours rather than `hound`'s (which the tests use to write files): hound reads
+//! neither 64-bit float nor a "to end of file" data size, and its errors don't say which field
+//! is wrong.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -375,72 +379,55 @@ pub(crate) fn start(
     })
 }
 
-/// Writes a 16-bit PCM WAV file: for tests and tools.
-///
-/// # Errors
-/// I/O errors, or more data than a WAV file can hold.
-pub fn write_i16(
-    w: &mut impl std::io::Write,
-    rate: u32,
-    channels: u16,
-    samples: &[i16],
-) -> std::io::Result<()> {
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    write_raw(w, WAVE_FORMAT_PCM, rate, channels, 16, &bytes)
-}
-
-/// Writes a 32-bit float WAV file: for tests and tools.
-///
-/// # Errors
-/// I/O errors, or more data than a WAV file can hold.
-pub fn write_f32(
-    w: &mut impl std::io::Write,
-    rate: u32,
-    channels: u16,
-    samples: &[f32],
-) -> std::io::Result<()> {
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    write_raw(w, WAVE_FORMAT_IEEE_FLOAT, rate, channels, 32, &bytes)
-}
-
-fn write_raw(
-    w: &mut impl std::io::Write,
-    tag: u16,
-    rate: u32,
-    channels: u16,
-    bits: u16,
-    data: &[u8],
-) -> std::io::Result<()> {
-    let too_big = || std::io::Error::other("too much data for a WAV file");
-    let data_len = u32::try_from(data.len()).map_err(|_| too_big())?;
-    let block = channels * (bits / 8);
-    w.write_all(b"RIFF")?;
-    w.write_all(&(36u32.checked_add(data_len).ok_or_else(too_big)?).to_le_bytes())?;
-    w.write_all(b"WAVEfmt ")?;
-    w.write_all(&16u32.to_le_bytes())?;
-    w.write_all(&tag.to_le_bytes())?;
-    w.write_all(&channels.to_le_bytes())?;
-    w.write_all(&rate.to_le_bytes())?;
-    w.write_all(&(rate * u32::from(block)).to_le_bytes())?;
-    w.write_all(&block.to_le_bytes())?;
-    w.write_all(&bits.to_le_bytes())?;
-    w.write_all(b"data")?;
-    w.write_all(&data_len.to_le_bytes())?;
-    w.write_all(data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::{start_audio, AudioSpec};
     use std::time::Duration;
 
+    fn wav<S: hound::Sample + Copy>(
+        path: &Path,
+        rate: u32,
+        channels: u16,
+        format: hound::SampleFormat,
+        samples: &[S],
+    ) {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: 8 * std::mem::size_of::<S>() as u16,
+            sample_format: format,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for &s in samples {
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
     fn wav_i16(dir: &Path, name: &str, rate: u32, channels: u16, samples: &[i16]) -> PathBuf {
-        let mut bytes = Vec::new();
-        write_i16(&mut bytes, rate, channels, samples).unwrap();
         let p = dir.join(name);
-        std::fs::write(&p, bytes).unwrap();
+        wav(&p, rate, channels, hound::SampleFormat::Int, samples);
         p
+    }
+
+    /// A WAV file with a plain `fmt ` chunk as given, however wrong, and `data`.
+    fn raw_wav(tag: u16, rate: u32, channels: u16, bits: u16, data: &[u8]) -> Vec<u8> {
+        let block = channels * (bits / 8);
+        let mut w = b"RIFF".to_vec();
+        w.extend((36 + data.len() as u32).to_le_bytes());
+        w.extend(b"WAVEfmt ");
+        w.extend(16u32.to_le_bytes());
+        w.extend(tag.to_le_bytes());
+        w.extend(channels.to_le_bytes());
+        w.extend(rate.to_le_bytes());
+        w.extend((rate * u32::from(block)).to_le_bytes());
+        w.extend(block.to_le_bytes());
+        w.extend(bits.to_le_bytes());
+        w.extend(b"data");
+        w.extend((data.len() as u32).to_le_bytes());
+        w.extend(data);
+        w
     }
 
     #[test]
@@ -465,10 +452,8 @@ mod tests {
         let sine: Vec<f32> = (0..44_100)
             .map(|i| 0.5 * (std::f32::consts::TAU * 1000.0 * i as f32 / 44_100.0).sin())
             .collect();
-        let mut bytes = Vec::new();
-        write_f32(&mut bytes, 44_100, 1, &sine).unwrap();
         let path = dir.path().join("m.wav");
-        std::fs::write(&path, bytes).unwrap();
+        wav(&path, 44_100, 1, hound::SampleFormat::Float, &sine);
         let r = WavReader::open(&path).unwrap();
         assert_eq!(
             r.format(),
@@ -547,14 +532,10 @@ mod tests {
     #[test]
     fn bad_files_give_clear_errors_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
-        let mut adpcm = Vec::new();
-        write_raw(&mut adpcm, 2, 8000, 1, 4, &[0; 8]).unwrap();
-        let mut pcm12 = Vec::new();
-        write_raw(&mut pcm12, 1, 8000, 1, 12, &[0; 8]).unwrap();
-        let mut empty = Vec::new();
-        write_i16(&mut empty, 8000, 1, &[]).unwrap();
-        let mut no_channels = Vec::new();
-        write_raw(&mut no_channels, 1, 8000, 0, 16, &[0; 8]).unwrap();
+        let adpcm = raw_wav(2, 8000, 1, 4, &[0; 8]);
+        let pcm12 = raw_wav(1, 8000, 1, 12, &[0; 8]);
+        let empty = raw_wav(1, 8000, 1, 16, &[]);
+        let no_channels = raw_wav(1, 8000, 0, 16, &[0; 8]);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (Vec::new(), "too short for a RIFF header"),
             (b"YUV4MPEG2 W16 H16 F25:1\n".to_vec(), "no RIFF/WAVE header"),

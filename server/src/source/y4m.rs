@@ -7,6 +7,10 @@
 //! The file's size and rate win over the configured ones.
 //!
 //! Make one with `ffmpeg -i in.mp4 -pix_fmt yuv420p -t 10 clip.y4m`.
+//!
+//! The reader is ours rather than the `y4m` crate's: that one's errors don't say what is wrong
+//! ("Error parsing y4m header"), it reads each frame into its own buffer (one more copy per
+//! frame), and it cannot rewind, which looping needs.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom};

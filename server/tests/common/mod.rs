@@ -144,10 +144,19 @@ impl InProcess {
             .enable_all()
             .build()
             .expect("a tokio runtime can be built for the server");
-        let cfg = ServerConfig::test_sources(RtspConfig {
-            session_timeout,
-            ..RtspConfig::default()
-        });
+        let video = livecast_server::source::VideoConfig {
+            width: 320,
+            height: 240,
+            fps: 30,
+        };
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let cfg = ServerConfig {
+            rtsp: RtspConfig {
+                session_timeout,
+                ..RtspConfig::default()
+            },
+            ..ServerConfig::test_sources(loopback, video, 500_000)
+        };
         let running = rt
             .block_on(livecast_server::start(cfg))
             .expect("livecast-server starts on test sources");

@@ -238,44 +238,12 @@ pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
 /// Binds an RTP socket on an even port and RTCP on the next (RFC 3550 §11) on `ip`, with
 /// large receive buffers so a keyframe burst is not dropped by the kernel.
 pub fn bind_udp_pair(ip: std::net::IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
-    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free even/odd UDP port pair");
-    for _ in 0..100 {
-        let probe = bind_udp(SocketAddr::new(ip, 0))?;
-        let port = probe.local_addr()?.port() & !1;
-        drop(probe);
-        if port == 0 || port == u16::MAX - 1 {
-            continue;
-        }
-        let rtp = match bind_udp(SocketAddr::new(ip, port)) {
-            Ok(s) => s,
-            Err(e) => {
-                last = e;
-                continue;
-            }
-        };
-        match bind_udp(SocketAddr::new(ip, port + 1)) {
-            Ok(rtcp) => return Ok((rtp, rtcp)),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Receive buffer asked for on RTP sockets (the kernel may cap it at `net.core.rmem_max`).
-const RECV_BUFFER: usize = 4 << 20;
-
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
+    const OPTS: livecast_net::UdpOptions = livecast_net::UdpOptions {
+        send_buffer: None,
+        recv_buffer: Some(4 << 20),
+        v6_only: false,
+        nonblocking: true,
     };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(e) = s.set_recv_buffer_size(RECV_BUFFER) {
-        tracing::debug!("cannot set SO_RCVBUF: {e}");
-    }
-    s.bind(&addr.into())?;
-    s.set_nonblocking(true)?;
-    UdpSocket::from_std(s.into())
+    let (rtp, rtcp) = livecast_net::bind_rtp_pair(ip, &OPTS)?;
+    Ok((UdpSocket::from_std(rtp)?, UdpSocket::from_std(rtcp)?))
 }

@@ -1,0 +1,234 @@
+//! The properties the fuzz targets check, one copy each: `fuzz/fuzz_targets/*.rs` call them with
+//! libFuzzer's inputs, and this crate's tests call them with seeded generated inputs, so CI
+//! checks the same property on stable without cargo-fuzz.
+//!
+//! Every function panics when its property does not hold: that is how a fuzzer learns of it.
+//! Built for this crate's tests and with the `fuzzing` feature; not part of the API.
+
+use std::fmt::Debug;
+
+use crate::codec::h264::{nal, nal_type, AccessUnit, Depacketizer, Packetizer};
+use crate::codec::t140;
+use crate::codec::Codec;
+use crate::rtsp::{
+    parse, CSeq, ContentBase, ContentLength, ContentType, Header, Limits, Message, Parsed, Public,
+    Range, RtpInfo, Session, Transport,
+};
+use crate::{rtcp, rtp, sdp};
+
+/// RTSP 1.0 (RFC 2326 §4, §10.12, §12): the parser never panics; a complete message writes back
+/// to bytes that parse to the same message and are consumed entirely; every typed header that
+/// parses from the input writes back (`to_value`) to a value that parses to the same header.
+pub fn rtsp_round_trip(data: &[u8]) {
+    let limits = Limits::default();
+    if let Ok(Parsed::Complete { message, consumed }) = parse(data, &limits) {
+        assert!(consumed <= data.len());
+        let mut out = Vec::new();
+        message.write_to(&mut out);
+        // The written form may be longer than the input (CRLF for LF, ": " for ":", U+FFFD for
+        // invalid UTF-8): give the header section room for that.
+        let relaxed = Limits {
+            max_header_bytes: limits.max_header_bytes * 3 + 64,
+            ..limits
+        };
+        match parse(&out, &relaxed) {
+            Ok(Parsed::Complete {
+                message: again,
+                consumed,
+            }) => {
+                assert_eq!(
+                    again,
+                    message,
+                    "written as {:?}",
+                    String::from_utf8_lossy(&out)
+                );
+                assert_eq!(consumed, out.len());
+            }
+            other => panic!(
+                "{message:?} written as {:?} parses as {other:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+        let headers = match &message {
+            Message::Request(r) => Some(&r.headers),
+            Message::Response(r) => Some(&r.headers),
+            Message::Data(_) => None,
+        };
+        for (_, value) in headers.into_iter().flat_map(|h| h.iter()) {
+            rtsp_typed_headers_round_trip(value);
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        rtsp_typed_headers_round_trip(s);
+    }
+}
+
+/// Every typed RTSP header that parses from `s` writes back to a value that parses to the same
+/// header.
+pub fn rtsp_typed_headers_round_trip(s: &str) {
+    fn check<H: Header + PartialEq + Debug>(s: &str) {
+        if let Ok(h) = H::parse(s) {
+            let v = h.to_value();
+            match H::parse(&v) {
+                Ok(again) => assert_eq!(again, h, "{s:?} -> {v:?}"),
+                Err(e) => panic!("{s:?} -> {h:?} -> {v:?}: {e}"),
+            }
+        }
+    }
+    check::<CSeq>(s);
+    check::<Session>(s);
+    check::<Transport>(s);
+    check::<Range>(s);
+    check::<RtpInfo>(s);
+    check::<Public>(s);
+    check::<ContentBase>(s);
+    check::<ContentLength>(s);
+    check::<ContentType>(s);
+}
+
+/// SDP (RFC 8866 §5): the parser never panics; a description that parses writes back (CRLF,
+/// RFC order) to text that parses to the same description; the media helpers never panic.
+pub fn sdp_round_trip(text: &str) {
+    let Ok(sd) = sdp::parse(text) else {
+        return;
+    };
+    let written = sd.to_string();
+    let again = sdp::parse(&written).expect("written SDP must parse");
+    assert_eq!(again, sd, "{written}");
+    let _ = sd.control();
+    for m in &sd.media {
+        let _ = m.control();
+        let _ = Codec::from_media(m);
+        for pt in m.payload_types() {
+            let _ = m.rtpmap(pt);
+            let _ = m.fmtp(pt);
+        }
+    }
+}
+
+/// RTP (RFC 3550 §5.1) and RTCP compounds (§6): neither parser panics; what parses writes back
+/// to bytes that parse to the same packet(s).
+pub fn rtp_rtcp_round_trip(data: &[u8]) {
+    let _ = rtp::looks_like_rtcp(data);
+    if let Ok(p) = rtp::parse(data) {
+        let mut out = Vec::new();
+        p.write(&mut out);
+        assert_eq!(rtp::parse(&out).expect("written RTP must parse"), p);
+        let mut fixed = Vec::new();
+        rtp::write(&p.header(), p.payload, &mut fixed);
+        let q = rtp::parse(&fixed).expect("written RTP must parse");
+        assert_eq!((q.header(), q.payload), (p.header(), p.payload));
+    }
+    if let Ok(packets) = rtcp::parse_compound(data) {
+        let mut out = Vec::new();
+        rtcp::write_compound(&packets, &mut out);
+        let again = rtcp::parse_compound(&out).expect("written RTCP must parse");
+        assert_eq!(again, packets, "input {data:02x?}");
+    }
+}
+
+/// One RTP packet for [`h264_depacketize`].
+#[derive(Clone, Copy, Debug)]
+pub struct H264Packet<'a> {
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: &'a [u8],
+}
+
+/// H.264 depacketization (RFC 6184 §5.6–§5.8) of any packet sequence: the depacketizer never
+/// panics, and every access unit it returns has at least one NAL unit and no empty one.
+pub fn h264_depacketize<'a>(packets: impl IntoIterator<Item = H264Packet<'a>>) {
+    fn check(au: &AccessUnit) {
+        assert!(!au.nals.is_empty());
+        assert!(au.nals.iter().all(|n| !n.is_empty()));
+        let annexb = au.to_annexb();
+        assert!(annexb.len() >= 5 * au.nals.len());
+    }
+    let mut d = Depacketizer::new();
+    for p in packets {
+        if let Ok(Some(au)) = d.push(p.seq, p.timestamp, p.marker, p.payload) {
+            check(&au);
+        }
+        while let Some(au) = d.pull() {
+            check(&au);
+        }
+    }
+    if let Some(au) = d.flush() {
+        check(&au);
+    }
+}
+
+/// H.264 packetize → depacketize (RFC 6184) with any `max_payload`: for access units of NAL
+/// units that are valid between start codes (a carried type, emulation prevention applied),
+/// every payload fits, exactly one per access unit has the marker bit, and depacketizing gives
+/// back the same NAL units per access unit, complete. Sequence numbers and timestamps wrap
+/// during the run.
+pub fn h264_round_trip(access_units: &[Vec<Vec<u8>>], max_payload: usize) {
+    let mut pk = Packetizer::new(max_payload);
+    let max = pk.max_payload();
+    let mut d = Depacketizer::new();
+    let mut seq = 65_500u16;
+    let mut got = Vec::new();
+    for (i, au) in access_units.iter().enumerate() {
+        let ts = (i as u32).wrapping_mul(3000).wrapping_sub(6000);
+        let mut annexb = Vec::new();
+        for n in au {
+            annexb.extend_from_slice(&[0, 0, 0, 1]);
+            annexb.extend_from_slice(n);
+        }
+        let mut payloads = Vec::new();
+        pk.packetize(&annexb, &mut payloads);
+        assert_eq!(
+            payloads.iter().filter(|p| p.marker).count(),
+            usize::from(!au.is_empty())
+        );
+        for p in &payloads {
+            assert!(p.data.len() <= max, "{} > {max}", p.data.len());
+            let au = d
+                .push(seq, ts, p.marker, &p.data)
+                .expect("own payloads are valid");
+            got.extend(au);
+            seq = seq.wrapping_add(1);
+        }
+    }
+    let want: Vec<&Vec<Vec<u8>>> = access_units.iter().filter(|a| !a.is_empty()).collect();
+    assert_eq!(got.len(), want.len(), "max {max}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(&g.nals, w, "max {max}");
+        assert!(g.complete);
+        assert_eq!(g.is_keyframe, w.iter().any(|n| nal_type(n) == nal::IDR));
+    }
+    assert_eq!(d.stats().dropped_nals, 0);
+}
+
+/// T.140 real-time text (RFC 4103) with RFC 2198 redundancy, receive side. The input is read as
+/// packets (the first bytes of each pick sequence number, payload type and length): the
+/// depacketizer never panics, and every block it returns is applied to a `TextBuffer` without
+/// panicking. A payload made by `RedPacketizer` from the input as text depacketizes to it.
+pub fn t140_depacketize(data: &[u8]) {
+    let mut d = t140::Depacketizer::new(98, Some(99));
+    let mut screen = t140::TextBuffer::new();
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let seq = u16::from_be_bytes([rest[0], rest[1]]);
+        let pt = if rest[2] & 1 == 0 { 98 } else { 99 };
+        let len = usize::from(rest[3]).min(rest.len() - 4);
+        let payload = &rest[4..4 + len];
+        rest = &rest[4 + len..];
+        if let Ok(blocks) = d.push(seq, u32::from(seq) * 10, pt, payload) {
+            for b in blocks {
+                screen.apply(&b.text);
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let mut p = t140::RedPacketizer::new(98, 2);
+    let payload = p.packetize(1000, &text);
+    let got = t140::Depacketizer::new(98, Some(99))
+        .push(1, 1000, 99, &payload)
+        .expect("own RED parses");
+    if !text.is_empty() {
+        assert_eq!(got.last().map(|b| b.text.as_str()), Some(text.as_ref()));
+    }
+}
