@@ -7,7 +7,7 @@
 //! to open hundreds of sessions cheaply, and what a test needs to talk to the server at the
 //! byte level.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};

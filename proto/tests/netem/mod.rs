@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng as StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// What one direction of a path does to what crosses it.
@@ -36,7 +36,7 @@ impl Default for LinkConfig {
 /// One direction of a path carrying items of type `T` (requests, responses, packets).
 pub struct Link<T> {
     pub cfg: LinkConfig,
-    rng: StdRng,
+    rng: SmallRng,
     /// (due, order of sending, index into `items`).
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     items: Vec<Option<(T, bool)>>,
@@ -52,7 +52,7 @@ impl<T> Link<T> {
     pub fn new(cfg: LinkConfig, seed: u64) -> Self {
         Self {
             cfg,
-            rng: StdRng::seed_from_u64(seed),
+            rng: SmallRng::seed_from_u64(seed),
             heap: BinaryHeap::new(),
             items: Vec::new(),
             sent: 0,

@@ -738,13 +738,9 @@ mod tests {
     fn garbage_never_panics() {
         let t0 = Instant::now();
         let mut t = video_rx();
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x1234_5678_9abc_def1);
+        let mut next = move || rng.random::<u64>();
         let mut out = Vec::new();
         for i in 0..20_000u32 {
             let len = (next() % 60) as usize;
