@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::api::*;
 use super::audio_out::AudioSink;
+use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, VideoDecoder};
 use super::net::{self, NetConfig, NetControl, NetEvent, NetStats};
 use super::recording::{read_index, IndexEntry, RecordingReader, RecordingWriter, SharedIndex};
@@ -24,7 +25,6 @@ use super::report::{
 };
 use super::timeline::Timeline;
 use super::EngineHandle;
-use livecast_proto::codec::t140::{BACKSPACE, BOM, LINE_SEPARATOR};
 
 /// How far ahead of the playhead audio is handed to the output.
 const AUDIO_LEAD_US: i64 = super::report::AUDIO_LEAD_MS * 1000;
@@ -248,9 +248,9 @@ struct Playback {
     text_track: Option<usize>,
     chat_track: Option<usize>,
     chat_next: usize,
-    /// Chat received so far, and the line being received (text, sent µs).
+    /// Chat received so far, and the T.140 text it comes from.
     chat: Vec<ChatLine>,
-    chat_partial: Option<(String, i64)>,
+    chat_lines: ChatLines,
     call: bool,
     video_next: usize,
     audio_next: usize,
@@ -260,7 +260,8 @@ struct Playback {
     /// For the report: (spoken, arrival) wall-clock µs of each block.
     text_times: Vec<(i64, i64)>,
     text_next: usize,
-    /// Cues of the whole session, rebuilt when blocks arrive.
+    /// Cues of the whole session: built block by block, listed when blocks arrive.
+    cue_builder: CueBuilder,
     cues: Vec<super::captions::Cue>,
     notice: Option<String>,
     last_jumps: u64,
@@ -340,13 +341,14 @@ impl Playback {
             chat_track: None,
             chat_next: 0,
             chat: Vec::new(),
-            chat_partial: None,
+            chat_lines: ChatLines::new(),
             call: cfg.call,
             video_next: 0,
             audio_next: 0,
             text_blocks: Vec::new(),
             text_times: Vec::new(),
             text_next: 0,
+            cue_builder: CueBuilder::new(),
             cues: Vec::new(),
             notice: None,
             last_jumps: 0,
@@ -757,21 +759,19 @@ impl Playback {
             };
             match reader.read(&entry) {
                 Ok(unit) => {
+                    let text = String::from_utf8_lossy(&unit.data).into_owned();
+                    self.cue_builder.push(entry.time_us, &text);
                     self.text_times.push((unit.capture_us, unit.arrival_us));
-                    self.text_blocks.push((
-                        entry.time_us,
-                        String::from_utf8_lossy(&unit.data).into_owned(),
-                    ));
+                    self.text_blocks.push((entry.time_us, text));
                 }
                 Err(e) => warn!("reading the recording: {e}"),
             }
         }
-        self.cues = super::captions::cues(&self.text_blocks);
+        self.cues = self.cue_builder.cues();
     }
 
     /// Reads chat blocks recorded since the last call: chat is shown as it arrives, whatever
-    /// the playhead. T.140 editing applies: a line ends at a line separator (or CR LF / LF),
-    /// backspace erases, BOM is ignored (T.140 §5).
+    /// the playhead. A line is a message once it ends (T.140 editing, [`ChatLines`]).
     fn step_chat(&mut self, index: &SharedIndex) {
         let Some(t) = self.chat_track else { return };
         for entry in new_entries(index, t, &mut self.chat_next) {
@@ -785,33 +785,14 @@ impl Playback {
                     continue;
                 }
             };
-            for c in String::from_utf8_lossy(&unit.data).chars() {
-                match c {
-                    LINE_SEPARATOR | '\n' => {
-                        let (text, sent) = self.chat_partial.take().unwrap_or_default();
-                        let text = text.trim_end_matches('\r').to_owned();
-                        if !text.trim().is_empty() {
-                            info!(text = %text, "chat");
-                            self.chat.push(ChatLine {
-                                text,
-                                sent_unix_ms: sent / 1000,
-                                arrival_unix_ms: unit.arrival_us / 1000,
-                            });
-                        }
-                    }
-                    BACKSPACE => {
-                        if let Some((s, _)) = self.chat_partial.as_mut() {
-                            s.pop();
-                        }
-                    }
-                    BOM => {}
-                    c if c.is_control() && c != '\r' => {}
-                    c => self
-                        .chat_partial
-                        .get_or_insert_with(|| (String::new(), unit.capture_us))
-                        .0
-                        .push(c),
-                }
+            let text = String::from_utf8_lossy(&unit.data);
+            for (text, sent_us) in self.chat_lines.push(unit.capture_us, &text) {
+                info!(text = %text, "chat");
+                self.chat.push(ChatLine {
+                    text,
+                    sent_unix_ms: sent_us / 1000,
+                    arrival_unix_ms: unit.arrival_us / 1000,
+                });
             }
         }
     }
