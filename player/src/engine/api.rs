@@ -134,14 +134,6 @@ pub struct Stats {
     pub audio_frames_decoded: u64,
 }
 
-/// A caption (or chat) line on the recording's timeline.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caption {
-    pub start: Duration,
-    pub end: Duration,
-    pub text: String,
-}
-
 /// What the engine reports, several times a second and on every change.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {

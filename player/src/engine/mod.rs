@@ -48,10 +48,6 @@ impl EngineHandle {
         self.commands.clone()
     }
 
-    pub fn latest_frame(&self) -> Option<VideoFrame> {
-        self.frames.borrow().clone()
-    }
-
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
@@ -62,22 +58,6 @@ impl EngineHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// A handle not backed by a running engine: commands go to `commands`' receiver. For
-    /// driving a GUI in tests.
-    pub fn detached(
-        commands: mpsc::UnboundedSender<Command>,
-        frames: watch::Receiver<Option<VideoFrame>>,
-        status: watch::Receiver<Status>,
-    ) -> Self {
-        Self {
-            commands,
-            frames,
-            status,
-            report: Default::default(),
-            join: None,
-        }
     }
 
     /// Stops the engine (TEARDOWN) and waits for it to finish.
