@@ -30,7 +30,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::decode::VideoDecoder;
 use livecast_player::engine::recording::{RecordingReader, RecordingWriter};
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
+use livecast_player::engine::unit::{MediaKind, MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
@@ -253,7 +253,7 @@ fn seeks(
     cold: bool,
     rng: &mut Rng,
 ) -> anyhow::Result<SeekStats> {
-    let v = index.find_track("video").context("no video track")?;
+    let v = index.find_track(MediaKind::Video).context("no video track")?;
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut dec = VideoDecoder::new()?;

@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::recording::{read_index, RecordingReader, RecordingWriter};
 use livecast_player::engine::timeline::plan_seek;
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
+use livecast_player::engine::unit::{MediaKind, MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
 
 #[derive(Parser, Debug)]
@@ -247,9 +247,9 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // Random seeks.
-    let video = index.find_track("video").context("no video track")?;
-    let audio = index.find_track("audio").context("no audio track")?;
-    let text = index.find_track("text").context("no text track")?;
+    let video = index.find_track(MediaKind::Video).context("no video track")?;
+    let audio = index.find_track(MediaKind::Audio).context("no audio track")?;
+    let text = index.find_track(MediaKind::Captions).context("no text track")?;
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut times = Vec::with_capacity(args.seeks);

@@ -19,6 +19,7 @@ use super::audio_out::AudioSink;
 use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, VideoDecoder};
 use super::net::{self, NetConfig, NetControl, NetEvent, NetStats};
+use super::unit::MediaKind;
 use super::recording::{read_index, IndexEntry, RecordingReader, RecordingWriter, SharedIndex};
 use super::report::{
     av_offset, CaptionBlockReport, CaptionReport, ChatReport, Percentiles, Report,
@@ -425,10 +426,10 @@ impl Playback {
         }
         {
             let idx = read_index(&index);
-            self.video_track = idx.find_track("video");
-            self.audio_track = idx.find_track("audio");
-            self.text_track = idx.find_track("text");
-            self.chat_track = idx.find_chat_track();
+            self.video_track = idx.find_track(MediaKind::Video);
+            self.audio_track = idx.find_track(MediaKind::Audio);
+            self.text_track = idx.find_track(MediaKind::Captions);
+            self.chat_track = idx.find_track(MediaKind::Chat);
             if self.is_file {
                 if let (Some(s), Some(e)) = (idx.start_us(), idx.end_us()) {
                     self.timeline.set_range(s, e, now);
