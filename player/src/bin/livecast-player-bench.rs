@@ -253,7 +253,9 @@ fn seeks(
     cold: bool,
     rng: &mut Rng,
 ) -> anyhow::Result<SeekStats> {
-    let v = index.find_track(MediaKind::Video).context("no video track")?;
+    let v = index
+        .find_track(MediaKind::Video)
+        .context("no video track")?;
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut dec = VideoDecoder::new()?;

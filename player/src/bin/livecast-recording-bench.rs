@@ -247,9 +247,15 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // Random seeks.
-    let video = index.find_track(MediaKind::Video).context("no video track")?;
-    let audio = index.find_track(MediaKind::Audio).context("no audio track")?;
-    let text = index.find_track(MediaKind::Captions).context("no text track")?;
+    let video = index
+        .find_track(MediaKind::Video)
+        .context("no video track")?;
+    let audio = index
+        .find_track(MediaKind::Audio)
+        .context("no audio track")?;
+    let text = index
+        .find_track(MediaKind::Captions)
+        .context("no text track")?;
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut times = Vec::with_capacity(args.seeks);

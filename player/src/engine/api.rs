@@ -162,8 +162,9 @@ pub struct Status {
     pub notice: Option<String>,
     /// The stream's name (SDP `s=`): in a call, the peer's name.
     pub title: Option<String>,
-    /// Chat messages received so far (call mode), oldest first.
-    pub chat: Vec<ChatLine>,
+    /// Chat messages received so far (call mode), oldest first. Shared: a status carries
+    /// no copy of the history.
+    pub chat: Arc<Vec<ChatLine>>,
 }
 
 /// One chat message from the peer.
