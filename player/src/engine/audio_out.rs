@@ -316,7 +316,7 @@ impl AudioSink {
     }
 
     /// Queues decoded audio (48 kHz interleaved stereo) that starts at timeline `start_us`.
-    /// With [`MAX_CHUNKS`] already queued (an output that has stopped pulling), it is
+    /// With `MAX_CHUNKS` (256) already queued (an output that has stopped pulling), it is
     /// dropped.
     pub fn push(&mut self, start_us: i64, samples: Vec<i16>) {
         self.collect_spent();
