@@ -37,6 +37,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
+use audio_out::AudioSink;
 use net::NetConfig;
 use playback::Playback;
 use recorder::{lock, Shared};
@@ -97,7 +98,12 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
     let join = std::thread::Builder::new()
         .name("livecast-playback".into())
         .spawn(move || {
-            let mut p = Playback::new(cfg, shared, frame_tx, status_tx, rep, file_reader);
+            // On this thread: a device's stream may not move between threads.
+            let sink = AudioSink::open(cfg.audio_output);
+            if let Some(tap) = &cfg.playout_tap {
+                sink.0.set_tap(tap.clone());
+            }
+            let mut p = Playback::new(cfg, shared, frame_tx, status_tx, rep, file_reader, sink);
             p.run(cmd_rx, report_rx, net_ctl);
             if let Some(t) = net_thread {
                 let _ = t.join();

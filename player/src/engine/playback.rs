@@ -600,22 +600,8 @@ pub(crate) struct Playback {
 }
 
 impl Playback {
+    /// `sink` is [`AudioSink::open`]'s answer: the output and a warning for the viewer.
     pub(crate) fn new(
-        cfg: EngineConfig,
-        shared: Shared,
-        frame_tx: watch::Sender<Option<VideoFrame>>,
-        status_tx: watch::Sender<Status>,
-        report: Arc<Mutex<Report>>,
-        reader: Option<RecordingReader>,
-    ) -> Self {
-        let sink = AudioSink::open(cfg.audio_output);
-        if let Some(tap) = &cfg.playout_tap {
-            sink.0.set_tap(tap.clone());
-        }
-        Self::with_sink(cfg, shared, frame_tx, status_tx, report, reader, sink)
-    }
-
-    fn with_sink(
         cfg: EngineConfig,
         shared: Shared,
         frame_tx: watch::Sender<Option<VideoFrame>>,
@@ -1130,7 +1116,7 @@ mod tests {
             let (status_tx, status) = watch::channel(Status::default());
             let mut cfg = EngineConfig::new(source);
             cfg.audio_output = false;
-            let p = Playback::with_sink(
+            let p = Playback::new(
                 cfg,
                 shared,
                 frame_tx,

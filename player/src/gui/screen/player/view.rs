@@ -17,7 +17,7 @@ use std::time::Duration;
 use iced::alignment::{Horizontal, Vertical};
 use iced::widget::{
     button, canvas, column, container, image, mouse_area, row, slider, space, stack, text, tooltip,
-    Column,
+    Column, Row,
 };
 use iced::{Background, Border, Center, Color, ContentFit, Element, Fill, Font, Theme};
 
@@ -339,6 +339,13 @@ fn control<'a>(
         .into()
 }
 
+/// A row of controls (the absent ones left out).
+fn controls<'a>(items: impl IntoIterator<Item = Option<Element<'a, Message>>>) -> Row<'a, Message> {
+    Row::with_children(items.into_iter().flatten())
+        .spacing(6)
+        .align_y(Center)
+}
+
 /// The timeline and the buttons under the picture.
 pub fn control_bar(app: &Player) -> Element<'_, Message> {
     let s = &app.status;
@@ -498,44 +505,33 @@ pub fn control_bar(app: &Player) -> Element<'_, Message> {
         "Fullscreen (F, Esc to leave)",
     );
 
+    let (play, back, forward) = (Some(play), Some(back), Some(forward));
+    let time = Some(time.into());
+    let (rate, sound) = (Some(rate.into()), Some(sound.into()));
+    let live = Some(live.into());
+    let captions = captions.map(Element::from);
+    let (receiving, stats, fullscreen) = (Some(receiving), Some(stats), Some(fullscreen));
+    let gap = || Some(space::horizontal().into());
     let buttons: Element<'_, Message> = if app.window_width >= WIDE_LAYOUT {
-        row![
+        controls([
             play,
             back,
             forward,
             time,
-            space::horizontal(),
+            gap(),
             rate,
             live,
-            sound
-        ]
-        .push(captions)
-        .push(receiving)
-        .push(stats)
-        .push(fullscreen)
-        .spacing(6)
-        .align_y(Center)
+            sound,
+            captions,
+            receiving,
+            stats,
+            fullscreen,
+        ])
         .into()
     } else {
         column![
-            row![
-                play,
-                back,
-                forward,
-                time,
-                space::horizontal(),
-                live,
-                fullscreen
-            ]
-            .spacing(6)
-            .align_y(Center),
-            row![rate, sound]
-                .push(captions)
-                .push(space::horizontal())
-                .push(receiving)
-                .push(stats)
-                .spacing(6)
-                .align_y(Center),
+            controls([play, back, forward, time, gap(), live, fullscreen]),
+            controls([rate, sound, captions, gap(), receiving, stats]),
         ]
         .spacing(4)
         .into()
