@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::api::*;
 use super::audio_out::AudioSink;
-use super::captions::{ChatLines, Cue, CueBuilder};
+use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, Picture, VideoDecoder};
 use super::net::NetControl;
 use super::recorder::{lock, Shared};
@@ -462,7 +462,8 @@ impl AudioFeeder {
     }
 }
 
-/// The caption track: every block recorded so far, the session's cues, and the rows shown.
+/// The caption track: every block recorded so far, the session's cues (listed when an
+/// export or a report asks), and the rows shown.
 struct CaptionTrack {
     track: Option<usize>,
     next: usize,
@@ -472,8 +473,6 @@ struct CaptionTrack {
     /// For the report: (spoken, arrival) wall-clock µs of each block.
     times: Vec<(i64, i64)>,
     builder: CueBuilder,
-    /// The session's cues, listed again when blocks arrive.
-    cues: Vec<Cue>,
     enabled: bool,
     /// Written when the engine stops.
     out: Option<PathBuf>,
@@ -487,7 +486,6 @@ impl CaptionTrack {
             blocks: Vec::new(),
             times: Vec::new(),
             builder: CueBuilder::new(),
-            cues: Vec::new(),
             enabled: true,
             out,
         }
@@ -497,9 +495,6 @@ impl CaptionTrack {
     fn step(&mut self, rec: &mut Recorded) {
         let Some(t) = self.track else { return };
         let new = rec.new_entries(t, &mut self.next);
-        if new.is_empty() {
-            return;
-        }
         for entry in new {
             let Some(unit) = rec.read(&entry) else {
                 continue;
@@ -509,7 +504,6 @@ impl CaptionTrack {
             self.times.push((unit.capture_us, unit.arrival_us));
             self.blocks.push((entry.time_us, text));
         }
-        self.cues = self.builder.cues();
     }
 
     /// The rows for playhead `pos`, from the blocks of the last [`CAPTION_WINDOW_US`].
@@ -525,9 +519,10 @@ impl CaptionTrack {
 
     /// Writes the cues to `path`; the outcome is a notice for the viewer.
     fn export(&self, path: &Path, origin_us: i64) -> String {
-        let text = super::captions::render_for_path(path, &self.cues, origin_us);
+        let cues = self.builder.cues();
+        let text = super::captions::render_for_path(path, &cues, origin_us);
         let notice = match std::fs::write(path, text) {
-            Ok(()) => format!("{} captions written to {}", self.cues.len(), path.display()),
+            Ok(()) => format!("{} captions written to {}", cues.len(), path.display()),
             Err(e) => format!("cannot write captions to {}: {e}", path.display()),
         };
         info!("{notice}");
@@ -925,12 +920,13 @@ impl Playback {
             recording: path.map(|p| p.display().to_string()),
             captions: self
                 .captions
-                .cues
-                .iter()
+                .builder
+                .cues()
+                .into_iter()
                 .map(|c| CaptionReport {
                     start_ms: (c.start_us - origin) / 1000,
                     end_ms: (c.end_us - origin) / 1000,
-                    text: c.text.clone(),
+                    text: c.text,
                 })
                 .collect(),
             caption_blocks: self
