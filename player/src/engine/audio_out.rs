@@ -101,26 +101,23 @@ impl Shared {
 /// The output side, owned by the device callback (or the null sink's thread).
 struct Renderer {
     shared: Arc<Shared>,
+    chunks: Chunks,
+    onsets: Producer<(i64, Instant)>,
+    was_loud: bool,
+}
+
+/// The chunks on the output side.
+struct Chunks {
     queued: Consumer<Chunk>,
     /// The chunk being played.
     current: Option<Chunk>,
     /// Played (or cleared) chunks, back to the playback thread.
     spent: Producer<Chunk>,
-    onsets: Producer<(i64, Instant)>,
+    /// The generation being played; older chunks are given back unplayed.
     generation: u64,
-    was_loud: bool,
 }
 
-impl Renderer {
-    /// Fills `out` (interleaved stereo f32) from the queue; `presented` is when the first
-    /// sample of `out` will be heard.
-    fn render(&mut self, out: &mut [f32], presented: Instant) {
-        self.fill(out, presented);
-        if let Some(tap) = self.shared.tap.get() {
-            (tap.0)(out);
-        }
-    }
-
+impl Chunks {
     /// Hands a chunk back. The spent ring has room for every chunk in circulation (the
     /// playback thread queues no more than that), so this never fails.
     fn give_back(&mut self, chunk: Chunk) {
@@ -142,12 +139,23 @@ impl Renderer {
             }
         }
     }
+}
+
+impl Renderer {
+    /// Fills `out` (interleaved stereo f32) from the queue; `presented` is when the first
+    /// sample of `out` will be heard.
+    fn render(&mut self, out: &mut [f32], presented: Instant) {
+        self.fill(out, presented);
+        if let Some(tap) = self.shared.tap.get() {
+            (tap.0)(out);
+        }
+    }
 
     fn fill(&mut self, out: &mut [f32], presented: Instant) {
-        let shared = self.shared.clone();
+        let shared = &*self.shared;
         let generation = shared.generation.load(Ordering::Acquire);
-        if generation != self.generation {
-            self.generation = generation;
+        if generation != self.chunks.generation {
+            self.chunks.generation = generation;
             self.was_loud = false;
         }
         let paused = shared.paused.load(Ordering::Relaxed);
@@ -166,7 +174,7 @@ impl Renderer {
         let mut last_us = NO_TIME;
         let frames = out.len() / 2;
         for i in 0..frames {
-            let Some(c) = self.front() else {
+            let Some(c) = self.chunks.front() else {
                 out[2 * i..].iter_mut().for_each(|s| *s = 0.0);
                 shared.underruns.fetch_add(1, Ordering::Relaxed);
                 break;
@@ -269,11 +277,13 @@ impl AudioSink {
             },
             Renderer {
                 shared,
-                queued,
-                current: None,
-                spent: spent_tx,
+                chunks: Chunks {
+                    queued,
+                    current: None,
+                    spent: spent_tx,
+                    generation: 0,
+                },
                 onsets: onsets_tx,
-                generation: 0,
                 was_loud: false,
             },
         )
