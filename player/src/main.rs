@@ -260,14 +260,7 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
-    }
+    let end = SessionEnd::new(args);
     // Chat: one message per line of standard input, held until the call is up both ways
     // (text sent before the peer's player has joined our stream would reach nobody).
     let (chat_tx, chat_rx) = std::sync::mpsc::channel::<String>();
@@ -325,11 +318,11 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
         if matches!(state, CallState::Ended { .. }) {
             break;
         }
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if end.signalled() {
             log.end("local", "hung up (signal)");
             break;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if end.timed_out() {
             log.end("local", "hung up (--duration)");
             break;
         }
@@ -364,15 +357,7 @@ fn write_stats(stats: &impl serde::Serialize, args: &Args) -> anyhow::Result<()>
 
 fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     let handle = engine::start(cfg)?;
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // Ctrl-C / SIGTERM end the session cleanly (TEARDOWN, stats written).
-        let _ = ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
-    }
+    let end = SessionEnd::new(args);
     let mut last_state = String::new();
     let mut last_captions: Vec<String> = Vec::new();
     loop {
@@ -392,9 +377,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
         if matches!(st.conn, engine::ConnState::Failed(_)) {
             break;
         }
-        if stop.load(std::sync::atomic::Ordering::Relaxed)
-            || deadline.is_some_and(|d| Instant::now() >= d)
-        {
+        if end.signalled() || end.timed_out() {
             break;
         }
     }
@@ -408,6 +391,35 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     match failed {
         Some(m) => anyhow::bail!("{m}"),
         None => Ok(()),
+    }
+}
+
+/// When a headless session ends: at `--duration`, or on Ctrl-C / SIGTERM (cleanly:
+/// TEARDOWN, stats written).
+struct SessionEnd {
+    deadline: Option<Instant>,
+    signal: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SessionEnd {
+    fn new(args: &Args) -> Self {
+        let signal = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = signal.clone();
+        let _ = ctrlc_handler(move || s.store(true, std::sync::atomic::Ordering::Relaxed));
+        Self {
+            deadline: args
+                .duration
+                .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0))),
+            signal,
+        }
+    }
+
+    fn signalled(&self) -> bool {
+        self.signal.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn timed_out(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 }
 

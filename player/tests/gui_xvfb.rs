@@ -26,7 +26,7 @@ use livecast_server::ServerConfig;
 const SCREEN: (usize, usize) = (1600, 1000);
 /// Background of the root window, so the player's window stands out.
 const ROOT_WHITE: [u8; 3] = [255, 255, 255];
-/// The control bar's background (gui::view::BAR_BG, 0.09/0.09/0.10).
+/// The control bar's background (gui::screen::player::view::BAR_BG, 0.09/0.09/0.10).
 const BAR_BG: [u8; 3] = [23, 23, 26];
 
 fn have(tool: &str) -> bool {

@@ -9,7 +9,7 @@ use livecast_player::engine::recording::{
     read_index, Index, Record, RecordingError, RecordingReader, RecordingWriter, TempRecording,
     FILE_HEADER_LEN, FORMAT_VERSION, MAGIC,
 };
-use livecast_player::engine::unit::{MediaUnit, TrackDesc};
+use livecast_player::engine::unit::{MediaKind, MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
 use rand::rngs::StdRng;
 use rand::{Rng as _, RngCore as _, SeedableRng as _};
@@ -142,8 +142,8 @@ fn round_trip_index_and_units() {
     assert_eq!(index.tracks().cloned().collect::<Vec<_>>(), tracks());
     assert_eq!(index.descriptions().len(), 1);
     assert_eq!(index.descriptions()[0].description.sdp, SDP);
-    assert_eq!(index.find_track("audio"), Some(1));
-    assert_eq!(index.find_track("text"), Some(2));
+    assert_eq!(index.find_track(MediaKind::Audio), Some(1));
+    assert_eq!(index.find_track(MediaKind::Captions), Some(2));
 
     // Every unit reads back exactly, through the index, in file order.
     let entries = all_entries(&index);
@@ -495,7 +495,7 @@ fn description_changes_and_clock_discontinuities() {
     assert_eq!(idx.track_count(), 4);
     assert_eq!(idx.track(3).map(|t| t.codec), Some(Codec::Unknown));
     assert_eq!(idx.track(3).map(|t| t.index), Some(3));
-    assert_eq!(idx.find_track("video"), Some(0));
+    assert_eq!(idx.find_track(MediaKind::Video), Some(0));
     let v = idx.entries(0);
     assert_eq!(v.len(), 12);
     assert_eq!(

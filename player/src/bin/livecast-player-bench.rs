@@ -32,6 +32,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::decode::VideoDecoder;
 use livecast_player::engine::recording::RecordingReader;
+use livecast_player::engine::unit::MediaKind;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
     RateControlMode, SpsPpsStrategy, UsageType,
@@ -221,7 +222,9 @@ fn seeks(
     cold: bool,
     rng: &mut StdRng,
 ) -> anyhow::Result<SeekStats> {
-    let v = index.find_track("video").context("no video track")?;
+    let v = index
+        .find_track(MediaKind::Video)
+        .context("no video track")?;
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut dec = VideoDecoder::new()?;

@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::recording::{read_index, RecordingReader};
 use livecast_player::engine::timeline::plan_seek;
+use livecast_player::engine::unit::MediaKind;
 use rand::rngs::StdRng;
 use rand::{RngCore as _, SeedableRng as _};
 
@@ -211,9 +212,15 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // Random seeks.
-    let video = index.find_track("video").context("no video track")?;
-    let audio = index.find_track("audio").context("no audio track")?;
-    let text = index.find_track("text").context("no text track")?;
+    let video = index
+        .find_track(MediaKind::Video)
+        .context("no video track")?;
+    let audio = index
+        .find_track(MediaKind::Audio)
+        .context("no audio track")?;
+    let text = index
+        .find_track(MediaKind::Captions)
+        .context("no text track")?;
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut times = Vec::with_capacity(args.seeks);

@@ -134,14 +134,6 @@ pub struct Stats {
     pub audio_frames_decoded: u64,
 }
 
-/// A caption (or chat) line on the recording's timeline.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caption {
-    pub start: Duration,
-    pub end: Duration,
-    pub text: String,
-}
-
 /// What the engine reports, several times a second and on every change.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
@@ -170,8 +162,9 @@ pub struct Status {
     pub notice: Option<String>,
     /// The stream's name (SDP `s=`): in a call, the peer's name.
     pub title: Option<String>,
-    /// Chat messages received so far (call mode), oldest first.
-    pub chat: Vec<ChatLine>,
+    /// Chat messages received so far (call mode), oldest first. Shared: a status carries
+    /// no copy of the history.
+    pub chat: Arc<Vec<ChatLine>>,
 }
 
 /// One chat message from the peer.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use livecast_proto::codec::t140::{BACKSPACE, BOM, LINE_SEPARATOR};
+use livecast_proto::codec::t140::{Edit, TextBuffer};
 
 /// How long a finished line stays on screen after it ends.
 pub const HOLD_US: i64 = 3_000_000;
@@ -30,64 +30,142 @@ pub struct Cue {
     pub closed: bool,
 }
 
-/// Builds cues from text blocks `(time_us, text)` in recording order.
-pub fn cues(blocks: &[(i64, String)]) -> Vec<Cue> {
-    let mut out: Vec<Cue> = Vec::new();
-    let mut open: Option<(i64, i64, String)> = None; // start, last block, text
-    let mut after_cr = false;
-    for (t, text) in blocks {
-        for c in text.chars() {
-            let was_cr = std::mem::take(&mut after_cr);
-            match c {
-                BOM => {}
-                '\n' if was_cr => {}
-                LINE_SEPARATOR | '\n' | '\r' => {
-                    after_cr = c == '\r';
-                    if let Some((start, _, s)) = open.take() {
-                        let s = s.trim().to_owned();
-                        if !s.is_empty() {
-                            out.push(Cue {
-                                start_us: start,
-                                end_us: (*t).max(start),
-                                text: s,
-                                closed: true,
-                            });
-                        }
-                    }
-                }
-                BACKSPACE => match open.as_mut() {
-                    Some((_, last, s)) => {
-                        s.pop();
-                        *last = *t;
-                    }
-                    // Erasing the line break: the last cue is open again.
-                    None => {
-                        if let Some(c) = out.pop() {
-                            open = Some((c.start_us, *t, c.text));
-                        }
-                    }
-                },
-                c if c.is_control() => {}
-                c => {
-                    let (_, last, s) = open.get_or_insert_with(|| (*t, *t, String::new()));
-                    *last = *t;
-                    s.push(c);
-                }
-            }
-        }
+/// When a line of the text buffer was written.
+#[derive(Clone, Copy, Debug)]
+struct LineTimes {
+    /// The block that typed its first character.
+    start: Option<i64>,
+    /// The last block that changed it.
+    last: i64,
+    /// The block that ended it, while it stays ended.
+    end: Option<i64>,
+}
+
+/// Cues built block by block: T.140 editing is [`TextBuffer`]'s, and this keeps the times of
+/// each of its lines.
+#[derive(Clone, Debug, Default)]
+pub struct CueBuilder {
+    text: TextBuffer,
+    /// One per line of `text`.
+    times: Vec<LineTimes>,
+}
+
+impl CueBuilder {
+    pub fn new() -> Self {
+        Self::default()
     }
-    if let Some((start, last, s)) = open {
-        let s = s.trim().to_owned();
-        if !s.is_empty() {
-            out.push(Cue {
-                start_us: start,
-                end_us: last + OPEN_CUE_US,
-                text: s,
-                closed: false,
+
+    /// Applies a block of text recorded at `t` (µs).
+    pub fn push(&mut self, t: i64, text: &str) {
+        let times = &mut self.times;
+        if times.is_empty() {
+            times.push(LineTimes {
+                start: None,
+                last: t,
+                end: None,
             });
         }
+        self.text.apply_edits(text, |edit| {
+            let line = times.last_mut().expect("one line at least");
+            match edit {
+                Edit::Typed(_) => {
+                    line.start.get_or_insert(t);
+                    line.last = t;
+                }
+                Edit::Erased => line.last = t,
+                Edit::LineEnded => {
+                    line.end = Some(t);
+                    times.push(LineTimes {
+                        start: None,
+                        last: t,
+                        end: None,
+                    });
+                }
+                Edit::LineJoined => {
+                    times.pop();
+                    let line = times.last_mut().expect("a line was joined to one before");
+                    line.end = None;
+                    line.last = t;
+                }
+            }
+        });
     }
-    out
+
+    /// The cues so far: one per line with text, the last one possibly still open.
+    pub fn cues(&self) -> Vec<Cue> {
+        self.text
+            .lines()
+            .iter()
+            .zip(&self.times)
+            .filter_map(|(text, times)| {
+                let text = text.trim();
+                let start = times.start?;
+                if text.is_empty() {
+                    return None;
+                }
+                Some(Cue {
+                    start_us: start,
+                    end_us: match times.end {
+                        Some(end) => end.max(start),
+                        None => times.last + OPEN_CUE_US,
+                    },
+                    text: text.to_owned(),
+                    closed: times.end.is_some(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Builds cues from text blocks `(time_us, text)` in recording order.
+pub fn cues(blocks: &[(i64, String)]) -> Vec<Cue> {
+    let mut b = CueBuilder::new();
+    for (t, text) in blocks {
+        b.push(*t, text);
+    }
+    b.cues()
+}
+
+/// Chat messages from T.140 blocks: a line becomes a message when it ends. Editing is
+/// [`TextBuffer`]'s; a backspace that erases a message's line break reopens it, and it is
+/// given again, edited, when it ends again.
+#[derive(Clone, Debug, Default)]
+pub struct ChatLines {
+    text: TextBuffer,
+    /// The line being written and when its first character was sent.
+    line: (String, Option<i64>),
+    /// The last line ended, for a backspace that reopens it.
+    ended: (String, Option<i64>),
+}
+
+impl ChatLines {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies a block sent at `sent_us`; returns the messages it ended, with the time
+    /// their first character was sent.
+    pub fn push(&mut self, sent_us: i64, text: &str) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        let (line, ended) = (&mut self.line, &mut self.ended);
+        self.text.apply_edits(text, |edit| match edit {
+            Edit::Typed(c) => {
+                line.0.push(c);
+                line.1.get_or_insert(sent_us);
+            }
+            Edit::Erased => {
+                line.0.pop();
+            }
+            Edit::LineEnded => {
+                *ended = std::mem::take(line);
+                if !ended.0.trim().is_empty() {
+                    out.push((ended.0.clone(), ended.1.unwrap_or(sent_us)));
+                }
+            }
+            Edit::LineJoined => *line = std::mem::take(ended),
+        });
+        out
+    }
 }
 
 /// Splits `text` into rows of at most `width` characters at spaces (a longer word gets a row
@@ -189,6 +267,8 @@ pub fn render_for_path(path: &std::path::Path, cues: &[Cue], origin_us: i64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     fn b(t: i64, s: &str) -> (i64, String) {
         (t, s.to_owned())
@@ -221,6 +301,72 @@ mod tests {
         let c = cues(&[b(0, "a\u{2028}"), b(10, "\u{8}b")]);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].text, "ab");
+    }
+
+    fn texts(c: &[Cue]) -> Vec<&str> {
+        c.iter().map(|c| c.text.as_str()).collect()
+    }
+
+    /// T.140 editing is proto's `TextBuffer`'s: the cues are its non-empty lines.
+    #[test]
+    fn cues_follow_the_text_buffer() {
+        // Two line breaks, then two backspaces: the second break and the first go, the space
+        // the first line ended in stays. (Cues built on their own trimmed each line as it
+        // ended and kept no empty one, so these backspaces reopened "a", erased it and gave
+        // "b".)
+        let c = cues(&[b(0, "a \u{2028}"), b(10, "\u{2028}"), b(20, "\u{8}\u{8}b")]);
+        assert_eq!(texts(&c), ["a b"]);
+        assert_eq!((c[0].start_us, c[0].closed), (0, false));
+        // A backspace on a line its own backspaces emptied erases the line break (it was
+        // ignored: "a", "b").
+        let c = cues(&[b(0, "a\u{2028}"), b(10, "x\u{8}\u{8}b")]);
+        assert_eq!(texts(&c), ["ab"]);
+        // CR LF split across blocks is one line break; a BOM is ignored; a multi-byte
+        // character is erased whole.
+        let c = cues(&[b(0, "\u{FEFF}né\r"), b(10, "\nx\u{8}\u{8}\u{8}e")]);
+        assert_eq!(texts(&c), ["ne"]);
+        // Any sequence: the same lines as the text buffer.
+        let mut rng = StdRng::seed_from_u64(0x7140);
+        let alphabet = [
+            'a', 'é', ' ', '\u{8}', '\u{2028}', '\r', '\n', '\u{FEFF}', '\u{7}',
+        ];
+        for _ in 0..500 {
+            let blocks: Vec<(i64, String)> = (0..rng.random_range(1..8))
+                .map(|i| {
+                    let n = rng.random_range(0..6);
+                    let s = (0..n)
+                        .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                        .collect();
+                    (i * 1000, s)
+                })
+                .collect();
+            let mut screen = TextBuffer::new();
+            for (_, text) in &blocks {
+                screen.apply(text);
+            }
+            assert_eq!(
+                texts(&cues(&blocks)),
+                screen.last_lines(usize::MAX),
+                "{blocks:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chat_lines_end_at_line_breaks() {
+        let mut c = ChatLines::new();
+        assert!(c.push(1, "hel").is_empty());
+        assert_eq!(c.push(2, "lo\r"), [("hello".to_owned(), 1)]);
+        // The LF of CR LF (in the next block) ends nothing more; an empty line is no message.
+        assert!(c.push(3, "\n\u{2028}").is_empty());
+        // A lone CR ends a line, as LF and LINE SEPARATOR do. (Chat kept CR as text and
+        // trimmed it only at the line's end, so "a\rb\n" gave one message "a\rb".)
+        assert_eq!(
+            c.push(4, "a\rb\n"),
+            [("a".to_owned(), 4), ("b".to_owned(), 4)]
+        );
+        // A backspace on the empty line erases the line break: "b" is open again.
+        assert_eq!(c.push(5, "\u{8}é!\u{2028}"), [("bé!".to_owned(), 4)]);
     }
 
     #[test]

@@ -1,30 +1,33 @@
-//! The engine's threads: the network side (tokio: RTSP client + recorder) and the playback
-//! loop (timeline -> recorded units -> decoders -> audio sink / newest picture).
+//! The playback loop: the timeline says where the playhead is; the units due there are read
+//! back from the recording, decoded, and handed to the audio output and the newest-picture
+//! channel; the status the viewer sees is published from here.
 //!
-//! Everything received is appended to the recording first; playback always reads back from
-//! the recording, live or not, so "live" is simply the playhead sitting at the recording's
-//! edge, and pause, seek, rewind and fast-forward need no special cases.
+//! Playback always reads back from the recording, live or not, so "live" is simply the
+//! playhead sitting at the recording's edge, and pause, seek, rewind and fast-forward need no
+//! special cases. `Playback` is made of parts with one job each: the `Clock` (timeline and
+//! live-delay policy), the `VideoPresenter`, the `AudioFeeder`, the `CaptionTrack`, the
+//! `ChatTrack` and the `Probes` (measurements for the report).
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
 use livecast_proto::codec::Codec;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::api::*;
 use super::audio_out::AudioSink;
-use super::decode::{AudioDecoder, VideoDecoder};
-use super::net::{self, NetConfig, NetControl, NetEvent, NetStats};
-use super::recording::{read_index, IndexEntry, RecordingReader, RecordingWriter, SharedIndex};
+use super::captions::{ChatLines, CueBuilder};
+use super::decode::{AudioDecoder, Picture, VideoDecoder};
+use super::net::NetControl;
+use super::recorder::{lock, Shared};
+use super::recording::{read_index, IndexEntry, RecordingReader, SharedIndex};
 use super::report::{
     av_offset, CaptionBlockReport, CaptionReport, ChatReport, Percentiles, Report,
 };
 use super::timeline::Timeline;
-use super::EngineHandle;
-use livecast_proto::codec::t140::{BACKSPACE, BOM, LINE_SEPARATOR};
+use super::unit::{MediaKind, MediaUnit};
 
 /// How far ahead of the playhead audio is handed to the output.
 const AUDIO_LEAD_US: i64 = super::report::AUDIO_LEAD_MS * 1000;
@@ -42,6 +45,10 @@ const LIVE_DELAY_MARGIN_US: i64 = 20_000;
 const MAX_VIDEO_LAG_US: i64 = 1_000_000;
 /// Playback loop period when idle.
 const TICK: Duration = Duration::from_millis(4);
+/// How often the status is published.
+const STATUS_PERIOD: Duration = Duration::from_millis(100);
+/// Caption lines older than this before the playhead are long gone from the screen.
+const CAPTION_WINDOW_US: i64 = 60_000_000;
 
 fn wall_us() -> i64 {
     SystemTime::now()
@@ -50,259 +57,546 @@ fn wall_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// What the recorder shares with the playback loop.
-#[derive(Default)]
-struct RecorderShared {
-    /// Set when the first description arrives (the writer exists from then on).
-    index: Option<SharedIndex>,
-    path: Option<PathBuf>,
-    conn: ConnState,
-    stats: NetStats,
-    reconnects: u64,
-    error: Option<String>,
-    /// The stream's SDP `s=`.
-    title: Option<String>,
-}
-
-type Shared = Arc<Mutex<RecorderShared>>;
-
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, RecorderShared> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Starts the engine: network + recorder (for a URL) and the playback loop.
-pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (frame_tx, frame_rx) = watch::channel(None);
-    let (status_tx, status_rx) = watch::channel(Status {
-        speed: 1.0,
-        volume: cfg.volume,
-        ..Status::default()
-    });
-    let report = Arc::new(Mutex::new(Report {
-        source: match &cfg.source {
-            Source::Url(u) => u.clone(),
-            Source::File(p) => p.display().to_string(),
-        },
-        ..Report::default()
-    }));
-    let shared: Shared = Arc::default();
-    let mut net_ctl = None;
-    let mut net_thread = None;
-    let mut file_reader = None;
-    match &cfg.source {
-        Source::Url(url) => {
-            let (ctl_tx, ctl_rx) = mpsc::channel(8);
-            net_ctl = Some(ctl_tx);
-            let ncfg = NetConfig {
-                url: url.clone(),
-                transport: cfg.transport,
-                low_latency: cfg.low_latency || cfg.call,
-                call: cfg.call,
-            };
-            let sh = shared.clone();
-            let record = cfg.record.clone();
-            net_thread = Some(
-                std::thread::Builder::new()
-                    .name("livecast-net".into())
-                    .spawn(move || net_and_record(ncfg, ctl_rx, sh, record))
-                    .context("spawn network thread")?,
-            );
-        }
-        Source::File(path) => {
-            let (reader, index) = RecordingReader::open(path)
-                .with_context(|| format!("opening recording {}", path.display()))?;
-            if reader.ignored_tail() > 0 {
-                warn!(
-                    bytes = reader.ignored_tail(),
-                    "recording ends in an incomplete record (the player was stopped mid-write?); playing what is complete"
-                );
-            }
-            let mut s = lock(&shared);
-            s.index = Some(Arc::new(RwLock::new(index)));
-            s.path = Some(path.clone());
-            s.conn = ConnState::Offline;
-            drop(s);
-            file_reader = Some(reader);
-        }
+/// Microseconds of `t` since `base`, on the monotonic clock.
+fn mono_us(base: Instant, t: Instant) -> i64 {
+    if t >= base {
+        t.duration_since(base).as_micros() as i64
+    } else {
+        -(base.duration_since(t).as_micros() as i64)
     }
-    let rep = report.clone();
-    let join = std::thread::Builder::new()
-        .name("livecast-playback".into())
-        .spawn(move || {
-            let mut p = Playback::new(cfg, shared, frame_tx, status_tx, rep, file_reader);
-            p.run(cmd_rx, net_ctl);
-            if let Some(t) = net_thread {
-                let _ = t.join();
-            }
-        })
-        .context("spawn playback thread")?;
-    Ok(EngineHandle {
-        commands: cmd_tx,
-        frames: frame_rx,
-        status: status_rx,
-        report,
-        join: Some(join),
-    })
 }
 
-/// The network thread: runs the RTSP client and appends everything to the recording.
-fn net_and_record(
-    cfg: NetConfig,
-    control: mpsc::Receiver<NetControl>,
-    shared: Shared,
-    record: Option<PathBuf>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            lock(&shared).conn =
-                ConnState::Failed(format!("cannot start the network runtime: {e}"));
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let (ev_tx, mut ev_rx) = mpsc::channel(1024);
-        let net = tokio::spawn(net::run(cfg, ev_tx, control));
-        let mut writer: Option<RecordingWriter> = None;
-        while let Some(ev) = ev_rx.recv().await {
-            match ev {
-                NetEvent::Described { tracks, sdp } => {
-                    if let Ok(d) = livecast_proto::sdp::parse(&sdp) {
-                        let t = d.session_name.trim();
-                        lock(&shared).title = (!t.is_empty()).then(|| t.to_owned());
-                    }
-                    let res = match writer.as_mut() {
-                        Some(w) => w.set_description(&tracks, &sdp),
-                        None => {
-                            let w = match &record {
-                                Some(p) => RecordingWriter::create(p, &tracks, &sdp),
-                                None => RecordingWriter::create_temp(&tracks, &sdp),
-                            };
-                            w.map(|w| {
-                                let mut s = lock(&shared);
-                                s.index = Some(w.index());
-                                s.path = Some(w.path().to_path_buf());
-                                info!(path = %w.path().display(), "recording");
-                                writer = Some(w);
-                            })
-                        }
-                    };
-                    if let Err(e) = res {
-                        let msg = format!("cannot write the recording: {e}");
-                        warn!("{msg}");
-                        lock(&shared).error = Some(msg);
-                    }
-                }
-                NetEvent::Unit(u) => {
-                    if let Some(w) = writer.as_mut() {
-                        if let Err(e) = w.append(&u) {
-                            warn!("recording append failed: {e}");
-                            lock(&shared).error = Some(format!("recording: {e}"));
-                        }
-                    }
-                }
-                NetEvent::State(s) => {
-                    let mut sh = lock(&shared);
-                    if matches!(s, ConnState::Reconnecting { .. })
-                        && !matches!(sh.conn, ConnState::Reconnecting { .. })
-                    {
-                        sh.reconnects += 1;
-                    }
-                    sh.conn = s;
-                }
-                NetEvent::Stats(st) => lock(&shared).stats = st,
-            }
-        }
-        let _ = net.await;
-        // A temporary recording is removed when `writer` drops here.
-        drop(writer);
-    });
+/// A request for the report: the playback loop answers with one built then.
+pub(crate) type ReportRequest = std_mpsc::Sender<Report>;
+
+/// The recording read back: its index (shared with the recorder, which appends to it) and a
+/// read-only handle on its file.
+struct Recorded {
+    index: SharedIndex,
+    reader: RecordingReader,
 }
 
-/// The index entries of `track` recorded since `*next`; moves `*next` past them.
-fn new_entries(index: &SharedIndex, track: usize, next: &mut usize) -> Vec<IndexEntry> {
-    let idx = read_index(index);
-    let new = idx.entries(track).get(*next..).unwrap_or_default().to_vec();
-    *next += new.len();
-    new
+impl Recorded {
+    /// The entries of `track` from `*next` on; moves `*next` past them.
+    fn new_entries(&self, track: usize, next: &mut usize) -> Vec<IndexEntry> {
+        let idx = read_index(&self.index);
+        let new = idx.entries(track).get(*next..).unwrap_or_default().to_vec();
+        *next += new.len();
+        new
+    }
+
+    /// Reads one unit back; a read error is logged and the unit skipped.
+    fn read(&mut self, entry: &IndexEntry) -> Option<MediaUnit> {
+        self.reader
+            .read(entry)
+            .map_err(|e| warn!("reading the recording: {e}"))
+            .ok()
+    }
 }
 
-struct Playback {
-    shared: Shared,
-    frame_tx: watch::Sender<Option<VideoFrame>>,
-    status_tx: watch::Sender<Status>,
-    report: Arc<Mutex<Report>>,
-    reader: Option<RecordingReader>,
-    index: Option<SharedIndex>,
+/// The playhead: the timeline, and where it sits against the live edge.
+struct Clock {
     timeline: Timeline,
-    started: Instant,
-    sink: AudioSink,
-    vdec: VideoDecoder,
-    adec: AudioDecoder,
-    video_track: Option<usize>,
-    audio_track: Option<usize>,
-    text_track: Option<usize>,
-    chat_track: Option<usize>,
-    chat_next: usize,
-    /// Chat received so far, and the line being received (text, sent µs).
-    chat: Vec<ChatLine>,
-    chat_partial: Option<(String, i64)>,
+    is_file: bool,
     call: bool,
-    video_next: usize,
-    audio_next: usize,
-    /// Every caption block recorded so far, `(time_us, text)`, and how many index entries of
-    /// the text track they cover. Text is small: hours of captions are a few hundred kB.
-    text_blocks: Vec<(i64, String)>,
-    /// For the report: (spoken, arrival) wall-clock µs of each block.
-    text_times: Vec<(i64, i64)>,
-    text_next: usize,
-    /// Cues of the whole session, rebuilt when blocks arrive.
-    cues: Vec<super::captions::Cue>,
-    notice: Option<String>,
-    last_jumps: u64,
+    /// The timeline's jump count last acted on (a jump restarts decoding).
+    seen_jumps: u64,
     /// Times the playhead skipped ahead to stay live.
     live_catch_ups: u64,
-    captions_enabled: bool,
-    muted: bool,
-    volume: f32,
-    warnings: Vec<String>,
-    // measurements
-    latencies: Vec<f64>,
+}
+
+impl Clock {
+    fn new(call: bool, is_file: bool, now: Instant) -> Self {
+        let delay = if call {
+            CALL_LIVE_DELAY_US
+        } else {
+            BASE_LIVE_DELAY_US
+        };
+        Self {
+            timeline: Timeline::new(delay, now),
+            is_file,
+            call,
+            seen_jumps: 0,
+            live_catch_ups: 0,
+        }
+    }
+
+    /// Follows the recording's extent: a file's range, or the live edge with a live delay
+    /// that covers the jitter buffer's.
+    fn follow(&mut self, start: Option<i64>, edge: i64, jitter_delay_ms: f64, now: Instant) {
+        if self.is_file {
+            if let Some(s) = start {
+                self.timeline.set_range(s, edge, now);
+            }
+            return;
+        }
+        self.timeline.set_live_edge(edge, now);
+        let (base, margin) = if self.call {
+            (CALL_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US / 2)
+        } else {
+            (BASE_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US)
+        };
+        let delay = base.max((jitter_delay_ms * 1000.0) as i64 + margin);
+        if (delay - self.timeline.live_delay_us()).abs() > 5_000 {
+            self.timeline.set_live_delay(delay, now);
+        }
+    }
+
+    /// Live latency must not ratchet up: when following live at 1x and the playhead has
+    /// fallen more than [`LIVE_CATCH_UP_US`] behind the live limit, jump back to live.
+    /// Returns the new position if it jumped.
+    fn catch_up_live(&mut self, now: Instant) -> Option<i64> {
+        let t = &self.timeline;
+        if self.is_file || !(t.following_live() && t.playing() && t.speed() == 1.0) {
+            return None;
+        }
+        let behind_us = t.live_limit_us()? - t.position(now);
+        if behind_us <= LIVE_CATCH_UP_US {
+            return None;
+        }
+        self.timeline.go_live(now);
+        self.seen_jumps = self.timeline.jumps();
+        self.live_catch_ups += 1;
+        debug!(behind_us, "caught up with live");
+        Some(self.timeline.position(now))
+    }
+
+    /// The position to restart decoding at, if the timeline jumped since the last call.
+    fn take_jump(&mut self, now: Instant) -> Option<i64> {
+        if self.timeline.jumps() == self.seen_jumps {
+            return None;
+        }
+        self.seen_jumps = self.timeline.jumps();
+        Some(self.timeline.position(now))
+    }
+
+    fn at_live(&self, now: Instant) -> bool {
+        !self.is_file && self.timeline.at_live(now)
+    }
+}
+
+/// Measurements for the report (`--stats-json`, the benchmarks). Recording a sample is
+/// O(1); the percentiles are worked out only when a report is asked for.
+struct Probes {
+    started: Instant,
+    first_frame_ms: Option<f64>,
+    /// Capture to shown, ms, for pictures shown at live with a sender-report clock.
+    video_latencies: Vec<f64>,
+    /// Capture to due at the output, ms.
     audio_latencies: Vec<f64>,
+    /// White flashes shown and beeps heard: (timeline µs, monotonic µs since `started`).
     flashes: Vec<(i64, i64)>,
     beeps: Vec<(i64, i64)>,
     was_white: bool,
-    frames_shown: u64,
-    audio_decoded: u64,
+}
+
+impl Probes {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            first_frame_ms: None,
+            video_latencies: Vec::new(),
+            audio_latencies: Vec::new(),
+            flashes: Vec::new(),
+            beeps: Vec::new(),
+            was_white: false,
+        }
+    }
+
+    fn picture_shown(&mut self, pic: &Picture, time_us: i64, latency_ms: Option<f64>) {
+        let now = Instant::now();
+        if self.first_frame_ms.is_none() {
+            let ms = now.duration_since(self.started).as_secs_f64() * 1e3;
+            info!(ms, "first picture");
+            self.first_frame_ms = Some(ms);
+        }
+        self.video_latencies.extend(latency_ms);
+        let white = pic.mean_luma > 200.0;
+        if white && !self.was_white {
+            self.flashes.push((time_us, mono_us(self.started, now)));
+        }
+        self.was_white = white;
+    }
+
+    fn beeps_heard(&mut self, onsets: Vec<(i64, Instant)>) {
+        let started = self.started;
+        self.beeps
+            .extend(onsets.into_iter().map(|(t, at)| (t, mono_us(started, at))));
+    }
+
+    fn last_video_latency(&self) -> Option<f64> {
+        self.video_latencies.last().copied()
+    }
+}
+
+/// Decodes the video track and shows the newest picture.
+struct VideoPresenter {
+    track: Option<usize>,
+    /// The next entry to decode.
+    next: usize,
+    dec: VideoDecoder,
+    frame_tx: watch::Sender<Option<VideoFrame>>,
     size: (u32, u32),
+    frames_shown: u64,
+    /// Frames per second shown: (window start, frames shown then, last figure).
     fps_window: (Instant, u64, f64),
-    first_frame: Option<f64>,
+}
+
+impl VideoPresenter {
+    fn new(frame_tx: watch::Sender<Option<VideoFrame>>, now: Instant) -> Self {
+        Self {
+            track: None,
+            next: 0,
+            dec: VideoDecoder::new().expect("openh264 is built in (source feature)"),
+            frame_tx,
+            size: (0, 0),
+            frames_shown: 0,
+            fps_window: (now, 0, 0.0),
+        }
+    }
+
+    /// Restarts decoding at the keyframe at or before `target` (or the first after it) and
+    /// shows the picture at `target` at once.
+    fn reposition(&mut self, rec: &mut Recorded, target: i64, cx: &mut ShowContext) {
+        let Some(v) = self.track else { return };
+        let plan = {
+            let idx = read_index(&rec.index);
+            idx.keyframe_at_or_before(v, target)
+                .or_else(|| idx.keyframe_at_or_after(v, target))
+                .map(|k| (k, idx.last_at_or_before(v, target).unwrap_or(k).max(k)))
+        };
+        if let Some((k, last)) = plan {
+            if let Err(e) = self.dec.reset() {
+                warn!("{e:#}");
+            }
+            self.next = k;
+            self.decode_through(rec, last, cx);
+        }
+    }
+
+    /// Decodes what is due at `pos`, skipping ahead to a keyframe when too far behind.
+    fn step(&mut self, rec: &mut Recorded, pos: i64, cx: &mut ShowContext) {
+        let Some(v) = self.track else { return };
+        let (last_due, skip_to) = {
+            let idx = read_index(&rec.index);
+            let entries = idx.entries(v);
+            let Some(last_due) = idx.last_at_or_before(v, pos) else {
+                return;
+            };
+            if last_due < self.next || self.next >= entries.len() {
+                return;
+            }
+            // Too far behind (slow decoder, long stall): skip ahead to a keyframe.
+            let lag = pos - entries[self.next].time_us;
+            let skip = (lag > MAX_VIDEO_LAG_US)
+                .then(|| idx.keyframe_at_or_before(v, pos))
+                .flatten()
+                .filter(|k| *k > self.next);
+            (last_due, skip)
+        };
+        if let Some(k) = skip_to {
+            debug!(
+                from = self.next,
+                to = k,
+                "video behind; skipping to a keyframe"
+            );
+            self.next = k;
+        }
+        self.decode_through(rec, last_due, cx);
+    }
+
+    /// Decodes entries from `next` through `last`, converting only the last one (which is
+    /// shown).
+    fn decode_through(&mut self, rec: &mut Recorded, last: usize, cx: &mut ShowContext) {
+        let Some(v) = self.track else { return };
+        let entries: Vec<_> = {
+            let idx = read_index(&rec.index);
+            let e = idx.entries(v);
+            if self.next > last || last >= e.len() {
+                return;
+            }
+            e[self.next..=last].to_vec()
+        };
+        let n = entries.len();
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(unit) = rec.read(entry) else {
+                continue;
+            };
+            let is_last = i + 1 == n;
+            if let Some(pic) = self.dec.decode(&unit.data, entry.keyframe(), is_last) {
+                self.show(pic, entry.time_us, &unit, cx);
+            }
+        }
+        self.next = last + 1;
+    }
+
+    fn show(&mut self, pic: Picture, time_us: i64, unit: &MediaUnit, cx: &mut ShowContext) {
+        let latency_ms = (unit.capture_from_sr && cx.at_live)
+            .then(|| (wall_us() - unit.capture_us) as f64 / 1000.0);
+        cx.probes.picture_shown(&pic, time_us, latency_ms);
+        self.size = (pic.width, pic.height);
+        self.frames_shown += 1;
+        let start = cx.start_us.unwrap_or(time_us);
+        let _ = self.frame_tx.send(Some(VideoFrame {
+            width: pic.width,
+            height: pic.height,
+            rgba: Arc::new(pic.rgba),
+            position: Duration::from_micros((time_us - start).max(0) as u64),
+        }));
+    }
+
+    /// Frames per second shown over the last second.
+    fn fps(&mut self, now: Instant) -> f64 {
+        let (t0, n0, fps) = self.fps_window;
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt >= 1.0 {
+            let f = (self.frames_shown - n0) as f64 / dt;
+            self.fps_window = (now, self.frames_shown, f);
+            f
+        } else {
+            fps
+        }
+    }
+}
+
+/// What showing a picture needs from the rest of playback.
+struct ShowContext<'a> {
+    start_us: Option<i64>,
+    at_live: bool,
+    probes: &'a mut Probes,
+}
+
+/// Decodes the audio track ahead of the playhead into the audio output, which is the
+/// master clock while it plays.
+struct AudioFeeder {
+    track: Option<usize>,
+    /// The next entry to decode.
+    next: usize,
+    sink: AudioSink,
+    dec: AudioDecoder,
+    decoded: u64,
+    volume: f32,
+    muted: bool,
+}
+
+impl AudioFeeder {
+    fn new(sink: AudioSink, volume: f32) -> Self {
+        sink.set_volume(volume);
+        Self {
+            track: None,
+            next: 0,
+            sink,
+            dec: AudioDecoder::new().expect("libopus is built in and 48 kHz stereo is valid"),
+            decoded: 0,
+            volume,
+            muted: false,
+        }
+    }
+
+    /// Drops what is queued and restarts at the first packet at or after `target`.
+    fn reposition(&mut self, rec: &Recorded, target: i64) {
+        self.sink.clear();
+        if let Some(a) = self.track {
+            self.next = read_index(&rec.index)
+                .first_at_or_after(a, target)
+                .unwrap_or(0);
+        }
+    }
+
+    /// Tells the output how the timeline plays.
+    fn follow(&self, t: &Timeline) {
+        self.sink.set_paused(!t.playing());
+        self.sink.set_speed(t.speed());
+        self.sink.set_muted(self.muted || t.audio_muted());
+    }
+
+    /// Hands the output what is due by `pos` + [`AUDIO_LEAD_US`]; `probe` gets the
+    /// capture-to-due latency of each packet when playing live.
+    fn step(
+        &mut self,
+        rec: &mut Recorded,
+        pos: i64,
+        t: &Timeline,
+        live: bool,
+        probes: &mut Probes,
+    ) {
+        let Some(a) = self.track else { return };
+        if !t.playing() {
+            return;
+        }
+        let due: Vec<_> = {
+            let idx = read_index(&rec.index);
+            let e = idx.entries(a);
+            let mut out = Vec::new();
+            while let Some(entry) = e.get(self.next) {
+                if entry.time_us > pos + AUDIO_LEAD_US {
+                    break;
+                }
+                self.next += 1;
+                // Packets already behind the playhead would only delay the output.
+                if entry.time_us + 20_000 < pos - 100_000 {
+                    continue;
+                }
+                out.push(*entry);
+            }
+            out
+        };
+        if t.audio_muted() {
+            return;
+        }
+        for entry in due {
+            let Some(unit) = rec.read(&entry) else {
+                continue;
+            };
+            if live && unit.capture_from_sr {
+                // Due at the output when the playhead reaches it.
+                let due_wall = wall_us() + (entry.time_us - pos).max(0);
+                probes
+                    .audio_latencies
+                    .push((due_wall - unit.capture_us) as f64 / 1000.0);
+            }
+            let pcm = self.dec.decode(&unit.data);
+            self.decoded += 1;
+            self.sink.push(entry.time_us, pcm);
+        }
+    }
+}
+
+/// The caption track: every block recorded so far, the session's cues (listed when an
+/// export or a report asks), and the rows shown.
+struct CaptionTrack {
+    track: Option<usize>,
+    next: usize,
+    /// `(time_us, text)` of every block, in recording order. Text is small: hours of
+    /// captions are a few hundred kB.
+    blocks: Vec<(i64, String)>,
+    /// For the report: (spoken, arrival) wall-clock µs of each block.
+    times: Vec<(i64, i64)>,
+    builder: CueBuilder,
+    enabled: bool,
+    /// Written when the engine stops.
+    out: Option<PathBuf>,
+}
+
+impl CaptionTrack {
+    fn new(out: Option<PathBuf>) -> Self {
+        Self {
+            track: None,
+            next: 0,
+            blocks: Vec::new(),
+            times: Vec::new(),
+            builder: CueBuilder::new(),
+            enabled: true,
+            out,
+        }
+    }
+
+    /// Reads the blocks recorded since the last call.
+    fn step(&mut self, rec: &mut Recorded) {
+        let Some(t) = self.track else { return };
+        let new = rec.new_entries(t, &mut self.next);
+        for entry in new {
+            let Some(unit) = rec.read(&entry) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&unit.data).into_owned();
+            self.builder.push(entry.time_us, &text);
+            self.times.push((unit.capture_us, unit.arrival_us));
+            self.blocks.push((entry.time_us, text));
+        }
+    }
+
+    /// The rows for playhead `pos`, from the blocks of the last [`CAPTION_WINDOW_US`].
+    fn rows(&self, pos: i64) -> Vec<String> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let from = self
+            .blocks
+            .partition_point(|(t, _)| *t < pos - CAPTION_WINDOW_US);
+        super::captions::shown_at(&self.blocks[from..], pos)
+    }
+
+    /// Writes the cues to `path`; the outcome is a notice for the viewer.
+    fn export(&self, path: &Path, origin_us: i64) -> String {
+        let cues = self.builder.cues();
+        let text = super::captions::render_for_path(path, &cues, origin_us);
+        let notice = match std::fs::write(path, text) {
+            Ok(()) => format!("{} captions written to {}", cues.len(), path.display()),
+            Err(e) => format!("cannot write captions to {}: {e}", path.display()),
+        };
+        info!("{notice}");
+        notice
+    }
+}
+
+/// The chat track (call mode): shown as it arrives, whatever the playhead.
+struct ChatTrack {
+    track: Option<usize>,
+    next: usize,
+    lines: ChatLines,
+    /// Messages so far, shared with every status published (a new message copies the list
+    /// once; publishing copies nothing).
+    received: Arc<Vec<ChatLine>>,
+}
+
+impl ChatTrack {
+    fn new() -> Self {
+        Self {
+            track: None,
+            next: 0,
+            lines: ChatLines::new(),
+            received: Arc::default(),
+        }
+    }
+
+    /// Reads the blocks recorded since the last call. A line is a message once it ends
+    /// (T.140 editing, [`ChatLines`]).
+    fn step(&mut self, rec: &mut Recorded) {
+        let Some(t) = self.track else { return };
+        for entry in rec.new_entries(t, &mut self.next) {
+            let Some(unit) = rec.read(&entry) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&unit.data);
+            for (text, sent_us) in self.lines.push(unit.capture_us, &text) {
+                info!(text = %text, "chat");
+                Arc::make_mut(&mut self.received).push(ChatLine {
+                    text,
+                    sent_unix_ms: sent_us / 1000,
+                    arrival_unix_ms: unit.arrival_us / 1000,
+                });
+            }
+        }
+    }
+}
+
+/// The playback loop's state: the parts above, and what it shares with the recorder and
+/// the viewer.
+pub(crate) struct Playback {
+    shared: Shared,
+    status_tx: watch::Sender<Status>,
+    /// The last report built (at the end, what [`super::EngineHandle::report`] returns).
+    report: Arc<Mutex<Report>>,
+    source: String,
+    /// Set once the recorder has created the recording (a file: from the start).
+    rec: Option<Recorded>,
+    /// A file being played, opened before the loop starts.
+    file_reader: Option<RecordingReader>,
+    clock: Clock,
+    video: VideoPresenter,
+    audio: AudioFeeder,
+    captions: CaptionTrack,
+    chat: ChatTrack,
+    probes: Probes,
+    notice: Option<String>,
+    warnings: Vec<String>,
     last_status: Instant,
-    is_file: bool,
-    captions_out: Option<PathBuf>,
 }
 
 impl Playback {
-    fn new(
-        cfg: EngineConfig,
-        shared: Shared,
-        frame_tx: watch::Sender<Option<VideoFrame>>,
-        status_tx: watch::Sender<Status>,
-        report: Arc<Mutex<Report>>,
-        reader: Option<RecordingReader>,
-    ) -> Self {
-        let sink = AudioSink::open(cfg.audio_output);
-        if let Some(tap) = &cfg.playout_tap {
-            sink.0.set_tap(tap.clone());
-        }
-        Self::with_sink(cfg, shared, frame_tx, status_tx, report, reader, sink)
-    }
-
-    fn with_sink(
+    /// `sink` is [`AudioSink::open`]'s answer: the output and a warning for the viewer.
+    pub(crate) fn new(
         cfg: EngineConfig,
         shared: Shared,
         frame_tx: watch::Sender<Option<VideoFrame>>,
@@ -312,67 +606,33 @@ impl Playback {
         (sink, warning): (AudioSink, Option<String>),
     ) -> Self {
         let now = Instant::now();
-        sink.set_volume(cfg.volume);
         let is_file = matches!(cfg.source, Source::File(_));
         Self {
-            volume: cfg.volume,
             shared,
-            frame_tx,
             status_tx,
             report,
-            reader,
-            index: None,
-            timeline: Timeline::new(
-                if cfg.call {
-                    CALL_LIVE_DELAY_US
-                } else {
-                    BASE_LIVE_DELAY_US
-                },
-                now,
-            ),
-            started: now,
-            sink,
-            vdec: VideoDecoder::new().expect("openh264 is built in (source feature)"),
-            adec: AudioDecoder::new().expect("libopus is built in and 48 kHz stereo is valid"),
-            video_track: None,
-            audio_track: None,
-            text_track: None,
-            chat_track: None,
-            chat_next: 0,
-            chat: Vec::new(),
-            chat_partial: None,
-            call: cfg.call,
-            video_next: 0,
-            audio_next: 0,
-            text_blocks: Vec::new(),
-            text_times: Vec::new(),
-            text_next: 0,
-            cues: Vec::new(),
+            source: match &cfg.source {
+                Source::Url(u) => u.clone(),
+                Source::File(p) => p.display().to_string(),
+            },
+            rec: None,
+            file_reader: reader,
+            clock: Clock::new(cfg.call, is_file, now),
+            video: VideoPresenter::new(frame_tx, now),
+            audio: AudioFeeder::new(sink, cfg.volume),
+            captions: CaptionTrack::new(cfg.captions_out),
+            chat: ChatTrack::new(),
+            probes: Probes::new(now),
             notice: None,
-            last_jumps: 0,
-            live_catch_ups: 0,
-            captions_enabled: true,
-            muted: false,
             warnings: warning.into_iter().collect(),
-            latencies: Vec::new(),
-            audio_latencies: Vec::new(),
-            flashes: Vec::new(),
-            beeps: Vec::new(),
-            was_white: false,
-            frames_shown: 0,
-            audio_decoded: 0,
-            size: (0, 0),
-            fps_window: (now, 0, 0.0),
-            first_frame: None,
             last_status: now,
-            is_file,
-            captions_out: cfg.captions_out.clone(),
         }
     }
 
-    fn run(
+    pub(crate) fn run(
         &mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
+        report_requests: std_mpsc::Receiver<ReportRequest>,
         net_ctl: Option<mpsc::Sender<NetControl>>,
     ) {
         loop {
@@ -390,13 +650,14 @@ impl Playback {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
-            if self.index.is_none() {
+            while let Ok(reply) = report_requests.try_recv() {
+                let _ = reply.send(self.report());
+            }
+            if self.rec.is_none() {
                 self.attach(now);
             }
-            if self.index.is_some() {
-                self.step(now);
-            }
-            if now.duration_since(self.last_status) >= Duration::from_millis(100) {
+            self.step(now);
+            if now.duration_since(self.last_status) >= STATUS_PERIOD {
                 self.publish_status(now);
             }
             std::thread::sleep(TICK);
@@ -412,53 +673,55 @@ impl Playback {
         let (Some(index), Some(path)) = (index, path) else {
             return;
         };
-        if self.reader.is_none() {
-            match RecordingReader::attach(&path) {
-                Ok(r) => self.reader = Some(r),
+        let reader = match self.file_reader.take() {
+            Some(r) => r,
+            None => match RecordingReader::attach(&path) {
+                Ok(r) => r,
                 Err(e) => {
                     warn!("cannot read the recording back: {e}");
                     return;
                 }
-            }
-        }
+            },
+        };
         {
             let idx = read_index(&index);
-            self.video_track = idx.find_track("video");
-            self.audio_track = idx.find_track("audio");
-            self.text_track = idx.find_track("text");
-            self.chat_track = idx.find_chat_track();
-            if self.is_file {
+            self.video.track = idx.find_track(MediaKind::Video);
+            self.audio.track = idx.find_track(MediaKind::Audio);
+            self.captions.track = idx.find_track(MediaKind::Captions);
+            self.chat.track = idx.find_track(MediaKind::Chat);
+            if self.clock.is_file {
                 if let (Some(s), Some(e)) = (idx.start_us(), idx.end_us()) {
-                    self.timeline.set_range(s, e, now);
-                    self.timeline.seek(s, now);
+                    self.clock.timeline.set_range(s, e, now);
+                    self.clock.timeline.seek(s, now);
                 }
             }
         }
-        self.index = Some(index);
-        self.last_jumps = self.timeline.jumps();
-        self.sink.set_paused(!self.timeline.playing());
+        self.rec = Some(Recorded { index, reader });
+        self.clock.seen_jumps = self.clock.timeline.jumps();
+        self.audio.follow(&self.clock.timeline);
     }
 
     fn command(&mut self, cmd: Command, now: Instant, net_ctl: Option<&mpsc::Sender<NetControl>>) {
-        let before = self.timeline.position(now);
+        let timeline = &mut self.clock.timeline;
+        let before = timeline.position(now);
         match cmd {
-            Command::Play => self.timeline.play(now),
-            Command::Pause => self.timeline.pause(now),
-            Command::TogglePause => self.timeline.toggle(now),
+            Command::Play => timeline.play(now),
+            Command::Pause => timeline.pause(now),
+            Command::TogglePause => timeline.toggle(now),
             Command::Seek(d) => {
-                if let Some(s) = self.timeline.start_us() {
-                    self.timeline.seek(s + d.as_micros() as i64, now);
+                if let Some(s) = timeline.start_us() {
+                    timeline.seek(s + d.as_micros() as i64, now);
                 }
             }
-            Command::SeekBy(ms) => self.timeline.seek_by(ms * 1000, now),
-            Command::SetSpeed(s) => self.timeline.set_speed(s, now),
-            Command::GoLive => self.timeline.go_live(now),
+            Command::SeekBy(ms) => timeline.seek_by(ms * 1000, now),
+            Command::SetSpeed(s) => timeline.set_speed(s, now),
+            Command::GoLive => timeline.go_live(now),
             Command::SetVolume(v) => {
-                self.volume = v.clamp(0.0, 1.0);
-                self.sink.set_volume(self.volume);
+                self.audio.volume = v.clamp(0.0, 1.0);
+                self.audio.sink.set_volume(self.audio.volume);
             }
-            Command::ToggleMute => self.muted = !self.muted,
-            Command::SetCaptions(on) => self.captions_enabled = on,
+            Command::ToggleMute => self.audio.muted = !self.audio.muted,
+            Command::SetCaptions(on) => self.captions.enabled = on,
             Command::ExportCaptions(ref path) => self.export_captions(path),
             Command::StreamPause | Command::StreamResume => {
                 if let Some(ctl) = net_ctl {
@@ -472,11 +735,8 @@ impl Playback {
             }
             Command::Stop => {}
         }
-        self.sink.set_paused(!self.timeline.playing());
-        self.sink.set_speed(self.timeline.speed());
-        self.sink
-            .set_muted(self.muted || self.timeline.audio_muted());
-        let after = self.timeline.position(now);
+        self.audio.follow(&self.clock.timeline);
+        let after = self.clock.timeline.position(now);
         let seeked = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
         if seeked && after != before {
             self.reposition(after);
@@ -487,409 +747,121 @@ impl Playback {
     /// Restarts decoding at `target`: video from the keyframe at or before it (showing the
     /// picture at `target` at once), audio from the first packet at or after it.
     fn reposition(&mut self, target: i64) {
-        let Some(index) = self.index.clone() else {
+        let Some(rec) = self.rec.as_mut() else {
             return;
         };
-        self.sink.clear();
         let t0 = Instant::now();
-        let (vplan, audio_next) = {
-            let idx = read_index(&index);
-            let vplan = self.video_track.and_then(|v| {
-                let k = idx
-                    .keyframe_at_or_before(v, target)
-                    .or_else(|| idx.keyframe_at_or_after(v, target))?;
-                let last = idx.last_at_or_before(v, target).unwrap_or(k).max(k);
-                Some((k, last))
-            });
-            let audio_next = self
-                .audio_track
-                .and_then(|a| idx.first_at_or_after(a, target))
-                .unwrap_or(0);
-            (vplan, audio_next)
+        self.audio.reposition(rec, target);
+        let mut cx = ShowContext {
+            start_us: self.clock.timeline.start_us(),
+            at_live: self.clock.at_live(Instant::now()),
+            probes: &mut self.probes,
         };
-        self.audio_next = audio_next;
-        if let Some((k, last)) = vplan {
-            if let Err(e) = self.vdec.reset() {
-                warn!("{e:#}");
-            }
-            self.video_next = k;
-            self.decode_video_through(last, true);
-        }
+        self.video.reposition(rec, target, &mut cx);
         debug!(
             ms = t0.elapsed().as_secs_f64() * 1e3,
             "seek to {target} decoded"
         );
     }
 
-    /// Decodes video entries from `video_next` through `last`, converting only the last one
-    /// (which is shown).
-    fn decode_video_through(&mut self, last: usize, show: bool) {
-        let (Some(index), Some(v)) = (self.index.clone(), self.video_track) else {
-            return;
-        };
-        let entries: Vec<_> = {
-            let idx = read_index(&index);
-            let e = idx.entries(v);
-            if self.video_next > last || last >= e.len() {
-                return;
-            }
-            e[self.video_next..=last].to_vec()
-        };
-        let n = entries.len();
-        for (i, entry) in entries.iter().enumerate() {
-            let Some(reader) = self.reader.as_mut() else {
-                return;
-            };
-            let unit = match reader.read(entry) {
-                Ok(u) => u,
-                Err(e) => {
-                    warn!("reading the recording: {e}");
-                    continue;
-                }
-            };
-            let is_last = i + 1 == n;
-            let pic = self
-                .vdec
-                .decode(&unit.data, entry.keyframe(), is_last && show);
-            if let Some(pic) = pic {
-                self.show(pic, entry.time_us, unit.capture_us, unit.capture_from_sr);
-            }
-        }
-        self.video_next = last + 1;
-    }
-
-    fn show(&mut self, pic: super::decode::Picture, time_us: i64, capture_us: i64, from_sr: bool) {
-        let now_wall = wall_us();
-        if self.first_frame.is_none() {
-            let ms = self.started.elapsed().as_secs_f64() * 1e3;
-            info!(ms, "first picture");
-            self.first_frame = Some(ms);
-        }
-        if from_sr && self.timeline.at_live(Instant::now()) {
-            self.latencies.push((now_wall - capture_us) as f64 / 1000.0);
-        }
-        let white = pic.mean_luma > 200.0;
-        if white && !self.was_white {
-            self.flashes
-                .push((time_us, mono_us(self.started, Instant::now())));
-        }
-        self.was_white = white;
-        self.size = (pic.width, pic.height);
-        self.frames_shown += 1;
-        let start = self.timeline.start_us().unwrap_or(time_us);
-        let _ = self.frame_tx.send(Some(VideoFrame {
-            width: pic.width,
-            height: pic.height,
-            rgba: Arc::new(pic.rgba),
-            position: Duration::from_micros((time_us - start).max(0) as u64),
-        }));
-    }
-
     /// One pass of the playback loop.
     fn step(&mut self, now: Instant) {
-        let Some(index) = self.index.clone() else {
+        let Some(rec) = self.rec.as_ref() else {
             return;
         };
         let (edge, start) = {
-            let idx = read_index(&index);
+            let idx = read_index(&rec.index);
             (idx.end_us(), idx.start_us())
         };
         let Some(edge) = edge else {
             return;
         };
-        if self.is_file {
-            if let Some(s) = start {
-                self.timeline.set_range(s, edge, now);
-            }
-        } else {
-            self.timeline.set_live_edge(edge, now);
-            let jitter_delay = lock(&self.shared).stats.jitter_delay_ms;
-            let (base, margin) = if self.call {
-                (CALL_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US / 2)
-            } else {
-                (BASE_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US)
-            };
-            let delay = base.max((jitter_delay * 1000.0) as i64 + margin);
-            if (delay - self.timeline.live_delay_us()).abs() > 5_000 {
-                self.timeline.set_live_delay(delay, now);
+        let jitter_delay_ms = lock(&self.shared).stats.jitter_delay_ms;
+        self.clock.follow(start, edge, jitter_delay_ms, now);
+        self.clock.timeline.tick(now);
+        let t = &self.clock.timeline;
+        if t.playing() && !t.audio_muted() && !self.audio.muted {
+            if let Some(p) = self.audio.sink.played_us(now) {
+                self.clock.timeline.audio_clock(p, now);
             }
         }
-        self.timeline.tick(now);
-        let audible = self.timeline.playing() && !self.timeline.audio_muted() && !self.muted;
-        if audible {
-            if let Some(p) = self.sink.played_us(now) {
-                self.timeline.audio_clock(p, now);
+        if let Some(pos) = self.clock.catch_up_live(now) {
+            // Audio restarts there (what was queued is dropped: a short skip, as a live call
+            // would); video simply decodes forward to the new position.
+            if let Some(rec) = &self.rec {
+                self.audio.reposition(rec, pos);
             }
         }
-        if !self.is_file {
-            self.catch_up_live(&index, now);
-        }
-        if self.timeline.jumps() != self.last_jumps {
-            self.last_jumps = self.timeline.jumps();
-            let pos = self.timeline.position(now);
+        if let Some(pos) = self.clock.take_jump(now) {
             self.reposition(pos);
         }
-        let pos = self.timeline.position(now);
-        self.step_video(&index, pos);
-        self.step_audio(&index, pos);
-        self.step_text(&index);
-        self.step_chat(&index);
-        for (t, at) in self.sink.take_onsets() {
-            self.beeps.push((t, mono_us(self.started, at)));
-        }
-    }
-
-    /// Live latency must not ratchet up: when following live at 1x and the playhead has
-    /// fallen more than [`LIVE_CATCH_UP_US`] behind the live limit, jump back to live. Audio
-    /// restarts there (what was queued is dropped: a short skip, as a live call would);
-    /// video simply decodes forward to the new position, without a keyframe seek.
-    fn catch_up_live(&mut self, index: &SharedIndex, now: Instant) {
-        let t = &self.timeline;
-        if !(t.following_live() && t.playing() && t.speed() == 1.0) {
-            return;
-        }
-        let Some(limit) = t.live_limit_us() else {
+        let pos = self.clock.timeline.position(now);
+        let live = self.clock.at_live(now);
+        let Some(rec) = self.rec.as_mut() else {
             return;
         };
-        let behind_us = limit - t.position(now);
-        if behind_us <= LIVE_CATCH_UP_US {
-            return;
-        }
-        self.timeline.go_live(now);
-        self.last_jumps = self.timeline.jumps();
-        self.sink.clear();
-        let pos = self.timeline.position(now);
-        if let Some(a) = self.audio_track {
-            self.audio_next = read_index(index).first_at_or_after(a, pos).unwrap_or(0);
-        }
-        self.live_catch_ups += 1;
-        debug!(behind_us, "caught up with live");
-    }
-
-    fn step_video(&mut self, index: &SharedIndex, pos: i64) {
-        let Some(v) = self.video_track else { return };
-        let (last_due, skip_to) = {
-            let idx = read_index(index);
-            let entries = idx.entries(v);
-            let Some(last_due) = idx.last_at_or_before(v, pos) else {
-                return;
-            };
-            if last_due < self.video_next || self.video_next >= entries.len() {
-                return;
-            }
-            // Too far behind (slow decoder, long stall): skip ahead to a keyframe.
-            let lag = pos - entries[self.video_next].time_us;
-            let skip = (lag > MAX_VIDEO_LAG_US)
-                .then(|| idx.keyframe_at_or_before(v, pos))
-                .flatten()
-                .filter(|k| *k > self.video_next);
-            (last_due, skip)
+        let mut cx = ShowContext {
+            start_us: self.clock.timeline.start_us(),
+            at_live: live,
+            probes: &mut self.probes,
         };
-        if let Some(k) = skip_to {
-            debug!(
-                from = self.video_next,
-                to = k,
-                "video behind; skipping to a keyframe"
-            );
-            self.video_next = k;
-        }
-        self.decode_video_through(last_due, true);
+        self.video.step(rec, pos, &mut cx);
+        self.audio
+            .step(rec, pos, &self.clock.timeline, live, &mut self.probes);
+        self.captions.step(rec);
+        self.chat.step(rec);
+        self.probes.beeps_heard(self.audio.sink.take_onsets());
     }
 
-    fn step_audio(&mut self, index: &SharedIndex, pos: i64) {
-        let Some(a) = self.audio_track else { return };
-        if !self.timeline.playing() {
-            return;
-        }
-        let muted = self.timeline.audio_muted();
-        let due: Vec<_> = {
-            let idx = read_index(index);
-            let e = idx.entries(a);
-            let mut out = Vec::new();
-            while let Some(entry) = e.get(self.audio_next) {
-                if entry.time_us > pos + AUDIO_LEAD_US {
-                    break;
-                }
-                self.audio_next += 1;
-                // Packets already behind the playhead would only delay the output.
-                if entry.time_us + 20_000 < pos - 100_000 {
-                    continue;
-                }
-                out.push(*entry);
-            }
-            out
-        };
-        let live = !self.is_file && self.timeline.at_live(Instant::now());
-        for entry in due {
-            if muted {
-                continue;
-            }
-            let Some(reader) = self.reader.as_mut() else {
-                return;
-            };
-            match reader.read(&entry) {
-                Ok(unit) => {
-                    if live && unit.capture_from_sr {
-                        // Due at the output when the playhead reaches it.
-                        let due_wall = wall_us() + (entry.time_us - pos).max(0);
-                        self.audio_latencies
-                            .push((due_wall - unit.capture_us) as f64 / 1000.0);
-                    }
-                    let pcm = self.adec.decode(&unit.data);
-                    self.audio_decoded += 1;
-                    self.sink.push(entry.time_us, pcm);
-                }
-                Err(e) => warn!("reading the recording: {e}"),
-            }
-        }
+    fn export_captions(&mut self, path: &Path) {
+        let origin = self.clock.timeline.start_us().unwrap_or(0);
+        self.notice = Some(self.captions.export(path, origin));
     }
 
-    /// Reads caption blocks recorded since the last call.
-    fn step_text(&mut self, index: &SharedIndex) {
-        let Some(t) = self.text_track else { return };
-        let new = new_entries(index, t, &mut self.text_next);
-        if new.is_empty() {
-            return;
-        }
-        for entry in new {
-            let Some(reader) = self.reader.as_mut() else {
-                return;
-            };
-            match reader.read(&entry) {
-                Ok(unit) => {
-                    self.text_times.push((unit.capture_us, unit.arrival_us));
-                    self.text_blocks.push((
-                        entry.time_us,
-                        String::from_utf8_lossy(&unit.data).into_owned(),
-                    ));
-                }
-                Err(e) => warn!("reading the recording: {e}"),
-            }
-        }
-        self.cues = super::captions::cues(&self.text_blocks);
-    }
-
-    /// Reads chat blocks recorded since the last call: chat is shown as it arrives, whatever
-    /// the playhead. T.140 editing applies: a line ends at a line separator (or CR LF / LF),
-    /// backspace erases, BOM is ignored (T.140 §5).
-    fn step_chat(&mut self, index: &SharedIndex) {
-        let Some(t) = self.chat_track else { return };
-        for entry in new_entries(index, t, &mut self.chat_next) {
-            let Some(reader) = self.reader.as_mut() else {
-                return;
-            };
-            let unit = match reader.read(&entry) {
-                Ok(u) => u,
-                Err(e) => {
-                    warn!("reading the recording: {e}");
-                    continue;
-                }
-            };
-            for c in String::from_utf8_lossy(&unit.data).chars() {
-                match c {
-                    LINE_SEPARATOR | '\n' => {
-                        let (text, sent) = self.chat_partial.take().unwrap_or_default();
-                        let text = text.trim_end_matches('\r').to_owned();
-                        if !text.trim().is_empty() {
-                            info!(text = %text, "chat");
-                            self.chat.push(ChatLine {
-                                text,
-                                sent_unix_ms: sent / 1000,
-                                arrival_unix_ms: unit.arrival_us / 1000,
-                            });
-                        }
-                    }
-                    BACKSPACE => {
-                        if let Some((s, _)) = self.chat_partial.as_mut() {
-                            s.pop();
-                        }
-                    }
-                    BOM => {}
-                    c if c.is_control() && c != '\r' => {}
-                    c => self
-                        .chat_partial
-                        .get_or_insert_with(|| (String::new(), unit.capture_us))
-                        .0
-                        .push(c),
-                }
-            }
-        }
-    }
-
-    /// The caption rows for playhead `pos`.
-    fn caption_rows(&self, pos: i64) -> Vec<String> {
-        if !self.captions_enabled {
-            return Vec::new();
-        }
-        // Lines older than a minute are long gone from the screen.
-        let from = self
-            .text_blocks
-            .partition_point(|(t, _)| *t < pos - 60_000_000);
-        super::captions::shown_at(&self.text_blocks[from..], pos)
-    }
-
-    fn export_captions(&mut self, path: &std::path::Path) {
-        let origin = self.timeline.start_us().unwrap_or(0);
-        let text = super::captions::render_for_path(path, &self.cues, origin);
-        self.notice = Some(match std::fs::write(path, text) {
-            Ok(()) => format!("{} captions written to {}", self.cues.len(), path.display()),
-            Err(e) => format!("cannot write captions to {}: {e}", path.display()),
-        });
-        info!("{}", self.notice.as_deref().unwrap_or_default());
-    }
-
+    /// Sends the viewer the status. Its cost does not grow with the session: nothing in it
+    /// is a copy of the session's history (the chat list is shared, caption rows come from
+    /// the last minute of blocks).
     fn publish_status(&mut self, now: Instant) {
         self.last_status = now;
-        let (conn, stats, path) = {
-            let s = lock(&self.shared);
-            if let Some(e) = &s.error {
-                if !self.warnings.contains(e) {
-                    self.warnings.push(e.clone());
-                }
+        let s = lock(&self.shared);
+        if let Some(e) = &s.error {
+            if !self.warnings.contains(e) {
+                self.warnings.push(e.clone());
             }
-            (s.conn.clone(), s.stats.clone(), s.path.clone())
-        };
-        // Frames per second shown over the last second.
-        let (t0, n0, fps) = self.fps_window;
-        let dt = now.duration_since(t0).as_secs_f64();
-        if dt >= 1.0 {
-            self.fps_window = (now, self.frames_shown, (self.frames_shown - n0) as f64 / dt);
         }
-        let start = self.timeline.start_us();
-        let recorded_end = match (start, self.timeline.live_edge_us()) {
-            (Some(s), Some(e)) => Duration::from_micros((e - s).max(0) as u64),
-            _ => Duration::ZERO,
-        };
-        let position = Duration::from_micros(self.timeline.position_from_start(now).max(0) as u64);
+        let (conn, net, title) = (s.conn.clone(), s.stats.clone(), s.title.clone());
+        drop(s);
+        let t = &self.clock.timeline;
+        let recorded_end = recorded_span(t);
         let codecs: Vec<Codec> = self
-            .index
+            .rec
             .as_ref()
-            .map(|i| read_index(i).tracks().map(|t| t.codec).collect())
+            .map(|r| read_index(&r.index).tracks().map(|t| t.codec).collect())
             .unwrap_or_default();
         let st = Status {
             conn,
-            position,
+            position: Duration::from_micros(t.position_from_start(now).max(0) as u64),
             recorded_end,
-            playing: self.timeline.playing(),
-            speed: self.timeline.speed(),
-            at_live: !self.is_file && self.timeline.at_live(now),
-            volume: self.volume,
-            muted: self.muted,
-            captions_enabled: self.captions_enabled,
-            has_captions: self.text_track.is_some(),
-            caption_text: self.caption_rows(self.timeline.position(now)),
+            playing: t.playing(),
+            speed: t.speed(),
+            at_live: self.clock.at_live(now),
+            volume: self.audio.volume,
+            muted: self.audio.muted,
+            captions_enabled: self.captions.enabled,
+            has_captions: self.captions.track.is_some(),
+            caption_text: self.captions.rows(t.position(now)),
             stats: Stats {
-                width: self.size.0,
-                height: self.size.1,
-                fps: self.fps_window.2.max(if dt < 1.0 { fps } else { 0.0 }),
-                bitrate: stats.bitrate_bps,
-                packets_received: stats.packets_received,
-                packets_lost: stats.packets_lost,
-                jitter_ms: stats.jitter_ms,
-                latency_ms: self.latencies.last().copied(),
+                width: self.video.size.0,
+                height: self.video.size.1,
+                fps: self.video.fps(now),
+                bitrate: net.bitrate_bps,
+                packets_received: net.packets_received,
+                packets_lost: net.packets_lost,
+                jitter_ms: net.jitter_ms,
+                latency_ms: self.probes.last_video_latency(),
                 recorded: recorded_end,
-                video_frames_decoded: self.vdec.decoded,
-                audio_frames_decoded: self.audio_decoded,
+                video_frames_decoded: self.video.dec.decoded,
+                audio_frames_decoded: self.audio.decoded,
             },
             codecs: codecs
                 .into_iter()
@@ -897,81 +869,107 @@ impl Playback {
                 .collect(),
             warnings: self.warnings.clone(),
             notice: self.notice.clone(),
-            title: lock(&self.shared).title.clone(),
-            chat: self.chat.clone(),
+            title,
+            chat: self.chat.received.clone(),
         };
-        let _ = self.status_tx.send(st.clone());
-        let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
-        r.duration_s = self.started.elapsed().as_secs_f64();
-        r.video.frames_decoded = self.vdec.decoded;
-        r.video.frames_shown = self.frames_shown;
-        r.video.width = self.size.0;
-        r.video.height = self.size.1;
-        r.video.decode_errors = self.vdec.errors;
-        r.audio.frames_decoded = self.audio_decoded;
-        r.audio.decode_errors = self.adec.errors;
-        r.audio.output = self.sink.description.clone();
-        r.rtp.packets_received = stats.packets_received;
-        r.rtp.packets_lost = stats.packets_lost;
-        r.rtp.jitter_ms = stats.jitter_ms;
-        r.rtp.tcp = stats.tcp;
-        r.first_frame_ms = self.first_frame;
-        r.latency_ms = Percentiles::of(&self.latencies);
-        r.audio_latency_ms = Percentiles::of(&self.audio_latencies);
-        r.title = st.title.clone();
-        r.chat = self
-            .chat
-            .iter()
-            .map(|c| ChatReport {
-                sent_unix_ms: c.sent_unix_ms,
-                arrival_unix_ms: c.arrival_unix_ms,
-                text: c.text.clone(),
-            })
-            .collect();
-        let (off, pairs) = av_offset(&self.flashes, &self.beeps);
-        r.av_offset_ms = off;
-        r.av_pairs = pairs;
-        r.recorded_s = recorded_end.as_secs_f64();
-        r.recording = path.map(|p| p.display().to_string());
-        r.reconnects = lock(&self.shared).reconnects;
-        r.final_state = format!("{:?}", st.conn);
-        let origin = self.timeline.start_us().unwrap_or(0);
-        r.captions = self
-            .cues
-            .iter()
-            .map(|c| CaptionReport {
-                start_ms: (c.start_us - origin) / 1000,
-                end_ms: (c.end_us - origin) / 1000,
-                text: c.text.clone(),
-            })
-            .collect();
-        r.caption_blocks = self
-            .text_times
-            .iter()
-            .zip(&self.text_blocks)
-            .map(|(&(spoken, arrival), (_, text))| CaptionBlockReport {
-                spoken_unix_ms: spoken / 1000,
-                arrival_unix_ms: arrival / 1000,
-                text: text.clone(),
-            })
-            .collect();
+        let _ = self.status_tx.send(st);
+    }
+
+    /// The measurements so far. Its cost grows with the session (percentiles over every
+    /// sample, every caption): built when asked for, not with every status.
+    fn report(&self) -> Report {
+        let s = lock(&self.shared);
+        let (net, reconnects, title, path) = (
+            s.stats.clone(),
+            s.reconnects,
+            s.title.clone(),
+            s.path.clone(),
+        );
+        let conn = s.conn.clone();
+        drop(s);
+        let origin = self.clock.timeline.start_us().unwrap_or(0);
+        let (av_offset_ms, av_pairs) = av_offset(&self.probes.flashes, &self.probes.beeps);
+        Report {
+            source: self.source.clone(),
+            duration_s: self.probes.started.elapsed().as_secs_f64(),
+            video: super::report::VideoReport {
+                frames_decoded: self.video.dec.decoded,
+                frames_shown: self.video.frames_shown,
+                width: self.video.size.0,
+                height: self.video.size.1,
+                decode_errors: self.video.dec.errors,
+            },
+            audio: super::report::AudioReport {
+                frames_decoded: self.audio.decoded,
+                decode_errors: self.audio.dec.errors,
+                output: self.audio.sink.description.clone(),
+            },
+            rtp: super::report::RtpReport {
+                packets_received: net.packets_received,
+                packets_lost: net.packets_lost,
+                jitter_ms: net.jitter_ms,
+                tcp: net.tcp,
+            },
+            first_frame_ms: self.probes.first_frame_ms,
+            title,
+            latency_ms: Percentiles::of(&self.probes.video_latencies),
+            audio_latency_ms: Percentiles::of(&self.probes.audio_latencies),
+            av_offset_ms,
+            av_pairs,
+            recorded_s: recorded_span(&self.clock.timeline).as_secs_f64(),
+            recording: path.map(|p| p.display().to_string()),
+            captions: self
+                .captions
+                .builder
+                .cues()
+                .into_iter()
+                .map(|c| CaptionReport {
+                    start_ms: (c.start_us - origin) / 1000,
+                    end_ms: (c.end_us - origin) / 1000,
+                    text: c.text,
+                })
+                .collect(),
+            caption_blocks: self
+                .captions
+                .times
+                .iter()
+                .zip(&self.captions.blocks)
+                .map(|(&(spoken, arrival), (_, text))| CaptionBlockReport {
+                    spoken_unix_ms: spoken / 1000,
+                    arrival_unix_ms: arrival / 1000,
+                    text: text.clone(),
+                })
+                .collect(),
+            chat: self
+                .chat
+                .received
+                .iter()
+                .map(|c| ChatReport {
+                    sent_unix_ms: c.sent_unix_ms,
+                    arrival_unix_ms: c.arrival_unix_ms,
+                    text: c.text.clone(),
+                })
+                .collect(),
+            reconnects,
+            final_state: format!("{conn:?}"),
+        }
     }
 
     fn finish(&mut self) {
-        if let Some(path) = self.captions_out.clone() {
+        if let Some(path) = self.captions.out.clone() {
             self.export_captions(&path);
         }
         self.publish_status(Instant::now());
-        self.sink.set_paused(true);
+        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = self.report();
+        self.audio.sink.set_paused(true);
     }
 }
 
-/// Microseconds of `t` since `base`, on the monotonic clock.
-fn mono_us(base: Instant, t: Instant) -> i64 {
-    if t >= base {
-        t.duration_since(base).as_micros() as i64
-    } else {
-        -(base.duration_since(t).as_micros() as i64)
+/// The recorded span: from the start of the recording to its live edge.
+fn recorded_span(t: &Timeline) -> Duration {
+    match (t.start_us(), t.live_edge_us()) {
+        (Some(s), Some(e)) => Duration::from_micros((e - s).max(0) as u64),
+        _ => Duration::ZERO,
     }
 }
 
@@ -988,6 +986,7 @@ mod tests {
     use livecast_server::encode::h264::{H264Config, H264Encoder};
     use livecast_server::encode::opus::OpusEncoder;
     use livecast_server::source::{AudioFrame, VideoFrame as RawFrame};
+    use std::sync::RwLock;
 
     const T0: i64 = 1_795_392_000_000_000;
     const FPS: i64 = 10;
@@ -1102,7 +1101,6 @@ mod tests {
         p: Playback,
         frames: watch::Receiver<Option<VideoFrame>>,
         status: watch::Receiver<Status>,
-        report: Arc<Mutex<Report>>,
         base: Instant,
         /// Test time, µs since `base`.
         now_us: i64,
@@ -1112,15 +1110,14 @@ mod tests {
         fn new(source: Source, shared: Shared, reader: Option<RecordingReader>) -> Self {
             let (frame_tx, frames) = watch::channel(None);
             let (status_tx, status) = watch::channel(Status::default());
-            let report = Arc::new(Mutex::new(Report::default()));
             let mut cfg = EngineConfig::new(source);
             cfg.audio_output = false;
-            let p = Playback::with_sink(
+            let p = Playback::new(
                 cfg,
                 shared,
                 frame_tx,
                 status_tx,
-                report.clone(),
+                Arc::default(),
                 reader,
                 (AudioSink::manual(), None),
             );
@@ -1129,7 +1126,6 @@ mod tests {
                 p,
                 frames,
                 status,
-                report,
                 base,
                 now_us: 0,
             }
@@ -1143,8 +1139,8 @@ mod tests {
         fn tick(&mut self) {
             self.now_us += 10_000;
             let now = self.now();
-            self.p.sink.pull(480, now);
-            if self.p.index.is_none() {
+            self.p.audio.sink.pull(480, now);
+            if self.p.rec.is_none() {
                 self.p.attach(now);
             }
             self.p.step(now);
@@ -1160,7 +1156,7 @@ mod tests {
 
         /// Playhead, µs since the start of the recording.
         fn pos_us(&self) -> i64 {
-            self.p.timeline.position_from_start(self.now())
+            self.p.clock.timeline.position_from_start(self.now())
         }
 
         fn shown(&self) -> (u64, i64) {
@@ -1241,13 +1237,14 @@ mod tests {
         // The playback loop stalls for 300 ms (a scheduling hiccup): the audio device plays
         // out its short queue and underruns, so the audio clock falls behind; the playhead
         // must not stay behind with it.
-        let limit =
-            |r: &Rig| r.p.timeline.live_limit_us().unwrap() - r.p.timeline.start_us().unwrap();
+        let limit = |r: &Rig| {
+            r.p.clock.timeline.live_limit_us().unwrap() - r.p.clock.timeline.start_us().unwrap()
+        };
         let stall_until = r.now_us + 300_000;
         while r.now_us < stall_until {
             r.now_us += 10_000;
             let now = r.now();
-            r.p.sink.pull(480, now);
+            r.p.audio.sink.pull(480, now);
         }
         receive(&mut r, 20_500_000);
         let behind = limit(&r) - r.pos_us();
@@ -1282,9 +1279,9 @@ mod tests {
         // Fast-forward at 4x: 1 s of test time moves the playhead 4 s, audio muted.
         r.command(Command::SetSpeed(4.0));
         r.command(Command::Play);
-        assert!(r.p.timeline.audio_muted());
+        assert!(r.p.clock.timeline.audio_muted());
         let before = r.pos_us();
-        let shown_before = r.p.frames_shown;
+        let shown_before = r.p.video.frames_shown;
         receive(&mut r, 24_000_000);
         let moved = r.pos_us() - before;
         assert!(
@@ -1292,7 +1289,7 @@ mod tests {
             "moved {moved} us in 1 s at 4x"
         );
         assert!(
-            r.p.frames_shown - shown_before >= 35,
+            r.p.video.frames_shown - shown_before >= 35,
             "frames shown while fast-forwarding"
         );
         assert_shows_playhead(&r, "fast-forward");
@@ -1300,7 +1297,7 @@ mod tests {
         // Rewind 10 s, back to 1x.
         r.command(Command::SeekBy(-10_000));
         r.command(Command::SetSpeed(1.0));
-        assert!(!r.p.timeline.audio_muted());
+        assert!(!r.p.clock.timeline.audio_muted());
         assert_shows_playhead(&r, "rewind");
         receive(&mut r, 25_000_000);
         assert_shows_playhead(&r, "playing after the rewind");
@@ -1318,7 +1315,7 @@ mod tests {
 
         // The report lists both captions, in recording time.
         receive(&mut r, 31_000_000);
-        let report = r.report.lock().unwrap().clone();
+        let report = r.p.report();
         let caps: Vec<_> = report
             .captions
             .iter()
@@ -1400,5 +1397,71 @@ mod tests {
             .notice
             .unwrap()
             .starts_with("cannot write captions"));
+    }
+
+    /// Heap bytes a status owns (a shared chat list counts as the pointer it is).
+    fn owned_bytes(st: &Status) -> usize {
+        let strings = |v: &[String]| -> usize {
+            v.iter().map(String::capacity).sum::<usize>() + std::mem::size_of_val(v)
+        };
+        strings(&st.caption_text)
+            + strings(&st.warnings)
+            + std::mem::size_of_val(st.codecs.as_slice())
+            + st.notice.as_ref().map_or(0, String::capacity)
+            + st.title.as_ref().map_or(0, String::capacity)
+    }
+
+    /// Publishing the status costs the same after two hours as after one minute: what it
+    /// copies is counted, byte for byte, over a session history of each length (latency
+    /// samples at 30 fps and 50 packets/s, a flash and a beep a second, a caption line every
+    /// 2 s, a chat message every 10 s). The report, which does grow with the session, is
+    /// not built by publishing.
+    #[test]
+    fn publishing_the_status_does_not_grow_with_the_session() {
+        let published = |secs: i64| {
+            let mut r = Rig::new(Source::Url("rtsp://test/live".into()), Arc::default(), None);
+            let p = &mut r.p;
+            for i in 0..secs * 30 {
+                p.probes.video_latencies.push(40.0 + (i % 7) as f64);
+            }
+            for i in 0..secs * 50 {
+                p.probes.audio_latencies.push(30.0 + (i % 5) as f64);
+            }
+            for i in 0..secs {
+                p.probes
+                    .flashes
+                    .push((i * 1_000_000, i * 1_000_000 + 10_000));
+                p.probes.beeps.push((i * 1_000_000, i * 1_000_000));
+            }
+            for i in 0..secs / 2 {
+                let t = (i - secs / 2) * 2_000_000;
+                p.captions
+                    .blocks
+                    .push((t, format!("line {}\u{2028}", i % 10)));
+                p.captions.times.push((t, t));
+            }
+            for i in 0..secs / 10 {
+                Arc::make_mut(&mut p.chat.received).push(ChatLine {
+                    text: format!("message {i}"),
+                    sent_unix_ms: i,
+                    arrival_unix_ms: i,
+                });
+            }
+            let st = r.status();
+            assert!(
+                Arc::ptr_eq(&st.chat, &r.p.chat.received),
+                "the chat is shared"
+            );
+            assert_eq!(st.chat.len() as i64, secs / 10);
+            assert_eq!(
+                *r.p.report.lock().unwrap(),
+                Report::default(),
+                "publishing builds no report"
+            );
+            (owned_bytes(&st), st.caption_text)
+        };
+        let (minute, rows) = published(60);
+        assert_eq!(rows, ["line 9"]);
+        assert_eq!(published(2 * 3600), (minute, rows));
     }
 }

@@ -92,7 +92,7 @@ use std::sync::{Arc, RwLock};
 use livecast_proto::codec::Codec;
 use serde::{Deserialize, Serialize};
 
-use super::unit::{MediaUnit, TrackDesc};
+use super::unit::{MediaKind, MediaUnit, TrackDesc};
 
 /// The first 13 bytes of every recording.
 pub const MAGIC: &[u8; 13] = b"LIVECAST-REC\0";
@@ -624,25 +624,16 @@ impl Index {
         self.tracks.len()
     }
 
-    /// The track of this media type (`video`, `audio`, `text`: captions, not chat) in the
-    /// latest description, or failing that the first such track of the recording.
-    pub fn find_track(&self, media: &str) -> Option<usize> {
-        self.find_track_by(|d| d.media.eq_ignore_ascii_case(media) && !d.is_chat())
-    }
-
-    /// The chat track (call mode), if any.
-    pub fn find_chat_track(&self) -> Option<usize> {
-        self.find_track_by(TrackDesc::is_chat)
-    }
-
-    fn find_track_by(&self, want: impl Fn(&TrackDesc) -> bool) -> Option<usize> {
+    /// The track of this kind in the latest description (the first such track of the
+    /// recording if the latest description has none).
+    pub fn find_track(&self, kind: MediaKind) -> Option<usize> {
         let latest = self.descriptions.last().and_then(|d| {
             d.index_tracks
                 .iter()
                 .copied()
-                .find(|&g| want(&self.tracks[g].desc))
+                .find(|&g| self.tracks[g].desc.kind() == kind)
         });
-        latest.or_else(|| self.tracks.iter().position(|t| want(&t.desc)))
+        latest.or_else(|| self.tracks.iter().position(|t| t.desc.kind() == kind))
     }
 
     /// Every description of the recording, in file order.

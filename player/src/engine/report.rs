@@ -116,14 +116,20 @@ pub const AUDIO_LEAD_MS: i64 = 20;
 /// offset (video − audio) in ms, and how many pairs there were. Each event is (timeline µs,
 /// presentation time µs on one local clock).
 pub fn av_offset(video: &[(i64, i64)], audio: &[(i64, i64)]) -> (Option<f64>, usize) {
+    let mut beeps = audio.to_vec();
+    beeps.sort_by_key(|&(ta, _)| ta);
     let mut offs = Vec::new();
     for &(tv, pv) in video {
-        // The beep whose timeline time is nearest the flash's, within half a second.
-        if let Some(&(_, pa)) = audio
-            .iter()
+        // The beep whose timeline time is nearest the flash's, within half a second: the
+        // last one before it or the first one after.
+        let i = beeps.partition_point(|&(ta, _)| ta < tv);
+        let nearest = [i.checked_sub(1), Some(i)]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| beeps.get(j))
             .filter(|(ta, _)| (ta - tv).abs() < 500_000)
-            .min_by_key(|(ta, _)| (ta - tv).abs())
-        {
+            .min_by_key(|(ta, _)| (ta - tv).abs());
+        if let Some(&(_, pa)) = nearest {
             offs.push((pv - pa) as f64 / 1000.0);
         }
     }
@@ -156,5 +162,8 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(off, Some(10.0));
         assert_eq!(av_offset(&video, &[]), (None, 0));
+        // Heard out of timeline order (after a seek back): the same pairs.
+        let shuffled = [audio[2], audio[1], audio[0]];
+        assert_eq!(av_offset(&video, &shuffled), (Some(10.0), 2));
     }
 }

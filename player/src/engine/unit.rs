@@ -19,10 +19,36 @@ pub struct TrackDesc {
     pub label: String,
 }
 
+/// What a track carries, from its SDP media type (RFC 8866 §5.14) and, for text, its
+/// `a=label` (RFC 4574).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Video,
+    Audio,
+    /// A `text` track that is not labelled `chat`: captions.
+    Captions,
+    /// A `text` track labelled `chat` (call mode).
+    Chat,
+    /// Any other media type (`application`, ...): recorded, not played.
+    Other,
+}
+
 impl TrackDesc {
-    /// A text track carrying chat (call mode) rather than captions.
-    pub fn is_chat(&self) -> bool {
-        self.media.eq_ignore_ascii_case("text") && self.label.eq_ignore_ascii_case("chat")
+    pub fn kind(&self) -> MediaKind {
+        let m = &self.media;
+        if m.eq_ignore_ascii_case("video") {
+            MediaKind::Video
+        } else if m.eq_ignore_ascii_case("audio") {
+            MediaKind::Audio
+        } else if m.eq_ignore_ascii_case("text") {
+            if self.label.eq_ignore_ascii_case("chat") {
+                MediaKind::Chat
+            } else {
+                MediaKind::Captions
+            }
+        } else {
+            MediaKind::Other
+        }
     }
 }
 

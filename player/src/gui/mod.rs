@@ -4,25 +4,29 @@
 //!
 //! The Elm shape of the iced examples, halloy and sniffnet:
 //!
-//! - [`App`] is the state: the engine handle, the engine's newest [`Status`](crate::engine::Status),
-//!   the picture on screen and a few view-only flags (statistics overlay, fullscreen, where the
-//!   timeline knob is being dragged).
-//! - [`Message`] is everything that can happen: the viewer's buttons and keys, the engine's
-//!   reports, the window closing.
-//! - `App::update` turns the viewer's actions into engine [`Command`](crate::engine::Command)s and
-//!   folds the engine's reports into the state. It doesn't block and touches the window only
-//!   through returned tasks, so it is unit-tested with a fake engine (channels), without a window.
-//! - `view` draws; [`timeline`] is the one custom widget (a canvas).
+//! - [`App`] holds one [`Screen`]: the player ([`screen::player`]) or the call
+//!   ([`screen::call`], which embeds the player). Each screen owns its state, its messages,
+//!   its `update` and its view, as halloy's do; the app only routes [`Message`]s to the
+//!   screen. Modules depend one way: app -> screens -> (call -> player) -> the player's
+//!   state, view, timeline widget and keys.
+//! - The player's state is the engine handle, the engine's newest
+//!   [`Status`](crate::engine::Status), the picture on screen and a few view-only flags
+//!   (statistics overlay, fullscreen, where the timeline knob is being dragged). Its
+//!   `update` turns the viewer's actions into engine [`Command`](crate::engine::Command)s
+//!   and folds the engine's reports into the state. It doesn't block and touches the window
+//!   only through returned tasks, so it is unit-tested with a fake engine (channels), without
+//!   a window.
+//! - The player's view draws; its timeline is the one custom widget (a canvas).
 //! - [`subscription`] (no widgets) turns the engine's two `watch` channels, newest picture and
 //!   newest status, into a stream of messages. Decoding happens in the engine, off the UI
 //!   thread; the GUI only ever sees the newest frame, so a slow redraw skips frames instead of
 //!   queueing them.
 //!
-//! Keys are listed in [`keys`]. [`run`] starts the engine before the window system, so that
+//! Keys are listed in [`screen::player::keys`]. [`run`] starts the engine before the window system, so that
 //! connecting and waiting for a keyframe overlap with creating the window. Closing the window
 //! stops the engine (RTSP TEARDOWN) before the app exits; the window stays up with
-//! "Closing..." meanwhile, at most [`app::SHUTDOWN_GRACE`]. Below
-//! [`view::WIDE_LAYOUT`] pixels the controls take two rows.
+//! "Closing..." meanwhile, at most [`screen::player::state::SHUTDOWN_GRACE`]. Below
+//! [`screen::player::view::WIDE_LAYOUT`] pixels the controls take two rows.
 //!
 //! # Rendering
 //!
@@ -55,13 +59,12 @@
 //! - Fullscreen needs a window manager (X11's fullscreen is a request to it).
 
 pub mod app;
-pub mod call;
-pub mod keys;
+pub mod screen;
 pub mod subscription;
-pub mod timeline;
-pub mod view;
 
-pub use app::{App, Message};
+pub use app::{App, Message, Screen};
+
+use screen::{call, player::Player};
 
 use crate::engine::{self, EngineConfig};
 
@@ -109,7 +112,7 @@ pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| engine::start(cfg.clone()));
-        let mut app = App::new(
+        let mut player = Player::new(
             handle,
             &cfg.source,
             opts.title.clone(),
@@ -117,9 +120,9 @@ pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
             cfg.volume,
         );
         if let Some(p) = &cfg.captions_out {
-            app.export_path = p.clone();
+            player.export_path = p.clone();
         }
-        app
+        App::new(Screen::Player(player))
     };
     iced::application(boot, App::update, App::view)
         .title(App::title)
@@ -154,7 +157,7 @@ pub fn run_call(cfg: crate::call::CallConfig, opts: GuiOptions) -> anyhow::Resul
             .take()
             .expect("the call window boots once");
         let source = engine::Source::Url(local.url.clone());
-        let mut app = App::new(
+        let mut player = Player::new(
             Ok(engine),
             &source,
             opts.title.clone(),
@@ -162,10 +165,14 @@ pub fn run_call(cfg: crate::call::CallConfig, opts: GuiOptions) -> anyhow::Resul
             cfg.engine.volume,
         );
         if let Some(p) = &cfg.engine.captions_out {
-            app.export_path = p.clone();
+            player.export_path = p.clone();
         }
-        app.call = Some(call::CallUi::new(local, cfg.echo_cancel, stop2.clone()));
-        app
+        App::new(Screen::Call(call::Call::new(
+            player,
+            local,
+            cfg.echo_cancel,
+            stop2.clone(),
+        )))
     };
     let result = iced::application(boot, App::update, App::view)
         .title(App::title)

@@ -8,8 +8,9 @@
 //! - [`Depacketizer`] takes plain `t140` or `red` payloads and gives back the T.140 blocks in
 //!   order, recovering lost ones from the redundancy of the next packet that arrives.
 //! - [`TextBuffer`] applies T.140 text to a screen of lines: BACKSPACE (U+0008) erases,
-//!   LINE SEPARATOR (U+2028), CR LF and LF start a new line, the BOM (U+FEFF) is ignored
-//!   (T.140 §5, RFC 4103 §4.2 and §5).
+//!   LINE SEPARATOR (U+2028), CR LF, LF and a lone CR start a new line, the BOM (U+FEFF) is ignored
+//!   (T.140 §5, RFC 4103 §4.2 and §5); [`TextBuffer::apply_edits`] also says what each
+//!   character did, for receivers that keep something per line.
 //!
 //! The RTP timestamp of a block is the time its text refers to. Livecast's captioner stamps a
 //! caption with the moment its first word was *spoken*, on the audio's wall clock, so a player
@@ -248,7 +249,25 @@ fn parse_red(
     Ok(blocks)
 }
 
+/// What one character did to a [`TextBuffer`], for a receiver that keeps something per line
+/// (when it was spoken, whether it was shown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// A character was added to the last line.
+    Typed(char),
+    /// The last line's last character was erased (BACKSPACE, T.140 §5.5).
+    Erased,
+    /// The last line ended and a new, empty one started (LINE SEPARATOR, CR LF, LF or CR).
+    LineEnded,
+    /// BACKSPACE on an empty line erased the line break before it: the empty last line is
+    /// gone and the line before it is the last one again.
+    LineJoined,
+}
+
 /// A screen of text built from T.140 blocks (see the [module docs](self)).
+///
+/// This is the one place the player applies T.140 editing: its captions and its chat are
+/// built on it (through [`apply_edits`](Self::apply_edits)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TextBuffer {
     lines: Vec<String>,
@@ -263,27 +282,45 @@ impl TextBuffer {
 
     /// Applies `text`. Other C0 controls than BS, CR and LF are dropped (T.140 §5.6).
     pub fn apply(&mut self, text: &str) {
+        self.apply_edits(text, |_| {});
+    }
+
+    /// Applies `text` like [`apply`](Self::apply), telling `on_edit` what each character
+    /// did, after it was done. Characters with no effect (BOM, dropped controls, the LF of a
+    /// CR LF, a BACKSPACE on an empty screen) give no edit.
+    pub fn apply_edits(&mut self, text: &str, mut on_edit: impl FnMut(Edit)) {
         if self.lines.is_empty() {
             self.lines.push(String::new());
         }
         for c in text.chars() {
             let after_cr = std::mem::take(&mut self.after_cr);
-            match c {
-                BOM => {}
+            let edit = match c {
+                BOM => None,
                 BACKSPACE => {
                     let last = self.lines.last_mut().expect("one line at least");
-                    if last.pop().is_none() && self.lines.len() > 1 {
-                        // Erasing a line break joins the lines again.
+                    if last.pop().is_some() {
+                        Some(Edit::Erased)
+                    } else if self.lines.len() > 1 {
                         self.lines.pop();
+                        Some(Edit::LineJoined)
+                    } else {
+                        None
                     }
                 }
-                '\n' if after_cr => {}
+                '\n' if after_cr => None,
                 LINE_SEPARATOR | '\n' | '\r' => {
                     self.after_cr = c == '\r';
                     self.lines.push(String::new());
+                    Some(Edit::LineEnded)
                 }
-                c if c.is_control() => {}
-                c => self.lines.last_mut().expect("one line at least").push(c),
+                c if c.is_control() => None,
+                c => {
+                    self.lines.last_mut().expect("one line at least").push(c);
+                    Some(Edit::Typed(c))
+                }
+            };
+            if let Some(e) = edit {
+                on_edit(e);
             }
         }
     }
@@ -465,5 +502,23 @@ mod tests {
         assert_eq!(t.lines(), ["Hello world", "Second"]);
         t.apply("\u{2028}\u{2028}");
         assert_eq!(t.last_lines(2), ["Hello world", "Second"]);
+    }
+
+    #[test]
+    fn edits_say_what_each_character_did() {
+        let mut t = TextBuffer::new();
+        let mut edits = Vec::new();
+        t.apply_edits("\u{8}\u{FEFF}é\r", |e| edits.push(e));
+        t.apply_edits("\n\u{7}\u{8}\u{8}\u{8}", |e| edits.push(e));
+        assert_eq!(
+            edits,
+            [
+                Edit::Typed('é'),
+                Edit::LineEnded,
+                Edit::LineJoined,
+                Edit::Erased,
+            ]
+        );
+        assert_eq!(t.lines(), [""]);
     }
 }

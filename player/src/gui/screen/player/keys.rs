@@ -19,7 +19,7 @@
 use iced::keyboard::key::Named;
 use iced::keyboard::{Key, Modifiers};
 
-use super::app::Message;
+use super::state::Message;
 
 /// Seek step of the arrow keys, ms.
 pub const SEEK_STEP_MS: i64 = 10_000;

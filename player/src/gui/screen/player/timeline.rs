@@ -3,9 +3,9 @@
 //!
 //! The bar's scale is the recorded range, so the live edge is always at the right end and the
 //! bar "fills up" as the session grows. While the viewer drags, the knob follows the pointer
-//! ([`Message::SeekDrag`]) and nothing is sent to the engine; releasing the button sends one
-//! seek ([`Message::SeekRelease`]), so dragging across an hour of recording doesn't make the
-//! engine decode a hundred intermediate positions.
+//! ([`Seek::Drag`]) and nothing is sent to the engine; releasing the button sends one seek
+//! ([`Seek::Release`]), so dragging across an hour of recording doesn't make the engine
+//! decode a hundred intermediate positions.
 
 use std::time::Duration;
 
@@ -13,8 +13,6 @@ use iced::mouse;
 use iced::touch;
 use iced::widget::canvas::{self, Action, Event, Frame, Geometry, Path, Stroke};
 use iced::{Color, Point, Rectangle, Renderer, Size, Theme};
-
-use super::app::Message;
 
 /// Space left at each end so the knob is not clipped at 0 and at the live edge.
 pub const INSET: f32 = 8.0;
@@ -26,6 +24,15 @@ const RECORDED: Color = Color::from_rgb(0.45, 0.45, 0.48);
 const PLAYED: Color = Color::from_rgb(0.20, 0.55, 0.95);
 const LIVE: Color = Color::from_rgb(0.90, 0.15, 0.15);
 const KNOB: Color = Color::WHITE;
+
+/// What the timeline tells the screen that shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seek {
+    /// The knob is being dragged here.
+    Drag(Duration),
+    /// The knob was let go.
+    Release,
+}
 
 /// What the timeline shows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,20 +70,15 @@ pub fn x_of(t: Duration, width: f32, end: Duration) -> f32 {
 }
 
 impl Timeline {
-    fn drag_to(&self, x: f32, bounds: Rectangle) -> Option<Action<Message>> {
+    fn drag_to(&self, x: f32, bounds: Rectangle) -> Option<Action<Seek>> {
         if self.recorded_end.is_zero() {
             return Some(Action::capture());
         }
         let t = time_at(x - bounds.x, bounds.width, self.recorded_end);
-        Some(Action::publish(Message::SeekDrag(t)).and_capture())
+        Some(Action::publish(Seek::Drag(t)).and_capture())
     }
 
-    fn press(
-        &self,
-        state: &mut Interaction,
-        at: Point,
-        bounds: Rectangle,
-    ) -> Option<Action<Message>> {
+    fn press(&self, state: &mut Interaction, at: Point, bounds: Rectangle) -> Option<Action<Seek>> {
         if !bounds.contains(at) {
             return None;
         }
@@ -84,16 +86,16 @@ impl Timeline {
         self.drag_to(at.x, bounds)
     }
 
-    fn release(&self, state: &mut Interaction) -> Option<Action<Message>> {
+    fn release(&self, state: &mut Interaction) -> Option<Action<Seek>> {
         if !state.pressed {
             return None;
         }
         state.pressed = false;
-        Some(Action::publish(Message::SeekRelease).and_capture())
+        Some(Action::publish(Seek::Release).and_capture())
     }
 }
 
-impl canvas::Program<Message> for Timeline {
+impl canvas::Program<Seek> for Timeline {
     type State = Interaction;
 
     fn update(
@@ -102,7 +104,7 @@ impl canvas::Program<Message> for Timeline {
         event: &Event,
         bounds: Rectangle,
         cursor: mouse::Cursor,
-    ) -> Option<Action<Message>> {
+    ) -> Option<Action<Seek>> {
         match event {
             Event::Mouse(mouse::Event::ButtonPressed(mouse::Button::Left)) => {
                 let at = cursor.position()?;
@@ -240,7 +242,7 @@ mod tests {
         assert_eq!(x_of(Duration::from_secs(5), w, Duration::ZERO), INSET);
     }
 
-    fn published(a: Option<Action<Message>>) -> Option<Message> {
+    fn published(a: Option<Action<Seek>>) -> Option<Seek> {
         a.and_then(|a| a.into_inner().0)
     }
 
@@ -265,7 +267,7 @@ mod tests {
         let press = Event::Mouse(mouse::Event::ButtonPressed(mouse::Button::Left));
         assert!(matches!(
             published(t.update(&mut st, &press, bounds, inside)),
-            Some(Message::SeekDrag(d)) if d == Duration::from_secs(25)
+            Some(Seek::Drag(d)) if d == Duration::from_secs(25)
         ));
         // Dragging beyond the right end clamps to the live edge, even off the widget.
         let far = Event::Mouse(mouse::Event::CursorMoved {
@@ -273,12 +275,12 @@ mod tests {
         });
         assert!(matches!(
             published(t.update(&mut st, &far, bounds, inside)),
-            Some(Message::SeekDrag(d)) if d == END
+            Some(Seek::Drag(d)) if d == END
         ));
         let release = Event::Mouse(mouse::Event::ButtonReleased(mouse::Button::Left));
         assert!(matches!(
             published(t.update(&mut st, &release, bounds, inside)),
-            Some(Message::SeekRelease)
+            Some(Seek::Release)
         ));
         // A second release (e.g. of a click elsewhere) is not ours.
         assert!(published(t.update(&mut st, &release, bounds, inside)).is_none());

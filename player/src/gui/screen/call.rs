@@ -1,4 +1,4 @@
-//! The window in call mode: the peer large (the player's picture, captions, timeline: the call
+//! The call screen: the player screen showing the peer large (the player's picture, captions, timeline: the call
 //! is recorded, so it can be scrolled back and brought back to live), our camera small and
 //! mirrored in a corner, mute / camera / echo-cancel / hang-up buttons under the picture and a
 //! chat panel on the right.
@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use iced::futures::stream::{self, Stream};
 use iced::widget::{button, column, container, image, row, scrollable, text, text_input, Column};
-use iced::{Color, ContentFit, Element, Fill, Subscription, Theme};
+use iced::{Color, ContentFit, Element, Fill, Subscription, Task, Theme};
 use livecast_server::hooks::Preview;
 
-use super::app::{App, Message};
+use super::player::{self, view::Additions, Player};
 use crate::call::{self_view_rgba, CallState, LocalSide, SentChat};
 use crate::engine::{ChatLine, Command, Status};
 
@@ -35,9 +35,10 @@ pub const SELF_VIEW_WIDTH: u32 = 240;
 const SELF_VIEW_PERIOD: Duration = Duration::from_millis(66);
 pub const CHAT_WIDTH: f32 = 300.0;
 
-/// What the call adds to the app.
+/// The call screen's messages: the player's, and what the call adds.
 #[derive(Clone, Debug)]
-pub enum CallMessage {
+pub enum Message {
+    Player(player::Message),
     Draft(String),
     Send,
     ToggleMic,
@@ -50,8 +51,9 @@ pub enum CallMessage {
 /// Servers being stopped on their own threads, joined before the process exits.
 pub type Stopping = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
-/// The call's part of the window state.
-pub struct CallUi {
+/// The call screen's state: the player showing the peer, and our side of the call.
+pub struct Call {
+    pub player: Player,
     /// Our server; `None` once hung up (it stops on a thread of its own).
     local: Option<LocalSide>,
     stopping: Stopping,
@@ -71,9 +73,10 @@ pub struct CallUi {
     pub chat_error: Option<String>,
 }
 
-impl CallUi {
-    pub fn new(local: LocalSide, echo_cancel: bool, stopping: Stopping) -> Self {
-        CallUi {
+impl Call {
+    pub fn new(player: Player, local: LocalSide, echo_cancel: bool, stopping: Stopping) -> Self {
+        Call {
+            player,
             preview: local.preview(),
             peer: local.peer.clone(),
             local: Some(local),
@@ -161,64 +164,117 @@ impl CallUi {
     }
 }
 
-impl App {
-    pub(crate) fn update_call(&mut self, m: CallMessage) {
-        let Some(call) = self.call.as_mut() else {
-            return;
-        };
+impl Call {
+    pub fn update(&mut self, m: Message) -> Task<Message> {
         match m {
-            CallMessage::Draft(s) => call.draft = s,
-            CallMessage::Send => {
-                let Some(local) = call.local.as_mut() else {
-                    call.chat_error = Some("the call has ended".into());
-                    return;
+            Message::Player(m) => return self.update_player(m),
+            Message::Draft(s) => self.draft = s,
+            Message::Send => {
+                let Some(local) = self.local.as_mut() else {
+                    self.chat_error = Some("the call has ended".into());
+                    return Task::none();
                 };
-                if call.state != CallState::Connected || !local.peer_watching() {
-                    call.chat_error = Some(format!(
+                if self.state != CallState::Connected || !local.peer_watching() {
+                    self.chat_error = Some(format!(
                         "{} has not answered yet; the message is kept",
-                        call.peer
+                        self.peer
                     ));
-                    return;
+                    return Task::none();
                 }
-                match local.send_chat(&call.draft) {
+                match local.send_chat(&self.draft) {
                     Ok(sent) => {
-                        call.sent.push(sent);
-                        call.draft.clear();
-                        call.chat_error = None;
+                        self.sent.push(sent);
+                        self.draft.clear();
+                        self.chat_error = None;
                     }
-                    Err(e) => call.chat_error = Some(e.to_string()),
+                    Err(e) => self.chat_error = Some(e.to_string()),
                 }
             }
-            CallMessage::ToggleMic => {
-                if let Some(l) = &call.local {
-                    call.mic_muted = !call.mic_muted;
-                    l.set_mic_muted(call.mic_muted);
+            Message::ToggleMic => {
+                if let Some(l) = &self.local {
+                    self.mic_muted = !self.mic_muted;
+                    l.set_mic_muted(self.mic_muted);
                 }
             }
-            CallMessage::ToggleCamera => {
-                if let Some(l) = &call.local {
-                    call.camera_off = !call.camera_off;
-                    l.set_camera_off(call.camera_off);
+            Message::ToggleCamera => {
+                if let Some(l) = &self.local {
+                    self.camera_off = !self.camera_off;
+                    l.set_camera_off(self.camera_off);
                 }
             }
-            CallMessage::ToggleEcho => {
-                if let (Some(l), Some(on)) = (&call.local, call.echo_cancel) {
+            Message::ToggleEcho => {
+                if let (Some(l), Some(on)) = (&self.local, self.echo_cancel) {
                     if l.set_echo_cancel(!on) {
-                        call.echo_cancel = Some(!on);
+                        self.echo_cancel = Some(!on);
                     }
                 }
             }
-            CallMessage::HangUp => {
-                if !call.hung_up {
+            Message::HangUp => {
+                if !self.hung_up {
                     tracing::info!("hanging up");
-                    call.hung_up = true;
-                    call.stop_local();
+                    self.hung_up = true;
+                    self.stop_local();
                     // TEARDOWN to the peer; the recording stays playable.
-                    self.send_command(Command::Stop);
+                    self.player.send_command(Command::Stop);
                 }
             }
-            CallMessage::SelfView(h) => call.self_view = Some(h),
+            Message::SelfView(h) => self.self_view = Some(h),
         }
+        Task::none()
+    }
+
+    /// The player's messages, with what the call does on them first: a status may end the
+    /// call; closing the window hangs up (our server first, so the peer hears the BYE at
+    /// once).
+    fn update_player(&mut self, m: player::Message) -> Task<Message> {
+        match &m {
+            player::Message::Status(st) => self.on_status(st),
+            player::Message::CloseRequested if !self.player.closing => {
+                self.hung_up = true;
+                self.stop_local();
+            }
+            _ => {}
+        }
+        self.player.update(m).map(Message::Player)
+    }
+
+    pub fn title(&self) -> String {
+        let state = match &self.state {
+            _ if self.hung_up => " (call ended)",
+            CallState::Calling { .. } => " (calling...)",
+            CallState::Connected => "",
+            CallState::Ended { .. } => " (call ended)",
+        };
+        format!("{}{state}", self.player.title)
+    }
+
+    /// The player's picture with the call's status line and our camera over it, the call's
+    /// buttons, the player's controls, and the chat on the right.
+    pub fn view(&self) -> Element<'_, Message> {
+        let additions = Additions {
+            message: self.message(&self.player.status),
+            corner: self_view(self),
+        };
+        row![
+            column![
+                player::view::video_area(&self.player, additions).map(Message::Player),
+                call_bar(self),
+                player::view::control_bar(&self.player).map(Message::Player),
+            ]
+            .width(Fill),
+            chat_panel(self)
+        ]
+        .into()
+    }
+
+    /// The player's, and newest captured pictures as small mirrored self-view images.
+    pub fn subscription(&self) -> Subscription<Message> {
+        let self_view = match &self.preview {
+            Some(p) => Subscription::run_with(PreviewWatch(p.clone()), PreviewWatch::stream)
+                .map(Message::SelfView),
+            None => Subscription::none(),
+        };
+        Subscription::batch([self.player.subscription().map(Message::Player), self_view])
     }
 }
 
@@ -233,15 +289,6 @@ pub fn merge_chat<'a>(received: &'a [ChatLine], sent: &'a [SentChat]) -> Vec<(bo
     // Stable: same-millisecond messages keep their order within each side.
     all.sort_by_key(|(t, _, _)| *t);
     all.into_iter().map(|(_, me, t)| (me, t)).collect()
-}
-
-/// Newest captured pictures as small mirrored self-view images.
-pub fn self_view_updates(call: &CallUi) -> Subscription<Message> {
-    match &call.preview {
-        Some(p) => Subscription::run_with(PreviewWatch(p.clone()), PreviewWatch::stream)
-            .map(|h| Message::Call(CallMessage::SelfView(h))),
-        None => Subscription::none(),
-    }
 }
 
 struct PreviewWatch(Preview);
@@ -270,10 +317,10 @@ impl PreviewWatch {
     }
 }
 
-fn call_button<'a>(label: &'a str, msg: Option<CallMessage>, active: bool) -> Element<'a, Message> {
+fn call_button<'a>(label: &'a str, msg: Option<Message>, active: bool) -> Element<'a, Message> {
     button(text(label).size(14))
         .padding([6, 12])
-        .on_press_maybe(msg.map(Message::Call))
+        .on_press_maybe(msg)
         .style(if active {
             button::primary
         } else {
@@ -283,18 +330,18 @@ fn call_button<'a>(label: &'a str, msg: Option<CallMessage>, active: bool) -> El
 }
 
 /// Mute, camera, echo cancellation and hang-up.
-pub fn call_bar<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
+fn call_bar(call: &Call) -> Element<'_, Message> {
     let live = call.local.is_some() && !call.hung_up;
-    let on = |m: CallMessage| live.then_some(m);
+    let on = |m: Message| live.then_some(m);
     let mut r = row![
-        call_bar_label(app, call),
+        call_bar_label(call),
         call_button(
             if call.mic_muted {
                 "Unmute mic"
             } else {
                 "Mute mic"
             },
-            on(CallMessage::ToggleMic),
+            on(Message::ToggleMic),
             call.mic_muted
         ),
         call_button(
@@ -303,7 +350,7 @@ pub fn call_bar<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
             } else {
                 "Camera off"
             },
-            on(CallMessage::ToggleCamera),
+            on(Message::ToggleCamera),
             call.camera_off
         ),
     ]
@@ -316,13 +363,13 @@ pub fn call_bar<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
             } else {
                 "Echo cancel: off (headset)"
             },
-            on(CallMessage::ToggleEcho),
+            on(Message::ToggleEcho),
             false,
         ));
     }
     let hang_up = button(text("Hang up").size(14))
         .padding([6, 16])
-        .on_press_maybe(on(CallMessage::HangUp).map(Message::Call))
+        .on_press_maybe(on(Message::HangUp))
         .style(button::danger);
     r = r.push(hang_up);
     container(r)
@@ -332,13 +379,15 @@ pub fn call_bar<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
         .into()
 }
 
-fn call_bar_label<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
+fn call_bar_label(call: &Call) -> Element<'_, Message> {
     let s = if call.hung_up {
         "Call ended".to_string()
     } else {
         match &call.state {
             CallState::Calling { .. } => format!("Calling {}...", call.peer),
-            CallState::Connected => format!("In a call with {}", call.peer_name(&app.status)),
+            CallState::Connected => {
+                format!("In a call with {}", call.peer_name(&call.player.status))
+            }
             CallState::Ended { .. } => "Call ended".to_string(),
         }
     };
@@ -348,9 +397,9 @@ fn call_bar_label<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
 }
 
 /// The self-view: our camera, mirrored, or "Camera off"; nothing once the call is over.
-pub fn self_view(call: &CallUi) -> Option<Element<'_, Message>> {
+fn self_view<'a, M: 'a>(call: &'a Call) -> Option<Element<'a, M>> {
     call.local.as_ref()?;
-    let inner: Element<'_, Message> = if call.camera_off {
+    let inner: Element<'a, M> = if call.camera_off {
         container(text("Camera off").size(14).color(Color::WHITE))
             .center(Fill)
             .into()
@@ -380,10 +429,10 @@ pub fn self_view(call: &CallUi) -> Option<Element<'_, Message>> {
 }
 
 /// Chat: who said what, and the box to type in.
-pub fn chat_panel<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
-    let peer = call.peer_name(&app.status);
-    let lines = merge_chat(&app.status.chat, &call.sent);
-    let list: Element<'a, Message> = if lines.is_empty() {
+fn chat_panel(call: &Call) -> Element<'_, Message> {
+    let peer = call.peer_name(&call.player.status);
+    let lines = merge_chat(&call.player.status.chat, &call.sent);
+    let list: Element<'_, Message> = if lines.is_empty() {
         text("No messages yet.")
             .size(13)
             .color(Color::from_rgb(0.6, 0.6, 0.6))
@@ -408,9 +457,7 @@ pub fn chat_panel<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
     let live = call.local.is_some() && !call.hung_up;
     let mut input = text_input("Type a message, Enter sends", &call.draft).size(14);
     if live {
-        input = input
-            .on_input(|s| Message::Call(CallMessage::Draft(s)))
-            .on_submit(Message::Call(CallMessage::Send));
+        input = input.on_input(Message::Draft).on_submit(Message::Send);
     }
     let mut col = column![
         text("Chat").size(16).color(Color::WHITE),
@@ -426,9 +473,8 @@ pub fn chat_panel<'a>(app: &'a App, call: &'a CallUi) -> Element<'a, Message> {
     col = col.push(
         row![
             input,
-            button(text("Send").size(14)).on_press_maybe(
-                (live && !call.draft.trim().is_empty()).then_some(Message::Call(CallMessage::Send))
-            )
+            button(text("Send").size(14))
+                .on_press_maybe((live && !call.draft.trim().is_empty()).then_some(Message::Send))
         ]
         .spacing(6),
     );

@@ -1,4 +1,5 @@
-//! Drawing the app: the picture with its overlays, and the control bar under it.
+//! Drawing the player screen: the picture with its overlays, and the control bar under it.
+//! A screen that embeds the player (the call) adds to the picture through [`Additions`].
 //!
 //! ```text
 //! ┌──────────────────────────────────────────────────────────────┐
@@ -16,12 +17,12 @@ use std::time::Duration;
 use iced::alignment::{Horizontal, Vertical};
 use iced::widget::{
     button, canvas, column, container, image, mouse_area, row, slider, space, stack, text, tooltip,
-    Column,
+    Column, Row,
 };
 use iced::{Background, Border, Center, Color, ContentFit, Element, Fill, Font, Theme};
 
-use super::app::{App, Message};
-use super::timeline::{self, Timeline};
+use super::state::{Message, Player};
+use super::timeline::{self, Seek, Timeline};
 use crate::engine::{ConnState, Stats, Status};
 
 const BAR_BG: Color = Color::from_rgb(0.09, 0.09, 0.10);
@@ -122,18 +123,12 @@ pub fn stats_lines(status: &Status) -> Vec<(&'static str, String)> {
 }
 
 /// The centred message about the connection, if there is something to say.
-pub fn connection_message(app: &App) -> Option<String> {
+pub fn connection_message(app: &Player) -> Option<String> {
     if app.closing {
         return Some("Closing: ending the session (TEARDOWN)...".into());
     }
     if let Some(e) = &app.error {
         return Some(format!("Cannot play {}\n{e}", app.source));
-    }
-    if let Some(c) = &app.call {
-        // While connected, the player's own messages apply (waiting for the first picture).
-        if let Some(m) = c.message(&app.status) {
-            return Some(m);
-        }
     }
     let recorded = app.status.recorded_end;
     let keep = if recorded.is_zero() {
@@ -169,7 +164,7 @@ pub fn connection_message(app: &App) -> Option<String> {
 }
 
 /// Small notes at the top right of the picture.
-pub fn badges(app: &App) -> Vec<String> {
+pub fn badges(app: &Player) -> Vec<String> {
     let mut b = vec![];
     let s = &app.status;
     if app.frame.is_some() && !s.playing {
@@ -190,20 +185,18 @@ pub fn badges(app: &App) -> Vec<String> {
     b
 }
 
-pub fn view(app: &App) -> Element<'_, Message> {
-    match &app.call {
-        Some(call) => row![
-            column![
-                video_area(app),
-                super::call::call_bar(app, call),
-                control_bar(app)
-            ]
-            .width(Fill),
-            super::call::chat_panel(app, call)
-        ]
-        .into(),
-        None => column![video_area(app), control_bar(app)].into(),
-    }
+/// What a screen that embeds the player adds to its picture.
+#[derive(Default)]
+pub struct Additions<'a> {
+    /// Said over the picture instead of the player's own connection message (not instead
+    /// of "closing" or a failed start).
+    pub message: Option<String>,
+    /// Shown in the picture's bottom right corner.
+    pub corner: Option<Element<'a, Message>>,
+}
+
+pub fn view(app: &Player) -> Element<'_, Message> {
+    column![video_area(app, Additions::default()), control_bar(app)].into()
 }
 
 fn overlay_box<'a>(content: impl Into<Element<'a, Message>>) -> container::Container<'a, Message> {
@@ -215,7 +208,8 @@ fn overlay_box<'a>(content: impl Into<Element<'a, Message>>) -> container::Conta
     })
 }
 
-fn video_area(app: &App) -> Element<'_, Message> {
+/// The picture and what is drawn over it.
+pub fn video_area<'a>(app: &'a Player, additions: Additions<'a>) -> Element<'a, Message> {
     let picture: Element<'_, Message> = match &app.frame {
         Some(p) => image(p.handle.clone())
             .content_fit(ContentFit::Contain)
@@ -275,16 +269,20 @@ fn video_area(app: &App) -> Element<'_, Message> {
         layers = layers.push(container(col).padding(12).align_right(Fill).align_top(Fill));
     }
 
-    if let Some(sv) = app.call.as_ref().and_then(super::call::self_view) {
+    if let Some(corner) = additions.corner {
         layers = layers.push(
-            container(sv)
+            container(corner)
                 .padding(16)
                 .align_right(Fill)
                 .align_bottom(Fill),
         );
     }
 
-    if let Some(msg) = connection_message(app) {
+    let message = match additions.message {
+        Some(m) if !app.closing && app.error.is_none() => Some(m),
+        _ => connection_message(app),
+    };
+    if let Some(msg) = message {
         let failed = app.error.is_some() || matches!(app.status.conn, ConnState::Failed(_));
         let t = text(msg)
             .size(18)
@@ -341,20 +339,34 @@ fn control<'a>(
         .into()
 }
 
-fn control_bar(app: &App) -> Element<'_, Message> {
+/// A row of controls (the absent ones left out).
+fn controls<'a>(items: impl IntoIterator<Item = Option<Element<'a, Message>>>) -> Row<'a, Message> {
+    Row::with_children(items.into_iter().flatten())
+        .spacing(6)
+        .align_y(Center)
+}
+
+/// The timeline and the buttons under the picture.
+pub fn control_bar(app: &Player) -> Element<'_, Message> {
     let s = &app.status;
     let has_engine = app.controllable();
     let on = |m: Message| has_engine.then_some(m);
 
     let shown = app.dragging_seek.unwrap_or(s.position).min(s.recorded_end);
-    let bar = canvas(Timeline {
-        position: s.position,
-        recorded_end: s.recorded_end,
-        at_live: s.at_live,
-        dragging: app.dragging_seek,
-    })
-    .width(Fill)
-    .height(timeline::HEIGHT);
+    let bar = Element::from(
+        canvas(Timeline {
+            position: s.position,
+            recorded_end: s.recorded_end,
+            at_live: s.at_live,
+            dragging: app.dragging_seek,
+        })
+        .width(Fill)
+        .height(timeline::HEIGHT),
+    )
+    .map(|seek| match seek {
+        Seek::Drag(t) => Message::SeekDrag(t),
+        Seek::Release => Message::SeekRelease,
+    });
 
     let behind = s.recorded_end.saturating_sub(shown);
     let time = if behind >= Duration::from_secs(1) && !s.at_live {
@@ -493,44 +505,33 @@ fn control_bar(app: &App) -> Element<'_, Message> {
         "Fullscreen (F, Esc to leave)",
     );
 
+    let (play, back, forward) = (Some(play), Some(back), Some(forward));
+    let time = Some(time.into());
+    let (rate, sound) = (Some(rate.into()), Some(sound.into()));
+    let live = Some(live.into());
+    let captions = captions.map(Element::from);
+    let (receiving, stats, fullscreen) = (Some(receiving), Some(stats), Some(fullscreen));
+    let gap = || Some(space::horizontal().into());
     let buttons: Element<'_, Message> = if app.window_width >= WIDE_LAYOUT {
-        row![
+        controls([
             play,
             back,
             forward,
             time,
-            space::horizontal(),
+            gap(),
             rate,
             live,
-            sound
-        ]
-        .push(captions)
-        .push(receiving)
-        .push(stats)
-        .push(fullscreen)
-        .spacing(6)
-        .align_y(Center)
+            sound,
+            captions,
+            receiving,
+            stats,
+            fullscreen,
+        ])
         .into()
     } else {
         column![
-            row![
-                play,
-                back,
-                forward,
-                time,
-                space::horizontal(),
-                live,
-                fullscreen
-            ]
-            .spacing(6)
-            .align_y(Center),
-            row![rate, sound]
-                .push(captions)
-                .push(space::horizontal())
-                .push(receiving)
-                .push(stats)
-                .spacing(6)
-                .align_y(Center),
+            controls([play, back, forward, time, gap(), live, fullscreen]),
+            controls([rate, sound, captions, gap(), receiving, stats]),
         ]
         .spacing(4)
         .into()
@@ -606,7 +607,7 @@ mod tests {
 
     #[test]
     fn connection_trouble_is_explained() {
-        let (mut app, _eng) = App::new_for_test();
+        let (mut app, _eng) = Player::new_for_test();
         assert!(connection_message(&app)
             .unwrap()
             .contains("Connecting to rtsp://"));
@@ -637,7 +638,7 @@ mod tests {
 
     #[test]
     fn fast_forward_says_audio_is_muted() {
-        let (mut app, _eng) = App::new_for_test();
+        let (mut app, _eng) = Player::new_for_test();
         app.speed = 3.0;
         assert!(badges(&app).contains(&"audio muted".to_string()));
         app.speed = 2.0;
