@@ -7,11 +7,11 @@
 //!
 //! | module | what | reference |
 //! |---|---|---|
-//! | [`rtsp`] | RTSP 1.0 streaming parser/writer, typed headers, client and server session state machines | RFC 2326 |
+//! | [`rtsp`] | RTSP 1.0 streaming parser/writer, typed headers, URLs, client and server session state machines | RFC 2326 |
 //! | [`sdp`] | session descriptions: parse and build | RFC 8866 (4566) |
 //! | [`rtp`] | RTP fixed header parse/write | RFC 3550 §5 |
-//! | [`rtcp`] | RTCP SR, RR, SDES, BYE; reception statistics | RFC 3550 §6, A.3, A.8 |
-//! | [`codec`] | payload formats: H.264, Opus | RFC 6184, RFC 7587 |
+//! | [`rtcp`] | RTCP SR, RR, SDES, BYE, PLI, FIR; reception statistics | RFC 3550 §6, A.3, A.8; RFC 4585 §6.3.1; RFC 5104 §4.3.1 |
+//! | [`codec`] | payload formats: H.264 (and Annex B), Opus, T.140 text with RED | RFC 6184, RFC 7587, RFC 4103 |
 //! | [`jitter`] | reorder / jitter buffer: sequence order, loss timeout sized from interarrival jitter | RFC 3550 A.1, A.8 |
 //! | [`seq`] | sequence-number validation and interarrival jitter, used by the three above | RFC 3550 A.1, A.8 |
 //! | [`time`] | newtypes for SSRC, sequence numbers and NTP time | RFC 3550 §4, §5.1 |
