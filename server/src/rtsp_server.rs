@@ -20,10 +20,12 @@
 //! announces, and no request waits for a fan-out burst (see [`crate::track`] for the fan-out's
 //! own locking).
 //!
-//! Limitation: effects of inputs from different connections run concurrently, so requests for
-//! one session sent on two connections at once (a PLAY on one, a TEARDOWN on the other) may
-//! have their subscribe and unsubscribe carried out in the other order. Requests on one
-//! connection, and a session's expiry or connection close after them, are always in order.
+//! Effects of inputs from different connections run concurrently, so requests for one session
+//! sent on two connections at once (a PLAY on one, a TEARDOWN on the other) may have their
+//! subscribe and unsubscribe carried out in the other order; after subscribing, the shell asks
+//! the state machine whether the subscription still stands ([`Server::is_subscribed`]) and
+//! undoes it if not, so no subscription outlives its session. Requests on one connection, and
+//! a session's expiry or connection close after them, are always in order.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,23 +143,24 @@ impl RtspServer {
     /// for exactly that.
     fn feed(&self, input: Input) -> Vec<Output> {
         let mut outputs = Vec::new();
-        let deadline = {
-            let mut sm = self.sm();
-            if let Err(e) = sm.handle_input(input) {
-                warn!("RTSP state machine: {e}");
-            }
-            loop {
-                match sm.poll_output() {
-                    Output::Timeout(t) => break t,
-                    o => outputs.push(o),
-                }
+        let mut sm = self.sm();
+        if let Err(e) = sm.handle_input(input) {
+            warn!("RTSP state machine: {e}");
+        }
+        let deadline = loop {
+            match sm.poll_output() {
+                Output::Timeout(t) => break t,
+                o => outputs.push(o),
             }
         };
+        // Published under the lock, so two inputs handled back to back can't leave the
+        // earlier one's (later) deadline in the timer.
         self.deadline.send_if_modified(|d| {
             let changed = *d != deadline;
             *d = deadline;
             changed
         });
+        drop(sm);
         outputs
     }
 
@@ -229,6 +232,12 @@ impl RtspServer {
                 };
                 debug!(client = client.0, track, initial_seq, "subscribe");
                 t.subscribe(client.0, sink, initial_seq);
+                // A TEARDOWN or close on another connection may have ended the session after
+                // this Subscribe was produced and before it was carried out; its unsubscribe
+                // then ran first. Checked after subscribing, so one of the two always wins.
+                if !self.sm().is_subscribed(client, track) {
+                    t.unsubscribe(client.0);
+                }
             }
             ServerEvent::Unsubscribe {
                 client,

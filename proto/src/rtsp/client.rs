@@ -735,7 +735,14 @@ impl Client {
             at = at.min(d);
         }
         let repeat = self.cfg.timers.keyframe_repeat;
-        for k in &a.keyframes {
+        // Keyframe requests go only while tracks are in use; their deadlines would otherwise
+        // come back, already past, for as long as a TEARDOWN is waited for.
+        let keyframes = if self.has_tracks_step() {
+            &a.keyframes[..]
+        } else {
+            &[]
+        };
+        for k in keyframes {
             if let Some(Some(d)) = k.due(repeat) {
                 at = at.min(d);
             }
@@ -1086,6 +1093,10 @@ impl Client {
                     self.a.server_paused = true;
                     self.a.dog.on_pause();
                     self.emit(ClientEvent::Paused);
+                }
+                // The viewer may have changed their mind while this was in flight.
+                if self.step == Step::Streaming {
+                    self.reconcile();
                 }
             }
         }

@@ -437,6 +437,17 @@ impl Server {
         self.sessions.len()
     }
 
+    /// Whether `client`'s session exists, plays, and has `track` set up: what the shell checks
+    /// after carrying out a [`ServerEvent::Subscribe`], since a TEARDOWN or connection close on
+    /// another connection may have been handled (and its unsubscribe carried out) in between.
+    pub fn is_subscribed(&self, client: ClientId, track: usize) -> bool {
+        self.sessions.values().any(|s| {
+            s.client == client
+                && s.state.state() == State::Playing
+                && s.setups.iter().any(|t| t.track == track)
+        })
+    }
+
     /// Sessions in the Playing state.
     pub fn playing_count(&self) -> usize {
         self.sessions
@@ -482,8 +493,11 @@ impl Server {
                     .get_mut(&conn)
                     .ok_or(ServerError::UnknownConnection(conn))?;
                 c.last_activity = c.last_activity.max(now);
+                // The response goes out before the effects of its request (a PLAY's Subscribe),
+                // so an interleaved client reads it before the first packet it announces.
+                let at = self.out.len();
                 let (response, close) = self.handle_request(&req, conn, now, wall);
-                self.out.push_back(Output::Transmit { conn, response });
+                self.out.insert(at, Output::Transmit { conn, response });
                 if close {
                     self.close_connection(conn);
                 }
@@ -622,7 +636,7 @@ impl Server {
             return;
         };
         for s in &entry.setups {
-            self.unsubscribe(entry.client, s, Unsubscribed::Ended(reason));
+            self.unsubscribe(id, entry.client, s, Unsubscribed::Ended(reason));
         }
         self.out.push_back(Output::Event(ServerEvent::SessionEnded {
             session: id.to_owned(),
@@ -632,10 +646,15 @@ impl Server {
         }));
     }
 
-    /// Stops a track of a client and forgets its RTCP source.
-    fn unsubscribe(&mut self, client: ClientId, s: &Setup, reason: Unsubscribed) {
-        if let MediaSink::Udp { rtcp, .. } = s.sink {
-            self.rtcp_sources.remove(&rtcp);
+    /// Stops a track of a client. Its RTCP source is forgotten when the track is gone for good
+    /// (replaced or its session ended), not on PAUSE: a paused client's reports still keep its
+    /// session alive, and after the next PLAY its PLIs still count. `session` is the id the
+    /// source must still point to (another session may have taken the address since).
+    fn unsubscribe(&mut self, session: &str, client: ClientId, s: &Setup, reason: Unsubscribed) {
+        if let (MediaSink::Udp { rtcp, .. }, false) = (s.sink, reason == Unsubscribed::Paused) {
+            if self.rtcp_sources.get(&rtcp).is_some_and(|id| id == session) {
+                self.rtcp_sources.remove(&rtcp);
+            }
         }
         self.out.push_back(Output::Event(ServerEvent::Unsubscribe {
             client,
@@ -907,7 +926,7 @@ impl Server {
         entry.setups.push(setup.clone());
         entry.state.commit(next, now);
         if let Some(old) = old {
-            self.unsubscribe(client, &old, Unsubscribed::Replaced);
+            self.unsubscribe(&sid, client, &old, Unsubscribed::Replaced);
         }
         if let MediaSink::Udp { rtcp, .. } = setup.sink {
             self.rtcp_sources.insert(rtcp, sid.clone());
@@ -1073,7 +1092,7 @@ impl Server {
         entry.reports_due.clear();
         let client = entry.client;
         for s in entry.setups.clone() {
-            self.unsubscribe(client, &s, Unsubscribed::Paused);
+            self.unsubscribe(&sid, client, &s, Unsubscribed::Paused);
         }
         Ok(Response::new(StatusCode::OK).typed(&self.session_header(sid)))
     }

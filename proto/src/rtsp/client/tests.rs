@@ -603,6 +603,40 @@ fn pause_and_resume() {
 }
 
 #[test]
+fn a_change_of_mind_while_a_pause_is_in_flight_is_carried_out() {
+    let mut p = Peer::streaming(cfg(TransportMode::Tcp));
+    p.command(Command::Pause);
+    // Resume before the PAUSE is answered: nothing now, a PLAY once it is.
+    assert!(lines(&p.command(Command::Resume)).is_empty());
+    let out = p.respond(ok(6));
+    assert_eq!(events(&out), [ClientEvent::Paused]);
+    assert_eq!(lines(&out), ["PLAY rtsp://cam.example:8554/live"]);
+    let out = p.respond(ok(7));
+    assert_eq!(events(&out), [ClientEvent::Playing { rtp_info: vec![] }]);
+    // And the other way round.
+    p.command(Command::Pause);
+    p.respond(ok(8));
+    p.command(Command::Resume);
+    assert!(lines(&p.command(Command::Pause)).is_empty());
+    let out = p.respond(ok(9));
+    assert_eq!(lines(&out), ["PAUSE rtsp://cam.example:8554/live"]);
+}
+
+#[test]
+fn a_keyframe_request_pending_at_stop_does_not_spin_the_timer() {
+    let mut p = Peer::streaming(cfg(TransportMode::Tcp));
+    let now = p.now;
+    p.input(Input::PictureLost { now, track: 0 });
+    p.media(0);
+    let out = p.command(Command::Stop);
+    // Tearing down: the next wake-up is the TEARDOWN's limit, not the keyframe request's
+    // pacing deadline, which would come back already past until then.
+    assert_eq!(timeout(&out) - p.now, 2 * SEC);
+    let out = p.advance(SEC);
+    assert!(timeout(&out) > p.now);
+}
+
+#[test]
 fn paused_from_the_start_sends_no_play() {
     let mut p = Peer::started(cfg(TransportMode::Tcp));
     p.command(Command::Pause);

@@ -509,6 +509,63 @@ fn rtcp_from_the_client_keeps_alive_and_asks_for_keyframes() {
 }
 
 #[test]
+fn rtcp_still_counts_after_pause_and_play() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &sid);
+    h.with_session(Method::Pause, &sid);
+    let client_rtcp = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    // Paused, its receiver reports still keep the session alive.
+    h.advance(TIMEOUT / 2);
+    assert!(h.rtcp(client_rtcp, &[rr()]).is_empty());
+    h.with_session(Method::Play, &sid);
+    h.advance(TIMEOUT / 2);
+    assert!(h.rtcp(client_rtcp, &[rr()]).is_empty());
+    assert!(events(h.advance(TIMEOUT / 2)).is_empty(), "kept alive");
+    assert_eq!(
+        events(h.rtcp(client_rtcp, &[RtcpPacket::pli(Ssrc(77), VIDEO)])),
+        [ServerEvent::KeyframeRequest { track: 0 }]
+    );
+    // Once the session is gone, so is its address.
+    h.with_session(Method::Teardown, &sid);
+    assert!(h
+        .rtcp(client_rtcp, &[RtcpPacket::pli(Ssrc(77), VIDEO)])
+        .is_empty());
+}
+
+#[test]
+fn the_response_comes_before_the_effects_of_its_request() {
+    let mut h = Harness::new(1);
+    let sid = h.setup(0, UDP, None);
+    let req = Request::new(Method::Play, URL)
+        .header("Session", sid.as_str())
+        .typed(&CSeq(99));
+    let input = Input::Request {
+        now: h.now,
+        wall: h.wall,
+        conn: ConnId(1),
+        req,
+    };
+    h.server.handle_input(input).unwrap();
+    let out = h.drain();
+    assert!(matches!(out[0], Output::Transmit { .. }), "{out:?}");
+    assert!(matches!(
+        out[1],
+        Output::Event(ServerEvent::Subscribe { .. })
+    ));
+    assert!(h.server.is_subscribed(ClientId(1), 0));
+    assert!(
+        !h.server.is_subscribed(ClientId(1), 1),
+        "track 1 not set up"
+    );
+    h.with_session(Method::Pause, &sid);
+    assert!(!h.server.is_subscribed(ClientId(1), 0), "paused");
+}
+
+#[test]
 fn interleaved_rtcp_keeps_the_connections_sessions_alive() {
     let mut h = Harness::new(1);
     let sid = h.setup(0, "RTP/AVP/TCP;interleaved=0-1", None);
