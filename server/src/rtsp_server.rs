@@ -438,6 +438,10 @@ impl RtspServer {
     /// A datagram from `from` on the RTCP socket of track `track`: receiver reports from a
     /// client's own address keep its session alive; PLI/FIR ask for a keyframe.
     pub fn on_udp_rtcp(&self, from: SocketAddr, track: usize, data: &[u8]) {
+        // Anyone can send datagrams to this port: what is not RTCP never takes the lock.
+        if livecast_proto::rtcp::parse_compound(data).is_err() {
+            return;
+        }
         let input = Input::Rtcp {
             now: Instant::now(),
             source: RtcpSource::Udp { from, track },

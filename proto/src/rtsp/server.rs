@@ -52,7 +52,7 @@
 //!   [`crate::rtcp`], turned here into `Retransmit { client, track, seqs }` events; pacing
 //!   timers join the session's deadlines in the [`Output::Timeout`] computation.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -334,6 +334,8 @@ struct Conn {
     last_activity: Instant,
     /// CloseConnection was emitted; waiting for ConnectionClosed.
     closing: bool,
+    /// Sessions this connection created (a connection with none can become idle).
+    sessions: usize,
 }
 
 /// One track as set up by a client.
@@ -410,6 +412,10 @@ pub struct Server {
     out: VecDeque<Output>,
     /// The latest `now` seen.
     last_now: Instant,
+    /// The next wake-up, while no deadline can have moved earlier. Keep-alives only move
+    /// deadlines later, so most inputs (RTCP above all) leave it valid and cost no pass over
+    /// the sessions; a wake-up that comes early finds nothing due and computes the next.
+    wake: Option<Instant>,
 }
 
 impl Server {
@@ -425,6 +431,7 @@ impl Server {
             next_client: 1,
             out: Default::default(),
             last_now: now,
+            wake: None,
         }
     }
 
@@ -478,8 +485,10 @@ impl Server {
                         local,
                         last_activity: now,
                         closing: false,
+                        sessions: 0,
                     },
                 );
+                self.wake = None;
             }
             Input::Request {
                 now,
@@ -540,6 +549,7 @@ impl Server {
             Input::Timeout(now) => {
                 self.tick(now);
                 self.on_timeout(now);
+                self.wake = None;
             }
             Input::Shutdown(now) => {
                 self.tick(now);
@@ -562,7 +572,11 @@ impl Server {
         if let Some(o) = self.out.pop_front() {
             return o;
         }
-        Output::Timeout(self.next_timeout())
+        let wake = match self.wake {
+            Some(t) => t,
+            None => *self.wake.insert(self.next_timeout()),
+        };
+        Output::Timeout(wake)
     }
 
     fn tick(&mut self, now: Instant) {
@@ -582,10 +596,9 @@ impl Server {
 
     /// When each connection that owns no session (and is not closing already) becomes idle.
     fn idle_deadlines(&self) -> impl Iterator<Item = (ConnId, Instant)> + '_ {
-        let owners: HashSet<ConnId> = self.sessions.values().map(|s| s.conn).collect();
         self.conns
             .iter()
-            .filter(move |(id, c)| !c.closing && !owners.contains(id))
+            .filter(|(_, c)| !c.closing && c.sessions == 0)
             .map(|(id, c)| (*id, c.last_activity + self.cfg.idle_connection_timeout))
     }
 
@@ -635,6 +648,11 @@ impl Server {
         let Some(entry) = self.sessions.remove(id) else {
             return;
         };
+        if let Some(c) = self.conns.get_mut(&entry.conn) {
+            c.sessions = c.sessions.saturating_sub(1);
+        }
+        // Its connection may have no session left: an idle deadline, maybe earlier.
+        self.wake = None;
         for s in &entry.setups {
             self.unsubscribe(id, entry.client, s, Unsubscribed::Ended(reason));
         }
@@ -888,6 +906,10 @@ impl Server {
                 let sid = self.new_session_id();
                 let client = ClientId(self.next_client);
                 self.next_client += 1;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.sessions += 1;
+                }
+                self.wake = None;
                 self.sessions.insert(
                     sid.clone(),
                     SessionEntry {
@@ -1053,6 +1075,7 @@ impl Server {
         let mut infos = Vec::new();
         if !already_playing {
             entry.reports_due = FIRST_SENDER_REPORTS.iter().map(|d| now + *d).collect();
+            self.wake = None;
             for s in entry.setups.iter_mut() {
                 let initial_seq = s
                     .resume_seq
