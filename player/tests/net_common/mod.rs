@@ -134,6 +134,19 @@ impl Relay {
         }
     }
 
+    /// A relay from `source_ip` (in 127.0.0.0/8) to `server` and a client playing its `live`
+    /// stream through it over `transport`.
+    pub async fn with_client(
+        server: &LivecastServer,
+        source_ip: &str,
+        transport: TransportPref,
+    ) -> (Relay, Client) {
+        let ip = source_ip.parse().expect("an IP address");
+        let relay = Relay::start(server.addr(), ip).await;
+        let client = Client::start(&relay.url("live"), transport);
+        (relay, client)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("rtsp://127.0.0.1:{}/{path}", self.port)
     }
