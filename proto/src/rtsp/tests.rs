@@ -149,7 +149,7 @@ fn ffmpeg_requests() {
         }))
     );
 
-    let r = request(FFMPEG_TEARDOWN, Method::Teardown, 5);
+    request(FFMPEG_TEARDOWN, Method::Teardown, 5);
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn ffmpeg_publishing() {
     assert_eq!(t.interleaved, Some((0, 1)));
     assert_eq!(t.mode.as_deref(), Some("record"));
 
-    let r = request(FFMPEG_RECORD, Method::Record, 4);
+    request(FFMPEG_RECORD, Method::Record, 4);
 
     // The first frame ffmpeg sent after RECORD: an RTCP sender report on channel 1.
     let Message::Data(d) = one(FFMPEG_INTERLEAVED_RTCP) else {
@@ -243,7 +243,7 @@ fn gstreamer_requests() {
         Some("[28/03/2003:22:50:23 00:00]")
     );
 
-    let r = request(GSTREAMER_DESCRIBE, Method::Describe, 2);
+    request(GSTREAMER_DESCRIBE, Method::Describe, 2);
 
     let r = req(GSTREAMER_SETUP);
     assert_eq!(r.cseq(), Ok(Some(3)));
