@@ -190,9 +190,22 @@ def kbit(d, media):
 def f(x, digits=3):
     return "–" if x is None else f"{x:.{digits}f}"
 
+def framedrops(name, n):
+    return open(os.path.join(out, f"{name}-{n}.framedrops")).read().strip() or "0"
+
+def header(*columns):
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---:|" * len(columns))
+
+def runs_of(*names):
+    """(N, run of each of `names`) for each N at which all of them ran."""
+    for n in ns:
+        runs = [load(name, n) for name in names]
+        if all(runs):
+            yield (n, *runs)
+
 base = {name: load(name, ns[0]) for name in ("ours", "gst")}
-print("| N | ours CPU s/s | ours loss % | gst CPU s/s | gst loss % | CPU per client ratio (ours/gst) |")
-print("|---:|---:|---:|---:|---:|---:|")
+header("N", "ours CPU s/s", "ours loss %", "gst CPU s/s", "gst loss %", "CPU per client ratio (ours/gst)")
 for n in ns:
     o, g = load("ours", n), load("gst", n)
     ratio = None
@@ -203,17 +216,12 @@ for n in ns:
     print(f"| {n} | {f(cpu(o))} | {f(o and o['loss_percent'])} | {f(cpu(g))} | "
           f"{f(g and g['loss_percent'])} | {f(ratio, 2)} |")
 print()
-print("| N | ours fan-out threads s/s | ours without sources+encoders s/s | ours video-encoder s/s | "
-      "ours marginal ms/s per client | gst marginal ms/s per client | "
-      "ours µs per packet | gst µs per packet | ours video kbit/s, pkt/s, frames/s per client | "
-      "gst video kbit/s, pkt/s, frames/s per client | ours frames dropped (at least) | loadgen CPU s/s (ours/gst) | "
-      "machine busy, cores (ours/gst) |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for n in ns:
-    o, g = load("ours", n), load("gst", n)
-    if not (o and g):
-        continue
-    drops = open(os.path.join(out, f"ours-{n}.framedrops")).read().strip() or "0"
+header("N", "ours fan-out threads s/s", "ours without sources+encoders s/s", "ours video-encoder s/s",
+       "ours marginal ms/s per client", "gst marginal ms/s per client",
+       "ours µs per packet", "gst µs per packet", "ours video kbit/s, pkt/s, frames/s per client",
+       "gst video kbit/s, pkt/s, frames/s per client", "ours frames dropped (at least)", "loadgen CPU s/s (ours/gst)",
+       "machine busy, cores (ours/gst)")
+for n, o, g in runs_of("ours", "gst"):
     row = [str(n), f(fanout(o)), f(not_encoding(o)), f(o["server_threads"].get("video-encoder"))]
     for d, b in ((o, base["ours"]), (g, base["gst"])):
         row.append(f(1000 * (cpu(d) - cpu(b)) / (n - ns[0]), 2) if n > ns[0] else "–")
@@ -223,7 +231,7 @@ for n in ns:
     for d in (o, g):
         v = next(t for t in d["tracks"] if t["media"] == "video")
         row.append(f"{v['kbit_per_s']:.0f}, {v['packets_per_s']:.0f}, {v.get('frames_per_s', 0):.1f}")
-    row.append(drops)
+    row.append(framedrops("ours", n))
     row.append(f"{f(o['loadgen_cpu_seconds_per_second'], 2)} / {f(g['loadgen_cpu_seconds_per_second'], 2)}")
     row.append(f"{o['machine']['busy']:.2f} / {g['machine']['busy']:.2f}")
     print("| " + " | ".join(row) + " |")
@@ -231,17 +239,13 @@ if load("before", ns[0]):
     print()
     print("Before/after (same run; \"before\" is OURS_BEFORE):")
     print()
-    print("| N | before CPU s/s | after CPU s/s | before fan-out threads s/s | after fan-out threads s/s | "
-          "before tokio s/s | after tokio s/s | before loss % | after loss % | before frames dropped | after frames dropped |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n in ns:
-        b, o = load("before", n), load("ours", n)
-        if not (b and o):
-            continue
-        fd = [open(os.path.join(out, f"{x}-{n}.framedrops")).read().strip() or "0" for x in ("before", "ours")]
+    header("N", "before CPU s/s", "after CPU s/s", "before fan-out threads s/s", "after fan-out threads s/s",
+           "before tokio s/s", "after tokio s/s", "before loss %", "after loss %", "before frames dropped",
+           "after frames dropped")
+    for n, b, o in runs_of("before", "ours"):
         print(f"| {n} | {f(cpu(b))} | {f(cpu(o))} | {f(fanout(b))} | {f(fanout(o))} | "
               f"{f(b['server_threads'].get('tokio-rt-worker'))} | {f(o['server_threads'].get('tokio-rt-worker'))} | "
-              f"{f(b['loss_percent'])} | {f(o['loss_percent'])} | {fd[0]} | {fd[1]} |")
+              f"{f(b['loss_percent'])} | {f(o['loss_percent'])} | {framedrops('before', n)} | {framedrops('ours', n)} |")
 print()
 print("Where packets were lost (whole run of each N; kernel counters):")
 print()

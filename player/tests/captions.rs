@@ -214,6 +214,14 @@ fn script(name: &str, args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `caption_evalset.py slice --out DIR ARGS...`: writes the slice's files to `dir` and returns
+/// the summary it prints.
+fn make_slice(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["slice".as_ref(), "--out".as_ref(), dir.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    serde_json::from_str(&script("caption_evalset.py", &all)).expect("slice JSON")
+}
+
 /// A slice of the captions evaluation set's *test* half (sentences no policy was tuned on):
 /// about 160 words, the first half read by espeak-ng with 0.3 s pauses, the rest by festival
 /// with 1.5 s pauses, streamed live and scored by the benchmark's own scorer
@@ -223,18 +231,7 @@ fn a_slice_of_the_test_set_read_by_two_engines() {
     let _g = one_at_a_time();
     let model = installed_model();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().as_os_str();
-    let made = script(
-        "caption_evalset.py",
-        &[
-            "slice".as_ref(),
-            "--out".as_ref(),
-            d,
-            "--words".as_ref(),
-            "160".as_ref(),
-        ],
-    );
-    let made: serde_json::Value = serde_json::from_str(&made).expect("slice JSON");
+    let made = make_slice(dir.path(), &["--words", "160"]);
     eprintln!("slice: {made}");
     let wav = dir.path().join("slice.wav");
     // The speech and 20 s of silence after it: stop before the file loops.
@@ -286,20 +283,8 @@ fn noise_and_music_alone_give_no_captions() {
     let _g = one_at_a_time();
     let model = installed_model();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().as_os_str();
     // the slice command also writes noise.wav and music.wav (here 15 s each)
-    script(
-        "caption_evalset.py",
-        &[
-            "slice".as_ref(),
-            "--out".as_ref(),
-            d,
-            "--words".as_ref(),
-            "5".as_ref(),
-            "--no-speech-s".as_ref(),
-            "15".as_ref(),
-        ],
-    );
+    make_slice(dir.path(), &["--words", "5", "--no-speech-s", "15"]);
     for name in ["noise.wav", "music.wav"] {
         let (_rt, server) = start_server(
             AudioSpec::File(dir.path().join(name)),

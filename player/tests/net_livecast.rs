@@ -25,8 +25,7 @@ fn session_end_to_end(transport: TransportPref) {
     client_runtime().block_on(async {
         // Through a transparent relay (upstream from 127.0.0.1, where the client listens for
         // UDP too), to see what the client sends.
-        let relay = Relay::start(server.addr(), "127.0.0.1".parse().unwrap()).await;
-        let mut c = Client::start(&relay.url("live"), transport);
+        let (relay, mut c) = Relay::with_client(&server, "127.0.0.1", transport).await;
         let evs = c.collect(Duration::from_secs(3)).await;
 
         assert!(
@@ -158,8 +157,7 @@ fn tcp_session_end_to_end() {
 fn auto_falls_back_to_tcp_when_udp_cannot_arrive() {
     let server = LivecastServer::start(0);
     client_runtime().block_on(async {
-        let relay = Relay::start(server.addr(), "127.0.0.3".parse().unwrap()).await;
-        let mut c = Client::start(&relay.url("live"), TransportPref::Auto);
+        let (relay, mut c) = Relay::with_client(&server, "127.0.0.3", TransportPref::Auto).await;
         let t0 = Instant::now();
         let ev = c
             .wait_for(Duration::from_secs(8), |e| {
@@ -356,8 +354,7 @@ fn keep_alive_follows_the_session_timeout() {
         },
     );
     client_runtime().block_on(async {
-        let relay = Relay::start(server.addr(), "127.0.0.1".parse().unwrap()).await;
-        let mut c = Client::start(&relay.url("live"), TransportPref::Tcp);
+        let (relay, mut c) = Relay::with_client(&server, "127.0.0.1", TransportPref::Tcp).await;
         let evs = c.collect(Duration::from_millis(5500)).await;
         let sent = relay.sent_text();
         // PLAY at ~0 s, then every 2 s: at ~2 s and ~4 s.
@@ -378,8 +375,7 @@ fn keep_alive_follows_the_session_timeout() {
 fn a_silent_server_is_noticed_after_5_s() {
     let server = LivecastServer::start(0);
     client_runtime().block_on(async {
-        let relay = Relay::start(server.addr(), "127.0.0.1".parse().unwrap()).await;
-        let mut c = Client::start(&relay.url("live"), TransportPref::Tcp);
+        let (relay, mut c) = Relay::with_client(&server, "127.0.0.1", TransportPref::Tcp).await;
         c.wait_for(Duration::from_secs(5), |e| matches!(e, NetEvent::Unit(_)))
             .await
             .expect("units flow");

@@ -3,7 +3,7 @@
 //! temporary and kept recordings.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use livecast_player::engine::recording::{
     read_index, Index, Record, RecordingError, RecordingReader, RecordingWriter, TempRecording,
@@ -102,6 +102,17 @@ fn write_session(path: &Path, units: &[MediaUnit]) -> Index {
     w.flush().expect("flush");
     let idx = read_index(&w.index()).clone();
     idx
+}
+
+/// A session written to `full.lcrec` in a directory of its own (kept while the first value
+/// lives): its index, its bytes, and the path `copy` next to it for a damaged copy.
+fn damageable(units: &[MediaUnit], copy: &str) -> (tempfile::TempDir, Index, Vec<u8>, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("full.lcrec");
+    let full = write_session(&path, units);
+    let bytes = fs::read(&path).expect("read back");
+    let copy = dir.path().join(copy);
+    (dir, full, bytes, copy)
 }
 
 /// Every entry of the index with its track, in file order.
@@ -237,15 +248,10 @@ fn check_cut(path: &Path, full: &Index, cut: u64) {
 
 #[test]
 fn truncated_at_every_byte_of_the_tail() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("full.lcrec");
-    let units = session(2_500, 11);
-    let full = write_session(&path, &units);
-    let bytes = fs::read(&path).expect("read back");
+    let (_dir, full, bytes, cut_path) = damageable(&session(2_500, 11), "cut.lcrec");
     let entries = all_entries(&full);
     // The last four records, one byte at a time, cutting the same file shorter and shorter.
     let from = entries[entries.len() - 4].1.offset - 3;
-    let cut_path = dir.path().join("cut.lcrec");
     fs::write(&cut_path, &bytes).expect("copy");
     let f = fs::OpenOptions::new()
         .write(true)
@@ -262,11 +268,7 @@ fn truncated_at_every_byte_of_the_tail() {
 
 #[test]
 fn truncated_at_random_points() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("full.lcrec");
-    let full = write_session(&path, &session(6_000, 5));
-    let bytes = fs::read(&path).expect("read back");
-    let cut_path = dir.path().join("cut.lcrec");
+    let (_dir, full, bytes, cut_path) = damageable(&session(6_000, 5), "cut.lcrec");
     let mut rng = StdRng::seed_from_u64(0x5EED);
     for _ in 0..300 {
         let cut = FILE_HEADER_LEN + rng.random_range(0..bytes.len() as u64 - FILE_HEADER_LEN + 1);
@@ -283,13 +285,9 @@ fn truncated_at_random_points() {
 
 #[test]
 fn corruption_stops_the_scan_at_the_bad_record() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("full.lcrec");
-    let full = write_session(&path, &session(5_000, 9));
-    let bytes = fs::read(&path).expect("read back");
+    let (_dir, full, bytes, bad_path) = damageable(&session(5_000, 9), "bad.lcrec");
     let entries = all_entries(&full);
     let bad = entries[entries.len() / 2].1;
-    let bad_path = dir.path().join("bad.lcrec");
 
     // (offset within the record, expected reason)
     let cases = [

@@ -12,12 +12,37 @@ impl std::fmt::Display for Ssrc {
     }
 }
 
+/// Extends a `BITS`-bit wrapping counter to 64 bits by choosing the roll-over count that puts
+/// each value nearest to the highest extended value seen (RFC 3550 A.1), so late, reordered
+/// values extend correctly. The first value maps to itself plus `2^BITS`, so earlier reordered
+/// values stay positive. A value exactly half the range away extends backwards.
+#[derive(Clone, Debug, Default)]
+struct Unwrapper<const BITS: u32> {
+    highest: Option<i64>,
+}
+
+impl<const BITS: u32> Unwrapper<BITS> {
+    fn extend(&mut self, value: u64) -> i64 {
+        let ext = match self.highest {
+            None => (1i64 << BITS) + value as i64,
+            Some(last) => {
+                let shift = 64 - BITS;
+                // The difference modulo 2^BITS, read as a signed BITS-bit number.
+                let delta = ((value.wrapping_sub(last as u64) << shift) as i64) >> shift;
+                last + delta
+            }
+        };
+        if self.highest.is_none_or(|h| ext > h) {
+            self.highest = Some(ext);
+        }
+        ext
+    }
+}
+
 /// Extends 16-bit RTP sequence numbers to 64 bits (RFC 3550 A.1), the one place wraparound of
 /// sequence numbers is handled.
 #[derive(Clone, Debug, Default)]
-pub struct SeqExtender {
-    last: Option<u64>,
-}
+pub struct SeqExtender(Unwrapper<16>);
 
 impl SeqExtender {
     pub fn new() -> Self {
@@ -27,41 +52,18 @@ impl SeqExtender {
     /// Returns the extended sequence number of `seq`, choosing the roll-over count that puts it
     /// nearest to the last extended number seen (so late, reordered packets extend correctly).
     pub fn extend(&mut self, seq: u16) -> u64 {
-        let ext = match self.last {
-            None => (1u64 << 16) + u64::from(seq),
-            Some(last) => {
-                let base = last & !0xffff;
-                let candidates = [base.wrapping_sub(1 << 16), base, base + (1 << 16)];
-                let mut best = base + u64::from(seq);
-                let mut best_d = u64::MAX;
-                for c in candidates {
-                    let v = c.wrapping_add(u64::from(seq));
-                    let d = v.abs_diff(last);
-                    if d < best_d {
-                        best_d = d;
-                        best = v;
-                    }
-                }
-                best
-            }
-        };
-        if self.last.is_none_or(|l| ext > l) {
-            self.last = Some(ext);
-        }
-        ext
+        self.0.extend(u64::from(seq)) as u64
     }
 
     /// Highest extended sequence number seen so far.
     pub fn highest(&self) -> Option<u64> {
-        self.last
+        self.0.highest.map(|h| h as u64)
     }
 }
 
 /// Extends 32-bit RTP timestamps to 64 bits, the same way as [`SeqExtender`].
 #[derive(Clone, Debug, Default)]
-pub struct TimestampExtender {
-    last: Option<i64>,
-}
+pub struct TimestampExtender(Unwrapper<32>);
 
 impl TimestampExtender {
     pub fn new() -> Self {
@@ -71,17 +73,7 @@ impl TimestampExtender {
     /// Extended timestamp of `ts`; the first one seen maps to itself (plus 2^32, so earlier
     /// reordered timestamps stay positive).
     pub fn extend(&mut self, ts: u32) -> i64 {
-        let ext = match self.last {
-            None => (1i64 << 32) + i64::from(ts),
-            Some(last) => {
-                let delta = ts.wrapping_sub(last as u32) as i32;
-                last + i64::from(delta)
-            }
-        };
-        if self.last.is_none_or(|l| ext > l) {
-            self.last = Some(ext);
-        }
-        ext
+        self.0.extend(u64::from(ts))
     }
 }
 
@@ -131,6 +123,17 @@ mod tests {
         assert_eq!(d, a - 1);
         assert_eq!(f, a + 3);
         assert_eq!(e.highest(), Some(f));
+    }
+
+    #[test]
+    fn half_the_range_away_extends_backwards() {
+        let mut e = SeqExtender::new();
+        assert_eq!(e.extend(0), 1 << 16);
+        assert_eq!(e.extend(0x8000), (1 << 16) - 0x8000);
+        assert_eq!(e.highest(), Some(1 << 16));
+        let mut t = TimestampExtender::new();
+        assert_eq!(t.extend(0), 1 << 32);
+        assert_eq!(t.extend(0x8000_0000), (1 << 32) - 0x8000_0000);
     }
 
     #[test]

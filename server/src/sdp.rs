@@ -39,53 +39,53 @@ pub fn describe(
     let (vpt, apt) = (vinfo.payload_type, ainfo.payload_type);
     let mut media = vec![
         MediaDescription {
-            media: "video".into(),
-            proto: "RTP/AVP".into(),
-            formats: vec![vpt.to_string()],
             bandwidth: vec![("AS".into(), video_bitrate / 1000)],
-            attributes: vec![
-                Attribute::new("rtpmap", format!("{vpt} H264/90000")),
-                Attribute::new(
-                    "fmtp",
-                    format!(
-                        "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
+            ..rtp_media(
+                "video",
+                vinfo,
+                &[vpt],
+                vec![
+                    Attribute::new("rtpmap", format!("{vpt} H264/90000")),
+                    Attribute::new(
+                        "fmtp",
+                        format!(
+                            "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
+                        ),
                     ),
-                ),
-                Attribute::new("framesize", format!("{vpt} {}-{}", video.width, video.height)),
-                Attribute::new("framerate", video.fps.to_string()),
-                control(vinfo),
-            ],
-            ..MediaDescription::default()
+                    Attribute::new("framesize", format!("{vpt} {}-{}", video.width, video.height)),
+                    Attribute::new("framerate", video.fps.to_string()),
+                ],
+            )
         },
         MediaDescription {
-            media: "audio".into(),
-            proto: "RTP/AVP".into(),
-            formats: vec![apt.to_string()],
             bandwidth: vec![("AS".into(), audio_bitrate / 1000)],
-            attributes: vec![
-                Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
-                Attribute::new("fmtp", format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1")),
-                control(ainfo),
-            ],
-            ..MediaDescription::default()
+            ..rtp_media(
+                "audio",
+                ainfo,
+                &[apt],
+                vec![
+                    Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
+                    Attribute::new("fmtp", format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1")),
+                ],
+            )
         },
     ];
     let (red, t140) = (crate::RED_PT, crate::T140_PT);
     for (t, role) in text {
         media.push(MediaDescription {
-            media: "text".into(),
-            proto: "RTP/AVP".into(),
-            formats: vec![red.to_string(), t140.to_string()],
             other: vec![('i', role.title().into())],
-            attributes: vec![
-                Attribute::new("rtpmap", format!("{red} red/1000")),
-                Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
-                Attribute::new("rtpmap", format!("{t140} t140/1000")),
-                Attribute::new("fmtp", format!("{t140} cps=30")),
-                Attribute::new("label", role.label()),
-                control(t),
-            ],
-            ..MediaDescription::default()
+            ..rtp_media(
+                "text",
+                t,
+                &[red, t140],
+                vec![
+                    Attribute::new("rtpmap", format!("{red} red/1000")),
+                    Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
+                    Attribute::new("rtpmap", format!("{t140} t140/1000")),
+                    Attribute::new("fmtp", format!("{t140} cps=30")),
+                    Attribute::new("label", role.label()),
+                ],
+            )
         });
     }
     SessionDescription {
@@ -105,6 +105,24 @@ pub fn describe(
         ],
         media,
         ..SessionDescription::default()
+    }
+}
+
+/// An `m=<media> 0 RTP/AVP <formats>` section for `track`: `attributes`, then the track's
+/// `a=control`.
+fn rtp_media(
+    media: &str,
+    track: &TrackInfo,
+    formats: &[u8],
+    mut attributes: Vec<Attribute>,
+) -> MediaDescription {
+    attributes.push(control(track));
+    MediaDescription {
+        media: media.into(),
+        proto: "RTP/AVP".into(),
+        formats: formats.iter().map(u8::to_string).collect(),
+        attributes,
+        ..MediaDescription::default()
     }
 }
 

@@ -7,18 +7,24 @@ use std::time::Duration;
 
 use common::{run_peer, ServerProc};
 
+/// Stands for the server's URL in the arguments of [`against_server`].
+const URL: &str = "{url}";
+
+/// Runs `program` with `args` against a server of its own (see [`run_peer`]).
+fn against_server(program: &str, args: &[&str], limit: Duration) -> (bool, String, String) {
+    let server = ServerProc::start(&[]);
+    let url = server.url();
+    let args = args
+        .iter()
+        .map(|&a| if a == URL { url.as_str() } else { a });
+    run_peer(Command::new(program).args(args), limit)
+}
+
 #[test]
 fn ffprobe_reports_h264_720p30_and_opus_48k() {
-    let server = ServerProc::start(&[]);
-    let (ok, out, err) = run_peer(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-of",
-            "json",
-            &server.url(),
-        ]),
+    let (ok, out, err) = against_server(
+        "ffprobe",
+        &["-v", "error", "-show_streams", "-of", "json", URL],
         Duration::from_secs(60),
     );
     assert!(ok, "ffprobe failed: {err}");
@@ -42,22 +48,22 @@ fn ffprobe_reports_h264_720p30_and_opus_48k() {
 }
 
 fn ffmpeg_300_frames(transport: &str) {
-    let server = ServerProc::start(&[]);
-    let (ok, _out, err) = run_peer(
-        Command::new("ffmpeg").args([
+    let (ok, _out, err) = against_server(
+        "ffmpeg",
+        &[
             "-nostdin",
             "-v",
             "error",
             "-rtsp_transport",
             transport,
             "-i",
-            &server.url(),
+            URL,
             "-frames:v",
             "300",
             "-f",
             "null",
             "-",
-        ]),
+        ],
         Duration::from_secs(90),
     );
     assert!(ok, "ffmpeg over {transport} failed: {err}");
@@ -132,16 +138,16 @@ fn gstreamer_rtspsrc_decodes_video_and_audio_over_tcp() {
 
 #[test]
 fn mpv_plays_five_seconds() {
-    let server = ServerProc::start(&[]);
-    let (ok, out, err) = run_peer(
-        Command::new("mpv").args([
+    let (ok, out, err) = against_server(
+        "mpv",
+        &[
             "--no-config",
             "--vo=null",
             "--ao=null",
             "--length=5",
             "--msg-level=all=info",
-            &server.url(),
-        ]),
+            URL,
+        ],
         Duration::from_secs(60),
     );
     let all = format!("{out}\n{err}");

@@ -288,6 +288,20 @@ impl RecordHeader {
         Ok(h)
     }
 
+    /// The media unit of a media record with this header, on `track`, carrying `data`.
+    fn media_unit(&self, track: usize, data: Vec<u8>) -> MediaUnit {
+        MediaUnit {
+            track,
+            rtp_timestamp: self.rtp_timestamp,
+            capture_us: self.capture_us,
+            capture_from_sr: self.flags & FLAG_CAPTURE_FROM_SR != 0,
+            arrival_us: self.arrival_us,
+            keyframe: self.flags & FLAG_KEYFRAME != 0,
+            damaged: self.flags & FLAG_DAMAGED != 0,
+            data,
+        }
+    }
+
     fn total_len(&self) -> u64 {
         (RECORD_HEADER_LEN + RECORD_TRAILER_LEN) as u64 + u64::from(self.len)
     }
@@ -339,6 +353,13 @@ enum Next {
     Bad(&'static str),
 }
 
+/// Whether the CRC stored after the first `body` bytes (header + data) of `record` is theirs.
+fn crc_matches(record: &[u8], body: usize) -> bool {
+    let mut stored = [0; RECORD_TRAILER_LEN];
+    stored.copy_from_slice(&record[body..body + RECORD_TRAILER_LEN]);
+    crc32(&record[..body]) == u32::from_le_bytes(stored)
+}
+
 /// Reads the next record into `scratch` (header + data) and checks its CRC.
 fn next_record(r: &mut impl Read, scratch: &mut Vec<u8>) -> io::Result<Next> {
     scratch.clear();
@@ -360,13 +381,7 @@ fn next_record(r: &mut impl Read, scratch: &mut Vec<u8>) -> io::Result<Next> {
         return Ok(Next::Bad("record cut short"));
     }
     let body = RECORD_HEADER_LEN + h.len as usize;
-    let stored = u32::from_le_bytes([
-        scratch[body],
-        scratch[body + 1],
-        scratch[body + 2],
-        scratch[body + 3],
-    ]);
-    if crc32(&scratch[..body]) != stored {
+    if !crc_matches(scratch, body) {
         return Ok(Next::Bad("CRC mismatch"));
     }
     scratch.truncate(body);
@@ -778,12 +793,30 @@ pub struct RecordingWriter {
 
 impl fmt::Debug for RecordingWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordingWriter")
-            .field("path", &self.path)
-            .field("offset", &self.offset)
-            .field("temporary", &self.temp.is_some())
-            .finish()
+        let temporary = self.temp.is_some();
+        debug_handle(
+            f,
+            "RecordingWriter",
+            &self.path,
+            &[("offset", &self.offset), ("temporary", &temporary)],
+        )
     }
+}
+
+/// Debug output of the recording handles: the path and a few counters, not the buffers or the
+/// index.
+fn debug_handle(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    path: &Path,
+    counters: &[(&str, &dyn fmt::Debug)],
+) -> fmt::Result {
+    let mut d = f.debug_struct(name);
+    d.field("path", &path);
+    for (name, value) in counters {
+        d.field(name, value);
+    }
+    d.finish()
 }
 
 impl RecordingWriter {
@@ -1000,10 +1033,12 @@ pub struct RecordingReader {
 
 impl fmt::Debug for RecordingReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordingReader")
-            .field("path", &self.path)
-            .field("ignored_tail", &self.ignored_tail)
-            .finish()
+        debug_handle(
+            f,
+            "RecordingReader",
+            &self.path,
+            &[("ignored_tail", &self.ignored_tail)],
+        )
     }
 }
 
@@ -1128,25 +1163,13 @@ impl RecordingReader {
             return Err(bad("does not match the index"));
         }
         let body = RECORD_HEADER_LEN + h.len as usize;
-        let stored = u32::from_le_bytes([
-            self.scratch[body],
-            self.scratch[body + 1],
-            self.scratch[body + 2],
-            self.scratch[body + 3],
-        ]);
-        if crc32(&self.scratch[..body]) != stored {
+        if !crc_matches(&self.scratch, body) {
             return Err(bad("CRC mismatch"));
         }
-        Ok(MediaUnit {
-            track: usize::from(entry.track),
-            rtp_timestamp: h.rtp_timestamp,
-            capture_us: h.capture_us,
-            capture_from_sr: h.flags & FLAG_CAPTURE_FROM_SR != 0,
-            arrival_us: h.arrival_us,
-            keyframe: h.flags & FLAG_KEYFRAME != 0,
-            damaged: h.flags & FLAG_DAMAGED != 0,
-            data: self.scratch[RECORD_HEADER_LEN..body].to_vec(),
-        })
+        Ok(h.media_unit(
+            usize::from(entry.track),
+            self.scratch[RECORD_HEADER_LEN..body].to_vec(),
+        ))
     }
 
     /// Reads the records of the file in order from `offset` (a record boundary: an entry's
@@ -1205,16 +1228,7 @@ impl Iterator for Records<'_> {
                     return corrupt(reason);
                 }
             },
-            KIND_MEDIA => Record::Media(MediaUnit {
-                track: usize::from(h.track),
-                rtp_timestamp: h.rtp_timestamp,
-                capture_us: h.capture_us,
-                capture_from_sr: h.flags & FLAG_CAPTURE_FROM_SR != 0,
-                arrival_us: h.arrival_us,
-                keyframe: h.flags & FLAG_KEYFRAME != 0,
-                damaged: h.flags & FLAG_DAMAGED != 0,
-                data: data.to_vec(),
-            }),
+            KIND_MEDIA => Record::Media(h.media_unit(usize::from(h.track), data.to_vec())),
             kind => Record::Unknown { kind },
         };
         Some(Ok((offset, record)))

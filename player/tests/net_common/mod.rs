@@ -134,6 +134,19 @@ impl Relay {
         }
     }
 
+    /// A relay from `source_ip` (in 127.0.0.0/8) to `server` and a client playing its `live`
+    /// stream through it over `transport`.
+    pub async fn with_client(
+        server: &LivecastServer,
+        source_ip: &str,
+        transport: TransportPref,
+    ) -> (Relay, Client) {
+        let ip = source_ip.parse().expect("an IP address");
+        let relay = Relay::start(server.addr(), ip).await;
+        let client = Client::start(&relay.url("live"), transport);
+        (relay, client)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("rtsp://127.0.0.1:{}/{path}", self.port)
     }
@@ -146,42 +159,38 @@ impl Relay {
 async fn pump(down: TcpStream, up: TcpStream, log: Arc<Mutex<Vec<u8>>>, frozen: Arc<AtomicBool>) {
     let (mut dr, mut dw) = down.into_split();
     let (mut ur, mut uw) = up.into_split();
-    let to_server = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match dr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            while frozen.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+    tokio::select! {
+        _ = relay(&mut dr, &mut uw, 16 * 1024, &frozen, Some(&log)) => {}
+        _ = relay(&mut ur, &mut dw, 64 * 1024, &frozen, None) => {}
+    }
+}
+
+/// Copies `from` to `to` in reads of up to `buf_size` bytes, holding each read while `frozen`
+/// and appending it to `log` if given, until either side closes or fails.
+async fn relay(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    buf_size: usize,
+    frozen: &AtomicBool,
+    log: Option<&Mutex<Vec<u8>>>,
+) {
+    let mut buf = vec![0u8; buf_size];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(log) = log {
             log.lock()
                 .expect("not poisoned")
                 .extend_from_slice(&buf[..n]);
-            if uw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
         }
-    };
-    let to_client = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match ur.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            while frozen.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if dw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
         }
-    };
-    tokio::select! {
-        _ = to_server => {}
-        _ = to_client => {}
     }
 }
 

@@ -827,6 +827,15 @@ impl BitReader<'_> {
     }
 }
 
+/// A coded size less its cropping, which must leave 1 to 65535 pixels; `field` names the
+/// cropping offsets in the error.
+fn cropped(coded: u64, crop: u64, field: &'static str) -> Result<u32, SpsError> {
+    match coded.checked_sub(crop) {
+        Some(size @ 1..=0xffff) => Ok(size as u32),
+        _ => Err(SpsError::OutOfRange { field, value: crop }),
+    }
+}
+
 fn bounded(field: &'static str, value: u32, max: u32) -> Result<u32, SpsError> {
     if value > max {
         Err(SpsError::OutOfRange {
@@ -942,20 +951,8 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, SpsError> {
     let coded_h = height_map_units * 16 * field_factor;
     let crop_w = crop_x * (crop[0] + crop[1]);
     let crop_h = crop_y * (crop[2] + crop[3]);
-    let width = coded_w
-        .checked_sub(crop_w)
-        .filter(|w| (1..=u64::from(u16::MAX)).contains(w))
-        .ok_or(SpsError::OutOfRange {
-            field: "frame_crop_left/right_offset",
-            value: crop_w,
-        })? as u32;
-    let height = coded_h
-        .checked_sub(crop_h)
-        .filter(|h| (1..=u64::from(u16::MAX)).contains(h))
-        .ok_or(SpsError::OutOfRange {
-            field: "frame_crop_top/bottom_offset",
-            value: crop_h,
-        })? as u32;
+    let width = cropped(coded_w, crop_w, "frame_crop_left/right_offset")?;
+    let height = cropped(coded_h, crop_h, "frame_crop_top/bottom_offset")?;
 
     let mut sample_aspect_ratio = None;
     let mut fps = None;

@@ -76,6 +76,14 @@ fn req(buf: &[u8]) -> Request {
     }
 }
 
+/// [`req`], checking its method and CSeq.
+fn request(buf: &[u8], method: Method, cseq: u32) -> Request {
+    let r = req(buf);
+    assert_eq!(r.method, method);
+    assert_eq!(r.cseq(), Ok(Some(cseq)));
+    r
+}
+
 fn resp(buf: &[u8]) -> Response {
     match one(buf) {
         Message::Response(r) => r,
@@ -94,15 +102,11 @@ fn transport(r: &Request) -> TransportSpec {
 
 #[test]
 fn ffmpeg_requests() {
-    let r = req(FFMPEG_OPTIONS);
-    assert_eq!(r.method, Method::Options);
+    let r = request(FFMPEG_OPTIONS, Method::Options, 1);
     assert_eq!(r.uri, "rtsp://127.0.0.1:18554/live");
-    assert_eq!(r.cseq(), Ok(Some(1)));
     assert_eq!(r.headers.get("user-agent"), Some("Lavf59.27.100"));
 
-    let r = req(FFMPEG_DESCRIBE);
-    assert_eq!(r.method, Method::Describe);
-    assert_eq!(r.cseq(), Ok(Some(2)));
+    let r = request(FFMPEG_DESCRIBE, Method::Describe, 2);
     assert_eq!(r.headers.get("Accept"), Some("application/sdp"));
 
     let r = req(FFMPEG_DESCRIBE_DIGEST);
@@ -114,10 +118,8 @@ fn ffmpeg_requests() {
         .starts_with("Digest username=\"user\", realm=\"livecast\""));
 
     // UDP: RTP/AVP/UDP is RTP/AVP.
-    let r = req(FFMPEG_SETUP);
-    assert_eq!(r.method, Method::Setup);
+    let r = request(FFMPEG_SETUP, Method::Setup, 3);
     assert_eq!(r.uri, "rtsp://127.0.0.1:18554/live/trackID=0");
-    assert_eq!(r.cseq(), Ok(Some(3)));
     let t = transport(&r);
     assert_eq!(t.profile, TransportProfile::RtpAvp);
     assert!(!t.multicast);
@@ -130,10 +132,8 @@ fn ffmpeg_requests() {
     assert_eq!(t.interleaved, Some((0, 1)));
     assert_eq!(t.client_port, None);
 
-    let r = req(FFMPEG_PLAY);
-    assert_eq!(r.method, Method::Play);
+    let r = request(FFMPEG_PLAY, Method::Play, 4);
     assert_eq!(r.uri, "rtsp://127.0.0.1:18554/live/");
-    assert_eq!(r.cseq(), Ok(Some(4)));
     assert_eq!(
         r.headers.get_typed::<Range>(),
         Ok(Some(Range::Npt {
@@ -149,17 +149,13 @@ fn ffmpeg_requests() {
         }))
     );
 
-    let r = req(FFMPEG_TEARDOWN);
-    assert_eq!(r.method, Method::Teardown);
-    assert_eq!(r.cseq(), Ok(Some(5)));
+    request(FFMPEG_TEARDOWN, Method::Teardown, 5);
 }
 
 #[test]
 fn ffmpeg_publishing() {
     // ANNOUNCE carries the SDP (a request with a body).
-    let r = req(FFMPEG_ANNOUNCE);
-    assert_eq!(r.method, Method::Announce);
-    assert_eq!(r.cseq(), Ok(Some(2)));
+    let r = request(FFMPEG_ANNOUNCE, Method::Announce, 2);
     assert_eq!(
         r.headers.get_typed::<ContentType>(),
         Ok(Some(ContentType("application/sdp".into())))
@@ -178,9 +174,7 @@ fn ffmpeg_publishing() {
     assert_eq!(t.interleaved, Some((0, 1)));
     assert_eq!(t.mode.as_deref(), Some("record"));
 
-    let r = req(FFMPEG_RECORD);
-    assert_eq!(r.method, Method::Record);
-    assert_eq!(r.cseq(), Ok(Some(4)));
+    request(FFMPEG_RECORD, Method::Record, 4);
 
     // The first frame ffmpeg sent after RECORD: an RTCP sender report on channel 1.
     let Message::Data(d) = one(FFMPEG_INTERLEAVED_RTCP) else {
@@ -235,9 +229,7 @@ fn ffmpeg_responses() {
 #[test]
 fn gstreamer_requests() {
     // GStreamer's OPTIONS carries RealMedia compatibility headers and two User-Agent lines.
-    let r = req(GSTREAMER_OPTIONS);
-    assert_eq!(r.method, Method::Options);
-    assert_eq!(r.cseq(), Ok(Some(1)));
+    let r = request(GSTREAMER_OPTIONS, Method::Options, 1);
     assert_eq!(r.headers.len(), 10);
     assert_eq!(
         r.headers.get_all("User-Agent").collect::<Vec<_>>(),
@@ -251,9 +243,7 @@ fn gstreamer_requests() {
         Some("[28/03/2003:22:50:23 00:00]")
     );
 
-    let r = req(GSTREAMER_DESCRIBE);
-    assert_eq!(r.method, Method::Describe);
-    assert_eq!(r.cseq(), Ok(Some(2)));
+    request(GSTREAMER_DESCRIBE, Method::Describe, 2);
 
     let r = req(GSTREAMER_SETUP);
     assert_eq!(r.cseq(), Ok(Some(3)));
@@ -266,9 +256,7 @@ fn gstreamer_requests() {
     assert_eq!(t.profile, TransportProfile::RtpAvpTcp);
     assert_eq!(t.interleaved, Some((0, 1)));
 
-    let r = req(GSTREAMER_PLAY);
-    assert_eq!(r.method, Method::Play);
-    assert_eq!(r.cseq(), Ok(Some(4)));
+    let r = request(GSTREAMER_PLAY, Method::Play, 4);
     assert_eq!(
         r.headers.get_typed::<Range>(),
         Ok(Some(Range::Npt {
@@ -277,9 +265,7 @@ fn gstreamer_requests() {
         }))
     );
 
-    let r = req(GSTREAMER_TEARDOWN);
-    assert_eq!(r.method, Method::Teardown);
-    assert_eq!(r.cseq(), Ok(Some(5)));
+    let r = request(GSTREAMER_TEARDOWN, Method::Teardown, 5);
     assert_eq!(r.headers.get("session"), Some("12345678"));
 }
 

@@ -5,7 +5,8 @@ pub(crate) const GLYPH_W: usize = 5;
 pub(crate) const GLYPH_H: usize = 7;
 pub(crate) const ADVANCE: usize = GLYPH_W + 1;
 
-/// Rows of 5 bits, most significant bit = leftmost pixel.
+/// Rows of 5 bits, most significant bit = leftmost pixel. `scripts/gst-client-latency.py` reads
+/// this table (one `'c' => [..]` line a glyph) to recognise the time on the test card.
 fn glyph(c: char) -> [u8; GLYPH_H] {
     match c {
         '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],

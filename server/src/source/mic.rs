@@ -285,38 +285,23 @@ fn frames_to_duration(frames: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{start_audio, AudioSpec};
+    use crate::source::{audio_start_error, start_audio, AudioSpec};
 
     #[test]
     fn without_a_microphone_the_error_names_the_alternatives() {
         if probe().is_ok() {
             return; // a machine with a microphone: nothing to check here
         }
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let msg = format!(
-            "{:#}",
-            start_audio(&AudioSpec::Mic(None), MediaClock::now(), tx).unwrap_err()
-        );
+        let msg = audio_start_error(&AudioSpec::Mic(None));
         assert!(msg.contains("no microphone found"), "{msg}");
-        assert!(
-            msg.contains("--audio tone or --audio file:PATH.wav"),
-            "{msg}"
-        );
+        assert!(msg.contains(ALTERNATIVES), "{msg}");
     }
 
     #[test]
     fn a_named_microphone_that_does_not_exist_is_a_clear_error() {
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let spec = AudioSpec::Mic(Some("no-such-microphone-xyz".into()));
-        let msg = format!(
-            "{:#}",
-            start_audio(&spec, MediaClock::now(), tx).unwrap_err()
-        );
+        let msg = audio_start_error(&AudioSpec::Mic(Some("no-such-microphone-xyz".into())));
         assert!(msg.starts_with("mic:no-such-microphone-xyz: "), "{msg}");
-        assert!(
-            msg.contains("--audio tone or --audio file:PATH.wav"),
-            "{msg}"
-        );
+        assert!(msg.contains(ALTERNATIVES), "{msg}");
     }
 
     #[test]

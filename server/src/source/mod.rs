@@ -206,27 +206,38 @@ fn split_spec(s: &str) -> (String, Option<&str>) {
     }
 }
 
+/// Parses the forms every source kind has (`auto`, `file:PATH`) and, through `own`, the
+/// kind's own forms (`None` for a form it doesn't know); the error names `kind` and the
+/// `expected` forms.
+fn parse_spec<T>(
+    s: &str,
+    (kind, expected): (&'static str, &'static str),
+    (auto, file): (T, fn(PathBuf) -> T),
+    own: impl FnOnce(&str, Option<&str>) -> Option<T>,
+) -> Result<T, SpecError> {
+    let parsed = match split_spec(s) {
+        (k, None) if k == "auto" => Some(auto),
+        (k, Some(path)) if k == "file" && !path.is_empty() => Some(file(path.into())),
+        (k, arg) => own(&k, arg),
+    };
+    parsed.ok_or_else(|| SpecError {
+        kind,
+        value: s.to_owned(),
+        expected,
+    })
+}
+
 impl FromStr for VideoSpec {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || SpecError {
-            kind: "video",
-            value: s.to_owned(),
-            expected: VIDEO_FORMS,
+        let own = |k: &str, arg: Option<&str>| match (k, arg) {
+            ("testsrc", None) => Some(Self::TestSrc),
+            ("camera", None) => Some(Self::Camera(None)),
+            ("camera", Some(idx)) => idx.trim().parse().ok().map(|i| Self::Camera(Some(i))),
+            _ => None,
         };
-        match split_spec(s) {
-            (k, None) if k == "auto" => Ok(Self::Auto),
-            (k, None) if k == "testsrc" => Ok(Self::TestSrc),
-            (k, None) if k == "camera" => Ok(Self::Camera(None)),
-            (k, Some(idx)) if k == "camera" => idx
-                .trim()
-                .parse()
-                .map(|i| Self::Camera(Some(i)))
-                .map_err(|_| err()),
-            (k, Some(path)) if k == "file" && !path.is_empty() => Ok(Self::File(path.into())),
-            _ => Err(err()),
-        }
+        parse_spec(s, ("video", VIDEO_FORMS), (Self::Auto, Self::File), own)
     }
 }
 
@@ -234,21 +245,13 @@ impl FromStr for AudioSpec {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || SpecError {
-            kind: "audio",
-            value: s.to_owned(),
-            expected: AUDIO_FORMS,
+        let own = |k: &str, arg: Option<&str>| match (k, arg.map(str::trim)) {
+            ("tone", None) => Some(Self::Tone),
+            ("mic", None) => Some(Self::Mic(None)),
+            ("mic", Some(name)) if !name.is_empty() => Some(Self::Mic(Some(name.to_owned()))),
+            _ => None,
         };
-        match split_spec(s) {
-            (k, None) if k == "auto" => Ok(Self::Auto),
-            (k, None) if k == "tone" => Ok(Self::Tone),
-            (k, None) if k == "mic" => Ok(Self::Mic(None)),
-            (k, Some(name)) if k == "mic" && !name.trim().is_empty() => {
-                Ok(Self::Mic(Some(name.trim().to_owned())))
-            }
-            (k, Some(path)) if k == "file" && !path.is_empty() => Ok(Self::File(path.into())),
-            _ => Err(err()),
-        }
+        parse_spec(s, ("audio", AUDIO_FORMS), (Self::Auto, Self::File), own)
     }
 }
 
@@ -701,9 +704,65 @@ pub(crate) fn to_i16(x: f32) -> i16 {
     (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
+/// The message, with its causes, of a video source that fails to start.
+#[cfg(test)]
+pub(crate) fn video_start_error(spec: &VideoSpec) -> String {
+    let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+    let err = start_video(spec, &VideoConfig::default(), MediaClock::now(), tx).unwrap_err();
+    format!("{err:#}")
+}
+
+/// Writes each case (file contents, the problem its error must name) to a `.{ext}` file and
+/// checks that `start_error` names the problem and the path; a missing file must give
+/// "cannot open" and its name.
+#[cfg(test)]
+pub(crate) fn assert_bad_files_are_named(
+    ext: &str,
+    cases: &[(&[u8], &str)],
+    start_error: impl Fn(PathBuf) -> String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (bytes, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.{ext}"));
+        std::fs::write(&path, bytes).unwrap();
+        let msg = start_error(path.clone());
+        assert!(msg.contains(want), "case {i}: {msg}");
+        assert!(msg.contains(&path.display().to_string()), "case {i}: {msg}");
+    }
+    let missing = format!("missing.{ext}");
+    let msg = start_error(dir.path().join(&missing));
+    assert!(
+        msg.contains("cannot open") && msg.contains(&missing),
+        "{msg}"
+    );
+}
+
+/// The message, with its causes, of an audio source that fails to start.
+#[cfg(test)]
+pub(crate) fn audio_start_error(spec: &AudioSpec) -> String {
+    let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+    let err = start_audio(spec, MediaClock::now(), tx).unwrap_err();
+    format!("{err:#}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each of `good` parses and prints back as written; each of `bad` is an error that lists
+    /// the `expected` forms.
+    fn assert_forms<T>(good: &[&str], bad: &[&str], expected: &str)
+    where
+        T: FromStr<Err = SpecError> + fmt::Display + fmt::Debug,
+    {
+        for s in good {
+            assert_eq!(s.parse::<T>().unwrap().to_string(), *s);
+        }
+        for s in bad {
+            let e = s.parse::<T>().unwrap_err().to_string();
+            assert!(e.contains(expected), "{e}");
+        }
+    }
 
     #[test]
     fn video_spec_parses_every_form() {
@@ -719,16 +778,11 @@ mod tests {
             "file:C:/x.y4m".parse(),
             Ok(VideoSpec::File("C:/x.y4m".into()))
         );
-        for bad in ["", "cam", "camera:x", "file:", "testsrc:2", "mic"] {
-            let e = bad.parse::<VideoSpec>().unwrap_err().to_string();
-            assert!(
-                e.contains("testsrc, camera, camera:INDEX or file:PATH.y4m"),
-                "{e}"
-            );
-        }
-        for s in ["auto", "testsrc", "camera", "camera:3", "file:x.y4m"] {
-            assert_eq!(s.parse::<VideoSpec>().unwrap().to_string(), s);
-        }
+        assert_forms::<VideoSpec>(
+            &["auto", "testsrc", "camera", "camera:3", "file:x.y4m"],
+            &["", "cam", "camera:x", "file:", "testsrc:2", "mic"],
+            "testsrc, camera, camera:INDEX or file:PATH.y4m",
+        );
     }
 
     #[test]
@@ -741,16 +795,11 @@ mod tests {
             Ok(AudioSpec::Mic(Some("USB Audio: front".into())))
         );
         assert_eq!("file:a.wav".parse(), Ok(AudioSpec::File("a.wav".into())));
-        for bad in ["", "beep", "mic:", "file:", "camera"] {
-            let e = bad.parse::<AudioSpec>().unwrap_err().to_string();
-            assert!(
-                e.contains("auto, tone, mic, mic:NAME or file:PATH.wav"),
-                "{e}"
-            );
-        }
-        for s in ["auto", "tone", "mic", "mic:default", "file:x.wav"] {
-            assert_eq!(s.parse::<AudioSpec>().unwrap().to_string(), s);
-        }
+        assert_forms::<AudioSpec>(
+            &["auto", "tone", "mic", "mic:default", "file:x.wav"],
+            &["", "beep", "mic:", "file:", "camera"],
+            "auto, tone, mic, mic:NAME or file:PATH.wav",
+        );
     }
 
     #[test]

@@ -257,6 +257,25 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// Starts a 160x120 test card at `fps` into a channel of `capacity` frames.
+    fn start_card(
+        fps: u32,
+        clock: MediaClock,
+        capacity: usize,
+    ) -> (SourceHandle, std::sync::mpsc::Receiver<VideoFrame>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        let cfg = VideoConfig {
+            width: 160,
+            height: 120,
+            fps,
+        };
+        let spec = crate::source::VideoSpec::TestSrc;
+        (
+            crate::source::start_video(&spec, &cfg, clock, tx).unwrap(),
+            rx,
+        )
+    }
+
     fn t(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
     }
@@ -330,14 +349,7 @@ mod tests {
     #[test]
     fn frames_are_paced_in_real_time_with_exact_capture_times() {
         let clock = MediaClock::now();
-        let (tx, rx) = std::sync::mpsc::sync_channel(64);
-        let cfg = VideoConfig {
-            width: 160,
-            height: 120,
-            fps: 50,
-        };
-        let handle =
-            super::super::start_video(&super::super::VideoSpec::TestSrc, &cfg, clock, tx).unwrap();
+        let (handle, rx) = start_card(50, clock, 64);
         assert_eq!(handle.description, "testsrc 160x120@50");
         let mut prev = None;
         for _ in 0..8 {
@@ -368,14 +380,7 @@ mod tests {
             epoch: now.checked_sub(Duration::from_millis(2_500)).unwrap(),
             epoch_wall: UNIX_EPOCH + Duration::from_secs(1_000_000),
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let cfg = VideoConfig {
-            width: 160,
-            height: 120,
-            fps: 25,
-        };
-        let handle =
-            super::super::start_video(&super::super::VideoSpec::TestSrc, &cfg, clock, tx).unwrap();
+        let (handle, rx) = start_card(25, clock, 1);
         let f = rx.recv_timeout(Duration::from_secs(2)).unwrap();
         assert!((62..=64).contains(&f.index), "{}", f.index);
         assert_eq!(

@@ -382,7 +382,7 @@ pub(crate) fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{start_audio, AudioSpec};
+    use crate::source::{assert_bad_files_are_named, audio_start_error, start_audio, AudioSpec};
     use std::time::Duration;
 
     fn wav<S: hound::Sample + Copy>(
@@ -531,48 +531,28 @@ mod tests {
 
     #[test]
     fn bad_files_give_clear_errors_naming_the_path() {
-        let dir = tempfile::tempdir().unwrap();
         let adpcm = raw_wav(2, 8000, 1, 4, &[0; 8]);
         let pcm12 = raw_wav(1, 8000, 1, 12, &[0; 8]);
         let empty = raw_wav(1, 8000, 1, 16, &[]);
         let no_channels = raw_wav(1, 8000, 0, 16, &[0; 8]);
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (Vec::new(), "too short for a RIFF header"),
-            (b"YUV4MPEG2 W16 H16 F25:1\n".to_vec(), "no RIFF/WAVE header"),
-            (b"RIFF\0\0\0\0WAVE".to_vec(), "no fmt chunk"),
-            (adpcm, "format tag 0x0002"),
-            (pcm12, "unsupported sample size 12 bits"),
-            (empty, "no audio samples"),
-            (no_channels, "zero channels"),
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "too short for a RIFF header"),
+            (b"YUV4MPEG2 W16 H16 F25:1\n", "no RIFF/WAVE header"),
+            (b"RIFF\0\0\0\0WAVE", "no fmt chunk"),
+            (&adpcm, "format tag 0x0002"),
+            (&pcm12, "unsupported sample size 12 bits"),
+            (&empty, "no audio samples"),
+            (&no_channels, "zero channels"),
             (
-                b"RIFF\0\0\0\0WAVEdata\x04\0\0\0\0\0\0\0".to_vec(),
+                b"RIFF\0\0\0\0WAVEdata\x04\0\0\0\0\0\0\0",
                 "data chunk before the fmt chunk",
             ),
             (
-                b"RIFF\0\0\0\0WAVEfmt \x04\0\0\0\x01\0\x01\0".to_vec(),
+                b"RIFF\0\0\0\0WAVEfmt \x04\0\0\0\x01\0\x01\0",
                 "fmt chunk too short",
             ),
         ];
-        for (i, (bytes, want)) in cases.iter().enumerate() {
-            let path = dir.path().join(format!("bad{i}.wav"));
-            std::fs::write(&path, bytes).unwrap();
-            let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-            let err =
-                start_audio(&AudioSpec::File(path.clone()), MediaClock::now(), tx).unwrap_err();
-            let msg = format!("{err:#}");
-            assert!(msg.contains(want), "case {i}: {msg}");
-            assert!(msg.contains(&path.display().to_string()), "case {i}: {msg}");
-        }
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let missing = dir.path().join("missing.wav");
-        let msg = format!(
-            "{:#}",
-            start_audio(&AudioSpec::File(missing), MediaClock::now(), tx).unwrap_err()
-        );
-        assert!(
-            msg.contains("cannot open") && msg.contains("missing.wav"),
-            "{msg}"
-        );
+        assert_bad_files_are_named("wav", cases, |p| audio_start_error(&AudioSpec::File(p)));
     }
 
     #[test]

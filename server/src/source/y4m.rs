@@ -310,7 +310,9 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{start_video, VideoConfig, VideoSpec};
+    use crate::source::{
+        assert_bad_files_are_named, start_video, video_start_error, VideoConfig, VideoSpec,
+    };
     use std::time::Duration;
 
     fn frame(w: u32, h: u32, luma: u8) -> Vec<u8> {
@@ -386,7 +388,6 @@ mod tests {
 
     #[test]
     fn bad_files_give_clear_errors_naming_the_path() {
-        let dir = tempfile::tempdir().unwrap();
         let long_header = format!("YUV4MPEG2 W16 H16 F25:1 X{}\n", "a".repeat(5000));
         let cases: &[(&[u8], &str)] = &[
             (b"", "empty file"),
@@ -416,30 +417,7 @@ mod tests {
             (&[b'Y'; 9000], "not a Y4M file"),
             (long_header.as_bytes(), "longer than 4096"),
         ];
-        for (i, (bytes, want)) in cases.iter().enumerate() {
-            let path = write_file(dir.path(), &format!("bad{i}.y4m"), bytes);
-            let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-            let spec = VideoSpec::File(path.clone());
-            let err =
-                start_video(&spec, &VideoConfig::default(), MediaClock::now(), tx).unwrap_err();
-            let msg = format!("{err:#}");
-            assert!(msg.contains(want), "case {i}: {msg}");
-            assert!(msg.contains(&path.display().to_string()), "case {i}: {msg}");
-        }
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let missing = dir.path().join("missing.y4m");
-        let err = start_video(
-            &VideoSpec::File(missing.clone()),
-            &VideoConfig::default(),
-            MediaClock::now(),
-            tx,
-        )
-        .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(
-            msg.contains("cannot open") && msg.contains("missing.y4m"),
-            "{msg}"
-        );
+        assert_bad_files_are_named("y4m", cases, |p| video_start_error(&VideoSpec::File(p)));
     }
 
     #[test]

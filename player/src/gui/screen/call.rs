@@ -318,14 +318,8 @@ impl PreviewWatch {
 }
 
 fn call_button<'a>(label: &'a str, msg: Option<Message>, active: bool) -> Element<'a, Message> {
-    button(text(label).size(14))
+    super::switch_button(text(label).size(14), msg, active)
         .padding([6, 12])
-        .on_press_maybe(msg)
-        .style(if active {
-            button::primary
-        } else {
-            button::secondary
-        })
         .into()
 }
 

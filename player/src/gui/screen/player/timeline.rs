@@ -242,18 +242,23 @@ mod tests {
         assert_eq!(x_of(Duration::from_secs(5), w, Duration::ZERO), INSET);
     }
 
+    /// A timeline at the start of a recording that ends at `END`.
+    fn timeline(at_live: bool) -> Timeline {
+        Timeline {
+            position: Duration::ZERO,
+            recorded_end: END,
+            at_live,
+            dragging: None,
+        }
+    }
+
     fn published(a: Option<Action<Seek>>) -> Option<Seek> {
         a.and_then(|a| a.into_inner().0)
     }
 
     #[test]
     fn press_drag_release_publishes_drag_then_release() {
-        let t = Timeline {
-            position: Duration::ZERO,
-            recorded_end: END,
-            at_live: false,
-            dragging: None,
-        };
+        let t = timeline(false);
         let bounds = Rectangle::new(Point::new(100.0, 500.0), Size::new(216.0, HEIGHT));
         let mut st = Interaction::default();
         let inside = mouse::Cursor::Available(Point::new(100.0 + INSET + 50.0, 510.0));
@@ -288,12 +293,7 @@ mod tests {
 
     #[test]
     fn press_outside_is_ignored() {
-        let t = Timeline {
-            position: Duration::ZERO,
-            recorded_end: END,
-            at_live: true,
-            dragging: None,
-        };
+        let t = timeline(true);
         let bounds = Rectangle::new(Point::new(0.0, 0.0), Size::new(216.0, HEIGHT));
         let mut st = Interaction::default();
         let outside = mouse::Cursor::Available(Point::new(50.0, 300.0));

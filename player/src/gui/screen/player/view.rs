@@ -326,14 +326,8 @@ fn control<'a>(
     active: bool,
     hint: &'a str,
 ) -> Element<'a, Message> {
-    let b = button(text(label).size(TEXT_SIZE))
-        .padding([4, 10])
-        .on_press_maybe(on_press)
-        .style(if active {
-            button::primary
-        } else {
-            button::secondary
-        });
+    let b = crate::gui::screen::switch_button(text(label).size(TEXT_SIZE), on_press, active)
+        .padding([4, 10]);
     tooltip(b, overlay_box(text(hint).size(12)), tooltip::Position::Top)
         .gap(6)
         .into()
