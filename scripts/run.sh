@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p livecast-server -p livecast-player
-target/release/livecast-server "$@" &
+bin="${CARGO_TARGET_DIR:-target}/release"
+"$bin/livecast-server" "$@" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 # Wait until the server answers.
@@ -23,10 +24,10 @@ case "${PLAYER:-auto}" in
   none) wait $server ;;
   *)
     if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
-      target/release/livecast-player rtsp://127.0.0.1:8554/live
+      "$bin/livecast-player" rtsp://127.0.0.1:8554/live
     else
       echo "No display: running the player headless (Ctrl-C prints its statistics)."
-      target/release/livecast-player --headless rtsp://127.0.0.1:8554/live
+      "$bin/livecast-player" --headless rtsp://127.0.0.1:8554/live
     fi
     ;;
 esac
