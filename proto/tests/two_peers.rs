@@ -616,6 +616,7 @@ impl World {
                     track,
                     sink,
                     initial_seq,
+                    ..
                 } => {
                     if track == 0 {
                         self.keyframe_wanted = true;

@@ -23,7 +23,7 @@ use crate::source::{
     start_audio, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
     VideoFrame, VideoSpec,
 };
-use crate::track::{KeyframeLimiter, OutPacket, Track};
+use crate::track::{KeyframeLimiter, OutPacket, Track, KEYFRAME_MIN_GAP};
 
 /// Largest RTP packet we send (header included): fits a 1500-byte Ethernet MTU with IPv6, UDP
 /// and an interleaved/tunnel margin.
@@ -135,7 +135,7 @@ fn video_encoder_loop(
 ) {
     let mut encoder: Option<(u32, u32, H264Encoder)> = None;
     let mut packetizer = h264::Packetizer::new(MAX_RTP_PACKET - rtp::RTP_HEADER_LEN);
-    let mut limiter = KeyframeLimiter::new(Duration::from_millis(500));
+    let mut limiter = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
     let mut payloads = Vec::new();
     let mut dropped_frames = 0u64;
     let mut seq: u16 = rand::random();

@@ -226,12 +226,13 @@ impl RtspServer {
                 track,
                 sink,
                 initial_seq,
+                resumed,
             } => {
                 let (Some(t), Some(sink)) = (self.tracks.get(track), self.sink(sink)) else {
                     return;
                 };
                 debug!(client = client.0, track, initial_seq, "subscribe");
-                t.subscribe(client.0, sink, initial_seq);
+                t.subscribe(client.0, sink, initial_seq, !resumed);
                 // A TEARDOWN or close on another connection may have ended the session after
                 // this Subscribe was produced and before it was carried out; its unsubscribe
                 // then ran first. Checked after subscribing, so one of the two always wins.

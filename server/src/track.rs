@@ -9,6 +9,18 @@
 //! through a bounded queue: when a slow client's queue is full its packets are dropped and
 //! counted, and nobody else waits.
 //!
+//! ## Joining
+//! A video client starts at a keyframe, and does not wait for the next periodic one: joining
+//! asks the encoder for a keyframe, which the encoder's limiter allows at most once every
+//! [`KEYFRAME_MIN_GAP`], and the fan-out keeps the last keyframe and every packet since
+//! (`Recent`) while that keyframe is younger than the gap. A joiner is sent those packets first,
+//! numbered for it, then the live ones. So a joiner waits at most one frame for its first
+//! packet, whether the limiter lets its keyframe through (no keyframe in the last 500 ms) or not
+//! (then the recent one, at most 500 ms old, is there), and a crowd of joiners makes at most one
+//! extra keyframe per gap. The cost: a joiner served from the recent keyframe gets up to 500 ms
+//! of pictures at once, which a player shows or skips on its way to the live edge; memory is
+//! those packets (about 125 KB at 2 Mbit/s).
+//!
 //! ## Locking
 //! Neither an RTSP request nor an RTCP sender report waits for a fan-out burst. The subscriber
 //! set is copy-on-write: an `Arc<[Arc<Subscriber>]>` behind a mutex that is held only to clone
@@ -32,6 +44,22 @@ use livecast_proto::rtsp::write_interleaved;
 use livecast_proto::time::{NtpTimestamp, Ssrc};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+/// The encoder makes a keyframe that somebody asked for at most this often; a joiner within
+/// this time of the last keyframe is sent it from the fan-out's recent packets instead.
+pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
+
+/// Recent packets kept for joiners at most (a keyframe and what followed it: far more than
+/// 500 ms of video at any bit rate we make).
+const MAX_RECENT_PACKETS: usize = 2048;
+
+/// The last keyframe of a video track and every packet since, while it is young enough to
+/// start a joiner from. Touched by the fan-out thread only.
+#[derive(Default)]
+struct Recent {
+    packets: Vec<OutPacket>,
+    keyframe_at: Option<Instant>,
+}
 
 /// What kind of media a track carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +111,9 @@ struct SeqState {
     last: Option<u16>,
     /// Unsubscribed: a snapshot that still holds it numbers (and so sends) nothing more.
     removed: bool,
+    /// May start from the recent keyframe (not for a resumed stream, which may already have
+    /// had those packets: its timestamps would go back).
+    from_recent: bool,
 }
 
 struct Subscriber {
@@ -148,7 +179,7 @@ fn header_with_seq(bytes: &[u8], seq: u16) -> ([u8; RTP_FIXED_HEADER], usize) {
 /// Sends `sends` on `sock`: batches of [`SEND_BATCH`] datagrams per `sendmmsg`, each datagram
 /// gathered from its client's header copy and the shared payload.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[OutPacket], sends: &[UdpSend]) {
+fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[&OutPacket], sends: &[UdpSend]) {
     use nix::errno::Errno;
     use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::io::IoSlice;
@@ -209,7 +240,7 @@ fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[OutPacket], s
 
 /// Sends `sends` on `sock`, one `send_to` per datagram (systems without `sendmmsg`).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[OutPacket], sends: &[UdpSend]) {
+fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[&OutPacket], sends: &[UdpSend]) {
     let mut scratch = Vec::with_capacity(1500);
     for d in sends {
         let bytes = &packets[d.packet].bytes;
@@ -274,6 +305,25 @@ pub struct TrackInfo {
     pub cname: String,
 }
 
+impl Recent {
+    /// Keeps an access unit: a keyframe starts the list again, anything else extends it while
+    /// the keyframe is young enough to start a joiner from (and there is room).
+    fn keep(&mut self, packets: &[OutPacket], now: Instant) {
+        if packets.first().is_some_and(|p| p.starts_keyframe) {
+            self.packets.clear();
+            self.packets.extend_from_slice(packets);
+            self.keyframe_at = Some(now);
+        } else if let Some(at) = self.keyframe_at {
+            let young = now.saturating_duration_since(at) <= KEYFRAME_MIN_GAP;
+            if young && self.packets.len() + packets.len() <= MAX_RECENT_PACKETS {
+                self.packets.extend_from_slice(packets);
+            } else {
+                *self = Recent::default();
+            }
+        }
+    }
+}
+
 /// The subscriber set, shared copy-on-write (see the module doc).
 type Subscribers = Arc<[Arc<Subscriber>]>;
 
@@ -287,6 +337,7 @@ pub struct Track {
     packet_count: AtomicU32,
     octet_count: AtomicU32,
     keyframe_wanted: AtomicBool,
+    recent: Mutex<Recent>,
 }
 
 impl Track {
@@ -304,6 +355,7 @@ impl Track {
             packet_count: AtomicU32::new(0),
             octet_count: AtomicU32::new(0),
             keyframe_wanted: AtomicBool::new(false),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -346,9 +398,16 @@ impl Track {
         self.set().clone()
     }
 
-    /// Adds a playing client whose stream starts (at the next keyframe) with `initial_seq`,
-    /// the `seq` announced in its RTP-Info; replaces an earlier subscription of `id`.
-    pub fn subscribe(&self, id: u64, sink: Sink, initial_seq: u16) -> Arc<SinkStats> {
+    /// Adds a playing client whose stream starts at a keyframe with `initial_seq`, the `seq`
+    /// announced in its RTP-Info; replaces an earlier subscription of `id`. With `from_recent`
+    /// it may start at the recent keyframe (see the module doc), else at the next one.
+    pub fn subscribe(
+        &self,
+        id: u64,
+        sink: Sink,
+        initial_seq: u16,
+        from_recent: bool,
+    ) -> Arc<SinkStats> {
         let stats = Arc::new(SinkStats::default());
         let sub = Arc::new(Subscriber {
             id,
@@ -358,6 +417,7 @@ impl Track {
                 delta: None,
                 last: None,
                 removed: false,
+                from_recent,
             }),
             packets: AtomicU32::new(0),
             octets: AtomicU32::new(0),
@@ -407,22 +467,40 @@ impl Track {
     /// pieces, the 12 header bytes with that client's sequence number and the payload shared
     /// by all, and on Linux up to [`SEND_BATCH`] datagrams go in one `sendmmsg` call.
     pub fn deliver(&self, packets: &[OutPacket]) {
+        self.deliver_at(packets, Instant::now());
+    }
+
+    /// [`Track::deliver`] at `now` (the fan-out thread's clock; tests pass their own).
+    pub fn deliver_at(&self, packets: &[OutPacket], now: Instant) {
         for p in packets {
             self.packet_count.fetch_add(1, Ordering::Relaxed);
             self.octet_count
                 .fetch_add(p.bytes.len().saturating_sub(12) as u32, Ordering::Relaxed);
         }
         let subs = self.snapshot();
-        let server_seqs: Vec<Option<u16>> = packets.iter().map(|p| seq_of(&p.bytes)).collect();
-        // Each client's numbers for this access unit (`None`: not sent to it), sub-major.
-        let n = packets.len();
+        // Only the fan-out thread takes it: never contended.
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let young = recent
+            .keyframe_at
+            .is_some_and(|t| now.saturating_duration_since(t) <= KEYFRAME_MIN_GAP);
+        // Joiners get the recent packets first; everyone else only the new ones.
+        let cached: &[OutPacket] = if young { &recent.packets } else { &[] };
+        let all: Vec<&OutPacket> = cached.iter().chain(packets).collect();
+        let server_seqs: Vec<Option<u16>> = all.iter().map(|p| seq_of(&p.bytes)).collect();
+        // Each client's numbers for these packets (`None`: not sent to it), sub-major.
+        let n = all.len();
         let mut seqs: Vec<Option<u16>> = vec![None; subs.len() * n];
         for (si, sub) in subs.iter().enumerate() {
             let mut st = sub.seq();
             if st.removed {
                 continue;
             }
-            for (pi, p) in packets.iter().enumerate() {
+            let from = if st.delta.is_some() || !st.from_recent {
+                cached.len()
+            } else {
+                0
+            };
+            for (pi, p) in all.iter().enumerate().skip(from) {
                 let Some(server_seq) = server_seqs[pi] else {
                     continue;
                 };
@@ -441,7 +519,7 @@ impl Track {
             }
         }
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for (pi, p) in packets.iter().enumerate() {
+        for (pi, p) in all.iter().enumerate() {
             for (si, sub) in subs.iter().enumerate() {
                 let Some(seq) = seqs[si * n + pi] else {
                     continue;
@@ -479,13 +557,16 @@ impl Track {
                 continue;
             }
             match sock {
-                Some(sock) => send_udp(sock, &subs, packets, &sends),
+                Some(sock) => send_udp(sock, &subs, &all, &sends),
                 None => {
                     for d in &sends {
-                        subs[d.sub].account(packets[d.packet].bytes.len(), false);
+                        subs[d.sub].account(all[d.packet].bytes.len(), false);
                     }
                 }
             }
+        }
+        if self.info.kind == TrackKind::Video {
+            recent.keep(packets, now);
         }
     }
 
@@ -712,8 +793,8 @@ mod tests {
             rtp: s.local_addr().expect("bound"),
             rtcp: "127.0.0.1:9".parse().expect("address"),
         };
-        let stats_a = track.subscribe(1, sink(&a), 1000);
-        track.subscribe(2, sink(&b), 65534);
+        let stats_a = track.subscribe(1, sink(&a), 1000, true);
+        track.subscribe(2, sink(&b), 65534, true);
         let (tx, mut rx) = mpsc::channel(64);
         track.subscribe(
             3,
@@ -723,6 +804,7 @@ mod tests {
                 rtcp_channel: 5,
             },
             7,
+            true,
         );
 
         let mut seq = ServerSeq(65530);
@@ -764,6 +846,121 @@ mod tests {
         assert_eq!(stats_a.packets_sent.load(Ordering::Relaxed), 5);
     }
 
+    /// The TCP sink of a test client and what it receives.
+    fn tcp_client(track: &Track, id: u64, initial_seq: u16) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(256);
+        let sink = Sink::Tcp {
+            tx,
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        };
+        track.subscribe(id, sink, initial_seq, true);
+        rx
+    }
+
+    /// Everything queued for a TCP client: (its sequence number, the payload's first byte).
+    fn frames(rx: &mut mpsc::Receiver<Vec<u8>>) -> Vec<(u16, u8)> {
+        let mut v = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            v.push((seq_of(&f[4..]).expect("an RTP packet"), f[16]));
+        }
+        v
+    }
+
+    #[test]
+    fn a_late_joiner_starts_at_the_recent_keyframe_at_once() {
+        let track = video_track();
+        let t0 = Instant::now();
+        let frame = Duration::from_millis(33);
+        let mut seq = ServerSeq(100);
+        let mut early = tcp_client(&track, 1, 5000);
+        track.deliver_at(&access_unit(&mut seq, 2, true, 10), t0);
+        track.deliver_at(&access_unit(&mut seq, 1, false, 20), t0 + frame);
+        track.deliver_at(&access_unit(&mut seq, 1, false, 30), t0 + frame * 2);
+        assert_eq!(frames(&mut early).len(), 4);
+        // 300 ms after the keyframe, a joiner: its first packets are that keyframe and what
+        // followed, numbered from its RTP-Info, sent with the next frame (not 1 s later).
+        let mut late = tcp_client(&track, 2, 900);
+        track.deliver_at(&access_unit(&mut seq, 1, false, 40), t0 + frame * 9);
+        assert_eq!(
+            frames(&mut late),
+            [(900, 10), (901, 11), (902, 20), (903, 30), (904, 40)]
+        );
+        assert_eq!(
+            frames(&mut early),
+            [(5004, 40)],
+            "the others get only what is new"
+        );
+        // Once the keyframe is older than the gap, a joiner waits for the one it asked for
+        // (the limiter lets it through: no keyframe for that long).
+        let mut later = tcp_client(&track, 3, 70);
+        assert!(track.keyframe_requested());
+        track.deliver_at(
+            &access_unit(&mut seq, 1, false, 50),
+            t0 + KEYFRAME_MIN_GAP * 2,
+        );
+        assert!(frames(&mut later).is_empty());
+        track.deliver_at(
+            &access_unit(&mut seq, 1, true, 60),
+            t0 + KEYFRAME_MIN_GAP * 2 + frame,
+        );
+        assert_eq!(frames(&mut later), [(70, 60)]);
+    }
+
+    #[test]
+    fn a_crowd_of_joiners_makes_at_most_one_keyframe_per_gap() {
+        // The encoder's side: a keyframe when one is wanted and the limiter allows it.
+        let track = video_track();
+        let mut limiter = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
+        let t0 = Instant::now();
+        let frame = Duration::from_millis(33);
+        let mut seq = ServerSeq(0);
+        let mut keyframes = Vec::new();
+        let mut clients = Vec::new();
+        // 100 viewers join within one second, one every 10 ms, while the stream runs.
+        for f in 0..60u32 {
+            let now = t0 + frame * f;
+            while clients.len() < 100
+                && t0 + Duration::from_millis(10) * clients.len() as u32 <= now
+            {
+                let id = clients.len() as u64 + 1;
+                clients.push(tcp_client(&track, id, 0));
+            }
+            let key = f == 0 || (track.keyframe_requested() && limiter.allow(now));
+            if key {
+                if f == 0 {
+                    limiter.note_keyframe(now);
+                }
+                track.clear_keyframe_request();
+                keyframes.push(now - t0);
+            }
+            track.deliver_at(&access_unit(&mut seq, 1, key, f as u8), now);
+        }
+        // The start-up keyframe, then at most one more per 500 ms, whoever asked.
+        assert!(keyframes.len() <= 1 + 2, "{keyframes:?}");
+        for w in keyframes.windows(2) {
+            assert!(w[1] - w[0] >= KEYFRAME_MIN_GAP, "{keyframes:?}");
+        }
+        // And every viewer's first packet was a keyframe, at most one frame after it joined.
+        for (i, rx) in clients.iter_mut().enumerate() {
+            let got = frames(rx);
+            let joined = Duration::from_millis(10) * i as u32;
+            let first_frame = (joined.as_nanos().div_ceil(frame.as_nanos())) as u8;
+            assert!(!got.is_empty(), "viewer {i} got nothing");
+            let first = got[0].1;
+            assert!(
+                keyframes
+                    .iter()
+                    .any(|k| (k.as_nanos() / frame.as_nanos()) as u8 == first),
+                "viewer {i} starts at frame {first}, not a keyframe"
+            );
+            // Its stream then runs without a gap up to the newest frame.
+            assert_eq!(got.last().unwrap().1, 59, "viewer {i}");
+            assert!(got.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(1)));
+            assert!(first <= first_frame, "viewer {i} waited");
+        }
+    }
+
     #[test]
     fn a_removed_subscriber_in_a_snapshot_gets_no_more_numbers() {
         let track = video_track();
@@ -773,14 +970,14 @@ mod tests {
             rtp_channel: 0,
             rtcp_channel: 1,
         };
-        track.subscribe(1, sink.clone(), 100);
+        track.subscribe(1, sink.clone(), 100, true);
         let mut seq = ServerSeq(0);
         track.deliver(&access_unit(&mut seq, 2, true, 0));
         // The fan-out took its snapshot before the unsubscribe, sends after it.
         let snapshot = track.snapshot();
         assert_eq!(track.unsubscribe(1), Some(102));
         assert!(snapshot[0].seq().removed);
-        track.subscribe(1, sink, 102);
+        track.subscribe(1, sink, 102, false);
         track.deliver(&access_unit(&mut seq, 1, true, 0));
         let got: Vec<Option<u16>> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|f| seq_of(&f[4..]))
@@ -800,6 +997,7 @@ mod tests {
                     rtcp: "127.0.0.1:9".parse().expect("address"),
                 },
                 i as u16 * 100,
+                true,
             );
         }
         // 3 packets x 135 clients: one sendmmsg batch of 256 datagrams and one of 149.
@@ -822,6 +1020,7 @@ mod tests {
                 rtcp: "[::1]:9".parse().expect("address"),
             },
             1,
+            true,
         );
         track.deliver(&access_unit(&mut ServerSeq(0), 2, true, 0));
         assert_eq!(stats.packets_sent.load(Ordering::Relaxed), 0);

@@ -269,12 +269,14 @@ pub enum ServerEvent {
         peer: SocketAddr,
     },
     /// Start sending `track` to `client` on `sink`, its first packet (at a keyframe for video)
-    /// numbered `initial_seq`, as announced in `RTP-Info`.
+    /// numbered `initial_seq`, as announced in `RTP-Info`. `resumed`: the numbering continues
+    /// an earlier PLAY of this client, which may already have had the most recent packets.
     Subscribe {
         client: ClientId,
         track: usize,
         sink: MediaSink,
         initial_seq: u16,
+        resumed: bool,
     },
     /// Stop sending `track` to `client` (a no-op if it is not being sent).
     Unsubscribe {
@@ -961,6 +963,7 @@ impl Server {
                 track,
                 sink: setup.sink,
                 initial_seq,
+                resumed: false,
             }));
         }
         Ok(Response::new(StatusCode::OK)
@@ -1077,10 +1080,8 @@ impl Server {
             entry.reports_due = FIRST_SENDER_REPORTS.iter().map(|d| now + *d).collect();
             self.wake = None;
             for s in entry.setups.iter_mut() {
-                let initial_seq = s
-                    .resume_seq
-                    .take()
-                    .unwrap_or_else(|| self.rng.random::<u16>());
+                let resumed = s.resume_seq.take();
+                let initial_seq = resumed.unwrap_or_else(|| self.rng.random::<u16>());
                 let rtptime = self.cfg.tracks[s.track].clock.timestamp_at(wall);
                 infos.push(RtpInfoEntry {
                     url: format!("{base}trackID={}", s.track),
@@ -1092,6 +1093,7 @@ impl Server {
                     track: s.track,
                     sink: s.sink,
                     initial_seq,
+                    resumed: resumed.is_some(),
                 }));
             }
         }

@@ -306,11 +306,13 @@ fn setup_play_pause_play_continues_the_numbering() {
         track: 0,
         sink: s0,
         initial_seq: seq0,
+        resumed: false,
     }, ServerEvent::Subscribe {
         client: c1,
         track: 1,
         sink: s1,
         initial_seq: seq1,
+        resumed: false,
     }] = ev[..]
     else {
         panic!("{ev:?}")
@@ -382,7 +384,8 @@ fn setup_play_pause_play_continues_the_numbering() {
             client,
             track: 0,
             sink: udp_sink(),
-            initial_seq: 65535
+            initial_seq: 65535,
+            resumed: true,
         }
     );
     assert_eq!(
