@@ -46,6 +46,9 @@ pub struct TrackStats {
     /// shows here (fewer frames per second) and not in `lost`.
     pub frames: u64,
     pub sender_reports: u64,
+    /// From the PLAY response to this track's first RTP packet (for video, a keyframe's: the
+    /// server starts every client at one).
+    pub first_packet_ms: Option<f64>,
     first_seq: Option<u64>,
     #[serde(skip)]
     last_timestamp: Option<u32>,
@@ -340,6 +343,7 @@ pub async fn run_client_on(
                 stats.tracks[i] = TrackStats { media, ..r.stats };
                 if let Some(f) = r.first_packet {
                     let ms = f.saturating_duration_since(t_play).as_secs_f64() * 1e3;
+                    stats.tracks[i].first_packet_ms = Some(ms);
                     stats.first_packet_ms =
                         Some(stats.first_packet_ms.map_or(ms, |m: f64| m.min(ms)));
                 }
@@ -398,9 +402,9 @@ fn on_frame(stats: &mut ClientStats, f: &rtsp::InterleavedFrame, t_play: Instant
         return;
     };
     if f.channel.is_multiple_of(2) {
-        if stats.first_packet_ms.is_none() {
-            stats.first_packet_ms = Some(t_play.elapsed().as_secs_f64() * 1e3);
-        }
+        let ms = t_play.elapsed().as_secs_f64() * 1e3;
+        stats.first_packet_ms.get_or_insert(ms);
+        t.first_packet_ms.get_or_insert(ms);
         t.on_rtp(&f.payload);
     } else {
         t.on_rtcp(&f.payload);

@@ -59,6 +59,11 @@ struct TrackSummary {
     /// Over the whole session (ramp and window), all clients.
     packets: u64,
     lost: i64,
+    /// From each client's PLAY response to its first packet of this track (for video: the
+    /// start of its first picture), over the clients: median, 95th percentile, maximum.
+    first_packet_ms: Option<[f64; 3]>,
+    #[serde(skip)]
+    first_ms: Vec<f64>,
 }
 
 /// Where packets were dropped on this machine, over the whole run (kernel counters).
@@ -249,6 +254,7 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
                     ts.media.clone_from(&t.media);
                     ts.packets += t.packets;
                     ts.lost += t.lost.max(0);
+                    ts.first_ms.extend(t.first_packet_ms);
                 }
             }
             Err(e) => {
@@ -266,6 +272,14 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
         ts.packets_per_s = (b.0 - a.0) as f64 / w / n;
         ts.kbit_per_s = (b.1 - a.1) as f64 * 8.0 / 1000.0 / w / n;
         ts.frames_per_s = (fr1[i] - fr0[i]) as f64 / w / n;
+    }
+    for ts in &mut s.tracks {
+        let v = &mut ts.first_ms;
+        v.sort_by(f64::total_cmp);
+        if let Some(&max) = v.last() {
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            ts.first_packet_ms = Some([at(0.5), at(0.95), max]);
+        }
     }
     first_ms.sort_by(f64::total_cmp);
     s.first_packet_ms_median = first_ms.get(first_ms.len() / 2).copied();
