@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use livecast_proto::rtsp::Limits;
 use livecast_server::rtsp_server::RtspConfig;
 use livecast_server::source::VideoConfig;
 use livecast_server::ServerConfig;
@@ -344,7 +343,7 @@ fn start_server(rt: &tokio::runtime::Runtime) -> (livecast_server::RunningServer
     cfg.rtsp = RtspConfig {
         path: "live".into(),
         session_timeout: Duration::from_secs(60),
-        limits: Limits::default(),
+        ..RtspConfig::default()
     };
     let server = rt
         .block_on(livecast_server::start(cfg))

@@ -650,7 +650,7 @@ impl World {
                     self.log.keyframe_requests.push(self.at());
                     self.keyframe_wanted = true;
                 }
-                ServerEvent::SenderReport { .. } => {}
+                ServerEvent::SenderReport { .. } | ServerEvent::ViewerRefused { .. } => {}
                 ServerEvent::CloseConnection { conn } => {
                     self.down.send_stream(now, Down::Fin(conn));
                     let closed = server::Input::ConnectionClosed { now, conn };

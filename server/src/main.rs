@@ -33,6 +33,11 @@ struct Args {
     /// Seconds without keep-alive (RTSP request or RTCP report) after which a session is closed.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     session_timeout: u64,
+
+    /// Viewers served at most; one more is refused with 453 Not Enough Bandwidth (and a log
+    /// line). Without it, new viewers are refused only while the video fan-out cannot keep up.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_viewers: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +87,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             path: path.clone(),
             session_timeout: Duration::from_secs(args.session_timeout),
             limits: Limits::default(),
+            max_viewers: args.max_viewers.map(|n| n as usize),
         },
         captions: args.media.caption_config(),
         title: "Livecast".into(),

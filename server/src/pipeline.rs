@@ -213,6 +213,7 @@ fn video_encoder_loop(
             seq = seq.wrapping_add(payloads.len() as u16);
         } else {
             dropped_frames += 1;
+            track.note_dropped_frame();
             if dropped_frames.is_power_of_two() {
                 warn!(dropped_frames, "video fan-out is behind; dropping frames");
             }

@@ -63,6 +63,8 @@ pub struct RtspConfig {
     pub session_timeout: Duration,
     /// Parser limits: headers over 8 KiB and bodies over 64 KiB are refused.
     pub limits: Limits,
+    /// Viewers served at most (`--max-viewers`); more get `453 Not Enough Bandwidth`.
+    pub max_viewers: Option<usize>,
 }
 
 impl Default for RtspConfig {
@@ -71,6 +73,7 @@ impl Default for RtspConfig {
             path: "live".into(),
             session_timeout: Duration::from_secs(60),
             limits: Limits::default(),
+            max_viewers: None,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct RtspServer {
     next_conn: AtomicU64,
     /// The state machine's next timeout, for the timer task.
     deadline: watch::Sender<Instant>,
+    /// What the state machine was last told about overload ([`Input::Overloaded`]).
+    overloaded: std::sync::atomic::AtomicBool,
 }
 
 impl RtspServer {
@@ -108,6 +113,7 @@ impl RtspServer {
         sm_cfg.session_timeout = cfg.session_timeout;
         sm_cfg.idle_connection_timeout = IDLE_CONNECTION;
         sm_cfg.max_sessions = MAX_SESSIONS;
+        sm_cfg.max_viewers = cfg.max_viewers;
         sm_cfg.server_name = concat!("livecast/", env!("CARGO_PKG_VERSION")).into();
         let now = Instant::now();
         Arc::new(Self {
@@ -117,6 +123,7 @@ impl RtspServer {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             deadline: watch::channel(now + Duration::from_secs(3600)).0,
+            overloaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -137,6 +144,22 @@ impl RtspServer {
     /// Sessions in the Playing state (receiving media now).
     pub fn playing_count(&self) -> usize {
         self.sm().playing_count()
+    }
+
+    /// Tells the state machine whether a track's fan-out has dropped frames lately (it could
+    /// not keep up): then it refuses new viewers rather than degrade everyone's stream.
+    fn update_overload(&self) {
+        let now = Instant::now();
+        let overloaded = self.tracks.iter().any(|t| t.overloaded_at(now));
+        if self.overloaded.swap(overloaded, Ordering::Relaxed) != overloaded {
+            if overloaded {
+                warn!("the video fan-out cannot keep up: new viewers are refused until it does");
+            } else {
+                info!("the video fan-out keeps up again: new viewers are welcome");
+            }
+            let outputs = self.feed(Input::Overloaded { now, overloaded });
+            debug_assert!(outputs.is_empty());
+        }
     }
 
     /// Hands `input` to the state machine and takes every output it produced; the lock is held
@@ -261,6 +284,9 @@ impl RtspServer {
                     debug_assert!(outputs.is_empty());
                 }
             }
+            ServerEvent::ViewerRefused { peer, why } => {
+                warn!(%peer, "refused a new viewer (453 Not Enough Bandwidth): {why}");
+            }
             ServerEvent::KeyframeRequest { track } => {
                 if let Some(t) = self.tracks.get(track) {
                     debug!(track, "keyframe requested (RTCP PLI/FIR)");
@@ -344,6 +370,9 @@ impl RtspServer {
                         match message {
                             Message::Request(req) => {
                                 debug!(conn = conn.0, method = %req.method, uri = %req.uri, "request");
+                                if req.method == livecast_proto::rtsp::Method::Setup {
+                                    self.update_overload();
+                                }
                                 Input::Request {
                                     now: Instant::now(),
                                     wall: SystemTime::now(),

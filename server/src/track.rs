@@ -49,6 +49,9 @@ use tracing::{debug, warn};
 /// this time of the last keyframe is sent it from the fan-out's recent packets instead.
 pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
 
+/// After the fan-out last fell behind, new viewers are refused this long.
+pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(10);
+
 /// Recent packets kept for joiners at most (a keyframe and what followed it: far more than
 /// 500 ms of video at any bit rate we make).
 const MAX_RECENT_PACKETS: usize = 2048;
@@ -338,6 +341,10 @@ pub struct Track {
     octet_count: AtomicU32,
     keyframe_wanted: AtomicBool,
     recent: Mutex<Recent>,
+    /// When the encoder last had to drop a frame because this track's fan-out was behind, in
+    /// ms after `created` (0: never).
+    dropped_at_ms: AtomicU64,
+    created: Instant,
 }
 
 impl Track {
@@ -356,7 +363,24 @@ impl Track {
             octet_count: AtomicU32::new(0),
             keyframe_wanted: AtomicBool::new(false),
             recent: Mutex::new(Recent::default()),
+            dropped_at_ms: AtomicU64::new(0),
+            created: Instant::now(),
         }
+    }
+
+    /// The encoder could not hand a frame to the fan-out (its queue was full): noted, so that
+    /// new viewers are refused for a while ([`Track::overloaded_at`]).
+    pub fn note_dropped_frame(&self) {
+        let ms = self.created.elapsed().as_millis().max(1) as u64;
+        self.dropped_at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the fan-out dropped a frame within [`OVERLOAD_MEMORY`] before `now`.
+    pub fn overloaded_at(&self, now: Instant) -> bool {
+        let at = self.dropped_at_ms.load(Ordering::Relaxed);
+        at != 0
+            && now.saturating_duration_since(self.created)
+                <= Duration::from_millis(at) + OVERLOAD_MEMORY
     }
 
     /// The mapping from wall-clock time to this track's RTP timestamps.

@@ -151,6 +151,7 @@ impl StatusCode {
     pub const REQUEST_ENTITY_TOO_LARGE: StatusCode = StatusCode(413);
     pub const REQUEST_URI_TOO_LONG: StatusCode = StatusCode(414);
     pub const PARAMETER_NOT_UNDERSTOOD: StatusCode = StatusCode(451);
+    pub const NOT_ENOUGH_BANDWIDTH: StatusCode = StatusCode(453);
     pub const SESSION_NOT_FOUND: StatusCode = StatusCode(454);
     pub const METHOD_NOT_VALID_IN_THIS_STATE: StatusCode = StatusCode(455);
     pub const HEADER_FIELD_NOT_VALID: StatusCode = StatusCode(456);

@@ -33,7 +33,9 @@
 //! served, `459` for a SETUP of the aggregate URL, `505` (and the connection closed) for another
 //! RTSP version, `551` with `Unsupported` for any `Require`, `405` with `Allow` for the methods of
 //! a recording server, `406` when `Accept` excludes SDP, `503` above
-//! [`ServerConfig::max_sessions`]; the timeout announced in every `Session` header; sessions
+//! [`ServerConfig::max_sessions`], `453 Not Enough Bandwidth` for a new viewer above
+//! [`ServerConfig::max_viewers`] or while the shell reports the media path overloaded
+//! ([`Input::Overloaded`]), with a [`ServerEvent::ViewerRefused`] to log; the timeout announced in every `Session` header; sessions
 //! end on TEARDOWN, on expiry (no request or RTCP from the client for the timeout, RFC 2326
 //! §12.37), or when the connection that created them closes; RTCP from a client's registered
 //! address (or on its interleaved connection) is keep-alive, and a PLI or FIR in it becomes a
@@ -136,6 +138,8 @@ pub struct ServerConfig {
     pub idle_connection_timeout: Duration,
     /// Upper bound on concurrent sessions; SETUPs beyond it get `503`.
     pub max_sessions: usize,
+    /// Viewers (sessions) served at most; a new one beyond it gets `453 Not Enough Bandwidth`.
+    pub max_viewers: Option<usize>,
     /// The `Server` header (RFC 2326 §12.36).
     pub server_name: String,
     /// The DESCRIBE answer; the origin address is set per request.
@@ -151,6 +155,7 @@ impl ServerConfig {
             session_timeout: Duration::from_secs(60),
             idle_connection_timeout: Duration::from_secs(60),
             max_sessions: 4096,
+            max_viewers: None,
             server_name: "livecast".into(),
             sdp,
             tracks,
@@ -210,6 +215,10 @@ pub enum Input {
     Timeout(Instant),
     /// The server stops: every session ends, every connection closes.
     Shutdown(Instant),
+    /// The media path cannot serve one more viewer at full rate (`true`: e.g. the fan-out is
+    /// dropping frames) or can again (`false`). While overloaded, new viewers get `453`; those
+    /// already watching keep their stream.
+    Overloaded { now: Instant, overloaded: bool },
 }
 
 /// Where a client wants its packets of one track.
@@ -285,6 +294,8 @@ pub enum ServerEvent {
         sink: MediaSink,
         reason: Unsubscribed,
     },
+    /// A new viewer from `peer` was refused with `453` (`why`: the limit or the overload).
+    ViewerRefused { peer: SocketAddr, why: String },
     /// A client asked for a keyframe of `track` (RTCP PLI or FIR).
     KeyframeRequest { track: usize },
     /// Send `client` an RTCP sender report for `track` now.
@@ -418,6 +429,8 @@ pub struct Server {
     /// deadlines later, so most inputs (RTCP above all) leave it valid and cost no pass over
     /// the sessions; a wake-up that comes early finds nothing due and computes the next.
     wake: Option<Instant>,
+    /// The shell said the media path is overloaded ([`Input::Overloaded`]).
+    overloaded: bool,
 }
 
 impl Server {
@@ -434,6 +447,7 @@ impl Server {
             out: Default::default(),
             last_now: now,
             wake: None,
+            overloaded: false,
         }
     }
 
@@ -552,6 +566,10 @@ impl Server {
                 self.tick(now);
                 self.on_timeout(now);
                 self.wake = None;
+            }
+            Input::Overloaded { now, overloaded } => {
+                self.tick(now);
+                self.overloaded = overloaded;
             }
             Input::Shutdown(now) => {
                 self.tick(now);
@@ -894,6 +912,16 @@ impl Server {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many sessions; try again later",
             ));
+        } else if let Some(why) = self.refusal() {
+            if let Some(c) = self.conns.get(&conn) {
+                let peer = c.peer;
+                self.out
+                    .push_back(Output::Event(ServerEvent::ViewerRefused {
+                        peer,
+                        why: why.clone(),
+                    }));
+            }
+            return Err(Fail::new(StatusCode::NOT_ENOUGH_BANDWIDTH, why));
         }
         let peer = self
             .conns
@@ -1056,6 +1084,15 @@ impl Server {
             StatusCode::UNSUPPORTED_TRANSPORT,
             "supported: RTP/AVP;unicast;client_port=a-b or RTP/AVP/TCP;interleaved=a-b",
         ))
+    }
+
+    /// Why a new viewer cannot be served now, if it cannot.
+    fn refusal(&self) -> Option<String> {
+        if let Some(max) = self.cfg.max_viewers.filter(|m| self.sessions.len() >= *m) {
+            return Some(format!("this server serves at most {max} viewers"));
+        }
+        self.overloaded
+            .then(|| "the server cannot send one more stream at full rate now".to_owned())
     }
 
     /// The session a PLAY or PAUSE names and the state the method leads to; `404`, `454` or

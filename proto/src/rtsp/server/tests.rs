@@ -851,6 +851,63 @@ fn resetup_while_playing_replaces_the_transport_and_keeps_playing() {
 }
 
 #[test]
+fn a_viewer_beyond_the_limit_or_the_capacity_gets_453() {
+    let mut cfg = config();
+    cfg.max_viewers = Some(2);
+    let mut h = Harness::with(cfg, 1);
+    let first = h.setup(0, UDP, None);
+    let second = h.setup(0, UDP, None);
+    let setup = || Request::new(Method::Setup, format!("{URL}/trackID=0")).header("Transport", UDP);
+    let (r, ev) = h.request(setup());
+    assert_eq!(r.status, StatusCode::NOT_ENOUGH_BANDWIDTH);
+    assert_eq!(
+        ev,
+        [ServerEvent::ViewerRefused {
+            peer: PEER.parse().unwrap(),
+            why: "this server serves at most 2 viewers".into()
+        }]
+    );
+    assert_eq!(h.server.session_count(), 2, "nothing half-made");
+    // Those already watching are not refused anything: a second track, PLAY.
+    h.setup(1, "RTP/AVP/TCP;unicast;interleaved=2-3", Some(&first));
+    let (r, _) = h.with_session(Method::Play, &second);
+    assert_eq!(r.status, StatusCode::OK);
+    // One leaves: a place is free.
+    h.with_session(Method::Teardown, &first);
+    let third = h.setup(0, UDP, None);
+    // The shell says the media path is overloaded: new viewers wait, the others go on.
+    let now = h.now;
+    h.server
+        .handle_input(Input::Overloaded {
+            now,
+            overloaded: true,
+        })
+        .unwrap();
+    assert!(h.drain().is_empty());
+    h.with_session(Method::Teardown, &third);
+    let (r, ev) = h.request(setup());
+    assert_eq!(r.status, StatusCode::NOT_ENOUGH_BANDWIDTH);
+    assert!(
+        matches!(&ev[..], [ServerEvent::ViewerRefused { why, .. }] if why.contains("full rate"))
+    );
+    assert_eq!(
+        h.with_session(Method::Pause, &second).0.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.with_session(Method::Play, &second).0.status,
+        StatusCode::OK
+    );
+    h.server
+        .handle_input(Input::Overloaded {
+            now,
+            overloaded: false,
+        })
+        .unwrap();
+    h.setup(0, UDP, None);
+}
+
+#[test]
 fn too_many_sessions_get_503() {
     let mut cfg = config();
     cfg.max_sessions = 2;
