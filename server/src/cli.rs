@@ -44,6 +44,10 @@ pub struct MediaArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub idr_interval: u32,
 
+    /// Threads sending each track to the viewers, each to its share of them; 0: one per core.
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub fanout_threads: u16,
+
     /// Live captions (speech-to-text with whisper, sent as a T.140 text track): auto (on when
     /// a speech model is installed), on, off.
     #[arg(long, default_value = "auto", value_name = "MODE")]
@@ -82,6 +86,7 @@ impl MediaArgs {
             audio_bitrate: self.audio_bitrate,
             idr_interval_secs: self.idr_interval,
             hooks: Default::default(),
+            fanout_threads: usize::from(self.fanout_threads),
         }
     }
 

@@ -78,6 +78,7 @@ impl ServerConfig {
                 audio_bitrate: 64_000,
                 idr_interval_secs: 2,
                 hooks: Default::default(),
+                fanout_threads: 0,
             },
             rtsp: RtspConfig::default(),
             captions: Default::default(),
@@ -129,6 +130,7 @@ fn make_track(
     pt: u8,
     clock_rate: u32,
     clock: MediaClock,
+    shards: usize,
 ) -> anyhow::Result<Arc<Track>> {
     let (rtp_v4, rtcp_v4) = match net::bind_rtp_pair(net::any_v4())? {
         Some((a, b)) => (Some(Arc::new(a)), Some(Arc::new(b))),
@@ -150,16 +152,19 @@ fn make_track(
     if rtp_v6.is_none() {
         track::warn_missing_family(&info, true);
     }
-    Ok(Arc::new(Track::new(
-        info,
-        TrackSockets {
-            rtp_v4,
-            rtcp_v4,
-            rtp_v6,
-            rtcp_v6,
-        },
-        clock.epoch_wall,
-    )))
+    Ok(Arc::new(
+        Track::new(
+            info,
+            TrackSockets {
+                rtp_v4,
+                rtcp_v4,
+                rtp_v6,
+                rtcp_v6,
+            },
+            clock.epoch_wall,
+        )
+        .with_shards(shards),
+    ))
 }
 
 fn hostname() -> String {
@@ -172,13 +177,15 @@ fn hostname() -> String {
 /// Must be called inside a tokio runtime.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let clock = MediaClock::now();
-    let video = make_track(0, TrackKind::Video, VIDEO_PT, 90_000, clock)?;
+    let shards = cfg.media.fanout_threads();
+    let video = make_track(0, TrackKind::Video, VIDEO_PT, 90_000, clock, shards)?;
     let audio = make_track(
         1,
         TrackKind::Audio,
         AUDIO_PT,
         livecast_proto::codec::opus::CLOCK_RATE,
         clock,
+        shards,
     )?;
     let ccfg = cfg.captions.clone();
     let transcriber = tokio::task::spawn_blocking(move || captions::load(&ccfg))
@@ -186,7 +193,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("loading the speech model")?;
     let (text, tap, captioner) = match transcriber {
         Some(t) => {
-            let text = make_track(2, TrackKind::Text, RED_PT, 1000, clock)?;
+            let text = make_track(2, TrackKind::Text, RED_PT, 1000, clock, 1)?;
             let (tap, worker) = captions::start(t, text.clone())?;
             (Some(text), Some(tap), Some(worker))
         }
@@ -194,7 +201,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let (chat_track, chat_input) = if cfg.chat {
         let index = if text.is_some() { 3 } else { 2 };
-        let t = make_track(index, TrackKind::Text, RED_PT, 1000, clock)?;
+        let t = make_track(index, TrackKind::Text, RED_PT, 1000, clock, 1)?;
         let input = chat::start(t.clone())?;
         (Some(t), Some(input))
     } else {

@@ -5,6 +5,7 @@
 //! fan-out thread ([`Track::deliver`]), joined by a short bounded queue so a burst of sends to
 //! many clients never delays the next encode. Sources pace themselves in real time.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -40,6 +41,18 @@ pub struct MediaConfig {
     pub idr_interval_secs: u32,
     /// Mute, camera off, audio processing and self-view (call mode); default: none.
     pub hooks: MediaHooks,
+    /// Fan-out threads per track, each sending to its share of the viewers; 0: one per core.
+    pub fanout_threads: usize,
+}
+
+impl MediaConfig {
+    /// Fan-out threads per track: as configured, or one per core.
+    pub fn fanout_threads(&self) -> usize {
+        match self.fanout_threads {
+            0 => thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// What the SDP needs to know about the video, known after the first keyframe.
@@ -113,24 +126,69 @@ pub fn start(
     })
 }
 
-fn spawn_fanout(track: Arc<Track>, name: &str) -> anyhow::Result<SyncSender<Vec<OutPacket>>> {
-    let (tx, rx) = sync_channel::<Vec<OutPacket>>(32);
-    thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            for packets in rx {
-                track.deliver(&packets);
+/// Access units queued for a fan-out thread at most: about a second of video. Beyond it the
+/// encoder drops the frame (for every viewer, consuming no sequence numbers) rather than wait.
+const FANOUT_QUEUE: usize = 32;
+
+/// One fan-out thread's queue, and how many access units it holds or is sending.
+type ShardQueue = (SyncSender<Arc<[OutPacket]>>, Arc<AtomicUsize>);
+
+/// The encoder's handle on a track's fan-out threads, one per shard of its subscribers: each
+/// access unit goes to all of them, or (when any is that far behind) to none.
+struct Fanout {
+    track: Arc<Track>,
+    shards: Vec<ShardQueue>,
+}
+
+impl Fanout {
+    /// Hands an access unit to every fan-out thread; `false` (and nothing sent) when one of
+    /// them is [`FANOUT_QUEUE`] access units behind.
+    fn try_send(&self, packets: Vec<OutPacket>) -> bool {
+        if self
+            .shards
+            .iter()
+            .any(|(_, queued)| queued.load(Ordering::Acquire) >= FANOUT_QUEUE)
+        {
+            return false;
+        }
+        self.track.count(&packets);
+        let au: Arc<[OutPacket]> = packets.into();
+        for (tx, queued) in &self.shards {
+            // Never blocks: this is the only sender, and the queue has room (checked above).
+            queued.fetch_add(1, Ordering::AcqRel);
+            if tx.send(au.clone()).is_err() {
+                queued.fetch_sub(1, Ordering::AcqRel);
             }
-        })
-        .context("spawn fan-out thread")?;
-    Ok(tx)
+        }
+        true
+    }
+}
+
+fn spawn_fanout(track: Arc<Track>, name: &str) -> anyhow::Result<Fanout> {
+    let mut shards = Vec::new();
+    for shard in 0..track.shard_count() {
+        let (tx, rx) = sync_channel::<Arc<[OutPacket]>>(FANOUT_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (t, q) = (track.clone(), queued.clone());
+        thread::Builder::new()
+            .name(format!("{name}-{shard}"))
+            .spawn(move || {
+                for au in rx {
+                    t.deliver_shard(shard, &au, Instant::now());
+                    q.fetch_sub(1, Ordering::AcqRel);
+                }
+            })
+            .context("spawn fan-out thread")?;
+        shards.push((tx, queued));
+    }
+    Ok(Fanout { track, shards })
 }
 
 fn video_encoder_loop(
     cfg: MediaConfig,
     frames: Receiver<VideoFrame>,
     track: Arc<Track>,
-    fanout: SyncSender<Vec<OutPacket>>,
+    fanout: Fanout,
     params: Arc<(Mutex<Option<VideoParams>>, Condvar)>,
 ) {
     let mut encoder: Option<(u32, u32, H264Encoder)> = None;
@@ -209,7 +267,7 @@ fn video_encoder_loop(
             .collect();
         // Sequence numbers advance only for packets that go out, so a frame dropped here
         // (fan-out saturated) leaves no gap that clients would count as network loss.
-        if fanout.try_send(packets).is_ok() {
+        if fanout.try_send(packets) {
             seq = seq.wrapping_add(payloads.len() as u16);
         } else {
             dropped_frames += 1;
@@ -226,7 +284,7 @@ fn audio_encoder_loop(
     opus: &mut OpusEncoder,
     frames: Receiver<AudioFrame>,
     track: Arc<Track>,
-    fanout: SyncSender<Vec<OutPacket>>,
+    fanout: Fanout,
     captions: Option<CaptionTap>,
     hooks: &MediaHooks,
 ) {
@@ -249,7 +307,7 @@ fn audio_encoder_loop(
             bytes: rtp_packet(&track, seq, false, ts, &data),
             starts_keyframe: true,
         };
-        if fanout.try_send(vec![packet]).is_ok() {
+        if fanout.try_send(vec![packet]) {
             seq = seq.wrapping_add(1);
         }
     }

@@ -327,6 +327,34 @@ impl Recent {
     }
 }
 
+/// A share of a track's subscribers and the fan-out state that goes with them.
+#[derive(Default)]
+struct Shard {
+    subscribers: Mutex<Subscribers>,
+    recent: Mutex<Recent>,
+}
+
+impl Shard {
+    fn set(&self) -> MutexGuard<'_, Subscribers> {
+        // Held only to clone or swap an `Arc`; a panic there would be a bug in this file.
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current subscribers, to send to without holding any lock.
+    fn snapshot(&self) -> Subscribers {
+        self.set().clone()
+    }
+
+    /// Takes `id` out of the set, if it is there.
+    fn remove(&self, id: u64) -> Option<Arc<Subscriber>> {
+        let mut set = self.set();
+        let gone = set.iter().find(|s| s.id == id)?.clone();
+        let next: Subscribers = set.iter().filter(|s| s.id != id).cloned().collect();
+        *set = next;
+        Some(gone)
+    }
+}
+
 /// The subscriber set, shared copy-on-write (see the module doc).
 type Subscribers = Arc<[Arc<Subscriber>]>;
 
@@ -334,13 +362,13 @@ type Subscribers = Arc<[Arc<Subscriber>]>;
 pub struct Track {
     pub info: TrackInfo,
     pub sockets: TrackSockets,
-    subscribers: Mutex<Subscribers>,
+    /// The subscribers, split in shards, each served by its own fan-out thread.
+    shards: Vec<Shard>,
     clock: RtpClock,
     /// Sender counters for RTCP SR (RFC 3550 §6.4.1).
     packet_count: AtomicU32,
     octet_count: AtomicU32,
     keyframe_wanted: AtomicBool,
-    recent: Mutex<Recent>,
     /// When the encoder last had to drop a frame because this track's fan-out was behind, in
     /// ms after `created` (0: never).
     dropped_at_ms: AtomicU64,
@@ -357,15 +385,26 @@ impl Track {
         Self {
             info,
             sockets,
-            subscribers: Mutex::new(Arc::new([])),
+            shards: vec![Shard::default()],
             clock,
             packet_count: AtomicU32::new(0),
             octet_count: AtomicU32::new(0),
             keyframe_wanted: AtomicBool::new(false),
-            recent: Mutex::new(Recent::default()),
             dropped_at_ms: AtomicU64::new(0),
             created: Instant::now(),
         }
+    }
+
+    /// The same track served by `n` fan-out threads (at least one), each with its own share
+    /// of the subscribers.
+    pub fn with_shards(mut self, n: usize) -> Self {
+        self.shards = (0..n.max(1)).map(|_| Shard::default()).collect();
+        self
+    }
+
+    /// How many fan-out threads serve this track.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// The encoder could not hand a frame to the fan-out (its queue was full): noted, so that
@@ -412,14 +451,12 @@ impl Track {
         self.keyframe_wanted.store(false, Ordering::Release);
     }
 
-    fn set(&self) -> MutexGuard<'_, Subscribers> {
-        // Held only to clone or swap an `Arc`; a panic there would be a bug in this file.
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The current subscribers, to send to without holding any lock.
-    fn snapshot(&self) -> Subscribers {
-        self.set().clone()
+    /// Every current subscriber, of every shard.
+    fn snapshot(&self) -> Vec<Arc<Subscriber>> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.snapshot().iter().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Adds a playing client whose stream starts at a keyframe with `initial_seq`, the `seq`
@@ -447,18 +484,22 @@ impl Track {
             octets: AtomicU32::new(0),
             stats: stats.clone(),
         });
-        let old = {
-            let mut set = self.set();
-            let old: Vec<Arc<Subscriber>> = set.iter().filter(|s| s.id == id).cloned().collect();
-            let next: Subscribers = set
-                .iter()
-                .filter(|s| s.id != id)
-                .cloned()
-                .chain(std::iter::once(sub))
-                .collect();
+        // An earlier subscription of `id` goes, wherever it is; the new one joins the shard
+        // with the fewest subscribers.
+        let mut old: Vec<Arc<Subscriber>> = Vec::new();
+        for shard in &self.shards {
+            old.extend(shard.remove(id));
+        }
+        let least = self
+            .shards
+            .iter()
+            .min_by_key(|s| s.snapshot().len())
+            .expect("a track has at least one shard");
+        {
+            let mut set = least.set();
+            let next: Subscribers = set.iter().cloned().chain(std::iter::once(sub)).collect();
             *set = next;
-            old
-        };
+        }
         for s in old {
             s.seq().removed = true;
         }
@@ -468,13 +509,7 @@ impl Track {
 
     /// Removes a client; returns the sequence number a resumed stream should continue from.
     pub fn unsubscribe(&self, id: u64) -> Option<u16> {
-        let gone = {
-            let mut set = self.set();
-            let gone = set.iter().find(|s| s.id == id)?.clone();
-            let next: Subscribers = set.iter().filter(|s| s.id != id).cloned().collect();
-            *set = next;
-            gone
-        };
+        let gone = self.shards.iter().find_map(|s| s.remove(id))?;
         let mut seq = gone.seq();
         seq.removed = true;
         Some(seq.last.map_or(seq.initial_seq, |l| l.wrapping_add(1)))
@@ -494,16 +529,34 @@ impl Track {
         self.deliver_at(packets, Instant::now());
     }
 
-    /// [`Track::deliver`] at `now` (the fan-out thread's clock; tests pass their own).
+    /// [`Track::deliver`] at `now` (the fan-out thread's clock; tests pass their own), every
+    /// shard in turn on this thread.
     pub fn deliver_at(&self, packets: &[OutPacket], now: Instant) {
+        self.count(packets);
+        for shard in 0..self.shards.len() {
+            self.deliver_shard(shard, packets, now);
+        }
+    }
+
+    /// Counts an access unit for the sender reports (RFC 3550 §6.4.1): once per access unit,
+    /// whatever the number of shards.
+    pub fn count(&self, packets: &[OutPacket]) {
         for p in packets {
             self.packet_count.fetch_add(1, Ordering::Relaxed);
             self.octet_count
                 .fetch_add(p.bytes.len().saturating_sub(12) as u32, Ordering::Relaxed);
         }
-        let subs = self.snapshot();
-        // Only the fan-out thread takes it: never contended.
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+    }
+
+    /// Sends an access unit to the subscribers of shard `shard` (the work of that shard's
+    /// fan-out thread; the access unit was [`Track::count`]ed once before).
+    pub fn deliver_shard(&self, shard: usize, packets: &[OutPacket], now: Instant) {
+        let Some(shard) = self.shards.get(shard) else {
+            return;
+        };
+        let subs = shard.snapshot();
+        // Only this shard's fan-out thread takes it: never contended.
+        let mut recent = shard.recent.lock().unwrap_or_else(|p| p.into_inner());
         let young = recent
             .keyframe_at
             .is_some_and(|t| now.saturating_duration_since(t) <= KEYFRAME_MIN_GAP);
@@ -983,6 +1036,57 @@ mod tests {
             assert!(got.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(1)));
             assert!(first <= first_frame, "viewer {i} waited");
         }
+    }
+
+    #[test]
+    fn shards_send_every_subscriber_the_same_stream_from_their_own_threads() {
+        let track = video_track().with_shards(3);
+        let mut clients: Vec<_> = (0..9)
+            .map(|i| tcp_client(&track, i, (i as u16) * 1000))
+            .collect();
+        // Spread evenly: three a shard.
+        for shard in &track.shards {
+            assert_eq!(shard.snapshot().len(), 3);
+        }
+        let mut seq = ServerSeq(60_000);
+        let aus: Vec<Vec<OutPacket>> = (0..40)
+            .map(|f| access_unit(&mut seq, 1 + f % 3, f % 10 == 0, f as u8))
+            .collect();
+        // Each shard's thread sends every access unit to its own subscribers, concurrently.
+        let now = Instant::now();
+        std::thread::scope(|scope| {
+            for shard in 0..3 {
+                let (track, aus) = (&track, &aus);
+                scope.spawn(move || {
+                    for au in aus {
+                        track.deliver_shard(shard, au, now);
+                    }
+                });
+            }
+        });
+        let streams: Vec<Vec<Vec<u8>>> = clients
+            .iter_mut()
+            .map(|rx| std::iter::from_fn(|| rx.try_recv().ok()).collect())
+            .collect();
+        let expected: Vec<&OutPacket> = aus.iter().flatten().collect();
+        for (i, stream) in streams.iter().enumerate() {
+            assert_eq!(stream.len(), expected.len(), "client {i}");
+            for (k, (frame, p)) in stream.iter().zip(&expected).enumerate() {
+                // Its own numbering, from its RTP-Info, without a gap...
+                assert_eq!(
+                    seq_of(&frame[4..]),
+                    Some((i as u16 * 1000).wrapping_add(k as u16))
+                );
+                // ...and byte for byte the same packet as everyone else's.
+                assert_eq!(frame[4..6], p.bytes[..2]);
+                assert_eq!(frame[8..], p.bytes[4..]);
+            }
+        }
+        // A second subscription of the same client replaces the first, in whatever shard.
+        tcp_client(&track, 4, 7);
+        assert_eq!(track.subscriber_count(), 9);
+        assert_eq!(track.unsubscribe(4), Some(7));
+        assert_eq!(track.subscriber_count(), 8);
     }
 
     #[test]
