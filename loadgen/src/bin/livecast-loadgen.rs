@@ -108,6 +108,10 @@ struct Summary {
     setup_ms_max: f64,
     first_packet_ms_median: Option<f64>,
     first_packet_ms_max: Option<f64>,
+    /// Over the window, one more control connection's OPTIONS every 100 ms: how long the
+    /// server took to answer (median, 99th percentile, maximum) and how many were asked.
+    control_ms: Option<[f64; 3]>,
+    control_requests: usize,
     drops: Drops,
     machine: Machine,
 }
@@ -152,6 +156,30 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks `OPTIONS` on one more connection every 100 ms for `window`: the server's answer times
+/// in ms (a request unanswered for 5 s counts as 5000 ms, and the probe stops).
+async fn control_probe(url: String, window: Duration) -> Vec<f64> {
+    let mut times = Vec::new();
+    let Ok(mut c) = livecast_loadgen::RtspConn::connect(&url).await else {
+        return times;
+    };
+    let end = Instant::now() + window;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while Instant::now() < end {
+        tick.tick().await;
+        let req = livecast_proto::rtsp::Request::new(livecast_proto::rtsp::Method::Options, &url);
+        let t = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(5), c.request(req)).await {
+            Ok(Ok(_)) => times.push(t.elapsed().as_secs_f64() * 1e3),
+            _ => {
+                times.push(5000.0);
+                break;
+            }
+        }
+    }
+    times
+}
+
 async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary> {
     let udp0 = UdpCounters::read();
     let softnet0 = sysstat::softnet_dropped();
@@ -191,8 +219,11 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
         .map(|i| receiver.totals().frames(i))
         .collect();
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let window = Duration::from_secs_f64(args.duration);
+    let probe = tokio::spawn(control_probe(args.url.clone(), window));
+    tokio::time::sleep(window).await;
     let w = t0.elapsed().as_secs_f64();
+    let mut control = probe.await.unwrap_or_default();
     let rx1: Vec<(u64, u64)> = (0..MAX_TRACKS).map(|i| receiver.totals().get(i)).collect();
     let fr1: Vec<u64> = (0..MAX_TRACKS)
         .map(|i| receiver.totals().frames(i))
@@ -280,6 +311,12 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
             let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
             ts.first_packet_ms = Some([at(0.5), at(0.95), max]);
         }
+    }
+    control.sort_by(f64::total_cmp);
+    s.control_requests = control.len();
+    if let Some(&max) = control.last() {
+        let at = |q: f64| control[((control.len() - 1) as f64 * q).round() as usize];
+        s.control_ms = Some([at(0.5), at(0.99), max]);
     }
     first_ms.sort_by(f64::total_cmp);
     s.first_packet_ms_median = first_ms.get(first_ms.len() / 2).copied();
