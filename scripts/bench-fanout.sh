@@ -172,7 +172,9 @@ def cpu(d):
 
 def fanout(d):
     t = d["server_threads"]
-    return t.get("video-fanout", 0) + t.get("audio-fanout", 0)
+    # one thread per shard since the fan-out is sharded ("video-fanout-0", ...); older builds
+    # had one ("video-fanout")
+    return sum(v for k, v in t.items() if k.startswith(("video-fanout", "audio-fanout")))
 
 def not_encoding(d):
     # Everything but the sources and the encoders: fan-out, RTSP, RTCP.
