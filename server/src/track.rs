@@ -309,6 +309,12 @@ pub struct TrackInfo {
 }
 
 impl Recent {
+    /// Whether the kept keyframe is young enough, at `now`, to start a joiner from.
+    fn young(&self, now: Instant) -> bool {
+        self.keyframe_at
+            .is_some_and(|t| now.saturating_duration_since(t) <= KEYFRAME_MIN_GAP)
+    }
+
     /// Keeps an access unit: a keyframe starts the list again, anything else extends it while
     /// the keyframe is young enough to start a joiner from (and there is room).
     fn keep(&mut self, packets: &[OutPacket], now: Instant) {
@@ -316,9 +322,8 @@ impl Recent {
             self.packets.clear();
             self.packets.extend_from_slice(packets);
             self.keyframe_at = Some(now);
-        } else if let Some(at) = self.keyframe_at {
-            let young = now.saturating_duration_since(at) <= KEYFRAME_MIN_GAP;
-            if young && self.packets.len() + packets.len() <= MAX_RECENT_PACKETS {
+        } else if self.keyframe_at.is_some() {
+            if self.young(now) && self.packets.len() + packets.len() <= MAX_RECENT_PACKETS {
                 self.packets.extend_from_slice(packets);
             } else {
                 *self = Recent::default();
@@ -455,7 +460,7 @@ impl Track {
     fn snapshot(&self) -> Vec<Arc<Subscriber>> {
         self.shards
             .iter()
-            .flat_map(|s| s.snapshot().iter().cloned().collect::<Vec<_>>())
+            .flat_map(|s| s.snapshot().to_vec())
             .collect()
     }
 
@@ -557,11 +562,12 @@ impl Track {
         let subs = shard.snapshot();
         // Only this shard's fan-out thread takes it: never contended.
         let mut recent = shard.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let young = recent
-            .keyframe_at
-            .is_some_and(|t| now.saturating_duration_since(t) <= KEYFRAME_MIN_GAP);
         // Joiners get the recent packets first; everyone else only the new ones.
-        let cached: &[OutPacket] = if young { &recent.packets } else { &[] };
+        let cached: &[OutPacket] = if recent.young(now) {
+            &recent.packets
+        } else {
+            &[]
+        };
         let all: Vec<&OutPacket> = cached.iter().chain(packets).collect();
         let server_seqs: Vec<Option<u16>> = all.iter().map(|p| seq_of(&p.bytes)).collect();
         // Each client's numbers for these packets (`None`: not sent to it), sub-major.

@@ -156,6 +156,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The median, the `q` quantile (nearest rank) and the maximum of `v` (sorted here); `None`
+/// when it is empty.
+fn spread(v: &mut [f64], q: f64) -> Option<[f64; 3]> {
+    v.sort_by(f64::total_cmp);
+    let max = *v.last()?;
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some([at(0.5), at(q), max])
+}
+
 /// Asks `OPTIONS` on one more connection every 100 ms for `window`: the server's answer times
 /// in ms (a request unanswered for 5 s counts as 5000 ms, and the probe stops).
 async fn control_probe(url: String, window: Duration) -> Vec<f64> {
@@ -305,19 +314,10 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
         ts.frames_per_s = (fr1[i] - fr0[i]) as f64 / w / n;
     }
     for ts in &mut s.tracks {
-        let v = &mut ts.first_ms;
-        v.sort_by(f64::total_cmp);
-        if let Some(&max) = v.last() {
-            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-            ts.first_packet_ms = Some([at(0.5), at(0.95), max]);
-        }
+        ts.first_packet_ms = spread(&mut ts.first_ms, 0.95);
     }
-    control.sort_by(f64::total_cmp);
     s.control_requests = control.len();
-    if let Some(&max) = control.last() {
-        let at = |q: f64| control[((control.len() - 1) as f64 * q).round() as usize];
-        s.control_ms = Some([at(0.5), at(0.99), max]);
-    }
+    s.control_ms = spread(&mut control, 0.99);
     first_ms.sort_by(f64::total_cmp);
     s.first_packet_ms_median = first_ms.get(first_ms.len() / 2).copied();
     s.first_packet_ms_max = first_ms.last().copied();
