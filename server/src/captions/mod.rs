@@ -32,6 +32,7 @@ pub mod dsp;
 pub mod model;
 #[cfg(test)]
 mod replay;
+pub mod speech;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ use crate::track::{OutPacket, Track};
 use agreement::{LocalAgreement, Word};
 use dsp::{Downsampler, Vad, VadEvent, VAD_FRAME};
 use model::{Transcriber, SAMPLE_RATE};
+use speech::SpeechTrack;
 
 /// Payload types of the text track: `t140` inside `red`.
 pub const T140_PT: u8 = 98;
@@ -82,6 +84,23 @@ pub const PHRASE_PAUSE: Duration = Duration::from_millis(150);
 pub const PHRASE_MAX: Duration = Duration::from_secs(3);
 /// Silence that ends an utterance.
 pub const VAD_END: Duration = Duration::from_millis(300);
+/// Speech probability ([`speech`]) at which a 32 ms window counts as speech.
+pub const SPEECH_P: f32 = 0.5;
+/// Windows of speech an utterance needs before whisper hears it (96 ms).
+pub const SPEECH_MIN_WINDOWS: usize = 3;
+/// Windows of speech in a row (96 ms) that start an utterance, with a speech detector.
+pub const SPEECH_START_WINDOWS: usize = 3;
+/// Audio kept after the last window of speech when the detector ends an utterance.
+const SPEECH_TAIL_MS: i64 = 100;
+/// The speech detector judges the audio in steps of this many windows (192 ms).
+const SPEECH_UPDATE: usize = 6;
+/// Whether the speech detector cuts the utterances (see [`Policy::speech_segments`]).
+pub const SPEECH_SEGMENTS: bool = true;
+/// Audio kept before the first speech the detector hears in an utterance.
+pub const LEAD_IN: Duration = Duration::from_millis(300);
+/// A word is kept only if speech was heard within this much of it (whisper's word times are
+/// rough).
+pub const WORD_PAD: Duration = Duration::from_millis(200);
 
 /// `--captions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -128,10 +147,17 @@ impl Default for CaptionConfig {
     }
 }
 
-/// Loads the model if captions are wanted. `Ok(None)` means "no captions" and has been
+/// What the captioner runs: the speech model, and the detector that tells speech from other
+/// sound ([`speech`]; without it, noise and music can be captioned).
+pub struct Models {
+    pub transcriber: Transcriber,
+    pub detector: Option<speech::Silero>,
+}
+
+/// Loads the models if captions are wanted. `None` means "no captions" and has been
 /// explained in the log, once; a model that is missing or broken is not an error for the
 /// server, which streams without captions.
-pub fn load(cfg: &CaptionConfig) -> Option<Transcriber> {
+pub fn load(cfg: &CaptionConfig) -> Option<Models> {
     if cfg.mode == CaptionMode::Off {
         return None;
     }
@@ -154,21 +180,43 @@ pub fn load(cfg: &CaptionConfig) -> Option<Transcriber> {
         return None;
     }
     let t0 = Instant::now();
-    match Transcriber::load(&path, &cfg.language, cfg.threads) {
-        Ok(t) => {
-            info!(
-                model = %path.display(),
-                ms = t0.elapsed().as_millis() as u64,
-                "captions on: {}",
-                t.describe()
-            );
-            Some(t)
-        }
+    let transcriber = match Transcriber::load(&path, &cfg.language, cfg.threads) {
+        Ok(t) => t,
         Err(e) => {
             warn!("captions off: {e:#}");
+            return None;
+        }
+    };
+    let detector = match speech::detector_path(&path) {
+        Some(p) if p.exists() => match speech::Silero::load(&p) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                warn!("captions: {e:#}; noise and music may be captioned");
+                None
+            }
+        },
+        p => {
+            let at = p
+                .map(|p| format!(" at {}", p.display()))
+                .unwrap_or_default();
+            warn!(
+                "captions: no speech detector{at}, so noise and music may be captioned; \
+                 run scripts/install-model.sh to install it"
+            );
             None
         }
-    }
+    };
+    info!(
+        model = %path.display(),
+        ms = t0.elapsed().as_millis() as u64,
+        "captions on: {}{}",
+        transcriber.describe(),
+        if detector.is_some() { ", speech detector on" } else { "" }
+    );
+    Some(Models {
+        transcriber,
+        detector,
+    })
 }
 
 /// The running captioner: feed it audio with [`CaptionTap::send`].
@@ -209,17 +257,17 @@ pub struct CaptionText {
 }
 
 /// Starts the captioner and the text sender for `track`.
-pub fn start(
-    transcriber: Transcriber,
-    track: Arc<Track>,
-) -> anyhow::Result<(CaptionTap, CaptionWorker)> {
+pub fn start(models: Models, track: Arc<Track>) -> anyhow::Result<(CaptionTap, CaptionWorker)> {
     let (tx, rx) = sync_channel::<AudioFrame>(500);
     let (text_tx, text_rx) = sync_channel::<CaptionText>(256);
     let (done_tx, done) = std::sync::mpsc::channel::<()>();
     thread::Builder::new()
         .name("captioner".into())
         .spawn(move || {
-            let mut c = Captioner::new(transcriber, Policy::default());
+            let mut c = Captioner::new(models.transcriber, Policy::default());
+            if let Some(d) = models.detector {
+                c.speech = Some(SpeechTrack::new(Box::new(d)));
+            }
             c.run(rx, |t| {
                 let _ = text_tx.send(t);
             });
@@ -319,6 +367,16 @@ pub struct Policy {
     pub phrase_max: Duration,
     /// Silence after which an utterance ends (its last pass commits everything).
     pub vad_end: Duration,
+    /// With a speech detector: the probability at which a window counts as speech (above 1:
+    /// the detector is not used).
+    pub speech_p: f32,
+    /// With a speech detector: words with no speech within this much of them are dropped
+    /// (zero: no such rule).
+    pub word_pad: Duration,
+    /// With a speech detector: audio kept before the first speech of an utterance.
+    pub lead_in: Duration,
+    /// With a speech detector: it, not the energy detector, starts and ends utterances.
+    pub speech_segments: bool,
 }
 
 impl Default for Policy {
@@ -337,6 +395,10 @@ impl Default for Policy {
             phrase_pause: PHRASE_PAUSE,
             phrase_max: PHRASE_MAX,
             vad_end: VAD_END,
+            speech_p: SPEECH_P,
+            word_pad: WORD_PAD,
+            lead_in: LEAD_IN,
+            speech_segments: SPEECH_SEGMENTS,
         }
     }
 }
@@ -451,6 +513,8 @@ struct Captioner<T = Transcriber> {
     /// up to there are left context and don't cause another trim.
     trimmed_ms: i64,
     line_open: bool,
+    /// Speech probabilities of the stream, when a detector is loaded.
+    speech: Option<SpeechTrack>,
 }
 
 impl<T: Transcribe> Captioner<T> {
@@ -470,6 +534,7 @@ impl<T: Transcribe> Captioner<T> {
             samples_at_last_pass: 0,
             trimmed_ms: i64::MIN,
             line_open: false,
+            speech: None,
         }
     }
 
@@ -523,7 +588,21 @@ impl<T: Transcribe> Captioner<T> {
             if let Some((_, audio)) = self.utterance.as_mut() {
                 audio.extend_from_slice(&f);
             }
-            match self.vad.push_frame(&f) {
+            let vad = self.vad.push_frame(&f);
+            if let Some(sp) = self.speech.as_mut().filter(|_| self.policy.speech_p <= 1.0) {
+                sp.push(&f);
+                let judged = sp.pending() >= SPEECH_UPDATE * speech::WINDOW && sp.update();
+                if self.policy.speech_segments {
+                    // The speech detector cuts the utterances: the energy detector would run
+                    // on through noise from one sentence to the next.
+                    if judged {
+                        self.segment_by_speech(emit);
+                    }
+                    self.cut_if_too_long(emit);
+                    continue;
+                }
+            }
+            match vad {
                 Some(VadEvent::Start { preroll }) => {
                     let n = preroll.min(self.recent.len());
                     let audio: Vec<f32> = self
@@ -546,15 +625,64 @@ impl<T: Transcribe> Captioner<T> {
                 }
                 None => {}
             }
-            if self
-                .utterance
-                .as_ref()
-                .is_some_and(|(_, a)| a.len() >= samples_of_ms(ms(self.policy.max_utterance)))
-            {
-                self.cut_long_utterance(emit);
-            }
+            self.cut_if_too_long(emit);
         }
         self.pending.drain(..used);
+    }
+
+    fn cut_if_too_long(&mut self, emit: &mut impl FnMut(CaptionText)) {
+        if self
+            .utterance
+            .as_ref()
+            .is_some_and(|(_, a)| a.len() >= samples_of_ms(ms(self.policy.max_utterance)))
+        {
+            self.cut_long_utterance(emit);
+        }
+    }
+
+    /// With a speech detector, after it judged more audio: an utterance starts where
+    /// [`SPEECH_START_WINDOWS`] windows in a row are speech (with [`LEAD_IN`] before them)
+    /// and ends after [`Policy::vad_end`] without speech.
+    fn segment_by_speech(&mut self, emit: &mut impl FnMut(CaptionText)) {
+        let Some(sp) = self.speech.as_ref() else {
+            return;
+        };
+        let p = self.policy.speech_p;
+        let judged = sp.judged_until();
+        match &self.utterance {
+            None => {
+                let Some(onset) = sp.speech_at_end(p, SPEECH_START_WINDOWS) else {
+                    return;
+                };
+                let lead = samples_of_ms(ms(self.policy.lead_in)) as u64;
+                let oldest = self.total - self.recent.len() as u64;
+                let from = onset.saturating_sub(lead).max(oldest);
+                let audio: Vec<f32> = self
+                    .recent
+                    .iter()
+                    .skip((from - oldest) as usize)
+                    .copied()
+                    .collect();
+                self.utterance = Some((from, audio));
+                self.samples_at_last_pass = 0;
+                self.trimmed_ms = i64::MIN;
+                self.agreement.reset();
+            }
+            Some((start, audio)) => {
+                let end = start + audio.len() as u64;
+                let last_speech = sp.last_at_least(*start, judged, p).unwrap_or(*start);
+                let quiet = samples_of_ms(ms(self.policy.vad_end)) as u64;
+                if judged.saturating_sub(last_speech) >= quiet {
+                    let keep = (last_speech + samples_of_ms(SPEECH_TAIL_MS) as u64)
+                        .min(end)
+                        .saturating_sub(*start) as usize;
+                    if let Some((_, audio)) = self.utterance.as_mut() {
+                        audio.truncate(keep);
+                    }
+                    self.pass(true, emit);
+                }
+            }
+        }
     }
 
     /// Transcribes the utterance so far; `last` at its end.
@@ -562,21 +690,74 @@ impl<T: Transcribe> Captioner<T> {
         let Some((start, audio)) = self.utterance.as_ref() else {
             return;
         };
-        let start = *start;
+        let (start, len) = (*start, audio.len() as u64);
         self.samples_at_last_pass = audio.len();
+        let speech_p = self.policy.speech_p;
+        let heard = self.speech.as_mut().filter(|_| speech_p <= 1.0).map(|sp| {
+            sp.update();
+            (
+                sp.count_in(start, start + len, speech_p),
+                sp.first_at_least(start, start + len, speech_p),
+            )
+        });
+        if let Some((windows, onset)) = heard {
+            if windows < SPEECH_MIN_WINDOWS {
+                // Nothing in it is speech (noise, music, a door): whisper would make text of it.
+                debug!(
+                    audio_ms = len * 1000 / SAMPLE_RATE as u64,
+                    last, "no speech heard: no pass"
+                );
+                if last {
+                    self.utterance = None;
+                    self.agreement.reset();
+                    self.end_line(emit);
+                }
+                return;
+            }
+            // Sound before the first speech is left out (whisper places words badly after a
+            // stretch of noise), unless words from this utterance are already in the window.
+            let lead = samples_of_ms(ms(self.policy.lead_in)) as u64;
+            if let Some(onset) = onset.filter(|&o| o > start + lead) {
+                if self.agreement.committed().is_empty() && self.trimmed_ms == i64::MIN {
+                    let cut = ((onset - lead - start) / 16 * 16) as usize;
+                    let cut = self.drop_audio_front(cut);
+                    self.samples_at_last_pass = self.samples_at_last_pass.saturating_sub(cut);
+                    self.agreement.trim(0, (cut * 1000 / SAMPLE_RATE) as i64);
+                }
+            }
+        }
+        let Some((start, audio)) = self.utterance.as_ref() else {
+            return;
+        };
+        let start = *start;
+        let speech = self.speech.as_ref().filter(|_| speech_p <= 1.0);
         let beam = if last {
             self.policy.final_beam
         } else {
             self.policy.beam
         };
         let t0 = Instant::now();
-        let words = match self.transcriber.transcribe(audio, beam) {
+        let mut words = match self.transcriber.transcribe(audio, beam) {
             Ok(w) => w,
             Err(e) => {
                 warn!("captions: {e:#}");
                 Vec::new()
             }
         };
+        if let Some(sp) = speech.filter(|_| !self.policy.word_pad.is_zero()) {
+            let pad = samples_of_ms(ms(self.policy.word_pad)) as u64;
+            let at = |ms: i64| start + samples_of_ms(ms) as u64;
+            words.retain(|w| {
+                let heard = sp
+                    .max_in(at(w.start_ms).saturating_sub(pad), at(w.end_ms) + pad)
+                    // Not judged yet (the last few ms): the agreement holds it back anyway.
+                    .is_none_or(|p| p >= self.policy.speech_p);
+                if !heard {
+                    debug!(word = %w.text, w.start_ms, "no speech heard there: word dropped");
+                }
+                heard
+            });
+        }
         debug!(
             audio_ms = audio.len() * 1000 / SAMPLE_RATE,
             ms = t0.elapsed().as_millis() as u64,
@@ -906,5 +1087,187 @@ mod tests {
             .collect();
         let end = phrase_end(&noisy, pause).expect("the pause is found in noise");
         assert!((1280..=1320).contains(&end), "{end}");
+    }
+
+    /// A model that hears "hello there" in anything it is given, as whisper does in noise.
+    struct Credulous(usize);
+
+    impl Transcribe for Credulous {
+        fn transcribe(&mut self, samples: &[f32], _beam: usize) -> anyhow::Result<Vec<Word>> {
+            self.0 += 1;
+            let end = (samples.len() * 1000 / SAMPLE_RATE) as i64;
+            Ok(vec![
+                Word::new("hello", 100, 400),
+                Word::new("there.", 450, (end - 300).max(500)),
+            ])
+        }
+    }
+
+    /// A detector that says the same of every window with sound in it (and 0 of silence).
+    struct Says(f32);
+
+    impl speech::SpeechProb for Says {
+        fn probabilities(&mut self, samples: &[f32]) -> anyhow::Result<Vec<f32>> {
+            Ok(samples
+                .chunks(speech::WINDOW)
+                .map(|w| {
+                    if w.iter().any(|x| x.abs() > 0.01) {
+                        self.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect())
+        }
+    }
+
+    /// Feeds `audio` (16 kHz) to `c` as 48 kHz stereo frames, then 1 s of silence; returns
+    /// the text sent (line separators as `|`).
+    fn feed<T: Transcribe>(c: &mut Captioner<T>, audio: &[f32]) -> String {
+        let mut text = String::new();
+        let mut all = audio.to_vec();
+        all.extend(vec![0.0; SAMPLE_RATE]);
+        for (i, chunk) in all.chunks(320).enumerate() {
+            // 16 -> 48 kHz, two channels
+            let samples: Vec<i16> = chunk
+                .iter()
+                .flat_map(|&x| [(x * 32767.0) as i16; 6])
+                .collect();
+            let frame = AudioFrame {
+                samples,
+                capture: SystemTime::UNIX_EPOCH + Duration::from_millis(20 * i as u64),
+            };
+            c.ingest(&frame, &mut |t| text.push_str(&t.text));
+            c.pass_if_due(&mut |t| text.push_str(&t.text));
+        }
+        c.finish(&mut |t| text.push_str(&t.text));
+        text.replace(LINE_SEPARATOR, "|")
+    }
+
+    /// The text [`Credulous`] makes of `audio` with a detector that says `detector` of
+    /// everything (or none), and the number of passes.
+    fn caption(audio: &[f32], detector: Option<f32>) -> (String, usize) {
+        let mut c = Captioner::new(Credulous(0), Policy::default());
+        c.speech = detector.map(|p| SpeechTrack::new(Box::new(Says(p))));
+        let text = feed(&mut c, audio);
+        (text, c.transcriber.0)
+    }
+
+    #[test]
+    fn sound_the_detector_does_not_call_speech_never_reaches_whisper() {
+        // Loud, wobbling sound (music, a voice, a door: the energy detector can't tell).
+        let sound = voiced(3000, 0.3);
+        let (text, passes) = caption(&sound, None);
+        assert_eq!(
+            text, "hello there.|",
+            "without a detector, whisper's guess is sent"
+        );
+        assert!(passes >= 3, "{passes}");
+        let (text, passes) = caption(&sound, Some(0.9));
+        assert_eq!(text, "hello there.|", "speech: as before");
+        assert!(passes >= 3, "{passes}");
+        let (text, passes) = caption(&sound, Some(0.05));
+        assert_eq!(
+            (text.as_str(), passes),
+            ("", 0),
+            "not speech: no pass, no text"
+        );
+    }
+
+    /// A model that hears a word at 0.1-0.4 s and, once it has 2.7 s, one at 2.3-2.6 s.
+    struct TwoWords;
+
+    impl Transcribe for TwoWords {
+        fn transcribe(&mut self, samples: &[f32], _beam: usize) -> anyhow::Result<Vec<Word>> {
+            let mut w = vec![Word::new("hello", 100, 400)];
+            if samples.len() >= 2700 * 16 {
+                w.push(Word::new("ghost.", 2300, 2600));
+            }
+            Ok(w)
+        }
+    }
+
+    /// Speech where the audio's mean level is above 0.1.
+    struct LoudIsSpeech;
+
+    impl speech::SpeechProb for LoudIsSpeech {
+        fn probabilities(&mut self, samples: &[f32]) -> anyhow::Result<Vec<f32>> {
+            Ok(samples
+                .chunks(speech::WINDOW)
+                .map(|w| {
+                    let level = w.iter().map(|x| x.abs()).sum::<f32>() / w.len() as f32;
+                    if level > 0.1 {
+                        0.9
+                    } else {
+                        0.1
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn words_where_no_speech_was_heard_are_dropped() {
+        // 1 s of "speech", then 2 s of sound loud enough for the energy detector but not
+        // speech; the model hears a word in each.
+        let mut audio = voiced(1000, 0.4);
+        audio.extend(voiced(2000, 0.12));
+        let run = |detector: bool| {
+            let mut c = Captioner::new(TwoWords, Policy::default());
+            if detector {
+                c.speech = Some(SpeechTrack::new(Box::new(LoudIsSpeech)));
+            }
+            feed(&mut c, &audio)
+        };
+        assert_eq!(run(false), "hello ghost.|");
+        assert_eq!(run(true), "hello|");
+    }
+
+    /// A model that hears one word, "yes", at the start of anything.
+    struct Yes;
+
+    impl Transcribe for Yes {
+        fn transcribe(&mut self, _: &[f32], _beam: usize) -> anyhow::Result<Vec<Word>> {
+            Ok(vec![Word::new("yes", 100, 400)])
+        }
+    }
+
+    /// A model that hears nothing and notes the longest audio it was given.
+    struct Deaf(usize);
+
+    impl Transcribe for Deaf {
+        fn transcribe(&mut self, samples: &[f32], _beam: usize) -> anyhow::Result<Vec<Word>> {
+            self.0 = self.0.max(samples.len());
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn no_pass_hears_more_than_the_longest_utterance_with_or_without_a_detector() {
+        let audio = voiced(20_000, 0.4);
+        let max = samples_of_ms(ms(MAX_UTTERANCE));
+        for detector in [false, true] {
+            let mut c = Captioner::new(Deaf(0), Policy::default());
+            if detector {
+                c.speech = Some(SpeechTrack::new(Box::new(LoudIsSpeech)));
+            }
+            assert_eq!(feed(&mut c, &audio), "");
+            assert!(c.transcriber.0 > SAMPLE_RATE, "detector {detector}: it was heard");
+            assert!(c.transcriber.0 <= max, "detector {detector}: {}", c.transcriber.0);
+        }
+    }
+
+    #[test]
+    fn the_detector_ends_utterances_that_noise_would_run_together() {
+        // Two phrases with a second of steady noise between them: loud enough that the energy
+        // detector never hears a pause, not speech for the speech detector.
+        let mut audio = voiced(1500, 0.4);
+        audio.extend(hiss(1000, 0.12, 3));
+        audio.extend(voiced(1500, 0.4));
+        let mut c = Captioner::new(Yes, Policy::default());
+        assert_eq!(feed(&mut c, &audio), "yes|", "one utterance without a detector");
+        let mut c = Captioner::new(Yes, Policy::default());
+        c.speech = Some(SpeechTrack::new(Box::new(LoudIsSpeech)));
+        assert_eq!(feed(&mut c, &audio), "yes|yes|", "two with one");
     }
 }

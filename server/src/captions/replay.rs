@@ -51,6 +51,10 @@ fn parse_policy(spec: &str) -> Policy {
             "pause" => p.phrase_pause = d,
             "phrase_max" => p.phrase_max = d,
             "vad_end" => p.vad_end = d,
+            "speech_p" => p.speech_p = n as f32 / 100.0,
+            "word_pad" => p.word_pad = d,
+            "lead_in" => p.lead_in = d,
+            "seg" => p.speech_segments = n != 0,
             other => panic!("unknown policy key {other}"),
         }
     }
@@ -211,6 +215,11 @@ fn replay_files() {
             passes: Vec::new(),
         };
         let mut c = Captioner::new(metered, policy.clone());
+        // The speech detector beside the model, if installed (`speech_p=101` leaves it out).
+        if let Some(p) = super::speech::detector_path(&model_path).filter(|p| p.exists()) {
+            let d = super::speech::Silero::load(&p).expect("speech detector");
+            c.speech = Some(super::speech::SpeechTrack::new(Box::new(d)));
+        }
         let blocks = replay(&mut c, wav, cost);
         let json = serde_json::json!({
             "policy": format!("{policy:?}"),
