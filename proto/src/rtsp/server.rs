@@ -39,7 +39,9 @@
 //! end on TEARDOWN, on expiry (no request or RTCP from the client for the timeout, RFC 2326
 //! §12.37), or when the connection that created them closes; RTCP from a client's registered
 //! address (or on its interleaved connection) is keep-alive, and a PLI or FIR in it becomes a
-//! [`ServerEvent::KeyframeRequest`]; sender reports 150 ms and 1 s after PLAY so players can
+//! [`ServerEvent::KeyframeRequest`], at most one per session per
+//! [`ServerConfig::keyframe_request_interval`] (feedback counts only from the address, or
+//! interleaved channel, of a track the session set up); sender reports 150 ms and 1 s after PLAY so players can
 //! synchronise their tracks at once.
 //!
 //! ## Extending it
@@ -85,6 +87,11 @@ pub const PUBLIC: [Method; 7] = [
 
 /// Delays after PLAY at which a client gets its first sender reports.
 const FIRST_SENDER_REPORTS: [Duration; 2] = [Duration::from_millis(150), Duration::from_secs(1)];
+
+/// Default of [`ServerConfig::keyframe_request_interval`]: a client whose picture is damaged
+/// gets a keyframe within a round trip once, then at most one a second, however often it
+/// asks (our player repeats its PLI every 300 ms until the keyframe comes).
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One TCP connection, as numbered by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -145,6 +152,10 @@ pub struct ServerConfig {
     /// The DESCRIBE answer; the origin address is set per request.
     pub sdp: SessionDescription,
     pub tracks: Vec<TrackConfig>,
+    /// One session's PLIs and FIRs become at most one [`ServerEvent::KeyframeRequest`] per
+    /// this long, so one client cannot make the encoder send keyframes to everyone at the
+    /// rate of the encoder's own limiter (which still holds for all sessions together).
+    pub keyframe_request_interval: Duration,
 }
 
 impl ServerConfig {
@@ -159,6 +170,7 @@ impl ServerConfig {
             server_name: "livecast".into(),
             sdp,
             tracks,
+            keyframe_request_interval: KEYFRAME_REQUEST_INTERVAL,
         }
     }
 }
@@ -368,6 +380,8 @@ struct SessionEntry {
     setups: Vec<Setup>,
     /// When the next first-after-PLAY sender reports are due.
     reports_due: Vec<Instant>,
+    /// When this session's last keyframe request was passed on to the encoder.
+    last_keyframe_request: Option<Instant>,
 }
 
 impl SessionEntry {
@@ -704,42 +718,62 @@ impl Server {
 
     fn on_rtcp(&mut self, now: Instant, source: RtcpSource, data: &[u8]) {
         let parsed = rtcp::parse_compound(data);
-        let track = match source {
+        // The session the RTCP is from, and the track it is about.
+        let (sid, track) = match source {
             // Only a client's own RTCP counts: a stranger can neither keep a session alive
-            // nor ask for keyframes.
+            // nor ask for keyframes or retransmissions.
             RtcpSource::Udp { from, track } => {
                 let Ok(_) = &parsed else {
                     return;
                 };
-                let Some(s) = self
+                let Some((sid, s)) = self
                     .rtcp_sources
                     .get(&from)
-                    .and_then(|id| self.sessions.get_mut(id))
+                    .and_then(|id| self.sessions.get_key_value(id))
                 else {
                     return;
                 };
-                s.state.keepalive(now);
-                Some(track)
+                let sid = sid.clone();
+                // Feedback counts only for a track the session set up from this address.
+                let track = s
+                    .setups
+                    .iter()
+                    .any(|t| {
+                        t.track == track
+                            && matches!(t.sink, MediaSink::Udp { rtcp, .. } if rtcp == from)
+                    })
+                    .then_some(track);
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.state.keepalive(now);
+                }
+                (sid, track)
             }
             RtcpSource::Interleaved { conn, channel } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.last_activity = c.last_activity.max(now);
                 }
-                let mut track = None;
-                for s in self.sessions.values_mut().filter(|s| s.conn == conn) {
+                let mut found = None;
+                for (sid, s) in self.sessions.iter_mut().filter(|(_, s)| s.conn == conn) {
                     s.state.keepalive(now);
-                    track = track.or_else(|| {
-                        s.setups.iter().find_map(|t| match t.sink {
-                            MediaSink::Interleaved { rtcp_channel, .. }
-                                if rtcp_channel == channel =>
-                            {
-                                Some(t.track)
-                            }
-                            _ => None,
-                        })
-                    });
+                    if found.is_none() {
+                        found = s
+                            .setups
+                            .iter()
+                            .find_map(|t| match t.sink {
+                                MediaSink::Interleaved { rtcp_channel, .. }
+                                    if rtcp_channel == channel =>
+                                {
+                                    Some(t.track)
+                                }
+                                _ => None,
+                            })
+                            .map(|t| (sid.clone(), t));
+                    }
                 }
-                track
+                match found {
+                    Some((sid, t)) => (sid, Some(t)),
+                    None => return,
+                }
             }
         };
         let (Some(track), Ok(packets)) = (track, parsed) else {
@@ -748,9 +782,19 @@ impl Server {
         let Some(t) = self.cfg.tracks.get(track) else {
             return;
         };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         if packets.iter().any(|p| p.requests_keyframe_of(t.ssrc)) {
-            self.out
-                .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
+            // The session's budget: one request passed on per interval, the rest dropped.
+            let due = s
+                .last_keyframe_request
+                .is_none_or(|last| now >= last + self.cfg.keyframe_request_interval);
+            if due {
+                s.last_keyframe_request = Some(now);
+                self.out
+                    .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
+            }
         }
     }
 
@@ -949,6 +993,7 @@ impl Server {
                         peer,
                         setups: Vec::new(),
                         reports_due: Vec::new(),
+                        last_keyframe_request: None,
                     },
                 );
                 self.out

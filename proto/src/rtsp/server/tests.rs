@@ -1,5 +1,6 @@
 //! The server state machine in virtual time: `now` advances by hand, nothing sleeps.
 
+use super::KEYFRAME_REQUEST_INTERVAL;
 use super::*;
 use crate::rtcp::{Fir, FirEntry, ReceiverReport, RtcpPacket};
 use crate::sdp::{Attribute, MediaDescription, Origin};
@@ -500,6 +501,11 @@ fn rtcp_from_the_client_keeps_alive_and_asks_for_keyframes() {
             seq: 1,
         }],
     });
+    assert!(
+        h.rtcp(client_rtcp, &[rr(), fir.clone()]).is_empty(),
+        "within a second of the last request passed on"
+    );
+    h.advance(KEYFRAME_REQUEST_INTERVAL);
     assert_eq!(
         events(h.rtcp(client_rtcp, &[rr(), fir])),
         [ServerEvent::KeyframeRequest { track: 0 }]
@@ -1019,4 +1025,69 @@ fn rtp_clock_maps_wall_time_both_ways_and_wraps() {
         c.timestamp_at(epoch() - Duration::from_secs(1)),
         u32::MAX - 10 - 90_000
     );
+}
+
+/// Keyframe requests per session: one client asking ten times a second gets one keyframe
+/// request passed on per second, exactly; another client's requests have their own budget;
+/// a stranger's are ignored; the budget holds on interleaved RTCP too.
+#[test]
+fn keyframe_requests_are_budgeted_per_session() {
+    let mut h = Harness::new(1);
+    let a = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &a);
+    h.open(ConnId(2), "192.0.2.20:40000", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP/TCP;interleaved=0-1"),
+    );
+    let b = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", b.as_str()),
+    );
+    let from_a = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let from_b = RtcpSource::Interleaved {
+        conn: ConnId(2),
+        channel: 1,
+    };
+    let stranger = RtcpSource::Udp {
+        from: "192.0.2.10:5003".parse().unwrap(),
+        track: 0,
+    };
+    let pli = || [rr(), RtcpPacket::pli(Ssrc(77), VIDEO)];
+    let start = h.now;
+    let (mut passed_a, mut passed_b) = (Vec::new(), Vec::new());
+    // Ten seconds: A asks every 100 ms, B every 500 ms, the stranger every 100 ms.
+    for tick in 0..100u32 {
+        let at = h.now - start;
+        for e in events(h.rtcp(from_a, &pli())) {
+            assert_eq!(e, ServerEvent::KeyframeRequest { track: 0 });
+            passed_a.push(at);
+        }
+        if tick % 5 == 0 {
+            for e in events(h.rtcp(from_b, &pli())) {
+                assert_eq!(e, ServerEvent::KeyframeRequest { track: 0 });
+                passed_b.push(at);
+            }
+        }
+        assert!(h.rtcp(stranger, &pli()).is_empty(), "a stranger");
+        h.now += Duration::from_millis(100);
+        h.server.handle_input(Input::Timeout(h.now)).unwrap();
+        h.drain();
+    }
+    let secs = |v: &[u64]| {
+        v.iter()
+            .map(|s| Duration::from_millis(*s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        passed_a,
+        secs(&[0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000])
+    );
+    // B asks at 0, 500, 1000, ...: every other request is within a second of the last passed.
+    assert_eq!(passed_b, passed_a, "B's own budget, not A's");
 }
