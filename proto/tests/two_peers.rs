@@ -74,6 +74,8 @@ fn server_config() -> ServerConfig {
         },
         server_ports_v4: Some((port, port + 1)),
         server_ports_v6: None,
+        nack: false,
+        rtx_payload_type: None,
     };
     ServerConfig::new(
         sdp,
@@ -650,7 +652,10 @@ impl World {
                     self.log.keyframe_requests.push(self.at());
                     self.keyframe_wanted = true;
                 }
-                ServerEvent::SenderReport { .. } | ServerEvent::ViewerRefused { .. } => {}
+                // The client machine sends no NACK yet (the player's side of issue 13).
+                ServerEvent::SenderReport { .. }
+                | ServerEvent::ViewerRefused { .. }
+                | ServerEvent::Retransmit { .. } => {}
                 ServerEvent::CloseConnection { conn } => {
                     self.down.send_stream(now, Down::Fin(conn));
                     let closed = server::Input::ConnectionClosed { now, conn };

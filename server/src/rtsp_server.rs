@@ -106,6 +106,8 @@ impl RtspServer {
                 clock: t.clock(),
                 server_ports_v4: t.sockets.server_ports(false),
                 server_ports_v6: t.sockets.server_ports(true),
+                nack: false,
+                rtx_payload_type: None,
             })
             .collect();
         let mut sm_cfg = ServerConfig::new(sdp, track_cfgs);
@@ -250,6 +252,7 @@ impl RtspServer {
                 sink,
                 initial_seq,
                 resumed,
+                retransmission: _,
             } => {
                 let (Some(t), Some(sink)) = (self.tracks.get(track), self.sink(sink)) else {
                     return;
@@ -293,6 +296,7 @@ impl RtspServer {
                     t.request_keyframe();
                 }
             }
+            ServerEvent::Retransmit { .. } => {}
             ServerEvent::SenderReport { client, track } => {
                 if let Some(t) = self.tracks.get(track) {
                     t.send_sender_reports(SystemTime::now(), Some(client.0));

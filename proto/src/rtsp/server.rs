@@ -93,6 +93,11 @@ const FIRST_SENDER_REPORTS: [Duration; 2] = [Duration::from_millis(150), Duratio
 /// asks (our player repeats its PLI every 300 ms until the keyframe comes).
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Default of [`ServerConfig::retransmissions_per_second`]: 100 packets (about 1.1 Mbit/s of
+/// 1400-byte video packets) a second per session, several times what 10 % loss of a 2 Mbit/s
+/// stream needs with a retry or two, and a bound on what one client can make us send.
+pub const RETRANSMISSIONS_PER_SECOND: u32 = 100;
+
 /// One TCP connection, as numbered by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -132,6 +137,33 @@ pub struct TrackConfig {
     pub server_ports_v4: Option<(u16, u16)>,
     /// The same for IPv6 clients.
     pub server_ports_v6: Option<(u16, u16)>,
+    /// The SDP offers this track as `RTP/AVPF` with `a=rtcp-fb:<pt> nack`: its clients' generic
+    /// NACKs are answered (RFC 4585 §6.2.1).
+    pub nack: bool,
+    /// The `rtx` payload type (RFC 4588) the SDP associates with this track's, if any: clients
+    /// that set up `RTP/AVPF` get retransmissions in it, on their own SSRC.
+    pub rtx_payload_type: Option<u8>,
+}
+
+/// How the packets a client NACKs on one track are sent again (the shell's part: it keeps the
+/// packets and each client's numbering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retransmission {
+    /// Not at all: the track offers no NACK, or the client is interleaved on TCP (which loses
+    /// nothing on the way; what our full queue drops, resending would only add to).
+    None,
+    /// The original packet again, its SSRC and the client's sequence number unchanged: for a
+    /// client that set up plain `RTP/AVP` on an `RTP/AVPF` medium (ffmpeg does, and ignores
+    /// RFC 4588 packets).
+    Original,
+    /// RFC 4588 retransmission packets (SSRC-multiplexed, §8.3) in `payload_type`, on the
+    /// session's own `ssrc`, numbered from `initial_seq`: for a client that set up
+    /// `RTP/AVPF` (GStreamer's rtspsrc).
+    Rtx {
+        payload_type: u8,
+        ssrc: Ssrc,
+        initial_seq: u16,
+    },
 }
 
 /// Settings of the state machine.
@@ -156,6 +188,8 @@ pub struct ServerConfig {
     /// this long, so one client cannot make the encoder send keyframes to everyone at the
     /// rate of the encoder's own limiter (which still holds for all sessions together).
     pub keyframe_request_interval: Duration,
+    /// Packets one session may have resent per second at most (its NACKs beyond are dropped).
+    pub retransmissions_per_second: u32,
 }
 
 impl ServerConfig {
@@ -171,6 +205,7 @@ impl ServerConfig {
             sdp,
             tracks,
             keyframe_request_interval: KEYFRAME_REQUEST_INTERVAL,
+            retransmissions_per_second: RETRANSMISSIONS_PER_SECOND,
         }
     }
 }
@@ -292,12 +327,14 @@ pub enum ServerEvent {
     /// Start sending `track` to `client` on `sink`, its first packet (at a keyframe for video)
     /// numbered `initial_seq`, as announced in `RTP-Info`. `resumed`: the numbering continues
     /// an earlier PLAY of this client, which may already have had the most recent packets.
+    /// `retransmission`: how to answer its [`ServerEvent::Retransmit`]s.
     Subscribe {
         client: ClientId,
         track: usize,
         sink: MediaSink,
         initial_seq: u16,
         resumed: bool,
+        retransmission: Retransmission,
     },
     /// Stop sending `track` to `client` (a no-op if it is not being sent).
     Unsubscribe {
@@ -310,6 +347,14 @@ pub enum ServerEvent {
     ViewerRefused { peer: SocketAddr, why: String },
     /// A client asked for a keyframe of `track` (RTCP PLI or FIR).
     KeyframeRequest { track: usize },
+    /// Send `client` again the packets of `track` it numbers `seqs` (its own numbering, as in
+    /// its NACK), as its subscription's [`Retransmission`] says; those the shell no longer
+    /// has, or never sent this client, are skipped. Within the session's budget already.
+    Retransmit {
+        client: ClientId,
+        track: usize,
+        seqs: Vec<u16>,
+    },
     /// Send `client` an RTCP sender report for `track` now.
     SenderReport { client: ClientId, track: usize },
     /// Close the connection (after writing what was transmitted on it).
@@ -369,6 +414,7 @@ struct Setup {
     track: usize,
     sink: MediaSink,
     resume_seq: Option<u16>,
+    retransmission: Retransmission,
 }
 
 struct SessionEntry {
@@ -382,6 +428,9 @@ struct SessionEntry {
     reports_due: Vec<Instant>,
     /// When this session's last keyframe request was passed on to the encoder.
     last_keyframe_request: Option<Instant>,
+    /// The retransmission budget: when the current one-second window began, and how many
+    /// packets were asked for in it.
+    nack_window: Option<(Instant, u32)>,
 }
 
 impl SessionEntry {
@@ -796,6 +845,45 @@ impl Server {
                     .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
             }
         }
+        let retransmits = s.state.state() == State::Playing
+            && s.setups
+                .iter()
+                .any(|u| u.track == track && u.retransmission != Retransmission::None);
+        if !retransmits {
+            return;
+        }
+        let budget = self.cfg.retransmissions_per_second;
+        let mut seqs: Vec<u16> = Vec::new();
+        for p in &packets {
+            let rtcp::RtcpPacket::Nack(n) = p else {
+                continue;
+            };
+            if n.media != t.ssrc {
+                continue;
+            }
+            for seq in n.lost() {
+                if seqs.contains(&seq) {
+                    continue;
+                }
+                let (start, used) = match s.nack_window {
+                    Some((start, used)) if now < start + Duration::from_secs(1) => (start, used),
+                    _ => (now, 0),
+                };
+                if used >= budget {
+                    s.nack_window = Some((start, used));
+                    break;
+                }
+                s.nack_window = Some((start, used + 1));
+                seqs.push(seq);
+            }
+        }
+        if !seqs.is_empty() {
+            self.out.push_back(Output::Event(ServerEvent::Retransmit {
+                client: s.client,
+                track,
+                seqs,
+            }));
+        }
     }
 
     /// Handles one request; returns the response and whether the connection closes after it.
@@ -972,7 +1060,16 @@ impl Server {
             .get(&conn)
             .map(|c| c.peer)
             .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
-        let (setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+        let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+        if let Retransmission::Rtx { ssrc, .. } = &mut setup.retransmission {
+            // The session's own RTX stream: an SSRC no track uses.
+            *ssrc = loop {
+                let s = Ssrc(self.rng.random());
+                if self.cfg.tracks.iter().all(|t| t.ssrc != s) {
+                    break s;
+                }
+            };
+        }
 
         let sid = match session_hdr {
             Some(s) => s.id,
@@ -994,6 +1091,7 @@ impl Server {
                         setups: Vec::new(),
                         reports_due: Vec::new(),
                         last_keyframe_request: None,
+                        nack_window: None,
                     },
                 );
                 self.out
@@ -1031,12 +1129,14 @@ impl Server {
         // A track added while playing starts flowing at once; the others keep their numbering.
         if playing {
             let initial_seq = self.rng.random::<u16>();
+            let retransmission = fresh_rtx_numbering(setup.retransmission, &mut self.rng);
             self.out.push_back(Output::Event(ServerEvent::Subscribe {
                 client,
                 track,
                 sink: setup.sink,
                 initial_seq,
                 resumed: false,
+                retransmission,
             }));
         }
         Ok(Response::new(StatusCode::OK)
@@ -1067,7 +1167,7 @@ impl Server {
                 continue;
             }
             let (sink, reply) = match spec.profile {
-                TransportProfile::RtpAvp => {
+                TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
                     let Some((rtp_port, rtcp_port)) = spec.client_port else {
                         continue;
                     };
@@ -1088,14 +1188,14 @@ impl Server {
                         rtcp: SocketAddr::new(peer_ip, rtcp_port),
                     };
                     let reply = TransportSpec {
-                        profile: TransportProfile::RtpAvp,
+                        profile: spec.profile.clone(),
                         client_port: Some((rtp_port, rtcp_port)),
                         server_port: Some(server_ports),
                         ..TransportSpec::default()
                     };
                     (sink, reply)
                 }
-                TransportProfile::RtpAvpTcp => {
+                TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
                     let (a, b) = spec
                         .interleaved
                         .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
@@ -1105,7 +1205,7 @@ impl Server {
                         rtcp_channel: b,
                     };
                     let reply = TransportSpec {
-                        profile: TransportProfile::RtpAvpTcp,
+                        profile: spec.profile.clone(),
                         interleaved: Some((a, b)),
                         ..TransportSpec::default()
                     };
@@ -1118,16 +1218,30 @@ impl Server {
                 ssrc: Some(info.ssrc.0),
                 ..reply
             };
+            // An AVPF client gets RTX when the track has it; a plain AVP client (ffmpeg on an
+            // AVPF medium) the original packets; nobody on TCP.
+            let retransmission = match (info.nack, spec.profile.is_tcp(), info.rtx_payload_type) {
+                (false, _, _) | (_, true, _) => Retransmission::None,
+                (true, false, Some(payload_type)) if spec.profile.is_avpf() => {
+                    Retransmission::Rtx {
+                        payload_type,
+                        ssrc: info.ssrc, // replaced by the session's own in `setup`
+                        initial_seq: 0,
+                    }
+                }
+                (true, false, _) => Retransmission::Original,
+            };
             let setup = Setup {
                 track,
                 sink,
                 resume_seq: None,
+                retransmission,
             };
             return Ok((setup, Transport(vec![reply])));
         }
         Err(Fail::new(
             StatusCode::UNSUPPORTED_TRANSPORT,
-            "supported: RTP/AVP;unicast;client_port=a-b or RTP/AVP/TCP;interleaved=a-b",
+            "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b",
         ))
     }
 
@@ -1170,12 +1284,14 @@ impl Server {
                     seq: Some(initial_seq),
                     rtptime: Some(rtptime),
                 });
+                let retransmission = fresh_rtx_numbering(s.retransmission, &mut self.rng);
                 self.out.push_back(Output::Event(ServerEvent::Subscribe {
                     client,
                     track: s.track,
                     sink: s.sink,
                     initial_seq,
                     resumed: resumed.is_some(),
+                    retransmission,
                 }));
             }
         }
@@ -1255,6 +1371,21 @@ impl Server {
         } else {
             Err(not_found())
         }
+    }
+}
+
+/// `r` with a fresh RTX initial sequence number for a new subscription (a resumed one must not
+/// reuse numbers the client has seen on the session's RTX SSRC).
+fn fresh_rtx_numbering(r: Retransmission, rng: &mut SmallRng) -> Retransmission {
+    match r {
+        Retransmission::Rtx {
+            payload_type, ssrc, ..
+        } => Retransmission::Rtx {
+            payload_type,
+            ssrc,
+            initial_seq: rng.random(),
+        },
+        other => other,
     }
 }
 

@@ -3,6 +3,7 @@
 use super::KEYFRAME_REQUEST_INTERVAL;
 use super::*;
 use crate::rtcp::{Fir, FirEntry, ReceiverReport, RtcpPacket};
+use crate::rtsp::headers::TransportProfile;
 use crate::sdp::{Attribute, MediaDescription, Origin};
 
 const URL: &str = "rtsp://198.51.100.7:8554/live";
@@ -42,6 +43,8 @@ fn config() -> ServerConfig {
         },
         server_ports_v4: Some((6970, 6971)),
         server_ports_v6: None,
+        nack: false,
+        rtx_payload_type: None,
     };
     let mut cfg = ServerConfig::new(
         sdp,
@@ -308,12 +311,14 @@ fn setup_play_pause_play_continues_the_numbering() {
         sink: s0,
         initial_seq: seq0,
         resumed: false,
+        retransmission: Retransmission::None,
     }, ServerEvent::Subscribe {
         client: c1,
         track: 1,
         sink: s1,
         initial_seq: seq1,
         resumed: false,
+        retransmission: Retransmission::None,
     }] = ev[..]
     else {
         panic!("{ev:?}")
@@ -387,6 +392,7 @@ fn setup_play_pause_play_continues_the_numbering() {
             sink: udp_sink(),
             initial_seq: 65535,
             resumed: true,
+            retransmission: Retransmission::None,
         }
     );
     assert_eq!(
@@ -1090,4 +1096,202 @@ fn keyframe_requests_are_budgeted_per_session() {
     );
     // B asks at 0, 500, 1000, ...: every other request is within a second of the last passed.
     assert_eq!(passed_b, passed_a, "B's own budget, not A's");
+}
+
+/// `config()` with NACK on the video track and its RTX payload type 98.
+fn nack_config() -> ServerConfig {
+    let mut cfg = config();
+    cfg.tracks[0].nack = true;
+    cfg.tracks[0].rtx_payload_type = Some(98);
+    cfg
+}
+
+fn nack(media: Ssrc, lost: &[u16]) -> RtcpPacket {
+    RtcpPacket::Nack(crate::rtcp::Nack::new(Ssrc(77), media, lost))
+}
+
+/// How a client's NACKs are answered follows how it set up the track: RTX on its own SSRC
+/// for `RTP/AVPF` (GStreamer), the original packets for plain `RTP/AVP` on the AVPF medium
+/// (ffmpeg), nothing over TCP or on a track without NACK; the NACK turns into a
+/// `Retransmit` of the numbers it names, only while playing, only from the client's own
+/// address and about the track's SSRC.
+#[test]
+fn nacks_become_retransmissions_as_the_client_set_up() {
+    let mut h = Harness::with(nack_config(), 3);
+    // GStreamer: RTP/AVPF on UDP.
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    let t = r.headers.get_typed::<Transport>().unwrap().unwrap();
+    assert_eq!(
+        t.0[0].profile,
+        TransportProfile::RtpAvpf,
+        "the profile asked for"
+    );
+    assert_eq!(
+        t.0[0].ssrc,
+        Some(VIDEO.0),
+        "the media SSRC, not the RTX one"
+    );
+    let gst = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.setup(1, "RTP/AVPF;unicast;client_port=5002-5003", Some(&gst));
+    let (_, ev) = h.with_session(Method::Play, &gst);
+    let Some(ServerEvent::Subscribe {
+        retransmission:
+            Retransmission::Rtx {
+                payload_type: 98,
+                ssrc: rtx_ssrc,
+                ..
+            },
+        ..
+    }) = ev.first()
+    else {
+        panic!("{ev:?}");
+    };
+    assert!(*rtx_ssrc != VIDEO && *rtx_ssrc != AUDIO);
+    assert!(
+        matches!(
+            ev[1],
+            ServerEvent::Subscribe {
+                track: 1,
+                retransmission: Retransmission::None,
+                ..
+            }
+        ),
+        "no NACK on audio: {ev:?}"
+    );
+
+    // ffmpeg: plain RTP/AVP on the same medium, from another port pair.
+    h.open(ConnId(2), "192.0.2.10:40001", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP;unicast;client_port=6000-6001"),
+    );
+    assert_eq!(r.status, StatusCode::OK, "AVP accepted on an AVPF medium");
+    let ff = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    let (_, ev) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", ff.as_str()),
+    );
+    assert!(matches!(
+        ev[0],
+        ServerEvent::Subscribe {
+            client: ClientId(2),
+            retransmission: Retransmission::Original,
+            ..
+        }
+    ));
+
+    // Interleaved, even AVPF: no retransmission.
+    h.open(ConnId(3), "192.0.2.30:40000", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(3),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF/TCP;interleaved=0-1"),
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    let tcp = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    let (_, ev) = h.request_on(
+        ConnId(3),
+        Request::new(Method::Play, URL).header("Session", tcp.as_str()),
+    );
+    assert!(matches!(
+        ev[0],
+        ServerEvent::Subscribe {
+            retransmission: Retransmission::None,
+            ..
+        }
+    ));
+
+    let udp = |port: u16, track| RtcpSource::Udp {
+        from: SocketAddr::new("192.0.2.10".parse().unwrap(), port),
+        track,
+    };
+    assert_eq!(
+        events(h.rtcp(udp(5001, 0), &[rr(), nack(VIDEO, &[100, 101, 103])])),
+        [ServerEvent::Retransmit {
+            client: ClientId(1),
+            track: 0,
+            seqs: vec![100, 101, 103]
+        }]
+    );
+    assert_eq!(
+        events(h.rtcp(udp(6001, 0), &[rr(), nack(VIDEO, &[7])])),
+        [ServerEvent::Retransmit {
+            client: ClientId(2),
+            track: 0,
+            seqs: vec![7]
+        }]
+    );
+    // Another stream's SSRC, the audio track (no NACK there), a stranger's port, TCP.
+    assert!(h.rtcp(udp(5001, 0), &[nack(AUDIO, &[1])]).is_empty());
+    assert!(h.rtcp(udp(5003, 1), &[nack(AUDIO, &[1])]).is_empty());
+    assert!(h.rtcp(udp(5005, 0), &[nack(VIDEO, &[1])]).is_empty());
+    assert!(
+        h.rtcp(udp(5003, 0), &[nack(VIDEO, &[1])]).is_empty(),
+        "audio's port"
+    );
+    let on_tcp = RtcpSource::Interleaved {
+        conn: ConnId(3),
+        channel: 1,
+    };
+    assert!(h.rtcp(on_tcp, &[rr(), nack(VIDEO, &[1])]).is_empty());
+    // Paused: nothing is resent (the client is not listening to the stream).
+    h.with_session(Method::Pause, &gst);
+    assert!(h.rtcp(udp(5001, 0), &[nack(VIDEO, &[200])]).is_empty());
+}
+
+/// At most `retransmissions_per_second` packets per session per second: a client NACKing 30
+/// packets every 100 ms gets 100 in each one-second window (the rest dropped), and another
+/// session has its own budget.
+#[test]
+fn retransmissions_are_budgeted_per_session() {
+    let mut h = Harness::with(nack_config(), 4);
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    let a = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.with_session(Method::Play, &a);
+    h.open(ConnId(2), "192.0.2.20:40000", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP;unicast;client_port=5000-5001"),
+    );
+    let b = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", b.as_str()),
+    );
+    let from = |ip: &str| RtcpSource::Udp {
+        from: SocketAddr::new(ip.parse().unwrap(), 5001),
+        track: 0,
+    };
+    let (mut per_second_a, mut per_second_b) = ([0usize; 3], [0usize; 3]);
+    let start = h.now;
+    let mut next: u16 = 65500; // across the wrap
+    for _ in 0..30 {
+        let lost: Vec<u16> = (0..30).map(|i| next.wrapping_add(i)).collect();
+        next = next.wrapping_add(30);
+        let second = (h.now - start).as_secs() as usize;
+        for (src, count) in [
+            ("192.0.2.10", &mut per_second_a),
+            ("192.0.2.20", &mut per_second_b),
+        ] {
+            for e in events(h.rtcp(from(src), &[rr(), nack(VIDEO, &lost)])) {
+                let ServerEvent::Retransmit { seqs, .. } = e else {
+                    panic!("{e:?}");
+                };
+                assert_eq!(seqs[..], lost[..seqs.len()], "in the order asked");
+                count[second] += seqs.len();
+            }
+        }
+        h.now += Duration::from_millis(100);
+    }
+    assert_eq!(per_second_a, [100, 100, 100]);
+    assert_eq!(per_second_b, [100, 100, 100]);
 }
