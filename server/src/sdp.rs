@@ -172,6 +172,8 @@ mod tests {
             clock_rate: 90_000,
             ssrc: Ssrc(1),
             cname: "c".into(),
+            nack: false,
+            rtx_payload_type: None,
         }
     }
 
