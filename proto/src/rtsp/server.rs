@@ -20,6 +20,11 @@
 //!  Timeout / Shutdown┘
 //! ```
 //!
+//! The session description is answered as configured (with `RTP/AVPF` and NACK/RTX on the
+//! tracks that offer them), but to a client whose `User-Agent` names live555, which drops AVPF
+//! media, it goes without feedback ([`crate::sdp::MediaDescription::without_feedback`]). A
+//! SETUP with plain `RTP/AVP` on an AVPF medium is accepted (ffmpeg always asks for it).
+//!
 //! What the state machine knows of the media side comes in [`ServerConfig`]: per track its SSRC,
 //! its RTP clock ([`RtpClock`], so `RTP-Info: rtptime` is computed here from the `wall` time of
 //! the request) and the server's UDP ports per address family; the session description to
@@ -44,6 +49,12 @@
 //! interleaved channel, of a track the session set up); sender reports 150 ms and 1 s after PLAY so players can
 //! synchronise their tracks at once.
 //!
+//! NACKs (RFC 4585 §6.2.1, typed in [`crate::rtcp`]) become [`ServerEvent::Retransmit`] in the
+//! client's numbering, at most [`ServerConfig::retransmissions_per_second`] per session; how
+//! the shell resends is fixed at SETUP ([`Retransmission`]): RFC 4588 RTX on the session's own
+//! SSRC for an `RTP/AVPF` client, the original packet for a plain `RTP/AVP` one, nothing over
+//! TCP.
+//!
 //! ## Extending it
 //! - Authentication: a check at the top of request handling (after CSeq and version) that
 //!   answers `401` with a `WWW-Authenticate` challenge ([`header_names::WWW_AUTHENTICATE`])
@@ -52,9 +63,6 @@
 //! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
 //!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the
 //!   shell maps to an ingest path, the way [`ServerEvent::Subscribe`] maps to the fan-out.
-//! - NACK / retransmission: an RTPFB generic NACK (RFC 4585 §6.2.1) typed in
-//!   [`crate::rtcp`], turned here into `Retransmit { client, track, seqs }` events; pacing
-//!   timers join the session's deadlines in the [`Output::Timeout`] computation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -1003,6 +1011,18 @@ impl Server {
         }
         let local = self.conns.get(&conn).map(|c| c.local.ip());
         let mut sdp = self.cfg.sdp.clone();
+        // live555 (upstream VLC and others) drops any RTP/AVPF medium: plain AVP for it.
+        if req
+            .headers
+            .get(header_names::USER_AGENT)
+            .is_some_and(|ua| ua.to_ascii_lowercase().contains("live555"))
+        {
+            sdp.media = sdp
+                .media
+                .iter()
+                .map(crate::sdp::MediaDescription::without_feedback)
+                .collect();
+        }
         if let Some(ip) = local {
             let (ty, addr) = match canonical_ip(ip) {
                 IpAddr::V4(a) => ("IP4", a.to_string()),

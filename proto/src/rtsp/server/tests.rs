@@ -1295,3 +1295,52 @@ fn retransmissions_are_budgeted_per_session() {
     assert_eq!(per_second_a, [100, 100, 100]);
     assert_eq!(per_second_b, [100, 100, 100]);
 }
+
+/// The SDP as configured (AVPF, feedback, RTX) to everyone but live555, which drops AVPF
+/// media and gets the plain AVP version.
+#[test]
+fn live555_gets_the_sdp_without_feedback() {
+    let mut cfg = nack_config();
+    let video = &mut cfg.sdp.media[0];
+    video.proto = "RTP/AVPF".into();
+    video.formats.push("98".into());
+    video.attributes.splice(
+        0..0,
+        [
+            Attribute::new("rtpmap", "96 H264/90000"),
+            Attribute::new("rtcp-fb", "96 nack"),
+            Attribute::new("rtpmap", "98 rtx/90000"),
+            Attribute::new("fmtp", "98 apt=96"),
+        ],
+    );
+    let mut h = Harness::with(cfg, 5);
+    let describe = |h: &mut Harness, ua: Option<&str>| {
+        let mut req = Request::new(Method::Describe, URL);
+        if let Some(ua) = ua {
+            req = req.header("User-Agent", ua);
+        }
+        let (r, _) = h.request(req);
+        assert_eq!(r.status, StatusCode::OK);
+        crate::sdp::parse(body(&r)).unwrap().media.remove(0)
+    };
+    for ua in [None, Some("GStreamer/1.22.0"), Some("Lavf59.27.100")] {
+        let m = describe(&mut h, ua);
+        assert_eq!(
+            (m.proto.as_str(), m.formats.len()),
+            ("RTP/AVPF", 2),
+            "{ua:?}"
+        );
+        assert_eq!(m.attribute("rtcp-fb"), Some("96 nack"));
+    }
+    for ua in [
+        "LIVE555 Streaming Media v2020.01.01",
+        "VLC media player (LIVE555 Streaming Media v2022.07.14)",
+    ] {
+        let m = describe(&mut h, Some(ua));
+        assert_eq!(m.proto, "RTP/AVP", "{ua}");
+        assert_eq!(m.formats, ["96"]);
+        assert_eq!(m.attribute("rtcp-fb"), None);
+        assert_eq!(m.rtpmap(98), None);
+        assert_eq!(m.control(), Some("trackID=0"));
+    }
+}
