@@ -606,7 +606,11 @@ impl Track {
     /// its first packet, after its last) and packets older than [`HISTORY`] are skipped, as
     /// is a client on TCP. Returns how many were sent.
     pub fn retransmit(&self, client: u64, seqs: &[u16], now: Instant) -> usize {
-        let Some(sub) = self.snapshot().into_iter().find(|s| s.id == client) else {
+        let Some(sub) = self
+            .shards
+            .iter()
+            .find_map(|s| s.set().iter().find(|s| s.id == client).cloned())
+        else {
             return 0;
         };
         let Sink::Udp { rtp: dest, .. } = sub.sink else {

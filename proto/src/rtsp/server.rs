@@ -862,14 +862,19 @@ impl Server {
         }
         let budget = self.cfg.retransmissions_per_second;
         let mut seqs: Vec<u16> = Vec::new();
-        for p in &packets {
-            let rtcp::RtcpPacket::Nack(n) = p else {
-                continue;
-            };
-            if n.media != t.ssrc {
-                continue;
-            }
+        // A datagram can name a million numbers (repeated ones cost no budget): only so many
+        // are looked at, so a hostile NACK costs no more than an honest one.
+        let mut examined = 0;
+        let nacks = packets.iter().filter_map(|p| match p {
+            rtcp::RtcpPacket::Nack(n) if n.media == t.ssrc => Some(n),
+            _ => None,
+        });
+        'nacks: for n in nacks {
             for seq in n.lost() {
+                examined += 1;
+                if examined > 4 * budget.max(64) {
+                    break 'nacks;
+                }
                 if seqs.contains(&seq) {
                     continue;
                 }

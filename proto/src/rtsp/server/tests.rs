@@ -1344,3 +1344,48 @@ fn live555_gets_the_sdp_without_feedback() {
         assert_eq!(m.control(), Some("trackID=0"));
     }
 }
+
+/// A NACK as large as a datagram allows, naming the same packet over and over or a quarter of
+/// a million packets: one retransmission, or the budget's worth, never more.
+#[test]
+fn a_hostile_nack_costs_no_more_than_the_budget() {
+    let mut h = Harness::with(nack_config(), 6);
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    let a = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.with_session(Method::Play, &a);
+    let from = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let entries = |f: fn(u16) -> crate::rtcp::NackEntry| {
+        RtcpPacket::Nack(crate::rtcp::Nack {
+            sender: Ssrc(77),
+            media: VIDEO,
+            entries: (0..16_000u16).map(f).collect(),
+        })
+    };
+    let same = entries(|_| crate::rtcp::NackEntry { pid: 9, blp: 0 });
+    let ev = events(h.rtcp(from, &[same]));
+    assert_eq!(
+        ev,
+        [ServerEvent::Retransmit {
+            client: ClientId(1),
+            track: 0,
+            seqs: vec![9]
+        }]
+    );
+    h.now += Duration::from_secs(1);
+    let many = entries(|i| crate::rtcp::NackEntry {
+        pid: i.wrapping_mul(17),
+        blp: 0xffff,
+    });
+    let ev = events(h.rtcp(from, &[many]));
+    let [ServerEvent::Retransmit { seqs, .. }] = &ev[..] else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(seqs.len(), 100);
+    assert_eq!(seqs[..18], (0..18).collect::<Vec<u16>>()[..]);
+}
