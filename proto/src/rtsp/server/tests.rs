@@ -1140,17 +1140,17 @@ fn nacks_become_retransmissions_as_the_client_set_up() {
     let (_, ev) = h.with_session(Method::Play, &gst);
     let Some(ServerEvent::Subscribe {
         retransmission:
-            Retransmission::Rtx {
+            first_rtx @ Retransmission::Rtx {
                 payload_type: 98,
                 ssrc: rtx_ssrc,
                 ..
             },
         ..
-    }) = ev.first()
+    }) = ev.first().cloned()
     else {
         panic!("{ev:?}");
     };
-    assert!(*rtx_ssrc != VIDEO && *rtx_ssrc != AUDIO);
+    assert!(rtx_ssrc != VIDEO && rtx_ssrc != AUDIO);
     assert!(
         matches!(
             ev[1],
@@ -1242,6 +1242,26 @@ fn nacks_become_retransmissions_as_the_client_set_up() {
     // Paused: nothing is resent (the client is not listening to the stream).
     h.with_session(Method::Pause, &gst);
     assert!(h.rtcp(udp(5001, 0), &[nack(VIDEO, &[200])]).is_empty());
+    // Resumed: the session's RTX SSRC stays, its numbering starts afresh.
+    let Retransmission::Rtx {
+        initial_seq: first_seq,
+        ..
+    } = first_rtx
+    else {
+        unreachable!()
+    };
+    let (_, ev) = h.with_session(Method::Play, &gst);
+    let Some(ServerEvent::Subscribe {
+        retransmission: Retransmission::Rtx {
+            ssrc, initial_seq, ..
+        },
+        ..
+    }) = ev.first()
+    else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(*ssrc, rtx_ssrc);
+    assert_ne!(*initial_seq, first_seq);
 }
 
 /// At most `retransmissions_per_second` packets per session per second: a client NACKing 30
