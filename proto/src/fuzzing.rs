@@ -8,8 +8,8 @@
 use std::fmt::Debug;
 
 use crate::codec::h264::{nal, nal_type, AccessUnit, Depacketizer, Packetizer};
-use crate::codec::t140;
 use crate::codec::Codec;
+use crate::codec::{rtx, t140};
 use crate::rtsp::{
     parse, CSeq, ContentBase, ContentLength, ContentType, Header, Limits, Message, Parsed, Public,
     Range, RtpInfo, Session, Transport,
@@ -107,7 +107,8 @@ pub fn sdp_round_trip(text: &str) {
 }
 
 /// RTP (RFC 3550 §5.1) and RTCP compounds (§6): neither parser panics; what parses writes back
-/// to bytes that parse to the same packet(s).
+/// to bytes that parse to the same packet(s); an RTP packet wrapped in RFC 4588 RTX and
+/// unwrapped is the same packet (padding aside); reading an Opus FEC flag never panics.
 pub fn rtp_rtcp_round_trip(data: &[u8]) {
     let _ = rtp::looks_like_rtcp(data);
     if let Ok(p) = rtp::parse(data) {
@@ -118,12 +119,34 @@ pub fn rtp_rtcp_round_trip(data: &[u8]) {
         rtp::write(&p.header(), p.payload, &mut fixed);
         let q = rtp::parse(&fixed).expect("written RTP must parse");
         assert_eq!((q.header(), q.payload), (p.header(), p.payload));
+        // RFC 4588: retransmitted and unwrapped, the same packet but for padding.
+        let rtx_header = rtx::RtxHeader {
+            payload_type: 100,
+            sequence: p.sequence.wrapping_add(7),
+            ssrc: crate::time::Ssrc(p.ssrc.0 ^ 1),
+        };
+        let mut wrapped = Vec::new();
+        rtx::wrap(&p, p.sequence, rtx_header, &mut wrapped);
+        let w = rtp::parse(&wrapped).expect("an RTX packet must parse");
+        let mut back = Vec::new();
+        assert_eq!(
+            rtx::unwrap(&w, p.payload_type, p.ssrc, &mut back),
+            Some(p.sequence)
+        );
+        let b = rtp::parse(&back).expect("an unwrapped RTX packet must parse");
+        assert_eq!(b, rtp::RtpPacket { padding: 0, ..p });
     }
+    let _ = crate::codec::opus::has_fec(data);
     if let Ok(packets) = rtcp::parse_compound(data) {
         let mut out = Vec::new();
         rtcp::write_compound(&packets, &mut out);
         let again = rtcp::parse_compound(&out).expect("written RTCP must parse");
         assert_eq!(again, packets, "input {data:02x?}");
+        for p in &packets {
+            if let rtcp::RtcpPacket::Nack(n) = p {
+                assert!(n.lost().count() >= n.entries.len());
+            }
+        }
     }
 }
 

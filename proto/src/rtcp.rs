@@ -1,7 +1,8 @@
 //! RTCP compound packets (RFC 3550 §6): SR, RR, SDES, BYE and APP, parse and write; of the
 //! feedback messages, the keyframe requests: Picture Loss Indication ([`Pli`], RFC 4585
 //! §6.3.1) and Full Intra Request ([`Fir`], RFC 5104 §4.3.1), recognised by
-//! [`RtcpPacket::requests_keyframe_of`]. Other packet types (RTPFB, other PSFB formats, XR, ...)
+//! [`RtcpPacket::requests_keyframe_of`]; and the Generic NACK ([`Nack`], RFC 4585 §6.2.1) that
+//! asks for retransmissions. Other packet types (other RTPFB and PSFB formats, XR, ...)
 //! are kept as [`RtcpPacket::Unknown`] so a relay can pass them on. Plus [`ReceptionStats`], the receiver-side bookkeeping behind a report block
 //! (RFC 3550 A.1, A.3, A.8).
 //!
@@ -34,6 +35,10 @@ pub const PT_BYE: u8 = 203;
 /// Application-defined (RFC 3550 §6.7).
 pub const PT_APP: u8 = 204;
 
+/// Transport-layer feedback (RFC 4585 §6.1, §6.2).
+pub const PT_RTPFB: u8 = 205;
+/// RTPFB format of a Generic NACK (RFC 4585 §6.2.1).
+pub const RTPFB_NACK: u8 = 1;
 /// Payload-specific feedback (RFC 4585 §6.1).
 pub const PT_PSFB: u8 = 206;
 /// PSFB format of a Picture Loss Indication (RFC 4585 §6.3.1).
@@ -192,6 +197,73 @@ pub struct FirEntry {
     pub seq: u8,
 }
 
+/// Generic NACK (RFC 4585 §6.2.1): RTPFB, FMT 1. `sender` asks the sender of `media` to send
+/// again the packets its FCI entries name. Each entry is `PID (16) | BLP (16)`: packet `PID`
+/// is lost, and bit `i` of `BLP` (least significant first) says `PID + i + 1` is lost too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nack {
+    pub sender: Ssrc,
+    pub media: Ssrc,
+    /// At least one entry (a NACK without FCI is not typed: it names nothing).
+    pub entries: Vec<NackEntry>,
+}
+
+/// One FCI entry of a [`Nack`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NackEntry {
+    /// Packet ID: the sequence number of a lost packet.
+    pub pid: u16,
+    /// Bitmask of following lost packets: bit `i` set means `pid + i + 1` is lost.
+    pub blp: u16,
+}
+
+impl Nack {
+    /// Entries at most in one NACK: the length field counts 65536 words, header included.
+    pub const MAX_ENTRIES: usize = u16::MAX as usize - 2;
+
+    /// A NACK for `lost` (in any order, duplicates allowed): packed into as few entries as
+    /// a greedy pass over the numbers in sequence order (wrapping, from the first given) makes.
+    pub fn new(sender: Ssrc, media: Ssrc, lost: &[u16]) -> Nack {
+        let Some(&first) = lost.first() else {
+            return Nack {
+                sender,
+                media,
+                entries: Vec::new(),
+            };
+        };
+        // Sort by distance from the first, so a run across 65535 -> 0 stays together.
+        let mut by_offset: Vec<u16> = lost.iter().map(|s| s.wrapping_sub(first)).collect();
+        by_offset.sort_unstable();
+        by_offset.dedup();
+        let mut entries: Vec<NackEntry> = Vec::new();
+        for off in by_offset {
+            let seq = first.wrapping_add(off);
+            match entries.last_mut() {
+                Some(e) if (1..=16).contains(&seq.wrapping_sub(e.pid)) => {
+                    e.blp |= 1 << (seq.wrapping_sub(e.pid) - 1);
+                }
+                _ => entries.push(NackEntry { pid: seq, blp: 0 }),
+            }
+        }
+        Nack {
+            sender,
+            media,
+            entries,
+        }
+    }
+
+    /// Every sequence number the NACK names, entry by entry, in the order written.
+    pub fn lost(&self) -> impl Iterator<Item = u16> + '_ {
+        self.entries.iter().flat_map(|e| {
+            std::iter::once(e.pid).chain(
+                (0..16u16)
+                    .filter(move |i| e.blp & (1 << i) != 0)
+                    .map(move |i| e.pid.wrapping_add(i + 1)),
+            )
+        })
+    }
+}
+
 /// One packet of an RTCP compound packet (RFC 3550 §6.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -205,7 +277,9 @@ pub enum RtcpPacket {
     Pli(Pli),
     /// Full Intra Request (RFC 5104 §4.3.1).
     Fir(Fir),
-    /// Any other packet type (e.g. 205 RTPFB, 207 XR) or feedback format, kept so it can be
+    /// Generic NACK (RFC 4585 §6.2.1).
+    Nack(Nack),
+    /// Any other packet type (e.g. 207 XR, other RTPFB formats) or feedback format, kept so it can be
     /// forwarded.
     Unknown {
         packet_type: u8,
@@ -243,6 +317,7 @@ impl RtcpPacket {
             RtcpPacket::Bye(_) => PT_BYE,
             RtcpPacket::App(_) => PT_APP,
             RtcpPacket::Pli(_) | RtcpPacket::Fir(_) => PT_PSFB,
+            RtcpPacket::Nack(_) => PT_RTPFB,
             RtcpPacket::Unknown { packet_type, .. } => *packet_type,
         }
     }
@@ -491,6 +566,24 @@ fn parse_one(offset: usize, count: u8, pt: u8, body: &[u8]) -> Result<RtcpPacket
                     .collect(),
             })
         }
+        // A generic NACK with at least one whole FCI entry (RFC 4585 §6.2.1).
+        PT_RTPFB
+            if count == usize::from(RTPFB_NACK)
+                && body.len() >= 12
+                && body.len().is_multiple_of(4) =>
+        {
+            RtcpPacket::Nack(Nack {
+                sender: Ssrc(be32(body, 0)),
+                media: Ssrc(be32(body, 4)),
+                entries: body[8..]
+                    .chunks_exact(4)
+                    .map(|e| NackEntry {
+                        pid: u16::from_be_bytes([e[0], e[1]]),
+                        blp: u16::from_be_bytes([e[2], e[3]]),
+                    })
+                    .collect(),
+            })
+        }
         _ => RtcpPacket::Unknown {
             packet_type: pt,
             count: count as u8,
@@ -625,6 +718,16 @@ pub fn write_compound(packets: &[RtcpPacket], out: &mut Vec<u8>) {
                 for e in f.entries.iter().take((usize::from(u16::MAX) - 2) / 2) {
                     out.extend_from_slice(&e.ssrc.0.to_be_bytes());
                     out.extend_from_slice(&[e.seq, 0, 0, 0]);
+                }
+                finish(out, start);
+            }
+            RtcpPacket::Nack(n) => {
+                let start = begin(out, usize::from(RTPFB_NACK), PT_RTPFB);
+                out.extend_from_slice(&n.sender.0.to_be_bytes());
+                out.extend_from_slice(&n.media.0.to_be_bytes());
+                for e in n.entries.iter().take(Nack::MAX_ENTRIES) {
+                    out.extend_from_slice(&e.pid.to_be_bytes());
+                    out.extend_from_slice(&e.blp.to_be_bytes());
                 }
                 finish(out, start);
             }
@@ -1103,6 +1206,93 @@ mod tests {
             reports: vec![],
         });
         assert!(!rr.requests_keyframe_of(Ssrc(0)));
+    }
+
+    #[test]
+    fn generic_nack_parse_build_and_malformed() {
+        // A NACK as GStreamer's rtpsession sends it: an RR first (compound), then the RTPFB.
+        #[rustfmt::skip]
+        let buf = [
+            0x80, 0xc9, 0x00, 0x01, // v=2, RR, count=0, length=1
+            0x00, 0x00, 0x00, 0x01, // reporter SSRC
+            0x81, 0xcd, 0x00, 0x04, // v=2, fmt=1 (generic NACK), RTPFB (205), length=4
+            0x00, 0x00, 0x00, 0x01, // sender SSRC
+            0xde, 0xad, 0xbe, 0xef, // media source SSRC
+            0xff, 0xfe, 0x80, 0x05, // PID 65534, BLP: +1, +3, +16 lost (0, 2, 15 after wrap)
+            0x00, 0x10, 0x00, 0x00, // PID 16, BLP 0
+        ];
+        let p = parse_compound(&buf).unwrap();
+        let RtcpPacket::Nack(n) = &p[1] else {
+            panic!("{p:?}");
+        };
+        assert_eq!(p[1].packet_type(), PT_RTPFB);
+        assert_eq!((n.sender, n.media), (Ssrc(1), Ssrc(0xdead_beef)));
+        assert_eq!(n.lost().collect::<Vec<_>>(), [65534, 65535, 1, 14, 16]);
+        let mut out = Vec::new();
+        write_compound(&p, &mut out);
+        assert_eq!(out, buf);
+        assert!(
+            !p[1].requests_keyframe_of(Ssrc(0xdead_beef)),
+            "a NACK asks for packets"
+        );
+
+        // Built from a list: runs of up to 17 share an entry, across the wrap, in any order.
+        let lost = [3, 65535, 0, 1, 17, 16, 40, 3];
+        let n = Nack::new(Ssrc(1), Ssrc(2), &lost);
+        // Packed from the first number given, in wrapping order: 3 (+13, +14), 40, then
+        // 65535 (+1, +2 across the wrap).
+        assert_eq!(
+            n.entries,
+            [
+                NackEntry {
+                    pid: 3,
+                    blp: (1 << 12) | (1 << 13)
+                },
+                NackEntry { pid: 40, blp: 0 },
+                NackEntry {
+                    pid: 65535,
+                    blp: 0b11
+                },
+            ]
+        );
+        let mut named: Vec<u16> = n.lost().collect();
+        named.sort_unstable();
+        assert_eq!(named, [0, 1, 3, 16, 17, 40, 65535]);
+        let mut out = Vec::new();
+        write_compound(&[RtcpPacket::Nack(n.clone())], &mut out);
+        assert_eq!(parse_compound(&out).unwrap(), [RtcpPacket::Nack(n)]);
+
+        // Malformed or not generic: kept raw (no sequence numbers read from it), never a panic.
+        #[rustfmt::skip]
+        let odd = [
+            0x81, 0xcd, 0x00, 0x02, // fmt=1, RTPFB, length=2: no FCI at all
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02,
+            0x83, 0xcd, 0x00, 0x03, // fmt=3 (TMMBR), RTPFB, length=3
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03,
+        ];
+        let p = parse_compound(&odd).unwrap();
+        assert!(
+            p.iter().all(|p| matches!(p, RtcpPacket::Unknown { .. })),
+            "{p:?}"
+        );
+        let mut out = Vec::new();
+        write_compound(&p, &mut out);
+        assert_eq!(out, odd);
+        // A NACK whose length runs past the datagram, or half an FCI entry (with padding).
+        assert!(
+            parse_compound(&[0x81, 0xcd, 0x00, 0x05, 0, 0, 0, 1, 0, 0, 0, 2, 0, 3, 0, 0]).is_err()
+        );
+        #[rustfmt::skip]
+        let half = [
+            0xa1, 0xcd, 0x00, 0x03, // P=1, fmt=1, RTPFB, length=3
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02,
+            0x00, 0x03, 0x00, 0x02, // two bytes of FCI, then 2 bytes of padding
+        ];
+        let p = parse_compound(&half).unwrap();
+        assert!(matches!(p[0], RtcpPacket::Unknown { .. }), "{p:?}");
+        for cut in 0..buf.len() {
+            let _ = parse_compound(&buf[..cut]);
+        }
     }
 
     #[test]

@@ -228,6 +228,49 @@ impl MediaDescription {
         )
     }
 
+    /// The same media section without RTCP feedback (RFC 4585): `RTP/AVPF` becomes `RTP/AVP`
+    /// (`RTP/SAVPF` becomes `RTP/SAVP`), `a=rtcp-fb` lines go, and so do the RFC 4588 `rtx`
+    /// payload types with their `rtpmap` and `fmtp` lines. For clients that drop an AVPF
+    /// medium (live555).
+    pub fn without_feedback(&self) -> MediaDescription {
+        let rtx: Vec<String> = self
+            .payload_types()
+            .into_iter()
+            .filter(|pt| {
+                self.rtpmap(*pt)
+                    .is_some_and(|m| m.encoding.eq_ignore_ascii_case("rtx"))
+            })
+            .map(|pt| pt.to_string())
+            .collect();
+        let names_rtx = |a: &Attribute| {
+            (a.name.eq_ignore_ascii_case("rtpmap") || a.name.eq_ignore_ascii_case("fmtp"))
+                && a.value.as_deref().is_some_and(|v| {
+                    let pt = v.split_whitespace().next().unwrap_or("");
+                    rtx.iter().any(|r| r == pt)
+                })
+        };
+        let proto = match self.proto.strip_suffix('F') {
+            Some(p) if p.ends_with("AVP") => p.to_owned(),
+            _ => self.proto.clone(),
+        };
+        MediaDescription {
+            proto,
+            formats: self
+                .formats
+                .iter()
+                .filter(|f| !rtx.contains(f))
+                .cloned()
+                .collect(),
+            attributes: self
+                .attributes
+                .iter()
+                .filter(|a| !a.name.eq_ignore_ascii_case("rtcp-fb") && !names_rtx(a))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// The formats that are RTP payload type numbers (0..=127), in order.
     pub fn payload_types(&self) -> Vec<u8> {
         self.formats
@@ -757,6 +800,45 @@ mod tests {
         let empty_name = SessionDescription::default();
         assert!(empty_name.to_string().contains("\r\ns= \r\n"));
         round_trips(&empty_name);
+    }
+
+    #[test]
+    fn feedback_is_taken_out_for_plain_avp_clients() {
+        let sd = parse(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+             m=video 0 RTP/AVPF 96 100\r\n\
+             a=rtpmap:96 H264/90000\r\n\
+             a=fmtp:96 packetization-mode=1\r\n\
+             a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\n\
+             a=rtpmap:100 rtx/90000\r\n\
+             a=fmtp:100 apt=96;rtx-time=1000\r\n\
+             a=control:trackID=0\r\n\
+             m=audio 0 RTP/SAVPF 97\r\na=rtpmap:97 opus/48000/2\r\n\
+             m=audio 0 RTP/AVP 0\r\n",
+        )
+        .unwrap();
+        let plain: Vec<MediaDescription> = sd
+            .media
+            .iter()
+            .map(MediaDescription::without_feedback)
+            .collect();
+        assert_eq!(plain[0].proto, "RTP/AVP");
+        assert_eq!(plain[0].formats, ["96"]);
+        let lines: Vec<String> = plain[0]
+            .attributes
+            .iter()
+            .map(|a| format!("{}:{}", a.name, a.value.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "rtpmap:96 H264/90000",
+                "fmtp:96 packetization-mode=1",
+                "control:trackID=0"
+            ]
+        );
+        assert_eq!(plain[1].proto, "RTP/SAVP");
+        assert_eq!(plain[2], sd.media[2], "nothing to take out");
     }
 
     #[test]

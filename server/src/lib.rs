@@ -122,6 +122,8 @@ impl RunningServer {
 
 pub const VIDEO_PT: u8 = 96;
 pub const AUDIO_PT: u8 = 97;
+/// RFC 4588 retransmissions of the video (`a=fmtp:100 apt=96`).
+pub const VIDEO_RTX_PT: u8 = 100;
 pub use captions::{RED_PT, T140_PT};
 
 fn make_track(
@@ -148,6 +150,10 @@ fn make_track(
         clock_rate,
         ssrc,
         cname: format!("livecast-{:08x}@{}", rand::random::<u32>(), hostname()),
+        // Video only: audio has Opus in-band FEC, and a 20 ms frame resent a round trip
+        // later is mostly past its playout time.
+        nack: kind == TrackKind::Video,
+        rtx_payload_type: (kind == TrackKind::Video).then_some(VIDEO_RTX_PT),
     };
     if rtp_v6.is_none() {
         track::warn_missing_family(&info, true);

@@ -153,6 +153,7 @@ impl Fanout {
         }
         self.track.count(&packets);
         let au: Arc<[OutPacket]> = packets.into();
+        self.track.remember(&au, Instant::now());
         for (tx, queued) in &self.shards {
             // Never blocks: this is the only sender, and the queue has room (checked above).
             queued.fetch_add(1, Ordering::AcqRel);

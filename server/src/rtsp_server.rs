@@ -106,6 +106,8 @@ impl RtspServer {
                 clock: t.clock(),
                 server_ports_v4: t.sockets.server_ports(false),
                 server_ports_v6: t.sockets.server_ports(true),
+                nack: t.info.nack,
+                rtx_payload_type: t.info.rtx_payload_type,
             })
             .collect();
         let mut sm_cfg = ServerConfig::new(sdp, track_cfgs);
@@ -250,12 +252,13 @@ impl RtspServer {
                 sink,
                 initial_seq,
                 resumed,
+                retransmission,
             } => {
                 let (Some(t), Some(sink)) = (self.tracks.get(track), self.sink(sink)) else {
                     return;
                 };
                 debug!(client = client.0, track, initial_seq, "subscribe");
-                t.subscribe(client.0, sink, initial_seq, !resumed);
+                t.subscribe(client.0, sink, initial_seq, !resumed, retransmission);
                 // A TEARDOWN or close on another connection may have ended the session after
                 // this Subscribe was produced and before it was carried out; its unsubscribe
                 // then ran first. Checked after subscribing, so one of the two always wins.
@@ -291,6 +294,22 @@ impl RtspServer {
                 if let Some(t) = self.tracks.get(track) {
                     debug!(track, "keyframe requested (RTCP PLI/FIR)");
                     t.request_keyframe();
+                }
+            }
+            ServerEvent::Retransmit {
+                client,
+                track,
+                seqs,
+            } => {
+                if let Some(t) = self.tracks.get(track) {
+                    let sent = t.retransmit(client.0, &seqs, Instant::now());
+                    debug!(
+                        client = client.0,
+                        track,
+                        asked = seqs.len(),
+                        sent,
+                        "NACK answered"
+                    );
                 }
             }
             ServerEvent::SenderReport { client, track } => {

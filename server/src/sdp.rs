@@ -19,6 +19,10 @@ use crate::track::TrackInfo;
 ///   `cps=30`; told apart by `a=label:captions` / `a=label:chat` (RFC 4574) and a media
 ///   title (`i=`).
 /// - `s=` is `title`: "Livecast", or in a call who is calling.
+/// - A track with [`TrackInfo::nack`] (video) is `RTP/AVPF` (RFC 4585) with `a=rtcp-fb` `nack`,
+///   `nack pli` and `ccm fir` (RFC 5104), and its `rtx` payload type (RFC 4588) with
+///   `apt=<pt>;rtx-time=1000` (how long packets are kept). The state machine takes these out
+///   for live555 clients.
 pub fn describe(
     video: &VideoParams,
     vinfo: &TrackInfo,
@@ -37,25 +41,46 @@ pub fn describe(
         title.trim()
     };
     let (vpt, apt) = (vinfo.payload_type, ainfo.payload_type);
+    let mut video_attrs = vec![
+        Attribute::new("rtpmap", format!("{vpt} H264/90000")),
+        Attribute::new(
+            "fmtp",
+            format!(
+                "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
+            ),
+        ),
+    ];
+    let mut video_formats = vec![vpt];
+    if vinfo.nack {
+        video_attrs.extend([
+            Attribute::new("rtcp-fb", format!("{vpt} nack")),
+            Attribute::new("rtcp-fb", format!("{vpt} nack pli")),
+            Attribute::new("rtcp-fb", format!("{vpt} ccm fir")),
+        ]);
+        if let Some(rtx) = vinfo.rtx_payload_type {
+            video_formats.push(rtx);
+            let keep_ms = crate::track::HISTORY.as_millis();
+            video_attrs.extend([
+                Attribute::new("rtpmap", format!("{rtx} rtx/90000")),
+                Attribute::new("fmtp", format!("{rtx} apt={vpt};rtx-time={keep_ms}")),
+            ]);
+        }
+    }
+    video_attrs.extend([
+        Attribute::new(
+            "framesize",
+            format!("{vpt} {}-{}", video.width, video.height),
+        ),
+        Attribute::new("framerate", video.fps.to_string()),
+    ]);
+    let mut video_media = rtp_media("video", vinfo, &video_formats, video_attrs);
+    if vinfo.nack {
+        video_media.proto = "RTP/AVPF".into();
+    }
     let mut media = vec![
         MediaDescription {
             bandwidth: vec![("AS".into(), video_bitrate / 1000)],
-            ..rtp_media(
-                "video",
-                vinfo,
-                &[vpt],
-                vec![
-                    Attribute::new("rtpmap", format!("{vpt} H264/90000")),
-                    Attribute::new(
-                        "fmtp",
-                        format!(
-                            "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
-                        ),
-                    ),
-                    Attribute::new("framesize", format!("{vpt} {}-{}", video.width, video.height)),
-                    Attribute::new("framerate", video.fps.to_string()),
-                ],
-            )
+            ..video_media
         },
         MediaDescription {
             bandwidth: vec![("AS".into(), audio_bitrate / 1000)],
@@ -65,7 +90,10 @@ pub fn describe(
                 &[apt],
                 vec![
                     Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
-                    Attribute::new("fmtp", format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1")),
+                    Attribute::new(
+                        "fmtp",
+                        format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1"),
+                    ),
                 ],
             )
         },
@@ -172,6 +200,8 @@ mod tests {
             clock_rate: 90_000,
             ssrc: Ssrc(1),
             cname: "c".into(),
+            nack: false,
+            rtx_payload_type: None,
         }
     }
 
@@ -186,9 +216,14 @@ mod tests {
             pps: vec![0x68, 0xce, 0x3c, 0x80],
         };
         let captions = info(2, TrackKind::Text, crate::RED_PT);
+        let vinfo = TrackInfo {
+            nack: true,
+            rtx_payload_type: Some(100),
+            ..info(0, TrackKind::Video, 96)
+        };
         let mut sdp = describe(
             &video,
-            &info(0, TrackKind::Video, 96),
+            &vinfo,
             &info(1, TrackKind::Audio, 97),
             &[(&captions, TextRole::Captions)],
             2_000_000,
@@ -206,10 +241,15 @@ mod tests {
             a=type:broadcast\r\n\
             a=control:*\r\n\
             a=range:npt=0-\r\n\
-            m=video 0 RTP/AVP 96\r\n\
+            m=video 0 RTP/AVPF 96 100\r\n\
             b=AS:2000\r\n\
             a=rtpmap:96 H264/90000\r\n\
             a=fmtp:96 packetization-mode=1;profile-level-id=42c01f;sprop-parameter-sets=Z0LAH4w=,aM48gA==\r\n\
+            a=rtcp-fb:96 nack\r\n\
+            a=rtcp-fb:96 nack pli\r\n\
+            a=rtcp-fb:96 ccm fir\r\n\
+            a=rtpmap:100 rtx/90000\r\n\
+            a=fmtp:100 apt=96;rtx-time=1000\r\n\
             a=framesize:96 1280-720\r\n\
             a=framerate:30\r\n\
             a=control:trackID=0\r\n\
@@ -227,5 +267,14 @@ mod tests {
             a=label:captions\r\n\
             a=control:trackID=2\r\n";
         assert_eq!(sdp.to_string(), want);
+        // What a live555 client is answered: the SDP of before RTCP feedback, line for line.
+        sdp.media = sdp.media.iter().map(|m| m.without_feedback()).collect();
+        let plain = want
+            .replace("RTP/AVPF 96 100", "RTP/AVP 96")
+            .lines()
+            .filter(|l| !l.starts_with("a=rtcp-fb") && !l.contains(":100 "))
+            .map(|l| format!("{l}\r\n"))
+            .collect::<String>();
+        assert_eq!(sdp.to_string(), plain);
     }
 }

@@ -38,8 +38,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::collections::VecDeque;
+
+use livecast_proto::codec::rtx::{self, RtxHeader};
 use livecast_proto::rtcp::{self, RtcpPacket, Sdes, SenderReport};
-use livecast_proto::rtsp::server::RtpClock;
+use livecast_proto::rtsp::server::{Retransmission, RtpClock};
 use livecast_proto::rtsp::write_interleaved;
 use livecast_proto::time::{NtpTimestamp, Ssrc};
 use tokio::sync::mpsc;
@@ -51,6 +54,56 @@ pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
 
 /// After the fan-out last fell behind, new viewers are refused this long.
 pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(10);
+
+/// How long sent packets are kept for retransmission (RFC 4585 NACKs): a NACK comes a
+/// round trip plus the client's wait for reordering after the loss, and a retransmission
+/// later than a second after the packet would be too late for any player's buffer.
+pub const HISTORY: Duration = Duration::from_secs(1);
+
+/// Packets kept for retransmission at most, whatever the bit rate (about 5.6 MB of 1400-byte
+/// packets; 2 Mbit/s video makes about 180 packets a second).
+const MAX_HISTORY_PACKETS: usize = 4096;
+
+/// The access units of the last [`HISTORY`], as the encoder handed them to the fan-out
+/// (shared with it, not copied), in the server's numbering: what a NACK can be answered from.
+#[derive(Default)]
+struct History {
+    units: VecDeque<(Instant, Arc<[OutPacket]>)>,
+    packets: usize,
+}
+
+impl History {
+    fn push(&mut self, au: Arc<[OutPacket]>, now: Instant) {
+        while let Some((t, front)) = self.units.front() {
+            if now.saturating_duration_since(*t) <= HISTORY
+                && self.packets + au.len() <= MAX_HISTORY_PACKETS
+            {
+                break;
+            }
+            self.packets -= front.len();
+            self.units.pop_front();
+        }
+        self.packets += au.len();
+        self.units.push_back((now, au));
+    }
+
+    /// The packet numbered `server_seq` by the encoder, if kept and younger than [`HISTORY`].
+    fn get(&self, server_seq: u16, now: Instant) -> Option<&OutPacket> {
+        for (t, au) in self.units.iter().rev() {
+            if now.saturating_duration_since(*t) > HISTORY {
+                return None;
+            }
+            let Some(first) = au.first().and_then(|p| seq_of(&p.bytes)) else {
+                continue;
+            };
+            let at = usize::from(server_seq.wrapping_sub(first));
+            if at < au.len() {
+                return au.get(at);
+            }
+        }
+        None
+    }
+}
 
 /// Recent packets kept for joiners at most (a keyframe and what followed it: far more than
 /// 500 ms of video at any bit rate we make).
@@ -101,6 +154,8 @@ pub enum Sink {
 pub struct SinkStats {
     pub packets_sent: AtomicU64,
     pub packets_dropped: AtomicU64,
+    /// Packets sent again on a NACK (original or RTX).
+    pub packets_retransmitted: AtomicU64,
 }
 
 /// Where a client's numbering stands.
@@ -117,6 +172,8 @@ struct SeqState {
     /// May start from the recent keyframe (not for a resumed stream, which may already have
     /// had those packets: its timestamps would go back).
     from_recent: bool,
+    /// How its NACKs are answered; for RTX, the next RTX sequence number is in it.
+    retransmission: Retransmission,
 }
 
 struct Subscriber {
@@ -306,6 +363,11 @@ pub struct TrackInfo {
     pub clock_rate: u32,
     pub ssrc: Ssrc,
     pub cname: String,
+    /// The SDP offers RTCP feedback (`RTP/AVPF`, NACK, PLI, FIR) for this track and its sent
+    /// packets are kept for retransmission.
+    pub nack: bool,
+    /// The RFC 4588 `rtx` payload type associated with this track's, if any.
+    pub rtx_payload_type: Option<u8>,
 }
 
 impl Recent {
@@ -374,6 +436,8 @@ pub struct Track {
     packet_count: AtomicU32,
     octet_count: AtomicU32,
     keyframe_wanted: AtomicBool,
+    /// Sent packets, for retransmission (tracks with [`TrackInfo::nack`] only).
+    history: Mutex<History>,
     /// When the encoder last had to drop a frame because this track's fan-out was behind, in
     /// ms after `created` (0: never).
     dropped_at_ms: AtomicU64,
@@ -395,6 +459,7 @@ impl Track {
             packet_count: AtomicU32::new(0),
             octet_count: AtomicU32::new(0),
             keyframe_wanted: AtomicBool::new(false),
+            history: Mutex::new(History::default()),
             dropped_at_ms: AtomicU64::new(0),
             created: Instant::now(),
         }
@@ -473,6 +538,7 @@ impl Track {
         sink: Sink,
         initial_seq: u16,
         from_recent: bool,
+        retransmission: Retransmission,
     ) -> Arc<SinkStats> {
         let stats = Arc::new(SinkStats::default());
         let sub = Arc::new(Subscriber {
@@ -484,6 +550,7 @@ impl Track {
                 last: None,
                 removed: false,
                 from_recent,
+                retransmission,
             }),
             packets: AtomicU32::new(0),
             octets: AtomicU32::new(0),
@@ -522,6 +589,98 @@ impl Track {
 
     pub fn subscriber_count(&self) -> usize {
         self.snapshot().len()
+    }
+
+    /// Keeps an access unit handed to the fan-out at `now` for retransmission (a no-op on a
+    /// track without NACK).
+    pub fn remember(&self, au: &Arc<[OutPacket]>, now: Instant) {
+        if self.info.nack {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            h.push(au.clone(), now);
+        }
+    }
+
+    /// Sends subscriber `client` again the packets it numbers `seqs` (its own numbering, from
+    /// its NACK), as its subscription's [`Retransmission`] says: the original packet with its
+    /// number, or an RFC 4588 RTX packet on its own SSRC. Numbers it was never sent (before
+    /// its first packet, after its last) and packets older than [`HISTORY`] are skipped, as
+    /// is a client on TCP. Returns how many were sent.
+    pub fn retransmit(&self, client: u64, seqs: &[u16], now: Instant) -> usize {
+        let Some(sub) = self
+            .shards
+            .iter()
+            .find_map(|s| s.set().iter().find(|s| s.id == client).cloned())
+        else {
+            return 0;
+        };
+        let Sink::Udp { rtp: dest, .. } = sub.sink else {
+            return 0;
+        };
+        let sock = if dest.is_ipv4() {
+            self.sockets.rtp_v4.as_deref()
+        } else {
+            self.sockets.rtp_v6.as_deref()
+        };
+        let Some(sock) = sock else {
+            return 0;
+        };
+        let mut datagrams: Vec<Vec<u8>> = Vec::new();
+        {
+            let mut st = sub.seq();
+            let (Some(delta), Some(last), false) = (st.delta, st.last, st.removed) else {
+                return 0;
+            };
+            let sent_span = last.wrapping_sub(st.initial_seq);
+            let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            for &seq in seqs {
+                if seq.wrapping_sub(st.initial_seq) > sent_span {
+                    continue;
+                }
+                let Some(p) = history.get(seq.wrapping_sub(delta), now) else {
+                    continue;
+                };
+                let mut out = Vec::with_capacity(p.bytes.len() + 2);
+                match &mut st.retransmission {
+                    Retransmission::None => return 0,
+                    Retransmission::Original => {
+                        if p.bytes.len() < RTP_FIXED_HEADER {
+                            continue;
+                        }
+                        let (h, n) = header_with_seq(&p.bytes, seq);
+                        out.extend_from_slice(&h[..n]);
+                        out.extend_from_slice(&p.bytes[n..]);
+                    }
+                    Retransmission::Rtx {
+                        payload_type,
+                        ssrc,
+                        initial_seq,
+                    } => {
+                        let header = RtxHeader {
+                            payload_type: *payload_type,
+                            sequence: *initial_seq,
+                            ssrc: *ssrc,
+                        };
+                        if rtx::wrap_bytes(&p.bytes, seq, header, &mut out).is_none() {
+                            continue;
+                        }
+                        // `initial_seq` is the next RTX number from here on.
+                        *initial_seq = initial_seq.wrapping_add(1);
+                    }
+                }
+                datagrams.push(out);
+            }
+        }
+        let mut sent = 0;
+        for d in &datagrams {
+            match sock.send_to(d, dest) {
+                Ok(_) => sent += 1,
+                Err(e) => debug!(client, %dest, "retransmission failed: {e}"),
+            }
+        }
+        sub.stats
+            .packets_retransmitted
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        sent
     }
 
     /// Sends one access unit's packets to every subscriber.
@@ -809,6 +968,8 @@ mod tests {
                 clock_rate: 90_000,
                 ssrc: Ssrc(0x1234_5678),
                 cname: "test".into(),
+                nack: true,
+                rtx_payload_type: Some(100),
             },
             TrackSockets {
                 rtp_v4: Some(Arc::new(rtp)),
@@ -876,8 +1037,8 @@ mod tests {
             rtp: s.local_addr().expect("bound"),
             rtcp: "127.0.0.1:9".parse().expect("address"),
         };
-        let stats_a = track.subscribe(1, sink(&a), 1000, true);
-        track.subscribe(2, sink(&b), 65534, true);
+        let stats_a = track.subscribe(1, sink(&a), 1000, true, Retransmission::None);
+        track.subscribe(2, sink(&b), 65534, true, Retransmission::None);
         let (tx, mut rx) = mpsc::channel(64);
         track.subscribe(
             3,
@@ -888,6 +1049,7 @@ mod tests {
             },
             7,
             true,
+            Retransmission::None,
         );
 
         let mut seq = ServerSeq(65530);
@@ -937,7 +1099,7 @@ mod tests {
             rtp_channel: 0,
             rtcp_channel: 1,
         };
-        track.subscribe(id, sink, initial_seq, true);
+        track.subscribe(id, sink, initial_seq, true, Retransmission::None);
         rx
     }
 
@@ -1104,14 +1266,14 @@ mod tests {
             rtp_channel: 0,
             rtcp_channel: 1,
         };
-        track.subscribe(1, sink.clone(), 100, true);
+        track.subscribe(1, sink.clone(), 100, true, Retransmission::None);
         let mut seq = ServerSeq(0);
         track.deliver(&access_unit(&mut seq, 2, true, 0));
         // The fan-out took its snapshot before the unsubscribe, sends after it.
         let snapshot = track.snapshot();
         assert_eq!(track.unsubscribe(1), Some(102));
         assert!(snapshot[0].seq().removed);
-        track.subscribe(1, sink, 102, false);
+        track.subscribe(1, sink, 102, false, Retransmission::None);
         track.deliver(&access_unit(&mut seq, 1, true, 0));
         let got: Vec<Option<u16>> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|f| seq_of(&f[4..]))
@@ -1132,6 +1294,7 @@ mod tests {
                 },
                 i as u16 * 100,
                 true,
+                Retransmission::None,
             );
         }
         // 3 packets x 135 clients: one sendmmsg batch of 256 datagrams and one of 149.
@@ -1155,9 +1318,112 @@ mod tests {
             },
             1,
             true,
+            Retransmission::None,
         );
         track.deliver(&access_unit(&mut ServerSeq(0), 2, true, 0));
         assert_eq!(stats.packets_sent.load(Ordering::Relaxed), 0);
         assert_eq!(stats.packets_dropped.load(Ordering::Relaxed), 2);
+    }
+
+    /// As the encoder and fan-out do it: kept for retransmission, then sent, at `now`.
+    fn hand_out(track: &Track, au: Vec<OutPacket>, now: Instant) {
+        let au: Arc<[OutPacket]> = au.into();
+        track.remember(&au, now);
+        track.deliver_at(&au, now);
+    }
+
+    #[test]
+    fn nacked_packets_are_resent_in_each_clients_own_numbering() {
+        let track = video_track();
+        let (a, b) = (receiver(), receiver());
+        let sink = |s: &UdpSocket| Sink::Udp {
+            rtp: s.local_addr().expect("bound"),
+            rtcp: "127.0.0.1:9".parse().expect("address"),
+        };
+        // A (ffmpeg-like) gets originals, B (GStreamer-like) RTX on its own SSRC; B joins later.
+        track.subscribe(1, sink(&a), 1000, false, Retransmission::Original);
+        let t0 = Instant::now();
+        let mut seq = ServerSeq(65000);
+        let idr = access_unit(&mut seq, 3, true, 10);
+        hand_out(&track, idr.clone(), t0);
+        assert_eq!(recv_n(&a, 3).len(), 3);
+        let rtx_ssrc = Ssrc(0xbbbb_0001);
+        track.subscribe(
+            2,
+            sink(&b),
+            65535,
+            false,
+            Retransmission::Rtx {
+                payload_type: 100,
+                ssrc: rtx_ssrc,
+                initial_seq: 500,
+            },
+        );
+        let idr2 = access_unit(&mut seq, 2, true, 40);
+        hand_out(&track, idr2.clone(), t0 + Duration::from_millis(33));
+        let got_a = recv_n(&a, 2);
+        let got_b = recv_n(&b, 2);
+        assert_eq!(
+            got_a.iter().map(|p| seq_of(p)).collect::<Vec<_>>(),
+            [Some(1003), Some(1004)]
+        );
+        assert_eq!(
+            got_b.iter().map(|p| seq_of(p)).collect::<Vec<_>>(),
+            [Some(65535), Some(0)]
+        );
+
+        let later = t0 + Duration::from_millis(100);
+        // A lost its 1001 and 1004: the same bytes come again, same SSRC and number.
+        assert_eq!(track.retransmit(1, &[1001, 1004], later), 2);
+        let again = recv_n(&a, 2);
+        let p = livecast_proto::rtp::parse(&again[0]).expect("RTP");
+        assert_eq!(
+            (p.sequence, p.ssrc, p.payload_type),
+            (1001, Ssrc(0x1234_5678), 96)
+        );
+        assert_eq!(p.payload, &idr[1].bytes[12..]);
+        assert_eq!(again[1], got_a[1], "byte for byte what A was sent first");
+        // B lost its 0: an RTX packet, numbered on B's RTX stream, OSN 0.
+        assert_eq!(track.retransmit(2, &[0], later), 1);
+        let r = recv_n(&b, 1);
+        let p = livecast_proto::rtp::parse(&r[0]).expect("RTP");
+        assert_eq!((p.sequence, p.ssrc, p.payload_type), (500, rtx_ssrc, 100));
+        assert!(p.marker, "the original's marker");
+        assert_eq!(&p.payload[..2], &[0, 0], "OSN: B's number for it");
+        assert_eq!(&p.payload[2..], &idr2[1].bytes[12..]);
+        assert_eq!(track.retransmit(2, &[65535], later), 1);
+        let p2 = recv_n(&b, 1);
+        let p2 = livecast_proto::rtp::parse(&p2[0]).expect("RTP");
+        assert_eq!((p2.sequence, &p2.payload[..2]), (501, &[0xff, 0xff][..]));
+        // Never sent to B (before it joined, after its last packet), or to nobody: nothing.
+        assert_eq!(track.retransmit(2, &[65534, 1, 2], later), 0);
+        assert_eq!(track.retransmit(1, &[999, 1005], later), 0);
+        assert_eq!(track.retransmit(7, &[1001], later), 0, "no such client");
+        // Older than the history: nothing.
+        let too_late = t0 + HISTORY + Duration::from_millis(34);
+        assert_eq!(track.retransmit(1, &[1004], too_late), 0);
+        let mut buf = [0u8; 2048];
+        assert!(a.recv(&mut buf).is_err() && b.recv(&mut buf).is_err());
+    }
+
+    #[test]
+    fn the_history_keeps_one_second_within_a_bound() {
+        let mut h = History::default();
+        let t0 = Instant::now();
+        let mut seq = ServerSeq(0);
+        for f in 0..60u32 {
+            let au: Arc<[OutPacket]> = access_unit(&mut seq, 100, f == 0, 0).into();
+            h.push(au, t0 + Duration::from_millis(33) * f);
+        }
+        assert!(h.packets <= MAX_HISTORY_PACKETS, "{}", h.packets);
+        let now = t0 + Duration::from_millis(33) * 59;
+        assert!(h.get(seq.0, now).is_some(), "the newest");
+        assert!(h.get(1, now).is_none(), "dropped for the bound");
+        let oldest_kept = seq.0 - h.packets as u16 + 1;
+        assert!(h.get(oldest_kept, now).is_some());
+        assert!(
+            h.get(oldest_kept, now + HISTORY).is_none(),
+            "too old by then"
+        );
     }
 }

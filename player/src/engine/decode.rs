@@ -93,10 +93,32 @@ fn to_picture(yuv: &DecodedYUV<'_>) -> Picture {
 /// Samples per channel in one 20 ms Opus frame at 48 kHz; the most a packet can hold is 120 ms.
 const MAX_FRAME: usize = 5760;
 
+/// A gap in the RTP timestamps longer than this many frames is not loss but a discontinuity
+/// (a seek, a pause, packets skipped to catch up with live): nothing is made up for it.
+const MAX_LOST_FRAMES: u32 = 5;
+
 /// Opus decoder to 48 kHz interleaved stereo.
 pub struct AudioDecoder {
     dec: opus::Decoder,
     pub errors: u64,
+    /// Lost frames made up by packet loss concealment.
+    pub concealed: u64,
+    /// Lost frames recovered from the next packet's in-band FEC (RFC 6716 §2.1.7).
+    pub recovered: u64,
+    /// The RTP timestamp the next packet has if none is lost (after [`decode_at`]).
+    ///
+    /// [`decode_at`]: AudioDecoder::decode_at
+    next_ts: Option<u32>,
+}
+
+/// What [`AudioDecoder::decode_at`] made of a packet: the audio of the frames lost before it
+/// (recovered or concealed), then its own, as one interleaved stereo buffer.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub pcm: Vec<i16>,
+    /// Samples per channel at the start of `pcm` that stand for lost packets: the buffer
+    /// starts that long before the packet's own time.
+    pub lead_samples: usize,
 }
 
 impl AudioDecoder {
@@ -104,7 +126,69 @@ impl AudioDecoder {
         Ok(Self {
             dec: opus::Decoder::new(48_000, opus::Channels::Stereo).context("Opus decoder")?,
             errors: 0,
+            concealed: 0,
+            recovered: 0,
+            next_ts: None,
         })
+    }
+
+    /// Decodes the packet with RTP timestamp `rtp_ts` (48 kHz, RFC 7587 §4.1), first making up
+    /// for the packets lost since the previous one: the one just before it from this packet's
+    /// in-band FEC when it carries some ([`livecast_proto::codec::opus::has_fec`]), the others
+    /// (and that one without FEC) by packet loss concealment.
+    pub fn decode_at(&mut self, packet: &[u8], rtp_ts: u32) -> Decoded {
+        let mut pcm = Vec::new();
+        let frame = livecast_proto::codec::opus::frame_duration_samples(packet).unwrap_or(960);
+        if let Some(expected) = self.next_ts {
+            let gap = rtp_ts.wrapping_sub(expected);
+            let lost = gap / frame;
+            // A gap that is not whole frames, or too long, or negative, is no loss we can fill.
+            if gap % frame == 0 && (1..=MAX_LOST_FRAMES).contains(&lost) {
+                for _ in 1..lost {
+                    pcm.extend(self.conceal(frame as usize));
+                    self.concealed += 1;
+                }
+                match self.fec(packet, frame as usize) {
+                    Some(recovered) => {
+                        pcm.extend(recovered);
+                        self.recovered += 1;
+                    }
+                    None => {
+                        pcm.extend(self.conceal(frame as usize));
+                        self.concealed += 1;
+                    }
+                }
+            }
+        }
+        let lead_samples = pcm.len() / 2;
+        let own = self.decode(packet);
+        self.next_ts = Some(rtp_ts.wrapping_add((own.len() / 2) as u32));
+        pcm.extend(own);
+        Decoded { pcm, lead_samples }
+    }
+
+    /// The next packet will not follow the last one (seek, skip): no loss to make up for.
+    pub fn discontinuity(&mut self) {
+        self.next_ts = None;
+    }
+
+    /// The frame before `packet`, `samples` long, from its in-band FEC data; `None` when it
+    /// carries none.
+    fn fec(&mut self, packet: &[u8], samples: usize) -> Option<Vec<i16>> {
+        if !livecast_proto::codec::opus::has_fec(packet) {
+            return None;
+        }
+        let mut out = vec![0i16; samples.min(MAX_FRAME) * 2];
+        match self.dec.decode(packet, &mut out, true) {
+            Ok(n) => {
+                out.truncate(n * 2);
+                Some(out)
+            }
+            Err(e) => {
+                tracing::debug!("Opus FEC decode error: {e}");
+                None
+            }
+        }
     }
 
     /// Decodes one packet to interleaved stereo i16; a corrupt packet gives concealment audio.
@@ -131,5 +215,167 @@ impl AudioDecoder {
             Err(_) => out.iter_mut().for_each(|s| *s = 0),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 48 kHz stereo speech-like audio: a voiced buzz whose pitch and loudness move.
+    fn voice(frames: usize) -> Vec<Vec<i16>> {
+        let mut phase = 0f64;
+        (0..frames)
+            .map(|f| {
+                let mut out = Vec::with_capacity(1920);
+                for i in 0..960 {
+                    let t = (f * 960 + i) as f64 / 48_000.0;
+                    let pitch = 140.0 + 40.0 * (t * 3.0).sin();
+                    phase += pitch / 48_000.0;
+                    let env = 0.5 + 0.5 * (t * 5.0).sin().abs();
+                    let v = (0..8)
+                        .map(|h| {
+                            ((phase * (h + 1) as f64) * std::f64::consts::TAU).sin()
+                                / (h + 1) as f64
+                        })
+                        .sum::<f64>();
+                    let s = (v * env * 6000.0) as i16;
+                    out.extend([s, s]);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// Packets from libopus set up as a call's speech: in-band FEC on, 10 % expected loss.
+    fn encode(pcm: &[Vec<i16>]) -> Vec<Vec<u8>> {
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Voip).unwrap();
+        enc.set_bitrate(opus::Bitrate::Bits(32_000)).unwrap();
+        enc.set_inband_fec(true).unwrap();
+        enc.set_packet_loss_perc(10).unwrap();
+        pcm.iter()
+            .map(|f| enc.encode_vec(f, 1500).unwrap())
+            .collect()
+    }
+
+    /// Whether libopus, decoding packet `k + 1` with FEC after packets `..k`, gives anything
+    /// but its packet loss concealment.
+    fn has_fec_per_libopus(packets: &[Vec<u8>], k: usize) -> bool {
+        let mut a = AudioDecoder::new().unwrap();
+        let mut b = AudioDecoder::new().unwrap();
+        for p in &packets[..k] {
+            a.decode(p);
+            b.decode(p);
+        }
+        let mut fec = vec![0i16; 1920];
+        let n = a.dec.decode(&packets[k + 1], &mut fec, true).unwrap();
+        assert_eq!(n, 960);
+        let same = fec == b.conceal(960);
+        assert_eq!(
+            !same,
+            livecast_proto::codec::opus::has_fec(&packets[k + 1]),
+            "packet {}",
+            k + 1
+        );
+        !same
+    }
+
+    fn energy_of_difference(a: &[i16], b: &[i16]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum()
+    }
+
+    #[test]
+    fn a_lost_frame_is_recovered_from_the_next_packets_fec() {
+        let packets = encode(&voice(60));
+        // libopus codes LBRR data for the frames its voice detector calls active: whether a
+        // packet has it is read from its first bits, and agrees with what libopus does with
+        // it (with none, decoding with FEC is exactly packet loss concealment).
+        let with_fec = (5..59)
+            .filter(|&k| has_fec_per_libopus(&packets, k))
+            .count();
+        let flagged = (6..60)
+            .filter(|&k| livecast_proto::codec::opus::has_fec(&packets[k]))
+            .count();
+        assert_eq!(with_fec, flagged);
+        assert!(flagged > 10, "{flagged}");
+        let ts = |i: usize| 1_000u32.wrapping_add(960 * i as u32);
+        // Reference: every packet arrives.
+        let mut all = AudioDecoder::new().unwrap();
+        let reference: Vec<Vec<i16>> = packets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| all.decode_at(p, ts(i)).pcm)
+            .collect();
+        assert_eq!((all.recovered, all.concealed), (0, 0));
+
+        // Packet `k` lost: packet `k + 1` brings it back (FEC), 960 samples before its own.
+        let k = (20..49)
+            .find(|&k| livecast_proto::codec::opus::has_fec(&packets[k + 1]))
+            .expect("a packet with FEC data");
+        let mut fec = AudioDecoder::new().unwrap();
+        let mut got = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            if i == k {
+                continue;
+            }
+            got.push(fec.decode_at(p, ts(i)));
+        }
+        assert_eq!((fec.recovered, fec.concealed), (1, 0));
+        let d = &got[k];
+        assert_eq!(d.lead_samples, 960);
+        assert_eq!(d.pcm.len(), 2 * 1920);
+        let (made_up, own) = d.pcm.split_at(1920);
+
+        // The same loss with concealment only (packet loss concealment from libopus).
+        let mut plc = AudioDecoder::new().unwrap();
+        for (i, p) in packets.iter().enumerate().take(k) {
+            plc.decode_at(p, ts(i));
+        }
+        let concealed = plc.conceal(960);
+        let err_fec = energy_of_difference(made_up, &reference[k]);
+        let err_plc = energy_of_difference(&concealed, &reference[k]);
+        assert!(
+            err_fec * 2.0 < err_plc,
+            "FEC is closer to what was sent: {err_fec:.3e} vs concealment {err_plc:.3e}"
+        );
+        assert_eq!(own.len(), reference[k + 1].len());
+
+        // Three lost in a row: two concealed, the last recovered; a long gap is no loss.
+        let mut dec = AudioDecoder::new().unwrap();
+        dec.decode_at(&packets[k - 3], ts(k - 3));
+        let d = dec.decode_at(&packets[k + 1], ts(k + 1));
+        assert_eq!(
+            (dec.recovered, dec.concealed, d.lead_samples),
+            (1, 2, 3 * 960)
+        );
+        let d = dec.decode_at(&packets[k + 8], ts(k + 8));
+        assert_eq!(
+            (dec.recovered, dec.concealed, d.lead_samples),
+            (1, 2, 0),
+            "a jump"
+        );
+        dec.discontinuity();
+        let d = dec.decode_at(&packets[k + 10], ts(k + 10));
+        assert_eq!(d.lead_samples, 0, "after a seek");
+        // A CELT packet (music, test tones) carries no FEC: the lost frame is concealed.
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+        enc.set_bitrate(opus::Bitrate::Bits(128_000)).unwrap();
+        let celt: Vec<Vec<u8>> = voice(3)
+            .iter()
+            .map(|f| enc.encode_vec(f, 1500).unwrap())
+            .collect();
+        let mut dec = AudioDecoder::new().unwrap();
+        dec.decode_at(&celt[0], 0);
+        dec.decode_at(&celt[2], 1920);
+        let fec_in_celt = livecast_proto::codec::opus::has_fec(&celt[2]);
+        assert_eq!(
+            (dec.recovered, dec.concealed),
+            if fec_in_celt { (1, 0) } else { (0, 1) }
+        );
     }
 }

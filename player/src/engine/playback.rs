@@ -396,6 +396,7 @@ impl AudioFeeder {
     /// Drops what is queued and restarts at the first packet at or after `target`.
     fn reposition(&mut self, rec: &Recorded, target: i64) {
         self.sink.clear();
+        self.dec.discontinuity();
         if let Some(a) = self.track {
             self.next = read_index(&rec.index)
                 .first_at_or_after(a, target)
@@ -428,6 +429,7 @@ impl AudioFeeder {
             let idx = read_index(&rec.index);
             let e = idx.entries(a);
             let mut out = Vec::new();
+            let mut skipped = false;
             while let Some(entry) = e.get(self.next) {
                 if entry.time_us > pos + AUDIO_LEAD_US {
                     break;
@@ -435,9 +437,13 @@ impl AudioFeeder {
                 self.next += 1;
                 // Packets already behind the playhead would only delay the output.
                 if entry.time_us + 20_000 < pos - 100_000 {
+                    skipped = true;
                     continue;
                 }
                 out.push(*entry);
+            }
+            if skipped {
+                self.dec.discontinuity();
             }
             out
         };
@@ -455,9 +461,11 @@ impl AudioFeeder {
                     .audio_latencies
                     .push((due_wall - unit.capture_us) as f64 / 1000.0);
             }
-            let pcm = self.dec.decode(&unit.data);
+            // A lost packet's audio (recovered from this one's FEC, or concealed) goes before.
+            let d = self.dec.decode_at(&unit.data, unit.rtp_timestamp);
             self.decoded += 1;
-            self.sink.push(entry.time_us, pcm);
+            let lead_us = (d.lead_samples as i64) * 1_000_000 / 48_000;
+            self.sink.push(entry.time_us - lead_us, d.pcm);
         }
     }
 }
@@ -902,6 +910,8 @@ impl Playback {
             audio: super::report::AudioReport {
                 frames_decoded: self.audio.decoded,
                 decode_errors: self.audio.dec.errors,
+                concealed: self.audio.dec.concealed,
+                recovered: self.audio.dec.recovered,
                 output: self.audio.sink.description.clone(),
             },
             rtp: super::report::RtpReport {

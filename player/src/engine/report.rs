@@ -16,6 +16,10 @@ pub struct VideoReport {
 pub struct AudioReport {
     pub frames_decoded: u64,
     pub decode_errors: u64,
+    /// Lost 20 ms frames made up by packet loss concealment.
+    pub concealed: u64,
+    /// Lost frames recovered from the next packet's Opus in-band FEC.
+    pub recovered: u64,
     /// Where the audio went: a device name or "none (silent)".
     pub output: String,
 }

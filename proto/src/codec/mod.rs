@@ -7,6 +7,7 @@
 //! | [`h264`] | H.264, packetization-mode 1 (single NAL, STAP-A, FU-A) | RFC 6184 |
 //! | [`opus`] | Opus, one packet per RTP packet | RFC 7587 |
 //! | [`t140`] | T.140 real-time text, with RFC 2198 redundancy | RFC 4103 |
+//! | [`rtx`] | retransmission of any of them, on its own SSRC | RFC 4588 |
 //!
 //! Depacketizers expect packets in sequence order: reordering and de-duplication beyond the
 //! trivial belong to the jitter buffer in front of them.
@@ -15,6 +16,7 @@ use std::fmt;
 
 pub mod h264;
 pub mod opus;
+pub mod rtx;
 pub mod t140;
 
 /// One RTP payload produced by a packetizer, with the marker bit to put in its RTP header.

@@ -46,6 +46,36 @@ pub fn frame_duration_samples(packet: &[u8]) -> Option<u32> {
     (frames > 0 && samples <= 5760).then_some(samples)
 }
 
+/// Whether an Opus packet carries in-band FEC (LBRR) data for the frame before it, which a
+/// decoder can recover a lost packet's audio from (RFC 6716 §4.2.4, decoding with FEC).
+///
+/// Only SILK and hybrid packets can (CELT-only packets, config 16..=31, carry none; libopus
+/// sends those for music and test tones, SILK or hybrid for speech when FEC is on and the
+/// expected loss is set). Read for one-frame packets (code 0), the form RTP senders use: the
+/// SILK layer starts with, per channel, one VAD flag per SILK frame and then the LBRR flag,
+/// each a range-coded symbol of probability 1/2 (§4.2.3), and while the range is a power of two
+/// such symbols are exactly the leading bits of the first data byte. Other codes: `false`.
+pub fn has_fec(packet: &[u8]) -> bool {
+    let [toc, first, ..] = *packet else {
+        return false;
+    };
+    let config = toc >> 3;
+    if config >= 16 || toc & 0x3 != 0 {
+        return false;
+    }
+    // SILK frames per Opus frame (§4.2.2): 10 and 20 ms hold one, 40 ms two, 60 ms three.
+    let silk_frames = match config {
+        0..=11 => [1, 1, 2, 3][usize::from(config % 4)],
+        _ => 1,
+    };
+    let channels = if toc & 0x4 != 0 { 2 } else { 1 };
+    (0..channels).any(|ch| {
+        // This channel's LBRR flag follows its VAD flags and the previous channel's.
+        let bit = ch * (silk_frames + 1) + silk_frames;
+        first & (0x80 >> bit) != 0
+    })
+}
+
 /// Makes RTP payloads of Opus packets: the payload is the packet, the marker bit is clear.
 /// (RFC 3551 §4.1 reserves it for the first packet of a talkspurt, which a sender without
 /// silence suppression need not mark; GStreamer's rtpopuspay marks the very first packet.
@@ -175,6 +205,27 @@ mod tests {
         ];
         for (packet, want) in cases {
             assert_eq!(frame_duration_samples(packet), *want, "{packet:02x?}");
+        }
+    }
+
+    #[test]
+    fn fec_flag_from_the_first_silk_bits() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], bool)] = &[
+            (&[], false),
+            (&[0x08], false),                   // no data byte
+            (&[0x08, 0b0100_0000], true),       // SILK 20 ms mono: VAD 0, LBRR 1
+            (&[0x08, 0b1011_1111], false),      // VAD 1, LBRR 0
+            (&[0x0c, 0b0001_0000], true),       // stereo: VAD, LBRR (0), VAD, LBRR (1)
+            (&[0x0c, 0b1010_1111], false),     // both LBRR flags clear
+            (&[0x18, 0b0010_0000], false),      // SILK 60 ms: three VAD flags first
+            (&[0x18, 0b0001_0000], true),       // ... then LBRR
+            (&[0x68, 0b0100_0000], true),       // hybrid 20 ms
+            (&[0xf8, 0xff], false),             // CELT: never
+            (&[0x09, 0xff], false),             // code 1 (two frames): not read
+        ];
+        for (packet, want) in cases {
+            assert_eq!(has_fec(packet), *want, "{packet:02x?}");
         }
     }
 

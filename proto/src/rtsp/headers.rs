@@ -348,6 +348,11 @@ pub enum TransportProfile {
     RtpAvp,
     /// `RTP/AVP/TCP`: RTP interleaved on the RTSP connection (RFC 2326 §10.12).
     RtpAvpTcp,
+    /// `RTP/AVPF` or `RTP/AVPF/UDP`: RTP over UDP with RTCP feedback (RFC 4585), as GStreamer
+    /// asks for a medium the SDP offers as `RTP/AVPF`.
+    RtpAvpf,
+    /// `RTP/AVPF/TCP`: the same, interleaved.
+    RtpAvpfTcp,
     /// Anything else (e.g. `RTP/SAVP`), kept verbatim.
     Other(String),
 }
@@ -364,6 +369,10 @@ impl TransportProfile {
             TransportProfile::RtpAvp
         } else if s.eq_ignore_ascii_case("RTP/AVP/TCP") {
             TransportProfile::RtpAvpTcp
+        } else if s.eq_ignore_ascii_case("RTP/AVPF") || s.eq_ignore_ascii_case("RTP/AVPF/UDP") {
+            TransportProfile::RtpAvpf
+        } else if s.eq_ignore_ascii_case("RTP/AVPF/TCP") {
+            TransportProfile::RtpAvpfTcp
         } else {
             TransportProfile::Other(s.to_owned())
         }
@@ -373,8 +382,26 @@ impl TransportProfile {
         match self {
             TransportProfile::RtpAvp => "RTP/AVP",
             TransportProfile::RtpAvpTcp => "RTP/AVP/TCP",
+            TransportProfile::RtpAvpf => "RTP/AVPF",
+            TransportProfile::RtpAvpfTcp => "RTP/AVPF/TCP",
             TransportProfile::Other(s) => s,
         }
+    }
+
+    /// Whether the profile is interleaved on the RTSP connection.
+    pub fn is_tcp(&self) -> bool {
+        matches!(
+            self,
+            TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp
+        )
+    }
+
+    /// Whether the client set up with RTCP feedback (RFC 4585, `RTP/AVPF`).
+    pub fn is_avpf(&self) -> bool {
+        matches!(
+            self,
+            TransportProfile::RtpAvpf | TransportProfile::RtpAvpfTcp
+        )
     }
 }
 
@@ -1078,6 +1105,19 @@ mod tests {
                 ("x-foo".to_owned(), Some("\"a;b\"".to_owned()))
             ]
         );
+        round_trips(&t);
+
+        // RTCP feedback profiles (RFC 4585), as GStreamer's rtspsrc asks for an AVPF medium.
+        let t = Transport::parse(
+            "RTP/AVPF/UDP;unicast;client_port=5000-5001,RTP/AVPF/TCP;interleaved=0-1,rtp/avpf",
+        )
+        .unwrap();
+        assert_eq!(t.0[0].profile, TransportProfile::RtpAvpf);
+        assert_eq!(t.0[1].profile, TransportProfile::RtpAvpfTcp);
+        assert_eq!(t.0[2].profile, TransportProfile::RtpAvpf);
+        assert!(t.0[1].profile.is_tcp() && t.0[1].profile.is_avpf());
+        assert!(!t.0[0].profile.is_tcp() && t.0[0].profile.is_avpf());
+        assert!(!TransportProfile::RtpAvpTcp.is_avpf());
         round_trips(&t);
 
         // Quoted mode lists keep their comma.

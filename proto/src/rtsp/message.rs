@@ -394,6 +394,8 @@ pub mod header_names {
     pub const REQUIRE: &str = "Require";
     /// RFC 2326 §12.36
     pub const SERVER: &str = "Server";
+    /// RFC 2326 §12.41: the client's name and version (`LIVE555 Streaming Media v2020.01.01`).
+    pub const USER_AGENT: &str = "User-Agent";
     /// RFC 2326 §12.42: the required option tags the server does not support, in a `551`.
     pub const UNSUPPORTED: &str = "Unsupported";
     /// RFC 2326 §12.44 (RFC 2617 §3.2.1): an authentication challenge, in a `401`.

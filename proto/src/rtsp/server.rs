@@ -20,6 +20,11 @@
 //!  Timeout / Shutdown┘
 //! ```
 //!
+//! The session description is answered as configured (with `RTP/AVPF` and NACK/RTX on the
+//! tracks that offer them), but to a client whose `User-Agent` names live555, which drops AVPF
+//! media, it goes without feedback ([`crate::sdp::MediaDescription::without_feedback`]). A
+//! SETUP with plain `RTP/AVP` on an AVPF medium is accepted (ffmpeg always asks for it).
+//!
 //! What the state machine knows of the media side comes in [`ServerConfig`]: per track its SSRC,
 //! its RTP clock ([`RtpClock`], so `RTP-Info: rtptime` is computed here from the `wall` time of
 //! the request) and the server's UDP ports per address family; the session description to
@@ -39,8 +44,16 @@
 //! end on TEARDOWN, on expiry (no request or RTCP from the client for the timeout, RFC 2326
 //! §12.37), or when the connection that created them closes; RTCP from a client's registered
 //! address (or on its interleaved connection) is keep-alive, and a PLI or FIR in it becomes a
-//! [`ServerEvent::KeyframeRequest`]; sender reports 150 ms and 1 s after PLAY so players can
+//! [`ServerEvent::KeyframeRequest`], at most one per session per
+//! [`ServerConfig::keyframe_request_interval`] (feedback counts only from the address, or
+//! interleaved channel, of a track the session set up); sender reports 150 ms and 1 s after PLAY so players can
 //! synchronise their tracks at once.
+//!
+//! NACKs (RFC 4585 §6.2.1, typed in [`crate::rtcp`]) become [`ServerEvent::Retransmit`] in the
+//! client's numbering, at most [`ServerConfig::retransmissions_per_second`] per session; how
+//! the shell resends is fixed at SETUP ([`Retransmission`]): RFC 4588 RTX on the session's own
+//! SSRC for an `RTP/AVPF` client, the original packet for a plain `RTP/AVP` one, nothing over
+//! TCP.
 //!
 //! ## Extending it
 //! - Authentication: a check at the top of request handling (after CSeq and version) that
@@ -50,9 +63,6 @@
 //! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
 //!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the
 //!   shell maps to an ingest path, the way [`ServerEvent::Subscribe`] maps to the fan-out.
-//! - NACK / retransmission: an RTPFB generic NACK (RFC 4585 §6.2.1) typed in
-//!   [`crate::rtcp`], turned here into `Retransmit { client, track, seqs }` events; pacing
-//!   timers join the session's deadlines in the [`Output::Timeout`] computation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -85,6 +95,16 @@ pub const PUBLIC: [Method; 7] = [
 
 /// Delays after PLAY at which a client gets its first sender reports.
 const FIRST_SENDER_REPORTS: [Duration; 2] = [Duration::from_millis(150), Duration::from_secs(1)];
+
+/// Default of [`ServerConfig::keyframe_request_interval`]: a client whose picture is damaged
+/// gets a keyframe within a round trip once, then at most one a second, however often it
+/// asks (our player repeats its PLI every 300 ms until the keyframe comes).
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default of [`ServerConfig::retransmissions_per_second`]: 100 packets (about 1.1 Mbit/s of
+/// 1400-byte video packets) a second per session, several times what 10 % loss of a 2 Mbit/s
+/// stream needs with a retry or two, and a bound on what one client can make us send.
+pub const RETRANSMISSIONS_PER_SECOND: u32 = 100;
 
 /// One TCP connection, as numbered by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,6 +145,33 @@ pub struct TrackConfig {
     pub server_ports_v4: Option<(u16, u16)>,
     /// The same for IPv6 clients.
     pub server_ports_v6: Option<(u16, u16)>,
+    /// The SDP offers this track as `RTP/AVPF` with `a=rtcp-fb:<pt> nack`: its clients' generic
+    /// NACKs are answered (RFC 4585 §6.2.1).
+    pub nack: bool,
+    /// The `rtx` payload type (RFC 4588) the SDP associates with this track's, if any: clients
+    /// that set up `RTP/AVPF` get retransmissions in it, on their own SSRC.
+    pub rtx_payload_type: Option<u8>,
+}
+
+/// How the packets a client NACKs on one track are sent again (the shell's part: it keeps the
+/// packets and each client's numbering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retransmission {
+    /// Not at all: the track offers no NACK, or the client is interleaved on TCP (which loses
+    /// nothing on the way; what our full queue drops, resending would only add to).
+    None,
+    /// The original packet again, its SSRC and the client's sequence number unchanged: for a
+    /// client that set up plain `RTP/AVP` on an `RTP/AVPF` medium (ffmpeg does, and ignores
+    /// RFC 4588 packets).
+    Original,
+    /// RFC 4588 retransmission packets (SSRC-multiplexed, §8.3) in `payload_type`, on the
+    /// session's own `ssrc`, numbered from `initial_seq`: for a client that set up
+    /// `RTP/AVPF` (GStreamer's rtspsrc).
+    Rtx {
+        payload_type: u8,
+        ssrc: Ssrc,
+        initial_seq: u16,
+    },
 }
 
 /// Settings of the state machine.
@@ -145,6 +192,12 @@ pub struct ServerConfig {
     /// The DESCRIBE answer; the origin address is set per request.
     pub sdp: SessionDescription,
     pub tracks: Vec<TrackConfig>,
+    /// One session's PLIs and FIRs become at most one [`ServerEvent::KeyframeRequest`] per
+    /// this long, so one client cannot make the encoder send keyframes to everyone at the
+    /// rate of the encoder's own limiter (which still holds for all sessions together).
+    pub keyframe_request_interval: Duration,
+    /// Packets one session may have resent per second at most (its NACKs beyond are dropped).
+    pub retransmissions_per_second: u32,
 }
 
 impl ServerConfig {
@@ -159,6 +212,8 @@ impl ServerConfig {
             server_name: "livecast".into(),
             sdp,
             tracks,
+            keyframe_request_interval: KEYFRAME_REQUEST_INTERVAL,
+            retransmissions_per_second: RETRANSMISSIONS_PER_SECOND,
         }
     }
 }
@@ -280,12 +335,14 @@ pub enum ServerEvent {
     /// Start sending `track` to `client` on `sink`, its first packet (at a keyframe for video)
     /// numbered `initial_seq`, as announced in `RTP-Info`. `resumed`: the numbering continues
     /// an earlier PLAY of this client, which may already have had the most recent packets.
+    /// `retransmission`: how to answer its [`ServerEvent::Retransmit`]s.
     Subscribe {
         client: ClientId,
         track: usize,
         sink: MediaSink,
         initial_seq: u16,
         resumed: bool,
+        retransmission: Retransmission,
     },
     /// Stop sending `track` to `client` (a no-op if it is not being sent).
     Unsubscribe {
@@ -298,6 +355,14 @@ pub enum ServerEvent {
     ViewerRefused { peer: SocketAddr, why: String },
     /// A client asked for a keyframe of `track` (RTCP PLI or FIR).
     KeyframeRequest { track: usize },
+    /// Send `client` again the packets of `track` it numbers `seqs` (its own numbering, as in
+    /// its NACK), as its subscription's [`Retransmission`] says; those the shell no longer
+    /// has, or never sent this client, are skipped. Within the session's budget already.
+    Retransmit {
+        client: ClientId,
+        track: usize,
+        seqs: Vec<u16>,
+    },
     /// Send `client` an RTCP sender report for `track` now.
     SenderReport { client: ClientId, track: usize },
     /// Close the connection (after writing what was transmitted on it).
@@ -357,6 +422,7 @@ struct Setup {
     track: usize,
     sink: MediaSink,
     resume_seq: Option<u16>,
+    retransmission: Retransmission,
 }
 
 struct SessionEntry {
@@ -368,6 +434,11 @@ struct SessionEntry {
     setups: Vec<Setup>,
     /// When the next first-after-PLAY sender reports are due.
     reports_due: Vec<Instant>,
+    /// When this session's last keyframe request was passed on to the encoder.
+    last_keyframe_request: Option<Instant>,
+    /// The retransmission budget: when the current one-second window began, and how many
+    /// packets were asked for in it.
+    nack_window: Option<(Instant, u32)>,
 }
 
 impl SessionEntry {
@@ -704,42 +775,62 @@ impl Server {
 
     fn on_rtcp(&mut self, now: Instant, source: RtcpSource, data: &[u8]) {
         let parsed = rtcp::parse_compound(data);
-        let track = match source {
+        // The session the RTCP is from, and the track it is about.
+        let (sid, track) = match source {
             // Only a client's own RTCP counts: a stranger can neither keep a session alive
-            // nor ask for keyframes.
+            // nor ask for keyframes or retransmissions.
             RtcpSource::Udp { from, track } => {
                 let Ok(_) = &parsed else {
                     return;
                 };
-                let Some(s) = self
+                let Some((sid, s)) = self
                     .rtcp_sources
                     .get(&from)
-                    .and_then(|id| self.sessions.get_mut(id))
+                    .and_then(|id| self.sessions.get_key_value(id))
                 else {
                     return;
                 };
-                s.state.keepalive(now);
-                Some(track)
+                let sid = sid.clone();
+                // Feedback counts only for a track the session set up from this address.
+                let track = s
+                    .setups
+                    .iter()
+                    .any(|t| {
+                        t.track == track
+                            && matches!(t.sink, MediaSink::Udp { rtcp, .. } if rtcp == from)
+                    })
+                    .then_some(track);
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.state.keepalive(now);
+                }
+                (sid, track)
             }
             RtcpSource::Interleaved { conn, channel } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.last_activity = c.last_activity.max(now);
                 }
-                let mut track = None;
-                for s in self.sessions.values_mut().filter(|s| s.conn == conn) {
+                let mut found = None;
+                for (sid, s) in self.sessions.iter_mut().filter(|(_, s)| s.conn == conn) {
                     s.state.keepalive(now);
-                    track = track.or_else(|| {
-                        s.setups.iter().find_map(|t| match t.sink {
-                            MediaSink::Interleaved { rtcp_channel, .. }
-                                if rtcp_channel == channel =>
-                            {
-                                Some(t.track)
-                            }
-                            _ => None,
-                        })
-                    });
+                    if found.is_none() {
+                        found = s
+                            .setups
+                            .iter()
+                            .find_map(|t| match t.sink {
+                                MediaSink::Interleaved { rtcp_channel, .. }
+                                    if rtcp_channel == channel =>
+                                {
+                                    Some(t.track)
+                                }
+                                _ => None,
+                            })
+                            .map(|t| (sid.clone(), t));
+                    }
                 }
-                track
+                match found {
+                    Some((sid, t)) => (sid, Some(t)),
+                    None => return,
+                }
             }
         };
         let (Some(track), Ok(packets)) = (track, parsed) else {
@@ -748,9 +839,63 @@ impl Server {
         let Some(t) = self.cfg.tracks.get(track) else {
             return;
         };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         if packets.iter().any(|p| p.requests_keyframe_of(t.ssrc)) {
-            self.out
-                .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
+            // The session's budget: one request passed on per interval, the rest dropped.
+            let due = s
+                .last_keyframe_request
+                .is_none_or(|last| now >= last + self.cfg.keyframe_request_interval);
+            if due {
+                s.last_keyframe_request = Some(now);
+                self.out
+                    .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
+            }
+        }
+        let retransmits = s.state.state() == State::Playing
+            && s.setups
+                .iter()
+                .any(|u| u.track == track && u.retransmission != Retransmission::None);
+        if !retransmits {
+            return;
+        }
+        let budget = self.cfg.retransmissions_per_second;
+        let mut seqs: Vec<u16> = Vec::new();
+        // A datagram can name a million numbers (repeated ones cost no budget): only so many
+        // are looked at, so a hostile NACK costs no more than an honest one.
+        let mut examined = 0;
+        let nacks = packets.iter().filter_map(|p| match p {
+            rtcp::RtcpPacket::Nack(n) if n.media == t.ssrc => Some(n),
+            _ => None,
+        });
+        'nacks: for n in nacks {
+            for seq in n.lost() {
+                examined += 1;
+                if examined > 4 * budget.max(64) {
+                    break 'nacks;
+                }
+                if seqs.contains(&seq) {
+                    continue;
+                }
+                let (start, used) = match s.nack_window {
+                    Some((start, used)) if now < start + Duration::from_secs(1) => (start, used),
+                    _ => (now, 0),
+                };
+                if used >= budget {
+                    s.nack_window = Some((start, used));
+                    break;
+                }
+                s.nack_window = Some((start, used + 1));
+                seqs.push(seq);
+            }
+        }
+        if !seqs.is_empty() {
+            self.out.push_back(Output::Event(ServerEvent::Retransmit {
+                client: s.client,
+                track,
+                seqs,
+            }));
         }
     }
 
@@ -871,6 +1016,18 @@ impl Server {
         }
         let local = self.conns.get(&conn).map(|c| c.local.ip());
         let mut sdp = self.cfg.sdp.clone();
+        // live555 (upstream VLC and others) drops any RTP/AVPF medium: plain AVP for it.
+        if req
+            .headers
+            .get(header_names::USER_AGENT)
+            .is_some_and(|ua| ua.to_ascii_lowercase().contains("live555"))
+        {
+            sdp.media = sdp
+                .media
+                .iter()
+                .map(crate::sdp::MediaDescription::without_feedback)
+                .collect();
+        }
         if let Some(ip) = local {
             let (ty, addr) = match canonical_ip(ip) {
                 IpAddr::V4(a) => ("IP4", a.to_string()),
@@ -928,7 +1085,16 @@ impl Server {
             .get(&conn)
             .map(|c| c.peer)
             .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
-        let (setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+        let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+        if let Retransmission::Rtx { ssrc, .. } = &mut setup.retransmission {
+            // The session's own RTX stream: an SSRC no track uses.
+            *ssrc = loop {
+                let s = Ssrc(self.rng.random());
+                if self.cfg.tracks.iter().all(|t| t.ssrc != s) {
+                    break s;
+                }
+            };
+        }
 
         let sid = match session_hdr {
             Some(s) => s.id,
@@ -949,6 +1115,8 @@ impl Server {
                         peer,
                         setups: Vec::new(),
                         reports_due: Vec::new(),
+                        last_keyframe_request: None,
+                        nack_window: None,
                     },
                 );
                 self.out
@@ -986,12 +1154,14 @@ impl Server {
         // A track added while playing starts flowing at once; the others keep their numbering.
         if playing {
             let initial_seq = self.rng.random::<u16>();
+            let retransmission = fresh_rtx_numbering(setup.retransmission, &mut self.rng);
             self.out.push_back(Output::Event(ServerEvent::Subscribe {
                 client,
                 track,
                 sink: setup.sink,
                 initial_seq,
                 resumed: false,
+                retransmission,
             }));
         }
         Ok(Response::new(StatusCode::OK)
@@ -1022,7 +1192,7 @@ impl Server {
                 continue;
             }
             let (sink, reply) = match spec.profile {
-                TransportProfile::RtpAvp => {
+                TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
                     let Some((rtp_port, rtcp_port)) = spec.client_port else {
                         continue;
                     };
@@ -1043,14 +1213,14 @@ impl Server {
                         rtcp: SocketAddr::new(peer_ip, rtcp_port),
                     };
                     let reply = TransportSpec {
-                        profile: TransportProfile::RtpAvp,
+                        profile: spec.profile.clone(),
                         client_port: Some((rtp_port, rtcp_port)),
                         server_port: Some(server_ports),
                         ..TransportSpec::default()
                     };
                     (sink, reply)
                 }
-                TransportProfile::RtpAvpTcp => {
+                TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
                     let (a, b) = spec
                         .interleaved
                         .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
@@ -1060,7 +1230,7 @@ impl Server {
                         rtcp_channel: b,
                     };
                     let reply = TransportSpec {
-                        profile: TransportProfile::RtpAvpTcp,
+                        profile: spec.profile.clone(),
                         interleaved: Some((a, b)),
                         ..TransportSpec::default()
                     };
@@ -1073,16 +1243,30 @@ impl Server {
                 ssrc: Some(info.ssrc.0),
                 ..reply
             };
+            // An AVPF client gets RTX when the track has it; a plain AVP client (ffmpeg on an
+            // AVPF medium) the original packets; nobody on TCP.
+            let retransmission = match (info.nack, spec.profile.is_tcp(), info.rtx_payload_type) {
+                (false, _, _) | (_, true, _) => Retransmission::None,
+                (true, false, Some(payload_type)) if spec.profile.is_avpf() => {
+                    Retransmission::Rtx {
+                        payload_type,
+                        ssrc: info.ssrc, // replaced by the session's own in `setup`
+                        initial_seq: 0,
+                    }
+                }
+                (true, false, _) => Retransmission::Original,
+            };
             let setup = Setup {
                 track,
                 sink,
                 resume_seq: None,
+                retransmission,
             };
             return Ok((setup, Transport(vec![reply])));
         }
         Err(Fail::new(
             StatusCode::UNSUPPORTED_TRANSPORT,
-            "supported: RTP/AVP;unicast;client_port=a-b or RTP/AVP/TCP;interleaved=a-b",
+            "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b",
         ))
     }
 
@@ -1125,12 +1309,14 @@ impl Server {
                     seq: Some(initial_seq),
                     rtptime: Some(rtptime),
                 });
+                let retransmission = fresh_rtx_numbering(s.retransmission, &mut self.rng);
                 self.out.push_back(Output::Event(ServerEvent::Subscribe {
                     client,
                     track: s.track,
                     sink: s.sink,
                     initial_seq,
                     resumed: resumed.is_some(),
+                    retransmission,
                 }));
             }
         }
@@ -1210,6 +1396,21 @@ impl Server {
         } else {
             Err(not_found())
         }
+    }
+}
+
+/// `r` with a fresh RTX initial sequence number for a new subscription (a resumed one must not
+/// reuse numbers the client has seen on the session's RTX SSRC).
+fn fresh_rtx_numbering(r: Retransmission, rng: &mut SmallRng) -> Retransmission {
+    match r {
+        Retransmission::Rtx {
+            payload_type, ssrc, ..
+        } => Retransmission::Rtx {
+            payload_type,
+            ssrc,
+            initial_seq: rng.random(),
+        },
+        other => other,
     }
 }
 

@@ -21,17 +21,32 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts the server on built-in sources at 1280x720@30 (as a user would run it).
     pub fn start(extra: &[&str]) -> Self {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_livecast-server")),
+            extra,
+            &log,
+            Stdio::inherit(),
+        )
+    }
+
+    /// The same inside network namespace `ns` (`ip netns exec`, which runs the server in its
+    /// own process), with `RUST_LOG=rust_log` and its log (standard error) going to `log`.
+    pub fn start_in_netns(ns: &str, extra: &[&str], rust_log: &str, log: Stdio) -> Self {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_livecast-server")]);
+        Self::launch(cmd, extra, rust_log, log)
+    }
+
+    fn launch(mut cmd: Command, extra: &[&str], rust_log: &str, log: Stdio) -> Self {
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livecast-server"))
+        let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--video", "testsrc", "--audio", "tone"])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("the server binary was built by cargo for this test");
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -1,7 +1,9 @@
 //! The server state machine in virtual time: `now` advances by hand, nothing sleeps.
 
+use super::KEYFRAME_REQUEST_INTERVAL;
 use super::*;
 use crate::rtcp::{Fir, FirEntry, ReceiverReport, RtcpPacket};
+use crate::rtsp::headers::TransportProfile;
 use crate::sdp::{Attribute, MediaDescription, Origin};
 
 const URL: &str = "rtsp://198.51.100.7:8554/live";
@@ -41,6 +43,8 @@ fn config() -> ServerConfig {
         },
         server_ports_v4: Some((6970, 6971)),
         server_ports_v6: None,
+        nack: false,
+        rtx_payload_type: None,
     };
     let mut cfg = ServerConfig::new(
         sdp,
@@ -307,12 +311,14 @@ fn setup_play_pause_play_continues_the_numbering() {
         sink: s0,
         initial_seq: seq0,
         resumed: false,
+        retransmission: Retransmission::None,
     }, ServerEvent::Subscribe {
         client: c1,
         track: 1,
         sink: s1,
         initial_seq: seq1,
         resumed: false,
+        retransmission: Retransmission::None,
     }] = ev[..]
     else {
         panic!("{ev:?}")
@@ -386,6 +392,7 @@ fn setup_play_pause_play_continues_the_numbering() {
             sink: udp_sink(),
             initial_seq: 65535,
             resumed: true,
+            retransmission: Retransmission::None,
         }
     );
     assert_eq!(
@@ -500,6 +507,11 @@ fn rtcp_from_the_client_keeps_alive_and_asks_for_keyframes() {
             seq: 1,
         }],
     });
+    assert!(
+        h.rtcp(client_rtcp, &[rr(), fir.clone()]).is_empty(),
+        "within a second of the last request passed on"
+    );
+    h.advance(KEYFRAME_REQUEST_INTERVAL);
     assert_eq!(
         events(h.rtcp(client_rtcp, &[rr(), fir])),
         [ServerEvent::KeyframeRequest { track: 0 }]
@@ -1019,4 +1031,381 @@ fn rtp_clock_maps_wall_time_both_ways_and_wraps() {
         c.timestamp_at(epoch() - Duration::from_secs(1)),
         u32::MAX - 10 - 90_000
     );
+}
+
+/// Keyframe requests per session: one client asking ten times a second gets one keyframe
+/// request passed on per second, exactly; another client's requests have their own budget;
+/// a stranger's are ignored; the budget holds on interleaved RTCP too.
+#[test]
+fn keyframe_requests_are_budgeted_per_session() {
+    let mut h = Harness::new(1);
+    let a = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &a);
+    h.open(ConnId(2), "192.0.2.20:40000", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP/TCP;interleaved=0-1"),
+    );
+    let b = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", b.as_str()),
+    );
+    let from_a = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let from_b = RtcpSource::Interleaved {
+        conn: ConnId(2),
+        channel: 1,
+    };
+    let stranger = RtcpSource::Udp {
+        from: "192.0.2.10:5003".parse().unwrap(),
+        track: 0,
+    };
+    let pli = || [rr(), RtcpPacket::pli(Ssrc(77), VIDEO)];
+    let start = h.now;
+    let (mut passed_a, mut passed_b) = (Vec::new(), Vec::new());
+    // Ten seconds: A asks every 100 ms, B every 500 ms, the stranger every 100 ms.
+    for tick in 0..100u32 {
+        let at = h.now - start;
+        for e in events(h.rtcp(from_a, &pli())) {
+            assert_eq!(e, ServerEvent::KeyframeRequest { track: 0 });
+            passed_a.push(at);
+        }
+        if tick % 5 == 0 {
+            for e in events(h.rtcp(from_b, &pli())) {
+                assert_eq!(e, ServerEvent::KeyframeRequest { track: 0 });
+                passed_b.push(at);
+            }
+        }
+        assert!(h.rtcp(stranger, &pli()).is_empty(), "a stranger");
+        h.now += Duration::from_millis(100);
+        h.server.handle_input(Input::Timeout(h.now)).unwrap();
+        h.drain();
+    }
+    let secs = |v: &[u64]| {
+        v.iter()
+            .map(|s| Duration::from_millis(*s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        passed_a,
+        secs(&[0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000])
+    );
+    // B asks at 0, 500, 1000, ...: every other request is within a second of the last passed.
+    assert_eq!(passed_b, passed_a, "B's own budget, not A's");
+}
+
+/// `config()` with NACK on the video track and its RTX payload type 98.
+fn nack_config() -> ServerConfig {
+    let mut cfg = config();
+    cfg.tracks[0].nack = true;
+    cfg.tracks[0].rtx_payload_type = Some(98);
+    cfg
+}
+
+fn nack(media: Ssrc, lost: &[u16]) -> RtcpPacket {
+    RtcpPacket::Nack(crate::rtcp::Nack::new(Ssrc(77), media, lost))
+}
+
+/// How a client's NACKs are answered follows how it set up the track: RTX on its own SSRC
+/// for `RTP/AVPF` (GStreamer), the original packets for plain `RTP/AVP` on the AVPF medium
+/// (ffmpeg), nothing over TCP or on a track without NACK; the NACK turns into a
+/// `Retransmit` of the numbers it names, only while playing, only from the client's own
+/// address and about the track's SSRC.
+#[test]
+fn nacks_become_retransmissions_as_the_client_set_up() {
+    let mut h = Harness::with(nack_config(), 3);
+    // GStreamer: RTP/AVPF on UDP.
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    let t = r.headers.get_typed::<Transport>().unwrap().unwrap();
+    assert_eq!(
+        t.0[0].profile,
+        TransportProfile::RtpAvpf,
+        "the profile asked for"
+    );
+    assert_eq!(
+        t.0[0].ssrc,
+        Some(VIDEO.0),
+        "the media SSRC, not the RTX one"
+    );
+    let gst = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.setup(1, "RTP/AVPF;unicast;client_port=5002-5003", Some(&gst));
+    let (_, ev) = h.with_session(Method::Play, &gst);
+    let Some(ServerEvent::Subscribe {
+        retransmission:
+            first_rtx @ Retransmission::Rtx {
+                payload_type: 98,
+                ssrc: rtx_ssrc,
+                ..
+            },
+        ..
+    }) = ev.first().cloned()
+    else {
+        panic!("{ev:?}");
+    };
+    assert!(rtx_ssrc != VIDEO && rtx_ssrc != AUDIO);
+    assert!(
+        matches!(
+            ev[1],
+            ServerEvent::Subscribe {
+                track: 1,
+                retransmission: Retransmission::None,
+                ..
+            }
+        ),
+        "no NACK on audio: {ev:?}"
+    );
+
+    // ffmpeg: plain RTP/AVP on the same medium, from another port pair.
+    h.open(ConnId(2), "192.0.2.10:40001", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP;unicast;client_port=6000-6001"),
+    );
+    assert_eq!(r.status, StatusCode::OK, "AVP accepted on an AVPF medium");
+    let ff = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    let (_, ev) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", ff.as_str()),
+    );
+    assert!(matches!(
+        ev[0],
+        ServerEvent::Subscribe {
+            client: ClientId(2),
+            retransmission: Retransmission::Original,
+            ..
+        }
+    ));
+
+    // Interleaved, even AVPF: no retransmission.
+    h.open(ConnId(3), "192.0.2.30:40000", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(3),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF/TCP;interleaved=0-1"),
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    let tcp = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    let (_, ev) = h.request_on(
+        ConnId(3),
+        Request::new(Method::Play, URL).header("Session", tcp.as_str()),
+    );
+    assert!(matches!(
+        ev[0],
+        ServerEvent::Subscribe {
+            retransmission: Retransmission::None,
+            ..
+        }
+    ));
+
+    let udp = |port: u16, track| RtcpSource::Udp {
+        from: SocketAddr::new("192.0.2.10".parse().unwrap(), port),
+        track,
+    };
+    assert_eq!(
+        events(h.rtcp(udp(5001, 0), &[rr(), nack(VIDEO, &[100, 101, 103])])),
+        [ServerEvent::Retransmit {
+            client: ClientId(1),
+            track: 0,
+            seqs: vec![100, 101, 103]
+        }]
+    );
+    assert_eq!(
+        events(h.rtcp(udp(6001, 0), &[rr(), nack(VIDEO, &[7])])),
+        [ServerEvent::Retransmit {
+            client: ClientId(2),
+            track: 0,
+            seqs: vec![7]
+        }]
+    );
+    // Another stream's SSRC, the audio track (no NACK there), a stranger's port, TCP.
+    assert!(h.rtcp(udp(5001, 0), &[nack(AUDIO, &[1])]).is_empty());
+    assert!(h.rtcp(udp(5003, 1), &[nack(AUDIO, &[1])]).is_empty());
+    assert!(h.rtcp(udp(5005, 0), &[nack(VIDEO, &[1])]).is_empty());
+    assert!(
+        h.rtcp(udp(5003, 0), &[nack(VIDEO, &[1])]).is_empty(),
+        "audio's port"
+    );
+    let on_tcp = RtcpSource::Interleaved {
+        conn: ConnId(3),
+        channel: 1,
+    };
+    assert!(h.rtcp(on_tcp, &[rr(), nack(VIDEO, &[1])]).is_empty());
+    // Paused: nothing is resent (the client is not listening to the stream).
+    h.with_session(Method::Pause, &gst);
+    assert!(h.rtcp(udp(5001, 0), &[nack(VIDEO, &[200])]).is_empty());
+    // Resumed: the session's RTX SSRC stays, its numbering starts afresh.
+    let Retransmission::Rtx {
+        initial_seq: first_seq,
+        ..
+    } = first_rtx
+    else {
+        unreachable!()
+    };
+    let (_, ev) = h.with_session(Method::Play, &gst);
+    let Some(ServerEvent::Subscribe {
+        retransmission: Retransmission::Rtx {
+            ssrc, initial_seq, ..
+        },
+        ..
+    }) = ev.first()
+    else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(*ssrc, rtx_ssrc);
+    assert_ne!(*initial_seq, first_seq);
+}
+
+/// At most `retransmissions_per_second` packets per session per second: a client NACKing 30
+/// packets every 100 ms gets 100 in each one-second window (the rest dropped), and another
+/// session has its own budget.
+#[test]
+fn retransmissions_are_budgeted_per_session() {
+    let mut h = Harness::with(nack_config(), 4);
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    let a = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.with_session(Method::Play, &a);
+    h.open(ConnId(2), "192.0.2.20:40000", "198.51.100.7:8554");
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP;unicast;client_port=5000-5001"),
+    );
+    let b = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", b.as_str()),
+    );
+    let from = |ip: &str| RtcpSource::Udp {
+        from: SocketAddr::new(ip.parse().unwrap(), 5001),
+        track: 0,
+    };
+    let (mut per_second_a, mut per_second_b) = ([0usize; 3], [0usize; 3]);
+    let start = h.now;
+    let mut next: u16 = 65500; // across the wrap
+    for _ in 0..30 {
+        let lost: Vec<u16> = (0..30).map(|i| next.wrapping_add(i)).collect();
+        next = next.wrapping_add(30);
+        let second = (h.now - start).as_secs() as usize;
+        for (src, count) in [
+            ("192.0.2.10", &mut per_second_a),
+            ("192.0.2.20", &mut per_second_b),
+        ] {
+            for e in events(h.rtcp(from(src), &[rr(), nack(VIDEO, &lost)])) {
+                let ServerEvent::Retransmit { seqs, .. } = e else {
+                    panic!("{e:?}");
+                };
+                assert_eq!(seqs[..], lost[..seqs.len()], "in the order asked");
+                count[second] += seqs.len();
+            }
+        }
+        h.now += Duration::from_millis(100);
+    }
+    assert_eq!(per_second_a, [100, 100, 100]);
+    assert_eq!(per_second_b, [100, 100, 100]);
+}
+
+/// The SDP as configured (AVPF, feedback, RTX) to everyone but live555, which drops AVPF
+/// media and gets the plain AVP version.
+#[test]
+fn live555_gets_the_sdp_without_feedback() {
+    let mut cfg = nack_config();
+    let video = &mut cfg.sdp.media[0];
+    video.proto = "RTP/AVPF".into();
+    video.formats.push("98".into());
+    video.attributes.splice(
+        0..0,
+        [
+            Attribute::new("rtpmap", "96 H264/90000"),
+            Attribute::new("rtcp-fb", "96 nack"),
+            Attribute::new("rtpmap", "98 rtx/90000"),
+            Attribute::new("fmtp", "98 apt=96"),
+        ],
+    );
+    let mut h = Harness::with(cfg, 5);
+    let describe = |h: &mut Harness, ua: Option<&str>| {
+        let mut req = Request::new(Method::Describe, URL);
+        if let Some(ua) = ua {
+            req = req.header("User-Agent", ua);
+        }
+        let (r, _) = h.request(req);
+        assert_eq!(r.status, StatusCode::OK);
+        crate::sdp::parse(body(&r)).unwrap().media.remove(0)
+    };
+    for ua in [None, Some("GStreamer/1.22.0"), Some("Lavf59.27.100")] {
+        let m = describe(&mut h, ua);
+        assert_eq!(
+            (m.proto.as_str(), m.formats.len()),
+            ("RTP/AVPF", 2),
+            "{ua:?}"
+        );
+        assert_eq!(m.attribute("rtcp-fb"), Some("96 nack"));
+    }
+    for ua in [
+        "LIVE555 Streaming Media v2020.01.01",
+        "VLC media player (LIVE555 Streaming Media v2022.07.14)",
+    ] {
+        let m = describe(&mut h, Some(ua));
+        assert_eq!(m.proto, "RTP/AVP", "{ua}");
+        assert_eq!(m.formats, ["96"]);
+        assert_eq!(m.attribute("rtcp-fb"), None);
+        assert_eq!(m.rtpmap(98), None);
+        assert_eq!(m.control(), Some("trackID=0"));
+    }
+}
+
+/// A NACK as large as a datagram allows, naming the same packet over and over or a quarter of
+/// a million packets: one retransmission, or the budget's worth, never more.
+#[test]
+fn a_hostile_nack_costs_no_more_than_the_budget() {
+    let mut h = Harness::with(nack_config(), 6);
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    let a = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    h.with_session(Method::Play, &a);
+    let from = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let entries = |f: fn(u16) -> crate::rtcp::NackEntry| {
+        RtcpPacket::Nack(crate::rtcp::Nack {
+            sender: Ssrc(77),
+            media: VIDEO,
+            entries: (0..16_000u16).map(f).collect(),
+        })
+    };
+    let same = entries(|_| crate::rtcp::NackEntry { pid: 9, blp: 0 });
+    let ev = events(h.rtcp(from, &[same]));
+    assert_eq!(
+        ev,
+        [ServerEvent::Retransmit {
+            client: ClientId(1),
+            track: 0,
+            seqs: vec![9]
+        }]
+    );
+    h.now += Duration::from_secs(1);
+    let many = entries(|i| crate::rtcp::NackEntry {
+        pid: i.wrapping_mul(17),
+        blp: 0xffff,
+    });
+    let ev = events(h.rtcp(from, &[many]));
+    let [ServerEvent::Retransmit { seqs, .. }] = &ev[..] else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(seqs.len(), 100);
+    assert_eq!(seqs[..18], (0..18).collect::<Vec<u16>>()[..]);
 }

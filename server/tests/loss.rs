@@ -1,0 +1,247 @@
+//! Retransmission against the real peers (issue 13): the server and the peer program run in a
+//! network namespace of their own whose loopback drops 5 % of the large UDP datagrams (the
+//! video packets, and the retransmissions, which are as large; audio packets, RTCP and the
+//! RTSP connection are spared, so what the peer reports lost is video) at random, with
+//! nftables (`numgen random`, the kernel here has no netem).
+//!
+//! Needs root (`ip netns`) and nftables, like the call tests of the player.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{run_peer, ServerProc};
+
+/// One encoder at 720p per test and a peer decoding it: one test at a time on small machines.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Datagrams larger than this are video (audio packets are about 200 bytes, RTCP less).
+const VIDEO_SIZED: u32 = 400;
+
+/// A network namespace with loopback up; removed when dropped.
+struct LossyNamespace {
+    name: String,
+}
+
+impl LossyNamespace {
+    /// Drops `percent` % of the UDP datagrams over [`VIDEO_SIZED`] bytes that arrive in it.
+    fn new(tag: &str, percent: u32) -> Self {
+        let name = format!("lcl{}{tag}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let ok = |c: &mut Command| {
+            let out = c.output().expect("ip (iproute2) is installed");
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = LossyNamespace { name };
+        ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        let rules = format!(
+            "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
+             meta l4proto udp meta length > {VIDEO_SIZED} numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
+        );
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (nftables) is installed");
+        nft.stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("write the nft rules");
+        assert!(nft.wait().expect("nft").success(), "nft failed");
+        ns
+    }
+
+    /// Datagrams the rule dropped so far.
+    fn dropped(&self) -> u64 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "list", "table", "inet"])
+            .arg("livecast_loss")
+            .output()
+            .expect("nft");
+        let s = String::from_utf8_lossy(&out.stdout);
+        s.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `program args` run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// The server in the namespace, logging the NACKs it answers to `log`.
+    fn server(&self, log: &std::path::Path) -> ServerProc {
+        let file = std::fs::File::create(log).expect("server log file");
+        ServerProc::start_in_netns(
+            &self.name,
+            &["--captions", "off"],
+            "warn,livecast_server::rtsp_server=debug",
+            file.into(),
+        )
+    }
+}
+
+impl Drop for LossyNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Packets the server's log says it sent again, per client id.
+fn retransmitted(log: &std::path::Path) -> std::collections::BTreeMap<u64, u64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let field = |line: &str, name: &str| -> Option<u64> {
+        line.split(&format!("{name}="))
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut per_client = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.contains("NACK answered")) {
+        if let (Some(c), Some(n)) = (field(line, "client"), field(line, "sent")) {
+            *per_client.entry(c).or_insert(0) += n;
+        }
+    }
+    per_client
+}
+
+/// GStreamer's rtspsrc sets up the video as `RTP/AVPF`, NACKs what it misses and gets it
+/// back as RFC 4588 RTX: its jitter buffer logs the retransmitted packets it received
+/// (`rtx 1`), and it declares lost only a few of the packets the path dropped.
+#[test]
+fn gstreamer_rtspsrc_recovers_lost_video_from_rtx() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let ns = LossyNamespace::new("g", 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let server = ns.server(&log);
+    let pipeline = format!(
+        "rtspsrc location={} protocols=udp latency=300 name=src \
+         src. ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 ! fakesink \
+         src. ! application/x-rtp,media=audio ! fakesink",
+        server.url()
+    );
+    let mut cmd = ns.command("env");
+    cmd.args(["GST_DEBUG=rtpjitterbuffer:5", "timeout", "-s", "INT", "12"])
+        .args(["gst-launch-1.0", "-e"])
+        .args(pipeline.split_whitespace());
+    let (_ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(60));
+    let dropped = ns.dropped();
+    // The jitter buffer that received retransmissions is the video's.
+    let jb_of = |l: &str| {
+        l.split("<rtpjitterbuffer")
+            .nth(1)
+            .and_then(|r| r.split('>').next())
+            .map(str::to_owned)
+    };
+    let rtx_lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("Received packet") && l.contains("rtx 1"))
+        .collect();
+    let video_jb = rtx_lines.first().and_then(|l| jb_of(l));
+    let rtx = rtx_lines.len();
+    let lost = err
+        .lines()
+        .filter(|l| l.contains("insert_lost_event") && l.contains(" lost"))
+        .filter(|l| jb_of(l) == video_jb)
+        .count();
+    let received = err
+        .lines()
+        .filter(|l| l.contains("Received packet") && jb_of(l) == video_jb)
+        .count();
+    let sent_again = retransmitted(&log);
+    eprintln!(
+        "dropped {dropped}, GStreamer received {received} video packets, {rtx} retransmitted, \
+         declared {lost} lost; the server resent {sent_again:?}"
+    );
+    assert!(received > 200, "the video played: {received} packets");
+    assert!(dropped >= 10, "the path dropped {dropped}");
+    assert!(rtx >= 5, "GStreamer received {rtx} retransmissions");
+    assert!(
+        lost * 4 <= rtx,
+        "most drops recovered: {lost} lost, {rtx} retransmissions received"
+    );
+    assert!(sent_again.values().sum::<u64>() >= rtx as u64 / 2);
+}
+
+/// ffmpeg sets up plain `RTP/AVP` on the AVPF medium, sends generic NACKs, and gets the
+/// original packets back (same SSRC and number) in time for its reorder queue: it reports
+/// fewer packets missed than the path dropped.
+#[test]
+fn ffmpeg_nacks_and_gets_the_original_packets() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let ns = LossyNamespace::new("f", 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let server = ns.server(&log);
+    let mut cmd = ns.command("ffmpeg");
+    cmd.args(["-nostdin", "-v", "info", "-rtsp_transport", "udp", "-i"])
+        .arg(server.url())
+        .args(["-frames:v", "300", "-f", "null", "-"]);
+    let (ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(90));
+    assert!(ok, "ffmpeg failed: {err}");
+    let dropped = ns.dropped();
+    let missed: u64 = err
+        .lines()
+        .filter_map(|l| l.split("RTP: missed ").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    let sent_again = retransmitted(&log);
+    eprintln!("dropped {dropped}, ffmpeg missed {missed}; the server resent {sent_again:?}");
+    assert!(dropped >= 10, "the path dropped {dropped}");
+    let resent = sent_again.values().sum::<u64>();
+    assert!(resent >= 5, "ffmpeg's NACKs were answered: {sent_again:?}");
+    assert!(
+        missed < dropped,
+        "retransmitted originals filled gaps: {missed} missed of {dropped} dropped"
+    );
+}
+
+/// A client whose User-Agent is live555's (upstream VLC drops AVPF media) is described plain
+/// `RTP/AVP` with no feedback or rtx lines, and still plays. ffmpeg stands in for it (no
+/// live555 client is installed here) with live555's User-Agent.
+#[test]
+fn a_live555_user_agent_gets_plain_avp_and_plays() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let server = ServerProc::start(&["--captions", "off"]);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "verbose", "-rtsp_transport", "udp"])
+        .args(["-user_agent", "LIVE555 Streaming Media v2020.01.01", "-i"])
+        .arg(server.url())
+        .args(["-frames:v", "100", "-f", "null", "-"]);
+    let (ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(60));
+    assert!(ok, "ffmpeg failed: {err}");
+    assert!(err.contains("m=video 0 RTP/AVP 96"), "{err}");
+    assert!(!err.contains("AVPF") && !err.contains("rtcp-fb") && !err.contains("rtx/"));
+    let frames = err
+        .rsplit("frame=")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert_eq!(frames, Some(100), "{err}");
+    // Anyone else is offered the feedback.
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "verbose", "-rtsp_transport", "udp", "-i"])
+        .arg(server.url())
+        .args(["-frames:v", "10", "-f", "null", "-"]);
+    let (ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(60));
+    assert!(ok, "ffmpeg failed: {err}");
+    assert!(err.contains("m=video 0 RTP/AVPF 96 100"), "{err}");
+}
