@@ -465,6 +465,47 @@ def _server_log_anchor(path):
             "whisper_passes": passes}
 
 
+def settle(blocks):
+    """Blocks of T.140 text as sent, with BACKSPACE (U+0008) erasing the character before it
+    (tentative words corrected), turned into the text that stayed: blocks of final words, each
+    word owned by the block that completed its final form (its arrival is when the viewer
+    first saw the word as it stayed), with that block's times."""
+    chars = []  # (char, index of the block that wrote it)
+    for k, b in enumerate(blocks):
+        for ch in b["text"]:
+            if ch == "\b":
+                if chars:
+                    chars.pop()
+            else:
+                chars.append((ch, k))
+    if not any(ch == "\b" for b in blocks for ch in b["text"]):
+        return blocks
+    out, word, owner = [], "", -1
+
+    def flush():
+        nonlocal word, owner
+        if word:
+            b = dict(blocks[owner])
+            b["text"] = word
+            if out and out[-1]["_owner"] == owner:
+                out[-1]["text"] += " " + word
+            else:
+                b["_owner"] = owner
+                out.append(b)
+        word, owner = "", -1
+
+    for ch, k in chars:
+        if ch.isspace() or ch in "\u2028\u2029":
+            flush()
+        else:
+            word += ch
+            owner = max(owner, k)
+    flush()
+    for b in out:
+        del b["_owner"]
+    return out
+
+
 def _block_words(blocks, numbers=False):
     """Hypothesis words (normalized) with the index of the block each came from."""
     words, owner = [], []
@@ -549,6 +590,7 @@ def analyze(args):
         res["wer_player_numbers"] = wer(ref_text, ptext, numbers=True)["wer"]
         res["player_caption_blocks"] = len(player.get("caption_blocks") or [])
     if client is not None:
+        client["blocks"] = settle(client["blocks"])
         ctext = " ".join(b["text"] for b in client["blocks"])
         res["wer_client"] = wer(ref_text, ctext, numbers=args.numbers)
     for key, path in (("wer_whisper_cli_greedy", args.cli_greedy),
@@ -564,7 +606,7 @@ def analyze(args):
     # ---- livecast delay: blocks (player's if it reported them, else the text client's)
     blocks, source = None, None
     if player is not None and player.get("caption_blocks"):
-        blocks, source = player["caption_blocks"], "player"
+        blocks, source = settle(player["caption_blocks"]), "player"
     elif client is not None and client["blocks"]:
         blocks, source = client["blocks"], "rtsp-text client"
     if blocks:

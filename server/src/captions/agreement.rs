@@ -73,6 +73,11 @@ impl LocalAgreement {
         &self.committed
     }
 
+    /// The last pass's words after the committed ones (not agreed on yet).
+    pub fn pending(&self) -> &[Word] {
+        &self.previous
+    }
+
     /// End of the last committed word (ms), if any.
     pub fn committed_end_ms(&self) -> Option<i64> {
         self.committed.last().map(|w| w.end_ms)

@@ -42,7 +42,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use livecast_proto::codec::t140::{RedPacketizer, LINE_SEPARATOR};
+use livecast_proto::codec::t140::{RedPacketizer, BACKSPACE, LINE_SEPARATOR};
 use tracing::{debug, info, warn};
 
 use crate::pipeline::rtp_packet;
@@ -94,13 +94,19 @@ pub const SPEECH_START_WINDOWS: usize = 3;
 const SPEECH_TAIL_MS: i64 = 100;
 /// The speech detector judges the audio in steps of this many windows (192 ms).
 const SPEECH_UPDATE: usize = 6;
+/// Whether words not agreed on yet are shown (see [`Policy::tentative`]).
+pub const TENTATIVE: bool = true;
+/// Tentative words are shown even at the very end of the audio heard (on the tuning half,
+/// 200 ms of margin made the median 0.26 s later for the same final text).
+pub const SHOW_EDGE: Duration = Duration::ZERO;
 /// Whether the speech detector cuts the utterances (see [`Policy::speech_segments`]).
 pub const SPEECH_SEGMENTS: bool = true;
 /// Audio kept before the first speech the detector hears in an utterance.
 pub const LEAD_IN: Duration = Duration::from_millis(300);
-/// A word is kept only if speech was heard within this much of it (whisper's word times are
-/// rough).
-pub const WORD_PAD: Duration = Duration::from_millis(200);
+/// With a speech detector, a word could be kept only if speech was heard within this much of
+/// it (whisper's word times are rough); zero, no such rule: on the tuning half it dropped real
+/// words after noise more often than invented ones (docs/architecture.md).
+pub const WORD_PAD: Duration = Duration::ZERO;
 
 /// `--captions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -377,6 +383,10 @@ pub struct Policy {
     pub lead_in: Duration,
     /// With a speech detector: it, not the energy detector, starts and ends utterances.
     pub speech_segments: bool,
+    /// Words not agreed on yet are shown tentatively and corrected with BACKSPACE.
+    pub tentative: bool,
+    /// Tentative words ending this close to the end of the audio are not shown yet.
+    pub show_edge: Duration,
 }
 
 impl Default for Policy {
@@ -399,6 +409,8 @@ impl Default for Policy {
             word_pad: WORD_PAD,
             lead_in: LEAD_IN,
             speech_segments: SPEECH_SEGMENTS,
+            tentative: TENTATIVE,
+            show_edge: SHOW_EDGE,
         }
     }
 }
@@ -513,6 +525,8 @@ struct Captioner<T = Transcriber> {
     /// up to there are left context and don't cause another trim.
     trimmed_ms: i64,
     line_open: bool,
+    /// Tentative text shown after the final text of the open line ([`Policy::tentative`]).
+    tentative: String,
     /// Speech probabilities of the stream, when a detector is loaded.
     speech: Option<SpeechTrack>,
 }
@@ -534,6 +548,7 @@ impl<T: Transcribe> Captioner<T> {
             samples_at_last_pass: 0,
             trimmed_ms: i64::MIN,
             line_open: false,
+            tentative: String::new(),
             speech: None,
         }
     }
@@ -791,7 +806,18 @@ impl<T: Transcribe> Captioner<T> {
             self.agreement
                 .update_with(words, limit, limit, self.policy.confident_p)
         };
-        self.emit_words(start, &committed, emit);
+        let pending: Vec<Word> = if last {
+            Vec::new()
+        } else {
+            let shown_until = audio_ms - ms(self.policy.show_edge);
+            self.agreement
+                .pending()
+                .iter()
+                .take_while(|w| w.end_ms <= shown_until)
+                .cloned()
+                .collect()
+        };
+        self.emit_words(start, &committed, &pending, emit);
         if last {
             self.utterance = None;
             self.agreement.reset();
@@ -819,8 +845,19 @@ impl<T: Transcribe> Captioner<T> {
             .filter(|&k| c[k].end_ms > self.trimmed_ms)
     }
 
-    /// Ends the caption line, if one is open (T.140 LINE SEPARATOR).
+    /// Ends the caption line, if one is open (T.140 LINE SEPARATOR); tentative text still
+    /// shown is erased first.
     fn end_line(&mut self, emit: &mut impl FnMut(CaptionText)) {
+        if !self.tentative.is_empty() {
+            if let Some(capture) = self.clock.time_of(self.total) {
+                let n = self.tentative.chars().count();
+                emit(CaptionText {
+                    capture,
+                    text: std::iter::repeat_n(BACKSPACE, n).collect(),
+                });
+            }
+            self.tentative.clear();
+        }
         if !self.line_open {
             return;
         }
@@ -908,10 +945,24 @@ impl<T: Transcribe> Captioner<T> {
         cut
     }
 
-    /// Sends committed words, stamped with the capture time of the first; a word that ends
-    /// a sentence ends the caption line (a LINE SEPARATOR stamped with the word's end).
-    fn emit_words(&mut self, start: u64, words: &[Word], emit: &mut impl FnMut(CaptionText)) {
+    /// Sends committed `words`, stamped with the capture time of the first; a word that ends
+    /// a sentence ends the caption line (a LINE SEPARATOR stamped with the word's end). With
+    /// [`Policy::tentative`], the `pending` words (the last pass's, not agreed on yet) follow
+    /// them on screen up to the end of their sentence, and what was shown tentatively before
+    /// is corrected: T.140 BACKSPACEs erase it back to where it differs from the new text, so
+    /// text that stays the same is not sent again, and a word shown early keeps its early
+    /// arrival.
+    fn emit_words(
+        &mut self,
+        start: u64,
+        words: &[Word],
+        pending: &[Word],
+        emit: &mut impl FnMut(CaptionText),
+    ) {
         let at = |ms: i64| start + (ms.max(0) as u64) * SAMPLE_RATE as u64 / 1000;
+        // What is to follow the text already final on screen, in pieces with the capture
+        // time of their first word.
+        let mut pieces: Vec<(Option<SystemTime>, String)> = Vec::new();
         let mut text = String::new();
         let mut first_ms = None;
         for w in words {
@@ -922,25 +973,60 @@ impl<T: Transcribe> Captioner<T> {
             text.push_str(&w.text);
             self.line_open = true;
             if w.text.ends_with(['.', '?', '!']) {
-                if let Some(capture) = first_ms.take().and_then(|ms| self.clock.time_of(at(ms))) {
-                    emit(CaptionText {
-                        capture,
-                        text: std::mem::take(&mut text),
-                    });
-                }
-                if let Some(capture) = self.clock.time_of(at(w.end_ms)) {
-                    emit(CaptionText {
-                        capture,
-                        text: LINE_SEPARATOR.to_string(),
-                    });
-                }
-                text.clear();
+                let capture = first_ms.take().and_then(|ms| self.clock.time_of(at(ms)));
+                pieces.push((capture, std::mem::take(&mut text)));
+                let capture = self.clock.time_of(at(w.end_ms));
+                pieces.push((capture, LINE_SEPARATOR.to_string()));
                 self.line_open = false;
             }
         }
-        if let Some(capture) = first_ms.and_then(|ms| self.clock.time_of(at(ms))) {
+        if let Some(ms) = first_ms {
+            pieces.push((self.clock.time_of(at(ms)), text));
+        }
+        let mut tentative = String::new();
+        if self.policy.tentative {
+            let mut first_ms = None;
+            let mut open = self.line_open;
+            for w in pending {
+                first_ms.get_or_insert(w.start_ms);
+                if open {
+                    tentative.push(' ');
+                }
+                tentative.push_str(&w.text);
+                open = true;
+                if w.text.ends_with(['.', '?', '!']) {
+                    break;
+                }
+            }
+            let capture = first_ms.and_then(|ms| self.clock.time_of(at(ms)));
+            pieces.push((capture, tentative.clone()));
+        }
+        // Against what is shown after the final text: erase back to the first difference.
+        let shown = std::mem::take(&mut self.tentative);
+        let target: String = pieces.iter().map(|(_, t)| t.as_str()).collect();
+        let same = shown
+            .chars()
+            .zip(target.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut erase = shown.chars().count() - same;
+        let mut on_screen = same;
+        for (capture, piece) in pieces {
+            let n = piece.chars().count();
+            let new: String = piece.chars().skip(on_screen).collect();
+            on_screen = on_screen.saturating_sub(n);
+            if new.is_empty() && erase == 0 {
+                continue;
+            }
+            let Some(capture) = capture.or_else(|| self.clock.time_of(self.total)) else {
+                continue;
+            };
+            let mut text: String = std::iter::repeat_n(BACKSPACE, erase).collect();
+            erase = 0;
+            text.push_str(&new);
             emit(CaptionText { capture, text });
         }
+        self.tentative = tentative;
     }
 
     /// An utterance reached [`Policy::max_utterance`]: keep only the audio after its last
@@ -958,7 +1044,7 @@ impl<T: Transcribe> Captioner<T> {
                 let end_ms = (len(self) * 1000 / SAMPLE_RATE) as i64 - 2000;
                 let forced = self.agreement.commit_pending(end_ms);
                 let start = self.utterance.as_ref().map_or(0, |(s, _)| *s);
-                self.emit_words(start, &forced, emit);
+                self.emit_words(start, &forced, &[], emit);
             }
             let c = self.agreement.committed();
             if let Some(k) = c
@@ -1122,9 +1208,18 @@ mod tests {
     }
 
     /// Feeds `audio` (16 kHz) to `c` as 48 kHz stereo frames, then 1 s of silence; returns
-    /// the text sent (line separators as `|`).
+    /// the text a viewer ends up with (T.140 edits applied, lines ended by `|`).
     fn feed<T: Transcribe>(c: &mut Captioner<T>, audio: &[f32]) -> String {
-        let mut text = String::new();
+        let mut screen = livecast_proto::codec::t140::TextBuffer::new();
+        for block in feed_blocks(c, audio) {
+            screen.apply(&block.text);
+        }
+        screen.lines().join("|")
+    }
+
+    /// [`feed`], returning the text blocks as sent.
+    fn feed_blocks<T: Transcribe>(c: &mut Captioner<T>, audio: &[f32]) -> Vec<CaptionText> {
+        let mut text = Vec::new();
         let mut all = audio.to_vec();
         all.extend(vec![0.0; SAMPLE_RATE]);
         for (i, chunk) in all.chunks(320).enumerate() {
@@ -1137,11 +1232,11 @@ mod tests {
                 samples,
                 capture: SystemTime::UNIX_EPOCH + Duration::from_millis(20 * i as u64),
             };
-            c.ingest(&frame, &mut |t| text.push_str(&t.text));
-            c.pass_if_due(&mut |t| text.push_str(&t.text));
+            c.ingest(&frame, &mut |t| text.push(t));
+            c.pass_if_due(&mut |t| text.push(t));
         }
-        c.finish(&mut |t| text.push_str(&t.text));
-        text.replace(LINE_SEPARATOR, "|")
+        c.finish(&mut |t| text.push(t));
+        text
     }
 
     /// The text [`Credulous`] makes of `audio` with a detector that says `detector` of
@@ -1213,7 +1308,11 @@ mod tests {
         let mut audio = voiced(1000, 0.4);
         audio.extend(voiced(2000, 0.12));
         let run = |detector: bool| {
-            let mut c = Captioner::new(TwoWords, Policy::default());
+            let policy = Policy {
+                word_pad: Duration::from_millis(200),
+                ..Policy::default()
+            };
+            let mut c = Captioner::new(TwoWords, policy);
             if detector {
                 c.speech = Some(SpeechTrack::new(Box::new(LoudIsSpeech)));
             }
@@ -1252,9 +1351,102 @@ mod tests {
                 c.speech = Some(SpeechTrack::new(Box::new(LoudIsSpeech)));
             }
             assert_eq!(feed(&mut c, &audio), "");
-            assert!(c.transcriber.0 > SAMPLE_RATE, "detector {detector}: it was heard");
-            assert!(c.transcriber.0 <= max, "detector {detector}: {}", c.transcriber.0);
+            assert!(
+                c.transcriber.0 > SAMPLE_RATE,
+                "detector {detector}: it was heard"
+            );
+            assert!(
+                c.transcriber.0 <= max,
+                "detector {detector}: {}",
+                c.transcriber.0
+            );
         }
+    }
+
+    /// A model whose guesses about the word being spoken change as it hears more: at each
+    /// pass it hears the words whose end is in the audio, and the next one, if it has begun,
+    /// wrongly ("fax" for "fox").
+    struct Guessing;
+
+    impl Transcribe for Guessing {
+        fn transcribe(&mut self, samples: &[f32], _beam: usize) -> anyhow::Result<Vec<Word>> {
+            let heard = (samples.len() * 1000 / SAMPLE_RATE) as i64;
+            let script = [
+                ("The", "Tha"),
+                ("quick", "quack"),
+                ("brown", "brow"),
+                ("fox", "fax"),
+                ("jumps.", "jump"),
+            ];
+            let mut words = Vec::new();
+            for (i, (w, guess)) in script.iter().enumerate() {
+                let (s, e) = (300 + 600 * i as i64, 800 + 600 * i as i64);
+                if e <= heard {
+                    words.push(Word::new(w, s, e));
+                } else if heard - s >= 350 {
+                    // Half heard, misheard, and placed early, as whisper does.
+                    words.push(Word::new(guess, s, s + 100));
+                    break;
+                }
+            }
+            Ok(words)
+        }
+    }
+
+    #[test]
+    fn tentative_words_are_shown_early_and_corrected_in_place() {
+        let audio = voiced(3500, 0.4);
+        let run = |tentative: bool| {
+            let policy = Policy {
+                tentative,
+                ..Policy::default()
+            };
+            let mut c = Captioner::new(Guessing, policy);
+            let blocks = feed_blocks(&mut c, &audio);
+            let mut screen = livecast_proto::codec::t140::TextBuffer::new();
+            // When each word of the final text was first on screen as it stayed.
+            for b in &blocks {
+                screen.apply(&b.text);
+            }
+            (blocks, screen.lines().join("|"))
+        };
+        let (plain, text) = run(false);
+        assert_eq!(text, "The quick brown fox jumps.|");
+        assert!(plain.iter().all(|b| !b.text.contains(BACKSPACE)));
+        let (tent, text) = run(true);
+        assert_eq!(
+            text, "The quick brown fox jumps.|",
+            "the same text in the end"
+        );
+        assert!(
+            tent.iter().any(|b| b.text.contains(BACKSPACE)),
+            "a guess was corrected: {tent:?}"
+        );
+        // Text is sent once unless corrected: every character sent is on screen at the end or
+        // erased by a BACKSPACE.
+        let sent: usize = tent
+            .iter()
+            .map(|b| b.text.chars().filter(|&c| c != BACKSPACE).count())
+            .sum();
+        let erased: usize = tent
+            .iter()
+            .map(|b| b.text.chars().filter(|&c| c == BACKSPACE).count())
+            .sum();
+        assert_eq!(
+            sent - erased,
+            "The quick brown fox jumps.\u{2028}".chars().count()
+        );
+        // "The" is on screen before the plain policy sends anything.
+        let first = |blocks: &[CaptionText]| {
+            blocks
+                .iter()
+                .position(|b| b.text.contains("The"))
+                .expect("sent")
+        };
+        assert_eq!(first(&tent), 0);
+        let plain_first_text = &plain[first(&plain)].text;
+        assert!(plain_first_text.starts_with("The"), "{plain_first_text}");
+        assert!(tent.len() > plain.len());
     }
 
     #[test]
@@ -1265,7 +1457,11 @@ mod tests {
         audio.extend(hiss(1000, 0.12, 3));
         audio.extend(voiced(1500, 0.4));
         let mut c = Captioner::new(Yes, Policy::default());
-        assert_eq!(feed(&mut c, &audio), "yes|", "one utterance without a detector");
+        assert_eq!(
+            feed(&mut c, &audio),
+            "yes|",
+            "one utterance without a detector"
+        );
         let mut c = Captioner::new(Yes, Policy::default());
         c.speech = Some(SpeechTrack::new(Box::new(LoudIsSpeech)));
         assert_eq!(feed(&mut c, &audio), "yes|yes|", "two with one");

@@ -55,6 +55,8 @@ fn parse_policy(spec: &str) -> Policy {
             "word_pad" => p.word_pad = d,
             "lead_in" => p.lead_in = d,
             "seg" => p.speech_segments = n != 0,
+            "tent" => p.tentative = n != 0,
+            "show_edge" => p.show_edge = d,
             other => panic!("unknown policy key {other}"),
         }
     }
@@ -232,7 +234,11 @@ fn replay_files() {
         let name = wav.file_stem().unwrap().to_string_lossy().into_owned();
         let path = out.join(format!("{name}.replay.json"));
         std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
-        let text: String = blocks.iter().map(|b| b.text.as_str()).collect();
+        let mut screen = livecast_proto::codec::t140::TextBuffer::new();
+        for b in &blocks {
+            screen.apply(&b.text);
+        }
+        let text = screen.lines().join(" | ");
         eprintln!("{name}: {}", text.replace('\u{2028}', " | "));
     }
 }
