@@ -86,6 +86,10 @@ pub const PHRASE_MAX: Duration = Duration::from_secs(3);
 pub const VAD_END: Duration = Duration::from_millis(300);
 /// Speech probability ([`speech`]) at which a 32 ms window counts as speech.
 pub const SPEECH_P: f32 = 0.5;
+/// Once an utterance has begun, windows down to this probability still count as speech (the
+/// detector's own usage: 0.15 under the start threshold), so that speech in heavy noise, whose
+/// probability wavers, is not cut into pieces.
+pub const SPEECH_END_P: f32 = 0.35;
 /// Windows of speech an utterance needs before whisper hears it (96 ms).
 pub const SPEECH_MIN_WINDOWS: usize = 3;
 /// Windows of speech in a row (96 ms) that start an utterance, with a speech detector.
@@ -381,6 +385,9 @@ pub struct Policy {
     pub word_pad: Duration,
     /// With a speech detector: audio kept before the first speech of an utterance.
     pub lead_in: Duration,
+    /// With a speech detector: within an utterance, the probability that still counts as
+    /// speech.
+    pub speech_end_p: f32,
     /// With a speech detector: it, not the energy detector, starts and ends utterances.
     pub speech_segments: bool,
     /// Words not agreed on yet are shown tentatively and corrected with BACKSPACE.
@@ -408,6 +415,7 @@ impl Default for Policy {
             speech_p: SPEECH_P,
             word_pad: WORD_PAD,
             lead_in: LEAD_IN,
+            speech_end_p: SPEECH_END_P,
             speech_segments: SPEECH_SEGMENTS,
             tentative: TENTATIVE,
             show_edge: SHOW_EDGE,
@@ -685,7 +693,9 @@ impl<T: Transcribe> Captioner<T> {
             }
             Some((start, audio)) => {
                 let end = start + audio.len() as u64;
-                let last_speech = sp.last_at_least(*start, judged, p).unwrap_or(*start);
+                let last_speech = sp
+                    .last_at_least(*start, judged, self.policy.speech_end_p)
+                    .unwrap_or(*start);
                 let quiet = samples_of_ms(ms(self.policy.vad_end)) as u64;
                 if judged.saturating_sub(last_speech) >= quiet {
                     let keep = (last_speech + samples_of_ms(SPEECH_TAIL_MS) as u64)

@@ -52,6 +52,7 @@ fn parse_policy(spec: &str) -> Policy {
             "phrase_max" => p.phrase_max = d,
             "vad_end" => p.vad_end = d,
             "speech_p" => p.speech_p = n as f32 / 100.0,
+            "speech_end_p" => p.speech_end_p = n as f32 / 100.0,
             "word_pad" => p.word_pad = d,
             "lead_in" => p.lead_in = d,
             "seg" => p.speech_segments = n != 0,
