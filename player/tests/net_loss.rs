@@ -135,12 +135,19 @@ fn serve_in_namespace() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // LIVECAST_LOSS_720P=1: the broadcast size (1280x720 at 2 Mbit/s), for benchmarks.
+    let hd = std::env::var_os("LIVECAST_LOSS_720P").is_some();
+    let (width, height, bitrate) = if hd {
+        (1280, 720, 2_000_000)
+    } else {
+        (640, 480, 1_000_000)
+    };
     let video = livecast_server::source::VideoConfig {
-        width: 640,
-        height: 480,
+        width,
+        height,
         fps: 30,
     };
-    let cfg = livecast_server::ServerConfig::test_sources(listen, video, 1_000_000);
+    let cfg = livecast_server::ServerConfig::test_sources(listen, video, bitrate);
     let server = rt
         .block_on(livecast_server::start(cfg))
         .expect("server starts on test sources");
