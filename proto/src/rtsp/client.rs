@@ -29,8 +29,8 @@
 //!   side reports missing ([`Input::Gap`]), on tracks whose description offers `nack` under
 //!   `RTP/AVPF` (set up as `RTP/AVPF`, so a server with RFC 4588 sends `rtx` packets), over
 //!   UDP only: only while a retransmission can still arrive before the receive side gives up
-//!   on the packet (the round trip measured from RTSP exchanges, answered NACKs and RTCP
-//!   report blocks), at most [`NackConfig::tries`] times per packet, a round trip and a
+//!   on the packet (the round trip measured from RTSP exchanges and answered NACKs, or given
+//!   by [`Input::RoundTrip`]), at most [`NackConfig::tries`] times per packet, a round trip and a
 //!   margin apart, and at most [`NackConfig::per_second`] numbers a second per track.
 //!   [`Client::retransmission_wait`] says how long the receive side should wait for a
 //!   missing packet so that the requests can be answered (longer when watching than in a
@@ -312,8 +312,9 @@ pub enum Input {
         seq: u16,
         retransmission: bool,
     },
-    /// A round trip measured outside the machine (RFC 3550 §6.4.1: an RTCP report block
-    /// about our SSRC, LSR and DLSR).
+    /// A round trip measured outside the machine (e.g. from an RTCP XR DLRR block, RFC 3611
+    /// §4.5: a pure receiver sends no sender reports, so RFC 3550's LSR/DLSR say nothing to
+    /// it).
     RoundTrip {
         now: Instant,
         rtt: Duration,
@@ -736,7 +737,7 @@ impl Client {
     }
 
     /// The round trip to the server as measured (RTSP requests and their answers, NACKs
-    /// answered after one request, RTCP report blocks), smoothed; `None` before a sample.
+    /// answered after one request, [`Input::RoundTrip`]), smoothed; `None` before a sample.
     pub fn round_trip(&self) -> Option<Duration> {
         self.srtt
     }

@@ -1200,6 +1200,14 @@ fn nack_only_while_a_retransmission_can_come_in_time() {
     let seen = nacks_until(&mut p, t, 40 * MS);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].1, [300, 302]);
+    // A round trip measured elsewhere joins the estimate, and the wait follows it.
+    let before = p.c.round_trip().unwrap();
+    let now = p.now;
+    p.input(Input::RoundTrip { now, rtt: 200 * MS });
+    let rtt = (before * 7 + 200 * MS) / 8;
+    assert_eq!(p.c.round_trip(), Some(rtt));
+    let repeat = rtt * 5 / 4 + 10 * MS;
+    assert_eq!(p.c.retransmission_wait(0), Some(rtt + repeat * 2 + 10 * MS));
 }
 
 #[test]
