@@ -218,6 +218,8 @@ struct World {
     /// requests.
     jb: Option<JitterBuffer<bool>>,
     receive_like_the_player: bool,
+    /// The client is in call mode: the player's call jitter buffer (2 to 150 ms).
+    call: bool,
     log: Log,
 }
 
@@ -236,6 +238,7 @@ impl World {
     fn with_server(seed: u64, cfg: ClientConfig, path: LinkConfig, scfg: ServerConfig) -> Self {
         let t0 = Instant::now();
         let server = Server::new(scfg, seed, t0);
+        let call = cfg.call;
         let client = Client::new(cfg, URL, t0, seed.wrapping_add(1));
         World {
             t0,
@@ -262,6 +265,7 @@ impl World {
             expect_resume: [false; 2],
             jb: None,
             receive_like_the_player: false,
+            call,
             log: Log::default(),
         }
     }
@@ -695,12 +699,21 @@ impl World {
             ClientEvent::TracksReset { tcp } => {
                 self.links.clear();
                 self.rx = Default::default();
+                let call = self.call;
                 self.jb = (self.receive_like_the_player && !tcp).then(|| {
-                    // The player's watching configuration (engine/net/session.rs).
-                    let cfg = JitterConfig {
-                        min_delay: 10 * MS,
-                        max_delay: 500 * MS,
-                        low_latency: false,
+                    // The player's configurations (engine/net/session.rs).
+                    let cfg = if call {
+                        JitterConfig {
+                            min_delay: 2 * MS,
+                            max_delay: 150 * MS,
+                            low_latency: true,
+                        }
+                    } else {
+                        JitterConfig {
+                            min_delay: 10 * MS,
+                            max_delay: 500 * MS,
+                            low_latency: false,
+                        }
                     };
                     JitterBuffer::new(90_000, cfg).with_gap_reports()
                 });
@@ -1326,4 +1339,49 @@ fn no_nack_over_tcp() {
         .events(|e| matches!(e, ClientEvent::SendNack { .. }))
         .is_empty());
     assert_eq!(w.client.retransmission_wait(0), None);
+}
+
+/// A call on the same path (40-60 ms round trip, 5 % loss each way): latency first, so at most
+/// two requests per packet and a jitter buffer that waits at most 150 ms; still nearly every
+/// lost packet comes back in time.
+#[test]
+fn nack_in_a_call_within_its_shorter_wait() {
+    let cfg = ClientConfig {
+        call: true,
+        nack: client::NackConfig::call(),
+        ..ClientConfig::default()
+    };
+    let end = 120 * SEC;
+    let mut w = World::with_retransmission(5, cfg, lossy(0.05));
+    w.run_until(end);
+    assert_eq!(w.streaming_over().len(), 1);
+    let wait = w.client.retransmission_wait(0).expect("NACK in use");
+    assert!(wait <= 150 * MS && wait >= 100 * MS, "{wait:?}");
+    let lost: BTreeSet<u16> = w
+        .log
+        .video_sent
+        .iter()
+        .filter(|(t, s)| *t + SEC < end && !w.log.originals_received.contains(s))
+        .map(|(_, s)| *s)
+        .collect();
+    let mut asks: BTreeMap<u16, u32> = BTreeMap::new();
+    for (_, s) in &w.log.nacked {
+        *asks.entry(*s).or_default() += 1;
+    }
+    assert!(asks.values().all(|n| *n <= 2), "{asks:?}");
+    let recovered = lost.intersection(&w.log.recovered).count();
+    assert!(lost.len() > 100, "{}", lost.len());
+    assert!(
+        recovered * 100 >= lost.len() * 97,
+        "{recovered} of {} recovered, {} given up",
+        lost.len(),
+        w.log.given_up
+    );
+    eprintln!(
+        "call, 2 min at 5 % loss each way, wait {wait:?}: {} of {} packets lost, {recovered} \
+         recovered, {} given up",
+        lost.len(),
+        w.log.video_sent.len(),
+        w.log.given_up
+    );
 }
