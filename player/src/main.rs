@@ -67,6 +67,11 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
 
+    /// Don't ask for retransmissions (RTCP NACK), even where the server offers them: set up
+    /// plain RTP/AVP (for comparisons under loss).
+    #[arg(long)]
+    no_nack: bool,
+
     /// Don't open an audio device (play silently).
     #[arg(long)]
     no_audio: bool,
@@ -177,6 +182,7 @@ fn engine_config(source: Source, args: &Args) -> EngineConfig {
     cfg.audio_output = !args.no_audio;
     cfg.volume = f32::from(args.volume) / 100.0;
     cfg.captions_out = args.captions_out.clone();
+    cfg.nack = !args.no_nack;
     cfg
 }
 

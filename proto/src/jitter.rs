@@ -28,8 +28,14 @@
 //! set is bounded (packets beyond the bound are discarded, and a full buffer skips its gap at
 //! once), and every time computation saturates.
 //!
+//! Retransmission (RFC 4585 NACK, RFC 4588 RTX) is decided elsewhere (the RTSP client state
+//! machine); the buffer helps in two ways: with [`JitterBuffer::with_gap_reports`] it tells
+//! which numbers went missing and which missing ones came after all
+//! ([`JitterBuffer::take_gap_changes`]), and [`JitterBuffer::set_floor`] makes it wait at
+//! least long enough for a retransmission to come.
+//!
 //! Limitations: it reorders and times out gaps; it does not pace playout (the decoder clock
-//! does that) and does not ask for retransmission (no RTCP NACK, RFC 4585).
+//! does that).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -65,6 +71,19 @@ impl Default for JitterConfig {
             low_latency: false,
         }
     }
+}
+
+/// Most numbers reported missing for one arriving packet: a larger jump is an outage (or
+/// a restart), and asking for it again would only flood the sender.
+pub const MAX_GAP_REPORT: u64 = 256;
+
+/// A change in what is missing, from [`JitterBuffer::take_gap_changes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapChange {
+    /// A packet arrived ahead of this number, which has not come (yet).
+    Missing(u16),
+    /// A number reported missing arrived after all, in time to be released.
+    Filled(u16),
 }
 
 /// One RTP packet as the buffer holds and releases it.
@@ -141,6 +160,11 @@ pub struct JitterBuffer<P = Vec<u8>> {
     jitter: InterarrivalJitter,
     current_delay: Duration,
     last_adapt: Option<Instant>,
+    /// The wait never goes below this (but may above `max_delay`'s cap): time for a
+    /// retransmission.
+    floor: Duration,
+    /// `Some` when gap reports are on: changes not taken yet.
+    gaps: Option<Vec<GapChange>>,
     stats: JitterStats,
 }
 
@@ -164,6 +188,8 @@ impl<P> JitterBuffer<P> {
             jitter: InterarrivalJitter::new(clock_rate),
             current_delay: cfg.min_delay,
             last_adapt: None,
+            floor: Duration::ZERO,
+            gaps: None,
             stats: JitterStats::default(),
         }
     }
@@ -172,6 +198,33 @@ impl<P> JitterBuffer<P> {
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
+    }
+
+    /// Builder: record which numbers go missing and which come after all
+    /// ([`take_gap_changes`](Self::take_gap_changes)), for retransmission requests.
+    pub fn with_gap_reports(mut self) -> Self {
+        self.gaps = Some(Vec::new());
+        self
+    }
+
+    /// Wait at least `floor` for a missing packet (capped at `max_delay`), so that a
+    /// retransmission asked for when the gap is seen can still arrive; `Duration::ZERO` for
+    /// the jitter alone. Takes effect at once.
+    pub fn set_floor(&mut self, floor: Duration) {
+        self.floor = floor.min(self.cfg.max_delay);
+        if self.current_delay < self.floor {
+            self.current_delay = self.floor;
+        }
+    }
+
+    /// The changes in what is missing since the last call (nothing unless
+    /// [`with_gap_reports`](Self::with_gap_reports)), in the order they happened. A number
+    /// reported missing and then declared lost is not reported again: the caller's deadline
+    /// for it (arrival + [`current_delay`](Self::current_delay)) has passed.
+    pub fn take_gap_changes(&mut self, out: &mut Vec<GapChange>) {
+        if let Some(g) = self.gaps.as_mut() {
+            out.append(g);
+        }
     }
 
     pub fn config(&self) -> JitterConfig {
@@ -350,6 +403,22 @@ impl<P> JitterBuffer<P> {
             return;
         }
         self.seqs = seqs;
+        if let Some(g) = self.gaps.as_mut() {
+            match self.highest {
+                Some(h) if ext < h => g.push(GapChange::Filled(packet.seq)),
+                Some(h) if ext > h.saturating_add(1) => {
+                    let from = (h + 1).max(ext.saturating_sub(MAX_GAP_REPORT));
+                    // Extended numbers are the 16-bit ones plus cycles: truncation is the point.
+                    g.extend((from..ext).map(|n| GapChange::Missing(n as u16)));
+                }
+                _ => {}
+            }
+            if g.len() > 4 * MAX_GAP_REPORT as usize {
+                // Nobody takes them: keep the newest.
+                let cut = g.len() - 2 * MAX_GAP_REPORT as usize;
+                g.drain(..cut);
+            }
+        }
         if self.highest.is_some_and(|h| ext < h) {
             self.stats.reordered += 1;
         }
@@ -415,7 +484,7 @@ impl<P> JitterBuffer<P> {
     fn adapt(&mut self, now: Instant) {
         let k = if self.cfg.low_latency { 2.0 } else { 3.0 };
         let (min, max) = (
-            self.cfg.min_delay.as_secs_f64(),
+            self.cfg.min_delay.max(self.floor).as_secs_f64(),
             self.cfg.max_delay.as_secs_f64(),
         );
         let raw = k * self.jitter_secs();
@@ -901,6 +970,65 @@ mod tests {
         }
         assert_eq!(jb.len(), 16);
         assert_eq!(jb.stats().discarded, 84);
+    }
+
+    /// Gap reports name each missing number once and each late-but-in-time arrival; the
+    /// floor keeps a gap open long enough for a retransmission, and nothing is reported
+    /// without asking for it.
+    #[test]
+    fn gap_reports_and_the_retransmission_floor() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::<u32>::new(90_000, cfg()).with_gap_reports();
+        let mut plain = JitterBuffer::<u32>::new(90_000, cfg());
+        let mut changes = Vec::new();
+        jb.set_floor(80 * MS);
+        assert_eq!(jb.current_delay(), 80 * MS);
+        // 65534, 65535, then 2: 0 and 1 missing, across the wrap.
+        for (seq, ms) in [(65534u16, 0u32), (65535, 1), (2, 3)] {
+            let at = t0 + MS * ms;
+            jb.push(seq, ms * 90, false, 0, at);
+            plain.push(seq, ms * 90, false, 0, at);
+        }
+        jb.take_gap_changes(&mut changes);
+        assert_eq!(changes, [GapChange::Missing(0), GapChange::Missing(1)]);
+        let mut none = Vec::new();
+        plain.take_gap_changes(&mut none);
+        assert!(none.is_empty());
+        // 1 comes 50 ms later (a retransmission): under the floor, still in time.
+        while jb.pop(t0 + 50 * MS).is_some() {}
+        jb.push(1, 2 * 90, false, 0, t0 + 50 * MS);
+        changes.clear();
+        jb.take_gap_changes(&mut changes);
+        assert_eq!(changes, [GapChange::Filled(1)]);
+        // 0 never comes: declared lost once the floor has passed, not before.
+        let mut out = Vec::new();
+        while let Some(r) = jb.pop(t0 + 70 * MS) {
+            out.push(r);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        while let Some(r) = jb.pop(t0 + 84 * MS) {
+            out.push(r);
+        }
+        let order: Vec<_> = out
+            .iter()
+            .map(|r| match r {
+                Released::Packet(p) => Some(p.seq),
+                Released::Lost { count } => {
+                    assert_eq!(*count, 1);
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(order, [Some(65534), Some(65535), None, Some(1), Some(2)]);
+        // A far jump reports at most MAX_GAP_REPORT numbers.
+        changes.clear();
+        jb.push(2 + 1000, 90 * 90, false, 0, t0 + 90 * MS);
+        jb.take_gap_changes(&mut changes);
+        assert_eq!(changes.len(), MAX_GAP_REPORT as usize);
+        assert_eq!(changes[0], GapChange::Missing(1002 - 256));
+        // A floor above the cap is the cap.
+        jb.set_floor(Duration::from_secs(9));
+        assert_eq!(jb.current_delay(), cfg().max_delay);
     }
 
     #[test]

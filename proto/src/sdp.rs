@@ -271,6 +271,46 @@ impl MediaDescription {
         }
     }
 
+    /// Whether the profile is one with RTCP feedback (RFC 4585 `RTP/AVPF`, RFC 5124
+    /// `RTP/SAVPF`).
+    pub fn is_avpf(&self) -> bool {
+        let p = self.proto.to_ascii_uppercase();
+        p == "RTP/AVPF" || p == "RTP/SAVPF"
+    }
+
+    /// Whether generic NACK (RFC 4585 §4.2: `a=rtcp-fb:<pt> nack`, no parameter) is offered
+    /// for `pt`, or for any format when `pt` is `None`; `a=rtcp-fb:* nack` counts for every
+    /// format.
+    pub fn offers_nack(&self, pt: Option<u8>) -> bool {
+        self.attributes
+            .iter()
+            .filter(|a| a.name.eq_ignore_ascii_case("rtcp-fb"))
+            .filter_map(|a| a.value.as_deref())
+            .any(|v| {
+                let mut words = v.split_whitespace();
+                let (Some(fmt), Some(kind), None) = (words.next(), words.next(), words.next())
+                else {
+                    return false;
+                };
+                kind.eq_ignore_ascii_case("nack")
+                    && (fmt == "*" || pt.is_none_or(|pt| fmt.parse::<u8>().ok() == Some(pt)))
+            })
+    }
+
+    /// The RFC 4588 retransmission payload type for `pt`: an `rtx` format whose `fmtp` says
+    /// `apt=<pt>` (§8.6).
+    pub fn rtx_for(&self, pt: u8) -> Option<u8> {
+        self.payload_types().into_iter().find(|&r| {
+            self.rtpmap(r)
+                .is_some_and(|m| m.encoding.eq_ignore_ascii_case("rtx"))
+                && self.fmtp(r).is_some_and(|f| {
+                    f.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("apt") && v.parse::<u8>().ok() == Some(pt)
+                    })
+                })
+        })
+    }
+
     /// The formats that are RTP payload type numbers (0..=127), in order.
     pub fn payload_types(&self) -> Vec<u8> {
         self.formats
@@ -839,6 +879,25 @@ mod tests {
         );
         assert_eq!(plain[1].proto, "RTP/SAVP");
         assert_eq!(plain[2], sd.media[2], "nothing to take out");
+
+        // What a receiver reads from it: feedback profile, NACK for 96 (not `nack pli`
+        // alone), the rtx payload type for 96; nothing of it in the plain form.
+        let v = &sd.media[0];
+        assert!(v.is_avpf() && sd.media[1].is_avpf() && !sd.media[2].is_avpf());
+        assert!(v.offers_nack(Some(96)) && v.offers_nack(None) && !v.offers_nack(Some(97)));
+        assert_eq!((v.rtx_for(96), v.rtx_for(100)), (Some(100), None));
+        assert!(!plain[0].offers_nack(None) && plain[0].rtx_for(96).is_none());
+        let pli_only = parse(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+             m=video 0 RTP/AVPF 96\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:* nack\r\n\
+             m=video 0 RTP/AVPF 96\r\na=rtcp-fb:96 nack pli\r\n",
+        )
+        .unwrap();
+        assert!(
+            pli_only.media[0].offers_nack(Some(5)),
+            "`*` names every format"
+        );
+        assert!(!pli_only.media[1].offers_nack(None));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct EngineConfig {
     /// Call mode: retry until the peer answers ([`ConnState::Calling`]), end for good when it
     /// hangs up or is gone ([`ConnState::CallEnded`]); implies `low_latency`.
     pub call: bool,
+    /// Ask for retransmissions (RTCP generic NACK, RFC 4585) where the server offers them
+    /// (`--no-nack` turns it off: plain RTP/AVP, as before).
+    pub nack: bool,
     /// Write the session's captions here when the engine stops (WebVTT, or SubRip for
     /// `.srt`).
     pub captions_out: Option<PathBuf>,
@@ -59,6 +62,7 @@ impl EngineConfig {
             volume: 1.0,
             low_latency: false,
             call: false,
+            nack: true,
             captions_out: None,
             playout_tap: None,
         }

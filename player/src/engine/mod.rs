@@ -67,6 +67,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
                 transport: cfg.transport,
                 low_latency: cfg.low_latency || cfg.call,
                 call: cfg.call,
+                nack: cfg.nack,
             };
             let sh = shared.clone();
             let record = cfg.record.clone();

@@ -84,6 +84,15 @@ pub struct NetStats {
     pub tcp: bool,
     /// The jitter buffer's current wait for missing packets, video track, ms.
     pub jitter_delay_ms: f64,
+    /// Retransmissions asked for (sequence numbers named in RTCP generic NACKs; a number
+    /// asked twice counts twice).
+    pub nack_sent: u64,
+    /// RFC 4588 retransmission packets received (in time or not).
+    pub retransmissions_received: u64,
+    /// Missing packets that came by retransmission in time to be used.
+    pub recovered: u64,
+    /// The round trip to the server as measured, ms.
+    pub rtt_ms: Option<f64>,
 }
 
 /// What the engine asks of the network side.
@@ -107,6 +116,8 @@ pub struct NetConfig {
     /// Call mode: retry every second until the peer answers; once it has, a BYE or a
     /// lost connection ends the call ([`ConnState::CallEnded`]) instead of reconnecting.
     pub call: bool,
+    /// Ask for retransmissions where the server offers them (RFC 4585 NACK, RFC 4588 RTX).
+    pub nack: bool,
 }
 
 impl NetConfig {
@@ -116,6 +127,7 @@ impl NetConfig {
             transport: TransportPref::Auto,
             low_latency: false,
             call: false,
+            nack: true,
         }
     }
 }

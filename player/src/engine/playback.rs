@@ -188,6 +188,9 @@ struct Probes {
     flashes: Vec<(i64, i64)>,
     beeps: Vec<(i64, i64)>,
     was_white: bool,
+    /// When the last picture was shown while playing, and the longest wait between two.
+    last_shown: Option<Instant>,
+    longest_freeze: Duration,
 }
 
 impl Probes {
@@ -200,10 +203,19 @@ impl Probes {
             flashes: Vec::new(),
             beeps: Vec::new(),
             was_white: false,
+            last_shown: None,
+            longest_freeze: Duration::ZERO,
         }
     }
 
-    fn picture_shown(&mut self, pic: &Picture, time_us: i64, latency_ms: Option<f64>) {
+    /// The viewer paused, sought or changed speed: the wait until the next picture is theirs,
+    /// not a freeze.
+    fn restart_freeze_count(&mut self) {
+        self.last_shown = None;
+    }
+
+    /// A picture shown at `at` (the playback loop's clock: the freeze measure).
+    fn picture_shown(&mut self, pic: &Picture, time_us: i64, latency_ms: Option<f64>, at: Instant) {
         let now = Instant::now();
         if self.first_frame_ms.is_none() {
             let ms = now.duration_since(self.started).as_secs_f64() * 1e3;
@@ -211,6 +223,9 @@ impl Probes {
             self.first_frame_ms = Some(ms);
         }
         self.video_latencies.extend(latency_ms);
+        if let Some(last) = self.last_shown.replace(at) {
+            self.longest_freeze = self.longest_freeze.max(at.saturating_duration_since(last));
+        }
         let white = pic.mean_luma > 200.0;
         if white && !self.was_white {
             self.flashes.push((time_us, mono_us(self.started, now)));
@@ -333,7 +348,7 @@ impl VideoPresenter {
     fn show(&mut self, pic: Picture, time_us: i64, unit: &MediaUnit, cx: &mut ShowContext) {
         let latency_ms = (unit.capture_from_sr && cx.at_live)
             .then(|| (wall_us() - unit.capture_us) as f64 / 1000.0);
-        cx.probes.picture_shown(&pic, time_us, latency_ms);
+        cx.probes.picture_shown(&pic, time_us, latency_ms, cx.now);
         self.size = (pic.width, pic.height);
         self.frames_shown += 1;
         let start = cx.start_us.unwrap_or(time_us);
@@ -361,6 +376,8 @@ impl VideoPresenter {
 
 /// What showing a picture needs from the rest of playback.
 struct ShowContext<'a> {
+    /// The playback loop's clock.
+    now: Instant,
     start_us: Option<i64>,
     at_live: bool,
     probes: &'a mut Probes,
@@ -744,25 +761,40 @@ impl Playback {
             Command::Stop => {}
         }
         self.audio.follow(&self.clock.timeline);
+        if matches!(
+            cmd,
+            Command::Play
+                | Command::Pause
+                | Command::TogglePause
+                | Command::Seek(_)
+                | Command::SeekBy(_)
+                | Command::SetSpeed(_)
+                | Command::GoLive
+                | Command::StreamPause
+                | Command::StreamResume
+        ) {
+            self.probes.restart_freeze_count();
+        }
         let after = self.clock.timeline.position(now);
         let seeked = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
         if seeked && after != before {
-            self.reposition(after);
+            self.reposition(after, now);
         }
         self.publish_status(now);
     }
 
     /// Restarts decoding at `target`: video from the keyframe at or before it (showing the
     /// picture at `target` at once), audio from the first packet at or after it.
-    fn reposition(&mut self, target: i64) {
+    fn reposition(&mut self, target: i64, now: Instant) {
         let Some(rec) = self.rec.as_mut() else {
             return;
         };
         let t0 = Instant::now();
         self.audio.reposition(rec, target);
         let mut cx = ShowContext {
+            now,
             start_us: self.clock.timeline.start_us(),
-            at_live: self.clock.at_live(Instant::now()),
+            at_live: self.clock.at_live(now),
             probes: &mut self.probes,
         };
         self.video.reposition(rec, target, &mut cx);
@@ -801,7 +833,7 @@ impl Playback {
             }
         }
         if let Some(pos) = self.clock.take_jump(now) {
-            self.reposition(pos);
+            self.reposition(pos, now);
         }
         let pos = self.clock.timeline.position(now);
         let live = self.clock.at_live(now);
@@ -809,6 +841,7 @@ impl Playback {
             return;
         };
         let mut cx = ShowContext {
+            now,
             start_us: self.clock.timeline.start_us(),
             at_live: live,
             probes: &mut self.probes,
@@ -903,6 +936,7 @@ impl Playback {
             video: super::report::VideoReport {
                 frames_decoded: self.video.dec.decoded,
                 frames_shown: self.video.frames_shown,
+                longest_freeze_ms: self.probes.longest_freeze.as_secs_f64() * 1e3,
                 width: self.video.size.0,
                 height: self.video.size.1,
                 decode_errors: self.video.dec.errors,
@@ -919,6 +953,10 @@ impl Playback {
                 packets_lost: net.packets_lost,
                 jitter_ms: net.jitter_ms,
                 tcp: net.tcp,
+                nack_sent: net.nack_sent,
+                retransmissions_received: net.retransmissions_received,
+                recovered: net.recovered,
+                rtt_ms: net.rtt_ms,
             },
             first_frame_ms: self.probes.first_frame_ms,
             title,
@@ -1231,6 +1269,8 @@ mod tests {
         };
         // Live: the picture follows the live edge; a caption shows once it has arrived.
         receive(&mut r, 8_000_000);
+        let start_freeze = r.p.probes.longest_freeze;
+        r.p.probes.longest_freeze = Duration::ZERO;
         let st = r.status();
         assert!(st.at_live && st.playing, "{st:?}");
         assert!(st.has_captions);
@@ -1243,6 +1283,12 @@ mod tests {
             "the caption went after its time"
         );
         assert_shows_playhead(&r, "live at 20 s");
+        const MS: Duration = Duration::from_millis(1);
+        let freeze = |r: &Rig| r.p.probes.longest_freeze;
+        // 10 frames/s: one picture every 100 ms while live; at the start the playhead waited
+        // a little longer once for the live edge.
+        assert!(start_freeze <= 150 * MS, "{start_freeze:?}");
+        assert!(freeze(&r) <= 100 * MS, "{:?}", freeze(&r));
 
         // The playback loop stalls for 300 ms (a scheduling hiccup): the audio device plays
         // out its short queue and underruns, so the audio clock falls behind; the playhead
@@ -1261,6 +1307,11 @@ mod tests {
         assert!(behind <= 80_000, "{behind} us behind live after a hiccup");
         assert!(r.status().at_live);
         assert_shows_playhead(&r, "live after an audio hiccup");
+        let hiccup = freeze(&r);
+        assert!(
+            (300 * MS..=400 * MS).contains(&hiccup),
+            "the stall is the longest freeze: {hiccup:?}"
+        );
 
         // Pause: the playhead stops, the recording grows.
         r.command(Command::Pause);
@@ -1292,6 +1343,7 @@ mod tests {
         assert!(r.p.clock.timeline.audio_muted());
         let before = r.pos_us();
         let shown_before = r.p.video.frames_shown;
+        assert_eq!(freeze(&r), hiccup, "2.5 s paused is no freeze");
         receive(&mut r, 24_000_000);
         let moved = r.pos_us() - before;
         assert!(

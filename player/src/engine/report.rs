@@ -6,7 +6,11 @@ use serde::Serialize;
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct VideoReport {
     pub frames_decoded: u64,
+    /// Pictures put on screen (not those decoded only to reach a later one).
     pub frames_shown: u64,
+    /// The longest time between two pictures shown while playing (pause and seeks start the
+    /// count again), ms; 0 before two pictures.
+    pub longest_freeze_ms: f64,
     pub width: u32,
     pub height: u32,
     pub decode_errors: u64,
@@ -30,6 +34,15 @@ pub struct RtpReport {
     pub packets_lost: i64,
     pub jitter_ms: f64,
     pub tcp: bool,
+    /// Retransmissions asked for (sequence numbers in RTCP generic NACKs, each request
+    /// counted).
+    pub nack_sent: u64,
+    /// RFC 4588 retransmission packets received.
+    pub retransmissions_received: u64,
+    /// Missing packets that came by retransmission in time to be used.
+    pub recovered: u64,
+    /// Round trip to the server as measured (RTSP exchanges, answered NACKs), ms.
+    pub rtt_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]

@@ -24,7 +24,17 @@
 //! - when to send RTCP receiver reports (RFC 3550 §6.3.1: randomized around the mean), the
 //!   NAT-opening reports after SETUP and PLAY (RFC 7604 §3.3.1), and keyframe requests
 //!   (PLI, RFC 4585 §6.3.1) for a damaged picture, repeated every
-//!   [`Timers::keyframe_repeat`] while packets come and no keyframe has.
+//!   [`Timers::keyframe_repeat`] while packets come and no keyframe has;
+//! - retransmission requests (generic NACK, RFC 4585 §6.2.1) for the packets the receive
+//!   side reports missing ([`Input::Gap`]), on tracks whose description offers `nack` under
+//!   `RTP/AVPF` (set up as `RTP/AVPF`, so a server with RFC 4588 sends `rtx` packets), over
+//!   UDP only: only while a retransmission can still arrive before the receive side gives up
+//!   on the packet (the round trip measured from RTSP exchanges and answered NACKs, or given
+//!   by [`Input::RoundTrip`]), at most [`NackConfig::tries`] times per packet, a round trip and a
+//!   margin apart, and at most [`NackConfig::per_second`] numbers a second per track.
+//!   [`Client::retransmission_wait`] says how long the receive side should wait for a
+//!   missing packet so that the requests can be answered (longer when watching than in a
+//!   call).
 //!
 //! What it leaves to the shell: sockets and their addresses, parsing bytes into messages
 //! ([`parse`](super::parse())), the receive pipeline of each track (RTP/RTCP parsing,
@@ -50,10 +60,6 @@
 //! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
 //!   with `mode=record`, RECORD instead of PLAY; the watchdog then watches our own sending
 //!   instead of RTP arriving. The steps are variants of the private `Step`; the rest is shared.
-//! - NACK (RFC 4585 §6.2.1) and its retransmission timers: a per-track list of missing
-//!   sequence numbers with deadlines, like the keyframe requests' pacing (`KeyframeWish`),
-//!   fed by an `Input::Gap { now, track, seq }` and answered by `ClientEvent::SendNack`;
-//!   its deadlines join the others in the next [`Output::Timeout`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -128,6 +134,58 @@ impl Default for Timers {
     }
 }
 
+/// When and how often to ask for retransmissions (generic NACK, RFC 4585 §6.2.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NackConfig {
+    /// Ask at all (off: plain `RTP/AVP` and no NACKs, as before).
+    pub enabled: bool,
+    /// Requests per missing packet at most (the request or its answer may be lost too).
+    pub tries: u32,
+    /// The round trip assumed until one is measured.
+    pub default_rtt: Duration,
+    /// Added to the round trip, for the sender's own delay and the path's jitter: a request
+    /// is repeated `rtt × 5/4 + margin` after the last one.
+    pub margin: Duration,
+    /// The receive side waits at most this long for a retransmission
+    /// ([`Client::retransmission_wait`]).
+    pub max_wait: Duration,
+    /// Numbers asked for per second and track at most (our server answers 100 a second per
+    /// session); the rest wait for the next second if they are still in time.
+    pub per_second: u32,
+}
+
+impl NackConfig {
+    /// Watching: three tries, a wait of up to 500 ms (the jitter buffer's own bound).
+    pub fn watch() -> Self {
+        NackConfig {
+            enabled: true,
+            tries: 3,
+            default_rtt: Duration::from_millis(100),
+            margin: Duration::from_millis(10),
+            max_wait: Duration::from_millis(500),
+            per_second: 100,
+        }
+    }
+
+    /// A call: latency first, two tries within at most 150 ms (the call jitter buffer's bound).
+    pub fn call() -> Self {
+        NackConfig {
+            tries: 2,
+            max_wait: Duration::from_millis(150),
+            ..Self::watch()
+        }
+    }
+}
+
+impl Default for NackConfig {
+    fn default() -> Self {
+        Self::watch()
+    }
+}
+
+/// Missing packets remembered per track at most; more are an outage, not loss.
+const MAX_MISSING: usize = 512;
+
 /// `Session` timeout when the server names none (RFC 2326 §12.37).
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Backoff waits are stretched by a random factor in [1, 1 + this).
@@ -148,6 +206,7 @@ pub struct ClientConfig {
     /// The end reason when no media section is playable.
     pub no_playable_track: String,
     pub timers: Timers,
+    pub nack: NackConfig,
 }
 
 impl Default for ClientConfig {
@@ -159,6 +218,7 @@ impl Default for ClientConfig {
             playable: |_| true,
             no_playable_track: "no playable track in the session description".into(),
             timers: Timers::default(),
+            nack: NackConfig::default(),
         }
     }
 }
@@ -236,6 +296,29 @@ pub enum Input {
         now: Instant,
         track: usize,
     },
+    /// Packet `seq` of `track` is missing (a later one arrived); the receive side gives up
+    /// on it at `until`. A retransmission may be asked for.
+    Gap {
+        now: Instant,
+        track: usize,
+        seq: u16,
+        until: Instant,
+    },
+    /// Missing packet `seq` of `track` arrived after all, in time; `retransmission` when it
+    /// came as one (RFC 4588), rather than late.
+    GapFilled {
+        now: Instant,
+        track: usize,
+        seq: u16,
+        retransmission: bool,
+    },
+    /// A round trip measured outside the machine (e.g. from an RTCP XR DLRR block, RFC 3611
+    /// §4.5: a pure receiver sends no sender reports, so RFC 3550's LSR/DLSR say nothing to
+    /// it).
+    RoundTrip {
+        now: Instant,
+        rtt: Duration,
+    },
     Command {
         now: Instant,
         cmd: Command,
@@ -276,6 +359,8 @@ pub struct TrackInfo {
     pub media: String,
     /// Its control URL, for SETUP (RFC 2326 C.1.1).
     pub control: String,
+    /// Generic NACK is offered (RFC 4585: `RTP/AVPF` with `a=rtcp-fb:<pt> nack`).
+    pub nack: bool,
 }
 
 /// How a track's media arrives, from the SETUP response's `Transport` (§12.39).
@@ -356,6 +441,9 @@ pub enum ClientEvent {
     SendBye,
     /// Ask the sender of `track` for a keyframe: RTCP PLI (RFC 4585 §6.3.1).
     RequestKeyframe { track: usize },
+    /// Ask the sender of `track` to send these packets again: RTCP generic NACK (RFC 4585
+    /// §6.2.1), one compound packet. Numbers in the order asked.
+    SendNack { track: usize, seqs: Vec<u16> },
     /// A keep-alive went out (its request is the preceding [`Output::Transmit`]).
     KeepAliveSent,
     /// Time to report statistics.
@@ -423,6 +511,9 @@ struct Awaiting {
     cseq: u32,
     deadline: Instant,
     what: String,
+    /// When it went, if its answer measures the round trip (not DESCRIBE, which a server
+    /// may answer only once its encoder has started).
+    sent: Option<Instant>,
 }
 
 /// State of one connection attempt.
@@ -442,7 +533,8 @@ struct Attempt {
     /// Per track: UDP rather than interleaved TCP.
     udp: Vec<bool>,
     awaiting: Option<Awaiting>,
-    pending: BTreeMap<u32, (Async, Option<Instant>)>,
+    /// Requests answered whenever: what, the deadline for an answer, when sent.
+    pending: BTreeMap<u32, (Async, Option<Instant>, Instant)>,
     in_flight: u32,
     server_paused: bool,
     dog: Watchdog,
@@ -458,7 +550,29 @@ struct Attempt {
     streamed: bool,
     bye: Vec<bool>,
     keyframes: Vec<KeyframeWish>,
+    /// Per track: retransmission requests.
+    nacks: Vec<Nacks>,
     stop_requested: bool,
+}
+
+/// The retransmission requests of one track.
+#[derive(Clone, Debug, Default)]
+struct Nacks {
+    missing: BTreeMap<u16, Missing>,
+    /// The current one-second window: when it started and the numbers asked in it.
+    window: Option<(Instant, u32)>,
+}
+
+/// One missing packet.
+#[derive(Clone, Copy, Debug)]
+struct Missing {
+    /// The receive side gives up on it then.
+    until: Instant,
+    tries: u32,
+    /// When the next request may go.
+    next: Instant,
+    /// When the first request went (a round trip, if answered after exactly one: Karn).
+    first: Option<Instant>,
 }
 
 /// Keyframe requests of one track.
@@ -515,6 +629,7 @@ impl Attempt {
             streamed: false,
             bye: Vec::new(),
             keyframes: Vec::new(),
+            nacks: Vec::new(),
             stop_requested: false,
         }
     }
@@ -563,6 +678,8 @@ pub struct Client {
     backoff: Duration,
     /// Call mode: media flowed in some attempt.
     answered: bool,
+    /// Smoothed round trip to the server (RFC 6298's 1/8 gain), once measured.
+    srtt: Option<Duration>,
 }
 
 impl Client {
@@ -583,6 +700,7 @@ impl Client {
             want_paused: false,
             attempt: 0,
             answered: false,
+            srtt: None,
         };
         c.emit(if c.cfg.call {
             ClientEvent::Calling {
@@ -616,6 +734,51 @@ impl Client {
     /// Media comes (or will come) interleaved on the RTSP connection.
     pub fn is_tcp(&self) -> bool {
         self.tcp
+    }
+
+    /// The round trip to the server as measured (RTSP requests and their answers, NACKs
+    /// answered after one request, [`Input::RoundTrip`]), smoothed; `None` before a sample.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// How long the receive side of `track` should wait for a missing packet so that the
+    /// retransmission requests can be answered: the round trip, the repeats and the margin,
+    /// capped at [`NackConfig::max_wait`]; `None` when no retransmission is asked for on
+    /// the track (not offered, TCP, turned off).
+    pub fn retransmission_wait(&self, track: usize) -> Option<Duration> {
+        if !self.nack_possible(track) {
+            return None;
+        }
+        let n = &self.cfg.nack;
+        let rtt = self.rtt();
+        let wait = rtt + self.nack_repeat() * n.tries.saturating_sub(1) + n.margin;
+        Some(wait.min(n.max_wait))
+    }
+
+    fn rtt(&self) -> Duration {
+        self.srtt.unwrap_or(self.cfg.nack.default_rtt)
+    }
+
+    /// How long after a request the next one for the same packet goes.
+    fn nack_repeat(&self) -> Duration {
+        self.rtt() * 5 / 4 + self.cfg.nack.margin
+    }
+
+    fn rtt_sample(&mut self, rtt: Duration) {
+        let rtt = rtt.min(Duration::from_secs(10));
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        });
+    }
+
+    /// NACKs are offered, wanted and possible on `track` (set up over UDP).
+    fn nack_possible(&self, track: usize) -> bool {
+        self.cfg.nack.enabled
+            && !self.tcp
+            && self.a.tracks.get(track).is_some_and(|t| t.nack)
+            && self.a.udp.get(track) == Some(&true)
     }
 
     pub fn handle_input(&mut self, input: Input) {
@@ -668,8 +831,16 @@ impl Client {
             } => {
                 self.tick(now);
                 if self.step == (Step::Setup { track }) && self.a.awaiting.is_none() {
+                    // RTP/AVPF where NACK is offered and wanted (RFC 4585 §3.2), so that
+                    // the server may answer with RFC 4588 retransmissions.
+                    let avpf =
+                        self.cfg.nack.enabled && self.a.tracks.get(track).is_some_and(|t| t.nack);
                     let spec = TransportSpec {
-                        profile: TransportProfile::RtpAvp,
+                        profile: if avpf {
+                            TransportProfile::RtpAvpf
+                        } else {
+                            TransportProfile::RtpAvp
+                        },
                         client_port: Some((rtp_port, rtcp_port)),
                         ..TransportSpec::default()
                     };
@@ -703,6 +874,60 @@ impl Client {
                 }
                 self.keyframe_requests(now);
             }
+            Input::Gap {
+                now,
+                track,
+                seq,
+                until,
+            } => {
+                self.tick(now);
+                if !self.nack_possible(track)
+                    || self.step != Step::Streaming
+                    || self.a.server_paused
+                {
+                    return;
+                }
+                let Some(n) = self.a.nacks.get_mut(track) else {
+                    return;
+                };
+                if n.missing.len() >= MAX_MISSING && !n.missing.contains_key(&seq) {
+                    return;
+                }
+                n.missing.entry(seq).or_insert(Missing {
+                    until,
+                    tries: 0,
+                    next: now,
+                    first: None,
+                });
+                self.nack_requests(now);
+            }
+            Input::GapFilled {
+                now,
+                track,
+                seq,
+                retransmission,
+            } => {
+                self.tick(now);
+                let m = self
+                    .a
+                    .nacks
+                    .get_mut(track)
+                    .and_then(|n| n.missing.remove(&seq));
+                if let Some(Missing {
+                    tries: 1,
+                    first: Some(first),
+                    ..
+                }) = m
+                {
+                    if retransmission {
+                        self.rtt_sample(now.saturating_duration_since(first));
+                    }
+                }
+            }
+            Input::RoundTrip { now, rtt } => {
+                self.tick(now);
+                self.rtt_sample(rtt);
+            }
             Input::Command { now, cmd } => {
                 self.tick(now);
                 self.on_command(cmd, now);
@@ -731,7 +956,7 @@ impl Client {
         if let Some(w) = &a.awaiting {
             at = at.min(w.deadline);
         }
-        if let Some(d) = a.pending.values().filter_map(|(_, d)| *d).min() {
+        if let Some(d) = a.pending.values().filter_map(|(_, d, _)| *d).min() {
             at = at.min(d);
         }
         let repeat = self.cfg.timers.keyframe_repeat;
@@ -745,6 +970,13 @@ impl Client {
         for k in keyframes {
             if let Some(Some(d)) = k.due(repeat) {
                 at = at.min(d);
+            }
+        }
+        if self.step == Step::Streaming {
+            for n in &a.nacks {
+                if let Some(d) = n.missing.values().map(|m| m.next.min(m.until)).min() {
+                    at = at.min(d);
+                }
             }
         }
         at
@@ -829,6 +1061,7 @@ impl Client {
             cseq,
             deadline: until,
             what,
+            sent: None,
         });
     }
 
@@ -970,8 +1203,8 @@ impl Client {
             .a
             .pending
             .iter()
-            .filter(|(_, (_, d))| d.is_some_and(|d| now >= d))
-            .map(|(c, (k, _))| (*c, *k))
+            .filter(|(_, (_, d, _))| d.is_some_and(|d| now >= d))
+            .map(|(c, (k, _, _))| (*c, *k))
             .collect();
         for (cseq, kind) in overdue {
             self.a.pending.remove(&cseq);
@@ -988,6 +1221,60 @@ impl Client {
             self.streaming_timers(now);
         }
         self.keyframe_requests(now);
+        self.nack_requests(now);
+    }
+
+    /// The NACKs due at `now`, one event per track: a missing packet is asked for while a
+    /// retransmission can still arrive before `until` (a round trip from now), at most
+    /// [`NackConfig::tries`] times, [`Self::nack_repeat`] apart, within the track's budget
+    /// of [`NackConfig::per_second`] numbers. Packets past hope are forgotten.
+    fn nack_requests(&mut self, now: Instant) {
+        if self.step != Step::Streaming {
+            return;
+        }
+        let (rtt, repeat) = (self.rtt(), self.nack_repeat());
+        let (tries, budget) = (self.cfg.nack.tries, self.cfg.nack.per_second);
+        for track in 0..self.a.nacks.len() {
+            let n = &mut self.a.nacks[track];
+            if n.missing.is_empty() {
+                continue;
+            }
+            n.missing
+                .retain(|_, m| now + rtt <= m.until && (m.tries < tries || now < m.next));
+            let window = match n.window {
+                Some((start, used)) if now < start + Duration::from_secs(1) => (start, used),
+                _ => (now, 0),
+            };
+            let (start, mut used) = window;
+            let mut seqs = Vec::new();
+            // In order of the deadlines, so the budget goes to the most urgent first.
+            let mut due: Vec<(Instant, u16)> = n
+                .missing
+                .iter()
+                .filter(|(_, m)| m.tries < tries && m.next <= now)
+                .map(|(s, m)| (m.until, *s))
+                .collect();
+            due.sort_unstable();
+            for (_, seq) in due {
+                let Some(m) = n.missing.get_mut(&seq) else {
+                    continue;
+                };
+                if used >= budget {
+                    // Over budget: try again in the next window, if still in time then.
+                    m.next = start + Duration::from_secs(1);
+                    continue;
+                }
+                used += 1;
+                m.tries += 1;
+                m.first.get_or_insert(now);
+                m.next = now + repeat;
+                seqs.push(seq);
+            }
+            n.window = Some((start, used));
+            if !seqs.is_empty() {
+                self.emit(ClientEvent::SendNack { track, seqs });
+            }
+        }
     }
 
     /// A keyframe request for each track whose damaged picture waits and whose pacing allows.
@@ -1024,11 +1311,13 @@ impl Client {
     /// Sends a request the next step waits for, within [`Timers::request`].
     fn send_blocking(&mut self, req: Request, now: Instant) {
         let what = format!("{} {}", req.method, req.uri);
+        let sent = (req.method != Method::Describe).then_some(now);
         let cseq = self.send(req);
         self.a.awaiting = Some(Awaiting {
             cseq,
             deadline: now + self.cfg.timers.request,
             what,
+            sent,
         });
     }
 
@@ -1036,11 +1325,11 @@ impl Client {
     fn send_async(&mut self, req: Request, kind: Async, now: Instant) {
         let cseq = self.send(req);
         if self.a.pending.len() >= MAX_PENDING {
-            self.a.pending.retain(|_, (k, _)| *k != Async::KeepAlive);
+            self.a.pending.retain(|_, (k, _, _)| *k != Async::KeepAlive);
         }
         // A server may ignore keep-alives; PAUSE and PLAY must be answered.
         let deadline = (kind != Async::KeepAlive).then(|| now + self.cfg.timers.request);
-        self.a.pending.insert(cseq, (kind, deadline));
+        self.a.pending.insert(cseq, (kind, deadline, now));
     }
 
     /// Requests from the server (RFC 2326 §10: OPTIONS and GET_PARAMETER as keep-alive
@@ -1066,12 +1355,15 @@ impl Client {
             // A server that leaves out CSeq: one blocking request is outstanding.
             .is_some_and(|w| cseq.is_none_or(|c| c == w.cseq));
         if ours {
-            self.a.awaiting = None;
+            if let Some(sent) = self.a.awaiting.take().and_then(|w| w.sent) {
+                self.rtt_sample(now.saturating_duration_since(sent));
+            }
             return self.on_blocking_response(resp, now);
         }
-        let Some((kind, _)) = cseq.and_then(|c| self.a.pending.remove(&c)) else {
+        let Some((kind, _, sent)) = cseq.and_then(|c| self.a.pending.remove(&c)) else {
             return; // late, or not ours
         };
+        self.rtt_sample(now.saturating_duration_since(sent));
         if resp.status == StatusCode::SESSION_NOT_FOUND {
             let why = "the server no longer knows our session (454)".to_owned();
             return self.finish(Outcome::Lost(why), now);
@@ -1084,6 +1376,11 @@ impl Client {
             }
             Async::Pause | Async::Play => {
                 self.a.in_flight = self.a.in_flight.saturating_sub(1);
+                if kind == Async::Pause {
+                    for n in &mut self.a.nacks {
+                        n.missing.clear();
+                    }
+                }
                 if !resp.status.is_success() {
                     // Don't ask again and again: the wish follows the server.
                     self.want_paused = self.a.server_paused;
@@ -1214,6 +1511,7 @@ impl Client {
         self.a.udp = vec![false; n];
         self.a.bye = vec![false; n];
         self.a.keyframes = vec![KeyframeWish::default(); n];
+        self.a.nacks = vec![Nacks::default(); n];
         self.a.early_media = false;
         self.emit(ClientEvent::TracksReset { tcp: self.tcp });
         self.setup(0, now);
@@ -1493,6 +1791,7 @@ pub fn select_tracks(
             media_index: mi,
             media: m.media.clone(),
             control,
+            nack: m.is_avpf() && m.offers_nack(None),
         });
     }
     out

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::jitter::JitterConfig;
 use livecast_proto::rtsp::client::{
-    Client, ClientConfig, ClientEvent, Command, End, Input, Output, TrackLink, TrackRtpInfo,
-    TransportMode,
+    Client, ClientConfig, ClientEvent, Command, End, Input, NackConfig, Output, TrackLink,
+    TrackRtpInfo, TransportMode,
 };
 use livecast_proto::rtsp::Message;
 use livecast_proto::time::Ssrc;
@@ -62,6 +62,14 @@ pub async fn run(
         user_agent: conn::USER_AGENT.into(),
         playable: describe::playable,
         no_playable_track: "no playable track (need H.264 video, Opus audio or T.140 text)".into(),
+        nack: NackConfig {
+            enabled: cfg.nack,
+            ..if cfg.call {
+                NackConfig::call()
+            } else {
+                NackConfig::watch()
+            }
+        },
         ..ClientConfig::default()
     };
     let mut sm = Client::new(ccfg, &cfg.url, Instant::now(), rand::random());
@@ -139,8 +147,9 @@ struct Shell {
     events_closed: bool,
     conn: Option<Conn>,
     connecting: Option<Connecting>,
-    /// The tracks of the last description, in the state machine's order.
-    descs: Vec<(TrackDesc, describe::Format)>,
+    /// The tracks of the last description, in the state machine's order, with the RFC 4588
+    /// payload type that retransmits each (where NACK is offered).
+    descs: Vec<(TrackDesc, describe::Format, Option<u8>)>,
     /// Per track, in the same order.
     tracks: Vec<TrackRx>,
     links: Vec<Option<Link>>,
@@ -153,6 +162,8 @@ struct Shell {
     cname: String,
     last_stats: (Instant, u64),
     units: Vec<MediaUnit>,
+    /// The state machine's round trip, as of the last statistics.
+    rtt: Option<Duration>,
 }
 
 impl Shell {
@@ -173,6 +184,7 @@ impl Shell {
             cname: format!("player-{:08x}@{}", rand::random::<u32>(), hostname()),
             last_stats: (Instant::now(), 0),
             units: Vec::new(),
+            rtt: None,
         }
     }
 
@@ -322,8 +334,19 @@ impl Shell {
                 tracks,
                 ..
             } => {
-                self.descs = describe::describe_tracks(&session, &tracks);
-                let tracks = self.descs.iter().map(|(d, _)| d.clone()).collect();
+                self.descs = describe::describe_tracks(&session, &tracks)
+                    .into_iter()
+                    .zip(&tracks)
+                    .map(|((d, f), t)| {
+                        let rtx = session
+                            .media
+                            .get(t.media_index)
+                            .filter(|_| t.nack && self.cfg.nack)
+                            .and_then(|m| m.rtx_for(d.payload_type));
+                        (d, f, rtx)
+                    })
+                    .collect();
+                let tracks = self.descs.iter().map(|(d, _, _)| d.clone()).collect();
                 self.emit(sm, NetEvent::Described { tracks, sdp }).await;
             }
             ClientEvent::TracksReset { tcp } => self.reset_tracks(tcp),
@@ -361,8 +384,21 @@ impl Shell {
                     self.send_rtcp(sm, track, pli).await;
                 }
             }
+            ClientEvent::SendNack { track, seqs } => {
+                let now = Instant::now();
+                let (ours, cname) = (self.ours, &self.cname);
+                let nack = self
+                    .tracks
+                    .get_mut(track)
+                    .and_then(|t| t.nack_request(ours, cname, now, &seqs));
+                if let Some(nack) = nack {
+                    tracing::trace!(track, ?seqs, "asking for retransmissions (RTCP NACK)");
+                    self.send_rtcp(sm, track, nack).await;
+                }
+            }
             ClientEvent::KeepAliveSent => tracing::trace!(url = %self.cfg.url, "keep-alive"),
             ClientEvent::StatsDue => {
+                self.rtt = sm.round_trip();
                 let stats = self.stats(Instant::now());
                 self.emit(sm, NetEvent::Stats(stats)).await;
             }
@@ -401,7 +437,11 @@ impl Shell {
         self.tracks = self
             .descs
             .iter()
-            .map(|(d, f)| TrackRx::new(d.clone(), f.clone(), jitter))
+            .map(|(d, f, rtx)| {
+                let mut t = TrackRx::new(d.clone(), f.clone(), jitter);
+                t.set_rtx(*rtx);
+                t
+            })
             .collect();
         self.links = (0..self.tracks.len()).map(|_| None).collect();
         self.bound.clear();
@@ -520,6 +560,24 @@ impl Shell {
             }
         } else if t.on_rtp(data, now, stamp.wall_us) {
             sm.handle_input(Input::MediaSeen { now, track });
+            let until = now + t.jitter_delay();
+            for g in t.take_gap_events() {
+                sm.handle_input(if g.missing {
+                    Input::Gap {
+                        now,
+                        track,
+                        seq: g.seq,
+                        until,
+                    }
+                } else {
+                    Input::GapFilled {
+                        now,
+                        track,
+                        seq: g.seq,
+                        retransmission: g.retransmission,
+                    }
+                });
+            }
         }
     }
 
@@ -529,6 +587,7 @@ impl Shell {
         let wall = conn::wall_us(SystemTime::now());
         let mut units = std::mem::take(&mut self.units);
         for (track, t) in self.tracks.iter_mut().enumerate() {
+            t.set_retransmission_wait(sm.retransmission_wait(track));
             t.poll(now, wall, &mut units);
             match t.take_picture_change() {
                 Some(true) => sm.handle_input(Input::PictureLost { now, track }),
@@ -633,6 +692,10 @@ impl Shell {
                 .tracks
                 .get(video)
                 .map_or(0.0, |t| t.jitter_delay().as_secs_f64() * 1e3),
+            nack_sent: self.tracks.iter().map(|t| t.counters.nacked).sum(),
+            retransmissions_received: self.tracks.iter().map(|t| t.counters.rtx_packets).sum(),
+            recovered: self.tracks.iter().map(|t| t.counters.recovered).sum(),
+            rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1e3),
         }
     }
 }

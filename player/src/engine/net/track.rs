@@ -3,15 +3,20 @@
 //!
 //! ```text
 //! RTP ─> SSRC / payload-type filter ─> ReceptionStats (RFC 3550 A.1, A.3, A.8)
-//!                                  └─> JitterBuffer (reorder, loss timeout) ─> depacketizer ─> MediaUnit
+//!   │                              └─> JitterBuffer (reorder, loss timeout) ─> depacketizer ─> MediaUnit
+//!   └─ RFC 4588 rtx payload type ─> original packet ─┘  (not in the reception statistics)
 //! RTCP SR ─> NTP <-> RTP mapping (capture times), LSR for our receiver reports
 //! ```
+//!
+//! The jitter buffer reports which numbers go missing and which come after all
+//! ([`TrackRx::take_gap_events`]); the session's state machine decides whether to ask for
+//! them again (RTCP generic NACK, [`TrackRx::nack_request`]).
 
 use std::time::{Duration, Instant};
 
-use livecast_proto::codec::{h264, t140, Depacketizer, Frame};
-use livecast_proto::jitter::{JitterBuffer, JitterConfig, Released};
-use livecast_proto::rtcp::{self, ReceiverReport, ReceptionStats, RtcpPacket, Sdes};
+use livecast_proto::codec::{h264, rtx, t140, Depacketizer, Frame};
+use livecast_proto::jitter::{GapChange, JitterBuffer, JitterConfig, Released};
+use livecast_proto::rtcp::{self, Nack, ReceiverReport, ReceptionStats, RtcpPacket, Sdes};
 use livecast_proto::rtp;
 use livecast_proto::time::{Ssrc, TimestampExtender};
 
@@ -50,6 +55,22 @@ pub struct Counters {
     pub units: u64,
     /// Picture Loss Indications sent (RTCP PLI, RFC 4585 §6.3.1).
     pub plis: u64,
+    /// Sequence numbers asked for again (RTCP generic NACK, RFC 4585 §6.2.1).
+    pub nacked: u64,
+    /// RFC 4588 retransmissions received, whatever became of them.
+    pub rtx_packets: u64,
+    /// Retransmissions that filled a gap in time to be used.
+    pub recovered: u64,
+}
+
+/// A change in what is missing, for the session's retransmission requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapEvent {
+    pub seq: u16,
+    /// Missing (a later packet came); else it arrived after all.
+    pub missing: bool,
+    /// It arrived as an RFC 4588 retransmission.
+    pub retransmission: bool,
 }
 
 /// Sender-report and start-of-stream anchors: RTP timestamp → wall clock (RFC 3550 §6.4.1).
@@ -102,6 +123,15 @@ pub struct TrackRx {
     picture_lost: bool,
     /// `picture_lost` as last told by [`take_picture_change`](Self::take_picture_change).
     picture_lost_told: bool,
+    /// The RFC 4588 `rtx` payload type that retransmits this track's (SDP `apt=`), if set up.
+    rtx_pt: Option<u8>,
+    /// The retransmission stream's SSRC: the first one seen (RFC 4588 §5.3, SSRC
+    /// multiplexing: it is announced nowhere).
+    rtx_ssrc: Option<Ssrc>,
+    gaps: Vec<GapEvent>,
+    /// Scratch for the jitter buffer's changes and for unwrapping RTX packets.
+    changes: Vec<GapChange>,
+    unwrapped: Vec<u8>,
 }
 
 impl TrackRx {
@@ -121,7 +151,7 @@ impl TrackRx {
             text,
             ssrc: None,
             stats: None,
-            jitter: JitterBuffer::new(clock_rate, jitter),
+            jitter: JitterBuffer::new(clock_rate, jitter).with_gap_reports(),
             clock: ClockMap {
                 clock_rate,
                 ts: TimestampExtender::new(),
@@ -132,7 +162,83 @@ impl TrackRx {
             bye: false,
             picture_lost: false,
             picture_lost_told: false,
+            rtx_pt: None,
+            rtx_ssrc: None,
+            gaps: Vec::new(),
+            changes: Vec::new(),
+            unwrapped: Vec::new(),
             desc,
+        }
+    }
+
+    /// Receive RFC 4588 retransmissions of this track's packets on payload type `pt` (on
+    /// the same port: SSRC multiplexing, §5.3).
+    pub fn set_rtx(&mut self, pt: Option<u8>) {
+        self.rtx_pt = pt.filter(|&p| p != self.desc.payload_type);
+    }
+
+    /// Wait at least `wait` for a missing packet (time for a retransmission to come); `None`
+    /// for the jitter alone.
+    pub fn set_retransmission_wait(&mut self, wait: Option<Duration>) {
+        self.jitter.set_floor(wait.unwrap_or(Duration::ZERO));
+    }
+
+    /// What went missing and what came after all since the last call, in order.
+    pub fn take_gap_events(&mut self) -> std::vec::Drain<'_, GapEvent> {
+        self.gaps.drain(..)
+    }
+
+    /// An RFC 4588 packet: unwrapped (§4: the OSN, then the original payload) into the
+    /// original and put where the original would have gone, if it is one of ours.
+    fn on_rtx(&mut self, p: &rtp::RtpPacket<'_>, len: usize, at: Instant) -> bool {
+        let Some(media) = self.ssrc else {
+            return false;
+        };
+        if p.ssrc == media || self.rtx_ssrc.is_some_and(|s| s != p.ssrc) {
+            self.counters.foreign += 1;
+            return false;
+        }
+        self.unwrapped.clear();
+        let Some(_) = rtx::unwrap(p, self.desc.payload_type, media, &mut self.unwrapped) else {
+            self.counters.malformed += 1;
+            return false;
+        };
+        let Ok(orig) = rtp::parse(&self.unwrapped) else {
+            self.counters.malformed += 1;
+            return false;
+        };
+        self.rtx_ssrc = Some(p.ssrc);
+        self.counters.rtx_packets += 1;
+        self.counters.rtp_bytes += len as u64;
+        let (seq, ts, marker) = (orig.sequence, orig.timestamp, orig.marker);
+        let payload = orig.payload.to_vec();
+        self.jitter.push(seq, ts, marker, payload, at);
+        self.collect_gaps(true);
+        true
+    }
+
+    /// Takes the jitter buffer's gap changes; `rtx`: the packet just pushed was a
+    /// retransmission.
+    fn collect_gaps(&mut self, rtx: bool) {
+        self.jitter.take_gap_changes(&mut self.changes);
+        for c in self.changes.drain(..) {
+            let (seq, missing) = match c {
+                GapChange::Missing(s) => (s, true),
+                GapChange::Filled(s) => (s, false),
+            };
+            let retransmission = rtx && !missing;
+            if retransmission {
+                self.counters.recovered += 1;
+            }
+            self.gaps.push(GapEvent {
+                seq,
+                missing,
+                retransmission,
+            });
+        }
+        if self.gaps.len() > 4096 {
+            // Nobody takes them (a test driving the track alone): keep the newest.
+            self.gaps.drain(..2048);
         }
     }
 
@@ -174,6 +280,9 @@ impl TrackRx {
                 return false;
             }
         };
+        if self.rtx_pt == Some(p.payload_type) {
+            return self.on_rtx(&p, buf.len(), at);
+        }
         let plain_t140 = matches!(self.format, Format::Text { t140, .. } if t140 == p.payload_type);
         if (p.payload_type != self.desc.payload_type && !plain_t140)
             || self.ssrc.is_some_and(|s| s != p.ssrc)
@@ -212,6 +321,7 @@ impl TrackRx {
         };
         self.jitter
             .push(p.sequence, p.timestamp, p.marker, payload, at);
+        self.collect_gaps(false);
         true
     }
 
@@ -415,6 +525,29 @@ impl TrackRx {
         self.counters.plis += 1;
         let mut out = self.receiver_report(ours, cname, now);
         rtcp::write_compound(&[RtcpPacket::pli(ours, media)], &mut out);
+        Some(out)
+    }
+}
+
+impl TrackRx {
+    /// An RTCP compound asking for packets again: receiver report, SDES and a generic NACK
+    /// (RFC 4585 §6.2.1) naming `seqs` of the sender's SSRC. `None` before the sender's
+    /// SSRC is known or without numbers.
+    pub fn nack_request(
+        &mut self,
+        ours: Ssrc,
+        cname: &str,
+        now: Instant,
+        seqs: &[u16],
+    ) -> Option<Vec<u8>> {
+        let media = self.ssrc?;
+        if seqs.is_empty() {
+            return None;
+        }
+        self.counters.nacked += seqs.len() as u64;
+        let mut out = self.receiver_report(ours, cname, now);
+        let nack = Nack::new(ours, media, seqs);
+        rtcp::write_compound(&[RtcpPacket::Nack(nack)], &mut out);
         Some(out)
     }
 }
@@ -731,6 +864,100 @@ mod tests {
         assert_eq!(out[1].capture_us, WALL0 + 20_000);
         assert_eq!(out[7].data, b"hi2");
         assert_eq!(out[7].capture_us, WALL0 + 600_000);
+    }
+
+    /// RFC 4588 packets on the rtx payload type (their own SSRC and numbering) are unwrapped
+    /// into the originals they carry and fill the gap in time; the gap and its filling are
+    /// reported for the NACK logic, a second retransmission stream is refused, and the NACK
+    /// itself is RR + SDES + generic NACK for the media SSRC.
+    #[test]
+    fn rtx_packets_fill_gaps_and_nacks_name_the_numbers() {
+        let t0 = Instant::now();
+        let mut t = video_rx();
+        t.set_ssrc(Some(5));
+        t.set_rtx(Some(100));
+        t.set_retransmission_wait(Some(50 * MS));
+        assert_eq!(t.jitter_delay(), 50 * MS);
+        let mut pk = Packetizer::new(100);
+        let mut au = vec![0, 0, 0, 1, 0x41];
+        au.extend([7u8; 450]);
+        let mut payloads = Vec::new();
+        pk.packetize(&au, &mut payloads);
+        assert!(payloads.len() >= 4);
+        let originals: Vec<Vec<u8>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| packet(96, 1000 + i as u16, 3000, 5, p.marker, &p.data))
+            .collect();
+        let mut out = Vec::new();
+        // Packet 1001 lost on the way.
+        for (i, p) in originals.iter().enumerate() {
+            if i != 1 {
+                assert!(t.on_rtp(p, t0, WALL0));
+            }
+        }
+        let missing: Vec<GapEvent> = t.take_gap_events().collect();
+        assert_eq!(
+            missing,
+            [GapEvent {
+                seq: 1001,
+                missing: true,
+                retransmission: false
+            }]
+        );
+        let nack = t.nack_request(Ssrc(1), "me", t0, &[1001]).unwrap();
+        let parsed = rtcp::parse_compound(&nack).unwrap();
+        assert!(matches!(parsed[0], RtcpPacket::ReceiverReport(_)));
+        assert_eq!(
+            parsed.last(),
+            Some(&RtcpPacket::Nack(Nack::new(Ssrc(1), Ssrc(5), &[1001])))
+        );
+        t.poll(t0 + 30 * MS, WALL0, &mut out);
+        assert!(out.is_empty(), "still waiting for 1001");
+        let received_before = t.reception().unwrap().packets_received();
+        // The retransmission, 30 ms later, on SSRC 0x77 with its own numbering.
+        let mut rtx_packet = Vec::new();
+        let orig = rtp::parse(&originals[1]).unwrap();
+        let header = rtx::RtxHeader {
+            payload_type: 100,
+            sequence: 7,
+            ssrc: Ssrc(0x77),
+        };
+        rtx::wrap(&orig, 1001, header, &mut rtx_packet);
+        assert!(t.on_rtp(&rtx_packet, t0 + 30 * MS, WALL0));
+        let filled: Vec<GapEvent> = t.take_gap_events().collect();
+        assert_eq!(
+            filled,
+            [GapEvent {
+                seq: 1001,
+                missing: false,
+                retransmission: true
+            }]
+        );
+        // The first packet is held the wait out (an earlier one may come reordered).
+        t.poll(t0 + 50 * MS, WALL0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].damaged, "the picture is whole again");
+        assert_eq!(h264::split_annexb(&out[0].data).next().unwrap(), &au[4..]);
+        // Another RTX SSRC, the same retransmission again: neither is used.
+        let other = rtx::RtxHeader {
+            ssrc: Ssrc(0x78),
+            ..header
+        };
+        let mut stray = Vec::new();
+        rtx::wrap(&orig, 1001, other, &mut stray);
+        assert!(!t.on_rtp(&stray, t0 + 40 * MS, WALL0));
+        assert!(t.on_rtp(&rtx_packet, t0 + 40 * MS, WALL0));
+        assert_eq!(t.take_gap_events().count(), 0);
+        let c = t.counters;
+        assert_eq!((c.nacked, c.rtx_packets, c.recovered), (1, 2, 1));
+        // Retransmissions are not the original stream's deliveries (RFC 4588 §8): the
+        // receiver report's counts are the network's.
+        assert_eq!(t.reception().unwrap().packets_received(), received_before);
+        // Without an rtx payload type set up, payload type 100 is a stranger's.
+        let mut plain = video_rx();
+        plain.set_ssrc(Some(5));
+        assert!(!plain.on_rtp(&rtx_packet, t0, WALL0));
     }
 
     /// Hostile input on both channels never panics.

@@ -1043,3 +1043,231 @@ fn watchdog_rules() {
     assert_eq!(f.poll(t0 + 4999 * MS), None);
     assert_eq!(f.poll(t0 + timeout), Some(Verdict::NoMedia));
 }
+
+// ---- retransmission requests (RFC 4585 generic NACK) ----------------------------------------
+
+/// Video offered under RTP/AVPF with NACK and an RFC 4588 rtx format (our server's shape);
+/// audio plain.
+const SDP_AVPF: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=live\r\nt=0 0\r\na=control:*\r\n\
+    m=video 0 RTP/AVPF 96 100\r\na=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack\r\n\
+    a=rtcp-fb:96 nack pli\r\na=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=96;rtx-time=1000\r\n\
+    a=control:stream=0\r\n\
+    m=audio 0 RTP/AVP 97\r\na=rtpmap:97 OPUS/48000/2\r\na=control:stream=1\r\n";
+
+/// Every answer comes this long after its request: the round trip the client measures.
+const RTT: Duration = Duration::from_millis(20);
+
+impl Peer {
+    /// Answers after [`RTT`].
+    fn respond_late(&mut self, resp: Response) -> Vec<Output> {
+        self.now += RTT;
+        self.respond(resp)
+    }
+
+    /// Described with [`SDP_AVPF`], set up (UDP unless `cfg` says TCP), playing, one video
+    /// packet in; returns the SETUP requests as written.
+    fn avpf_streaming(cfg: ClientConfig) -> (Self, Vec<String>) {
+        let tcp = cfg.transport == TransportMode::Tcp;
+        let mut p = Self::started(cfg);
+        p.connected();
+        p.respond_late(ok(1).header("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER"));
+        let mut setups = Vec::new();
+        let describe = ok(2)
+            .header("Content-Base", "rtsp://cam.example:8554/live/")
+            .body("application/sdp", SDP_AVPF.as_bytes().to_vec());
+        let out = p.respond_late(describe);
+        for track in 0..2u16 {
+            let out = if tcp {
+                out.clone()
+            } else {
+                p.bound(usize::from(track), 50_000 + 2 * track)
+            };
+            let w = wire(&out);
+            if track == 0 || !tcp {
+                setups.push(w[0].clone());
+            }
+            let transport = if tcp {
+                format!(
+                    "RTP/AVP/TCP;unicast;interleaved={}-{}",
+                    2 * track,
+                    2 * track + 1
+                )
+            } else {
+                format!(
+                    "RTP/AVP;unicast;server_port={}-{};ssrc=0000000{}",
+                    6000 + 2 * track,
+                    6001 + 2 * track,
+                    track + 5
+                )
+            };
+            let out2 = p.respond_late(
+                ok(3 + u32::from(track))
+                    .header("Session", "s1;timeout=30")
+                    .header("Transport", transport),
+            );
+            if tcp && track == 0 {
+                setups.push(wire(&out2)[0].clone());
+            }
+        }
+        p.respond_late(ok(5).header("RTP-Info", RTP_INFO));
+        p.media(0);
+        (p, setups)
+    }
+
+    fn gap(&mut self, track: usize, seq: u16, wait: Duration) -> Vec<Output> {
+        let now = self.now;
+        self.input(Input::Gap {
+            now,
+            track,
+            seq,
+            until: now + wait,
+        })
+    }
+
+    fn filled(&mut self, track: usize, seq: u16) -> Vec<Output> {
+        let now = self.now;
+        self.input(Input::GapFilled {
+            now,
+            track,
+            seq,
+            retransmission: true,
+        })
+    }
+}
+
+/// The NACKs among `outs`.
+fn nacks(outs: &[Output]) -> Vec<(usize, Vec<u16>)> {
+    events(outs)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::SendNack { track, seqs } => Some((track, seqs)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the clock to `until` in 1 ms steps; the NACKs on the way, with their times since `from`.
+fn nacks_until(p: &mut Peer, from: Instant, until: Duration) -> Vec<(Duration, Vec<u16>)> {
+    let mut v = Vec::new();
+    while p.now < from + until {
+        let out = p.advance(MS);
+        let now = p.now;
+        v.extend(nacks(&out).into_iter().map(|(_, s)| (now - from, s)));
+    }
+    v
+}
+
+#[test]
+fn nack_only_while_a_retransmission_can_come_in_time() {
+    let (mut p, setups) = Peer::avpf_streaming(cfg(TransportMode::Auto));
+    // The video set up as RTP/AVPF (so the server may send RFC 4588 packets), audio as before.
+    assert!(setups[0].contains("Transport: RTP/AVPF;unicast;client_port=50000-50001\r\n"));
+    assert!(setups[1].contains("Transport: RTP/AVP;unicast;client_port=50002-50003\r\n"));
+    // Round trip measured from the RTSP exchanges (DESCRIBE aside); the wait the receive side
+    // should allow: rtt + 2 repeats of (rtt x 5/4 + 10 ms) + 10 ms.
+    assert_eq!(p.c.round_trip(), Some(RTT));
+    assert_eq!(p.c.retransmission_wait(0), Some(Duration::from_millis(100)));
+    assert_eq!(p.c.retransmission_wait(1), None, "audio offers no NACK");
+
+    // A gap with 100 ms to go: asked at once, again 35 ms and 70 ms later, then no more.
+    let t = p.now;
+    assert_eq!(nacks(&p.gap(0, 100, 100 * MS)), [(0, vec![100])]);
+    let seen = nacks_until(&mut p, t, 300 * MS);
+    assert_eq!(seen, [(35 * MS, vec![100]), (70 * MS, vec![100])]);
+
+    // 30 ms to go: one request; a second would come after the packet is given up.
+    let t = p.now;
+    assert_eq!(nacks(&p.gap(0, 101, 30 * MS)), [(0, vec![101])]);
+    assert!(nacks_until(&mut p, t, 300 * MS).is_empty());
+    // Less than a round trip to go: not asked.
+    assert!(nacks(&p.gap(0, 102, 15 * MS)).is_empty());
+    // Audio: never.
+    assert!(nacks(&p.gap(1, 7, 400 * MS)).is_empty());
+
+    // Answered after one request, 60 ms later: no repeat, and a round trip sample (Karn).
+    let t = p.now;
+    assert_eq!(nacks(&p.gap(0, 200, 400 * MS)), [(0, vec![200])]);
+    p.now += 30 * MS;
+    p.filled(0, 200);
+    assert!(nacks_until(&mut p, t, 500 * MS).is_empty());
+    assert_eq!(p.c.round_trip(), Some((RTT * 7 + 30 * MS) / 8));
+    // Two gaps at once go in one NACK.
+    let out = p.gap(0, 300, 400 * MS);
+    assert_eq!(nacks(&out), [(0, vec![300])]);
+    let out = p.gap(0, 302, 400 * MS);
+    assert_eq!(nacks(&out), [(0, vec![302])]);
+    let t = p.now;
+    let seen = nacks_until(&mut p, t, 40 * MS);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, [300, 302]);
+    // A round trip measured elsewhere joins the estimate, and the wait follows it.
+    let before = p.c.round_trip().unwrap();
+    let now = p.now;
+    p.input(Input::RoundTrip { now, rtt: 200 * MS });
+    let rtt = (before * 7 + 200 * MS) / 8;
+    assert_eq!(p.c.round_trip(), Some(rtt));
+    let repeat = rtt * 5 / 4 + 10 * MS;
+    assert_eq!(p.c.retransmission_wait(0), Some(rtt + repeat * 2 + 10 * MS));
+}
+
+#[test]
+fn nacks_are_budgeted_per_second() {
+    let mut c = cfg(TransportMode::Auto);
+    c.nack.per_second = 100;
+    let (mut p, _) = Peer::avpf_streaming(c);
+    let t = p.now;
+    let mut asked = 0;
+    for seq in 0..150u16 {
+        asked += nacks(&p.gap(0, seq, 400 * MS))
+            .iter()
+            .map(|(_, s)| s.len())
+            .sum::<usize>();
+    }
+    // The first 100 are asked once; their repeats and the other 50 find the budget spent,
+    // and a second later all of them are past hope.
+    assert_eq!(asked, 100);
+    assert!(nacks_until(&mut p, t, 2 * SEC).is_empty());
+    // A new second, a new budget.
+    let out = p.gap(0, 1000, 400 * MS);
+    assert_eq!(nacks(&out), [(0, vec![1000])]);
+}
+
+#[test]
+fn no_nack_over_tcp_paused_or_turned_off() {
+    // Over TCP: set up plain, never asked.
+    let (mut p, setups) = Peer::avpf_streaming(cfg(TransportMode::Tcp));
+    assert!(
+        setups[0].contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"),
+        "{setups:?}"
+    );
+    assert_eq!(p.c.retransmission_wait(0), None);
+    assert!(nacks(&p.gap(0, 5, 400 * MS)).is_empty());
+
+    // Turned off: plain RTP/AVP as before this feature, no NACK.
+    let mut off = cfg(TransportMode::Auto);
+    off.nack.enabled = false;
+    let (mut p, setups) = Peer::avpf_streaming(off);
+    assert!(setups[0].contains("Transport: RTP/AVP;unicast;client_port=50000-50001\r\n"));
+    assert_eq!(p.c.retransmission_wait(0), None);
+    assert!(nacks(&p.gap(0, 5, 400 * MS)).is_empty());
+
+    // Paused: what was missing is forgotten, new gaps are not asked for.
+    let (mut p, _) = Peer::avpf_streaming(cfg(TransportMode::Auto));
+    assert_eq!(nacks(&p.gap(0, 5, 400 * MS)).len(), 1);
+    let out = p.command(Command::Pause);
+    assert_eq!(lines(&out), ["PAUSE rtsp://cam.example:8554/live"]);
+    p.respond_late(ok(6));
+    let t = p.now;
+    assert!(nacks(&p.gap(0, 9, 400 * MS)).is_empty());
+    assert!(nacks_until(&mut p, t, SEC).is_empty());
+}
+
+/// The SDP without feedback (what we get from servers other than ours): plain RTP/AVP.
+#[test]
+fn plain_descriptions_get_plain_setups() {
+    let mut p = Peer::started(cfg(TransportMode::Auto));
+    p.describe("OPTIONS");
+    let out = p.bound(0, 50_000);
+    assert!(wire(&out)[0].contains("Transport: RTP/AVP;unicast;client_port=50000-50001\r\n"));
+    assert_eq!(p.c.retransmission_wait(0), None);
+}
