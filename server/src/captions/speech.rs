@@ -62,11 +62,13 @@ impl Silero {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("speech detector {}", path.display()))?;
-        let head =
-            std::fs::read(path).with_context(|| format!("speech detector {}", path.display()))?;
+        let mut head = [0u8; 18];
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .with_context(|| format!("speech detector {}", path.display()))?;
         if meta.len() != DETECTOR_SIZE
-            || head.get(..4) != Some(&0x6767_6d6c_u32.to_le_bytes()[..])
-            || head.get(8..18) != Some(&b"silero-16k"[..])
+            || head[..4] != 0x6767_6d6c_u32.to_le_bytes()
+            || head[8..18] != *b"silero-16k"
         {
             bail!(
                 "{} is not the Silero VAD v5.1.2 detector ({} bytes, expected {DETECTOR_SIZE}); \
@@ -185,9 +187,8 @@ impl SpeechTrack {
         true
     }
 
-    /// The highest speech probability of the windows overlapping samples `from..to` that have
-    /// been judged; `None` if none has.
-    pub fn max_in(&self, from: u64, to: u64) -> Option<f32> {
+    /// Indexes (first, last) into `probs` of the judged windows overlapping samples `from..to`.
+    fn windows(&self, from: u64, to: u64) -> Option<(usize, usize)> {
         let first = from.max(self.probs_start);
         let last = to.min(self.done);
         if first >= last {
@@ -195,6 +196,18 @@ impl SpeechTrack {
         }
         let i = ((first - self.probs_start) / WINDOW as u64) as usize;
         let j = ((last - 1 - self.probs_start) / WINDOW as u64) as usize;
+        Some((i, j))
+    }
+
+    /// The first sample of window `k` of `probs`.
+    fn sample_of(&self, k: usize) -> u64 {
+        self.probs_start + (k * WINDOW) as u64
+    }
+
+    /// The highest speech probability of the windows overlapping samples `from..to` that have
+    /// been judged; `None` if none has.
+    pub fn max_in(&self, from: u64, to: u64) -> Option<f32> {
+        let (i, j) = self.windows(from, to)?;
         self.probs.range(i..=j).copied().reduce(f32::max)
     }
 
@@ -206,17 +219,11 @@ impl SpeechTrack {
     /// The end (sample) of the last judged window in `from..to` whose probability is at
     /// least `p`.
     pub fn last_at_least(&self, from: u64, to: u64, p: f32) -> Option<u64> {
-        let first = from.max(self.probs_start);
-        let last = to.min(self.done);
-        if first >= last {
-            return None;
-        }
-        let i = ((first - self.probs_start) / WINDOW as u64) as usize;
-        let j = ((last - 1 - self.probs_start) / WINDOW as u64) as usize;
+        let (i, j) = self.windows(from, to)?;
         (i..=j)
             .rev()
             .find(|&k| self.probs[k] >= p)
-            .map(|k| (self.probs_start + ((k + 1) * WINDOW) as u64).min(to))
+            .map(|k| self.sample_of(k + 1).min(to))
     }
 
     /// If the last `n` judged windows are all at least `p`: the first sample of that run of
@@ -227,34 +234,23 @@ impl SpeechTrack {
             return None;
         }
         let run = self.probs.iter().rev().take_while(|&&x| x >= p).count();
-        Some(self.probs_start + ((len - run) * WINDOW) as u64)
+        Some(self.sample_of(len - run))
     }
 
     /// The first sample of the first judged window in `from..to` whose probability is at
     /// least `p`.
     pub fn first_at_least(&self, from: u64, to: u64, p: f32) -> Option<u64> {
-        let first = from.max(self.probs_start);
-        let last = to.min(self.done);
-        if first >= last {
-            return None;
-        }
-        let i = ((first - self.probs_start) / WINDOW as u64) as usize;
-        let j = ((last - 1 - self.probs_start) / WINDOW as u64) as usize;
+        let (i, j) = self.windows(from, to)?;
         (i..=j)
             .find(|&k| self.probs[k] >= p)
-            .map(|k| (self.probs_start + (k * WINDOW) as u64).max(from))
+            .map(|k| self.sample_of(k).max(from))
     }
 
     /// How many windows overlapping samples `from..to` have a probability of at least `p`.
     pub fn count_in(&self, from: u64, to: u64, p: f32) -> usize {
-        let first = from.max(self.probs_start);
-        let last = to.min(self.done);
-        if first >= last {
-            return 0;
-        }
-        let i = ((first - self.probs_start) / WINDOW as u64) as usize;
-        let j = ((last - 1 - self.probs_start) / WINDOW as u64) as usize;
-        self.probs.range(i..=j).filter(|&&x| x >= p).count()
+        self.windows(from, to).map_or(0, |(i, j)| {
+            self.probs.range(i..=j).filter(|&&x| x >= p).count()
+        })
     }
 }
 
