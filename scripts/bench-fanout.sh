@@ -249,6 +249,20 @@ if load("before", ns[0]):
               f"{f(b['server_threads'].get('tokio-rt-worker'))} | {f(o['server_threads'].get('tokio-rt-worker'))} | "
               f"{f(b['loss_percent'])} | {f(o['loss_percent'])} | {framedrops('before', n)} | {framedrops('ours', n)} |")
 print()
+print("Server memory (resident at the end of the window; per viewer: the growth from the smallest N):")
+print()
+header("N", "ours RSS MiB", "ours peak MiB", "ours KiB per viewer", "gst RSS MiB", "gst peak MiB", "gst KiB per viewer")
+for n in ns:
+    row = [str(n)]
+    for name in ("ours", "gst"):
+        d, b = load(name, n), base[name]
+        rss = d and d.get("server_rss_mib")
+        row += [f(rss, 1), f(d and d.get("server_peak_rss_mib"), 1)]
+        b_rss = b and b.get("server_rss_mib")
+        per = 1024 * (rss - b_rss) / (n - ns[0]) if rss and b_rss and n > ns[0] else None
+        row.append(f(per, 0))
+    print("| " + " | ".join(row) + " |")
+print()
 print("Where packets were lost (whole run of each N; kernel counters):")
 print()
 print("| run | lost (seq gaps) | loadgen socket drops | softnet backlog drops | UDP RcvbufErrors | UDP SndbufErrors | UDP MemErrors |")

@@ -29,6 +29,24 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     parse_stat(&s).map(|(_, t)| t)
 }
 
+/// Resident memory of a process now and at its peak (`VmRSS`, `VmHWM` of `/proc/PID/status`),
+/// in bytes.
+pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
+    parse_memory(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn parse_memory(status: &str) -> Option<(u64, u64)> {
+    let kb = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    Some((kb("VmRSS:")? * 1024, kb("VmHWM:")? * 1024))
+}
+
 /// CPU seconds used so far by the calling process.
 pub fn own_cpu_seconds() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -261,5 +279,13 @@ mod tests {
         // Other tests of this binary may hold sockets too.
         let (_, matched) = socket_drops(None).unwrap();
         assert!(matched >= 1);
+    }
+
+    #[test]
+    fn memory_figures_come_from_the_status_file() {
+        let status = "Name:\tx\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\nThreads:\t3\n";
+        assert_eq!(parse_memory(status), Some((10_485_760, 20_971_520)));
+        assert_eq!(parse_memory("Name:\tx\n"), None);
+        assert!(process_memory(std::process::id()).is_some_and(|(rss, hwm)| rss > 0 && hwm >= rss));
     }
 }

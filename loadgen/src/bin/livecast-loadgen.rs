@@ -102,6 +102,9 @@ struct Summary {
     window_s: f64,
     tracks: Vec<TrackSummary>,
     server_cpu_seconds_per_second: Option<f64>,
+    /// The server's resident memory at the end of the window, and its peak, in MiB.
+    server_rss_mib: Option<f64>,
+    server_peak_rss_mib: Option<f64>,
     /// Per thread name (threads of one name summed), CPU seconds per second.
     server_threads: BTreeMap<String, f64>,
     loadgen_cpu_seconds_per_second: Option<f64>,
@@ -238,6 +241,7 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
         .map(|i| receiver.totals().frames(i))
         .collect();
     let cpu1 = pid.and_then(sysstat::process_cpu_seconds);
+    let mem1 = pid.and_then(sysstat::process_memory);
     let thr1 = pid.and_then(sysstat::thread_cpu_seconds);
     let own1 = sysstat::own_cpu_seconds();
     let sys1 = SystemCpu::read();
@@ -254,6 +258,10 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
     };
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         s.server_cpu_seconds_per_second = Some((b - a) / w);
+    }
+    if let Some((rss, peak)) = mem1 {
+        s.server_rss_mib = Some(rss as f64 / 1_048_576.0);
+        s.server_peak_rss_mib = Some(peak as f64 / 1_048_576.0);
     }
     if let (Some(a), Some(b)) = (&thr0, &thr1) {
         s.server_threads = sysstat::thread_cpu_rates(a, b, w);
