@@ -240,15 +240,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     tracks.extend(chat_track);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
     for (i, t) in tracks.iter().enumerate() {
-        for (sock, rtcp_of) in [
-            (&t.sockets.rtp_v4, None),
-            (&t.sockets.rtcp_v4, Some(i)),
-            (&t.sockets.rtp_v6, None),
-            (&t.sockets.rtcp_v6, Some(i)),
-        ] {
-            if let Some(s) = sock {
-                net::spawn_udp_readers(s, rtsp.clone(), rtcp_of);
-            }
+        for s in [&t.sockets.rtcp_v4, &t.sockets.rtcp_v6]
+            .into_iter()
+            .flatten()
+        {
+            net::spawn_rtcp_reader(s, rtsp.clone(), i);
         }
     }
     let mut listening = Vec::new();
