@@ -840,7 +840,9 @@ impl World {
                     track,
                     seqs,
                 } => self.retransmit(client, track, &seqs),
-                ServerEvent::SenderReport { .. } | ServerEvent::ViewerRefused { .. } => {}
+                ServerEvent::SenderReport { .. }
+                | ServerEvent::ViewerRefused { .. }
+                | ServerEvent::AuthFailed { .. } => {}
                 ServerEvent::CloseConnection { conn } => {
                     self.down.send_stream(now, Down::Fin(conn));
                     let closed = server::Input::ConnectionClosed { now, conn };

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::rtsp::server::{
-    ConnId, Input, MediaSink, Output, RtcpSource, Server, ServerConfig, ServerEvent, TrackConfig,
-    Unsubscribed,
+    failure_log_line, ConnId, Input, MediaSink, Output, RtcpSource, Server, ServerConfig,
+    ServerEvent, TrackConfig, Unsubscribed,
 };
 use livecast_proto::rtsp::{self, Limits, Message, Parsed};
 use livecast_proto::sdp::SessionDescription;
@@ -285,6 +285,17 @@ impl RtspServer {
                     // Produces no outputs: it only records where the numbering stopped.
                     let outputs = self.feed(Input::ResumeSeq { client, track, seq });
                     debug_assert!(outputs.is_empty());
+                }
+            }
+            ServerEvent::AuthFailed {
+                peer,
+                user,
+                path,
+                locked_out,
+            } => {
+                warn!("{}", failure_log_line(peer.ip(), &user, &path));
+                if locked_out {
+                    warn!(address = %peer.ip(), "too many failed attempts: address locked out");
                 }
             }
             ServerEvent::ViewerRefused { peer, why } => {
