@@ -118,6 +118,8 @@ pub struct NetConfig {
     pub call: bool,
     /// Ask for retransmissions where the server offers them (RFC 4585 NACK, RFC 4588 RTX).
     pub nack: bool,
+    /// Digest credentials; `None`: those in the URL, if any.
+    pub credentials: Option<livecast_proto::rtsp::client::Credentials>,
 }
 
 impl NetConfig {
@@ -128,6 +130,7 @@ impl NetConfig {
             low_latency: false,
             call: false,
             nack: true,
+            credentials: None,
         }
     }
 }
