@@ -341,6 +341,29 @@ impl Header for WwwAuthenticate {
     }
 }
 
+/// The challenge a client answers among the `WWW-Authenticate` values of a 401: SHA-256 if
+/// offered, else MD5 (RFC 7616 §3.7: the strongest one it can compute); `None` without a
+/// Digest challenge we can compute.
+pub fn preferred_challenge<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+) -> Option<DigestChallenge> {
+    let mut digest: Vec<DigestChallenge> = values
+        .into_iter()
+        .filter_map(|v| match WwwAuthenticate::parse(v) {
+            Ok(WwwAuthenticate::Digest(c)) => Some(c),
+            _ => None,
+        })
+        .filter(|c| !matches!(c.algorithm(), Algorithm::Other(_)))
+        .collect();
+    match digest
+        .iter()
+        .position(|c| c.algorithm() == Algorithm::Sha256)
+    {
+        Some(i) => Some(digest.swap_remove(i)),
+        None => digest.into_iter().next(),
+    }
+}
+
 /// Digest credentials (RFC 2617 §3.2.2, RFC 7616 §3.4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DigestCredentials {

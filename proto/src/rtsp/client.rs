@@ -72,7 +72,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::auth::{Algorithm, Authorization, DigestChallenge, DigestCredentials, WwwAuthenticate};
+use super::auth::{
+    preferred_challenge, Authorization, DigestChallenge, DigestCredentials, WwwAuthenticate,
+};
 use super::url::{self, RtspUrl};
 use super::{
     CSeq, Header, Method, Public, Request, Response, RtpInfo, Session, StatusCode, Transport,
@@ -1959,25 +1961,8 @@ fn redirect_location(resp: &Response) -> Option<String> {
         .flatten()
 }
 
-/// The challenge to answer: SHA-256 if offered, else MD5 (RFC 7616 §3.7: the strongest one
-/// we can compute); `None` if there is no Digest challenge we can answer.
 fn pick_challenge(resp: &Response) -> Option<DigestChallenge> {
-    let mut digest: Vec<DigestChallenge> = resp
-        .headers
-        .get_all(WwwAuthenticate::NAME)
-        .filter_map(|v| match WwwAuthenticate::parse(v) {
-            Ok(WwwAuthenticate::Digest(c)) => Some(c),
-            _ => None,
-        })
-        .filter(|c| !matches!(c.algorithm(), Algorithm::Other(_)))
-        .collect();
-    let sha = digest
-        .iter()
-        .position(|c| c.algorithm() == Algorithm::Sha256);
-    match sha {
-        Some(i) => Some(digest.swap_remove(i)),
-        None => digest.into_iter().next(),
-    }
+    preferred_challenge(resp.headers.get_all(WwwAuthenticate::NAME))
 }
 
 /// What a refusal means: 4xx (not found, unauthorized, unsupported ...) is final, except 454
