@@ -290,10 +290,13 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             }
         }
         let port = server.listening.first().map_or(8554, |l| l.port());
-        println!(
-            "watch with: ffplay {}",
-            with_user(format!("rtsp://127.0.0.1:{port}/{path}"))
-        );
+        let local = format!("rtsp://127.0.0.1:{port}/{path}");
+        let local = if authed && new_password.is_none() {
+            local.replacen("rtsp://", "rtsp://USER:PASSWORD@", 1)
+        } else {
+            with_user(local)
+        };
+        println!("watch with: ffplay {local}");
         if new_password.is_some() {
             println!(
                 "created {} with the user {DEFAULT_USER}; its password is shown only now",
