@@ -96,9 +96,10 @@ start_server() { # NAME N
     local log_file=$OUT/$1-$2.log
     case $1 in
     ours | before)
-        local bin=$SERVER
-        [ "$1" = before ] && bin=$OURS_BEFORE
-        RUST_LOG=warn "$bin" --listen "127.0.0.1:$PORT_OURS" "${OURS_VIDEO[@]}" --audio tone \
+        local bin=$SERVER open=(--no-auth)
+        # An older binary may predate --no-auth (and authentication).
+        [ "$1" = before ] && bin=$OURS_BEFORE && open=()
+        RUST_LOG=warn "$bin" "${open[@]}" --listen "127.0.0.1:$PORT_OURS" "${OURS_VIDEO[@]}" --audio tone \
             --size "$SIZE" --fps "$FPS" --bitrate "${BITRATE_KBIT}k" >"$log_file" 2>&1 &
         PID=$!
         wait_for "$log_file" '^watch with'

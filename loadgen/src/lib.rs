@@ -11,6 +11,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use livecast_proto::rtsp::auth::{
+    preferred_challenge, Authorization, DigestChallenge, DigestCredentials,
+};
+use livecast_proto::rtsp::client::Credentials;
+use livecast_proto::rtsp::Header as _;
 use livecast_proto::rtsp::{
     self, CSeq, Limits, Message, Method, Parsed, Request, Response, RtspUrl, Session, Transport,
     TransportProfile, TransportSpec,
@@ -118,11 +123,19 @@ pub struct RtspConn {
     pub session: Option<String>,
     /// Interleaved frames read while waiting for a response.
     pub pending_data: Vec<rtsp::InterleavedFrame>,
+    /// Digest credentials from the URL's `user:password@`, and the challenge they answer.
+    credentials: Option<Credentials>,
+    challenge: Option<DigestChallenge>,
 }
 
 impl RtspConn {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let addr = url_addr(url)?;
+        let parsed = RtspUrl::parse(url)?;
+        let credentials = parsed
+            .userinfo
+            .as_deref()
+            .and_then(Credentials::from_userinfo);
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -133,6 +146,8 @@ impl RtspConn {
             cseq: 0,
             url: url.to_string(),
             session: None,
+            credentials,
+            challenge: None,
             pending_data: Vec::new(),
         })
     }
@@ -179,7 +194,37 @@ impl RtspConn {
     }
 
     /// Sends a request (CSeq and Session added) and waits for its response.
-    pub async fn request(&mut self, mut req: Request) -> anyhow::Result<Response> {
+    /// Sends `req` and reads its response; a 401 is answered once with the URL's credentials
+    /// (again for a stale nonce), as the player does.
+    pub async fn request(&mut self, req: Request) -> anyhow::Result<Response> {
+        let mut tries = 0;
+        loop {
+            let resp = self.request_once(req.clone()).await?;
+            if resp.status.0 != 401 || self.credentials.is_none() || tries >= 2 {
+                return Ok(resp);
+            }
+            let Some(ch) = preferred_challenge(resp.headers.get_all("WWW-Authenticate")) else {
+                return Ok(resp);
+            };
+            if self.challenge.is_some() && !ch.stale {
+                return Ok(resp); // wrong password
+            }
+            self.challenge = Some(ch);
+            tries += 1;
+        }
+    }
+
+    async fn request_once(&mut self, mut req: Request) -> anyhow::Result<Response> {
+        if let (Some(ch), Some(cr)) = (&self.challenge, &self.credentials) {
+            let method = req.method.as_str().to_owned();
+            let cnonce = format!("{:016x}", rand::random::<u64>());
+            if let Some(d) =
+                DigestCredentials::answer(ch, &cr.user, &cr.password, &method, &req.uri, &cnonce)
+            {
+                req.headers
+                    .set("Authorization", Authorization::Digest(d).to_value());
+            }
+        }
         self.cseq += 1;
         req.headers.set_typed(&CSeq(self.cseq));
         if let Some(s) = &self.session {
@@ -253,8 +298,10 @@ pub async fn run_client_on(
 ) -> anyhow::Result<ClientStats> {
     let t0 = Instant::now();
     let mut c = RtspConn::connect(&opts.url).await?;
+    // Requests name the URL without its credentials.
+    let url = RtspUrl::parse(&opts.url)?.full;
     let resp = c
-        .request(Request::new(Method::Describe, &opts.url).header("Accept", "application/sdp"))
+        .request(Request::new(Method::Describe, &url).header("Accept", "application/sdp"))
         .await?;
     if resp.status.0 != 200 {
         bail!("DESCRIBE: {} {}", resp.status.0, resp.reason);
@@ -263,7 +310,7 @@ pub async fn run_client_on(
         .headers
         .get("Content-Base")
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{}/", opts.url));
+        .unwrap_or_else(|| format!("{url}/"));
     let text = String::from_utf8_lossy(&resp.body).to_string();
     let desc = sdp::parse(&text).map_err(|e| anyhow!("SDP: {e}"))?;
     let local_ip = c.stream.local_addr()?.ip();

@@ -1,6 +1,7 @@
 //! `livecast-player`: watch an RTSP stream (recording it all, so you can pause, seek, rewind,
 //! fast-forward and go back to live), play a recording, or make a two-way call (`--call`).
 
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -71,6 +72,16 @@ struct Args {
     /// plain RTP/AVP (for comparisons under loss).
     #[arg(long)]
     no_nack: bool,
+
+    /// User name for a server that asks for one (Digest authentication); the password comes
+    /// from --password-file. Without it, a user and password in the URL
+    /// (rtsp://USER:PASSWORD@HOST/PATH) are used.
+    #[arg(long, value_name = "NAME", requires = "password_file")]
+    user: Option<String>,
+
+    /// The password for --user: the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    password_file: Option<PathBuf>,
 
     /// Don't open an audio device (play silently).
     #[arg(long)]
@@ -167,7 +178,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Source::File(p)
     };
-    let cfg = engine_config(source, &args);
+    let mut cfg = engine_config(source, &args);
+    if let (Some(user), Some(file)) = (&args.user, &args.password_file) {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the password file {}", file.display()))?;
+        let password = text.lines().next().unwrap_or("").to_owned();
+        cfg.credentials = Some(livecast_proto::rtsp::client::Credentials {
+            user: user.clone(),
+            password,
+        });
+    }
     if args.headless {
         headless(cfg, &args)
     } else {

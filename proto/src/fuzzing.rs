@@ -11,8 +11,8 @@ use crate::codec::h264::{nal, nal_type, AccessUnit, Depacketizer, Packetizer};
 use crate::codec::Codec;
 use crate::codec::{rtx, t140};
 use crate::rtsp::{
-    parse, CSeq, ContentBase, ContentLength, ContentType, Header, Limits, Message, Parsed, Public,
-    Range, RtpInfo, Session, Transport,
+    parse, Authorization, CSeq, ContentBase, ContentLength, ContentType, Header, Limits, Message,
+    Parsed, Public, Range, RtpInfo, Session, Transport, WwwAuthenticate,
 };
 use crate::{rtcp, rtp, sdp};
 
@@ -84,6 +84,28 @@ pub fn rtsp_typed_headers_round_trip(s: &str) {
     check::<ContentBase>(s);
     check::<ContentLength>(s);
     check::<ContentType>(s);
+    check::<WwwAuthenticate>(s);
+    check::<Authorization>(s);
+}
+
+/// `WWW-Authenticate` and `Authorization` (RFC 2617, RFC 7616, RFC 7617): neither parser
+/// panics; what parses writes back to a value that parses to the same header; answering a
+/// parsed challenge and verifying parsed credentials never panic, and an answer computed for a
+/// challenge verifies against the same password's HA1.
+pub fn rtsp_auth_round_trip(s: &str) {
+    use crate::rtsp::auth::{ha1, DigestCredentials};
+    rtsp_typed_headers_round_trip(s);
+    if let Ok(WwwAuthenticate::Digest(c)) = WwwAuthenticate::parse(s) {
+        if let Some(answer) = DigestCredentials::answer(&c, "u", "p", "PLAY", "rtsp://h/x", "cn") {
+            let h1 = ha1(&c.algorithm(), "u", &c.realm, "p").expect("answered, so computable");
+            assert!(answer.verify("PLAY", &h1), "{c:?} -> {answer:?}");
+            let v = Authorization::Digest(answer.clone()).to_value();
+            assert_eq!(Authorization::parse(&v), Ok(Authorization::Digest(answer)));
+        }
+    }
+    if let Ok(Authorization::Digest(d)) = Authorization::parse(s) {
+        let _ = d.verify("DESCRIBE", "00112233445566778899aabbccddeeff");
+    }
 }
 
 /// SDP (RFC 8866 §5): the parser never panics; a description that parses writes back (CRLF,

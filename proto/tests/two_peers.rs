@@ -840,7 +840,9 @@ impl World {
                     track,
                     seqs,
                 } => self.retransmit(client, track, &seqs),
-                ServerEvent::SenderReport { .. } | ServerEvent::ViewerRefused { .. } => {}
+                ServerEvent::SenderReport { .. }
+                | ServerEvent::ViewerRefused { .. }
+                | ServerEvent::AuthFailed { .. } => {}
                 ServerEvent::CloseConnection { conn } => {
                     self.down.send_stream(now, Down::Fin(conn));
                     let closed = server::Input::ConnectionClosed { now, conn };
@@ -1384,4 +1386,83 @@ fn nack_in_a_call_within_its_shorter_wait() {
         w.log.video_sent.len(),
         w.log.given_up
     );
+}
+
+/// The server with Digest authentication: user `viewer`, password `pw`.
+fn auth_server_config() -> ServerConfig {
+    use livecast_proto::rtsp::server::{AuthConfig, Roles, User, REALM};
+    let mut cfg = server_config();
+    cfg.auth = Some(AuthConfig::new(vec![User::with_password(
+        "viewer",
+        "pw",
+        Roles::READ,
+        REALM,
+    )]));
+    cfg
+}
+
+fn with_password(password: &str) -> ClientConfig {
+    ClientConfig {
+        credentials: Some(client::Credentials {
+            user: "viewer".into(),
+            password: password.into(),
+        }),
+        ..ClientConfig::default()
+    }
+}
+
+/// Ten minutes with authentication on, 1 % loss and the connection reset at 5 minutes: each
+/// connection's first DESCRIBE is challenged and sent again with credentials, every later
+/// request (keep-alives included, on the same nonce) passes, and the stream flows as without.
+#[test]
+fn authenticated_session_survives_ten_minutes_and_a_reconnect() {
+    let mut w = World::with_server(6, with_password("pw"), lossy(0.01), auth_server_config());
+    w.run_until(300 * SEC);
+    w.reset_connection();
+    w.run_until(600 * SEC);
+    assert_eq!(w.streaming_over().len(), 2, "{:?}", w.streaming_over());
+    let describes = w
+        .log
+        .requests
+        .iter()
+        .filter(|(_, m)| *m == Method::Describe)
+        .count();
+    assert_eq!(describes, 4, "one 401 and one answer per connection");
+    assert_eq!(
+        w.log.sessions_ended,
+        vec![(300 * SEC, EndReason::ConnectionClosed)],
+        "no session lost to a stale nonce or a refused keep-alive"
+    );
+    assert!(
+        w.log.media_received[0] > 580 * 30,
+        "{:?}",
+        w.log.media_received
+    );
+    assert_eq!(w.server.playing_count(), 1);
+}
+
+/// A wrong password: the server answers after its random delay and closes; the client ends
+/// with the reason and never connects again.
+#[test]
+fn wrong_password_ends_the_client_without_reconnecting() {
+    let mut w = World::with_server(7, with_password("nope"), lossy(0.0), auth_server_config());
+    w.run_until(120 * SEC);
+    let ended: Vec<&ClientEvent> = w
+        .log
+        .client_events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, ClientEvent::Ended(_)))
+        .collect();
+    assert!(
+        matches!(&ended[..], [ClientEvent::Ended(client::End::Failed(m))] if m.contains("wrong user name or password")),
+        "{ended:?}"
+    );
+    let at = w.events(|e| matches!(e, ClientEvent::Ended(_)))[0];
+    assert!(
+        at <= 5 * SEC,
+        "answered within the 4 s delay and a few hops: {at:?}"
+    );
+    assert_eq!(w.log.connects.len(), 1);
+    assert!(w.log.sessions_started.is_empty());
 }

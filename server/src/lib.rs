@@ -17,8 +17,9 @@
 //!   its effects (subscribe a client to a track, keyframe requests, sender reports).
 //!
 //! ## Limitations
-//! One stream per server (`/live`); no multicast; no authentication (run it on networks you
-//! trust, or behind a tunnel); RTSP 2.0 clients get `505`.
+//! One stream per server (`/live`); no multicast; Digest authentication ([`users`], on in
+//! the `livecast-server` binary, off in [`ServerConfig`] by default) but no TLS yet, so the
+//! media cross the network in clear; RTSP 2.0 clients get `505`.
 
 pub mod captions;
 pub mod chat;
@@ -31,6 +32,7 @@ pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
 pub mod track;
+pub mod users;
 
 /// The log filter when `RUST_LOG` is not set: our `info` lines (a handful at start), and
 /// whisper.cpp's own model-loading report (about 35 lines at its INFO) only from `RUST_LOG=debug`

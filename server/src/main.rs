@@ -1,13 +1,16 @@
 //! `livecast-server`: stream a camera and microphone (or test sources, or files) over RTSP.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use livecast_proto::rtsp::server::{AuthConfig, Roles};
 use livecast_proto::rtsp::Limits;
 use livecast_server::cli::MediaArgs;
 use livecast_server::net::{local_addresses, rtsp_url};
 use livecast_server::rtsp_server::RtspConfig;
+use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +21,19 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Let anyone who reaches the port watch (no Digest authentication).
+    #[arg(long)]
+    no_auth: bool,
+
+    /// The users file (who may watch: names, roles, Digest HA1s). Default:
+    /// ~/.local/share/livecast/users ($XDG_DATA_HOME/livecast/users), created on first start
+    /// with the user viewer and a random password, printed once.
+    #[arg(long, value_name = "FILE", global = true)]
+    users: Option<PathBuf>,
+
     /// Address to accept RTSP connections on; repeat for several. Default: 0.0.0.0:8554 and
     /// [::]:8554 (every IPv4 and IPv6 address).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -40,6 +56,116 @@ struct Args {
     max_viewers: Option<u64>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Manage the users file (--users FILE, or the default one).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum UserAction {
+    /// Add a user; the password comes from --password-file, else stdin (a prompt on a terminal).
+    Add {
+        name: String,
+        /// Roles, comma separated: read (watch), publish (reserved for relays).
+        #[arg(long, default_value = "read")]
+        role: String,
+        /// Read the password from the first line of FILE.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a user's password (as for add).
+    Passwd {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Remove a user.
+    Remove { name: String },
+    /// List the users and their roles.
+    List,
+}
+
+/// The first line of `file`, or of stdin (after a prompt with echo off on a terminal).
+fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let line = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        None => {
+            let tty = std::io::stdin().is_terminal();
+            if tty {
+                eprint!("password: ");
+                let _ = std::process::Command::new("stty").arg("-echo").status();
+            }
+            let mut line = String::new();
+            let r = std::io::stdin().lock().read_line(&mut line);
+            if tty {
+                let _ = std::process::Command::new("stty").arg("echo").status();
+                eprintln!();
+            }
+            r?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if line.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    Ok(line)
+}
+
+/// `livecast-server user ...`.
+#[allow(clippy::print_stdout)]
+fn user_command(path: &Path, action: UserAction) -> anyhow::Result<()> {
+    let (mut users, created) = Users::load_or_create(path)?;
+    if let Some(pw) = created {
+        println!(
+            "created {} with the user {DEFAULT_USER}, password {pw} (printed only now)",
+            path.display()
+        );
+    }
+    match action {
+        UserAction::Add {
+            name,
+            role,
+            password_file,
+        } => {
+            let roles = Roles::parse(&role).map_err(anyhow::Error::msg)?;
+            livecast_server::users::check_name(&name)?;
+            if users.get(&name).is_some() {
+                anyhow::bail!("user {name} exists (livecast-server user passwd {name})");
+            }
+            let pw = read_password(password_file.as_deref())?;
+            users.set(&name, &pw, Some(roles), true)?;
+        }
+        UserAction::Passwd {
+            name,
+            password_file,
+        } => {
+            if users.get(&name).is_none() {
+                anyhow::bail!("no user {name} (livecast-server user add {name})");
+            }
+            let pw = read_password(password_file.as_deref())?;
+            users.set(&name, &pw, None, false)?;
+        }
+        UserAction::Remove { name } => users.remove(&name)?,
+        UserAction::List => {
+            for u in &users.users {
+                println!("{} {}", u.name, u.roles);
+            }
+            return Ok(());
+        }
+    }
+    users.save(path)
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -49,7 +175,26 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let users_path = match args.users.clone().or_else(default_users_path) {
+        Some(p) => p,
+        None if args.no_auth && args.command.is_none() => PathBuf::new(),
+        None => {
+            eprintln!(
+                "livecast-server: no HOME or XDG_DATA_HOME for the users file: give --users FILE"
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::User { action }) = args.command.take() {
+        return match user_command(&users_path, action) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("livecast-server: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // Every session uses a socket or two; don't let the default soft limit of 1024 cap them.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-file limit: {e}");
@@ -64,7 +209,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
+    match rt.block_on(run(args, users_path)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("livecast-server: {e:#}");
@@ -73,13 +218,34 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     let listen = if args.listen.is_empty() {
         livecast_server::cli::default_listen()
     } else {
         args.listen.clone()
     };
     let path = args.path.trim_matches('/').to_string();
+    // Who may watch: the users file, created with a viewer on first start.
+    let (auth, new_password) = if args.no_auth {
+        tracing::warn!("--no-auth: anyone who can reach the server may watch");
+        (None, None)
+    } else {
+        let (users, pw) = Users::load_or_create(&users_path)?;
+        if users.users.is_empty() {
+            tracing::warn!(
+                "{} has no users: nobody can watch (livecast-server user add NAME)",
+                users_path.display()
+            );
+        }
+        (Some(AuthConfig::new(users.users)), pw)
+    };
+    let authed = auth.is_some();
+    // The printed URLs carry the credentials when the password is known (just generated).
+    let url_user = match &new_password {
+        Some(pw) => format!("{DEFAULT_USER}:{pw}@"),
+        None => String::new(),
+    };
+    let with_user = |url: String| url.replacen("rtsp://", &format!("rtsp://{url_user}"), 1);
     let cfg = ServerConfig {
         listen,
         media: args.media.media_config((1280, 720), 2_000_000),
@@ -88,6 +254,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             session_timeout: Duration::from_secs(args.session_timeout),
             limits: Limits::default(),
             max_viewers: args.max_viewers.map(|n| n as usize),
+            auth,
         },
         captions: args.media.caption_config(),
         title: "Livecast".into(),
@@ -116,16 +283,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .into_iter()
                     .filter(|ip| ip.is_ipv4() == l.is_ipv4())
                 {
-                    println!("  {}", rtsp_url(ip, l.port(), &path));
+                    println!("  {}", with_user(rtsp_url(ip, l.port(), &path)));
                 }
             } else {
-                println!("  {}", rtsp_url(l.ip(), l.port(), &path));
+                println!("  {}", with_user(rtsp_url(l.ip(), l.port(), &path)));
             }
         }
-        println!(
-            "watch with: ffplay rtsp://127.0.0.1:{}/{path}",
-            server.listening.first().map_or(8554, |l| l.port())
-        );
+        let port = server.listening.first().map_or(8554, |l| l.port());
+        let local = format!("rtsp://127.0.0.1:{port}/{path}");
+        let local = if authed && new_password.is_none() {
+            local.replacen("rtsp://", "rtsp://USER:PASSWORD@", 1)
+        } else {
+            with_user(local)
+        };
+        println!("watch with: ffplay {local}");
+        if new_password.is_some() {
+            println!(
+                "created {} with the user {DEFAULT_USER}; its password is shown only now",
+                users_path.display()
+            );
+        } else if authed {
+            println!(
+                "access: Digest, users in {} (rtsp://USER:PASSWORD@HOST:{port}/{path}; \
+                 set a password with: livecast-server user passwd {DEFAULT_USER})",
+                users_path.display()
+            );
+        }
     }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::rtsp::server::{
-    ConnId, Input, MediaSink, Output, RtcpSource, Server, ServerConfig, ServerEvent, TrackConfig,
-    Unsubscribed,
+    failure_log_line, ConnId, Input, MediaSink, Output, RtcpSource, Server, ServerConfig,
+    ServerEvent, TrackConfig, Unsubscribed,
 };
 use livecast_proto::rtsp::{self, Limits, Message, Parsed};
 use livecast_proto::sdp::SessionDescription;
@@ -65,6 +65,9 @@ pub struct RtspConfig {
     pub limits: Limits,
     /// Viewers served at most (`--max-viewers`); more get `453 Not Enough Bandwidth`.
     pub max_viewers: Option<usize>,
+    /// Digest authentication (the users from the users file); `None`, the default here, lets
+    /// anyone watch. The `livecast-server` binary turns it on unless `--no-auth`.
+    pub auth: Option<livecast_proto::rtsp::server::AuthConfig>,
 }
 
 impl Default for RtspConfig {
@@ -74,6 +77,7 @@ impl Default for RtspConfig {
             session_timeout: Duration::from_secs(60),
             limits: Limits::default(),
             max_viewers: None,
+            auth: None,
         }
     }
 }
@@ -116,6 +120,7 @@ impl RtspServer {
         sm_cfg.idle_connection_timeout = IDLE_CONNECTION;
         sm_cfg.max_sessions = MAX_SESSIONS;
         sm_cfg.max_viewers = cfg.max_viewers;
+        sm_cfg.auth = cfg.auth.clone();
         sm_cfg.server_name = concat!("livecast/", env!("CARGO_PKG_VERSION")).into();
         let now = Instant::now();
         Arc::new(Self {
@@ -285,6 +290,17 @@ impl RtspServer {
                     // Produces no outputs: it only records where the numbering stopped.
                     let outputs = self.feed(Input::ResumeSeq { client, track, seq });
                     debug_assert!(outputs.is_empty());
+                }
+            }
+            ServerEvent::AuthFailed {
+                peer,
+                user,
+                path,
+                locked_out,
+            } => {
+                warn!("{}", failure_log_line(peer.ip(), &user, &path));
+                if locked_out {
+                    warn!(address = %peer.ip(), "too many failed attempts: address locked out");
                 }
             }
             ServerEvent::ViewerRefused { peer, why } => {

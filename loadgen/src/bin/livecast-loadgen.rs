@@ -175,6 +175,8 @@ async fn control_probe(url: String, window: Duration) -> Vec<f64> {
     let Ok(mut c) = livecast_loadgen::RtspConn::connect(&url).await else {
         return times;
     };
+    // Requests name the URL without its credentials.
+    let url = livecast_proto::rtsp::RtspUrl::parse(&url).map_or(url, |u| u.full);
     let end = Instant::now() + window;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while Instant::now() < end {

@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub captions_out: Option<PathBuf>,
     /// Sees what goes to the loudspeaker (the echo canceller's far end in a call).
     pub playout_tap: Option<super::audio_out::PlayoutTap>,
+    /// User name and password for a server that asks (Digest); `None`: those in the URL.
+    pub credentials: Option<livecast_proto::rtsp::client::Credentials>,
 }
 
 impl EngineConfig {
@@ -65,6 +67,7 @@ impl EngineConfig {
             nack: true,
             captions_out: None,
             playout_tap: None,
+            credentials: None,
         }
     }
 }

@@ -68,6 +68,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
                 low_latency: cfg.low_latency || cfg.call,
                 call: cfg.call,
                 nack: cfg.nack,
+                credentials: cfg.credentials.clone(),
             };
             let sh = shared.clone();
             let record = cfg.record.clone();

@@ -41,8 +41,11 @@
 //!   arrival (RFC 2326 §12.33), else from the first packet's arrival.
 //! - A unit's `arrival_us` is when it left the jitter buffer, complete and in order.
 //!
-//! Limitations: no authentication (401 is fatal), no RTSP over HTTP, no RTSP 2.0, no
-//! multicast; no NACK (RFC 4585 §6.2.1): a lost packet is lost.
+//! Authentication: Digest (MD5 or SHA-256) with [`NetConfig::credentials`] or the URL's,
+//! answered by the client state machine; a wrong password or none ends the session (fatal).
+//!
+//! Limitations: no Basic authentication (it needs TLS), no RTSP over HTTP, no RTSP 2.0, no
+//! multicast.
 
 mod conn;
 mod describe;
@@ -118,6 +121,8 @@ pub struct NetConfig {
     pub call: bool,
     /// Ask for retransmissions where the server offers them (RFC 4585 NACK, RFC 4588 RTX).
     pub nack: bool,
+    /// Digest credentials; `None`: those in the URL, if any.
+    pub credentials: Option<livecast_proto::rtsp::client::Credentials>,
 }
 
 impl NetConfig {
@@ -128,6 +133,7 @@ impl NetConfig {
             low_latency: false,
             call: false,
             nack: true,
+            credentials: None,
         }
     }
 }

@@ -51,12 +51,16 @@
 //!                        └──Event(ClientEvent)──> shell ──> viewer
 //! ```
 //!
+//! Digest authentication (RFC 2326 §12.5, RFC 2617 / RFC 7616): the credentials come from
+//! [`ClientConfig::credentials`] or else the URL's `user:password@` (percent-decoded; never
+//! put in requests). A `401` to a blocking request is answered once: the request is sent again
+//! under a new `CSeq` with `Authorization` for the SHA-256 challenge if one is offered, else
+//! the MD5 one, and every later request of the connection carries it too. A `401` to a request
+//! that already carried credentials ends the session ([`End::Failed`], no reconnecting) unless
+//! the challenge says `stale=TRUE` (then it is answered with the new nonce); without
+//! credentials a `401` ends it at once, saying how to give them.
+//!
 //! Adding to it later, as states and events rather than shell code:
-//! - Digest authentication (RFC 2617 via RFC 2326 §12.5): a 401 to any blocking request
-//!   keeps the request, answers it with `Authorization` from the `WWW-Authenticate`
-//!   challenge and credentials from [`RtspUrl::userinfo`] (or a new `Input::Credentials`),
-//!   and resends it under a new `CSeq`; later requests carry the header too. The place is
-//!   `on_blocking_response`, before the refusal.
 //! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
 //!   with `mode=record`, RECORD instead of PLAY; the watchdog then watches our own sending
 //!   instead of RTP arriving. The steps are variants of the private `Step`; the rest is shared.
@@ -68,6 +72,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::auth::{
+    preferred_challenge, Authorization, DigestChallenge, DigestCredentials, WwwAuthenticate,
+};
 use super::url::{self, RtspUrl};
 use super::{
     CSeq, Header, Method, Public, Request, Response, RtpInfo, Session, StatusCode, Transport,
@@ -207,6 +214,62 @@ pub struct ClientConfig {
     pub no_playable_track: String,
     pub timers: Timers,
     pub nack: NackConfig,
+    /// User name and password for Digest authentication; `None`: those of the URL, if any.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password (RFC 2617).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials {{ user: {:?}, password: <hidden> }}",
+            self.user
+        )
+    }
+}
+
+impl Credentials {
+    /// From a URL's `user[:password]` (percent-encoding undone; `None` for an empty user).
+    pub fn from_userinfo(userinfo: &str) -> Option<Self> {
+        let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let user = percent_decode(u);
+        (!user.is_empty()).then(|| Credentials {
+            user,
+            password: percent_decode(p),
+        })
+    }
+}
+
+/// `%XX` escapes undone (RFC 3986 §2.1); a malformed escape stays as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Default for ClientConfig {
@@ -219,6 +282,7 @@ impl Default for ClientConfig {
             no_playable_track: "no playable track in the session description".into(),
             timers: Timers::default(),
             nack: NackConfig::default(),
+            credentials: None,
         }
     }
 }
@@ -514,6 +578,8 @@ struct Awaiting {
     /// When it went, if its answer measures the round trip (not DESCRIBE, which a server
     /// may answer only once its encoder has started).
     sent: Option<Instant>,
+    /// The request, to send again after a 401.
+    req: Request,
 }
 
 /// State of one connection attempt.
@@ -538,6 +604,8 @@ struct Attempt {
     in_flight: u32,
     server_paused: bool,
     dog: Watchdog,
+    /// The Digest challenge every request of this connection answers, once a 401 gave one.
+    challenge: Option<DigestChallenge>,
     next_keepalive: Option<Instant>,
     next_rr: Option<Instant>,
     next_stats: Option<Instant>,
@@ -620,6 +688,7 @@ impl Attempt {
             in_flight: 0,
             server_paused: true,
             dog: Watchdog::new(false, Duration::ZERO, Duration::ZERO),
+            challenge: None,
             next_keepalive: None,
             next_rr: None,
             next_stats: None,
@@ -680,6 +749,8 @@ pub struct Client {
     answered: bool,
     /// Smoothed round trip to the server (RFC 6298's 1/8 gain), once measured.
     srtt: Option<Duration>,
+    /// For Digest authentication: the configured ones, else the URL's.
+    credentials: Option<Credentials>,
 }
 
 impl Client {
@@ -687,7 +758,21 @@ impl Client {
     /// intervals, backoff jitter). A URL that is not `rtsp://` ends it at once
     /// ([`End::Failed`]).
     pub fn new(cfg: ClientConfig, url: &str, now: Instant, seed: u64) -> Self {
+        // Credentials never go into requests: the URL is used without them.
+        let parsed = RtspUrl::parse(url);
+        let credentials = cfg.credentials.clone().or_else(|| {
+            parsed
+                .as_ref()
+                .ok()
+                .and_then(|u| u.userinfo.as_deref())
+                .and_then(Credentials::from_userinfo)
+        });
+        let url = match &parsed {
+            Ok(u) => u.full.as_str(),
+            Err(_) => url,
+        };
         let mut c = Client {
+            credentials,
             tcp: cfg.transport == TransportMode::Tcp,
             backoff: cfg.timers.backoff_min,
             cfg,
@@ -710,7 +795,7 @@ impl Client {
         } else {
             ClientEvent::Connecting
         });
-        if let Err(e) = RtspUrl::parse(url) {
+        if let Err(e) = parsed {
             c.step = Step::Ended;
             c.emit(ClientEvent::Ended(End::Failed(e.to_string())));
         } else {
@@ -1056,12 +1141,14 @@ impl Client {
 
     fn send_teardown(&mut self, url: String, until: Instant) {
         let what = format!("TEARDOWN {url}");
-        let cseq = self.send(Request::new(Method::Teardown, url));
+        let req = Request::new(Method::Teardown, url);
+        let cseq = self.send(req.clone());
         self.a.awaiting = Some(Awaiting {
             cseq,
             deadline: until,
             what,
             sent: None,
+            req,
         });
     }
 
@@ -1304,6 +1391,16 @@ impl Client {
                 req.headers.set(Session::NAME, s.as_str());
             }
         }
+        if let (Some(ch), Some(cr)) = (&self.a.challenge, &self.credentials) {
+            let cnonce = format!("{:016x}", self.rng.random::<u64>());
+            let method = req.method.as_str().to_owned();
+            if let Some(d) =
+                DigestCredentials::answer(ch, &cr.user, &cr.password, &method, &req.uri, &cnonce)
+            {
+                req.headers
+                    .set(Authorization::NAME, Authorization::Digest(d).to_value());
+            }
+        }
         self.out.push_back(Output::Transmit(req));
         self.a.cseq
     }
@@ -1312,12 +1409,13 @@ impl Client {
     fn send_blocking(&mut self, req: Request, now: Instant) {
         let what = format!("{} {}", req.method, req.uri);
         let sent = (req.method != Method::Describe).then_some(now);
-        let cseq = self.send(req);
+        let cseq = self.send(req.clone());
         self.a.awaiting = Some(Awaiting {
             cseq,
             deadline: now + self.cfg.timers.request,
             what,
             sent,
+            req,
         });
     }
 
@@ -1355,10 +1453,24 @@ impl Client {
             // A server that leaves out CSeq: one blocking request is outstanding.
             .is_some_and(|w| cseq.is_none_or(|c| c == w.cseq));
         if ours {
-            if let Some(sent) = self.a.awaiting.take().and_then(|w| w.sent) {
+            let Some(w) = self.a.awaiting.take() else {
+                return;
+            };
+            if let Some(sent) = w.sent {
                 self.rtt_sample(now.saturating_duration_since(sent));
             }
+            // (A TEARDOWN refused goes on to the next one, as any answer does.)
+            let tearing_down = matches!(self.step, Step::TearingDown { .. } | Step::Ended);
+            if resp.status == StatusCode::UNAUTHORIZED && !tearing_down {
+                return self.on_unauthorized(&resp, w.req, now);
+            }
             return self.on_blocking_response(resp, now);
+        }
+        if resp.status == StatusCode::UNAUTHORIZED {
+            // A keep-alive, PAUSE or PLAY on a nonce gone stale: later requests use the new one.
+            if let Some(ch) = pick_challenge(&resp).filter(|c| c.stale) {
+                self.a.challenge = Some(ch);
+            }
         }
         let Some((kind, _, sent)) = cseq.and_then(|c| self.a.pending.remove(&c)) else {
             return; // late, or not ours
@@ -1397,6 +1509,38 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// A 401 to the blocking request `req`: answer the challenge once (or again for a stale
+    /// nonce), or end with a message that says what is wrong.
+    fn on_unauthorized(&mut self, resp: &Response, mut req: Request, now: Instant) {
+        let what = format!("{}", req.method);
+        let Some(ch) = pick_challenge(resp) else {
+            let why = format!(
+                "{what}: the server requires authentication (401) by a scheme other than Digest MD5/SHA-256"
+            );
+            return self.finish(Outcome::Fatal(why), now);
+        };
+        if self.credentials.is_none() {
+            let why = format!(
+                "{what}: the server requires a user name and password (401): give them in the URL \
+                 (rtsp://USER:PASSWORD@HOST:PORT/PATH) or with --user and --password-file"
+            );
+            return self.finish(Outcome::Fatal(why), now);
+        }
+        // Once challenged, every request of the connection carried credentials.
+        let had_credentials = self.a.challenge.is_some();
+        if had_credentials && !ch.stale {
+            let user = self.credentials.as_ref().map_or("", |c| c.user.as_str());
+            let why = format!(
+                "{what}: the server refused user {user:?} (401): wrong user name or password"
+            );
+            return self.finish(Outcome::Fatal(why), now);
+        }
+        self.a.challenge = Some(ch);
+        req.headers.remove(Authorization::NAME);
+        req.headers.remove(CSeq::NAME);
+        self.send_blocking(req, now);
     }
 
     fn on_blocking_response(&mut self, resp: Response, now: Instant) {
@@ -1817,12 +1961,16 @@ fn redirect_location(resp: &Response) -> Option<String> {
         .flatten()
 }
 
+fn pick_challenge(resp: &Response) -> Option<DigestChallenge> {
+    preferred_challenge(resp.headers.get_all(WwwAuthenticate::NAME))
+}
+
 /// What a refusal means: 4xx (not found, unauthorized, unsupported ...) is final, except 454
 /// (the session is gone: set up a new one); anything else may pass.
 fn refused(what: &str, resp: &Response) -> Outcome {
     let code = resp.status.0;
     let msg = match code {
-        401 => format!("{what}: the server requires authentication (401), which is not supported"),
+        401 => format!("{what}: the server refused the credentials (401)"),
         404 => format!("{what}: stream not found (404 {})", resp.reason),
         _ => format!("{what} refused: {code} {}", resp.reason),
     };

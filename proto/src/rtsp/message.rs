@@ -145,6 +145,7 @@ impl StatusCode {
     pub const OK: StatusCode = StatusCode(200);
     pub const BAD_REQUEST: StatusCode = StatusCode(400);
     pub const UNAUTHORIZED: StatusCode = StatusCode(401);
+    pub const FORBIDDEN: StatusCode = StatusCode(403);
     pub const NOT_FOUND: StatusCode = StatusCode(404);
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
     pub const NOT_ACCEPTABLE: StatusCode = StatusCode(406);

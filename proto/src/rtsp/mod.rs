@@ -12,6 +12,8 @@
 //!   `CSeq` (§12.17), `Session` (§12.37), `Transport` (§12.39), `Range` (§12.29), `RTP-Info`
 //!   (§12.33), `Public` (§12.28), `Content-Base` (§12.11), `Content-Length` (§12.14) and
 //!   `Content-Type` (§12.16).
+//! - [`auth`]: `WWW-Authenticate` (§12.44) and `Authorization` (§12.5): Digest (RFC 2617,
+//!   RFC 7616: MD5, SHA-256) and Basic, with the response computation and a constant-time check.
 //! - [`client`]: the client session (OPTIONS ... TEARDOWN, transport fallback, keep-alive,
 //!   reconnection) as a Sans-IO state machine.
 //! - [`session`]: the server session states of RFC 2326 appendix A.1.
@@ -29,6 +31,7 @@
 //! [`Version::Other`], so a server can answer `505`); RTSP over HTTP tunnelling is not
 //! supported; `Range` understands only normal play time (§3.6) and keeps other units verbatim.
 
+pub mod auth;
 pub mod client;
 pub mod headers;
 pub mod message;
@@ -40,6 +43,7 @@ pub mod url;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{Algorithm, Authorization, DigestChallenge, DigestCredentials, WwwAuthenticate};
 pub use headers::{
     CSeq, ContentBase, ContentLength, ContentType, Header, HeaderError, Headers, NptTime, Public,
     Range, RtpInfo, RtpInfoEntry, Session, Transport, TransportProfile, TransportSpec,

@@ -55,11 +55,14 @@
 //! SSRC for an `RTP/AVPF` client, the original packet for a plain `RTP/AVP` one, nothing over
 //! TCP.
 //!
+//! Access control ([`access`], on when [`ServerConfig::auth`] holds a users table): every
+//! request but OPTIONS needs Digest credentials of a user with the `read` role. A request
+//! without them gets `401` with two challenges (SHA-256, then MD5) on a nonce bound to the
+//! connection; wrong credentials get their `401` after a random delay ([`Output::Transmit`] at
+//! a deadline, in virtual time), then the connection closes, with a
+//! [`ServerEvent::AuthFailed`] to log; an address that fails too often gets `403` for a while.
+//!
 //! ## Extending it
-//! - Authentication: a check at the top of request handling (after CSeq and version) that
-//!   answers `401` with a `WWW-Authenticate` challenge ([`header_names::WWW_AUTHENTICATE`])
-//!   and a nonce drawn from the same seeded generator, and keeps per-connection credentials in
-//!   the connection table; the shell is unchanged.
 //! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
 //!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the
 //!   shell maps to an ingest path, the way [`ServerEvent::Subscribe`] maps to the fan-out.
@@ -79,6 +82,7 @@ use super::url;
 use crate::rtcp;
 use crate::sdp::SessionDescription;
 use crate::time::Ssrc;
+pub use access::{failure_log_line, AuthConfig, Roles, User, REALM};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -198,6 +202,8 @@ pub struct ServerConfig {
     pub keyframe_request_interval: Duration,
     /// Packets one session may have resent per second at most (its NACKs beyond are dropped).
     pub retransmissions_per_second: u32,
+    /// Digest authentication against a users table; `None` (the default): anyone may watch.
+    pub auth: Option<AuthConfig>,
 }
 
 impl ServerConfig {
@@ -214,6 +220,7 @@ impl ServerConfig {
             tracks,
             keyframe_request_interval: KEYFRAME_REQUEST_INTERVAL,
             retransmissions_per_second: RETRANSMISSIONS_PER_SECOND,
+            auth: None,
         }
     }
 }
@@ -351,6 +358,16 @@ pub enum ServerEvent {
         sink: MediaSink,
         reason: Unsubscribed,
     },
+    /// A request from `peer` carried wrong credentials (unknown `user`, or a wrong response)
+    /// for `path`; its `401` follows after a delay and the connection closes. `locked_out`:
+    /// this failure used up the address's budget, it now gets `403` for
+    /// [`AuthConfig::lockout`]. Log it with [`failure_log_line`].
+    AuthFailed {
+        peer: SocketAddr,
+        user: String,
+        path: String,
+        locked_out: bool,
+    },
     /// A new viewer from `peer` was refused with `453` (`why`: the limit or the overload).
     ViewerRefused { peer: SocketAddr, why: String },
     /// A client asked for a keyframe of `track` (RTCP PLI or FIR).
@@ -414,6 +431,9 @@ struct Conn {
     closing: bool,
     /// Sessions this connection created (a connection with none can become idle).
     sessions: usize,
+    /// A failed authentication's answer is waiting: requests get nothing until it is sent and
+    /// the connection closed.
+    penalized: bool,
 }
 
 /// One track as set up by a client.
@@ -477,6 +497,13 @@ impl From<StateError> for Fail {
     }
 }
 
+/// What access control makes of a request.
+enum Gate {
+    Pass,
+    Answer(Response, bool),
+    Held,
+}
+
 enum Target {
     Aggregate,
     Track(usize),
@@ -502,6 +529,11 @@ pub struct Server {
     wake: Option<Instant>,
     /// The shell said the media path is overloaded ([`Input::Overloaded`]).
     overloaded: bool,
+    /// Authentication state, when configured.
+    access: Option<access::Access>,
+    /// Answers held back until their instant (failed authentication), each closing its
+    /// connection once sent.
+    delayed: Vec<(Instant, ConnId, Response)>,
 }
 
 impl Server {
@@ -509,6 +541,8 @@ impl Server {
     /// sequence numbers.
     pub fn new(cfg: ServerConfig, seed: u64, now: Instant) -> Self {
         Server {
+            access: cfg.auth.clone().map(access::Access::new),
+            delayed: Vec::new(),
             cfg,
             rng: SmallRng::seed_from_u64(seed),
             conns: BTreeMap::new(),
@@ -573,6 +607,7 @@ impl Server {
                         last_activity: now,
                         closing: false,
                         sessions: 0,
+                        penalized: false,
                     },
                 );
                 self.wake = None;
@@ -589,6 +624,20 @@ impl Server {
                     .get_mut(&conn)
                     .ok_or(ServerError::UnknownConnection(conn))?;
                 c.last_activity = c.last_activity.max(now);
+                if c.penalized {
+                    return Ok(());
+                }
+                match self.authorize(&req, conn, now) {
+                    Gate::Pass => {}
+                    Gate::Held => return Ok(()),
+                    Gate::Answer(response, close) => {
+                        self.out.push_back(Output::Transmit { conn, response });
+                        if close {
+                            self.close_connection(conn);
+                        }
+                        return Ok(());
+                    }
+                }
                 // The response goes out before the effects of its request (a PLAY's Subscribe),
                 // so an interleaved client reads it before the first packet it announces.
                 let at = self.out.len();
@@ -623,6 +672,10 @@ impl Server {
             Input::ConnectionClosed { now, conn } => {
                 self.tick(now);
                 self.conns.remove(&conn);
+                self.delayed.retain(|(_, c, _)| *c != conn);
+                if let Some(a) = &mut self.access {
+                    a.forget(conn);
+                }
                 let ids: Vec<String> = self
                     .sessions
                     .iter()
@@ -679,8 +732,10 @@ impl Server {
     fn next_timeout(&self) -> Instant {
         let sessions = self.sessions.values().map(SessionEntry::next_deadline);
         let idle = self.idle_deadlines().map(|(_, t)| t);
+        let delayed = self.delayed.iter().map(|(t, _, _)| *t);
         sessions
             .chain(idle)
+            .chain(delayed)
             .min()
             .unwrap_or(self.last_now + Duration::from_secs(3600))
     }
@@ -694,6 +749,14 @@ impl Server {
     }
 
     fn on_timeout(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|(t, _, _)| *t <= now);
+        self.delayed = later;
+        for (_, conn, response) in due {
+            self.out.push_back(Output::Transmit { conn, response });
+            self.close_connection(conn);
+        }
         let expired: Vec<String> = self
             .sessions
             .iter()
@@ -897,6 +960,74 @@ impl Server {
                 seqs,
             }));
         }
+    }
+
+    /// Access control, when configured: whether the request goes through, is answered now
+    /// (and whether the connection closes after), or was a failed attempt whose answer waits
+    /// in `delayed`.
+    fn authorize(&mut self, req: &Request, conn: ConnId, now: Instant) -> Gate {
+        let (Some(access), Some(c)) = (self.access.as_mut(), self.conns.get(&conn)) else {
+            return Gate::Pass;
+        };
+        let peer = c.peer;
+        let cseq = req.headers.get_typed::<CSeq>().ok().flatten();
+        match access.check(now, conn, peer.ip(), req) {
+            access::Verdict::Allow => Gate::Pass,
+            access::Verdict::Challenge { stale } => {
+                Gate::Answer(self.challenge(cseq, conn, now, stale), false)
+            }
+            access::Verdict::Failed { user, locked_out } => {
+                let max = access.cfg.max_failure_delay;
+                let response = self
+                    .challenge(cseq, conn, now, false)
+                    .header(header_names::CONNECTION, "close");
+                let delay_ms = self.rng.random_range(0..=max.as_millis() as u64);
+                self.delayed
+                    .push((now + Duration::from_millis(delay_ms), conn, response));
+                self.wake = None;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.penalized = true;
+                }
+                let path = url::request_path(&req.uri).unwrap_or(&req.uri).to_owned();
+                self.out.push_back(Output::Event(ServerEvent::AuthFailed {
+                    peer,
+                    user,
+                    path,
+                    locked_out,
+                }));
+                Gate::Held
+            }
+            access::Verdict::LockedOut => Gate::Answer(
+                self.error(
+                    StatusCode::FORBIDDEN,
+                    cseq,
+                    "too many failed attempts from this address",
+                )
+                .header(header_names::CONNECTION, "close"),
+                true,
+            ),
+            access::Verdict::Forbidden => Gate::Answer(
+                self.error(StatusCode::FORBIDDEN, cseq, "this user may not watch"),
+                false,
+            ),
+        }
+    }
+
+    /// `401` with the two challenges on a fresh nonce for `conn`.
+    fn challenge(
+        &mut self,
+        cseq: Option<CSeq>,
+        conn: ConnId,
+        now: Instant,
+        stale: bool,
+    ) -> Response {
+        let mut r = self.error(StatusCode::UNAUTHORIZED, cseq, "authentication required");
+        if let Some(a) = self.access.as_mut() {
+            for v in a.challenge(&mut self.rng, now, conn, stale) {
+                r = r.header(header_names::WWW_AUTHENTICATE, v);
+            }
+        }
+        r
     }
 
     /// Handles one request; returns the response and whether the connection closes after it.
@@ -1463,6 +1594,8 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+pub mod access;
 
 #[cfg(test)]
 mod tests;

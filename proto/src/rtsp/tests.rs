@@ -13,6 +13,10 @@ macro_rules! golden {
 const FFMPEG_OPTIONS: &[u8] = golden!("ffmpeg_options.txt");
 const FFMPEG_DESCRIBE: &[u8] = golden!("ffmpeg_describe.txt");
 const FFMPEG_DESCRIBE_DIGEST: &[u8] = golden!("ffmpeg_describe_digest.txt");
+const FFMPEG_DESCRIBE_DIGEST_TWO: &[u8] = golden!("ffmpeg_describe_digest_two_challenges.txt");
+const FFMPEG_SETUP_DIGEST: &[u8] = golden!("ffmpeg_setup_digest.txt");
+const GSTREAMER_DESCRIBE_DIGEST: &[u8] = golden!("gstreamer_describe_digest.txt");
+const GSTREAMER_SETUP_DIGEST: &[u8] = golden!("gstreamer_setup_digest.txt");
 const FFMPEG_SETUP: &[u8] = golden!("ffmpeg_setup.txt");
 const FFMPEG_SETUP_TCP: &[u8] = golden!("ffmpeg_setup_tcp.txt");
 const FFMPEG_PLAY: &[u8] = golden!("ffmpeg_play.txt");
@@ -37,6 +41,10 @@ const ALL_GOLDEN: &[&[u8]] = &[
     FFMPEG_OPTIONS,
     FFMPEG_DESCRIBE,
     FFMPEG_DESCRIBE_DIGEST,
+    FFMPEG_DESCRIBE_DIGEST_TWO,
+    FFMPEG_SETUP_DIGEST,
+    GSTREAMER_DESCRIBE_DIGEST,
+    GSTREAMER_SETUP_DIGEST,
     FFMPEG_SETUP,
     FFMPEG_SETUP_TCP,
     FFMPEG_PLAY,
@@ -688,5 +696,39 @@ fn golden_messages_pass_the_fuzz_check() {
     for &g in ALL_GOLDEN {
         check_round_trip(g);
         check_prefix_stable(g);
+    }
+}
+
+/// What ffmpeg and GStreamer send after livecast-server's two challenges (SHA-256 first, MD5
+/// last): MD5 (the last), no qop, and responses that verify with the password's HA1, per method.
+#[test]
+fn digest_credentials_from_ffmpeg_and_gstreamer_verify() {
+    use crate::rtsp::auth::{ha1, Algorithm, Authorization};
+    let h = ha1(&Algorithm::Md5, "user", "livecast", "secret").unwrap();
+    let wrong = ha1(&Algorithm::Md5, "user", "livecast", "secreT").unwrap();
+    for (data, method) in [
+        (FFMPEG_DESCRIBE_DIGEST, "DESCRIBE"),
+        (FFMPEG_DESCRIBE_DIGEST_TWO, "DESCRIBE"),
+        (FFMPEG_SETUP_DIGEST, "SETUP"),
+        (GSTREAMER_DESCRIBE_DIGEST, "DESCRIBE"),
+        (GSTREAMER_SETUP_DIGEST, "SETUP"),
+    ] {
+        let r = req(data);
+        assert_eq!(r.method.as_str(), method);
+        let Ok(Some(Authorization::Digest(d))) = r.headers.get_typed::<Authorization>() else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (d.username.as_str(), d.realm.as_str()),
+            ("user", "livecast")
+        );
+        assert_eq!(
+            d.algorithm(),
+            Algorithm::Md5,
+            "the last challenge is answered"
+        );
+        assert_eq!(d.qop, None);
+        assert!(d.verify(method, &h), "{method}: {d:?}");
+        assert!(!d.verify(method, &wrong));
     }
 }

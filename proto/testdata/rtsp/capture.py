@@ -96,6 +96,12 @@ def handle(conn):
                 challenged[0] = True
                 status = "401 Unauthorized"
                 extra = 'WWW-Authenticate: Digest realm="livecast", nonce="0123456789abcdef"\r\n'
+                if "auth2" in PREFIX:
+                    # As livecast-server challenges: SHA-256 first, MD5 last.
+                    extra = (
+                        'WWW-Authenticate: Digest realm="livecast", nonce="0123456789abcdef", algorithm=SHA-256\r\n'
+                        + extra
+                    )
             else:
                 url = req.split(b" ")[1].decode("latin-1")
                 extra = f"Content-Base: {url}/\r\nContent-Type: application/sdp\r\n"

@@ -16,10 +16,13 @@ pub struct ServerProc {
     child: Child,
     pub port: u16,
     pub pid: u32,
+    /// What it printed on standard output up to `watch with` (URLs, credentials).
+    pub banner: Vec<String>,
 }
 
 impl ServerProc {
-    /// Starts the server on built-in sources at 1280x720@30 (as a user would run it).
+    /// Starts the server on built-in sources at 1280x720@30 (as a user would run it), open to
+    /// anyone (`--no-auth`) unless `extra` names a users file (`--users FILE`).
     pub fn start(extra: &[&str]) -> Self {
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
         Self::launch(
@@ -40,6 +43,9 @@ impl ServerProc {
 
     fn launch(mut cmd: Command, extra: &[&str], rust_log: &str, log: Stdio) -> Self {
         let port = free_port();
+        if !extra.contains(&"--users") {
+            cmd.arg("--no-auth");
+        }
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--video", "testsrc", "--audio", "tone"])
@@ -79,11 +85,17 @@ impl ServerProc {
         assert!(
             banner
                 .iter()
-                .any(|l| l.contains(&format!("rtsp://127.0.0.1:{port}/live"))),
+                .any(|l| l.starts_with("  rtsp://")
+                    && l.ends_with(&format!("127.0.0.1:{port}/live"))),
             "the banner lists the URL: {banner:?}"
         );
         let pid = child.id();
-        Self { child, port, pid }
+        Self {
+            child,
+            port,
+            pid,
+            banner,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -70,6 +70,7 @@ pub async fn run(
                 NackConfig::watch()
             }
         },
+        credentials: cfg.credentials.clone(),
         ..ClientConfig::default()
     };
     let mut sm = Client::new(ccfg, &cfg.url, Instant::now(), rand::random());

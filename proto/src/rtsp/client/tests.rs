@@ -710,7 +710,7 @@ fn missing_stream_and_authentication_are_fatal_server_errors_are_not() {
         (404, Some("DESCRIBE: stream not found (404 Not Found)")),
         (
             401,
-            Some("DESCRIBE: the server requires authentication (401), which is not supported"),
+            Some("DESCRIBE: the server requires authentication (401) by a scheme other than Digest MD5/SHA-256"),
         ),
         (503, None),
     ] {
@@ -1270,4 +1270,162 @@ fn plain_descriptions_get_plain_setups() {
     let out = p.bound(0, 50_000);
     assert!(wire(&out)[0].contains("Transport: RTP/AVP;unicast;client_port=50000-50001\r\n"));
     assert_eq!(p.c.retransmission_wait(0), None);
+}
+
+// ---- Digest authentication ------------------------------------------------------------------
+
+use crate::rtsp::auth::{ha1, Algorithm, Authorization, DigestCredentials};
+
+/// A 401 as livecast-server sends it: SHA-256 first, MD5 last, one nonce.
+fn unauthorized(cseq: u32, nonce: &str, stale: bool, sha256: bool) -> Response {
+    let stale = if stale { ", stale=TRUE" } else { "" };
+    let mut r = status(401, cseq);
+    if sha256 {
+        r = r.header(
+            "WWW-Authenticate",
+            format!(r#"Digest realm="livecast", nonce="{nonce}", algorithm=SHA-256{stale}"#),
+        );
+    }
+    r.header(
+        "WWW-Authenticate",
+        format!(r#"Digest realm="livecast", nonce="{nonce}"{stale}"#),
+    )
+}
+
+/// The requests sent, with their Digest credentials if any.
+fn sent(outs: &[Output]) -> Vec<(Request, Option<DigestCredentials>)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Transmit(r) => {
+                let d = match r.headers.get_typed::<Authorization>() {
+                    Ok(Some(Authorization::Digest(d))) => Some(d),
+                    Ok(None) => None,
+                    other => panic!("{other:?}"),
+                };
+                Some((r.clone(), d))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn authed_peer(url: &str, cfg: ClientConfig) -> Peer {
+    let t0 = Instant::now();
+    let mut p = Peer {
+        c: Client::new(cfg, url, t0, 7),
+        t0,
+        now: t0,
+    };
+    p.drain();
+    p.connected();
+    p.respond(ok(1).header("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER"));
+    p
+}
+
+#[test]
+fn credentials_from_the_url_answer_the_sha256_challenge_and_stay_out_of_requests() {
+    // `p@ss:1` percent-encoded in the URL.
+    let mut p = authed_peer(
+        "rtsp://viewer:p%40ss%3A1@cam.example:8554/live",
+        cfg(TransportMode::Tcp),
+    );
+    let out = p.respond(unauthorized(2, "n1", false, true));
+    let s = sent(&out);
+    assert_eq!(s.len(), 1);
+    let (req, d) = &s[0];
+    assert_eq!(req.uri, URL, "no credentials in the request line");
+    assert_eq!(req.method, Method::Describe);
+    assert_eq!(req.cseq().unwrap(), Some(3));
+    let d = d.as_ref().expect("DESCRIBE sent again with credentials");
+    assert_eq!(
+        (d.algorithm(), d.username.as_str()),
+        (Algorithm::Sha256, "viewer")
+    );
+    assert_eq!((d.nonce.as_str(), d.uri.as_str()), ("n1", URL));
+    let h = ha1(&Algorithm::Sha256, "viewer", "livecast", "p@ss:1").unwrap();
+    assert!(d.verify("DESCRIBE", &h));
+    // Later requests carry credentials for their own method.
+    let out = p.respond(sdp_response(3));
+    let s = sent(&out);
+    assert_eq!(s[0].0.method, Method::Setup);
+    let d = s[0].1.as_ref().expect("SETUP with credentials");
+    assert!(d.verify("SETUP", &h));
+    assert!(!d.verify("DESCRIBE", &h));
+}
+
+#[test]
+fn only_md5_offered_is_answered_with_md5_and_configured_credentials_win() {
+    let mut p = authed_peer(
+        "rtsp://other:x@cam.example:8554/live",
+        ClientConfig {
+            credentials: Some(Credentials {
+                user: "viewer".into(),
+                password: "pw".into(),
+            }),
+            ..cfg(TransportMode::Tcp)
+        },
+    );
+    let out = p.respond(unauthorized(2, "n1", false, false));
+    let d = sent(&out)[0].1.clone().unwrap();
+    assert_eq!((d.algorithm.clone(), d.username.as_str()), (None, "viewer"));
+    assert!(d.verify(
+        "DESCRIBE",
+        &ha1(&Algorithm::Md5, "viewer", "livecast", "pw").unwrap()
+    ));
+}
+
+#[test]
+fn a_second_401_is_a_wrong_password_and_ends_without_reconnecting() {
+    let mut p = authed_peer(
+        "rtsp://viewer:bad@cam.example:8554/live",
+        cfg(TransportMode::Tcp),
+    );
+    p.respond(unauthorized(2, "n1", false, true));
+    let out = p.respond(unauthorized(3, "n2", false, true));
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert_eq!(
+        events(&out),
+        [ClientEvent::Ended(End::Failed(
+            r#"DESCRIBE: the server refused user "viewer" (401): wrong user name or password"#
+                .into()
+        ))]
+    );
+    assert!(p.c.is_ended());
+    // Nothing more happens, however long we wait.
+    assert!(sent(&p.advance(60 * SEC)).is_empty());
+}
+
+#[test]
+fn a_401_without_credentials_says_how_to_give_them() {
+    let mut p = authed_peer(URL, cfg(TransportMode::Tcp));
+    let out = p.respond(unauthorized(2, "n1", false, true));
+    let ev = events(&out);
+    assert!(
+        matches!(&ev[..], [ClientEvent::Ended(End::Failed(m))]
+            if m.contains("requires a user name and password") && m.contains("--password-file")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_stale_nonce_is_answered_again_with_the_new_one() {
+    let mut p = authed_peer(
+        "rtsp://viewer:pw@cam.example:8554/live",
+        cfg(TransportMode::Tcp),
+    );
+    p.respond(unauthorized(2, "n1", false, true));
+    p.respond(sdp_response(3));
+    // The SETUP (CSeq 4) is answered 401 stale=TRUE: sent again on the new nonce.
+    let out = p.respond(unauthorized(4, "n2", true, true));
+    let s = sent(&out);
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert_eq!(s[0].0.method, Method::Setup);
+    assert_eq!(s[0].0.cseq().unwrap(), Some(5));
+    let d = s[0].1.clone().unwrap();
+    assert_eq!(d.nonce, "n2");
+    assert!(d.verify(
+        "SETUP",
+        &ha1(&Algorithm::Sha256, "viewer", "livecast", "pw").unwrap()
+    ));
+    assert!(!p.c.is_ended());
 }

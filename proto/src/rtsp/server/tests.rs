@@ -1409,3 +1409,427 @@ fn a_hostile_nack_costs_no_more_than_the_budget() {
     assert_eq!(seqs.len(), 100);
     assert_eq!(seqs[..18], (0..18).collect::<Vec<u16>>()[..]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Access control (Digest authentication), in virtual time.
+
+use crate::rtsp::auth::{Algorithm, Authorization, DigestChallenge, DigestCredentials};
+use crate::rtsp::{Header, WwwAuthenticate};
+
+fn auth_config() -> ServerConfig {
+    let mut cfg = config();
+    cfg.auth = Some(AuthConfig::new(vec![
+        User::with_password("viewer", "secret", Roles::READ, REALM),
+        User::with_password(
+            "publisher",
+            "secret2",
+            Roles {
+                read: false,
+                publish: true,
+            },
+            REALM,
+        ),
+    ]));
+    cfg
+}
+
+/// The challenges of a 401, in order.
+fn challenges(r: &Response) -> Vec<DigestChallenge> {
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    r.headers
+        .get_all("WWW-Authenticate")
+        .map(|v| match WwwAuthenticate::parse(v) {
+            Ok(WwwAuthenticate::Digest(c)) => c,
+            other => panic!("{v:?}: {other:?}"),
+        })
+        .collect()
+}
+
+/// `req` with credentials answering `ch`.
+fn signed(req: Request, ch: &DigestChallenge, user: &str, password: &str) -> Request {
+    let c = DigestCredentials::answer(
+        ch,
+        user,
+        password,
+        req.method.as_str(),
+        &req.uri.clone(),
+        "c0ffee",
+    )
+    .unwrap();
+    req.header("Authorization", Authorization::Digest(c).to_value())
+}
+
+fn describe() -> Request {
+    Request::new(Method::Describe, URL)
+}
+
+/// The MD5 challenge (the last) of a DESCRIBE without credentials on `conn`.
+fn md5_challenge(h: &mut Harness, conn: ConnId) -> DigestChallenge {
+    let (r, ev) = h.request_on(conn, describe());
+    assert!(ev.is_empty());
+    challenges(&r).pop().unwrap()
+}
+
+#[test]
+fn options_passes_everything_else_is_challenged_sha256_first_md5_last() {
+    let mut h = Harness::with(auth_config(), 1);
+    let (r, _) = h.request(Request::new(Method::Options, "*"));
+    assert_eq!(r.status, StatusCode::OK);
+    for req in [
+        describe(),
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP;unicast;client_port=5000-5001"),
+        Request::new(Method::GetParameter, URL),
+    ] {
+        let (r, ev) = h.request(req);
+        assert!(ev.is_empty(), "no session, no event: {ev:?}");
+        let values: Vec<&str> = r.headers.get_all("WWW-Authenticate").collect();
+        assert_eq!(values.len(), 2, "{r:?}");
+        // Exactly the shape live555 scans, SHA-256 first and MD5 (no algorithm) last.
+        assert!(values[0].starts_with(r#"Digest realm="livecast", nonce=""#));
+        assert!(values[0].ends_with(", algorithm=SHA-256"), "{}", values[0]);
+        assert!(values[1].starts_with(r#"Digest realm="livecast", nonce=""#));
+        assert!(!values[1].contains("algorithm") && !values[1].contains("stale"));
+        let ch = challenges(&r);
+        assert_eq!(ch[0].nonce, ch[1].nonce);
+        assert_eq!(ch[0].nonce.len(), 32);
+        assert_eq!(r.cseq().unwrap(), Some(h.next_cseq - 1));
+    }
+    assert_eq!(h.server.session_count(), 0);
+}
+
+#[test]
+fn md5_and_sha256_credentials_watch() {
+    for (which, qop) in [(1, None), (0, None), (1, Some("auth")), (0, Some("auth"))] {
+        let mut h = Harness::with(auth_config(), 2);
+        let mut ch = challenges(&h.request(describe()).0).remove(which);
+        ch.qop = qop.map(str::to_owned);
+        assert_eq!(
+            ch.algorithm(),
+            if which == 0 {
+                Algorithm::Sha256
+            } else {
+                Algorithm::Md5
+            }
+        );
+        let (r, _) = h.request(signed(describe(), &ch, "viewer", "secret"));
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        // The same nonce serves the rest of the session.
+        let setup = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP;unicast;client_port=5000-5001");
+        let (r, ev) = h.request(signed(setup, &ch, "viewer", "secret"));
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert!(matches!(ev[..], [ServerEvent::SessionStarted { .. }]));
+        let sid = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+        let play = Request::new(Method::Play, URL).header("Session", sid.as_str());
+        let (r, ev) = h.request(signed(play, &ch, "viewer", "secret"));
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert!(ev
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Subscribe { .. })));
+        // A request without credentials on the same connection is still challenged.
+        let (r, _) = h.request(Request::new(Method::Pause, URL).header("Session", sid.as_str()));
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(h.server.session_state(&sid), Some(State::Playing));
+    }
+}
+
+#[test]
+fn a_user_without_the_read_role_is_forbidden() {
+    let mut h = Harness::with(auth_config(), 3);
+    let ch = md5_challenge(&mut h, ConnId(1));
+    let (r, ev) = h.request(signed(describe(), &ch, "publisher", "secret2"));
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(ev.is_empty());
+}
+
+#[test]
+fn nonces_are_bound_to_their_connection_and_go_stale_unused() {
+    let mut h = Harness::with(auth_config(), 4);
+    let ch = md5_challenge(&mut h, ConnId(1));
+    // Right password, but conn 1's nonce on conn 2: a fresh nonce, stale=TRUE (no failure).
+    h.open(ConnId(2), "192.0.2.11:40000", "198.51.100.7:8554");
+    let (r, ev) = h.request_on(ConnId(2), signed(describe(), &ch, "viewer", "secret"));
+    assert!(ev.is_empty());
+    let fresh = challenges(&r);
+    assert!(fresh.iter().all(|c| c.stale && c.nonce != ch.nonce));
+    assert!(r
+        .headers
+        .get_all("WWW-Authenticate")
+        .all(|v| v.ends_with(", stale=TRUE")));
+    let (r, _) = h.request_on(ConnId(2), signed(describe(), &fresh[1], "viewer", "secret"));
+    assert_eq!(r.status, StatusCode::OK);
+    // Used every 59 s, conn 1's nonce stays valid; 61 s unused, it is stale.
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(59));
+        let (r, _) = h.request(signed(describe(), &ch, "viewer", "secret"));
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    h.advance(Duration::from_secs(61));
+    let (r, ev) = h.request(signed(describe(), &ch, "viewer", "secret"));
+    assert!(ev.is_empty());
+    let again = challenges(&r);
+    assert!(again[1].stale);
+    let (r, _) = h.request(signed(describe(), &again[1], "viewer", "secret"));
+    assert_eq!(r.status, StatusCode::OK);
+    // A nonce from a closed connection is no good either.
+    h.server
+        .handle_input(Input::ConnectionClosed {
+            now: h.now,
+            conn: ConnId(2),
+        })
+        .unwrap();
+    h.drain();
+    h.open(ConnId(3), "192.0.2.11:40001", "198.51.100.7:8554");
+    let (r, _) = h.request_on(ConnId(3), signed(describe(), &fresh[1], "viewer", "secret"));
+    assert!(challenges(&r)[1].stale);
+}
+
+/// Sends `req` on `conn` and returns everything that came out (no response expected).
+fn send(h: &mut Harness, conn: ConnId, req: Request) -> Vec<Output> {
+    let req = req.typed(&CSeq(h.next_cseq));
+    h.next_cseq += 1;
+    h.server
+        .handle_input(Input::Request {
+            now: h.now,
+            wall: h.wall,
+            conn,
+            req,
+        })
+        .unwrap();
+    h.drain()
+}
+
+#[test]
+fn a_wrong_password_is_answered_after_a_random_delay_and_the_connection_closes() {
+    let mut delays = Vec::new();
+    for seed in 0..8 {
+        let mut h = Harness::with(auth_config(), 100 + seed);
+        // Another viewer, on conn 2, watching all along.
+        h.open(ConnId(2), "192.0.2.20:40000", "198.51.100.7:8554");
+        let ch2 = md5_challenge(&mut h, ConnId(2));
+        let setup = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1");
+        let (r, _) = h.request_on(ConnId(2), signed(setup, &ch2, "viewer", "secret"));
+        let sid = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+        let play = Request::new(Method::Play, URL).header("Session", sid.as_str());
+        let (r, _) = h.request_on(ConnId(2), signed(play, &ch2, "viewer", "secret"));
+        assert_eq!(r.status, StatusCode::OK);
+
+        let ch = md5_challenge(&mut h, ConnId(1));
+        let start = h.now;
+        let out = send(
+            &mut h,
+            ConnId(1),
+            signed(describe(), &ch, "viewer", "wrong"),
+        );
+        assert_eq!(
+            events(out),
+            vec![ServerEvent::AuthFailed {
+                peer: PEER.parse().unwrap(),
+                user: "viewer".into(),
+                path: "/live".into(),
+                locked_out: false,
+            }]
+        );
+        // Nothing yet; more requests on the connection are not answered at all.
+        assert!(send(&mut h, ConnId(1), Request::new(Method::Options, "*")).is_empty());
+        assert!(send(
+            &mut h,
+            ConnId(1),
+            signed(describe(), &ch, "viewer", "secret")
+        )
+        .is_empty());
+        // The other viewer is served meanwhile.
+        let (r, _) = h.request_on(
+            ConnId(2),
+            signed(
+                Request::new(Method::GetParameter, URL).header("Session", sid.as_str()),
+                &ch2,
+                "viewer",
+                "secret",
+            ),
+        );
+        assert_eq!(r.status, StatusCode::OK);
+        // Wake up as asked until the answer comes (sender reports of conn 2 aside).
+        let out = loop {
+            let due = h.timeout.unwrap();
+            assert!(due <= start + Duration::from_secs(4), "{:?}", due - start);
+            h.now = due;
+            h.server.handle_input(Input::Timeout(due)).unwrap();
+            let out: Vec<Output> = h
+                .drain()
+                .into_iter()
+                .filter(|o| !matches!(o, Output::Event(ServerEvent::SenderReport { .. })))
+                .collect();
+            if !out.is_empty() {
+                delays.push(due - start);
+                break out;
+            }
+        };
+        assert_eq!(out.len(), 2, "{out:?}");
+        let Output::Transmit { conn, response } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*conn, ConnId(1));
+        assert_eq!(challenges(response).len(), 2);
+        assert_eq!(response.headers.get("Connection"), Some("close"));
+        assert_eq!(
+            out[1],
+            Output::Event(ServerEvent::CloseConnection { conn: ConnId(1) })
+        );
+        h.server
+            .handle_input(Input::ConnectionClosed {
+                now: h.now,
+                conn: ConnId(1),
+            })
+            .unwrap();
+        assert!(h.drain().is_empty());
+        assert_eq!(h.server.session_state(&sid), Some(State::Playing));
+    }
+    delays.sort();
+    delays.dedup();
+    assert!(delays.len() >= 6, "random delays: {delays:?}");
+}
+
+#[test]
+fn an_unknown_user_is_a_failure_logged_in_a_fixed_shape() {
+    let mut h = Harness::with(auth_config(), 5);
+    let ch = md5_challenge(&mut h, ConnId(1));
+    let out = send(&mut h, ConnId(1), signed(describe(), &ch, "ro\"ot", "x"));
+    let [ServerEvent::AuthFailed {
+        peer, user, path, ..
+    }] = &events(out)[..]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        failure_log_line(peer.ip(), user, path),
+        r#"authentication failed: address=192.0.2.10 user="ro\"ot" path="/live""#
+    );
+    // A response with another algorithm's HA1 (SHA-256 answer labelled MD5) is wrong too.
+    let mut c = DigestCredentials::answer(
+        &DigestChallenge {
+            algorithm: Some(Algorithm::Sha256),
+            ..ch.clone()
+        },
+        "viewer",
+        "secret",
+        "DESCRIBE",
+        URL,
+        "c",
+    )
+    .unwrap();
+    c.algorithm = None;
+    h.open(ConnId(2), "192.0.2.10:40001", "198.51.100.7:8554");
+    let ch2 = md5_challenge(&mut h, ConnId(2));
+    c.nonce = ch2.nonce;
+    let req = describe().header("Authorization", Authorization::Digest(c).to_value());
+    assert!(matches!(
+        &events(send(&mut h, ConnId(2), req))[..],
+        [ServerEvent::AuthFailed { .. }]
+    ));
+}
+
+#[test]
+fn twenty_failures_in_a_minute_lock_that_address_out_and_no_other() {
+    let mut h = Harness::with(auth_config(), 6);
+    let attacker = "192.0.2.66";
+    for i in 0..20u64 {
+        let conn = ConnId(100 + i);
+        h.open(
+            conn,
+            &format!("{attacker}:{}", 41000 + i),
+            "198.51.100.7:8554",
+        );
+        let ch = md5_challenge(&mut h, conn);
+        let ev = events(send(
+            &mut h,
+            conn,
+            signed(describe(), &ch, "viewer", "guess"),
+        ));
+        let [ServerEvent::AuthFailed { locked_out, .. }] = ev[..] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(locked_out, i == 19, "failure {i}");
+        h.advance(Duration::from_secs(2));
+    }
+    // Locked: even OPTIONS gets 403 at once and the connection closes; right credentials too.
+    h.open(
+        ConnId(200),
+        &format!("{attacker}:42000"),
+        "198.51.100.7:8554",
+    );
+    let out = send(&mut h, ConnId(200), Request::new(Method::Options, "*"));
+    let Output::Transmit { response, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        out[1],
+        Output::Event(ServerEvent::CloseConnection { conn: ConnId(200) })
+    );
+    // Another address is not affected.
+    h.open(ConnId(300), "192.0.2.67:40000", "198.51.100.7:8554");
+    let ch = md5_challenge(&mut h, ConnId(300));
+    let (r, _) = h.request_on(ConnId(300), signed(describe(), &ch, "viewer", "secret"));
+    assert_eq!(r.status, StatusCode::OK);
+    // Five minutes later the address may try again.
+    h.advance(Duration::from_secs(301));
+    h.open(
+        ConnId(201),
+        &format!("{attacker}:42001"),
+        "198.51.100.7:8554",
+    );
+    let ch = md5_challenge(&mut h, ConnId(201));
+    let (r, _) = h.request_on(ConnId(201), signed(describe(), &ch, "viewer", "secret"));
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[test]
+fn failures_spread_over_more_than_the_window_do_not_lock_out() {
+    let mut h = Harness::with(auth_config(), 7);
+    for i in 0..40u64 {
+        let conn = ConnId(100 + i);
+        h.open(
+            conn,
+            &format!("192.0.2.66:{}", 41000 + i),
+            "198.51.100.7:8554",
+        );
+        let ch = md5_challenge(&mut h, conn);
+        let ev = events(send(
+            &mut h,
+            conn,
+            signed(describe(), &ch, "viewer", "guess"),
+        ));
+        assert!(
+            matches!(
+                ev[..],
+                [ServerEvent::AuthFailed {
+                    locked_out: false,
+                    ..
+                }]
+            ),
+            "{i}: {ev:?}"
+        );
+        // 10 failures a minute, within the budget.
+        h.advance(Duration::from_secs(6));
+    }
+}
+
+#[test]
+fn malformed_or_basic_credentials_are_challenged_never_a_panic() {
+    let mut h = Harness::with(auth_config(), 8);
+    for v in [
+        "",
+        "Digest",
+        "Basic dmlld2VyOnNlY3JldA==",
+        r#"Digest username="viewer""#,
+        r#"Digest username="viewer", realm="livecast", nonce="x", uri="/", response="y", algorithm=SHA-512"#,
+        "Digest \u{0}\u{7f}\"",
+    ] {
+        let (r, ev) = h.request(describe().header("Authorization", v));
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{v:?}");
+        assert!(ev.is_empty(), "{v:?}");
+    }
+}
