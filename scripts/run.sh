@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p livecast-server -p livecast-player
 bin="${CARGO_TARGET_DIR:-target}/release"
-# Access control is on: the player here watches as the user run-sh, with a fresh random
+# Access control is on: the player here watches as the user run-sh (its password given in a
+# file, not on the command line), with a fresh random
 # password each run (set in the users file before the server reads it; the first run also
 # creates the file, with the user viewer, whose password is printed then).
 pwfile=$(mktemp)
@@ -36,10 +37,11 @@ case "${PLAYER:-auto}" in
   none) wait $server ;;
   *)
     if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
-      "$bin/livecast-player" "$url"
+      "$bin/livecast-player" --user run-sh --password-file "$pwfile" rtsp://127.0.0.1:8554/live
     else
       echo "No display: running the player headless (Ctrl-C prints its statistics)."
-      "$bin/livecast-player" --headless "$url"
+      "$bin/livecast-player" --headless --user run-sh --password-file "$pwfile" \
+        rtsp://127.0.0.1:8554/live
     fi
     ;;
 esac
