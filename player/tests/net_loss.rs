@@ -10,81 +10,23 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use livecast_player::engine::recording::RecordingReader;
 use livecast_player::engine::unit::MediaKind;
 
-/// Datagrams larger than this are video (audio packets are about 200 bytes, RTCP less).
-const VIDEO_SIZED: u32 = 400;
+#[path = "../../server/tests/common/lossy_netns.rs"]
+mod lossy_netns;
+use lossy_netns::LossyNamespace;
+
 /// Where the server listens inside the namespace (a fresh namespace has every port free).
 const LISTEN: &str = "127.0.0.1:8554";
 const SERVE_ENV: &str = "LIVECAST_LOSS_TEST_SERVE";
 /// The server's video: 30 frames/s.
 const FRAME_US: f64 = 1e6 / 30.0;
 
-/// A network namespace with loopback up and `percent` % of video-sized UDP datagrams
-/// dropped; removed when dropped.
-struct LossyNamespace {
-    name: String,
-}
-
 impl LossyNamespace {
-    fn new(percent: u32) -> Self {
-        let name = format!("lcpl{}", std::process::id() % 100_000);
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ok = |c: &mut Command| {
-            let out = c.output().expect("ip (iproute2) is installed");
-            assert!(
-                out.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = LossyNamespace { name };
-        ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
-        let rules = format!(
-            "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
-             meta l4proto udp meta length > {VIDEO_SIZED} numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
-        );
-        let mut nft = ns
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (nftables) is installed");
-        nft.stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("write the nft rules");
-        assert!(nft.wait().expect("nft").success(), "nft failed");
-        ns
-    }
-
-    /// Datagrams the rule dropped so far.
-    fn dropped(&self) -> u64 {
-        let out = self
-            .command("nft")
-            .args(["list", "table", "inet", "livecast_loss"])
-            .output()
-            .expect("nft");
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.split("packets ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-
     /// This test binary, serving inside the namespace until its standard input closes; its
     /// log goes to `log`.
     fn server(&self, log: &Path) -> Child {
@@ -109,14 +51,6 @@ impl LossyNamespace {
         }
         let _ = child.kill();
         panic!("the server ended before serving (see {})", log.display());
-    }
-}
-
-impl Drop for LossyNamespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 
@@ -255,7 +189,7 @@ fn play(ns: &LossyNamespace, dir: &Path, tag: &str, seconds: u32, extra: &[&str]
 /// fewer with `--no-nack` (plain RTP/AVP, keyframe requests only) on the same path.
 #[test]
 fn player_recovers_lost_video_with_nack_and_rtx() {
-    let ns = LossyNamespace::new(5);
+    let ns = LossyNamespace::new("p", 5);
     let dir = tempfile::tempdir().expect("temp dir");
     // LIVECAST_LOSS_SECONDS: longer runs for docs/benchmarks.md.
     let seconds = std::env::var("LIVECAST_LOSS_SECONDS")

@@ -8,80 +8,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::lossy_netns::LossyNamespace;
 use common::{run_peer, ServerProc};
 
 /// One encoder at 720p per test and a peer decoding it: one test at a time on small machines.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Datagrams larger than this are video (audio packets are about 200 bytes, RTCP less).
-const VIDEO_SIZED: u32 = 400;
-
-/// A network namespace with loopback up; removed when dropped.
-struct LossyNamespace {
-    name: String,
-}
-
 impl LossyNamespace {
-    /// Drops `percent` % of the UDP datagrams over [`VIDEO_SIZED`] bytes that arrive in it.
-    fn new(tag: &str, percent: u32) -> Self {
-        let name = format!("lcl{}{tag}", std::process::id() % 100_000);
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ok = |c: &mut Command| {
-            let out = c.output().expect("ip (iproute2) is installed");
-            assert!(
-                out.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = LossyNamespace { name };
-        ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
-        let rules = format!(
-            "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
-             meta l4proto udp meta length > {VIDEO_SIZED} numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
-        );
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (nftables) is installed");
-        nft.stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("write the nft rules");
-        assert!(nft.wait().expect("nft").success(), "nft failed");
-        ns
-    }
-
-    /// Datagrams the rule dropped so far.
-    fn dropped(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "list", "table", "inet"])
-            .arg("livecast_loss")
-            .output()
-            .expect("nft");
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.split("packets ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// `program args` run inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
     /// The server in the namespace, logging the NACKs it answers to `log`.
     fn server(&self, log: &std::path::Path) -> ServerProc {
         let file = std::fs::File::create(log).expect("server log file");
@@ -91,14 +28,6 @@ impl LossyNamespace {
             "warn,livecast_server::rtsp_server=debug",
             file.into(),
         )
-    }
-}
-
-impl Drop for LossyNamespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 
