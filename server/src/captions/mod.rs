@@ -541,12 +541,12 @@ struct Captioner<T = Transcriber> {
 
 impl<T: Transcribe> Captioner<T> {
     fn new(transcriber: T, policy: Policy) -> Self {
-        let vad_end_frames = samples_of_ms(ms(policy.vad_end)) / dsp::VAD_FRAME;
+        let vad = Self::energy_vad(&policy);
         Self {
             transcriber,
             policy,
             down: Downsampler::new(),
-            vad: Vad::with_end_frames(vad_end_frames),
+            vad,
             agreement: LocalAgreement::new(),
             clock: SampleClock::default(),
             total: 0,
@@ -559,6 +559,11 @@ impl<T: Transcribe> Captioner<T> {
             tentative: String::new(),
             speech: None,
         }
+    }
+
+    /// The energy detector, ending utterances after [`Policy::vad_end`].
+    fn energy_vad(policy: &Policy) -> Vad {
+        Vad::with_end_frames(samples_of_ms(ms(policy.vad_end)) / dsp::VAD_FRAME)
     }
 
     fn run(&mut self, rx: Receiver<AudioFrame>, mut emit: impl FnMut(CaptionText)) {
@@ -614,10 +619,17 @@ impl<T: Transcribe> Captioner<T> {
             let vad = self.vad.push_frame(&f);
             if let Some(sp) = self.speech.as_mut().filter(|_| self.policy.speech_p <= 1.0) {
                 sp.push(&f);
+                let was_failed = sp.failed();
                 let judged = sp.pending() >= SPEECH_UPDATE * speech::WINDOW && sp.update();
-                if self.policy.speech_segments {
+                if sp.failed() && !was_failed {
+                    // The energy detector takes over: afresh, so that speech going on now
+                    // starts an utterance.
+                    self.vad = Self::energy_vad(&self.policy);
+                }
+                if self.policy.speech_segments && !sp.failed() {
                     // The speech detector cuts the utterances: the energy detector would run
-                    // on through noise from one sentence to the next.
+                    // on through noise from one sentence to the next. (It keeps running, so
+                    // it can take over if the detector fails.)
                     if judged {
                         self.segment_by_speech(emit);
                     }
@@ -1457,6 +1469,23 @@ mod tests {
         let plain_first_text = &plain[first(&plain)].text;
         assert!(plain_first_text.starts_with("The"), "{plain_first_text}");
         assert!(tent.len() > plain.len());
+    }
+
+    #[test]
+    fn a_failed_detector_leaves_the_cutting_to_the_energy_detector() {
+        struct Broken;
+        impl speech::SpeechProb for Broken {
+            fn probabilities(&mut self, _: &[f32]) -> anyhow::Result<Vec<f32>> {
+                Err(anyhow::anyhow!("broken"))
+            }
+        }
+        // Two phrases with a second of silence between them.
+        let mut audio = voiced(1500, 0.4);
+        audio.extend(vec![0.0; SAMPLE_RATE]);
+        audio.extend(voiced(1500, 0.4));
+        let mut c = Captioner::new(Yes, Policy::default());
+        c.speech = Some(SpeechTrack::new(Box::new(Broken)));
+        assert_eq!(feed(&mut c, &audio), "yes|yes|");
     }
 
     #[test]

@@ -134,6 +134,11 @@ impl SpeechTrack {
         self.buf.extend_from_slice(samples);
     }
 
+    /// Whether the detector has failed (then the energy detector cuts the utterances again).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Samples pushed but not judged yet.
     pub fn pending(&self) -> usize {
         (self.buf_start + self.buf.len() as u64 - self.done) as usize
