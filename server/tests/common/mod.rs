@@ -59,13 +59,11 @@ impl ServerProc {
             .expect("the server binary was built by cargo for this test");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
+        // Read to the end, not only to the ready line: a server whose stdout pipe closed would
+        // die on its next line (println! panics on EPIPE), and the banner goes on after it.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let ready = line.starts_with("watch with");
                 let _ = tx.send(line);
-                if ready {
-                    break;
-                }
             }
         });
         let mut banner = Vec::new();
