@@ -345,6 +345,7 @@ impl World {
                         conn,
                         peer: SocketAddr::new(Self::client_ip(), 40_000 + conn.0 as u16),
                         local: Self::server_addr(8554),
+                        tls: false,
                     };
                     self.server.handle_input(opened).unwrap();
                     self.client.handle_input(client::Input::Connected { now });

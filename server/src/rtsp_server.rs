@@ -390,6 +390,7 @@ impl RtspServer {
             conn,
             peer,
             local,
+            tls: false,
         };
         let outputs = self.feed(opened);
         self.execute(outputs, Some(conn)).await;

@@ -310,6 +310,13 @@ pub enum Input {
         now: Instant,
         why: String,
     },
+    /// It was opened, but the server is not the one trusted (an `rtsps://` server whose
+    /// certificate fails verification or changed): the session ends ([`End::Failed`] with
+    /// `why`), since trying again would meet the same certificate.
+    Untrusted {
+        now: Instant,
+        why: String,
+    },
     /// A response from the server.
     Response {
         now: Instant,
@@ -394,10 +401,12 @@ pub enum Input {
 /// What to do, from [`Client::poll_output`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    /// Open a TCP connection (closing any current one and every UDP socket).
+    /// Open a TCP connection (closing any current one and every UDP socket); `tls` for an
+    /// `rtsps://` URL: TLS on it, media interleaved in it.
     Connect {
         host: String,
         port: u16,
+        tls: bool,
     },
     /// Close the connection and every UDP socket.
     Disconnect,
@@ -880,6 +889,12 @@ impl Client {
                     self.send_blocking(Request::new(Method::Options, url), now);
                 }
             }
+            Input::Untrusted { now, why } => {
+                self.tick(now);
+                if self.step == Step::Connecting {
+                    self.conclude(Outcome::Fatal(why), now);
+                }
+            }
             Input::ConnectFailed { now, why } => {
                 self.tick(now);
                 if self.step == Step::Connecting {
@@ -1094,9 +1109,12 @@ impl Client {
         match RtspUrl::parse(&self.a.url) {
             Ok(u) => {
                 self.step = Step::Connecting;
+                // Over TLS, media comes interleaved (plain UDP would bypass the encryption).
+                self.tcp |= u.tls;
                 self.out.push_back(Output::Connect {
                     host: u.host,
                     port: u.port,
+                    tls: u.tls,
                 });
             }
             // Checked in new() and for redirects before they get here.

@@ -237,12 +237,14 @@ pub enum RtcpSource {
 /// Something that happened, at `now`.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A client connected from `peer` to our address `local`.
+    /// A client connected from `peer` to our address `local`; `tls`: over TLS (RTSPS), where
+    /// media goes only interleaved in the connection and Basic credentials are accepted.
     ConnectionOpened {
         now: Instant,
         conn: ConnId,
         peer: SocketAddr,
         local: SocketAddr,
+        tls: bool,
     },
     /// A whole request arrived on `conn`; `wall` is the wall-clock time, for `RTP-Info`.
     Request {
@@ -426,6 +428,7 @@ impl std::error::Error for ServerError {}
 struct Conn {
     peer: SocketAddr,
     local: SocketAddr,
+    tls: bool,
     last_activity: Instant,
     /// CloseConnection was emitted; waiting for ConnectionClosed.
     closing: bool,
@@ -597,6 +600,7 @@ impl Server {
                 conn,
                 peer,
                 local,
+                tls,
             } => {
                 self.tick(now);
                 self.conns.insert(
@@ -604,6 +608,7 @@ impl Server {
                     Conn {
                         peer,
                         local,
+                        tls,
                         last_activity: now,
                         closing: false,
                         sessions: 0,
@@ -969,9 +974,9 @@ impl Server {
         let (Some(access), Some(c)) = (self.access.as_mut(), self.conns.get(&conn)) else {
             return Gate::Pass;
         };
-        let peer = c.peer;
+        let (peer, tls) = (c.peer, c.tls);
         let cseq = req.headers.get_typed::<CSeq>().ok().flatten();
-        match access.check(now, conn, peer.ip(), req) {
+        match access.check(now, conn, peer.ip(), tls, req) {
             access::Verdict::Allow => Gate::Pass,
             access::Verdict::Challenge { stale } => {
                 Gate::Answer(self.challenge(cseq, conn, now, stale), false)
@@ -1211,12 +1216,12 @@ impl Server {
             }
             return Err(Fail::new(StatusCode::NOT_ENOUGH_BANDWIDTH, why));
         }
-        let peer = self
+        let (peer, tls) = self
             .conns
             .get(&conn)
-            .map(|c| c.peer)
+            .map(|c| (c.peer, c.tls))
             .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
-        let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+        let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer, tls)?;
         if let Retransmission::Rtx { ssrc, .. } = &mut setup.retransmission {
             // The session's own RTX stream: an SSRC no track uses.
             *ssrc = loop {
@@ -1316,6 +1321,7 @@ impl Server {
         transport: &Transport,
         conn: ConnId,
         peer: SocketAddr,
+        tls: bool,
     ) -> Result<(Setup, Transport), Fail> {
         let info = &self.cfg.tracks[track];
         for spec in &transport.0 {
@@ -1323,6 +1329,8 @@ impl Server {
                 continue;
             }
             let (sink, reply) = match spec.profile {
+                // Plain UDP beside a TLS connection would carry the media in clear.
+                TransportProfile::RtpAvp | TransportProfile::RtpAvpf if tls => continue,
                 TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
                     let Some((rtp_port, rtcp_port)) = spec.client_port else {
                         continue;
@@ -1397,7 +1405,11 @@ impl Server {
         }
         Err(Fail::new(
             StatusCode::UNSUPPORTED_TRANSPORT,
-            "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b",
+            if tls {
+                "over TLS media goes only in the connection: RTP/AVP(F)/TCP;interleaved=a-b"
+            } else {
+                "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b"
+            },
         ))
     }
 

@@ -214,7 +214,7 @@ impl Shell {
         loop {
             match sm.poll_output() {
                 Output::Timeout(t) => return (!sm.is_ended()).then_some(t),
-                Output::Connect { host, port } => {
+                Output::Connect { host, port, .. } => {
                     self.close();
                     self.connecting =
                         Some(Box::pin(async move { Conn::connect(&host, port).await }));
