@@ -18,8 +18,9 @@
 //!
 //! ## Limitations
 //! One stream per server (`/live`); no multicast; Digest authentication ([`users`], on in
-//! the `livecast-server` binary, off in [`ServerConfig`] by default) but no TLS yet, so the
-//! media cross the network in clear; RTSP 2.0 clients get `505`.
+//! the `livecast-server` binary, off in [`ServerConfig`] by default); RTSPS ([`tls`],
+//! [`RunningServer::serve_tls`]) carries media interleaved in the TLS connection only (no
+//! SRTP); RTSP 2.0 clients get `505`.
 
 pub mod captions;
 pub mod chat;
@@ -31,6 +32,7 @@ pub mod pipeline;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
+pub mod tls;
 pub mod track;
 pub mod users;
 
@@ -90,11 +92,22 @@ impl ServerConfig {
     }
 }
 
+/// The data folder: `$XDG_DATA_HOME/livecast`, else `~/.local/share/livecast` (users,
+/// models, the RTSPS certificate, the player's known hosts).
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Some(std::path::PathBuf::from(d).join("livecast"));
+    }
+    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share/livecast"))
+}
+
 /// A running server: its RTSP state, its media pipeline and the addresses it listens on.
 pub struct RunningServer {
     pub rtsp: Arc<RtspServer>,
     pub pipeline: Pipeline,
     pub listening: Vec<SocketAddr>,
+    /// The RTSPS listeners ([`RunningServer::serve_tls`]).
+    pub listening_tls: Vec<SocketAddr>,
     /// Whether the stream has a caption track.
     pub captions: bool,
     /// The chat track's input, when [`ServerConfig::chat`] is set.
@@ -104,6 +117,32 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Accepts RTSPS on each of `addrs` too (an IPv6 one that this machine cannot bind is
+    /// skipped, as for plain RTSP's default); returns the addresses bound.
+    pub fn serve_tls(
+        &mut self,
+        addrs: &[SocketAddr],
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> anyhow::Result<Vec<SocketAddr>> {
+        let mut bound = Vec::new();
+        for addr in addrs {
+            let listener = match bind_listener(*addr) {
+                Ok(l) => l,
+                Err(e) if addr.is_ipv6() && addrs.len() > 1 && addr.ip().is_unspecified() => {
+                    tracing::debug!("no IPv6 for RTSPS on {addr}: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("listening (RTSPS) on {addr}"))),
+            };
+            bound.push(listener.local_addr()?);
+            self.tasks.push(tokio::spawn(
+                self.rtsp.clone().serve_tls(listener, tls.clone()),
+            ));
+        }
+        self.listening_tls.extend(&bound);
+        Ok(bound)
+    }
+
     /// Stops serving: closes the listeners and every session (clients see the server go away)
     /// and stops capture and encoding.
     pub fn shutdown(self) {
@@ -266,6 +305,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         rtsp,
         pipeline,
         listening,
+        listening_tls: Vec::new(),
         captions: has_captions,
         chat: chat_input,
         captioner,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use livecast_proto::rtsp::server::{AuthConfig, Roles};
 use livecast_proto::rtsp::Limits;
-use livecast_server::cli::MediaArgs;
+use livecast_server::cli::{tls_addresses, MediaArgs, TlsListen};
 use livecast_server::net::{local_addresses, rtsp_url};
 use livecast_server::rtsp_server::RtspConfig;
 use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
@@ -38,6 +38,20 @@ struct Args {
     /// [::]:8554 (every IPv4 and IPv6 address).
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+
+    /// RTSPS (RTSP over TLS, media interleaved in the TLS connection): address to accept on;
+    /// repeat for several; off for none. Default: 0.0.0.0:8322 and [::]:8322.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    tls_listen: Vec<TlsListen>,
+
+    /// RTSPS certificate chain (PEM), with --tls-key. Default: a self-signed certificate
+    /// generated on first start and kept in the data folder (~/.local/share/livecast).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 
     #[command(flatten)]
     media: MediaArgs,
@@ -240,12 +254,23 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         (Some(AuthConfig::new(users.users)), pw)
     };
     let authed = auth.is_some();
+    // RTSPS: the certificate before anything starts, so a bad one stops us at once.
+    let tls_listen = tls_addresses(&args.tls_listen);
+    let tls = if tls_listen.is_empty() {
+        None
+    } else {
+        Some(livecast_server::tls::load_or_generate(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            livecast_server::data_dir().as_deref(),
+        )?)
+    };
     // The printed URLs carry the credentials when the password is known (just generated).
     let url_user = match &new_password {
         Some(pw) => format!("{DEFAULT_USER}:{pw}@"),
         None => String::new(),
     };
-    let with_user = |url: String| url.replacen("rtsp://", &format!("rtsp://{url_user}"), 1);
+    let with_user = |url: String| url.replacen("://", &format!("://{url_user}"), 1);
     let cfg = ServerConfig {
         listen,
         media: args.media.media_config((1280, 720), 2_000_000),
@@ -260,7 +285,10 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         title: "Livecast".into(),
         chat: false,
     };
-    let server = livecast_server::start(cfg).await?;
+    let mut server = livecast_server::start(cfg).await?;
+    if let Some((t, _)) = &tls {
+        server.serve_tls(&tls_listen, t.config.clone())?;
+    }
     let p = &server.pipeline.video_params;
     #[allow(clippy::print_stdout)]
     {
@@ -277,17 +305,32 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
                 ""
             }
         );
-        for l in &server.listening {
-            if l.ip().is_unspecified() {
-                for ip in local_addresses()
+        let rtsps = |url: String| url.replacen("rtsp://", "rtsps://", 1);
+        let listeners = (server.listening.iter().map(|l| (l, false)))
+            .chain(server.listening_tls.iter().map(|l| (l, true)));
+        for (l, tls) in listeners {
+            let ips = if l.ip().is_unspecified() {
+                local_addresses()
                     .into_iter()
                     .filter(|ip| ip.is_ipv4() == l.is_ipv4())
-                {
-                    println!("  {}", with_user(rtsp_url(ip, l.port(), &path)));
-                }
+                    .collect()
             } else {
-                println!("  {}", with_user(rtsp_url(l.ip(), l.port(), &path)));
+                vec![l.ip()]
+            };
+            for ip in ips {
+                let url = rtsp_url(ip, l.port(), &path);
+                let url = if tls { rtsps(url) } else { url };
+                println!("  {}", with_user(url));
             }
+        }
+        if let Some((t, source)) = &tls {
+            use livecast_server::tls::CertSource;
+            let whence = match source {
+                CertSource::Given(p) => format!("{}", p.display()),
+                CertSource::Generated(p) => format!("self-signed, new in {}", p.display()),
+                CertSource::Kept(p) => format!("self-signed, {}", p.display()),
+            };
+            println!("rtsps:// certificate SHA-256 {} ({whence})", t.fingerprint);
         }
         let port = server.listening.first().map_or(8554, |l| l.port());
         let local = format!("rtsp://127.0.0.1:{port}/{path}");

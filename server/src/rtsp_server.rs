@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Each connection is one task with a reader and a writer half; interleaved RTP shares the
-//! writer's bounded queue with responses. The state machine is locked only while an input is
+//! writer's bounded queue with responses. RTSPS connections ([`RtspServer::serve_tls`]) are
+//! the same task over the halves of a TLS stream, after the handshake. The state machine is locked only while an input is
 //! handled and its outputs drained; the effects run after the lock is released, in the order
 //! they were produced, so a response is always queued before the first media packet it
 //! announces, and no request waits for a fan-out burst (see [`crate::track`] for the fan-out's
@@ -39,9 +40,11 @@ use livecast_proto::rtsp::server::{
 };
 use livecast_proto::rtsp::{self, Limits, Message, Parsed};
 use livecast_proto::sdp::SessionDescription;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
+use tokio_rustls::rustls::ServerConfig as ServerTlsConfig;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::track::{Sink, Track};
@@ -51,6 +54,8 @@ use crate::track::{Sink, Track};
 const CONN_QUEUE: usize = 512;
 /// A connection that has sent nothing and owns no session for this long is closed.
 const IDLE_CONNECTION: Duration = Duration::from_secs(60);
+/// A TLS handshake must be done within this.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 /// Upper bound on concurrent sessions, so a flood of SETUPs cannot exhaust the server.
 const MAX_SESSIONS: usize = 4096;
 
@@ -343,13 +348,25 @@ impl RtspServer {
         }
     }
 
-    /// Accepts connections on `listener` forever.
+    /// Accepts plain RTSP connections on `listener` forever.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.accept_loop(listener, None).await
+    }
+
+    /// Accepts RTSPS connections on `listener` forever: TLS with `tls`, then the same RTSP as
+    /// [`RtspServer::serve`], media only interleaved in the connection.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener, tls: Arc<ServerTlsConfig>) {
+        self.accept_loop(listener, Some(TlsAcceptor::from(tls)))
+            .await
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let server = self.clone();
-                    tokio::spawn(async move { server.connection(stream, peer).await });
+                    let tls = tls.clone();
+                    tokio::spawn(async move { server.open(stream, peer, tls).await });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -360,14 +377,41 @@ impl RtspServer {
         }
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// A new TCP connection: its TLS handshake first, if on a TLS port (one that fails or
+    /// takes over [`TLS_HANDSHAKE`] is only a debug line: scanners and wrong clients).
+    async fn open(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
         let Ok(local) = stream.local_addr() else {
             return;
         };
         let _ = stream.set_nodelay(true);
+        let Some(acceptor) = tls else {
+            let (rd, wr) = stream.into_split();
+            return self.connection(rd, wr, peer, local, false).await;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (rd, wr) = tokio::io::split(stream);
+                self.connection(rd, wr, peer, local, true).await
+            }
+            Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => debug!(%peer, "TLS handshake not done within {TLS_HANDSHAKE:?}"),
+        }
+    }
+
+    /// One RTSP connection, plain or TLS (`tls`), until either side closes it.
+    async fn connection<R, W>(
+        self: Arc<Self>,
+        mut rd: R,
+        mut wr: W,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+    ) where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        debug!(conn = conn.0, %peer, "connection opened");
-        let (mut rd, mut wr) = stream.into_split();
+        debug!(conn = conn.0, %peer, tls, "connection opened");
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(buf) = rx.recv().await {
@@ -390,7 +434,7 @@ impl RtspServer {
             conn,
             peer,
             local,
-            tls: false,
+            tls,
         };
         let outputs = self.feed(opened);
         self.execute(outputs, Some(conn)).await;

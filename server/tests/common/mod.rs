@@ -48,6 +48,9 @@ impl ServerProc {
         if !extra.contains(&"--users") {
             cmd.arg("--no-auth");
         }
+        if !extra.contains(&"--tls-listen") {
+            cmd.args(["--tls-listen", "off"]);
+        }
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--video", "testsrc", "--audio", "tone"])
