@@ -17,6 +17,8 @@ PACKAGES=(
   espeak-ng festival festvox-kallpc16k
   # call tests: network namespaces (ip netns, ss) and packet loss (nft)
   iproute2 nftables
+  # RTSPS test: a capture of the TLS port must hold nothing in clear
+  tcpdump
 )
 
 missing=()

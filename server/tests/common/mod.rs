@@ -35,6 +35,15 @@ impl ServerProc {
         )
     }
 
+    /// [`ServerProc::start`] with `XDG_DATA_HOME` at `data_home` (its data folder: the users
+    /// file's default place, the generated RTSPS certificate).
+    pub fn start_with_data_home(extra: &[&str], data_home: &std::path::Path) -> Self {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_livecast-server"));
+        cmd.env("XDG_DATA_HOME", data_home);
+        Self::launch(cmd, extra, &log, Stdio::inherit())
+    }
+
     /// The same inside network namespace `ns` (`ip netns exec`, which runs the server in its
     /// own process), with `RUST_LOG=rust_log` and its log (standard error) going to `log`.
     pub fn start_in_netns(ns: &str, extra: &[&str], rust_log: &str, log: Stdio) -> Self {
