@@ -8,7 +8,7 @@ use std::io::{Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, run_peer, ServerProc};
+use common::{ffmpeg_video_frames, free_port, gst_video_frames, run_peer, ServerProc};
 use livecast_loadgen::RtspConn;
 use livecast_proto::rtsp::{Method, Request, Transport};
 use livecast_proto::trust::Fingerprint;
@@ -37,28 +37,7 @@ fn banner_fingerprint(server: &ServerProc) -> (Fingerprint, String) {
 
 /// ffmpeg decoding `seconds` of video from `url` (TCP; rtsps is TCP anyway): frames seen.
 fn ffmpeg_frames(url: &str, seconds: u32) -> (usize, String) {
-    let t = seconds.to_string();
-    let (ok, out, err) = run_peer(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            url,
-            "-t",
-            &t,
-            "-map",
-            "0:v",
-            "-f",
-            "framecrc",
-            "-",
-        ]),
-        Duration::from_secs(40),
-    );
-    let frames = out.lines().filter(|l| !l.starts_with('#')).count();
-    (if ok { frames } else { 0 }, err)
+    ffmpeg_video_frames(url, "tcp", seconds)
 }
 
 #[test]
@@ -101,19 +80,7 @@ fn a_generated_certificate_is_kept_and_ffprobe_ffmpeg_and_gstreamer_play_rtsps()
     );
 
     // GStreamer rtspsrc: a self-signed certificate needs tls-validation-flags=0.
-    let pipeline = format!(
-        "rtspsrc location={url} tls-validation-flags=0 latency=200 \
-         ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 \
-         ! fakesink name=vsink silent=false sync=false"
-    );
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
-    cmd.args(pipeline.split_whitespace());
-    let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
-    let video = out
-        .lines()
-        .filter(|l| l.contains("(vsink:sink)") && l.contains("chain"))
-        .count();
+    let (video, err) = gst_video_frames(&format!("location={url} tls-validation-flags=0"));
     assert!(
         video >= 60,
         "GStreamer decoded {video} frames over rtsps: {err}"

@@ -168,6 +168,52 @@ pub fn run_peer(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     }
 }
 
+/// ffmpeg decoding `seconds` of video from `url` over `transport` (`udp`, `tcp`): the frames
+/// it decoded (0 if it failed) and what it said on standard error.
+pub fn ffmpeg_video_frames(url: &str, transport: &str, seconds: u32) -> (usize, String) {
+    let t = seconds.to_string();
+    let (ok, out, err) = run_peer(
+        Command::new("ffmpeg").args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-t",
+            &t,
+            "-map",
+            "0:v",
+            "-f",
+            "framecrc",
+            "-",
+        ]),
+        Duration::from_secs(40),
+    );
+    let frames = out.lines().filter(|l| !l.starts_with('#')).count();
+    (if ok { frames } else { 0 }, err)
+}
+
+/// GStreamer's rtspsrc with `source` (its location and properties) decoding the video for 6 s:
+/// the frames that reached the sink, and what it said on standard error.
+pub fn gst_video_frames(source: &str) -> (usize, String) {
+    let pipeline = format!(
+        "rtspsrc {source} latency=200 \
+         ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 \
+         ! fakesink name=vsink silent=false sync=false"
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
+    cmd.args(pipeline.split_whitespace());
+    let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
+    let video = out
+        .lines()
+        .filter(|l| l.contains("(vsink:sink)") && l.contains("chain"))
+        .count();
+    (video, err)
+}
+
 /// The server in this process, in its own runtime, on the built-in sources at 320x240@30:
 /// for tests that need a setting the command line does not offer (a 1 s session timeout).
 pub struct InProcess {

@@ -173,7 +173,8 @@ struct Shell {
 impl Shell {
     fn new(cfg: NetConfig, events: mpsc::Sender<NetEvent>) -> Self {
         Shell {
-            tcp: cfg.transport == TransportPref::Tcp,
+            tcp: cfg.transport == TransportPref::Tcp
+                || livecast_proto::rtsp::RtspUrl::parse(&cfg.url).is_ok_and(|u| u.tls),
             cfg,
             events,
             events_closed: false,
