@@ -176,6 +176,7 @@ impl RtspConn {
     /// Sends raw bytes (for malformed-request tests).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -257,6 +258,8 @@ impl RtspConn {
         let mut out = Vec::new();
         req.write_to(&mut out);
         self.stream.write_all(&out).await?;
+        // A TLS stream may keep encrypted bytes back when the socket is full.
+        self.stream.flush().await?;
         let resp = tokio::time::timeout(Duration::from_secs(10), self.read_response())
             .await
             .map_err(|_| anyhow!("no response to {} within 10 s", req.method.as_str()))??;

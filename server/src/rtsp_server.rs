@@ -15,8 +15,8 @@
 //!
 //! Each connection is one task with a reader and a writer half; interleaved RTP shares the
 //! writer's bounded queue with responses. RTSPS connections ([`RtspServer::serve_tls`]) are
-//! the same task over the halves of a TLS stream, after the handshake. The state machine is locked only while an input is
-//! handled and its outputs drained; the effects run after the lock is released, in the order
+//! the same task over the halves of a TLS stream, after the handshake. The state machine is
+//! locked only while an input is handled and its outputs drained; the effects run after the lock is released, in the order
 //! they were produced, so a response is always queued before the first media packet it
 //! announces, and no request waits for a fan-out burst (see [`crate::track`] for the fan-out's
 //! own locking).
@@ -415,7 +415,9 @@ impl RtspServer {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(buf) = rx.recv().await {
-                if wr.write_all(&buf).await.is_err() {
+                // A TLS stream may keep encrypted bytes back when the socket is full (its
+                // write returns once the bytes are taken): flushed here, they go out now.
+                if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }

@@ -60,6 +60,10 @@
 //! the challenge says `stale=TRUE` (then it is answered with the new nonce); without
 //! credentials a `401` ends it at once, saying how to give them.
 //!
+//! `rtsps://` URLs: [`Output::Connect`] asks for TLS, the media come interleaved from the first
+//! SETUP (never UDP beside an encrypted connection), and the shell's verdict on the server's
+//! certificate comes back as [`Input::Untrusted`] when it refuses it (the session ends).
+//!
 //! Adding to it later, as states and events rather than shell code:
 //! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
 //!   with `mode=record`, RECORD instead of PLAY; the watchdog then watches our own sending

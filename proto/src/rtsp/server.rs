@@ -62,6 +62,10 @@
 //! a deadline, in virtual time), then the connection closes, with a
 //! [`ServerEvent::AuthFailed`] to log; an address that fails too often gets `403` for a while.
 //!
+//! RTSPS: a connection opened with `tls` ([`Input::ConnectionOpened`]) takes media only
+//! interleaved (plain UDP alternatives are skipped, `461` when none is left) and also accepts
+//! Basic credentials (RFC 7617).
+//!
 //! ## Extending it
 //! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
 //!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the

@@ -184,7 +184,13 @@ impl Conn {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(bytes))
+        // Flushed: a TLS stream may keep encrypted bytes back when the socket is full.
+        let w = &mut self.writer;
+        let write = async move {
+            w.write_all(bytes).await?;
+            w.flush().await
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server stopped reading"))?
     }
