@@ -1,8 +1,7 @@
 //! The RTSP control connection, over TCP or TLS (`rtsps://`, [`super::tls`]): a reader task that
 //! parses responses and interleaved frames (RFC 2326 §10.12) off the stream and stamps their
-//! arrival, and a writer for requests,
-//! responses and interleaved frames. UDP readers feed the same inbox, so the session loop
-//! waits on one channel.
+//! arrival, and a writer for requests, responses and interleaved frames. UDP readers feed the
+//! same inbox, so the session loop waits on one channel.
 
 use std::io;
 use std::net::SocketAddr;
