@@ -1,7 +1,8 @@
 //! The headless player over `rtsps://` against livecast-server (in process, Digest
 //! authentication on, a self-signed certificate): it plays with credentials and remembers the
 //! certificate; after the server comes back with another certificate it refuses to play, naming
-//! both fingerprints, until told to accept the new one.
+//! both fingerprints, until told to accept the new one; with `--tls-ca` it plays only what that
+//! CA signed.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,10 +15,11 @@ use livecast_server::source::VideoConfig;
 use livecast_server::{RunningServer, ServerConfig};
 
 /// A server with the user `viewer` (password `pw`) and RTSPS on `tls_addr` with a newly
-/// generated certificate; returns its runtime, the server, the RTSPS address and the
+/// generated certificate (also written to `cert_file`); returns its runtime, the server, the RTSPS address and the
 /// certificate's fingerprint.
 fn start_server(
     tls_addr: SocketAddr,
+    cert_file: &Path,
 ) -> (
     tokio::runtime::Runtime,
     RunningServer,
@@ -42,6 +44,7 @@ fn start_server(
         REALM,
     )]));
     let (cert, key) = livecast_server::tls::generate().expect("a certificate");
+    std::fs::write(cert_file, &cert).expect("the certificate, for --tls-ca");
     let tls = ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).expect("usable");
     let mut server = rt
         .block_on(livecast_server::start(cfg))
@@ -109,7 +112,9 @@ fn frames(report: &Option<serde_json::Value>) -> u64 {
 #[test]
 fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
     let data = tempfile::tempdir().expect("a temporary folder");
-    let (rt, server, addr, first) = start_server("127.0.0.1:0".parse().expect("addr"));
+    let first_pem = data.path().join("first.pem");
+    let second_pem = data.path().join("second.pem");
+    let (rt, server, addr, first) = start_server("127.0.0.1:0".parse().expect("addr"), &first_pem);
     let url = format!("rtsps://127.0.0.1:{}/live", addr.port());
     let (ok, report, err) = play(&url, data.path(), &[]);
     assert!(ok && frames(&report) >= 45, "{report:?} {err}");
@@ -125,7 +130,7 @@ fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
     stop_server(rt, server);
 
     // The same address, another certificate: refused at once, loudly, nothing played.
-    let (rt, server, _, second) = start_server(addr);
+    let (rt, server, _, second) = start_server(addr, &second_pem);
     let (ok, report, err) = play(&url, data.path(), &[]);
     assert!(!ok, "the player refused: {err}");
     assert_eq!(frames(&report), 0);
@@ -147,5 +152,19 @@ fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
     let text = std::fs::read_to_string(&known).expect("known_hosts");
     assert!(text.contains(&format!("\n{key} {second}\n")), "{text}");
     assert!(!text.contains(&first.to_string()), "{text}");
+
+    // --tls-ca: the certificate must be signed by the CA given (here: itself), pins aside.
+    let ca = |f: &Path| format!("--tls-ca={}", f.display());
+    let (ok, report, err) = play(&url, data.path(), &[&ca(&second_pem)]);
+    assert!(ok && frames(&report) >= 45, "{report:?} {err}");
+    let (ok, report, err) = play(&url, data.path(), &[&ca(&first_pem)]);
+    assert!(!ok && frames(&report) == 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the certificate of {key} is not trusted ({})",
+            first_pem.display()
+        )),
+        "{err}"
+    );
     stop_server(rt, server);
 }

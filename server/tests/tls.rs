@@ -1,5 +1,5 @@
 //! RTSPS end to end: the real server binary with its generated certificate, played over
-//! `rtsps://` by ffprobe, ffmpeg and GStreamer rtspsrc; a tcpdump capture of the TLS port
+//! `rtsps://` by ffprobe, ffmpeg, GStreamer rtspsrc and mpv; a tcpdump capture of the TLS port
 //! showing nothing in clear; plain UDP refused on the TLS port; garbage there disturbing no one.
 
 mod common;
@@ -41,7 +41,7 @@ fn ffmpeg_frames(url: &str, seconds: u32) -> (usize, String) {
 }
 
 #[test]
-fn a_generated_certificate_is_kept_and_ffprobe_ffmpeg_and_gstreamer_play_rtsps() {
+fn a_generated_certificate_is_kept_and_ffprobe_ffmpeg_gstreamer_and_mpv_play_rtsps() {
     let data = tempfile::tempdir().expect("a temporary folder");
     let (server, tls_port) = tls_server(data.path());
     let url = format!("rtsps://127.0.0.1:{tls_port}/live");
@@ -85,6 +85,21 @@ fn a_generated_certificate_is_kept_and_ffprobe_ffmpeg_and_gstreamer_play_rtsps()
         video >= 60,
         "GStreamer decoded {video} frames over rtsps: {err}"
     );
+
+    // mpv (ffmpeg's demuxer inside).
+    let (ok, out, err) = run_peer(
+        Command::new("mpv").args([
+            "--no-config",
+            "--vo=null",
+            "--ao=null",
+            "--length=2",
+            "--msg-level=all=info",
+            &url,
+        ]),
+        Duration::from_secs(40),
+    );
+    let all = format!("{out}\n{err}");
+    assert!(ok && all.contains("(h264 320x240"), "mpv: {all}");
 
     // A restart keeps the certificate, so viewers who pinned it still trust the server.
     drop(server);
