@@ -138,9 +138,10 @@ impl std::str::FromStr for TlsListen {
     }
 }
 
-/// The RTSPS addresses `--tls-listen` asks for: none if any is `off`, the default ones
-/// ([`DEFAULT_TLS_PORT`] on every address) if none is given.
-pub fn tls_addresses(given: &[TlsListen]) -> Vec<SocketAddr> {
+/// The RTSPS addresses `--tls-listen` asks for: none if any is `off`; if none is given,
+/// [`DEFAULT_TLS_PORT`] on the addresses of `--listen` (`listen`, when given: a server kept
+/// to one address keeps RTSPS there too), else on every address.
+pub fn tls_addresses(given: &[TlsListen], listen: &[SocketAddr]) -> Vec<SocketAddr> {
     if given.contains(&TlsListen::Off) {
         return Vec::new();
     }
@@ -151,11 +152,18 @@ pub fn tls_addresses(given: &[TlsListen]) -> Vec<SocketAddr> {
             TlsListen::Off => None,
         })
         .collect();
-    if addrs.is_empty() {
-        default_listen_on(DEFAULT_TLS_PORT)
-    } else {
-        addrs
+    if !addrs.is_empty() {
+        return addrs;
     }
+    if listen.is_empty() {
+        return default_listen_on(DEFAULT_TLS_PORT);
+    }
+    let mut v: Vec<SocketAddr> = listen
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), DEFAULT_TLS_PORT))
+        .collect();
+    v.dedup();
+    v
 }
 
 /// `WIDTHxHEIGHT`, even, 16..7680 x 16..4320.
@@ -214,16 +222,23 @@ mod tests {
             "8322".parse::<TlsListen>(),
             Err("'8322' is neither ADDR:PORT (0.0.0.0:8322, [::]:8322) nor off".into())
         );
-        assert_eq!(tls_addresses(&[TlsListen::Off]), Vec::<SocketAddr>::new());
+        let addrs =
+            |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().unwrap()).collect() };
+        let listen = addrs(&["127.0.0.1:8554", "127.0.0.1:9554", "[::1]:8554"]);
+        assert_eq!(tls_addresses(&[TlsListen::Off], &[]), addrs(&[]));
         assert_eq!(
-            tls_addresses(&[on("127.0.0.1:9322"), TlsListen::Off]),
-            Vec::<SocketAddr>::new()
+            tls_addresses(&[on("127.0.0.1:9322"), TlsListen::Off], &listen),
+            addrs(&[])
         );
         assert_eq!(
-            tls_addresses(&[on("127.0.0.1:9322")]),
-            vec!["127.0.0.1:9322".parse::<SocketAddr>().unwrap()]
+            tls_addresses(&[on("127.0.0.1:9322")], &listen),
+            addrs(&["127.0.0.1:9322"])
         );
-        assert_eq!(tls_addresses(&[])[0], "0.0.0.0:8322".parse().unwrap());
+        assert_eq!(
+            tls_addresses(&[], &listen),
+            addrs(&["127.0.0.1:8322", "[::1]:8322"])
+        );
+        assert_eq!(tls_addresses(&[], &[])[0], "0.0.0.0:8322".parse().unwrap());
     }
 
     #[test]

@@ -132,7 +132,11 @@ impl RunningServer {
                     tracing::debug!("no IPv6 for RTSPS on {addr}: {e}");
                     continue;
                 }
-                Err(e) => return Err(e.context(format!("listening (RTSPS) on {addr}"))),
+                Err(e) => {
+                    let why =
+                        format!("listening (RTSPS) on {addr} (--tls-listen ADDR:PORT or off)");
+                    return Err(e.context(why));
+                }
             };
             bound.push(listener.local_addr()?);
             self.tasks.push(tokio::spawn(

@@ -40,7 +40,8 @@ struct Args {
     listen: Vec<SocketAddr>,
 
     /// RTSPS (RTSP over TLS, media interleaved in the TLS connection): address to accept on;
-    /// repeat for several; off for none. Default: 0.0.0.0:8322 and [::]:8322.
+    /// repeat for several; off for none. Default: port 8322 on the --listen addresses, or
+    /// 0.0.0.0:8322 and [::]:8322.
     #[arg(long, value_name = "ADDR:PORT|off")]
     tls_listen: Vec<TlsListen>,
 
@@ -255,7 +256,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     };
     let authed = auth.is_some();
     // RTSPS: the certificate before anything starts, so a bad one stops us at once.
-    let tls_listen = tls_addresses(&args.tls_listen);
+    let tls_listen = tls_addresses(&args.tls_listen, &args.listen);
     let tls = if tls_listen.is_empty() {
         None
     } else {
