@@ -254,6 +254,7 @@ impl LocalSide {
             captions: cfg.captions.clone(),
             title: cfg.name.clone(),
             chat: true,
+            publish: Vec::new(),
         };
         let server = rt
             .block_on(livecast_server::start(scfg))

@@ -28,6 +28,7 @@ pub mod encode;
 pub mod hooks;
 pub mod net;
 pub mod pipeline;
+pub mod publish;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub title: String,
     /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
     pub chat: bool,
+    /// Relays the stream is pushed into (`--publish`).
+    pub publish: Vec<publish::PublishTarget>,
 }
 
 impl ServerConfig {
@@ -86,6 +89,7 @@ impl ServerConfig {
             captions: Default::default(),
             title: "Livecast".into(),
             chat: false,
+            publish: Vec::new(),
         }
     }
 }
@@ -240,6 +244,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut tracks = vec![video, audio];
     tracks.extend(text);
     tracks.extend(chat_track);
+    let announced = publish::announced_sdp(&sdp);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
     for (i, t) in tracks.iter().enumerate() {
         for s in [&t.sockets.rtcp_v4, &t.sockets.rtcp_v6]
@@ -255,6 +260,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         let listener = bind_listener(*addr).with_context(|| format!("listening on {addr}"))?;
         listening.push(listener.local_addr()?);
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
+    }
+    for (i, target) in cfg.publish.iter().enumerate() {
+        tasks.push(tokio::spawn(publish::run(
+            i,
+            target.clone(),
+            tracks.clone(),
+            announced.clone(),
+        )));
     }
     tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
     tasks.push(tokio::spawn(track::sender_report_loop(
