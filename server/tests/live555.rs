@@ -6,51 +6,21 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{run_peer, ServerProc};
+use common::{live555_client, live555_frames as frames, run_peer, ServerProc};
 use livecast_server::users::Users;
-
-/// The client program, built once per test run if it is not there yet.
-fn client() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let dir = target.join("live555");
-        let status = Command::new(root.join("scripts/build-live555-client.sh"))
-            .arg(&dir)
-            .status()
-            .expect("scripts/build-live555-client.sh runs");
-        assert!(status.success(), "building the live555 client failed");
-        dir.join("bin/livecast-live555-client")
-    })
-}
 
 /// Runs the client on `url` for 3 s; returns its exit status and what it printed.
 fn play(url: &str, tcp: bool) -> (bool, String) {
-    let mut cmd = Command::new(client());
+    let mut cmd = Command::new(live555_client());
     if tcp {
         cmd.arg("--tcp");
     }
     cmd.args(["--seconds", "3", url]);
     let (ok, out, err) = run_peer(&mut cmd, Duration::from_secs(30));
     (ok, format!("{out}{err}"))
-}
-
-/// The frames counted for `medium` ("video/H264") in the client's report.
-fn frames(report: &str, medium: &str) -> u32 {
-    report
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("medium {medium} frames=")))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {medium} in the report: {report}"))
 }
 
 /// Keyframes (IDR access units) counted for the video.
