@@ -21,6 +21,7 @@
 //! the `livecast-server` binary, off in [`ServerConfig`] by default) but no TLS yet, so the
 //! media cross the network in clear; RTSP 2.0 clients get `505`.
 
+pub mod adapt;
 pub mod captions;
 pub mod chat;
 pub mod cli;
@@ -67,6 +68,9 @@ pub struct ServerConfig {
     pub chat: bool,
     /// Relays the stream is pushed into (`--publish`).
     pub publish: Vec<publish::PublishTarget>,
+    /// Adapt the video's rate, size and frame rate to the viewer's reception reports (a call:
+    /// one viewer). See [`adapt`].
+    pub adapt: bool,
 }
 
 impl ServerConfig {
@@ -90,6 +94,7 @@ impl ServerConfig {
             title: "Livecast".into(),
             chat: false,
             publish: Vec::new(),
+            adapt: false,
         }
     }
 }
@@ -246,6 +251,20 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     tracks.extend(chat_track);
     let announced = publish::announced_sdp(&sdp);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
+    if cfg.adapt {
+        let v = cfg.media.video_cfg;
+        rtsp.adapt_with(adapt::Adapter::new(
+            cfg.media.hooks.controls.clone(),
+            Box::new({
+                let video = tracks[0].clone();
+                move || video.octets_sent()
+            }),
+            v.width,
+            v.height,
+            v.fps,
+            cfg.media.video_bitrate,
+        ));
+    }
     for (i, t) in tracks.iter().enumerate() {
         for s in [&t.sockets.rtcp_v4, &t.sockets.rtcp_v6]
             .into_iter()

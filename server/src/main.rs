@@ -288,6 +288,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         title: "Livecast".into(),
         chat: false,
         publish: publish_targets,
+        adapt: false,
     };
     let server = livecast_server::start(cfg).await?;
     let p = &server.pipeline.video_params;
