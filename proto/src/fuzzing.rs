@@ -347,3 +347,12 @@ pub fn publisher_answers(data: &[u8]) {
         );
     }
 }
+
+/// MIKEY (RFC 3830): the parser never panics, and a message it reads writes back to bytes
+/// that read as the same message.
+pub fn mikey_round_trip(data: &[u8]) {
+    if let Ok(m) = crate::mikey::MikeyMessage::parse(data) {
+        let again = crate::mikey::MikeyMessage::parse(&m.to_bytes());
+        assert_eq!(again.as_ref(), Ok(&m), "written back: {m:?}");
+    }
+}

@@ -27,6 +27,7 @@ pub mod codec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jitter;
+pub mod mikey;
 pub mod rate;
 pub mod rtcp;
 pub mod rtp;
