@@ -34,4 +34,5 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod seq;
+pub mod srtp;
 pub mod time;
