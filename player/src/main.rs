@@ -48,6 +48,11 @@ struct Args {
     #[arg(long, requires = "call")]
     headset: bool,
 
+    /// Call mode: keep the picture size, frame rate and bit rate fixed instead of adapting
+    /// them to what reaches the other side (its RTCP reports of loss and round trip).
+    #[arg(long, requires = "call")]
+    fixed_quality: bool,
+
     /// How RTP reaches us: auto (UDP, falling back to TCP when UDP brings nothing within 2 s),
     /// udp, or tcp (interleaved in the RTSP connection).
     #[arg(long, default_value = "auto", value_parser = parse_transport)]
@@ -258,6 +263,7 @@ fn run_call(args: Args, peer: String) -> anyhow::Result<()> {
         captions: args.media.caption_config(),
         name: args.name.clone().unwrap_or_else(default_name),
         echo_cancel: !args.headset,
+        adapt: !args.fixed_quality,
         self_view: !args.headless,
         engine: engine_config(Source::Url(String::new()), &args),
     };

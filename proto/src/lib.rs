@@ -28,10 +28,13 @@ pub mod codec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jitter;
+pub mod mikey;
+pub mod rate;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod seq;
+pub mod srtp;
 pub mod time;
 pub mod trust;

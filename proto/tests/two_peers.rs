@@ -791,6 +791,9 @@ impl World {
             }
             server::Output::Event(e) => match e {
                 ServerEvent::SessionStarted { .. } => self.log.sessions_started.push(self.at()),
+                // This world's receiver reports carry no blocks (the server's unit tests
+                // cover the event).
+                ServerEvent::ReceptionReport { .. } => {}
                 ServerEvent::SessionEnded { reason, .. } => {
                     self.log.sessions_ended.push((self.at(), reason))
                 }

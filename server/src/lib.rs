@@ -22,6 +22,7 @@
 //! [`RunningServer::serve_tls`]) carries media interleaved in the TLS connection only (no
 //! SRTP); RTSP 2.0 clients get `505`.
 
+pub mod adapt;
 pub mod captions;
 pub mod chat;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod encode;
 pub mod hooks;
 pub mod net;
 pub mod pipeline;
+pub mod publish;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
@@ -66,6 +68,11 @@ pub struct ServerConfig {
     pub title: String,
     /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
     pub chat: bool,
+    /// Relays the stream is pushed into (`--publish`).
+    pub publish: Vec<publish::PublishTarget>,
+    /// Adapt the video's rate, size and frame rate to the viewer's reception reports (a call:
+    /// one viewer). See [`adapt`].
+    pub adapt: bool,
 }
 
 impl ServerConfig {
@@ -88,6 +95,8 @@ impl ServerConfig {
             captions: Default::default(),
             title: "Livecast".into(),
             chat: false,
+            publish: Vec::new(),
+            adapt: false,
         }
     }
 }
@@ -283,7 +292,22 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut tracks = vec![video, audio];
     tracks.extend(text);
     tracks.extend(chat_track);
+    let announced = publish::announced_sdp(&sdp);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
+    if cfg.adapt {
+        let v = cfg.media.video_cfg;
+        rtsp.adapt_with(adapt::Adapter::new(
+            cfg.media.hooks.controls.clone(),
+            Box::new({
+                let video = tracks[0].clone();
+                move || video.octets_sent()
+            }),
+            v.width,
+            v.height,
+            v.fps,
+            cfg.media.video_bitrate,
+        ));
+    }
     for (i, t) in tracks.iter().enumerate() {
         for s in [&t.sockets.rtcp_v4, &t.sockets.rtcp_v6]
             .into_iter()
@@ -298,6 +322,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         let listener = bind_listener(*addr).with_context(|| format!("listening on {addr}"))?;
         listening.push(listener.local_addr()?);
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
+    }
+    for (i, target) in cfg.publish.iter().enumerate() {
+        tasks.push(tokio::spawn(publish::run(
+            i,
+            target.clone(),
+            tracks.clone(),
+            announced.clone(),
+        )));
     }
     tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
     tasks.push(tokio::spawn(track::sender_report_loop(

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use livecast_proto::rtsp::publisher::PublishTransport;
 use livecast_proto::rtsp::server::{AuthConfig, Roles};
 use livecast_proto::rtsp::Limits;
 use livecast_server::cli::{tls_addresses, MediaArgs, TlsListen};
 use livecast_server::net::{local_addresses, rtsp_url};
+use livecast_server::publish::{check_url, PublishTarget};
 use livecast_server::rtsp_server::RtspConfig;
 use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
@@ -69,6 +71,24 @@ struct Args {
     /// line). Without it, new viewers are refused only while the video fan-out cannot keep up.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_viewers: Option<u64>,
+
+    /// Also push the stream into a relay (MediaMTX, another livecast-server, any RTSP server
+    /// that takes ANNOUNCE/RECORD): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Repeat for
+    /// several. Reconnects with backoff when the relay goes away or refuses.
+    #[arg(long, value_name = "URL")]
+    publish: Vec<String>,
+
+    /// How --publish sends the media: tcp (interleaved in the RTSP connection) or udp.
+    #[arg(long, default_value = "tcp", value_name = "tcp|udp", value_parser = parse_publish_transport)]
+    publish_transport: PublishTransport,
+}
+
+fn parse_publish_transport(s: &str) -> Result<PublishTransport, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(PublishTransport::Tcp),
+        "udp" => Ok(PublishTransport::Udp),
+        _ => Err(format!("{s:?}: expected tcp or udp")),
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -240,6 +260,14 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         args.listen.clone()
     };
     let path = args.path.trim_matches('/').to_string();
+    let mut publish_targets = Vec::new();
+    for url in &args.publish {
+        check_url(url)?;
+        publish_targets.push(PublishTarget {
+            url: url.clone(),
+            transport: args.publish_transport,
+        });
+    }
     // Who may watch: the users file, created with a viewer on first start.
     let (auth, new_password) = if args.no_auth {
         tracing::warn!("--no-auth: anyone who can reach the server may watch");
@@ -285,6 +313,8 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         captions: args.media.caption_config(),
         title: "Livecast".into(),
         chat: false,
+        publish: publish_targets,
+        adapt: false,
     };
     let mut server = livecast_server::start(cfg).await?;
     if let Some((t, _)) = &tls {

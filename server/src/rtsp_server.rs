@@ -47,7 +47,7 @@ use tokio_rustls::rustls::ServerConfig as ServerTlsConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::track::{Sink, Track};
+use crate::track::{Sink, Track, TrackKind};
 
 /// Depth of a connection's outgoing queue (responses + interleaved frames). About two seconds
 /// of 2 Mbit/s video; beyond it a slow TCP client loses packets rather than holding anyone up.
@@ -104,6 +104,8 @@ pub struct RtspServer {
     deadline: watch::Sender<Instant>,
     /// What the state machine was last told about overload ([`Input::Overloaded`]).
     overloaded: std::sync::atomic::AtomicBool,
+    /// Quality adaptation from the viewers' reports (a call only).
+    adapter: std::sync::OnceLock<crate::adapt::Adapter>,
 }
 
 impl RtspServer {
@@ -136,7 +138,13 @@ impl RtspServer {
             next_conn: AtomicU64::new(1),
             deadline: watch::channel(now + Duration::from_secs(3600)).0,
             overloaded: std::sync::atomic::AtomicBool::new(false),
+            adapter: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on the viewers' reception reports about the video steer the encoder.
+    pub fn adapt_with(&self, adapter: crate::adapt::Adapter) {
+        let _ = self.adapter.set(adapter);
     }
 
     fn sm(&self) -> MutexGuard<'_, Server> {
@@ -331,6 +339,19 @@ impl RtspServer {
                         sent,
                         "NACK answered"
                     );
+                }
+            }
+            ServerEvent::ReceptionReport {
+                client,
+                track,
+                block,
+            } => {
+                let video = self
+                    .tracks
+                    .get(track)
+                    .is_some_and(|t| t.info.kind == TrackKind::Video);
+                if let (true, Some(a)) = (video, self.adapter.get()) {
+                    a.on_report(client.0, &block);
                 }
             }
             ServerEvent::SenderReport { client, track } => {

@@ -388,6 +388,13 @@ pub enum ServerEvent {
     },
     /// Send `client` an RTCP sender report for `track` now.
     SenderReport { client: ClientId, track: usize },
+    /// `client` reported on how it receives `track` (an RR or SR report block about our
+    /// source, RFC 3550 §6.4): loss since its last report, and LSR/DLSR for the round trip.
+    ReceptionReport {
+        client: ClientId,
+        track: usize,
+        block: rtcp::ReportBlock,
+    },
     /// Close the connection (after writing what was transmitted on it).
     CloseConnection { conn: ConnId },
     SessionEnded {
@@ -923,6 +930,21 @@ impl Server {
                 s.last_keyframe_request = Some(now);
                 self.out
                     .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
+            }
+        }
+        for p in &packets {
+            let blocks = match p {
+                rtcp::RtcpPacket::ReceiverReport(r) => &r.reports,
+                rtcp::RtcpPacket::SenderReport(r) => &r.reports,
+                _ => continue,
+            };
+            for b in blocks.iter().filter(|b| b.ssrc == t.ssrc) {
+                self.out
+                    .push_back(Output::Event(ServerEvent::ReceptionReport {
+                        client: s.client,
+                        track,
+                        block: *b,
+                    }));
             }
         }
         let retransmits = s.state.state() == State::Playing

@@ -131,6 +131,36 @@ impl Drop for ServerProc {
     }
 }
 
+/// The live555 test client (scripts/live555/live555-client.cpp), built once per test run by
+/// scripts/build-live555-client.sh if it is not there yet.
+pub fn live555_client() -> &'static std::path::PathBuf {
+    use std::path::PathBuf;
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let dir = target.join("live555");
+        let status = Command::new(root.join("scripts/build-live555-client.sh"))
+            .arg(&dir)
+            .status()
+            .expect("scripts/build-live555-client.sh runs");
+        assert!(status.success(), "building the live555 client failed");
+        dir.join("bin/livecast-live555-client")
+    })
+}
+
+/// The frames the live555 client counted for `medium` ("video/H264") in its report.
+pub fn live555_frames(report: &str, medium: &str) -> u32 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("medium {medium} frames=")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {medium} in the report: {report}"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

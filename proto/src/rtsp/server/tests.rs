@@ -1034,6 +1034,58 @@ fn rtp_clock_maps_wall_time_both_ways_and_wraps() {
     );
 }
 
+/// A session's receiver reports about a track's source come out as events (for quality
+/// adaptation), each block on its own; blocks about other sources, and strangers' reports,
+/// do not.
+#[test]
+fn reception_reports_about_our_sources_become_events() {
+    let mut h = Harness::new(1);
+    let a = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &a);
+    let from_a = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let stranger = RtcpSource::Udp {
+        from: "192.0.2.99:5001".parse().unwrap(),
+        track: 0,
+    };
+    let block = |ssrc, lost| rtcp::ReportBlock {
+        ssrc,
+        fraction_lost: lost,
+        cumulative_lost: 12,
+        extended_highest_seq: 70_000,
+        jitter: 90,
+        last_sr: 0x1234_5678,
+        delay_since_last_sr: 6553,
+    };
+    let report = RtcpPacket::ReceiverReport(ReceiverReport {
+        ssrc: Ssrc(77),
+        reports: vec![block(VIDEO, 25), block(Ssrc(5), 200), block(VIDEO, 30)],
+    });
+    let evs = events(h.rtcp(from_a, std::slice::from_ref(&report)));
+    let client = match &evs[..] {
+        [ServerEvent::ReceptionReport { client, .. }, ..] => *client,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        evs,
+        [
+            ServerEvent::ReceptionReport {
+                client,
+                track: 0,
+                block: block(VIDEO, 25)
+            },
+            ServerEvent::ReceptionReport {
+                client,
+                track: 0,
+                block: block(VIDEO, 30)
+            },
+        ]
+    );
+    assert!(h.rtcp(stranger, &[report]).is_empty(), "a stranger");
+}
+
 /// Keyframe requests per session: one client asking ten times a second gets one keyframe
 /// request passed on per second, exactly; another client's requests have their own budget;
 /// a stranger's are ignored; the budget holds on interleaved RTCP too.
