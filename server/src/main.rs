@@ -16,6 +16,15 @@ use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
+/// A line on standard output for the user; a closed stdout (`livecast-server | head -1`) is
+/// not an error: the server goes on streaming.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Live-stream a camera and microphone over RTSP 1.0 / RTP, playable by ffplay, ffmpeg, mpv,
 /// GStreamer, VLC and livecast-player.
 ///
@@ -321,9 +330,8 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         server.serve_tls(&tls_listen, t.config.clone())?;
     }
     let p = &server.pipeline.video_params;
-    #[allow(clippy::print_stdout)]
     {
-        println!(
+        say!(
             "livecast-server: streaming {} ({}x{} @ {} fps) + {}{}",
             server.pipeline.video_source,
             p.width,
@@ -351,7 +359,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             for ip in ips {
                 let url = rtsp_url(ip, l.port(), &path);
                 let url = if tls { rtsps(url) } else { url };
-                println!("  {}", with_user(url));
+                say!("  {}", with_user(url));
             }
         }
         if let Some((t, source)) = &tls {
@@ -361,7 +369,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
                 CertSource::Generated(p) => format!("self-signed, new in {}", p.display()),
                 CertSource::Kept(p) => format!("self-signed, {}", p.display()),
             };
-            println!("rtsps:// certificate SHA-256 {} ({whence})", t.fingerprint);
+            say!("rtsps:// certificate SHA-256 {} ({whence})", t.fingerprint);
         }
         let port = server.listening.first().map_or(8554, |l| l.port());
         let local = format!("rtsp://127.0.0.1:{port}/{path}");
@@ -370,14 +378,14 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         } else {
             with_user(local)
         };
-        println!("watch with: ffplay {local}");
+        say!("watch with: ffplay {local}");
         if new_password.is_some() {
-            println!(
+            say!(
                 "created {} with the user {DEFAULT_USER}; its password is shown only now",
                 users_path.display()
             );
         } else if authed {
-            println!(
+            say!(
                 "access: Digest, users in {} (rtsp://USER:PASSWORD@HOST:{port}/{path}; \
                  set a password with: livecast-server user passwd {DEFAULT_USER})",
                 users_path.display()
