@@ -762,6 +762,10 @@ pub struct Client {
     answered: bool,
     /// Smoothed round trip to the server (RFC 6298's 1/8 gain), once measured.
     srtt: Option<Duration>,
+    /// The smallest round trip an RTSP exchange measured.
+    rtsp_rtt_min: Option<Duration>,
+    /// Whether the media path's round trip was measured (then RTSP samples no longer count).
+    media_rtt_measured: bool,
     /// For Digest authentication: the configured ones, else the URL's.
     credentials: Option<Credentials>,
 }
@@ -799,6 +803,8 @@ impl Client {
             attempt: 0,
             answered: false,
             srtt: None,
+            rtsp_rtt_min: None,
+            media_rtt_measured: false,
         };
         c.emit(if c.cfg.call {
             ClientEvent::Calling {
@@ -863,7 +869,23 @@ impl Client {
         self.rtt() * 5 / 4 + self.cfg.nack.margin
     }
 
+    /// A round trip measured by an RTSP exchange. TCP's loss recovery (a retransmission
+    /// timeout is 200 ms or more) and the server's own work only ever add to it, so it counts
+    /// as its smallest sample so far, and only until the media path has been measured (an
+    /// answered NACK, [`Input::RoundTrip`]): one slow exchange on a lossy path once made the
+    /// round trip look like 455 ms, and a client that believed it never asked for a
+    /// retransmission again.
+    fn rtsp_rtt_sample(&mut self, rtt: Duration) {
+        let min = self.rtsp_rtt_min.map_or(rtt, |m| m.min(rtt));
+        self.rtsp_rtt_min = Some(min);
+        if !self.media_rtt_measured {
+            self.srtt = Some(min);
+        }
+    }
+
+    /// A round trip measured on the media path (smoothed, RFC 6298's 1/8).
     fn rtt_sample(&mut self, rtt: Duration) {
+        self.media_rtt_measured = true;
         let rtt = rtt.min(Duration::from_secs(10));
         self.srtt = Some(match self.srtt {
             None => rtt,
@@ -1479,7 +1501,7 @@ impl Client {
                 return;
             };
             if let Some(sent) = w.sent {
-                self.rtt_sample(now.saturating_duration_since(sent));
+                self.rtsp_rtt_sample(now.saturating_duration_since(sent));
             }
             // (A TEARDOWN refused goes on to the next one, as any answer does.)
             let tearing_down = matches!(self.step, Step::TearingDown { .. } | Step::Ended);
@@ -1497,7 +1519,7 @@ impl Client {
         let Some((kind, _, sent)) = cseq.and_then(|c| self.a.pending.remove(&c)) else {
             return; // late, or not ours
         };
-        self.rtt_sample(now.saturating_duration_since(sent));
+        self.rtsp_rtt_sample(now.saturating_duration_since(sent));
         if resp.status == StatusCode::SESSION_NOT_FOUND {
             let why = "the server no longer knows our session (454)".to_owned();
             return self.finish(Outcome::Lost(why), now);

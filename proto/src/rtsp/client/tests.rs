@@ -1260,6 +1260,35 @@ fn nack_only_while_a_retransmission_can_come_in_time() {
     assert_eq!(p.c.retransmission_wait(0), Some(rtt + repeat * 2 + 10 * MS));
 }
 
+/// One RTSP answer slowed by TCP's loss recovery (a lossy path: 455 ms seen in a call) does
+/// not stretch the round trip the NACK timing uses: RTSP exchanges count by their fastest,
+/// and only until a NACK has been answered.
+#[test]
+fn a_slow_rtsp_answer_does_not_stretch_the_round_trip() {
+    let (mut p, _) = Peer::avpf_streaming(cfg(TransportMode::Auto));
+    assert_eq!(p.c.round_trip(), Some(RTT));
+    p.command(Command::Pause);
+    p.now += 455 * MS;
+    p.respond(ok(6));
+    assert_eq!(p.c.round_trip(), Some(RTT));
+    assert_eq!(p.c.retransmission_wait(0), Some(Duration::from_millis(100)));
+    // A faster one lowers it.
+    p.command(Command::Resume);
+    p.now += RTT / 2;
+    p.respond(ok(7).header("RTP-Info", RTP_INFO));
+    assert_eq!(p.c.round_trip(), Some(RTT / 2));
+    // Once a NACK was answered, the media path's samples rule, smoothed.
+    let t = p.now;
+    assert_eq!(nacks(&p.gap(0, 500, 400 * MS)), [(0, vec![500])]);
+    p.now = t + 40 * MS;
+    p.filled(0, 500);
+    assert_eq!(p.c.round_trip(), Some((RTT / 2 * 7 + 40 * MS) / 8));
+    p.command(Command::Pause);
+    p.now += MS;
+    p.respond(ok(8));
+    assert_eq!(p.c.round_trip(), Some((RTT / 2 * 7 + 40 * MS) / 8));
+}
+
 #[test]
 fn nacks_are_budgeted_per_second() {
     let mut c = cfg(TransportMode::Auto);
