@@ -76,42 +76,17 @@ impl Namespaces {
     /// Drops `percent` % of the packets arriving in both namespaces, at random (nftables).
     fn lose(&self, percent: u32) {
         for name in [&self.a, &self.b] {
-            let rules = format!(
-                "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
-            );
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", name, "nft", "-f", "-"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .expect("nft (nftables) is installed (scripts/setup.sh)");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(rules.as_bytes())
-                .expect("write the nft rules");
-            assert!(child.wait().expect("nft").success(), "nft failed in {name}");
+            let rule = format!("numgen random mod 100 < {percent} counter drop");
+            lossy_netns::nft_input_rule(name, &rule);
         }
     }
 
     /// Polices the UDP arriving in namespace `b` to `kbytes` kB/s (bursts of 64 kB pass).
     fn police_b(&self, kbytes: u32) {
-        let rules = format!(
-            "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
-             meta l4proto udp limit rate over {kbytes} kbytes/second burst 64 kbytes counter drop\n  }}\n}}\n"
+        let rule = format!(
+            "meta l4proto udp limit rate over {kbytes} kbytes/second burst 64 kbytes counter drop"
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.b, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (nftables) is installed (scripts/setup.sh)");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("write the nft rules");
-        assert!(child.wait().expect("nft").success(), "nft failed");
+        lossy_netns::nft_input_rule(&self.b, &rule);
     }
 
     /// Delays every packet arriving in each namespace by `ms`: a round trip of twice that.
@@ -123,25 +98,7 @@ impl Namespaces {
 
     /// Packets the loss rule dropped so far in namespace `name`.
     fn dropped(&self, name: &str) -> u64 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                name,
-                "nft",
-                "list",
-                "table",
-                "inet",
-                "livecast_loss",
-            ])
-            .output()
-            .expect("nft");
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.split("packets ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        lossy_netns::nft_dropped(name)
     }
 }
 

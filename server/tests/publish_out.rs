@@ -57,6 +57,11 @@ fn publish_into_ffmpeg(transport: &str) {
     ]);
     let (ok, _, err) = waiter.join().unwrap();
     assert!(ok, "ffmpeg's listener failed: {err}");
+    assert_eq!(streams_of(&out), ["h264,1280,720", "opus"], "{transport}");
+}
+
+/// The streams of a media file as ffprobe lists them: `codec,width,height` or `codec`.
+fn streams_of(file: &std::path::Path) -> Vec<String> {
     let mut probe = Command::new("ffprobe");
     probe
         .args([
@@ -66,11 +71,10 @@ fn publish_into_ffmpeg(transport: &str) {
             "stream=codec_name,width,height",
         ])
         .args(["-of", "csv=p=0"])
-        .arg(&out);
+        .arg(file);
     let (ok, streams, err) = run_peer(&mut probe, Duration::from_secs(30));
-    assert!(ok, "ffprobe: {err}");
-    let streams: Vec<&str> = streams.lines().collect();
-    assert_eq!(streams, ["h264,1280,720", "opus"], "{transport}");
+    assert!(ok, "ffprobe {}: {err}", file.display());
+    streams.lines().map(str::to_owned).collect()
 }
 
 /// Whether a TCP socket listens on loopback `port` (/proc/net/tcp, state 0A).
@@ -430,22 +434,7 @@ fn publishes_into_gst_rtsp_server_in_record_mode() {
     server.kill();
     let _ = gst.kill();
     let _ = gst.wait();
-    let mut probe = Command::new("ffprobe");
-    probe
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(&out);
-    let (ok, streams, err) = run_peer(&mut probe, Duration::from_secs(30));
-    assert!(ok, "ffprobe: {err}");
-    assert_eq!(
-        streams.lines().collect::<Vec<_>>(),
-        ["h264,1280,720", "opus"]
-    );
+    assert_eq!(streams_of(&out), ["h264,1280,720", "opus"]);
     let mut decode = Command::new("ffmpeg");
     decode
         .args(["-v", "error", "-i"])

@@ -58,22 +58,13 @@ impl LossyNamespace {
             delayer: None,
         };
         ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
-        let rules = format!(
-            "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
-             meta l4proto udp meta length > {min_len} numgen random mod 100 < {percent} counter drop\n  }}\n}}\n"
+        nft_input_rule(
+            &ns.name,
+            &format!(
+                "meta l4proto udp meta length > {min_len} numgen random mod 100 < {percent} \
+                 counter drop"
+            ),
         );
-        let mut nft = ns
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (nftables) is installed");
-        nft.stdin
-            .take()
-            .expect("stdin")
-            .write_all(rules.as_bytes())
-            .expect("write the nft rules");
-        assert!(nft.wait().expect("nft").success(), "nft failed");
         ns
     }
 
@@ -85,17 +76,7 @@ impl LossyNamespace {
 
     /// Datagrams the rule dropped so far.
     pub fn dropped(&self) -> u64 {
-        let out = self
-            .command("nft")
-            .args(["list", "table", "inet", "livecast_loss"])
-            .output()
-            .expect("nft");
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.split("packets ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        nft_dropped(&self.name)
     }
 
     /// `program` (arguments to add) run inside the namespace.
@@ -104,6 +85,49 @@ impl LossyNamespace {
         c.args(["netns", "exec", &self.name]).arg(program);
         c
     }
+}
+
+/// Puts `rule` (with a counter) in the input chain of a table `inet livecast_loss` in network
+/// namespace `ns`, the table [`nft_dropped`] reads.
+pub fn nft_input_rule(ns: &str, rule: &str) {
+    let rules = format!(
+        "table inet livecast_loss {{\n  chain input {{\n    type filter hook input priority 0; \
+         policy accept;\n    {rule}\n  }}\n}}\n"
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft (nftables) is installed (scripts/setup.sh)");
+    nft.stdin
+        .take()
+        .expect("stdin")
+        .write_all(rules.as_bytes())
+        .expect("write the nft rules");
+    assert!(nft.wait().expect("nft").success(), "nft failed in {ns}");
+}
+
+/// Packets the `inet livecast_loss` rule of namespace `ns` dropped so far.
+pub fn nft_dropped(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "livecast_loss",
+        ])
+        .output()
+        .expect("nft");
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Delays every packet arriving in network namespace `ns` by `ms`: an iptables NFQUEUE
