@@ -30,7 +30,7 @@ pub mod encode;
 pub mod hooks;
 pub mod net;
 pub mod pipeline;
-pub mod publish;
+pub mod push;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
@@ -69,7 +69,7 @@ pub struct ServerConfig {
     /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
     pub chat: bool,
     /// Relays the stream is pushed into (`--publish`).
-    pub publish: Vec<publish::PublishTarget>,
+    pub publish: Vec<push::PublishTarget>,
     /// Adapt the video's rate, size and frame rate to the viewer's reception reports (a call:
     /// one viewer). See [`adapt`].
     pub adapt: bool,
@@ -292,7 +292,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut tracks = vec![video, audio];
     tracks.extend(text);
     tracks.extend(chat_track);
-    let announced = publish::announced_sdp(&sdp);
+    let announced = push::announced_sdp(&sdp);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
     if cfg.adapt {
         let v = cfg.media.video_cfg;
@@ -324,7 +324,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
     }
     for (i, target) in cfg.publish.iter().enumerate() {
-        tasks.push(tokio::spawn(publish::run(
+        tasks.push(tokio::spawn(push::run(
             i,
             target.clone(),
             tracks.clone(),

@@ -10,7 +10,7 @@ use livecast_proto::rtsp::server::{AuthConfig, Roles};
 use livecast_proto::rtsp::Limits;
 use livecast_server::cli::{tls_addresses, MediaArgs, TlsListen};
 use livecast_server::net::{local_addresses, rtsp_url};
-use livecast_server::publish::{check_url, PublishTarget};
+use livecast_server::push::{check_url, PublishTarget};
 use livecast_server::rtsp_server::RtspConfig;
 use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
