@@ -28,6 +28,7 @@ pub mod encode;
 pub mod hooks;
 pub mod net;
 pub mod pipeline;
+pub mod record;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;

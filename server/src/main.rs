@@ -54,6 +54,16 @@ struct Args {
     /// line). Without it, new viewers are refused only while the video fan-out cannot keep up.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_viewers: Option<u64>,
+
+    /// Record the stream to DIR/<path>-<UTC start>.mp4 (fragmented MP4: H.264, Opus, captions
+    /// as text) with the captions in a .vtt beside it; playable up to its last second or two
+    /// even if the server is killed.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+
+    /// Length of each recorded file (a new one starts at the next keyframe): 1h, 30m, 90s.
+    #[arg(long, default_value = "1h", value_name = "TIME", value_parser = livecast_server::record::parse_duration)]
+    record_segment: Duration,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -261,6 +271,17 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         chat: false,
     };
     let server = livecast_server::start(cfg).await?;
+    let recorder = match &args.record {
+        Some(dir) => Some(livecast_server::record::Recorder::record_tracks(
+            livecast_server::record::RecordConfig {
+                dir: dir.clone(),
+                name: path.clone(),
+                segment: args.record_segment,
+            },
+            server.rtsp.tracks(),
+        )?),
+        None => None,
+    };
     let p = &server.pipeline.video_params;
     #[allow(clippy::print_stdout)]
     {
@@ -312,6 +333,9 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
+    if let Some(r) = recorder {
+        r.stop();
+    }
     // Waits (blocking, at exit) for the captioner to finish its pass: a process must not exit
     // with whisper still running.
     server.shutdown();
