@@ -56,7 +56,10 @@ pub struct RecordTrack {
 
 enum Input {
     /// One access unit's RTP packets from track `track`.
-    Packets { track: usize, packets: Vec<Vec<u8>> },
+    Packets {
+        track: usize,
+        packets: Vec<Vec<u8>>,
+    },
     Stop,
 }
 
@@ -88,7 +91,10 @@ impl RecordTap {
             Err(TrySendError::Full(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
-                    warn!(dropped = n, "the recorder is behind; dropping media from the file");
+                    warn!(
+                        dropped = n,
+                        "the recorder is behind; dropping media from the file"
+                    );
                 }
             }
             Err(TrySendError::Disconnected(_)) => self.stopped.store(true, Ordering::Relaxed),
@@ -204,6 +210,9 @@ struct State {
     tracks: Vec<TrackIn>,
     epoch: SystemTime,
     segment: Option<Segment>,
+    /// The file before `segment`, its media complete, kept for captions that started in it
+    /// and end after the switch (the captioner is seconds behind the media).
+    prev: Option<Segment>,
     /// Video was lost (a dropped access unit): skip it until the next keyframe.
     video_broken: bool,
 }
@@ -229,6 +238,7 @@ impl State {
             tracks,
             epoch,
             segment: None,
+            prev: None,
             video_broken: false,
         }
     }
@@ -253,6 +263,15 @@ impl State {
                 }
                 seen_seq[track] = Some(p.sequence);
                 self.packet(track, &p)?;
+            }
+        }
+        // A caption line still open at the end shows for two seconds after its last words.
+        for i in 0..self.tracks.len() {
+            let t = &mut self.tracks[i];
+            if let (Some((start, line)), Some((_, last))) = (t.line.take(), t.last) {
+                let rate = t.rate();
+                let end = last.max(start) + 2 * rate;
+                self.cue(start * 1000 / rate, end * 1000 / rate, line.trim(), i)?;
             }
         }
         self.close()
@@ -281,7 +300,9 @@ impl State {
                 self.media(track, ticks, us, true, data)?;
             }
             TrackKind::Text => {
-                let Ok(blocks) = t.text.push(p.sequence, p.timestamp, p.payload_type, p.payload)
+                let Ok(blocks) = t
+                    .text
+                    .push(p.sequence, p.timestamp, p.payload_type, p.payload)
                 else {
                     return Ok(());
                 };
@@ -298,9 +319,10 @@ impl State {
         let us = ticks * 1_000_000 / self.tracks[track].rate();
         if au.is_keyframe {
             self.video_broken = false;
-            let due = self.segment.as_ref().is_none_or(|s| {
-                us - s.origin_us >= self.cfg.segment.as_micros() as i64
-            });
+            let due = self
+                .segment
+                .as_ref()
+                .is_none_or(|s| us - s.origin_us >= self.cfg.segment.as_micros() as i64);
             if due {
                 let sps = au.nals.iter().find(|n| h264::nal_type(n) == 7);
                 let pps = au.nals.iter().find(|n| h264::nal_type(n) == 8);
@@ -359,12 +381,7 @@ impl State {
                 '\u{2028}' | '\n' | '\r' => {
                     if let Some((start, line)) = t.line.take() {
                         let end = ticks.max(start + rate / 2);
-                        self.cue(
-                            start * 1000 / rate,
-                            end * 1000 / rate,
-                            line.trim(),
-                            track,
-                        )?;
+                        self.cue(start * 1000 / rate, end * 1000 / rate, line.trim(), track)?;
                     }
                 }
                 '\u{8}' => {
@@ -373,18 +390,33 @@ impl State {
                     }
                 }
                 '\u{feff}' => {}
-                c => t.line.get_or_insert_with(|| (ticks, String::new())).1.push(c),
+                c => t
+                    .line
+                    .get_or_insert_with(|| (ticks, String::new()))
+                    .1
+                    .push(c),
             }
         }
         Ok(())
     }
 
-    /// A caption from `start_ms` to `end_ms` (since the wall epoch) into the open file.
+    /// A caption from `start_ms` to `end_ms` (since the wall epoch): into the file where it
+    /// starts (the previous one, still open for captions, when it started before the current
+    /// one), clipped to that file's start.
     fn cue(&mut self, start_ms: i64, end_ms: i64, text: &str, track: usize) -> anyhow::Result<()> {
         let Some(out) = self.tracks[track].out else {
             return Ok(());
         };
-        let Some(seg) = &mut self.segment else {
+        let in_current = self
+            .segment
+            .as_ref()
+            .is_some_and(|s| start_ms * 1000 >= s.origin_us || self.prev.is_none());
+        let seg = if in_current {
+            self.segment.as_mut()
+        } else {
+            self.prev.as_mut()
+        };
+        let Some(seg) = seg else {
             return Ok(());
         };
         if text.is_empty() || end_ms * 1000 <= seg.origin_us {
@@ -392,11 +424,19 @@ impl State {
         }
         let start = (start_ms - seg.origin_us / 1000).max(0) as u64;
         let end = (end_ms - seg.origin_us / 1000) as u64;
-        let _ = seg
-            .writer
-            .push_text(out, start, (end - start) as u32, text);
+        let _ = seg.writer.push_text(out, start, (end - start) as u32, text);
+        if !in_current {
+            // The previous file has ended: its captions go out at once.
+            if let Some(frag) = seg.writer.fragment() {
+                write(&mut seg.mp4, &seg.mp4_path, &frag)?;
+            }
+        }
         let vtt_path = seg.mp4_path.with_extension("vtt");
-        write(&mut seg.vtt, &vtt_path, mp4::webvtt_cue(start, end, text).as_bytes())
+        write(
+            &mut seg.vtt,
+            &vtt_path,
+            mp4::webvtt_cue(start, end, text).as_bytes(),
+        )
     }
 
     fn open(&mut self, origin_us: i64, sps: &[u8], pps: &[u8]) -> anyhow::Result<()> {
@@ -405,7 +445,11 @@ impl State {
         let mut have_text = false;
         for t in &mut self.tracks {
             t.out = match t.spec.kind {
-                TrackKind::Video if !configs.iter().any(|c| matches!(c, TrackConfig::H264 { .. })) => {
+                TrackKind::Video
+                    if !configs
+                        .iter()
+                        .any(|c| matches!(c, TrackConfig::H264 { .. })) =>
+                {
                     configs.push(TrackConfig::H264 {
                         width: width as u16,
                         height: height as u16,
@@ -415,7 +459,9 @@ impl State {
                     Some(configs.len() - 1)
                 }
                 TrackKind::Audio
-                    if !configs.iter().any(|c| matches!(c, TrackConfig::Opus { .. })) =>
+                    if !configs
+                        .iter()
+                        .any(|c| matches!(c, TrackConfig::Opus { .. })) =>
                 {
                     configs.push(TrackConfig::Opus {
                         channels: 2,
@@ -432,15 +478,16 @@ impl State {
             };
         }
         let start = self.epoch + Duration::from_micros(origin_us.max(0) as u64);
-        let mp4_path = self
-            .cfg
-            .dir
-            .join(format!("{}-{}.mp4", file_stem(&self.cfg.name), utc_stamp(start)));
-        let mut mp4 = File::create(&mp4_path)
-            .with_context(|| format!("creating {}", mp4_path.display()))?;
+        let mp4_path = self.cfg.dir.join(format!(
+            "{}-{}.mp4",
+            file_stem(&self.cfg.name),
+            utc_stamp(start)
+        ));
+        let mut mp4 =
+            File::create(&mp4_path).with_context(|| format!("creating {}", mp4_path.display()))?;
         let vtt_path = mp4_path.with_extension("vtt");
-        let mut vtt = File::create(&vtt_path)
-            .with_context(|| format!("creating {}", vtt_path.display()))?;
+        let mut vtt =
+            File::create(&vtt_path).with_context(|| format!("creating {}", vtt_path.display()))?;
         let writer = Mp4Writer::new(configs);
         write(&mut mp4, &mp4_path, &writer.init_segment())?;
         write(&mut vtt, &vtt_path, mp4::WEBVTT_HEADER.as_bytes())?;
@@ -464,6 +511,7 @@ impl State {
             write(&mut seg.mp4, &seg.mp4_path, &frag)?;
         }
         info!(file = %seg.mp4_path.display(), "recording closed");
+        self.prev = Some(seg);
         Ok(())
     }
 }
