@@ -50,7 +50,12 @@ impl ServerProc {
         }
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--video", "testsrc", "--audio", "tone"])
+            .args(["--video", "testsrc"])
+            .args(
+                ["--audio", "tone"]
+                    .iter()
+                    .filter(|_| !extra.contains(&"--audio")),
+            )
             .args(extra)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
