@@ -260,7 +260,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     let mut us: f64 = 0.0;
     for part in s.trim().split(':') {
         let v: f64 = part.trim().parse().map_err(|_| bad())?;
-        if !(v >= 0.0) {
+        if v.is_nan() || v < 0.0 {
             return Err(bad());
         }
         us = us * 60.0 + v;
@@ -270,6 +270,8 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     }
     Ok((us * 1_000_000.0).round() as i64)
 }
+
+pub use livecast_proto::mp4::utc_stamp;
 
 /// `H:MM:SS.mmm` of µs, for messages.
 pub fn format_time(us: i64) -> String {

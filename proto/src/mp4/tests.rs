@@ -244,4 +244,6 @@ fn annexb_and_vtt() {
         webvtt_cue(3_723_004, 3_725_000, "hi --> there\n"),
         "01:02:03.004 --> 01:02:05.000\nhi -> there\n\n"
     );
+    assert_eq!(utc_stamp(1_764_902_096), "20251205-023456");
+    assert_eq!(utc_stamp(951_782_400), "20000229-000000");
 }
