@@ -9,42 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::mp4_check::{decodes_cleanly, probe};
 use common::ServerProc;
-
-/// ffprobe's streams: (codec_name, duration) each.
-fn probe(file: &Path) -> Vec<(String, f64)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name,duration"])
-        .args(["-of", "compact=p=0:nk=1"])
-        .arg(file)
-        .output()
-        .expect("ffprobe is installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (name, d) = l.split_once('|').expect("codec|duration");
-            (name.to_owned(), d.parse().unwrap_or(f64::NAN))
-        })
-        .collect()
-}
-
-/// ffmpeg decodes every frame and says nothing at `-v error`.
-fn decodes_cleanly(file: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg is installed");
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "ffmpeg errors");
-}
 
 /// The files in `dir` ending in `ext`, by name (so by start time).
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -68,6 +34,13 @@ fn wait_for_file(dir: &Path) -> Instant {
         std::thread::sleep(Duration::from_millis(10));
     }
     Instant::now()
+}
+
+/// The server at 320x240 recording to `rec`, with `extra` options.
+fn record_to(rec: &Path, extra: &[&str]) -> ServerProc {
+    let mut args = vec!["--size", "320x240", "--record", rec.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ServerProc::start(&args)
 }
 
 /// Ctrl-C, and waits for the server to finish its files and exit.
@@ -118,16 +91,8 @@ fn twenty_seconds_with_captions() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");
     let wav = speech(dir.path());
-    let mut server = ServerProc::start(&[
-        "--size",
-        "320x240",
-        "--audio",
-        &format!("file:{}", wav.display()),
-        "--captions",
-        "on",
-        "--record",
-        rec.to_str().unwrap(),
-    ]);
+    let audio = format!("file:{}", wav.display());
+    let mut server = record_to(&rec, &["--audio", &audio, "--captions", "on"]);
     let started = wait_for_file(&rec);
     std::thread::sleep(Duration::from_secs(20).saturating_sub(started.elapsed()));
     let recorded = started.elapsed().as_secs_f64();
@@ -167,14 +132,7 @@ fn twenty_seconds_with_captions() {
 fn killed_server_leaves_a_playable_file() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");
-    let mut server = ServerProc::start(&[
-        "--size",
-        "320x240",
-        "--captions",
-        "off",
-        "--record",
-        rec.to_str().unwrap(),
-    ]);
+    let mut server = record_to(&rec, &["--captions", "off"]);
     let started = wait_for_file(&rec);
     std::thread::sleep(Duration::from_secs(8));
     let killed_at = started.elapsed().as_secs_f64();
@@ -197,16 +155,7 @@ fn killed_server_leaves_a_playable_file() {
 fn record_segment_splits_at_keyframes() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");
-    let mut server = ServerProc::start(&[
-        "--size",
-        "320x240",
-        "--captions",
-        "off",
-        "--record",
-        rec.to_str().unwrap(),
-        "--record-segment",
-        "3s",
-    ]);
+    let mut server = record_to(&rec, &["--captions", "off", "--record-segment", "3s"]);
     let started = wait_for_file(&rec);
     // Three whole files of 3 s and the start of a fourth (file names have whole seconds).
     std::thread::sleep(Duration::from_millis(10_500).saturating_sub(started.elapsed()));
