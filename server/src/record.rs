@@ -17,7 +17,7 @@
 //! written at the end, so a file left by a crash plays to its last complete fragment.
 
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -516,9 +516,16 @@ impl State {
     }
 }
 
+/// Appends `bytes`; on failure (a full disk) cuts off what got written, so the file still ends
+/// at its last complete fragment.
 fn write(file: &mut File, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    let before = file.stream_position().ok();
+    file.write_all(bytes).or_else(|e| {
+        if let Some(len) = before {
+            let _ = file.set_len(len);
+        }
+        Err(e).with_context(|| format!("writing {}", path.display()))
+    })
 }
 
 /// A duration such as `1h`, `30m`, `90s`, `1.5h` or `45` (seconds), 1 s to 7 days.

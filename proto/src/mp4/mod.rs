@@ -218,7 +218,7 @@ impl Mp4Writer {
             return Err(Mp4Error::WrongKind(track));
         }
         let end = start_ms + u64::from(duration_ms);
-        if end <= t.end {
+        if duration_ms == 0 || end <= t.end {
             return Ok(());
         }
         let start = start_ms.max(t.end);

@@ -218,6 +218,7 @@ fn text_samples_never_overlap_and_errors() {
     w.push_text(2, 0, 1000, "a").unwrap();
     w.push_text(2, 500, 1000, "b").unwrap();
     w.push_text(2, 100, 200, "gone").unwrap();
+    w.push_text(2, 3000, 0, "never shown").unwrap();
     assert_eq!(w.track_end(2), Some(1500));
     let r = runs(&w.fragment().unwrap());
     assert_eq!(r[0].2, [(1000, 3, FLAGS_SYNC), (500, 3, FLAGS_SYNC)]);
