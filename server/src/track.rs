@@ -714,7 +714,7 @@ impl Track {
     }
 
     /// Counts an access unit for the sender reports (RFC 3550 §6.4.1): once per access unit,
-    /// whatever the number of shards.
+    /// whatever the number of shards. The tap ([`Track::set_tap`]) sees it here.
     pub fn count(&self, packets: &[OutPacket]) {
         if let Some(tap) = self.tap.get() {
             tap(packets);
