@@ -118,6 +118,20 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     captions_out: Option<PathBuf>,
 
+    /// Export the recording SOURCE (or the part --from/--to) to FILE.mp4 and FILE.vtt (H.264,
+    /// Opus and captions as they were received, no re-encoding) and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "call")]
+    export: Option<PathBuf>,
+
+    /// With --export: start at this time of the recording (10:00, 1:02:03, 75.5), or rather
+    /// at the video keyframe at or before it.
+    #[arg(long, value_name = "TIME", requires = "export", value_parser = engine::export::parse_time)]
+    from: Option<i64>,
+
+    /// With --export: end at this time of the recording.
+    #[arg(long, value_name = "TIME", requires = "export", value_parser = engine::export::parse_time)]
+    to: Option<i64>,
+
     /// Call mode: what our server captures and sends.
     #[command(flatten, next_help_heading = "Call mode: our camera and microphone")]
     media: MediaArgs,
@@ -165,9 +179,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let result = match args.call.clone() {
-        Some(peer) => run_call(args, peer),
-        None => run(args),
+    let result = match (args.call.clone(), args.export.clone()) {
+        (Some(peer), _) => run_call(args, peer),
+        (None, Some(out)) => export(&args, &out),
+        (None, None) => run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,6 +191,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--export FILE REC`: writes the MP4 and the .vtt, and says what they hold.
+fn export(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
+    use engine::export::format_time;
+    let rec = PathBuf::from(args.source.clone().unwrap_or_default());
+    let s = engine::export::export_file(&rec, out, args.from, args.to)?;
+    if let Some(from) = args.from {
+        if s.start_us != from {
+            eprintln!(
+                "livecast-player: starting at {} (the keyframe at or before {})",
+                format_time(s.start_us),
+                format_time(from)
+            );
+        }
+    }
+    eprintln!(
+        "livecast-player: wrote {} ({}, {} video frames, {} audio packets) and {} ({} captions)",
+        s.mp4.display(),
+        format_time(s.duration_us),
+        s.video_frames,
+        s.audio_packets,
+        s.vtt.display(),
+        s.cues
+    );
+    Ok(())
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@
 //! | [`rtp`] | RTP fixed header parse/write | RFC 3550 §5 |
 //! | [`rtcp`] | RTCP SR, RR, SDES, BYE, PLI, FIR; reception statistics | RFC 3550 §6, A.3, A.8; RFC 4585 §6.3.1; RFC 5104 §4.3.1 |
 //! | [`codec`] | payload formats: H.264 (and Annex B), Opus, T.140 text with RED | RFC 6184, RFC 7587, RFC 4103 |
+//! | [`mp4`] | fragmented MP4 writer (H.264 `avc1`, Opus `dOps`, `tx3g` text), crash-safe by construction | ISO/IEC 14496-12, -15; 3GPP TS 26.245 |
 //! | [`jitter`] | reorder / jitter buffer: sequence order, loss timeout sized from interarrival jitter | RFC 3550 A.1, A.8 |
 //! | [`seq`] | sequence-number validation and interarrival jitter, used by the three above | RFC 3550 A.1, A.8 |
 //! | [`time`] | newtypes for SSRC, sequence numbers and NTP time | RFC 3550 §4, §5.1 |
@@ -30,6 +31,8 @@ pub mod fuzzing;
 pub mod jitter;
 pub mod mikey;
 pub mod rate;
+
+pub mod mp4;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;

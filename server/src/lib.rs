@@ -12,6 +12,8 @@
 //! - [`pipeline`]: one encoder thread and one fan-out thread per track.
 //! - [`track`]: the fan-out: the same packets to every client, sequence numbers rewritten per
 //!   client, keyframe gating for joiners, RTCP sender reports.
+//! - [`record`]: `--record`: the packets each track fans out, tapped off to a thread that
+//!   writes fragmented MP4 ([`livecast_proto::mp4`]) and WebVTT files.
 //! - [`rtsp_server`]: the sockets and tasks around [`livecast_proto::rtsp::server`], the Sans-IO
 //!   state machine that handles requests, sessions and their time-outs; the shell carries out
 //!   its effects (subscribe a client to a track, keyframe requests, sender reports).
@@ -31,6 +33,8 @@ pub mod hooks;
 pub mod net;
 pub mod pipeline;
 pub mod push;
+
+pub mod record;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;

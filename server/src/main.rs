@@ -90,6 +90,16 @@ struct Args {
     /// How --publish sends the media: tcp (interleaved in the RTSP connection) or udp.
     #[arg(long, default_value = "tcp", value_name = "tcp|udp", value_parser = parse_publish_transport)]
     publish_transport: PublishTransport,
+
+    /// Record the stream to DIR/<path>-<UTC start>.mp4 (fragmented MP4: H.264, Opus, captions
+    /// as text) with the captions in a .vtt beside it; playable up to its last second or two
+    /// even if the server is killed.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+
+    /// Length of each recorded file (a new one starts at the next keyframe): 1h, 30m, 90s.
+    #[arg(long, default_value = "1h", value_name = "TIME", value_parser = livecast_server::record::parse_duration)]
+    record_segment: Duration,
 }
 
 fn parse_publish_transport(s: &str) -> Result<PublishTransport, String> {
@@ -329,6 +339,17 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     if let Some((t, _)) = &tls {
         server.serve_tls(&tls_listen, t.config.clone())?;
     }
+    let recorder = match &args.record {
+        Some(dir) => Some(livecast_server::record::Recorder::record_tracks(
+            livecast_server::record::RecordConfig {
+                dir: dir.clone(),
+                name: path.clone(),
+                segment: args.record_segment,
+            },
+            server.rtsp.tracks(),
+        )?),
+        None => None,
+    };
     let p = &server.pipeline.video_params;
     {
         say!(
@@ -394,6 +415,9 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
+    if let Some(r) = recorder {
+        r.stop();
+    }
     // Waits (blocking, at exit) for the captioner to finish its pass: a process must not exit
     // with whisper still running.
     server.shutdown();

@@ -156,6 +156,11 @@ impl RtspServer {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The tracks served, in SDP order.
+    pub fn tracks(&self) -> &[Arc<Track>] {
+        &self.tracks
+    }
+
     /// Number of live sessions (for tests and stats).
     pub fn session_count(&self) -> usize {
         self.sm().session_count()

@@ -442,7 +442,12 @@ pub struct Track {
     /// ms after `created` (0: never).
     dropped_at_ms: AtomicU64,
     created: Instant,
+    /// Sees every access unit once, as it is counted (the recorder).
+    tap: std::sync::OnceLock<Tap>,
 }
+
+/// A watcher of a track's access units ([`Track::set_tap`]); must never block.
+pub type Tap = Box<dyn Fn(&[OutPacket]) + Send + Sync>;
 
 impl Track {
     pub fn new(info: TrackInfo, sockets: TrackSockets, wall_epoch: SystemTime) -> Self {
@@ -462,6 +467,7 @@ impl Track {
             history: Mutex::new(History::default()),
             dropped_at_ms: AtomicU64::new(0),
             created: Instant::now(),
+            tap: std::sync::OnceLock::new(),
         }
     }
 
@@ -470,6 +476,11 @@ impl Track {
     pub fn with_shards(mut self, n: usize) -> Self {
         self.shards = (0..n.max(1)).map(|_| Shard::default()).collect();
         self
+    }
+
+    /// Hands every access unit from now on to `tap` too (once per track; a second is ignored).
+    pub fn set_tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     /// How many fan-out threads serve this track.
@@ -708,8 +719,11 @@ impl Track {
     }
 
     /// Counts an access unit for the sender reports (RFC 3550 §6.4.1): once per access unit,
-    /// whatever the number of shards.
+    /// whatever the number of shards. The tap ([`Track::set_tap`]) sees it here.
     pub fn count(&self, packets: &[OutPacket]) {
+        if let Some(tap) = self.tap.get() {
+            tap(packets);
+        }
         for p in packets {
             self.packet_count.fetch_add(1, Ordering::Relaxed);
             self.octet_count

@@ -95,6 +95,10 @@ pub enum Command {
     /// Write the session's captions to this file: WebVTT, or SubRip if it ends in `.srt`.
     /// The outcome shows in [`Status::notice`].
     ExportCaptions(PathBuf),
+    /// Write the session so far to this MP4 file and a .vtt beside it (H.264, Opus and
+    /// captions as received, see [`super::export`]), on a thread of its own; the outcome
+    /// shows in [`Status::notice`].
+    ExportMp4(PathBuf),
     StreamPause,
     StreamResume,
     Stop,

@@ -626,6 +626,8 @@ pub(crate) struct Playback {
     chat: ChatTrack,
     probes: Probes,
     notice: Option<String>,
+    /// An MP4 export under way: its outcome, for the notice.
+    exporting: Option<std_mpsc::Receiver<String>>,
     warnings: Vec<String>,
     last_status: Instant,
 }
@@ -660,6 +662,7 @@ impl Playback {
             chat: ChatTrack::new(),
             probes: Probes::new(now),
             notice: None,
+            exporting: None,
             warnings: warning.into_iter().collect(),
             last_status: now,
         }
@@ -759,6 +762,7 @@ impl Playback {
             Command::ToggleMute => self.audio.muted = !self.audio.muted,
             Command::SetCaptions(on) => self.captions.enabled = on,
             Command::ExportCaptions(ref path) => self.export_captions(path),
+            Command::ExportMp4(ref path) => self.export_mp4(path),
             Command::StreamPause | Command::StreamResume => {
                 if let Some(ctl) = net_ctl {
                     let c = if cmd == Command::StreamPause {
@@ -870,11 +874,67 @@ impl Playback {
         self.notice = Some(self.captions.export(path, origin));
     }
 
+    /// Exports the recording so far to `path` on a thread of its own, from a copy of the index
+    /// (the recorder goes on appending meanwhile).
+    fn export_mp4(&mut self, path: &Path) {
+        let Some(rec) = &self.rec else {
+            self.notice = Some("nothing recorded yet to export".into());
+            return;
+        };
+        if self.exporting.is_some() {
+            self.notice = Some("an export is already under way".into());
+            return;
+        }
+        let index = read_index(&rec.index).clone();
+        let mut reader = match RecordingReader::attach(rec.reader.path()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.notice = Some(format!("cannot export: {e}"));
+                return;
+            }
+        };
+        let (tx, rx) = std_mpsc::channel();
+        let out = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("livecast-export".into())
+            .spawn(move || {
+                let msg = match super::export::export(&mut reader, &index, &out, None, None) {
+                    Ok(s) => format!(
+                        "exported {} ({} s) and {} ({} captions)",
+                        s.mp4.display(),
+                        s.duration_us / 1_000_000,
+                        s.vtt.display(),
+                        s.cues
+                    ),
+                    Err(e) => format!("cannot export to {}: {e:#}", out.display()),
+                };
+                info!("{msg}");
+                let _ = tx.send(msg);
+            });
+        match spawned {
+            Ok(_) => {
+                self.notice = Some(format!("exporting to {}", path.display()));
+                self.exporting = Some(rx);
+            }
+            Err(e) => self.notice = Some(format!("cannot export: {e}")),
+        }
+    }
+
     /// Sends the viewer the status. Its cost does not grow with the session: nothing in it
     /// is a copy of the session's history (the chat list is shared, caption rows come from
     /// the last minute of blocks).
     fn publish_status(&mut self, now: Instant) {
         self.last_status = now;
+        if let Some(rx) = &self.exporting {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    self.notice = Some(msg);
+                    self.exporting = None;
+                }
+                Err(std_mpsc::TryRecvError::Disconnected) => self.exporting = None,
+                Err(std_mpsc::TryRecvError::Empty) => {}
+            }
+        }
         let s = lock(&self.shared);
         if let Some(e) = &s.error {
             if !self.warnings.contains(e) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lossy_netns;
+pub mod mp4_check;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -62,7 +63,12 @@ impl ServerProc {
         }
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--video", "testsrc", "--audio", "tone"])
+            .args(["--video", "testsrc"])
+            .args(
+                ["--audio", "tone"]
+                    .iter()
+                    .filter(|_| !extra.contains(&"--audio")),
+            )
             .args(extra)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())

@@ -48,6 +48,8 @@ pub enum Message {
     ToggleCaptions,
     /// Write the session's captions to [`Player::export_path`].
     ExportCaptions,
+    /// Write the session so far as MP4 + .vtt to [`Player::mp4_path`].
+    ExportMp4,
     ToggleStats,
     ToggleFullscreen,
     ExitFullscreen,
@@ -158,12 +160,29 @@ pub struct Player {
     pub(crate) captions: bool,
     /// Where "Export captions" writes (`--captions-out`, else `livecast-captions.vtt`).
     pub export_path: std::path::PathBuf,
+    /// Where "Export MP4" writes: ~/Videos/livecast-<time>.mp4 (see [`default_mp4_path`]).
+    pub mp4_path: std::path::PathBuf,
     /// Engine warnings on screen, each for [`NOTICE_TIME`].
     pub(crate) notices: Vec<String>,
     /// The engine could not start.
     pub(crate) error: Option<String>,
     /// The window is closing: TEARDOWN under way.
     pub(crate) closing: bool,
+}
+
+/// `~/Videos/livecast-YYYYMMDD-HHMMSS.mp4` (local time is not known without a time-zone
+/// library: UTC), in the home folder when it has no Videos folder, else the current folder.
+pub fn default_mp4_path() -> std::path::PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!("livecast-{}.mp4", crate::engine::export::utc_stamp(secs));
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match home {
+        Some(h) if h.join("Videos").is_dir() => h.join("Videos").join(name),
+        Some(h) if h.is_dir() => h.join(name),
+        _ => name.into(),
+    }
 }
 
 /// The next speed step up or down from `current`, clamped to 0.5x..4x.
@@ -254,6 +273,7 @@ impl Player {
             volume: volume.clamp(0.0, 1.0),
             captions: false,
             export_path: "livecast-captions.vtt".into(),
+            mp4_path: default_mp4_path(),
             status: Status::default(),
             frame: None,
             allocation: None,
@@ -347,6 +367,12 @@ impl Player {
                 self.send(Command::SetCaptions(self.captions));
             }
             Message::ExportCaptions => self.send(Command::ExportCaptions(self.export_path.clone())),
+            Message::ExportMp4 => {
+                let path = self.mp4_path.clone();
+                self.send(Command::ExportMp4(path));
+                // The next export gets a new name.
+                self.mp4_path = default_mp4_path();
+            }
             Message::ToggleStats => self.show_stats = !self.show_stats,
             Message::ToggleFullscreen => return self.set_fullscreen(!self.fullscreen),
             Message::ExitFullscreen => {
@@ -817,6 +843,14 @@ mod tests {
         let _ = app.view();
         let _ = app.update(Message::ToggleCaptions);
         assert_eq!(eng.sent(), vec![Command::SetCaptions(false)]);
+        app.mp4_path = "/tmp/x.mp4".into();
+        let _ = app.update(Message::ExportMp4);
+        assert_eq!(eng.sent(), vec![Command::ExportMp4("/tmp/x.mp4".into())]);
+        assert!(
+            app.mp4_path.to_string_lossy().contains("livecast-"),
+            "the next export gets a fresh name: {:?}",
+            app.mp4_path
+        );
         app.export_path = "/tmp/x.srt".into();
         let _ = app.update(Message::ExportCaptions);
         assert_eq!(

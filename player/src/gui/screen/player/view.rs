@@ -482,6 +482,12 @@ pub fn control_bar(app: &Player) -> Element<'_, Message> {
         ]
         .spacing(6)
     });
+    let export = control(
+        "Export MP4",
+        Some(Message::ExportMp4),
+        false,
+        "Write the session so far as MP4 + captions (.vtt) to ~/Videos (or ~)",
+    );
     let stats = control(
         "Stats",
         Some(Message::ToggleStats),
@@ -505,6 +511,7 @@ pub fn control_bar(app: &Player) -> Element<'_, Message> {
     let live = Some(live.into());
     let captions = captions.map(Element::from);
     let (receiving, stats, fullscreen) = (Some(receiving), Some(stats), Some(fullscreen));
+    let export = Some(export);
     let gap = || Some(space::horizontal().into());
     let buttons: Element<'_, Message> = if app.window_width >= WIDE_LAYOUT {
         controls([
@@ -518,6 +525,7 @@ pub fn control_bar(app: &Player) -> Element<'_, Message> {
             sound,
             captions,
             receiving,
+            export,
             stats,
             fullscreen,
         ])
@@ -525,7 +533,7 @@ pub fn control_bar(app: &Player) -> Element<'_, Message> {
     } else {
         column![
             controls([play, back, forward, time, gap(), live, fullscreen]),
-            controls([rate, sound, captions, gap(), receiving, stats]),
+            controls([rate, sound, captions, gap(), receiving, export, stats]),
         ]
         .spacing(4)
         .into()
