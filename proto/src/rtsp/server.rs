@@ -62,10 +62,10 @@
 //! a deadline, in virtual time), then the connection closes, with a
 //! [`ServerEvent::AuthFailed`] to log; an address that fails too often gets `403` for a while.
 //!
-//! ## Extending it
-//! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
-//!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the
-//!   shell maps to an ingest path, the way [`ServerEvent::Subscribe`] maps to the fan-out.
+//! Publishing ([`publish`], on when [`ServerConfig::publish`] is set): ANNOUNCE with an SDP on
+//! any other path than our own, SETUP with `mode=record`, RECORD, TEARDOWN; one publisher
+//! per path. The shell learns of a publisher with [`ServerEvent::PublishStarted`] and of its
+//! end with [`ServerEvent::PublishEnded`]; the media themselves never pass through here.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -204,6 +204,9 @@ pub struct ServerConfig {
     pub retransmissions_per_second: u32,
     /// Digest authentication against a users table; `None` (the default): anyone may watch.
     pub auth: Option<AuthConfig>,
+    /// Accept publishers on every other path; `None` (the default): ANNOUNCE and RECORD get
+    /// `405`.
+    pub publish: Option<PublishConfig>,
 }
 
 impl ServerConfig {
@@ -221,6 +224,7 @@ impl ServerConfig {
             keyframe_request_interval: KEYFRAME_REQUEST_INTERVAL,
             retransmissions_per_second: RETRANSMISSIONS_PER_SECOND,
             auth: None,
+            publish: None,
         }
     }
 }
@@ -306,6 +310,9 @@ pub enum EndReason {
     /// The connection that created it closed.
     ConnectionClosed,
     Shutdown,
+    /// A publisher: another one took its path over (`--takeover`). A viewer: the publisher of
+    /// its path left.
+    PublisherGone,
 }
 
 /// Why a track of a client stops.
@@ -325,7 +332,12 @@ impl Unsubscribed {
     pub fn sends_bye(self) -> bool {
         matches!(
             self,
-            Unsubscribed::Ended(EndReason::Teardown | EndReason::Expired | EndReason::Shutdown)
+            Unsubscribed::Ended(
+                EndReason::Teardown
+                    | EndReason::Expired
+                    | EndReason::Shutdown
+                    | EndReason::PublisherGone
+            )
         )
     }
 }
@@ -388,6 +400,25 @@ pub enum ServerEvent {
         session: String,
         client: ClientId,
         peer: SocketAddr,
+        reason: EndReason,
+    },
+    /// A publisher sent RECORD: `path` now carries the media described by `sdp` (as
+    /// announced), and track `i` of it (the `i`-th `m=` section) arrives from
+    /// `tracks[..] == (i, source)`: over UDP from `source`'s `rtp`/`rtcp` addresses to the
+    /// ingest ports, or interleaved on its connection's channels.
+    PublishStarted {
+        path: String,
+        session: String,
+        client: ClientId,
+        peer: SocketAddr,
+        sdp: SessionDescription,
+        tracks: Vec<(usize, MediaSink)>,
+    },
+    /// The publisher of `path` left (its session ended for `reason`); packets still arriving
+    /// from it are to be dropped.
+    PublishEnded {
+        path: String,
+        client: ClientId,
         reason: EndReason,
     },
 }
@@ -454,6 +485,8 @@ struct SessionEntry {
     setups: Vec<Setup>,
     /// When the next first-after-PLAY sender reports are due.
     reports_due: Vec<Instant>,
+    /// The path this session publishes to (a publisher's; `None` for a viewer).
+    publishing: Option<String>,
     /// When this session's last keyframe request was passed on to the encoder.
     last_keyframe_request: Option<Instant>,
     /// The retransmission budget: when the current one-second window began, and how many
@@ -493,7 +526,7 @@ impl Fail {
 impl From<StateError> for Fail {
     fn from(e: StateError) -> Self {
         Fail::new(StatusCode::METHOD_NOT_VALID_IN_THIS_STATE, e.to_string())
-            .with_header(header_names::ALLOW, allowed_in(e.state))
+            .with_header(header_names::ALLOW, allowed_in(e.state, e.publisher))
     }
 }
 
@@ -534,6 +567,8 @@ pub struct Server {
     /// Answers held back until their instant (failed authentication), each closing its
     /// connection once sent.
     delayed: Vec<(Instant, ConnId, Response)>,
+    /// Published (or announced) paths, by path without slashes.
+    paths: BTreeMap<String, publish::Announced>,
 }
 
 impl Server {
@@ -553,6 +588,7 @@ impl Server {
             last_now: now,
             wake: None,
             overloaded: false,
+            paths: BTreeMap::new(),
         }
     }
 
@@ -676,6 +712,8 @@ impl Server {
                 if let Some(a) = &mut self.access {
                     a.forget(conn);
                 }
+                self.paths
+                    .retain(|_, p| p.conn != conn || p.session.is_some());
                 let ids: Vec<String> = self
                     .sessions
                     .iter()
@@ -807,7 +845,11 @@ impl Server {
         }
         // Its connection may have no session left: an idle deadline, maybe earlier.
         self.wake = None;
-        for s in &entry.setups {
+        if let Some(path) = &entry.publishing {
+            let recording = entry.state.state() == State::Recording;
+            self.unpublish(path, id, entry.client, reason, recording);
+        }
+        for s in entry.setups.iter().filter(|_| entry.publishing.is_none()) {
             self.unsubscribe(id, entry.client, s, Unsubscribed::Ended(reason));
         }
         self.out.push_back(Output::Event(ServerEvent::SessionEnded {
@@ -854,6 +896,13 @@ impl Server {
                     return;
                 };
                 let sid = sid.clone();
+                if s.publishing.is_some() {
+                    // A publisher's reports only keep its session alive.
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.state.keepalive(now);
+                    }
+                    return;
+                }
                 // Feedback counts only for a track the session set up from this address.
                 let track = s
                     .setups
@@ -971,7 +1020,8 @@ impl Server {
         };
         let peer = c.peer;
         let cseq = req.headers.get_typed::<CSeq>().ok().flatten();
-        match access.check(now, conn, peer.ip(), req) {
+        let need = publish::need(req);
+        match access.check(now, conn, peer.ip(), req, need) {
             access::Verdict::Allow => Gate::Pass,
             access::Verdict::Challenge { stale } => {
                 Gate::Answer(self.challenge(cseq, conn, now, stale), false)
@@ -1007,7 +1057,15 @@ impl Server {
                 true,
             ),
             access::Verdict::Forbidden => Gate::Answer(
-                self.error(StatusCode::FORBIDDEN, cseq, "this user may not watch"),
+                self.error(
+                    StatusCode::FORBIDDEN,
+                    cseq,
+                    if need == access::Need::Publish {
+                        "this user may not publish (it needs the publish role)"
+                    } else {
+                        "this user may not watch"
+                    },
+                ),
                 false,
             ),
         }
@@ -1077,12 +1135,14 @@ impl Server {
             Method::Pause => self.pause(req, now),
             Method::Teardown => self.teardown(req),
             Method::GetParameter => self.get_parameter(req, now),
+            Method::Announce if self.cfg.publish.is_some() => self.announce(req, conn),
+            Method::Record if self.cfg.publish.is_some() => self.record(req, now),
             Method::Announce | Method::Record | Method::Redirect | Method::SetParameter => {
                 Err(Fail::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "this server only plays; the method is not allowed",
                 )
-                .with_header(header_names::ALLOW, method_list(&PUBLIC)))
+                .with_header(header_names::ALLOW, method_list(&self.public())))
             }
             _ => Err(Fail::new(StatusCode::NOT_IMPLEMENTED, "unknown method")),
         };
@@ -1127,7 +1187,17 @@ impl Server {
                 e.state.keepalive(now);
             }
         }
-        Response::new(StatusCode::OK).typed(&Public(PUBLIC.to_vec()))
+        Response::new(StatusCode::OK).typed(&Public(self.public()))
+    }
+
+    /// The methods of the `Public` header: [`PUBLIC`], and ANNOUNCE and RECORD when
+    /// publishing is on.
+    fn public(&self) -> Vec<Method> {
+        let mut m = PUBLIC.to_vec();
+        if self.cfg.publish.is_some() {
+            m.extend([Method::Announce, Method::Record]);
+        }
+        m
     }
 
     fn describe(&self, req: &Request, conn: ConnId) -> Result<Response, Fail> {
@@ -1173,6 +1243,9 @@ impl Server {
     }
 
     fn setup(&mut self, req: &Request, conn: ConnId, now: Instant) -> Result<Response, Fail> {
+        if self.cfg.publish.is_some() && publish::is_record_setup(req) {
+            return self.setup_record(req, conn, now);
+        }
         let track = match self.target(&req.uri)? {
             Target::Track(t) => t,
             Target::Aggregate => {
@@ -1246,6 +1319,7 @@ impl Server {
                         peer,
                         setups: Vec::new(),
                         reports_due: Vec::new(),
+                        publishing: None,
                         last_keyframe_request: None,
                         nack_window: None,
                     },
@@ -1413,8 +1487,7 @@ impl Server {
     /// The session a PLAY or PAUSE names and the state the method leads to; `404`, `454` or
     /// `455` otherwise.
     fn transition(&self, req: &Request) -> Result<(String, State), Fail> {
-        self.target(&req.uri)?;
-        let sid = session_id(req)?;
+        let sid = self.session_of(req)?;
         let entry = self.sessions.get(&sid).ok_or_else(no_such_session)?;
         let next = entry.state.next_state(&req.method)?;
         Ok((sid, next))
@@ -1476,9 +1549,23 @@ impl Server {
         Ok(Response::new(StatusCode::OK).typed(&self.session_header(sid)))
     }
 
+    /// The session a request names, after checking its URI: our stream (else `404`), or for
+    /// a publisher's session any URI (its path is its session's).
+    fn session_of(&self, req: &Request) -> Result<String, Fail> {
+        let sid = session_id(req);
+        let publisher = sid
+            .as_ref()
+            .ok()
+            .and_then(|s| self.sessions.get(s))
+            .is_some_and(|e| e.publishing.is_some());
+        if !publisher {
+            self.target(&req.uri)?;
+        }
+        sid
+    }
+
     fn teardown(&mut self, req: &Request) -> Result<Response, Fail> {
-        self.target(&req.uri)?;
-        let sid = session_id(req)?;
+        let sid = self.session_of(req)?;
         if !self.sessions.contains_key(&sid) {
             return Err(no_such_session());
         }
@@ -1546,12 +1633,14 @@ fn fresh_rtx_numbering(r: Retransmission, rng: &mut SmallRng) -> Retransmission 
 }
 
 /// Methods valid in a state, for the `Allow` header of a 455 (RFC 2326 §11.3.6).
-fn allowed_in(state: State) -> String {
+fn allowed_in(state: State, publisher: bool) -> String {
     use Method::*;
-    let m: &[Method] = match state {
-        State::Init => &[Options, Describe, Setup, Teardown, GetParameter],
-        State::Ready => &[Options, Describe, Setup, Play, Teardown, GetParameter],
-        State::Playing => &[
+    let m: &[Method] = match (publisher, state) {
+        (true, State::Init | State::Ready) => &[Options, Setup, Record, Teardown, GetParameter],
+        (true, _) => &[Options, Record, Teardown, GetParameter],
+        (false, State::Init) => &[Options, Describe, Setup, Teardown, GetParameter],
+        (false, State::Ready) => &[Options, Describe, Setup, Play, Teardown, GetParameter],
+        (false, State::Playing | State::Recording) => &[
             Options,
             Describe,
             Setup,
@@ -1596,6 +1685,8 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 pub mod access;
+pub mod publish;
+pub use publish::PublishConfig;
 
 #[cfg(test)]
 mod tests;

@@ -1833,3 +1833,5 @@ fn malformed_or_basic_credentials_are_challenged_never_a_panic() {
         assert!(ev.is_empty(), "{v:?}");
     }
 }
+
+mod publish;
