@@ -411,7 +411,7 @@ pub enum ServerEvent {
         session: String,
         client: ClientId,
         peer: SocketAddr,
-        sdp: SessionDescription,
+        sdp: Box<SessionDescription>,
         tracks: Vec<(usize, MediaSink)>,
     },
     /// The publisher of `path` left (its session ended for `reason`); packets still arriving

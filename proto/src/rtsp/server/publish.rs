@@ -433,7 +433,7 @@ impl Server {
             let sdp = self
                 .paths
                 .get(&path)
-                .map(|p| p.sdp.clone())
+                .map(|p| Box::new(p.sdp.clone()))
                 .unwrap_or_default();
             self.out
                 .push_back(Output::Event(ServerEvent::PublishStarted {

@@ -137,7 +137,7 @@ fn ffmpeg_publishes_over_udp_and_the_shell_learns_where_from() {
             session: sid.clone(),
             client: ClientId(1),
             peer: PEER.parse().unwrap(),
-            sdp: crate::sdp::parse(FFMPEG_SDP).unwrap(),
+            sdp: Box::new(crate::sdp::parse(FFMPEG_SDP).unwrap()),
             tracks: vec![(0, udp(6000)), (1, udp(6002))],
         }]
     );
