@@ -285,6 +285,14 @@ pub enum Input {
     /// dropping frames) or can again (`false`). While overloaded, new viewers get `453`; those
     /// already watching keep their stream.
     Overloaded { now: Instant, overloaded: bool },
+    /// After [`ServerEvent::PublishStarted`]: the shell re-serves the tracks of `path` (in
+    /// the order of its `m=` sections) as `tracks`; viewers may now DESCRIBE, SETUP and PLAY
+    /// it. If `client` no longer publishes `path`, a [`ServerEvent::PublishEnded`] answers.
+    PathReady {
+        path: String,
+        client: ClientId,
+        tracks: Vec<TrackConfig>,
+    },
 }
 
 /// Where a client wants its packets of one track.
@@ -495,9 +503,19 @@ struct SessionEntry {
 }
 
 impl SessionEntry {
-    fn next_deadline(&self) -> Instant {
-        let d = self.state.deadline();
-        self.reports_due.iter().copied().fold(d, Instant::min)
+    fn next_deadline(&self) -> Option<Instant> {
+        let expiry = (!self.kept_by_connection()).then(|| self.state.deadline());
+        self.reports_due.iter().copied().chain(expiry).min()
+    }
+
+    /// A publisher whose media come interleaved on its connection lives as long as the
+    /// connection: the media are its keep-alive (they do not pass through here).
+    fn kept_by_connection(&self) -> bool {
+        self.publishing.is_some()
+            && self
+                .setups
+                .iter()
+                .all(|s| matches!(s.sink, MediaSink::Interleaved { .. }))
     }
 }
 
@@ -569,12 +587,16 @@ pub struct Server {
     delayed: Vec<(Instant, ConnId, Response)>,
     /// Published (or announced) paths, by path without slashes.
     paths: BTreeMap<String, publish::Announced>,
+    /// The index the next re-served track of a published path gets (after our own tracks;
+    /// never reused, so an old subscription never names a new track).
+    next_track: usize,
 }
 
 impl Server {
     /// A server with no connections, started at `now`; `seed` drives session ids and initial
     /// sequence numbers.
     pub fn new(cfg: ServerConfig, seed: u64, now: Instant) -> Self {
+        let cfg_tracks = cfg.tracks.len();
         Server {
             access: cfg.auth.clone().map(access::Access::new),
             delayed: Vec::new(),
@@ -589,6 +611,7 @@ impl Server {
             wake: None,
             overloaded: false,
             paths: BTreeMap::new(),
+            next_track: cfg_tracks,
         }
     }
 
@@ -733,6 +756,11 @@ impl Server {
                 self.tick(now);
                 self.overloaded = overloaded;
             }
+            Input::PathReady {
+                path,
+                client,
+                tracks,
+            } => self.path_ready(path, client, tracks),
             Input::Shutdown(now) => {
                 self.tick(now);
                 let ids: Vec<String> = self.sessions.keys().cloned().collect();
@@ -768,7 +796,10 @@ impl Server {
     /// The earliest session deadline, sender report or idle-connection limit; an hour from the
     /// last input when there is none.
     fn next_timeout(&self) -> Instant {
-        let sessions = self.sessions.values().map(SessionEntry::next_deadline);
+        let sessions = self
+            .sessions
+            .values()
+            .filter_map(SessionEntry::next_deadline);
         let idle = self.idle_deadlines().map(|(_, t)| t);
         let delayed = self.delayed.iter().map(|(t, _, _)| *t);
         sessions
@@ -798,7 +829,7 @@ impl Server {
         let expired: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.state.is_expired(now))
+            .filter(|(_, s)| s.state.is_expired(now) && !s.kept_by_connection())
             .map(|(k, _)| k.clone())
             .collect();
         for id in expired {
@@ -948,13 +979,13 @@ impl Server {
         let (Some(track), Ok(packets)) = (track, parsed) else {
             return;
         };
-        let Some(t) = self.cfg.tracks.get(track) else {
+        let Some(media_ssrc) = self.track_cfg(track).map(|t| t.ssrc) else {
             return;
         };
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if packets.iter().any(|p| p.requests_keyframe_of(t.ssrc)) {
+        if packets.iter().any(|p| p.requests_keyframe_of(media_ssrc)) {
             // The session's budget: one request passed on per interval, the rest dropped.
             let due = s
                 .last_keyframe_request
@@ -978,7 +1009,7 @@ impl Server {
         // are looked at, so a hostile NACK costs no more than an honest one.
         let mut examined = 0;
         let nacks = packets.iter().filter_map(|p| match p {
-            rtcp::RtcpPacket::Nack(n) if n.media == t.ssrc => Some(n),
+            rtcp::RtcpPacket::Nack(n) if n.media == media_ssrc => Some(n),
             _ => None,
         });
         'nacks: for n in nacks {
@@ -1216,7 +1247,10 @@ impl Server {
             }
         }
         let local = self.conns.get(&conn).map(|c| c.local.ip());
-        let mut sdp = self.cfg.sdp.clone();
+        let mut sdp = self
+            .published_sdp(&req.uri)
+            .unwrap_or(&self.cfg.sdp)
+            .clone();
         // live555 (upstream VLC and others) drops any RTP/AVPF medium: plain AVP for it.
         if req
             .headers
@@ -1391,7 +1425,9 @@ impl Server {
         conn: ConnId,
         peer: SocketAddr,
     ) -> Result<(Setup, Transport), Fail> {
-        let info = &self.cfg.tracks[track];
+        let info = self
+            .track_cfg(track)
+            .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "no such track"))?;
         for spec in &transport.0 {
             if spec.multicast {
                 continue;
@@ -1495,6 +1531,22 @@ impl Server {
 
     fn play(&mut self, req: &Request, now: Instant, wall: SystemTime) -> Result<Response, Fail> {
         let (sid, next) = self.transition(req)?;
+        // Per set-up track: its RTP time now and its number in the client's URLs.
+        let clocks: HashMap<usize, (u32, usize)> = self
+            .sessions
+            .get(&sid)
+            .map(|e| {
+                e.setups
+                    .iter()
+                    .map(|s| {
+                        let rtptime = self
+                            .track_cfg(s.track)
+                            .map_or(0, |t| t.clock.timestamp_at(wall));
+                        (s.track, (rtptime, self.track_number(s.track)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let entry = self.sessions.get_mut(&sid).ok_or_else(no_such_session)?;
         let already_playing = entry.state.state() == State::Playing;
         entry.state.commit(next, now);
@@ -1507,9 +1559,9 @@ impl Server {
             for s in entry.setups.iter_mut() {
                 let resumed = s.resume_seq.take();
                 let initial_seq = resumed.unwrap_or_else(|| self.rng.random::<u16>());
-                let rtptime = self.cfg.tracks[s.track].clock.timestamp_at(wall);
+                let (rtptime, number) = clocks.get(&s.track).copied().unwrap_or((0, s.track));
                 infos.push(RtpInfoEntry {
-                    url: format!("{base}trackID={}", s.track),
+                    url: format!("{base}trackID={number}"),
                     seq: Some(initial_seq),
                     rtptime: Some(rtptime),
                 });
@@ -1602,6 +1654,9 @@ impl Server {
         let not_found = || Fail::new(StatusCode::NOT_FOUND, "no such stream; try /live");
         if path == self.cfg.path {
             return Ok(Target::Aggregate);
+        }
+        if let Some(t) = self.published_target(path) {
+            return Ok(t);
         }
         let n = path
             .strip_prefix(self.cfg.path.as_str())

@@ -31,9 +31,10 @@ use super::{
     canonical_ip, no_such_session, url, ClientId, ConnId, EndReason, Fail, MediaSink, Output,
     Retransmission, Server, ServerEvent, ServerSession, SessionEntry, Setup, State,
 };
+use super::{Target, TrackConfig};
 use crate::rtsp::headers::{ContentType, Session, Transport, TransportProfile, TransportSpec};
 use crate::rtsp::message::{header_names, Method, Request, Response, StatusCode};
-use crate::sdp::{self, SessionDescription};
+use crate::sdp::{self, Attribute, SessionDescription};
 
 /// Settings for accepting publishers.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +57,39 @@ pub(super) struct Announced {
     controls: Vec<String>,
     /// The publishing session, from its first SETUP on.
     pub(super) session: Option<String>,
+    /// Once the shell re-serves the path ([`super::Input::PathReady`]).
+    ready: Option<Ready>,
+}
+
+/// A published path viewers can watch.
+struct Ready {
+    /// Track `i` of the path is the server's track `first + i`.
+    first: usize,
+    tracks: Vec<TrackConfig>,
+    /// What viewers get for DESCRIBE ([`readers_sdp`]).
+    sdp: SessionDescription,
+}
+
+/// The description viewers of a published path get: the announced one (formats, `rtpmap`,
+/// `fmtp` with H.264's `sprop-parameter-sets`, bandwidths) with our control URLs
+/// (`trackID=<i>`), no addresses or ports of the publisher, and plain `RTP/AVP`.
+pub fn readers_sdp(announced: &SessionDescription) -> SessionDescription {
+    let mut sd = announced.clone();
+    sd.connection = Some("IN IP4 0.0.0.0".into());
+    sd.attributes
+        .retain(|a| !matches!(a.name.as_str(), "control" | "sendonly" | "recvonly"));
+    sd.attributes.push(Attribute::new("control", "*"));
+    for (i, m) in sd.media.iter_mut().enumerate() {
+        m.port = 0;
+        m.num_ports = None;
+        m.connection = None;
+        m.proto = "RTP/AVP".into();
+        m.attributes
+            .retain(|a| !matches!(a.name.as_str(), "control" | "sendonly" | "recvonly"));
+        m.attributes
+            .push(Attribute::new("control", format!("trackID={i}")));
+    }
+    sd
 }
 
 /// The role `req` needs when authentication is on.
@@ -214,6 +248,7 @@ impl Server {
                 sdp: sd,
                 controls,
                 session: None,
+                ready: None,
             },
         );
         Ok(Response::new(StatusCode::OK))
@@ -448,8 +483,72 @@ impl Server {
         Ok(Response::new(StatusCode::OK).typed(&self.session_header(sid)))
     }
 
-    /// The publishing session `session` of `path` ended: the path is free again, and if it
-    /// was `recording`, the shell hears of it.
+    /// The shell serves `path`'s tracks now (see [`Input::PathReady`]).
+    pub(super) fn path_ready(&mut self, path: String, client: ClientId, tracks: Vec<TrackConfig>) {
+        let first = self.next_track;
+        let publisher = |sid: &String| self.sessions.get(sid).map(|s| s.client);
+        let entry = self.paths.get(&path).filter(|a| {
+            a.ready.is_none() && a.session.as_ref().and_then(publisher) == Some(client)
+        });
+        if entry.is_none() {
+            self.out.push_back(Output::Event(ServerEvent::PublishEnded {
+                path,
+                client,
+                reason: EndReason::PublisherGone,
+            }));
+            return;
+        }
+        if let Some(a) = self.paths.get_mut(&path) {
+            self.next_track += tracks.len();
+            a.ready = Some(Ready {
+                first,
+                sdp: readers_sdp(&a.sdp),
+                tracks,
+            });
+        }
+    }
+
+    /// Our own track `i`, or a track of a published path.
+    pub(super) fn track_cfg(&self, i: usize) -> Option<&TrackConfig> {
+        self.cfg.tracks.get(i).or_else(|| {
+            self.paths.values().find_map(|a| {
+                let r = a.ready.as_ref()?;
+                r.tracks.get(i.checked_sub(r.first)?)
+            })
+        })
+    }
+
+    /// The number of track `i` in its stream's URLs (`trackID=<n>`).
+    pub(super) fn track_number(&self, i: usize) -> usize {
+        if i < self.cfg.tracks.len() {
+            return i;
+        }
+        self.paths
+            .values()
+            .filter_map(|a| a.ready.as_ref())
+            .find(|r| (r.first..r.first + r.tracks.len()).contains(&i))
+            .map_or(i, |r| i - r.first)
+    }
+
+    /// A URI of a published path that viewers may watch: the path, or one of its tracks.
+    pub(super) fn published_target(&self, path: &str) -> Option<Target> {
+        if self.paths.get(path).is_some_and(|a| a.ready.is_some()) {
+            return Some(Target::Aggregate);
+        }
+        let (p, rest) = path.rsplit_once('/')?;
+        let r = self.paths.get(p)?.ready.as_ref()?;
+        let n: usize = rest.strip_prefix("trackID=")?.parse().ok()?;
+        (n < r.tracks.len()).then_some(Target::Track(r.first + n))
+    }
+
+    /// The viewers' description of the published path `uri` names, if it is one.
+    pub(super) fn published_sdp(&self, uri: &str) -> Option<&SessionDescription> {
+        let path = url::request_path(uri)?.trim_matches('/');
+        Some(&self.paths.get(path)?.ready.as_ref()?.sdp)
+    }
+
+    /// The publishing session `session` of `path` ended: the path is free again, its viewers'
+    /// sessions end, and if it was `recording`, the shell hears of it.
     pub(super) fn unpublish(
         &mut self,
         path: &str,
@@ -463,7 +562,18 @@ impl Server {
             .get(path)
             .is_some_and(|p| p.session.as_deref() == Some(session))
         {
-            self.paths.remove(path);
+            if let Some(r) = self.paths.remove(path).and_then(|a| a.ready) {
+                let range = r.first..r.first + r.tracks.len();
+                let viewers: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.setups.iter().any(|t| range.contains(&t.track)))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in viewers {
+                    self.end_session(&id, EndReason::PublisherGone);
+                }
+            }
         }
         if !recording {
             return;

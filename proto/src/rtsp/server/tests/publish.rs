@@ -445,3 +445,148 @@ fn publishing_needs_the_publish_role_and_watching_the_read_role() {
     let (r, _) = h.request(signed(teardown, &ch, "publisher", "secret2"));
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
 }
+
+fn reserved(ssrc: u32) -> TrackConfig {
+    TrackConfig {
+        ssrc: Ssrc(ssrc),
+        clock: RtpClock {
+            rtp_base: 0,
+            clock_rate: 90_000,
+            wall_epoch: epoch(),
+        },
+        server_ports_v4: Some((7000, 7001)),
+        server_ports_v6: None,
+        nack: false,
+        rtx_payload_type: None,
+    }
+}
+
+#[test]
+fn viewers_watch_a_published_path_until_its_publisher_leaves() {
+    let mut h = Harness::with(publishing_config(false), 14);
+    h.open(ConnId(2), "192.0.2.11:40000", "198.51.100.7:8554");
+    let publisher = publish_on(&mut h, ConnId(1));
+    // Not yet served by the shell: nothing to watch.
+    let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, CAM));
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let ready = Input::PathReady {
+        path: "cam".into(),
+        client: ClientId(1),
+        tracks: vec![reserved(0xa), reserved(0xb)],
+    };
+    h.server.handle_input(ready).unwrap();
+    assert!(h.drain().is_empty());
+    let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, CAM));
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        body(&r),
+        "v=0\r\n\
+         o=- 0 0 IN IP4 198.51.100.7\r\n\
+         s=No Name\r\n\
+         c=IN IP4 0.0.0.0\r\n\
+         t=0 0\r\n\
+         a=tool:libavformat 61.7.100\r\n\
+         a=control:*\r\n\
+         m=video 0 RTP/AVP 96\r\n\
+         b=AS:300\r\n\
+         a=rtpmap:96 H264/90000\r\n\
+         a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z0LAHtkAoD2wEQAAAwABAAADADIPFi5I,aMuDyyA=; profile-level-id=42C01E\r\n\
+         a=control:trackID=0\r\n\
+         m=audio 0 RTP/AVP 97\r\n\
+         b=AS:64\r\n\
+         a=rtpmap:97 opus/48000/2\r\n\
+         a=fmtp:97 sprop-stereo=1\r\n\
+         a=control:trackID=1\r\n"
+    );
+    let (r, _) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{CAM}/trackID=1"))
+            .header("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r.headers.get("Transport"),
+        Some("RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=0000000B")
+    );
+    let viewer = sid_of(&r);
+    let (r, ev) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, CAM).header("Session", viewer.as_str()),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let info = r.headers.get("RTP-Info").unwrap();
+    assert!(
+        info.starts_with(&format!("url={CAM}/trackID=1;seq=")),
+        "{info}"
+    );
+    // Our own two tracks are 0 and 1: the path's audio is the server's track 3.
+    let sink = MediaSink::Interleaved {
+        conn: ConnId(2),
+        rtp_channel: 0,
+        rtcp_channel: 1,
+    };
+    assert!(
+        matches!(&ev[..], [ServerEvent::Subscribe { client: ClientId(2), track: 3, sink: s, .. }] if *s == sink),
+        "{ev:?}"
+    );
+    // The publisher leaves: its viewer's session ends (with a BYE), then the shell hears.
+    let (r, ev) = h.request_on(
+        ConnId(1),
+        Request::new(Method::Teardown, CAM).header("Session", publisher.as_str()),
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        ev,
+        [
+            ServerEvent::Unsubscribe {
+                client: ClientId(2),
+                track: 3,
+                sink,
+                reason: Unsubscribed::Ended(EndReason::PublisherGone),
+            },
+            ServerEvent::SessionEnded {
+                session: viewer,
+                client: ClientId(2),
+                peer: "192.0.2.11:40000".parse().unwrap(),
+                reason: EndReason::PublisherGone,
+            },
+            ServerEvent::PublishEnded {
+                path: "cam".into(),
+                client: ClientId(1),
+                reason: EndReason::Teardown,
+            },
+            ServerEvent::SessionEnded {
+                session: publisher,
+                client: ClientId(1),
+                peer: PEER.parse().unwrap(),
+                reason: EndReason::Teardown,
+            },
+        ]
+    );
+    assert!(Unsubscribed::Ended(EndReason::PublisherGone).sends_bye());
+    let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, CAM));
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A late PathReady (the publisher left meanwhile) is answered so the shell can clean up.
+    let late = Input::PathReady {
+        path: "cam".into(),
+        client: ClientId(1),
+        tracks: vec![reserved(0xc)],
+    };
+    h.server.handle_input(late).unwrap();
+    assert_eq!(
+        events(h.drain()),
+        [ServerEvent::PublishEnded {
+            path: "cam".into(),
+            client: ClientId(1),
+            reason: EndReason::PublisherGone,
+        }]
+    );
+}
+
+#[test]
+fn an_interleaved_publisher_lives_as_long_as_its_connection() {
+    let mut h = Harness::with(publishing_config(false), 15);
+    let sid = publish_on(&mut h, ConnId(1));
+    assert!(events(h.advance(TIMEOUT * 10)).is_empty());
+    assert_eq!(h.server.session_state(&sid), Some(State::Recording));
+}
