@@ -286,11 +286,14 @@ pub enum Input {
     /// already watching keep their stream.
     Overloaded { now: Instant, overloaded: bool },
     /// After [`ServerEvent::PublishStarted`]: the shell re-serves the tracks of `path` (in
-    /// the order of its `m=` sections) as `tracks`; viewers may now DESCRIBE, SETUP and PLAY
-    /// it. If `client` no longer publishes `path`, a [`ServerEvent::PublishEnded`] answers.
+    /// the order of its `m=` sections) as `tracks`, numbered from `first` on in its events
+    /// (after our own tracks and every earlier path's: [`Server::next_track`]); viewers may
+    /// now DESCRIBE, SETUP and PLAY it. If `client` no longer publishes `path`, or `first`
+    /// is taken, a [`ServerEvent::PublishEnded`] answers.
     PathReady {
         path: String,
         client: ClientId,
+        first: usize,
         tracks: Vec<TrackConfig>,
     },
 }
@@ -759,8 +762,9 @@ impl Server {
             Input::PathReady {
                 path,
                 client,
+                first,
                 tracks,
-            } => self.path_ready(path, client, tracks),
+            } => self.path_ready(path, client, first, tracks),
             Input::Shutdown(now) => {
                 self.tick(now);
                 let ids: Vec<String> = self.sessions.keys().cloned().collect();

@@ -483,14 +483,19 @@ impl Server {
         Ok(Response::new(StatusCode::OK).typed(&self.session_header(sid)))
     }
 
-    /// The shell serves `path`'s tracks now (see [`Input::PathReady`]).
-    pub(super) fn path_ready(&mut self, path: String, client: ClientId, tracks: Vec<TrackConfig>) {
-        let first = self.next_track;
+    /// The shell serves `path`'s tracks now (see [`super::Input::PathReady`]).
+    pub(super) fn path_ready(
+        &mut self,
+        path: String,
+        client: ClientId,
+        first: usize,
+        tracks: Vec<TrackConfig>,
+    ) {
         let publisher = |sid: &String| self.sessions.get(sid).map(|s| s.client);
         let entry = self.paths.get(&path).filter(|a| {
             a.ready.is_none() && a.session.as_ref().and_then(publisher) == Some(client)
         });
-        if entry.is_none() {
+        if entry.is_none() || first < self.next_track {
             self.out.push_back(Output::Event(ServerEvent::PublishEnded {
                 path,
                 client,
@@ -499,7 +504,7 @@ impl Server {
             return;
         }
         if let Some(a) = self.paths.get_mut(&path) {
-            self.next_track += tracks.len();
+            self.next_track = first + tracks.len();
             a.ready = Some(Ready {
                 first,
                 sdp: readers_sdp(&a.sdp),
@@ -545,6 +550,11 @@ impl Server {
     pub(super) fn published_sdp(&self, uri: &str) -> Option<&SessionDescription> {
         let path = url::request_path(uri)?.trim_matches('/');
         Some(&self.paths.get(path)?.ready.as_ref()?.sdp)
+    }
+
+    /// The smallest track number the next [`super::Input::PathReady`] may use.
+    pub fn next_track(&self) -> usize {
+        self.next_track
     }
 
     /// The publishing session `session` of `path` ended: the path is free again, its viewers'

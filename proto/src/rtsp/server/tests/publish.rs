@@ -472,6 +472,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
     let ready = Input::PathReady {
         path: "cam".into(),
         client: ClientId(1),
+        first: h.server.next_track(),
         tracks: vec![reserved(0xa), reserved(0xb)],
     };
     h.server.handle_input(ready).unwrap();
@@ -570,6 +571,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
     let late = Input::PathReady {
         path: "cam".into(),
         client: ClientId(1),
+        first: 9,
         tracks: vec![reserved(0xc)],
     };
     h.server.handle_input(late).unwrap();
