@@ -28,6 +28,7 @@ pub mod encode;
 pub mod hooks;
 pub mod net;
 pub mod pipeline;
+pub mod publish;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
@@ -257,6 +258,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
     }
     tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
+    tasks.extend(rtsp.spawn_ingest());
     tasks.push(tokio::spawn(track::sender_report_loop(
         tracks,
         Duration::from_secs(5),

@@ -9,7 +9,7 @@ use livecast_proto::rtsp::server::{AuthConfig, Roles};
 use livecast_proto::rtsp::Limits;
 use livecast_server::cli::MediaArgs;
 use livecast_server::net::{local_addresses, rtsp_url};
-use livecast_server::rtsp_server::RtspConfig;
+use livecast_server::rtsp_server::{PublishOptions, RtspConfig};
 use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
@@ -54,6 +54,17 @@ struct Args {
     /// line). Without it, new viewers are refused only while the video fan-out cannot keep up.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_viewers: Option<u64>,
+
+    /// Refuse publishers (ANNOUNCE and RECORD get 405). By default any path but PATH can be
+    /// published to (ffmpeg -f rtsp, GStreamer rtspclientsink, OBS-class tools) and is served
+    /// to viewers at rtsp://HOST:PORT/THAT-PATH; with authentication on, publishing needs the
+    /// publish role of the users file.
+    #[arg(long)]
+    no_publish: bool,
+
+    /// A second publisher of a path drops the first instead of being refused with 453.
+    #[arg(long)]
+    takeover: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -255,6 +266,9 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             limits: Limits::default(),
             max_viewers: args.max_viewers.map(|n| n as usize),
             auth,
+            publish: (!args.no_publish).then(|| PublishOptions {
+                takeover: args.takeover,
+            }),
         },
         captions: args.media.caption_config(),
         title: "Livecast".into(),
