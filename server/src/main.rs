@@ -266,7 +266,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             limits: Limits::default(),
             max_viewers: args.max_viewers.map(|n| n as usize),
             auth,
-            publish: (!args.no_publish).then(|| PublishOptions {
+            publish: (!args.no_publish).then_some(PublishOptions {
                 takeover: args.takeover,
             }),
         },
