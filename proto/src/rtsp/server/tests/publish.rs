@@ -592,3 +592,51 @@ fn an_interleaved_publisher_lives_as_long_as_its_connection() {
     assert!(events(h.advance(TIMEOUT * 10)).is_empty());
     assert_eq!(h.server.session_state(&sid), Some(State::Recording));
 }
+
+#[test]
+fn any_announced_sdp_is_refused_or_served() {
+    for golden in [
+        FFMPEG_SDP,
+        include_str!("../../../../testdata/sdp/ffmpeg_h264_opus.sdp"),
+        include_str!("../../../../testdata/sdp/gstreamer_h264_opus.sdp"),
+    ] {
+        crate::fuzzing::rtsp_publish(golden.as_bytes());
+    }
+    let mut rng = crate::rtp::test_rng::Seeded::new(0x9b_1150);
+    let pieces = [
+        "v=0",
+        "o=- 1 2 IN IP4 127.0.0.1",
+        "s=x",
+        "t=0 0",
+        "c=IN IP4 0.0.0.0",
+        "m=video 0 RTP/AVP 96",
+        "m=audio 0 RTP/AVP 97",
+        "m=text 0 RTP/AVP 98 99",
+        "m=application 0 udp x",
+        "m=video 0 RTP/AVP 200",
+        "a=rtpmap:96 H264/90000",
+        "a=control:streamid=0",
+        "a=control:streamid=1",
+        "a=control:rtsp://192.0.2.2:8554/cam/trackID=2",
+        "a=control:rtsp://192.0.2.2:8554/other/x",
+        "a=control:*",
+        "a=control:",
+        "a=control:/",
+        "a=sendonly",
+        "b=AS:64",
+    ];
+    for _ in 0..3_000 {
+        let n = 4 + rng.below(8);
+        let mut text = String::new();
+        for i in 0..n {
+            let piece = if i < 4 {
+                pieces[i as usize]
+            } else {
+                pieces[rng.below(pieces.len() as u64) as usize]
+            };
+            text.push_str(piece);
+            text.push_str("\r\n");
+        }
+        crate::fuzzing::rtsp_publish(text.as_bytes());
+    }
+}
