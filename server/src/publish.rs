@@ -360,15 +360,8 @@ pub fn spawn_rtcp_reader(
     path: &PublishedPath,
     index: usize,
 ) {
-    let sock = match socket.try_clone().and_then(|s| {
-        s.set_nonblocking(true)?;
-        tokio::net::UdpSocket::from_std(s)
-    }) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot read from UDP socket: {e}");
-            return;
-        }
+    let Some(sock) = net::reader(socket) else {
+        return;
     };
     let mut alive = Paths::alive(path);
     tokio::spawn(async move {

@@ -192,15 +192,8 @@ impl RtspServer {
         let mut tasks = Vec::new();
         for (rtp, rtcp) in &self.ingest {
             for (sock, is_rtp) in [(rtp, true), (rtcp, false)] {
-                let sock = match sock.try_clone().and_then(|s| {
-                    s.set_nonblocking(true)?;
-                    tokio::net::UdpSocket::from_std(s)
-                }) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!("cannot read from the ingest socket: {e}");
-                        continue;
-                    }
+                let Some(sock) = crate::net::reader(sock) else {
+                    continue;
                 };
                 let server = self.clone();
                 tasks.push(tokio::spawn(async move {

@@ -1432,56 +1432,10 @@ impl Server {
         let info = self
             .track_cfg(track)
             .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "no such track"))?;
+        let ports = (info.server_ports_v4, info.server_ports_v6);
         for spec in &transport.0 {
-            if spec.multicast {
+            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, ports) else {
                 continue;
-            }
-            let (sink, reply) = match spec.profile {
-                TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
-                    let Some((rtp_port, rtcp_port)) = spec.client_port else {
-                        continue;
-                    };
-                    let peer_ip = canonical_ip(peer.ip());
-                    let server_ports = if peer_ip.is_ipv6() {
-                        info.server_ports_v6
-                    } else {
-                        info.server_ports_v4
-                    };
-                    let Some(server_ports) = server_ports else {
-                        continue;
-                    };
-                    if rtp_port == 0 {
-                        continue;
-                    }
-                    let sink = MediaSink::Udp {
-                        rtp: SocketAddr::new(peer_ip, rtp_port),
-                        rtcp: SocketAddr::new(peer_ip, rtcp_port),
-                    };
-                    let reply = TransportSpec {
-                        profile: spec.profile.clone(),
-                        client_port: Some((rtp_port, rtcp_port)),
-                        server_port: Some(server_ports),
-                        ..TransportSpec::default()
-                    };
-                    (sink, reply)
-                }
-                TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
-                    let (a, b) = spec
-                        .interleaved
-                        .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
-                    let sink = MediaSink::Interleaved {
-                        conn,
-                        rtp_channel: a,
-                        rtcp_channel: b,
-                    };
-                    let reply = TransportSpec {
-                        profile: spec.profile.clone(),
-                        interleaved: Some((a, b)),
-                        ..TransportSpec::default()
-                    };
-                    (sink, reply)
-                }
-                _ => continue,
             };
             let reply = TransportSpec {
                 multicast: false,
@@ -1673,6 +1627,56 @@ impl Server {
         } else {
             Err(not_found())
         }
+    }
+}
+
+/// Where a unicast transport alternative (UDP to the client's ports, or interleaved on its
+/// connection) puts `track`'s packets, and the answer's transport, without `ssrc`; `None` if we
+/// cannot serve it. `ports`: our `server_port` pairs for IPv4 and IPv6 peers.
+fn unicast_sink(
+    spec: &TransportSpec,
+    track: usize,
+    conn: ConnId,
+    peer: SocketAddr,
+    ports: (Option<(u16, u16)>, Option<(u16, u16)>),
+) -> Option<(MediaSink, TransportSpec)> {
+    if spec.multicast {
+        return None;
+    }
+    match spec.profile {
+        TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
+            let (rtp_port, rtcp_port) = spec.client_port.filter(|(rtp, _)| *rtp != 0)?;
+            let peer_ip = canonical_ip(peer.ip());
+            let server_ports = if peer_ip.is_ipv6() { ports.1 } else { ports.0 }?;
+            let sink = MediaSink::Udp {
+                rtp: SocketAddr::new(peer_ip, rtp_port),
+                rtcp: SocketAddr::new(peer_ip, rtcp_port),
+            };
+            let reply = TransportSpec {
+                profile: spec.profile.clone(),
+                client_port: Some((rtp_port, rtcp_port)),
+                server_port: Some(server_ports),
+                ..TransportSpec::default()
+            };
+            Some((sink, reply))
+        }
+        TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
+            let (a, b) = spec
+                .interleaved
+                .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
+            let sink = MediaSink::Interleaved {
+                conn,
+                rtp_channel: a,
+                rtcp_channel: b,
+            };
+            let reply = TransportSpec {
+                profile: spec.profile.clone(),
+                interleaved: Some((a, b)),
+                ..TransportSpec::default()
+            };
+            Some((sink, reply))
+        }
+        _ => None,
     }
 }
 

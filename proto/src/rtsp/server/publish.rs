@@ -28,11 +28,11 @@ use std::time::Instant;
 
 use super::access::Need;
 use super::{
-    canonical_ip, no_such_session, url, ClientId, ConnId, EndReason, Fail, MediaSink, Output,
+    no_such_session, unicast_sink, url, ClientId, ConnId, EndReason, Fail, MediaSink, Output,
     Retransmission, Server, ServerEvent, ServerSession, SessionEntry, Setup, State,
 };
 use super::{Target, TrackConfig};
-use crate::rtsp::headers::{ContentType, Session, Transport, TransportProfile, TransportSpec};
+use crate::rtsp::headers::{ContentType, Session, Transport, TransportSpec};
 use crate::rtsp::message::{header_names, Method, Request, Response, StatusCode};
 use crate::sdp::{self, Attribute, SessionDescription};
 
@@ -395,50 +395,10 @@ impl Server {
         peer: std::net::SocketAddr,
     ) -> Result<(MediaSink, Transport), Fail> {
         let cfg = self.cfg.publish.clone().unwrap_or_default();
-        for spec in transport.0.iter().filter(|s| !s.multicast) {
-            let (sink, reply) = match spec.profile {
-                TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
-                    let Some((rtp, rtcp)) = spec.client_port.filter(|(p, _)| *p != 0) else {
-                        continue;
-                    };
-                    let ip = canonical_ip(peer.ip());
-                    let ports = if ip.is_ipv6() {
-                        cfg.ingest_ports_v6
-                    } else {
-                        cfg.ingest_ports_v4
-                    };
-                    let Some(ports) = ports else {
-                        continue;
-                    };
-                    let sink = MediaSink::Udp {
-                        rtp: std::net::SocketAddr::new(ip, rtp),
-                        rtcp: std::net::SocketAddr::new(ip, rtcp),
-                    };
-                    let reply = TransportSpec {
-                        profile: spec.profile.clone(),
-                        client_port: Some((rtp, rtcp)),
-                        server_port: Some(ports),
-                        ..TransportSpec::default()
-                    };
-                    (sink, reply)
-                }
-                TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
-                    let (a, b) = spec
-                        .interleaved
-                        .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
-                    let sink = MediaSink::Interleaved {
-                        conn,
-                        rtp_channel: a,
-                        rtcp_channel: b,
-                    };
-                    let reply = TransportSpec {
-                        profile: spec.profile.clone(),
-                        interleaved: Some((a, b)),
-                        ..TransportSpec::default()
-                    };
-                    (sink, reply)
-                }
-                _ => continue,
+        let ports = (cfg.ingest_ports_v4, cfg.ingest_ports_v6);
+        for spec in &transport.0 {
+            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, ports) else {
+                continue;
             };
             let reply = TransportSpec {
                 mode: Some("record".into()),
