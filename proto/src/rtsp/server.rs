@@ -1340,36 +1340,7 @@ impl Server {
 
         let sid = match session_hdr {
             Some(s) => s.id,
-            None => {
-                let sid = self.new_session_id();
-                let client = ClientId(self.next_client);
-                self.next_client += 1;
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.sessions += 1;
-                }
-                self.wake = None;
-                self.sessions.insert(
-                    sid.clone(),
-                    SessionEntry {
-                        state: ServerSession::new(sid.clone(), self.cfg.session_timeout, now),
-                        client,
-                        conn,
-                        peer,
-                        setups: Vec::new(),
-                        reports_due: Vec::new(),
-                        publishing: None,
-                        last_keyframe_request: None,
-                        nack_window: None,
-                    },
-                );
-                self.out
-                    .push_back(Output::Event(ServerEvent::SessionStarted {
-                        session: sid.clone(),
-                        client,
-                        peer,
-                    }));
-                sid
-            }
+            None => self.new_session(conn, peer, now, None),
         };
         let Some(entry) = self.sessions.get_mut(&sid) else {
             return Err(Fail::new(
@@ -1410,6 +1381,50 @@ impl Server {
         Ok(Response::new(StatusCode::OK)
             .typed(&reply)
             .typed(&self.session_header(sid)))
+    }
+
+    /// A new session created by a SETUP on `conn` from `peer` at `now` (a publisher's of
+    /// `publishing`, or a viewer's): its id, after `SessionStarted`.
+    fn new_session(
+        &mut self,
+        conn: ConnId,
+        peer: SocketAddr,
+        now: Instant,
+        publishing: Option<String>,
+    ) -> String {
+        let sid = self.new_session_id();
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sessions += 1;
+        }
+        self.wake = None;
+        let timeout = self.cfg.session_timeout;
+        let state = match publishing {
+            Some(_) => ServerSession::new_publisher(sid.clone(), timeout, now),
+            None => ServerSession::new(sid.clone(), timeout, now),
+        };
+        self.sessions.insert(
+            sid.clone(),
+            SessionEntry {
+                state,
+                client,
+                conn,
+                peer,
+                setups: Vec::new(),
+                reports_due: Vec::new(),
+                publishing,
+                last_keyframe_request: None,
+                nack_window: None,
+            },
+        );
+        self.out
+            .push_back(Output::Event(ServerEvent::SessionStarted {
+                session: sid.clone(),
+                client,
+                peer,
+            }));
+        sid
     }
 
     fn new_session_id(&mut self) -> String {
@@ -1630,15 +1645,18 @@ impl Server {
     }
 }
 
+/// Our `server_port` pairs (RTP, RTCP) for IPv4 and for IPv6 peers, if any.
+type ServerPorts = (Option<(u16, u16)>, Option<(u16, u16)>);
+
 /// Where a unicast transport alternative (UDP to the client's ports, or interleaved on its
 /// connection) puts `track`'s packets, and the answer's transport, without `ssrc`; `None` if we
-/// cannot serve it. `ports`: our `server_port` pairs for IPv4 and IPv6 peers.
+/// cannot serve it.
 fn unicast_sink(
     spec: &TransportSpec,
     track: usize,
     conn: ConnId,
     peer: SocketAddr,
-    ports: (Option<(u16, u16)>, Option<(u16, u16)>),
+    ports: ServerPorts,
 ) -> Option<(MediaSink, TransportSpec)> {
     if spec.multicast {
         return None;

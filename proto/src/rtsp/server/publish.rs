@@ -29,7 +29,7 @@ use std::time::Instant;
 use super::access::Need;
 use super::{
     no_such_session, unicast_sink, url, ClientId, ConnId, EndReason, Fail, MediaSink, Output,
-    Retransmission, Server, ServerEvent, ServerSession, SessionEntry, Setup, State,
+    Retransmission, Server, ServerEvent, Setup, State,
 };
 use super::{Target, TrackConfig};
 use crate::rtsp::headers::{ContentType, Session, Transport, TransportSpec};
@@ -330,40 +330,10 @@ impl Server {
         let sid = match held.session.clone() {
             Some(sid) => sid,
             None => {
-                let sid = self.new_session_id();
-                let client = ClientId(self.next_client);
-                self.next_client += 1;
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.sessions += 1;
-                }
-                self.wake = None;
-                self.sessions.insert(
-                    sid.clone(),
-                    SessionEntry {
-                        state: ServerSession::new_publisher(
-                            sid.clone(),
-                            self.cfg.session_timeout,
-                            now,
-                        ),
-                        client,
-                        conn,
-                        peer,
-                        setups: Vec::new(),
-                        reports_due: Vec::new(),
-                        publishing: Some(path.clone()),
-                        last_keyframe_request: None,
-                        nack_window: None,
-                    },
-                );
+                let sid = self.new_session(conn, peer, now, Some(path.clone()));
                 if let Some(p) = self.paths.get_mut(&path) {
                     p.session = Some(sid.clone());
                 }
-                self.out
-                    .push_back(Output::Event(ServerEvent::SessionStarted {
-                        session: sid.clone(),
-                        client,
-                        peer,
-                    }));
                 sid
             }
         };
