@@ -5,32 +5,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livecast_server::rtsp_server::PublishOptions;
+
+#[path = "../../server/tests/common/media_file.rs"]
+mod media_file;
 use livecast_server::source::VideoConfig;
 use livecast_server::ServerConfig;
+use media_file::h264_opus_mkv;
 
 #[test]
 fn headless_plays_a_path_published_by_ffmpeg() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let input = dir.path().join("talk.mkv");
-    let made = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
-        .args(["testsrc=size=320x240:rate=25", "-f", "lavfi", "-i"])
-        .args(["sine=frequency=440:sample_rate=48000", "-t", "4"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p", "-c:a", "libopus",
-        ])
-        .arg(&input)
-        .status()
-        .expect("ffmpeg must be installed (the test command installs it)");
-    assert!(made.success(), "ffmpeg could not make the input file");
+    let input = h264_opus_mkv(dir.path());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

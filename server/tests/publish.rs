@@ -5,57 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::media_file::h264_opus_mkv;
 use common::{run_peer, ServerProc};
 use livecast_proto::rtsp::server::Roles;
 use livecast_server::users::Users;
 
 const SMALL: [&str; 4] = ["--size", "320x240", "--captions", "off"];
-
-/// A 4 s H.264 (320x240, 25 fps, a keyframe a second, no B-frames) + Opus file made by ffmpeg.
-fn make_input(dir: &Path) -> PathBuf {
-    let out = dir.join("talk.mkv");
-    let (ok, _, err) = run_peer(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "4",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-bf",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "64k",
-            out.to_str().expect("UTF-8 path"),
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "ffmpeg could not make the input file: {err}");
-    out
-}
 
 /// ffmpeg publishing `input` (looped, in real time) to `url` over `transport`.
 fn ffmpeg_publisher(input: &Path, url: &str, transport: &str) -> Child {
@@ -163,6 +122,18 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
     None
 }
 
+/// A server with `args` (and a small picture, no captions), a file to publish, and the URL of
+/// the path `/cam` on it.
+fn server_and_input(args: &[&str]) -> (ServerProc, tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let input = h264_opus_mkv(dir.path());
+    let mut all = args.to_vec();
+    all.extend(SMALL);
+    let server = ServerProc::start(&all);
+    let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    (server, dir, input, cam)
+}
+
 fn stop(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -170,10 +141,7 @@ fn stop(mut child: Child) {
 
 #[test]
 fn ffmpeg_publishes_over_tcp_and_ffprobe_ffmpeg_and_gstreamer_read_it_back() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let input = make_input(dir.path());
-    let server = ServerProc::start(&SMALL);
-    let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    let (_server, _dir, input, cam) = server_and_input(&[]);
     let publisher = ffmpeg_publisher(&input, &cam, "tcp");
     assert_h264_320x240_and_opus(&probe(&cam));
     ffmpeg_decodes(&cam, "udp", 50);
@@ -221,10 +189,7 @@ fn ffmpeg_publishes_over_tcp_and_ffprobe_ffmpeg_and_gstreamer_read_it_back() {
 
 #[test]
 fn a_publisher_killed_mid_stream_ends_its_readers_and_a_new_one_brings_the_path_back() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let input = make_input(dir.path());
-    let server = ServerProc::start(&SMALL);
-    let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    let (_server, _dir, input, cam) = server_and_input(&[]);
     let publisher = ffmpeg_publisher(&input, &cam, "tcp");
     probe(&cam);
     let readers: Vec<Child> = ["udp", "tcp"]
@@ -301,7 +266,7 @@ fn gstreamer_rtspclientsink_publishes() {
 #[test]
 fn publishing_needs_the_publish_role() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let input = make_input(dir.path());
+    let input = h264_opus_mkv(dir.path());
     let users = dir.path().join("users");
     let mut u = Users::default();
     u.set("viewer", "watchpw", None, true)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lossy_netns;
+pub mod media_file;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
