@@ -1293,15 +1293,7 @@ impl Server {
                 ))
             }
         };
-        let transport = req
-            .headers
-            .get_typed::<Transport>()
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?
-            .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "missing Transport header"))?;
-        let session_hdr = req
-            .headers
-            .get_typed::<Session>()
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let (transport, session_hdr) = setup_headers(req)?;
         // Validate the state before choosing the transport, so nothing is half-done on error.
         if let Some(s) = &session_hdr {
             let entry = self.sessions.get(&s.id).ok_or_else(no_such_session)?;
@@ -1643,6 +1635,20 @@ impl Server {
             Err(not_found())
         }
     }
+}
+
+/// A SETUP's `Transport` (required) and `Session` (optional) headers; `400` if malformed.
+fn setup_headers(req: &Request) -> Result<(Transport, Option<Session>), Fail> {
+    let transport = req
+        .headers
+        .get_typed::<Transport>()
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?
+        .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "missing Transport header"))?;
+    let session = req
+        .headers
+        .get_typed::<Session>()
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok((transport, session))
 }
 
 /// Our `server_port` pairs (RTP, RTCP) for IPv4 and for IPv6 peers, if any.

@@ -28,11 +28,11 @@ use std::time::Instant;
 
 use super::access::Need;
 use super::{
-    no_such_session, unicast_sink, url, ClientId, ConnId, EndReason, Fail, MediaSink, Output,
-    Retransmission, Server, ServerEvent, Setup, State,
+    no_such_session, setup_headers, unicast_sink, url, ClientId, ConnId, EndReason, Fail,
+    MediaSink, Output, Retransmission, Server, ServerEvent, Setup, State,
 };
 use super::{Target, TrackConfig};
-use crate::rtsp::headers::{ContentType, Session, Transport, TransportSpec};
+use crate::rtsp::headers::{ContentType, Transport, TransportSpec};
 use crate::rtsp::message::{header_names, Method, Request, Response, StatusCode};
 use crate::sdp::{self, Attribute, SessionDescription};
 
@@ -287,15 +287,7 @@ impl Server {
                 "/{path} was announced on another connection"
             )));
         }
-        let transport = req
-            .headers
-            .get_typed::<Transport>()
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?
-            .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "missing Transport header"))?;
-        let session_hdr = req
-            .headers
-            .get_typed::<Session>()
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let (transport, session_hdr) = setup_headers(req)?;
         match (&session_hdr, &held.session) {
             (Some(s), Some(ours)) if s.id == *ours => {
                 let entry = self.sessions.get(ours).ok_or_else(no_such_session)?;
