@@ -91,6 +91,8 @@ struct Registry {
     sources: HashMap<Source, (Arc<PublishedPath>, usize)>,
     /// Track number -> track, for the state machine's events.
     by_index: HashMap<usize, Arc<Track>>,
+    /// The number the next published track gets (never reused).
+    next_index: usize,
     /// Bumped on every change, for [`Paths::changes`].
     generation: u64,
 }
@@ -138,17 +140,24 @@ impl Paths {
         self.lock().by_index.get(&index).cloned()
     }
 
-    /// Makes the tracks of a path whose publisher sent RECORD, numbered from `first`, and
-    /// registers where their packets come from (`sources`: announced track, and where from).
-    /// Returns the path and the state machine's view of its tracks.
+    /// Makes the tracks of a path whose publisher sent RECORD, numbered after `own` (our own
+    /// tracks) and every number handed out before, and registers where their packets come
+    /// from (`sources`: announced track, and where from). Returns the path (its first track's
+    /// number is `tracks[0].index`) and the state machine's view of its tracks.
     pub fn start(
         &self,
         path: &str,
         client: ClientId,
         sdp: &SessionDescription,
         sources: &[(usize, MediaSink)],
-        first: usize,
+        own: usize,
     ) -> anyhow::Result<(Arc<PublishedPath>, Vec<TrackConfig>)> {
+        let first = {
+            let mut reg = self.lock();
+            let first = reg.next_index.max(own);
+            reg.next_index = first + sdp.media.len();
+            first
+        };
         let mut tracks = Vec::new();
         let mut configs = Vec::new();
         for (i, m) in sdp.media.iter().enumerate() {

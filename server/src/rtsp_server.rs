@@ -222,8 +222,8 @@ impl RtspServer {
         sdp: &SessionDescription,
         sources: &[(usize, MediaSink)],
     ) {
-        let first = self.sm().next_track();
-        let (published, configs) = match self.paths.start(&path, client, sdp, sources, first) {
+        let own = self.tracks.len();
+        let (published, configs) = match self.paths.start(&path, client, sdp, sources, own) {
             Ok(p) => p,
             Err(e) => {
                 crate::publish::warn_unserved(&path, &e);
@@ -242,7 +242,7 @@ impl RtspServer {
         let ready = Input::PathReady {
             path,
             client,
-            first,
+            first: published.tracks.first().map_or(own, |t| t.index),
             tracks: configs,
         };
         for o in self.feed(ready) {

@@ -287,9 +287,10 @@ pub enum Input {
     Overloaded { now: Instant, overloaded: bool },
     /// After [`ServerEvent::PublishStarted`]: the shell re-serves the tracks of `path` (in
     /// the order of its `m=` sections) as `tracks`, numbered from `first` on in its events
-    /// (after our own tracks and every earlier path's: [`Server::next_track`]); viewers may
-    /// now DESCRIBE, SETUP and PLAY it. If `client` no longer publishes `path`, or `first`
-    /// is taken, a [`ServerEvent::PublishEnded`] answers.
+    /// (numbers no other track uses, ours or a served path's; the shell never reuses one, so a
+    /// late event for an old path's track finds nothing); viewers may now DESCRIBE, SETUP and
+    /// PLAY it. If `client` no longer publishes `path`, or a number is taken, a
+    /// [`ServerEvent::PublishEnded`] answers.
     PathReady {
         path: String,
         client: ClientId,

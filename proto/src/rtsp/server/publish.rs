@@ -417,7 +417,17 @@ impl Server {
         let entry = self.paths.get(&path).filter(|a| {
             a.ready.is_none() && a.session.as_ref().and_then(publisher) == Some(client)
         });
-        if entry.is_none() || first < self.next_track {
+        let range = first..first + tracks.len();
+        let taken = first < self.cfg.tracks.len()
+            || self
+                .paths
+                .values()
+                .filter_map(|a| a.ready.as_ref())
+                .any(|r| {
+                    let theirs = r.first..r.first + r.tracks.len();
+                    range.start < theirs.end && theirs.start < range.end
+                });
+        if entry.is_none() || taken {
             self.out.push_back(Output::Event(ServerEvent::PublishEnded {
                 path,
                 client,
@@ -426,7 +436,7 @@ impl Server {
             return;
         }
         if let Some(a) = self.paths.get_mut(&path) {
-            self.next_track = first + tracks.len();
+            self.next_track = self.next_track.max(range.end);
             a.ready = Some(Ready {
                 first,
                 sdp: readers_sdp(&a.sdp),
@@ -474,7 +484,8 @@ impl Server {
         Some(&self.paths.get(path)?.ready.as_ref()?.sdp)
     }
 
-    /// The smallest track number the next [`super::Input::PathReady`] may use.
+    /// A track number after every one in use (our own tracks', every served path's): where
+    /// the next [`super::Input::PathReady`] may start.
     pub fn next_track(&self) -> usize {
         self.next_track
     }

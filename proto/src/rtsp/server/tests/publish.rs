@@ -469,6 +469,22 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
     // Not yet served by the shell: nothing to watch.
     let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, CAM));
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Numbers our own tracks use are refused.
+    let clash = Input::PathReady {
+        path: "cam".into(),
+        client: ClientId(1),
+        first: 1,
+        tracks: vec![reserved(0xa), reserved(0xb)],
+    };
+    h.server.handle_input(clash).unwrap();
+    assert_eq!(
+        events(h.drain()),
+        [ServerEvent::PublishEnded {
+            path: "cam".into(),
+            client: ClientId(1),
+            reason: EndReason::PublisherGone,
+        }]
+    );
     let ready = Input::PathReady {
         path: "cam".into(),
         client: ClientId(1),
