@@ -15,9 +15,12 @@
 //! - [`rtsp_server`]: the sockets and tasks around [`livecast_proto::rtsp::server`], the Sans-IO
 //!   state machine that handles requests, sessions and their time-outs; the shell carries out
 //!   its effects (subscribe a client to a track, keyframe requests, sender reports).
+//! - [`publish`]: streams published into the server (ANNOUNCE/RECORD) on other paths, and the
+//!   registry of those paths; their tracks are re-served with the same fan-out.
 //!
 //! ## Limitations
-//! One stream per server (`/live`); no multicast; Digest authentication ([`users`], on in
+//! One stream of our own per server (`/live`), plus what publishers send to other paths; no
+//! multicast; Digest authentication ([`users`], on in
 //! the `livecast-server` binary, off in [`ServerConfig`] by default) but no TLS yet, so the
 //! media cross the network in clear; RTSP 2.0 clients get `505`.
 
