@@ -295,3 +295,21 @@ fn publishing_needs_the_publish_role() {
     assert_h264_320x240_and_opus(&probe(&url("viewer:watchpw")));
     stop(publisher);
 }
+
+#[test]
+fn with_takeover_a_second_publisher_replaces_the_first() {
+    let (_server, _dir, input, cam) = server_and_input(&["--takeover"]);
+    let mut first = ffmpeg_publisher(&input, &cam, "tcp");
+    probe(&cam);
+    let second = ffmpeg_publisher(&input, &cam, "tcp");
+    // The first is dropped: the server closes its connection, and ffmpeg gives up.
+    let status = wait_exit(&mut first, Duration::from_secs(15));
+    stop(first);
+    assert!(
+        status.is_some(),
+        "the first publisher still runs 15 s after the takeover"
+    );
+    assert_h264_320x240_and_opus(&probe(&cam));
+    ffmpeg_decodes(&cam, "tcp", 50);
+    stop(second);
+}
