@@ -155,7 +155,7 @@ fi
 live_run() {
     local name=$1 wav=$2 dur=$3 port=$4
     RUST_LOG=info,livecast_server::captions=debug timeout $((dur + 15)) \
-        "$SERVER" --no-auth --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
+        "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
         --captions on >"$OUT/$name.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
@@ -208,7 +208,7 @@ fps_run() {
     local mode=$1 port=$2 wav=$3
     wait_load "fps captions=$mode"
     RUST_LOG=info,livecast_server::captions=debug timeout $((FPS_WINDOW + 20)) \
-        "$SERVER" --no-auth --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
+        "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
         --size 1280x720 --fps 30 --captions "$mode" >"$OUT/fps-$mode.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")

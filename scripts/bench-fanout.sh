@@ -96,7 +96,7 @@ start_server() { # NAME N
     local log_file=$OUT/$1-$2.log
     case $1 in
     ours | before)
-        local bin=$SERVER open=(--no-auth)
+        local bin=$SERVER open=(--no-auth --tls-listen off)
         # An older binary may predate --no-auth (and authentication).
         [ "$1" = before ] && bin=$OURS_BEFORE && open=()
         RUST_LOG=warn "$bin" "${open[@]}" --listen "127.0.0.1:$PORT_OURS" "${OURS_VIDEO[@]}" --audio tone \

@@ -90,7 +90,7 @@ start_server() {
         video=file:$Y4M
     fi
     # Bounded: the whole run is shorter than this.
-    timeout $((MEM_S + 900)) "$SERVER" --no-auth --listen 127.0.0.1:$PORT --video "$video" --audio tone \
+    timeout $((MEM_S + 900)) "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$PORT --video "$video" --audio tone \
         --size 1280x720 --fps 30 --bitrate 2M --idr-interval 2 >>"$OUT/server-$1.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

@@ -5,6 +5,10 @@ Opus 48 kHz stereo 64 kbit/s), media shared between clients. Used by the benchma
 player's interop tests. Run it with Debian's python3 (python3-gi, gir1.2-gst-rtsp-server-1.0).
 
 usage: gst-rtsp-server.py [--port 8555] [--size 1280x720] [--fps 30] [--bitrate 2000]
+       gst-rtsp-server.py --record FILE.mkv [--port 8555] [--path /live]
+
+With --record it is the other way round: a RECORD-mode server that takes one published
+H.264 + Opus stream (ANNOUNCE/SETUP/RECORD) and writes it, without decoding, to FILE.mkv.
 """
 import argparse
 import sys
@@ -23,6 +27,7 @@ def main():
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--bitrate", type=int, default=2000, help="kbit/s")
     ap.add_argument("--path", default="/live")
+    ap.add_argument("--record", metavar="FILE")
     a = ap.parse_args()
     w, h = a.size.split("x")
     Gst.init(None)
@@ -34,10 +39,19 @@ def main():
         "audiotestsrc is-live=true wave=sine volume=0.1 ! audio/x-raw,rate=48000,channels=2 ! "
         "opusenc bitrate=64000 frame-size=20 ! rtpopuspay name=pay1 pt=97 )"
     )
+    if a.record:
+        # One depayloader per announced stream, in SDP order (depay0, depay1, ...).
+        launch = (
+            "( rtph264depay name=depay0 ! h264parse ! queue ! mux. "
+            "rtpopusdepay name=depay1 ! opusparse ! queue ! mux. "
+            f"matroskamux name=mux streamable=true ! filesink location={a.record} )"
+        )
     server = GstRtspServer.RTSPServer()
     server.set_service(a.port)
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
+    if a.record:
+        factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
     factory.set_shared(True)
     server.get_mount_points().add_factory(a.path, factory)
     if server.attach(None) == 0:

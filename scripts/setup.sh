@@ -16,7 +16,9 @@ PACKAGES=(
   # speech for the captions tests and benchmark: two engines (espeak-ng, festival's kal voice)
   espeak-ng festival festvox-kallpc16k
   # call tests: network namespaces (ip netns, ss) and packet loss (nft)
-  iproute2 nftables
+  iproute2 nftables iptables
+  # RTSPS test: a capture of the TLS port must hold nothing in clear
+  tcpdump
 )
 
 missing=()

@@ -23,7 +23,7 @@ use livecast_proto::rtsp::{
 use livecast_proto::time::SeqExtender;
 use livecast_proto::{rtcp, rtp, sdp};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod rx;
@@ -114,9 +114,15 @@ impl ClientStats {
     }
 }
 
+/// A byte stream an RTSP connection runs on: TCP, or TLS over TCP (`rtsps://`).
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A connected RTSP control connection with request/response helpers.
 pub struct RtspConn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
+    /// Our address on the connection.
+    local: SocketAddr,
     buf: Vec<u8>,
     cseq: u32,
     pub url: String,
@@ -136,12 +142,27 @@ impl RtspConn {
             .userinfo
             .as_deref()
             .and_then(Credentials::from_userinfo);
-        let stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let local = tcp.local_addr()?;
+        let stream: Box<dyn Stream> = if parsed.tls {
+            // A load generator trusts any certificate (the handshake's signature still checks).
+            let config =
+                livecast_net::tls::client_config(livecast_net::tls::ClientTrust::Fingerprint)?;
+            let name = livecast_net::tls::server_name(&parsed.host)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
         Ok(Self {
             stream,
+            local,
             buf: Vec::new(),
             cseq: 0,
             url: url.to_string(),
@@ -155,6 +176,7 @@ impl RtspConn {
     /// Sends raw bytes (for malformed-request tests).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -236,6 +258,8 @@ impl RtspConn {
         let mut out = Vec::new();
         req.write_to(&mut out);
         self.stream.write_all(&out).await?;
+        // A TLS stream may keep encrypted bytes back when the socket is full.
+        self.stream.flush().await?;
         let resp = tokio::time::timeout(Duration::from_secs(10), self.read_response())
             .await
             .map_err(|_| anyhow!("no response to {} within 10 s", req.method.as_str()))??;
@@ -244,13 +268,9 @@ impl RtspConn {
         }
         Ok(resp)
     }
-
-    pub fn into_stream(self) -> (TcpStream, Vec<u8>) {
-        (self.stream, self.buf)
-    }
 }
 
-/// `rtsp://host:port/...` -> socket address (default port 554).
+/// `rtsp://host:port/...` -> socket address (default port 554, 322 for `rtsps://`).
 pub fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let u = RtspUrl::parse(url)?;
     use std::net::ToSocketAddrs;
@@ -313,7 +333,7 @@ pub async fn run_client_on(
         .unwrap_or_else(|| format!("{url}/"));
     let text = String::from_utf8_lossy(&resp.body).to_string();
     let desc = sdp::parse(&text).map_err(|e| anyhow!("SDP: {e}"))?;
-    let local_ip = c.stream.local_addr()?.ip();
+    let local_ip = c.local.ip();
     let mut stats = ClientStats::default();
     let mut udp = Vec::new();
     for (i, m) in desc.media.iter().enumerate() {

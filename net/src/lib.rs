@@ -1,7 +1,8 @@
 //! # livecast-net
 //!
 //! Socket helpers shared by the I/O shells (`livecast-server`, `livecast-player`,
-//! `livecast-loadgen`): the RTP/RTCP UDP port pair of RFC 3550 §11, bound once, here. Protocol
+//! `livecast-loadgen`): the RTP/RTCP UDP port pair of RFC 3550 §11, bound once, here; and the
+//! TLS configurations of RTSPS ([`tls`]). Protocol
 //! logic lives in `livecast-proto`, which has no sockets; this crate has no protocol logic.
 //!
 //! Each shell sizes its own buffers ([`UdpOptions`]): the server's fan-out needs a large send
@@ -11,6 +12,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+pub mod tls;
 
 /// How a UDP socket is set up before it is bound.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -57,6 +57,8 @@ pub struct CallConfig {
     pub name: String,
     /// Acoustic echo cancellation (off for headsets).
     pub echo_cancel: bool,
+    /// Adapt our video's rate, size and frame rate to the peer's reception reports.
+    pub adapt: bool,
     /// Keep the newest captured picture for a self-view.
     pub self_view: bool,
     /// The player side: recording, audio output, volume, captions export. The source and
@@ -254,6 +256,8 @@ impl LocalSide {
             captions: cfg.captions.clone(),
             title: cfg.name.clone(),
             chat: true,
+            publish: Vec::new(),
+            adapt: cfg.adapt,
         };
         let server = rt
             .block_on(livecast_server::start(scfg))

@@ -25,7 +25,8 @@ use livecast_server::cli::MediaArgs;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// rtsp://HOST[:PORT]/PATH to watch, or a recording file to play (not with --call).
+    /// rtsp://HOST[:PORT]/PATH or rtsps://HOST[:PORT]/PATH (TLS) to watch, or a recording file
+    /// to play (not with --call).
     #[arg(required_unless_present = "call", conflicts_with = "call")]
     source: Option<String>,
 
@@ -46,6 +47,11 @@ struct Args {
     /// Call mode: no echo cancellation (for headsets; with loudspeakers, leave it on).
     #[arg(long, requires = "call")]
     headset: bool,
+
+    /// Call mode: keep the picture size, frame rate and bit rate fixed instead of adapting
+    /// them to what reaches the other side (its RTCP reports of loss and round trip).
+    #[arg(long, requires = "call")]
+    fixed_quality: bool,
 
     /// How RTP reaches us: auto (UDP, falling back to TCP when UDP brings nothing within 2 s),
     /// udp, or tcp (interleaved in the RTSP connection).
@@ -82,6 +88,17 @@ struct Args {
     /// The password for --user: the first line of FILE.
     #[arg(long, value_name = "FILE", requires = "user")]
     password_file: Option<PathBuf>,
+
+    /// rtsps://: verify the server's certificate against the CA certificates in FILE (PEM)
+    /// instead of trusting it on first use.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// rtsps://: trust the server's certificate even though it is not the one trusted before
+    /// (replacing the fingerprint kept in ~/.local/share/livecast/known_hosts). Only when the
+    /// server's owner confirms the new fingerprint.
+    #[arg(long)]
+    accept_new_fingerprint: bool,
 
     /// Don't open an audio device (play silently).
     #[arg(long)]
@@ -165,7 +182,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let src = args.source.clone().unwrap_or_default();
     let source = if src.contains("://") {
         if let Err(e) = livecast_proto::rtsp::RtspUrl::parse(&src) {
-            anyhow::bail!("{e} (only rtsp:// URLs or recording files can be played)");
+            anyhow::bail!("{e} (only rtsp:// and rtsps:// URLs or recording files can be played)");
         }
         Source::Url(src.clone())
     } else {
@@ -188,6 +205,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             password,
         });
     }
+    cfg.tls.ca = args.tls_ca.clone();
+    cfg.tls.accept_new_fingerprint = args.accept_new_fingerprint;
     if args.headless {
         headless(cfg, &args)
     } else {
@@ -244,6 +263,7 @@ fn run_call(args: Args, peer: String) -> anyhow::Result<()> {
         captions: args.media.caption_config(),
         name: args.name.clone().unwrap_or_else(default_name),
         echo_cancel: !args.headset,
+        adapt: !args.fixed_quality,
         self_view: !args.headless,
         engine: engine_config(Source::Url(String::new()), &args),
     };

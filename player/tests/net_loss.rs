@@ -17,6 +17,7 @@ use livecast_player::engine::recording::RecordingReader;
 use livecast_player::engine::unit::MediaKind;
 
 #[path = "../../server/tests/common/lossy_netns.rs"]
+#[allow(dead_code)]
 mod lossy_netns;
 use lossy_netns::LossyNamespace;
 
@@ -81,7 +82,12 @@ fn serve_in_namespace() {
         height,
         fps: 30,
     };
-    let cfg = livecast_server::ServerConfig::test_sources(listen, video, bitrate);
+    let mut cfg = livecast_server::ServerConfig::test_sources(listen, video, bitrate);
+    // LIVECAST_LOSS_SPEECH=FILE.wav: speech instead of the tone (Opus codes speech in its
+    // SILK or hybrid modes, which carry in-band FEC; the tone is coded as music, without).
+    if let Some(wav) = std::env::var_os("LIVECAST_LOSS_SPEECH") {
+        cfg.media.audio = livecast_server::source::AudioSpec::File(wav.into());
+    }
     let server = rt
         .block_on(livecast_server::start(cfg))
         .expect("server starts on test sources");
@@ -152,7 +158,12 @@ fn play(ns: &LossyNamespace, dir: &Path, tag: &str, seconds: u32, extra: &[&str]
     let started = Instant::now();
     let status = ns
         .command(env!("CARGO_BIN_EXE_livecast-player"))
-        .args(["--headless", &format!("rtsp://{LISTEN}/live"), "--no-audio"])
+        .args(["--headless", &format!("rtsp://{LISTEN}/live")])
+        .args(if std::env::var_os("LIVECAST_LOSS_AUDIO").is_some() {
+            &[][..]
+        } else {
+            &["--no-audio"][..]
+        })
         .args(["--transport", "udp", "--duration", &seconds.to_string()])
         .arg("--stats-json")
         .arg(&json)
@@ -189,7 +200,9 @@ fn play(ns: &LossyNamespace, dir: &Path, tag: &str, seconds: u32, extra: &[&str]
 /// fewer with `--no-nack` (plain RTP/AVP, keyframe requests only) on the same path.
 #[test]
 fn player_recovers_lost_video_with_nack_and_rtx() {
-    let ns = LossyNamespace::new("p", 5);
+    // For docs/benchmarks.md: see `LossyNamespace::from_env`; LIVECAST_LOSS_AUDIO=1 plays
+    // the audio too.
+    let ns = LossyNamespace::from_env("p", 5);
     let dir = tempfile::tempdir().expect("temp dir");
     // LIVECAST_LOSS_SECONDS: longer runs for docs/benchmarks.md.
     let seconds = std::env::var("LIVECAST_LOSS_SECONDS")
@@ -202,7 +215,7 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
         eprintln!(
             "{name}: {} of {} frames shown ({:.1} %), {} recorded, longest freeze {:.0} ms, \
              {} datagrams dropped, {} lost (RTP), {} NACKed, {} RTX received, {} recovered, \
-             rtt {:?} ms",
+             rtt {:?} ms, audio {}",
             r.shown(),
             r.sent,
             100.0 * r.shown() as f64 / r.sent as f64,
@@ -214,6 +227,7 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
             r.rtp("retransmissions_received"),
             r.rtp("recovered"),
             r.json["rtp"]["rtt_ms"],
+            r.json["audio"],
         );
     }
     assert!(with.dropped > 20, "the path lost packets: {with:?}");

@@ -29,7 +29,7 @@ fn headless_plays_a_path_published_by_ffmpeg() {
     };
     let mut cfg =
         ServerConfig::test_sources("127.0.0.1:0".parse().expect("address"), small, 300_000);
-    cfg.rtsp.publish = Some(PublishOptions::default());
+    cfg.rtsp.publishers = Some(PublishOptions::default());
     let server = rt
         .block_on(livecast_server::start(cfg))
         .expect("server starts");

@@ -302,6 +302,7 @@ pub fn rtsp_publish(data: &[u8]) {
         conn,
         peer: "192.0.2.1:4000".parse().expect("an address"),
         local: "192.0.2.2:8554".parse().expect("an address"),
+        tls: false,
     };
     server.handle_input(open).expect("a new connection");
     let mut cseq = 0;
@@ -384,4 +385,83 @@ pub fn rtsp_publish(data: &[u8]) {
     let teardown = Request::new(Method::Teardown, url).header("Session", sid.as_str());
     assert_eq!(send(&mut server, teardown).0.status, StatusCode::OK);
     assert_eq!(server.published_paths().count(), 0);
+}
+
+/// Publishing (RFC 2326 §10.3, §10.4, §10.11): whatever a relay answers, the publisher never
+/// panics, sends only requests it may send in its state, and is always either recording,
+/// waiting for an answer, or waiting to connect again (it never stalls). `data` is read as a
+/// sequence of RTSP messages; each response is given the CSeq of the request last sent, so
+/// it is taken as that request's answer.
+pub fn publisher_answers(data: &[u8]) {
+    use crate::rtsp::publisher::{Input, Output, PublishTransport, Publisher, PublisherConfig};
+    use std::time::{Duration, Instant};
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:trackID=1\r\n";
+    let t0 = Instant::now();
+    let udp = data.first().is_some_and(|b| b & 1 == 1);
+    let cfg = PublisherConfig {
+        transport: if udp {
+            PublishTransport::Udp
+        } else {
+            PublishTransport::Tcp
+        },
+        ..PublisherConfig::default()
+    };
+    let desc = sdp::parse(SDP).expect("the test SDP parses");
+    let url = "rtsp://u:p@relay.example/cam";
+    let mut p = Publisher::new(cfg, url, &desc, vec![(5000, 5001), (5002, 5003)], t0, 3)
+        .expect("a valid publisher");
+    let mut now = t0;
+    let mut last_cseq = 0;
+    let mut wake = None;
+    let drain = |p: &mut Publisher, last_cseq: &mut u32, wake: &mut Option<Instant>| {
+        while let Some(o) = p.poll_output() {
+            match o {
+                Output::Transmit(r) => {
+                    *last_cseq = r.cseq().ok().flatten().expect("every request has a CSeq");
+                }
+                Output::Connect { .. } => p.handle_input(Input::Connected { now: t0 }),
+                Output::Timeout(t) => *wake = Some(t),
+                _ => {}
+            }
+        }
+    };
+    drain(&mut p, &mut last_cseq, &mut wake);
+    let mut rest = data.get(1..).unwrap_or_default();
+    while let Ok(Parsed::Complete { message, consumed }) = parse(rest, &Limits::default()) {
+        rest = &rest[consumed.max(1).min(rest.len())..];
+        now += Duration::from_millis(10);
+        match message {
+            Message::Response(mut r) => {
+                r.headers.set_typed(&CSeq(last_cseq));
+                p.handle_input(Input::Response { now, response: r });
+            }
+            Message::Request(r) => p.handle_input(Input::Request { now, request: r }),
+            Message::Data(_) => p.handle_input(Input::ConnectionLost {
+                now,
+                reason: "lost".into(),
+            }),
+        }
+        drain(&mut p, &mut last_cseq, &mut wake);
+        if let Some(t) = wake.take() {
+            now = now.max(t);
+            p.handle_input(Input::Timeout(now));
+            drain(&mut p, &mut last_cseq, &mut wake);
+        }
+        assert!(
+            p.is_recording() || wake.is_some() || p.is_stopped(),
+            "the publisher waits for nothing"
+        );
+    }
+}
+
+/// MIKEY (RFC 3830): the parser never panics, and a message it reads writes back to bytes
+/// that read as the same message.
+pub fn mikey_round_trip(data: &[u8]) {
+    if let Ok(m) = crate::mikey::MikeyMessage::parse(data) {
+        let again = crate::mikey::MikeyMessage::parse(&m.to_bytes());
+        assert_eq!(again.as_ref(), Ok(&m), "written back: {m:?}");
+    }
 }

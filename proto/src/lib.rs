@@ -15,6 +15,7 @@
 //! | [`jitter`] | reorder / jitter buffer: sequence order, loss timeout sized from interarrival jitter | RFC 3550 A.1, A.8 |
 //! | [`seq`] | sequence-number validation and interarrival jitter, used by the three above | RFC 3550 A.1, A.8 |
 //! | [`time`] | newtypes for SSRC, sequence numbers and NTP time | RFC 3550 §4, §5.1 |
+//! | [`trust`] | RTSPS trust on first use: certificate fingerprints, the known-hosts file | RFC 2326 §3.2 (`rtsps`) |
 //!
 //! Errors are small enums per module that carry the byte offset or line of the fault; the I/O
 //! shells (`livecast-server`, `livecast-player`) add connection context once, at the edge.
@@ -27,9 +28,13 @@ pub mod codec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jitter;
+pub mod mikey;
+pub mod rate;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod seq;
+pub mod srtp;
 pub mod time;
+pub mod trust;

@@ -345,6 +345,7 @@ impl World {
                         conn,
                         peer: SocketAddr::new(Self::client_ip(), 40_000 + conn.0 as u16),
                         local: Self::server_addr(8554),
+                        tls: false,
                     };
                     self.server.handle_input(opened).unwrap();
                     self.client.handle_input(client::Input::Connected { now });
@@ -790,6 +791,9 @@ impl World {
             }
             server::Output::Event(e) => match e {
                 ServerEvent::SessionStarted { .. } => self.log.sessions_started.push(self.at()),
+                // This world's receiver reports carry no blocks (the server's unit tests
+                // cover the event).
+                ServerEvent::ReceptionReport { .. } => {}
                 ServerEvent::SessionEnded { reason, .. } => {
                     self.log.sessions_ended.push((self.at(), reason))
                 }

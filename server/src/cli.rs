@@ -103,10 +103,66 @@ impl MediaArgs {
 /// Where to listen when `--listen` is not given: every IPv4 address on port 8554, and every
 /// IPv6 one too if the machine has IPv6.
 pub fn default_listen() -> Vec<SocketAddr> {
-    let mut v = vec![SocketAddr::from(([0, 0, 0, 0], 8554))];
+    default_listen_on(8554)
+}
+
+/// Every IPv4 address on `port`, and every IPv6 one too if the machine has IPv6.
+pub fn default_listen_on(port: u16) -> Vec<SocketAddr> {
+    let mut v = vec![SocketAddr::from(([0, 0, 0, 0], port))];
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
-        v.push(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8554)));
+        v.push(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
     }
+    v
+}
+
+/// Default RTSPS port (gortsplib/MediaMTX's; 322 needs root).
+pub const DEFAULT_TLS_PORT: u16 = 8322;
+
+/// `--tls-listen`: an address, or `off` for no RTSPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for TlsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(TlsListen::Off);
+        }
+        s.parse()
+            .map(TlsListen::On)
+            .map_err(|_| format!("'{s}' is neither ADDR:PORT (0.0.0.0:8322, [::]:8322) nor off"))
+    }
+}
+
+/// The RTSPS addresses `--tls-listen` asks for: none if any is `off`; if none is given,
+/// [`DEFAULT_TLS_PORT`] on the addresses of `--listen` (`listen`, when given: a server kept
+/// to one address keeps RTSPS there too), else on every address.
+pub fn tls_addresses(given: &[TlsListen], listen: &[SocketAddr]) -> Vec<SocketAddr> {
+    if given.contains(&TlsListen::Off) {
+        return Vec::new();
+    }
+    let addrs: Vec<SocketAddr> = given
+        .iter()
+        .filter_map(|l| match l {
+            TlsListen::On(a) => Some(*a),
+            TlsListen::Off => None,
+        })
+        .collect();
+    if !addrs.is_empty() {
+        return addrs;
+    }
+    if listen.is_empty() {
+        return default_listen_on(DEFAULT_TLS_PORT);
+    }
+    let mut v: Vec<SocketAddr> = listen
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), DEFAULT_TLS_PORT))
+        .collect();
+    v.dedup();
     v
 }
 
@@ -156,6 +212,34 @@ pub fn parse_bitrate(s: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_listen_addresses() {
+        let on = |s: &str| TlsListen::On(s.parse().unwrap());
+        assert_eq!("OFF".parse(), Ok(TlsListen::Off));
+        assert_eq!("127.0.0.1:9322".parse(), Ok(on("127.0.0.1:9322")));
+        assert_eq!(
+            "8322".parse::<TlsListen>(),
+            Err("'8322' is neither ADDR:PORT (0.0.0.0:8322, [::]:8322) nor off".into())
+        );
+        let addrs =
+            |v: &[&str]| -> Vec<SocketAddr> { v.iter().map(|a| a.parse().unwrap()).collect() };
+        let listen = addrs(&["127.0.0.1:8554", "127.0.0.1:9554", "[::1]:8554"]);
+        assert_eq!(tls_addresses(&[TlsListen::Off], &[]), addrs(&[]));
+        assert_eq!(
+            tls_addresses(&[on("127.0.0.1:9322"), TlsListen::Off], &listen),
+            addrs(&[])
+        );
+        assert_eq!(
+            tls_addresses(&[on("127.0.0.1:9322")], &listen),
+            addrs(&["127.0.0.1:9322"])
+        );
+        assert_eq!(
+            tls_addresses(&[], &listen),
+            addrs(&["127.0.0.1:8322", "[::1]:8322"])
+        );
+        assert_eq!(tls_addresses(&[], &[])[0], "0.0.0.0:8322".parse().unwrap());
+    }
 
     #[test]
     fn sizes_and_bitrates() {

@@ -6,8 +6,8 @@
 //! frame.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -18,6 +18,20 @@ use crate::source::{AudioFrame, VideoFrame};
 pub struct MediaControls {
     mic_muted: AtomicBool,
     camera_off: AtomicBool,
+    /// What the video encoder should make now (quality adaptation in a call), and a count of
+    /// changes so the encoder sees one with a single atomic load per picture.
+    video_target: Mutex<Option<VideoTarget>>,
+    video_target_changes: AtomicU64,
+}
+
+/// The picture and rate the video encoder is asked for: the source is scaled to
+/// `width`x`height` and thinned to `fps` pictures a second when it has more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VideoTarget {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate: u32,
 }
 
 impl MediaControls {
@@ -38,6 +52,25 @@ impl MediaControls {
 
     pub fn camera_off(&self) -> bool {
         self.camera_off.load(Ordering::Relaxed)
+    }
+
+    /// Asks the video encoder for `target` from its next picture on.
+    pub fn set_video_target(&self, target: VideoTarget) {
+        let mut t = self.video_target.lock().unwrap_or_else(|p| p.into_inner());
+        if *t != Some(target) {
+            *t = Some(target);
+            self.video_target_changes.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// The target if it changed since `seen` (which is updated), else `None`.
+    pub fn video_target_since(&self, seen: &mut u64) -> Option<VideoTarget> {
+        let now = self.video_target_changes.load(Ordering::Acquire);
+        if now == *seen {
+            return None;
+        }
+        *seen = now;
+        *self.video_target.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -19,11 +19,12 @@
 //!   registry of those paths; their tracks are re-served with the same fan-out.
 //!
 //! ## Limitations
-//! One stream of our own per server (`/live`), plus what publishers send to other paths; no
-//! multicast; Digest authentication ([`users`], on in
-//! the `livecast-server` binary, off in [`ServerConfig`] by default) but no TLS yet, so the
-//! media cross the network in clear; RTSP 2.0 clients get `505`.
+//! One stream of our own per server (`/live`), plus what publishers send to other paths
+//! ([`publish`]); no multicast; Digest authentication ([`users`], on in the `livecast-server`
+//! binary, off in [`ServerConfig`] by default); RTSPS ([`tls`], [`RunningServer::serve_tls`])
+//! carries media interleaved in the TLS connection only (no SRTP); RTSP 2.0 clients get `505`.
 
+pub mod adapt;
 pub mod captions;
 pub mod chat;
 pub mod cli;
@@ -32,9 +33,11 @@ pub mod hooks;
 pub mod net;
 pub mod pipeline;
 pub mod publish;
+pub mod push;
 pub mod rtsp_server;
 pub mod sdp;
 pub mod source;
+pub mod tls;
 pub mod track;
 pub mod users;
 
@@ -68,6 +71,11 @@ pub struct ServerConfig {
     pub title: String,
     /// Call mode: add a chat track (T.140 text the user types, see [`chat`]).
     pub chat: bool,
+    /// Relays the stream is pushed into (`--publish`).
+    pub publish: Vec<push::PublishTarget>,
+    /// Adapt the video's rate, size and frame rate to the viewer's reception reports (a call:
+    /// one viewer). See [`adapt`].
+    pub adapt: bool,
 }
 
 impl ServerConfig {
@@ -90,8 +98,19 @@ impl ServerConfig {
             captions: Default::default(),
             title: "Livecast".into(),
             chat: false,
+            publish: Vec::new(),
+            adapt: false,
         }
     }
+}
+
+/// The data folder: `$XDG_DATA_HOME/livecast`, else `~/.local/share/livecast` (users,
+/// models, the RTSPS certificate, the player's known hosts).
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Some(std::path::PathBuf::from(d).join("livecast"));
+    }
+    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share/livecast"))
 }
 
 /// A running server: its RTSP state, its media pipeline and the addresses it listens on.
@@ -99,6 +118,8 @@ pub struct RunningServer {
     pub rtsp: Arc<RtspServer>,
     pub pipeline: Pipeline,
     pub listening: Vec<SocketAddr>,
+    /// The RTSPS listeners ([`RunningServer::serve_tls`]).
+    pub listening_tls: Vec<SocketAddr>,
     /// Whether the stream has a caption track.
     pub captions: bool,
     /// The chat track's input, when [`ServerConfig::chat`] is set.
@@ -108,6 +129,36 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Accepts RTSPS on each of `addrs` too (an IPv6 one that this machine cannot bind is
+    /// skipped, as for plain RTSP's default); returns the addresses bound.
+    pub fn serve_tls(
+        &mut self,
+        addrs: &[SocketAddr],
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> anyhow::Result<Vec<SocketAddr>> {
+        let mut bound = Vec::new();
+        for addr in addrs {
+            let listener = match bind_listener(*addr) {
+                Ok(l) => l,
+                Err(e) if addr.is_ipv6() && addrs.len() > 1 && addr.ip().is_unspecified() => {
+                    tracing::debug!("no IPv6 for RTSPS on {addr}: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    let why =
+                        format!("listening (RTSPS) on {addr} (--tls-listen ADDR:PORT or off)");
+                    return Err(e.context(why));
+                }
+            };
+            bound.push(listener.local_addr()?);
+            self.tasks.push(tokio::spawn(
+                self.rtsp.clone().serve_tls(listener, tls.clone()),
+            ));
+        }
+        self.listening_tls.extend(&bound);
+        Ok(bound)
+    }
+
     /// Stops serving: closes the listeners and every session (clients see the server go away)
     /// and stops capture and encoding.
     pub fn shutdown(self) {
@@ -244,7 +295,22 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut tracks = vec![video, audio];
     tracks.extend(text);
     tracks.extend(chat_track);
+    let announced = push::announced_sdp(&sdp);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
+    if cfg.adapt {
+        let v = cfg.media.video_cfg;
+        rtsp.adapt_with(adapt::Adapter::new(
+            cfg.media.hooks.controls.clone(),
+            Box::new({
+                let video = tracks[0].clone();
+                move || video.octets_sent()
+            }),
+            v.width,
+            v.height,
+            v.fps,
+            cfg.media.video_bitrate,
+        ));
+    }
     for (i, t) in tracks.iter().enumerate() {
         for s in [&t.sockets.rtcp_v4, &t.sockets.rtcp_v6]
             .into_iter()
@@ -260,6 +326,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         listening.push(listener.local_addr()?);
         tasks.push(tokio::spawn(rtsp.clone().serve(listener)));
     }
+    for (i, target) in cfg.publish.iter().enumerate() {
+        tasks.push(tokio::spawn(push::run(
+            i,
+            target.clone(),
+            tracks.clone(),
+            announced.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
     tasks.extend(rtsp.spawn_ingest());
     tasks.push(tokio::spawn(track::sender_report_loop(
@@ -271,6 +345,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         rtsp,
         pipeline,
         listening,
+        listening_tls: Vec::new(),
         captions: has_captions,
         chat: chat_input,
         captioner,

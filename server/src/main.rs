@@ -5,14 +5,25 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use livecast_proto::rtsp::publisher::PublishTransport;
 use livecast_proto::rtsp::server::{AuthConfig, Roles};
 use livecast_proto::rtsp::Limits;
-use livecast_server::cli::MediaArgs;
+use livecast_server::cli::{tls_addresses, MediaArgs, TlsListen};
 use livecast_server::net::{local_addresses, rtsp_url};
+use livecast_server::push::{check_url, PublishTarget};
 use livecast_server::rtsp_server::{PublishOptions, RtspConfig};
 use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
+
+/// A line on standard output for the user; a closed stdout (`livecast-server | head -1`) is
+/// not an error: the server goes on streaming.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 /// Live-stream a camera and microphone over RTSP 1.0 / RTP, playable by ffplay, ffmpeg, mpv,
 /// GStreamer, VLC and livecast-player.
@@ -39,6 +50,21 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
 
+    /// RTSPS (RTSP over TLS, media interleaved in the TLS connection): address to accept on;
+    /// repeat for several; off for none. Default: port 8322 on the --listen addresses, or
+    /// 0.0.0.0:8322 and [::]:8322.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    tls_listen: Vec<TlsListen>,
+
+    /// RTSPS certificate chain (PEM), with --tls-key. Default: a self-signed certificate
+    /// generated on first start and kept in the data folder (~/.local/share/livecast).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
     #[command(flatten)]
     media: MediaArgs,
 
@@ -60,11 +86,29 @@ struct Args {
     /// to viewers at rtsp://HOST:PORT/THAT-PATH; with authentication on, publishing needs the
     /// publish role of the users file.
     #[arg(long)]
-    no_publish: bool,
+    refuse_publishers: bool,
 
     /// A second publisher of a path drops the first instead of being refused with 453.
     #[arg(long)]
     takeover: bool,
+
+    /// Also push the stream into a relay (MediaMTX, another livecast-server, any RTSP server
+    /// that takes ANNOUNCE/RECORD): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Repeat for
+    /// several. Reconnects with backoff when the relay goes away or refuses.
+    #[arg(long, value_name = "URL")]
+    publish: Vec<String>,
+
+    /// How --publish sends the media: tcp (interleaved in the RTSP connection) or udp.
+    #[arg(long, default_value = "tcp", value_name = "tcp|udp", value_parser = parse_publish_transport)]
+    publish_transport: PublishTransport,
+}
+
+fn parse_publish_transport(s: &str) -> Result<PublishTransport, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(PublishTransport::Tcp),
+        "udp" => Ok(PublishTransport::Udp),
+        _ => Err(format!("{s:?}: expected tcp or udp")),
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,7 +125,7 @@ enum UserAction {
     /// Add a user; the password comes from --password-file, else stdin (a prompt on a terminal).
     Add {
         name: String,
-        /// Roles, comma separated: read (watch), publish (reserved for relays).
+        /// Roles, comma separated: read (watch), publish (send a stream to another path with ANNOUNCE/RECORD).
         #[arg(long, default_value = "read")]
         role: String,
         /// Read the password from the first line of FILE.
@@ -236,6 +280,14 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         args.listen.clone()
     };
     let path = args.path.trim_matches('/').to_string();
+    let mut publish_targets = Vec::new();
+    for url in &args.publish {
+        check_url(url)?;
+        publish_targets.push(PublishTarget {
+            url: url.clone(),
+            transport: args.publish_transport,
+        });
+    }
     // Who may watch: the users file, created with a viewer on first start.
     let (auth, new_password) = if args.no_auth {
         tracing::warn!("--no-auth: anyone who can reach the server may watch");
@@ -251,12 +303,23 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         (Some(AuthConfig::new(users.users)), pw)
     };
     let authed = auth.is_some();
+    // RTSPS: the certificate before anything starts, so a bad one stops us at once.
+    let tls_listen = tls_addresses(&args.tls_listen, &args.listen);
+    let tls = if tls_listen.is_empty() {
+        None
+    } else {
+        Some(livecast_server::tls::load_or_generate(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            livecast_server::data_dir().as_deref(),
+        )?)
+    };
     // The printed URLs carry the credentials when the password is known (just generated).
     let url_user = match &new_password {
         Some(pw) => format!("{DEFAULT_USER}:{pw}@"),
         None => String::new(),
     };
-    let with_user = |url: String| url.replacen("rtsp://", &format!("rtsp://{url_user}"), 1);
+    let with_user = |url: String| url.replacen("://", &format!("://{url_user}"), 1);
     let cfg = ServerConfig {
         listen,
         media: args.media.media_config((1280, 720), 2_000_000),
@@ -266,19 +329,23 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             limits: Limits::default(),
             max_viewers: args.max_viewers.map(|n| n as usize),
             auth,
-            publish: (!args.no_publish).then_some(PublishOptions {
+            publishers: (!args.refuse_publishers).then_some(PublishOptions {
                 takeover: args.takeover,
             }),
         },
         captions: args.media.caption_config(),
         title: "Livecast".into(),
         chat: false,
+        publish: publish_targets,
+        adapt: false,
     };
-    let server = livecast_server::start(cfg).await?;
+    let mut server = livecast_server::start(cfg).await?;
+    if let Some((t, _)) = &tls {
+        server.serve_tls(&tls_listen, t.config.clone())?;
+    }
     let p = &server.pipeline.video_params;
-    #[allow(clippy::print_stdout)]
     {
-        println!(
+        say!(
             "livecast-server: streaming {} ({}x{} @ {} fps) + {}{}",
             server.pipeline.video_source,
             p.width,
@@ -291,17 +358,32 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
                 ""
             }
         );
-        for l in &server.listening {
-            if l.ip().is_unspecified() {
-                for ip in local_addresses()
+        let rtsps = |url: String| url.replacen("rtsp://", "rtsps://", 1);
+        let listeners = (server.listening.iter().map(|l| (l, false)))
+            .chain(server.listening_tls.iter().map(|l| (l, true)));
+        for (l, tls) in listeners {
+            let ips = if l.ip().is_unspecified() {
+                local_addresses()
                     .into_iter()
                     .filter(|ip| ip.is_ipv4() == l.is_ipv4())
-                {
-                    println!("  {}", with_user(rtsp_url(ip, l.port(), &path)));
-                }
+                    .collect()
             } else {
-                println!("  {}", with_user(rtsp_url(l.ip(), l.port(), &path)));
+                vec![l.ip()]
+            };
+            for ip in ips {
+                let url = rtsp_url(ip, l.port(), &path);
+                let url = if tls { rtsps(url) } else { url };
+                say!("  {}", with_user(url));
             }
+        }
+        if let Some((t, source)) = &tls {
+            use livecast_server::tls::CertSource;
+            let whence = match source {
+                CertSource::Given(p) => format!("{}", p.display()),
+                CertSource::Generated(p) => format!("self-signed, new in {}", p.display()),
+                CertSource::Kept(p) => format!("self-signed, {}", p.display()),
+            };
+            say!("rtsps:// certificate SHA-256 {} ({whence})", t.fingerprint);
         }
         let port = server.listening.first().map_or(8554, |l| l.port());
         let local = format!("rtsp://127.0.0.1:{port}/{path}");
@@ -310,14 +392,14 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         } else {
             with_user(local)
         };
-        println!("watch with: ffplay {local}");
+        say!("watch with: ffplay {local}");
         if new_password.is_some() {
-            println!(
+            say!(
                 "created {} with the user {DEFAULT_USER}; its password is shown only now",
                 users_path.display()
             );
         } else if authed {
-            println!(
+            say!(
                 "access: Digest, users in {} (rtsp://USER:PASSWORD@HOST:{port}/{path}; \
                  set a password with: livecast-server user passwd {DEFAULT_USER})",
                 users_path.display()

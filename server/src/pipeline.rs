@@ -19,7 +19,9 @@ use tracing::{debug, info, warn};
 use crate::captions::CaptionTap;
 use crate::encode::h264::{parameter_sets, H264Config, H264Encoder};
 use crate::encode::opus::OpusEncoder;
+use crate::encode::scale;
 use crate::hooks::MediaHooks;
+use crate::hooks::VideoTarget;
 use crate::source::{
     start_audio, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
     VideoFrame, VideoSpec,
@@ -198,8 +200,25 @@ fn video_encoder_loop(
     let mut payloads = Vec::new();
     let mut dropped_frames = 0u64;
     let mut seq: u16 = rand::random();
+    // Quality adaptation (a call): the picture, frame rate and bit rate asked for.
+    let mut target: Option<VideoTarget> = None;
+    let mut target_seen = 0u64;
     for mut frame in frames {
         cfg.hooks.video_frame(&mut frame);
+        if let Some(t) = cfg.hooks.controls.video_target_since(&mut target_seen) {
+            target = Some(t);
+            if let Some((_, _, enc)) = encoder.as_mut() {
+                retarget(enc, t, cfg.video_cfg.fps);
+            }
+        }
+        if let Some(t) = target {
+            if !scale::keep_picture(frame.index, cfg.video_cfg.fps, t.fps) {
+                continue;
+            }
+            if (t.width, t.height) != (frame.width, frame.height) {
+                frame = scale::scale_i420(&frame, t.width, t.height);
+            }
+        }
         // (Re)create the encoder on the first frame and whenever the size changes.
         if encoder
             .as_ref()
@@ -208,8 +227,8 @@ fn video_encoder_loop(
             let c = H264Config {
                 width: frame.width,
                 height: frame.height,
-                fps: cfg.video_cfg.fps,
-                bitrate_bps: cfg.video_bitrate,
+                fps: target.map_or(cfg.video_cfg.fps, |t| t.fps.min(cfg.video_cfg.fps)),
+                bitrate_bps: target.map_or(cfg.video_bitrate, |t| t.bitrate),
                 idr_interval_secs: cfg.idr_interval_secs,
             };
             match H264Encoder::new(&c) {
@@ -279,6 +298,23 @@ fn video_encoder_loop(
         }
     }
     debug!("video source ended");
+}
+
+/// Applies a new target to the running encoder: a new frame rate restarts it (the size
+/// change that comes with it would anyway), a new bit rate alone does not.
+fn retarget(enc: &mut H264Encoder, t: VideoTarget, source_fps: u32) {
+    let fps = t.fps.clamp(1, source_fps.max(1));
+    let r = if fps == enc.config().fps {
+        enc.set_bitrate(t.bitrate)
+    } else {
+        enc.set_frame_rate(fps, t.bitrate)
+    };
+    if let Err(e) = r {
+        warn!(
+            "video quality change to {}x{}@{fps} {} bit/s: {e:#}",
+            t.width, t.height, t.bitrate
+        );
+    }
 }
 
 fn audio_encoder_loop(

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! Each connection is one task with a reader and a writer half; interleaved RTP shares the
-//! writer's bounded queue with responses. The state machine is locked only while an input is
-//! handled and its outputs drained; the effects run after the lock is released, in the order
+//! writer's bounded queue with responses. RTSPS connections ([`RtspServer::serve_tls`]) are
+//! the same task over the halves of a TLS stream, after the handshake. The state machine is
+//! locked only while an input is handled and its outputs drained; the effects run after the lock is released, in the order
 //! they were produced, so a response is always queued before the first media packet it
 //! announces, and no request waits for a fan-out burst (see [`crate::track`] for the fan-out's
 //! own locking).
@@ -39,19 +40,23 @@ use livecast_proto::rtsp::server::{
 };
 use livecast_proto::rtsp::{self, Limits, Message, Parsed};
 use livecast_proto::sdp::SessionDescription;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
+use tokio_rustls::rustls::ServerConfig as ServerTlsConfig;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::publish::Paths;
-use crate::track::{Sink, Track};
+use crate::track::{Sink, Track, TrackKind};
 
 /// Depth of a connection's outgoing queue (responses + interleaved frames). About two seconds
 /// of 2 Mbit/s video; beyond it a slow TCP client loses packets rather than holding anyone up.
 const CONN_QUEUE: usize = 512;
 /// A connection that has sent nothing and owns no session for this long is closed.
 const IDLE_CONNECTION: Duration = Duration::from_secs(60);
+/// A TLS handshake must be done within this.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 /// Upper bound on concurrent sessions, so a flood of SETUPs cannot exhaust the server.
 const MAX_SESSIONS: usize = 4096;
 
@@ -71,7 +76,7 @@ pub struct RtspConfig {
     pub auth: Option<livecast_proto::rtsp::server::AuthConfig>,
     /// Accept publishers on every other path ([`crate::publish`]); `None`, the default here:
     /// ANNOUNCE and RECORD get `405`. The `livecast-server` binary turns it on.
-    pub publish: Option<PublishOptions>,
+    pub publishers: Option<PublishOptions>,
 }
 
 /// How publishers are accepted.
@@ -89,7 +94,7 @@ impl Default for RtspConfig {
             limits: Limits::default(),
             max_viewers: None,
             auth: None,
-            publish: None,
+            publishers: None,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct RtspServer {
     paths: Arc<Paths>,
     /// The UDP sockets (RTP, RTCP) publishers send to, per address family.
     ingest: Vec<(Arc<std::net::UdpSocket>, Arc<std::net::UdpSocket>)>,
+    /// Quality adaptation from the viewers' reports (a call only).
+    adapter: std::sync::OnceLock<crate::adapt::Adapter>,
 }
 
 impl RtspServer {
@@ -139,7 +146,7 @@ impl RtspServer {
         sm_cfg.auth = cfg.auth.clone();
         sm_cfg.server_name = concat!("livecast/", env!("CARGO_PKG_VERSION")).into();
         let mut ingest = Vec::new();
-        if let Some(p) = &cfg.publish {
+        if let Some(p) = &cfg.publishers {
             let mut pc = PublishConfig {
                 takeover: p.takeover,
                 ..PublishConfig::default()
@@ -173,7 +180,13 @@ impl RtspServer {
             overloaded: std::sync::atomic::AtomicBool::new(false),
             paths: Arc::new(Paths::default()),
             ingest,
+            adapter: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on the viewers' reception reports about the video steer the encoder.
+    pub fn adapt_with(&self, adapter: crate::adapt::Adapter) {
+        let _ = self.adapter.set(adapter);
     }
 
     /// The published paths (to enumerate them and subscribe to their tracks).
@@ -446,6 +459,19 @@ impl RtspServer {
                     );
                 }
             }
+            ServerEvent::ReceptionReport {
+                client,
+                track,
+                block,
+            } => {
+                let video = self
+                    .tracks
+                    .get(track)
+                    .is_some_and(|t| t.info.kind == TrackKind::Video);
+                if let (true, Some(a)) = (video, self.adapter.get()) {
+                    a.on_report(client.0, &block);
+                }
+            }
             ServerEvent::SenderReport { client, track } => {
                 if let Some(t) = self.track(track) {
                     t.send_sender_reports(SystemTime::now(), Some(client.0));
@@ -469,13 +495,25 @@ impl RtspServer {
         }
     }
 
-    /// Accepts connections on `listener` forever.
+    /// Accepts plain RTSP connections on `listener` forever.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.accept_loop(listener, None).await
+    }
+
+    /// Accepts RTSPS connections on `listener` forever: TLS with `tls`, then the same RTSP as
+    /// [`RtspServer::serve`], media only interleaved in the connection.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener, tls: Arc<ServerTlsConfig>) {
+        self.accept_loop(listener, Some(TlsAcceptor::from(tls)))
+            .await
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let server = self.clone();
-                    tokio::spawn(async move { server.connection(stream, peer).await });
+                    let tls = tls.clone();
+                    tokio::spawn(async move { server.open(stream, peer, tls).await });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -486,18 +524,47 @@ impl RtspServer {
         }
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// A new TCP connection: its TLS handshake first, if on a TLS port (one that fails or
+    /// takes over [`TLS_HANDSHAKE`] is only a debug line: scanners and wrong clients).
+    async fn open(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
         let Ok(local) = stream.local_addr() else {
             return;
         };
         let _ = stream.set_nodelay(true);
+        let Some(acceptor) = tls else {
+            let (rd, wr) = stream.into_split();
+            return self.connection(rd, wr, peer, local, false).await;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (rd, wr) = tokio::io::split(stream);
+                self.connection(rd, wr, peer, local, true).await
+            }
+            Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => debug!(%peer, "TLS handshake not done within {TLS_HANDSHAKE:?}"),
+        }
+    }
+
+    /// One RTSP connection, plain or TLS (`tls`), until either side closes it.
+    async fn connection<R, W>(
+        self: Arc<Self>,
+        mut rd: R,
+        mut wr: W,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+    ) where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        debug!(conn = conn.0, %peer, "connection opened");
-        let (mut rd, mut wr) = stream.into_split();
+        debug!(conn = conn.0, %peer, tls, "connection opened");
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(buf) = rx.recv().await {
-                if wr.write_all(&buf).await.is_err() {
+                // A TLS stream may keep encrypted bytes back when the socket is full (its
+                // write returns once the bytes are taken): flushed here, they go out now.
+                if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }
@@ -516,6 +583,7 @@ impl RtspServer {
             conn,
             peer,
             local,
+            tls,
         };
         let outputs = self.feed(opened);
         self.execute(outputs, Some(conn)).await;

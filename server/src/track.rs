@@ -715,6 +715,11 @@ impl Track {
         }
     }
 
+    /// Payload octets of the media sent so far (a wrapping count, as in sender reports).
+    pub fn octets_sent(&self) -> u32 {
+        self.octet_count.load(Ordering::Relaxed)
+    }
+
     /// Counts an access unit for the sender reports (RFC 3550 §6.4.1): once per access unit,
     /// whatever the number of shards.
     pub fn count(&self, packets: &[OutPacket]) {

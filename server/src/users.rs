@@ -22,10 +22,7 @@ pub const DEFAULT_USER: &str = "viewer";
 
 /// `$XDG_DATA_HOME/livecast/users`, else `~/.local/share/livecast/users`.
 pub fn default_users_path() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("livecast/users"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/livecast/users"))
+    crate::data_dir().map(|d| d.join("users"))
 }
 
 /// A random password: 24 characters of `[0-9A-Za-z]`, 142.9 bits, from the OS generator.

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run_peer, ServerProc};
+use common::{ffmpeg_video_frames, gst_video_frames, run_peer, ServerProc};
 use livecast_proto::rtsp::auth::{preferred_challenge, Authorization, DigestCredentials};
 use livecast_proto::rtsp::{
     parse, Header as _, Limits, Message, Method, Parsed, Request, Response,
@@ -153,44 +153,15 @@ fn first_start_prints_the_url_with_credentials_and_the_players_use_it() {
 
     // ffmpeg over UDP and TCP: two seconds of video decoded.
     for transport in ["udp", "tcp"] {
-        let (ok, out, err) = run_peer(
-            Command::new("ffmpeg").args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                transport,
-                "-i",
-                &url,
-                "-t",
-                "2",
-                "-map",
-                "0:v",
-                "-f",
-                "framecrc",
-                "-",
-            ]),
-            Duration::from_secs(40),
-        );
-        let frames = out.lines().filter(|l| !l.starts_with('#')).count();
-        assert!(ok && frames >= 40, "{transport}: {frames} frames; {err}");
+        let (frames, err) = ffmpeg_video_frames(&url, transport, 2);
+        assert!(frames >= 40, "{transport}: {frames} frames; {err}");
     }
 
     // GStreamer rtspsrc with user-id / user-pw (MD5, no qop).
-    let pipeline = format!(
-        "rtspsrc location={} user-id=viewer user-pw={password} protocols=tcp latency=200 \
-         ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 \
-         ! fakesink name=vsink silent=false sync=false",
+    let (video, err) = gst_video_frames(&format!(
+        "location={} user-id=viewer user-pw={password} protocols=tcp",
         server.url()
-    );
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
-    cmd.args(pipeline.split_whitespace());
-    let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
-    let video = out
-        .lines()
-        .filter(|l| l.contains("(vsink:sink)") && l.contains("chain"))
-        .count();
+    ));
     assert!(video >= 60, "GStreamer decoded {video} frames: {err}");
 
     // mpv with the URL.

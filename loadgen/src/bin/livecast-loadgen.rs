@@ -17,7 +17,8 @@ use serde::Serialize;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Stream URL.
+    /// Stream URL: rtsp://, or rtsps:// (TLS, any certificate; media interleaved, so --tcp
+    /// is implied).
     #[arg(long, default_value = "rtsp://127.0.0.1:8554/live")]
     url: String,
     /// Number of concurrent sessions.
@@ -201,7 +202,7 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
     let ramp = Duration::from_millis(args.ramp_ms * args.clients as u64);
     let opts = ClientOptions {
         url: args.url.clone(),
-        transport: if args.tcp {
+        transport: if args.tcp || args.url.to_ascii_lowercase().starts_with("rtsps:") {
             TransportKind::Tcp
         } else {
             TransportKind::Udp

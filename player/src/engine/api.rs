@@ -52,6 +52,8 @@ pub struct EngineConfig {
     pub playout_tap: Option<super::audio_out::PlayoutTap>,
     /// User name and password for a server that asks (Digest); `None`: those in the URL.
     pub credentials: Option<livecast_proto::rtsp::client::Credentials>,
+    /// Whom an `rtsps://` server must be (trust on first use by default).
+    pub tls: super::net::TlsConfig,
 }
 
 impl EngineConfig {
@@ -68,6 +70,7 @@ impl EngineConfig {
             captions_out: None,
             playout_tap: None,
             credentials: None,
+            tls: Default::default(),
         }
     }
 }

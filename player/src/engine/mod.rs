@@ -69,6 +69,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
                 call: cfg.call,
                 nack: cfg.nack,
                 credentials: cfg.credentials.clone(),
+                tls: cfg.tls.clone(),
             };
             let sh = shared.clone();
             let record = cfg.record.clone();

@@ -44,13 +44,19 @@
 //! Authentication: Digest (MD5 or SHA-256) with [`NetConfig::credentials`] or the URL's,
 //! answered by the client state machine; a wrong password or none ends the session (fatal).
 //!
-//! Limitations: no Basic authentication (it needs TLS), no RTSP over HTTP, no RTSP 2.0, no
+//! RTSPS (`rtsps://`, [`tls`]): TLS with the media interleaved in it; the server's certificate
+//! trusted on first use (its fingerprint kept in a known-hosts file) or verified by a CA.
+//!
+//! Limitations: no Basic authentication, no SRTP, no RTSP over HTTP, no RTSP 2.0, no
 //! multicast.
 
 mod conn;
 mod describe;
 mod session;
+pub mod tls;
 pub mod track;
+
+pub use tls::TlsConfig;
 
 use tokio::sync::mpsc;
 
@@ -123,6 +129,8 @@ pub struct NetConfig {
     pub nack: bool,
     /// Digest credentials; `None`: those in the URL, if any.
     pub credentials: Option<livecast_proto::rtsp::client::Credentials>,
+    /// Whom an `rtsps://` server must be.
+    pub tls: TlsConfig,
 }
 
 impl NetConfig {
@@ -134,6 +142,7 @@ impl NetConfig {
             call: false,
             nack: true,
             credentials: None,
+            tls: TlsConfig::default(),
         }
     }
 }

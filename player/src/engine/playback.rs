@@ -191,7 +191,12 @@ struct Probes {
     /// When the last picture was shown while playing, and the longest wait between two.
     last_shown: Option<Instant>,
     longest_freeze: Duration,
+    /// Waits over [`FREEZE_LISTED`]: (ms since `started` when it ended, length in ms).
+    freezes: Vec<(f64, f64)>,
 }
+
+/// Waits between two pictures at least this long are listed in the report.
+const FREEZE_LISTED: Duration = Duration::from_millis(250);
 
 impl Probes {
     fn new(started: Instant) -> Self {
@@ -205,6 +210,7 @@ impl Probes {
             was_white: false,
             last_shown: None,
             longest_freeze: Duration::ZERO,
+            freezes: Vec::new(),
         }
     }
 
@@ -224,7 +230,12 @@ impl Probes {
         }
         self.video_latencies.extend(latency_ms);
         if let Some(last) = self.last_shown.replace(at) {
-            self.longest_freeze = self.longest_freeze.max(at.saturating_duration_since(last));
+            let gap = at.saturating_duration_since(last);
+            self.longest_freeze = self.longest_freeze.max(gap);
+            if gap >= FREEZE_LISTED {
+                let end = at.saturating_duration_since(self.started).as_secs_f64() * 1e3;
+                self.freezes.push((end, gap.as_secs_f64() * 1e3));
+            }
         }
         let white = pic.mean_luma > 200.0;
         if white && !self.was_white {
@@ -937,6 +948,7 @@ impl Playback {
                 frames_decoded: self.video.dec.decoded,
                 frames_shown: self.video.frames_shown,
                 longest_freeze_ms: self.probes.longest_freeze.as_secs_f64() * 1e3,
+                freezes: self.probes.freezes.clone(),
                 width: self.video.size.0,
                 height: self.video.size.1,
                 decode_errors: self.video.dec.errors,

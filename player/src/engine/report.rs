@@ -11,6 +11,9 @@ pub struct VideoReport {
     /// The longest time between two pictures shown while playing (pause and seeks start the
     /// count again), ms; 0 before two pictures.
     pub longest_freeze_ms: f64,
+    /// Every wait of 250 ms or more between two pictures: (ms since the start when it ended,
+    /// its length in ms).
+    pub freezes: Vec<(f64, f64)>,
     pub width: u32,
     pub height: u32,
     pub decode_errors: u64,

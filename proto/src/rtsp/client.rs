@@ -60,6 +60,10 @@
 //! the challenge says `stale=TRUE` (then it is answered with the new nonce); without
 //! credentials a `401` ends it at once, saying how to give them.
 //!
+//! `rtsps://` URLs: [`Output::Connect`] asks for TLS, the media come interleaved from the first
+//! SETUP (never UDP beside an encrypted connection), and the shell's verdict on the server's
+//! certificate comes back as [`Input::Untrusted`] when it refuses it (the session ends).
+//!
 //! Adding to it later, as states and events rather than shell code:
 //! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
 //!   with `mode=record`, RECORD instead of PLAY; the watchdog then watches our own sending
@@ -310,6 +314,13 @@ pub enum Input {
         now: Instant,
         why: String,
     },
+    /// It was opened, but the server is not the one trusted (an `rtsps://` server whose
+    /// certificate fails verification or changed): the session ends ([`End::Failed`] with
+    /// `why`), since trying again would meet the same certificate.
+    Untrusted {
+        now: Instant,
+        why: String,
+    },
     /// A response from the server.
     Response {
         now: Instant,
@@ -394,10 +405,12 @@ pub enum Input {
 /// What to do, from [`Client::poll_output`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    /// Open a TCP connection (closing any current one and every UDP socket).
+    /// Open a TCP connection (closing any current one and every UDP socket); `tls` for an
+    /// `rtsps://` URL: TLS on it, media interleaved in it.
     Connect {
         host: String,
         port: u16,
+        tls: bool,
     },
     /// Close the connection and every UDP socket.
     Disconnect,
@@ -749,6 +762,10 @@ pub struct Client {
     answered: bool,
     /// Smoothed round trip to the server (RFC 6298's 1/8 gain), once measured.
     srtt: Option<Duration>,
+    /// The smallest round trip an RTSP exchange measured.
+    rtsp_rtt_min: Option<Duration>,
+    /// Whether the media path's round trip was measured (then RTSP samples no longer count).
+    media_rtt_measured: bool,
     /// For Digest authentication: the configured ones, else the URL's.
     credentials: Option<Credentials>,
 }
@@ -786,6 +803,8 @@ impl Client {
             attempt: 0,
             answered: false,
             srtt: None,
+            rtsp_rtt_min: None,
+            media_rtt_measured: false,
         };
         c.emit(if c.cfg.call {
             ClientEvent::Calling {
@@ -850,7 +869,23 @@ impl Client {
         self.rtt() * 5 / 4 + self.cfg.nack.margin
     }
 
+    /// A round trip measured by an RTSP exchange. TCP's loss recovery (a retransmission
+    /// timeout is 200 ms or more) and the server's own work only ever add to it, so it counts
+    /// as its smallest sample so far, and only until the media path has been measured (an
+    /// answered NACK, [`Input::RoundTrip`]): one slow exchange on a lossy path once made the
+    /// round trip look like 455 ms, and a client that believed it never asked for a
+    /// retransmission again.
+    fn rtsp_rtt_sample(&mut self, rtt: Duration) {
+        let min = self.rtsp_rtt_min.map_or(rtt, |m| m.min(rtt));
+        self.rtsp_rtt_min = Some(min);
+        if !self.media_rtt_measured {
+            self.srtt = Some(min);
+        }
+    }
+
+    /// A round trip measured on the media path (smoothed, RFC 6298's 1/8).
     fn rtt_sample(&mut self, rtt: Duration) {
+        self.media_rtt_measured = true;
         let rtt = rtt.min(Duration::from_secs(10));
         self.srtt = Some(match self.srtt {
             None => rtt,
@@ -878,6 +913,12 @@ impl Client {
                     let url = self.a.url.clone();
                     self.step = Step::Options;
                     self.send_blocking(Request::new(Method::Options, url), now);
+                }
+            }
+            Input::Untrusted { now, why } => {
+                self.tick(now);
+                if self.step == Step::Connecting {
+                    self.conclude(Outcome::Fatal(why), now);
                 }
             }
             Input::ConnectFailed { now, why } => {
@@ -1094,9 +1135,12 @@ impl Client {
         match RtspUrl::parse(&self.a.url) {
             Ok(u) => {
                 self.step = Step::Connecting;
+                // Over TLS, media comes interleaved (plain UDP would bypass the encryption).
+                self.tcp |= u.tls;
                 self.out.push_back(Output::Connect {
                     host: u.host,
                     port: u.port,
+                    tls: u.tls,
                 });
             }
             // Checked in new() and for redirects before they get here.
@@ -1457,7 +1501,7 @@ impl Client {
                 return;
             };
             if let Some(sent) = w.sent {
-                self.rtt_sample(now.saturating_duration_since(sent));
+                self.rtsp_rtt_sample(now.saturating_duration_since(sent));
             }
             // (A TEARDOWN refused goes on to the next one, as any answer does.)
             let tearing_down = matches!(self.step, Step::TearingDown { .. } | Step::Ended);
@@ -1475,7 +1519,7 @@ impl Client {
         let Some((kind, _, sent)) = cseq.and_then(|c| self.a.pending.remove(&c)) else {
             return; // late, or not ours
         };
-        self.rtt_sample(now.saturating_duration_since(sent));
+        self.rtsp_rtt_sample(now.saturating_duration_since(sent));
         if resp.status == StatusCode::SESSION_NOT_FOUND {
             let why = "the server no longer knows our session (454)".to_owned();
             return self.finish(Outcome::Lost(why), now);

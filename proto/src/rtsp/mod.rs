@@ -36,6 +36,7 @@ pub mod client;
 pub mod headers;
 pub mod message;
 pub mod parse;
+pub mod publisher;
 pub mod server;
 pub mod session;
 pub mod url;

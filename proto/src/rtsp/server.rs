@@ -66,6 +66,10 @@
 //! any other path than our own, SETUP with `mode=record`, RECORD, TEARDOWN; one publisher
 //! per path. The shell learns of a publisher with [`ServerEvent::PublishStarted`] and of its
 //! end with [`ServerEvent::PublishEnded`]; the media themselves never pass through here.
+//!
+//! RTSPS: a connection opened with `tls` ([`Input::ConnectionOpened`]) takes media only
+//! interleaved (plain UDP alternatives are skipped, `461` when none is left) and also accepts
+//! Basic credentials (RFC 7617).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -241,12 +245,14 @@ pub enum RtcpSource {
 /// Something that happened, at `now`.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A client connected from `peer` to our address `local`.
+    /// A client connected from `peer` to our address `local`; `tls`: over TLS (RTSPS), where
+    /// media goes only interleaved in the connection and Basic credentials are accepted.
     ConnectionOpened {
         now: Instant,
         conn: ConnId,
         peer: SocketAddr,
         local: SocketAddr,
+        tls: bool,
     },
     /// A whole request arrived on `conn`; `wall` is the wall-clock time, for `RTP-Info`.
     Request {
@@ -406,6 +412,13 @@ pub enum ServerEvent {
     },
     /// Send `client` an RTCP sender report for `track` now.
     SenderReport { client: ClientId, track: usize },
+    /// `client` reported on how it receives `track` (an RR or SR report block about our
+    /// source, RFC 3550 §6.4): loss since its last report, and LSR/DLSR for the round trip.
+    ReceptionReport {
+        client: ClientId,
+        track: usize,
+        block: rtcp::ReportBlock,
+    },
     /// Close the connection (after writing what was transmitted on it).
     CloseConnection { conn: ConnId },
     SessionEnded {
@@ -469,6 +482,7 @@ impl std::error::Error for ServerError {}
 struct Conn {
     peer: SocketAddr,
     local: SocketAddr,
+    tls: bool,
     last_activity: Instant,
     /// CloseConnection was emitted; waiting for ConnectionClosed.
     closing: bool,
@@ -660,6 +674,7 @@ impl Server {
                 conn,
                 peer,
                 local,
+                tls,
             } => {
                 self.tick(now);
                 self.conns.insert(
@@ -667,6 +682,7 @@ impl Server {
                     Conn {
                         peer,
                         local,
+                        tls,
                         last_activity: now,
                         closing: false,
                         sessions: 0,
@@ -1001,6 +1017,21 @@ impl Server {
                     .push_back(Output::Event(ServerEvent::KeyframeRequest { track }));
             }
         }
+        for p in &packets {
+            let blocks = match p {
+                rtcp::RtcpPacket::ReceiverReport(r) => &r.reports,
+                rtcp::RtcpPacket::SenderReport(r) => &r.reports,
+                _ => continue,
+            };
+            for b in blocks.iter().filter(|b| b.ssrc == media_ssrc) {
+                self.out
+                    .push_back(Output::Event(ServerEvent::ReceptionReport {
+                        client: s.client,
+                        track,
+                        block: *b,
+                    }));
+            }
+        }
         let retransmits = s.state.state() == State::Playing
             && s.setups
                 .iter()
@@ -1054,10 +1085,10 @@ impl Server {
         let (Some(access), Some(c)) = (self.access.as_mut(), self.conns.get(&conn)) else {
             return Gate::Pass;
         };
-        let peer = c.peer;
+        let (peer, tls) = (c.peer, c.tls);
         let cseq = req.headers.get_typed::<CSeq>().ok().flatten();
         let need = publish::need(req);
-        match access.check(now, conn, peer.ip(), req, need) {
+        match access.check(now, conn, peer.ip(), tls, req, need) {
             access::Verdict::Allow => Gate::Pass,
             access::Verdict::Challenge { stale } => {
                 Gate::Answer(self.challenge(cseq, conn, now, stale), false)
@@ -1315,12 +1346,12 @@ impl Server {
             }
             return Err(Fail::new(StatusCode::NOT_ENOUGH_BANDWIDTH, why));
         }
-        let peer = self
+        let (peer, tls) = self
             .conns
             .get(&conn)
-            .map(|c| c.peer)
+            .map(|c| (c.peer, c.tls))
             .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
-        let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer)?;
+        let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer, tls)?;
         if let Retransmission::Rtx { ssrc, .. } = &mut setup.retransmission {
             // The session's own RTX stream: an SSRC no track uses.
             *ssrc = loop {
@@ -1436,13 +1467,14 @@ impl Server {
         transport: &Transport,
         conn: ConnId,
         peer: SocketAddr,
+        tls: bool,
     ) -> Result<(Setup, Transport), Fail> {
         let info = self
             .track_cfg(track)
             .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "no such track"))?;
         let ports = (info.server_ports_v4, info.server_ports_v6);
         for spec in &transport.0 {
-            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, ports) else {
+            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, tls, ports) else {
                 continue;
             };
             let reply = TransportSpec {
@@ -1473,7 +1505,11 @@ impl Server {
         }
         Err(Fail::new(
             StatusCode::UNSUPPORTED_TRANSPORT,
-            "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b",
+            if tls {
+                "over TLS media goes only in the connection: RTP/AVP(F)/TCP;interleaved=a-b"
+            } else {
+                "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b"
+            },
         ))
     }
 
@@ -1657,18 +1693,21 @@ type ServerPorts = (Option<(u16, u16)>, Option<(u16, u16)>);
 
 /// Where a unicast transport alternative (UDP to the client's ports, or interleaved on its
 /// connection) puts `track`'s packets, and the answer's transport, without `ssrc`; `None` if we
-/// cannot serve it.
+/// cannot serve it. Over TLS (`tls`) media go only in the connection: plain UDP beside it
+/// would carry them in clear.
 fn unicast_sink(
     spec: &TransportSpec,
     track: usize,
     conn: ConnId,
     peer: SocketAddr,
+    tls: bool,
     ports: ServerPorts,
 ) -> Option<(MediaSink, TransportSpec)> {
     if spec.multicast {
         return None;
     }
     match spec.profile {
+        TransportProfile::RtpAvp | TransportProfile::RtpAvpf if tls => None,
         TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
             let (rtp_port, rtcp_port) = spec.client_port.filter(|(rtp, _)| *rtp != 0)?;
             let peer_ip = canonical_ip(peer.ip());

@@ -1,4 +1,4 @@
-//! `rtsp://` URLs (RFC 2326 §3.2): the one parser every crate uses. A client parses the URL it
+//! `rtsp://` and `rtsps://` URLs (RFC 2326 §3.2): the one parser every crate uses. A client parses the URL it
 //! connects to ([`RtspUrl`]), resolves the control URLs of a session description against their
 //! base (appendix C.1.1: [`resolve`], [`aggregate`], [`describe_base`]); a server finds the path a
 //! request names ([`request_path`]) and the base its DESCRIBE answers with ([`content_base`]).
@@ -7,6 +7,9 @@ use std::fmt;
 
 /// Default RTSP port (RFC 2326 §3.2).
 pub const DEFAULT_PORT: u16 = 554;
+/// Default port of `rtsps://` (RTSP over TLS; RFC 2326 §3.2 names the scheme, IANA assigns
+/// 322/tcp to it; ffmpeg and gortsplib use it too).
+pub const DEFAULT_TLS_PORT: u16 = 322;
 
 /// The parts of an `rtsp://` URL needed to connect. `full` is kept as given minus any
 /// `user:password@`, which is kept apart in `userinfo` (credentials never go into requests).
@@ -19,6 +22,8 @@ pub struct RtspUrl {
     pub full: String,
     /// `user[:password]` as written before `@`, percent-encoding untouched.
     pub userinfo: Option<String>,
+    /// `rtsps://`: the connection is TLS, media interleaved in it.
+    pub tls: bool,
 }
 
 /// Why a URL is unusable.
@@ -34,13 +39,14 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl RtspUrl {
-    /// Parses `rtsp://[user[:pass]@]host[:port][/path][?query]` (scheme case-insensitive).
+    /// Parses `rtsp[s]://[user[:pass]@]host[:port][/path][?query]` (scheme case-insensitive).
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let bad = |why: &str| UrlError(format!("bad URL {url:?}: {why}"));
         let url = url.trim();
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
-        if !scheme.eq_ignore_ascii_case("rtsp") {
-            return Err(bad("only rtsp:// is supported"));
+        let tls = scheme.eq_ignore_ascii_case("rtsps");
+        if !tls && !scheme.eq_ignore_ascii_case("rtsp") {
+            return Err(bad("only rtsp:// and rtsps:// are supported"));
         }
         if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(bad("spaces or control characters"));
@@ -70,6 +76,7 @@ impl RtspUrl {
             return Err(bad("no host"));
         }
         let port = match port {
+            None | Some("") if tls => DEFAULT_TLS_PORT,
             None | Some("") => DEFAULT_PORT,
             Some(p) => p
                 .parse::<u16>()
@@ -78,12 +85,14 @@ impl RtspUrl {
                 .ok_or_else(|| bad("bad port"))?,
         };
         let path = path.split('#').next().unwrap_or("");
-        let full = format!("rtsp://{hostport}{path}");
+        let scheme = if tls { "rtsps" } else { "rtsp" };
+        let full = format!("{scheme}://{hostport}{path}");
         Ok(RtspUrl {
             host: host.to_owned(),
             port,
             full,
             userinfo,
+            tls,
         })
     }
 
@@ -112,7 +121,10 @@ impl fmt::Display for RtspUrl {
 /// stays, `*` (OPTIONS for the server itself) -> `/`; `None` for anything else.
 pub fn request_path(uri: &str) -> Option<&str> {
     let path = if let Some((scheme, rest)) = uri.split_once("://") {
-        if !(scheme.eq_ignore_ascii_case("rtsp") || scheme.eq_ignore_ascii_case("rtspu")) {
+        if !["rtsp", "rtspu", "rtsps"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s))
+        {
             return None;
         }
         match rest.find(['/', '?', '#']) {
@@ -244,6 +256,13 @@ mod tests {
         assert_eq!(u.userinfo, None);
         let u = RtspUrl::parse("rtsp://[fe80::1]").unwrap();
         assert_eq!(u.port, 554);
+        assert!(!u.tls);
+        let u = RtspUrl::parse("RTSPS://v:pw@cam.local/live").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.tls), ("cam.local", 322, true));
+        assert_eq!(u.full, "rtsps://cam.local/live");
+        let u = RtspUrl::parse("rtsps://[::1]:8322/live").unwrap();
+        assert_eq!((u.port, u.tls), (8322, true));
+        assert_eq!(u.full, "rtsps://[::1]:8322/live");
         for bad in [
             "",
             "live",
@@ -274,6 +293,7 @@ mod tests {
         assert_eq!(request_path("RTSP://h/live#f"), Some("/live"));
         assert_eq!(request_path("*"), Some("/"));
         assert_eq!(request_path("/live"), Some("/live"));
+        assert_eq!(request_path("rtsps://h:8322/live"), Some("/live"));
         assert_eq!(request_path("garbage"), None);
         assert_eq!(request_path("http://h/live"), None);
     }

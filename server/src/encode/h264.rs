@@ -129,6 +129,8 @@ pub struct H264Encoder {
     encoder: Encoder,
     idr_requested: bool,
     frames: u64,
+    /// Capture time of the first picture: encoder timestamps count from it.
+    first_capture: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -206,7 +208,84 @@ mod quiet {
     }
 }
 
+/// A running encoder's target bit rate, changed without a new encoder (so without a
+/// keyframe): OpenH264 takes it only through its raw `SetOption`.
+#[allow(unsafe_code)]
+mod rate {
+    use openh264::encoder::Encoder;
+    use openh264_sys2::{
+        SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0,
+        SPATIAL_LAYER_ALL,
+    };
+
+    /// The target and the layer's ceiling (twice the target). OpenH264 refuses a ceiling
+    /// under the target at every step, so going up the ceiling is raised first, going down
+    /// the target is lowered first.
+    pub(super) fn set(enc: &mut Encoder, from: u32, bps: u32) -> bool {
+        let bitrate = i32::try_from(bps).unwrap_or(i32::MAX);
+        let ceiling = (
+            ENCODER_OPTION_MAX_BITRATE,
+            SPATIAL_LAYER_0,
+            bitrate.saturating_mul(2),
+        );
+        let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL, bitrate);
+        let steps = if bps > from {
+            [ceiling, target]
+        } else {
+            [target, ceiling]
+        };
+        let mut ok = true;
+        for (option, layer, value) in steps {
+            let mut info = SBitrateInfo {
+                iLayer: layer,
+                iBitrate: value,
+            };
+            // SAFETY: `raw_api` is this encoder's own live OpenH264 instance, initialised by
+            // its first encode (callers only change the rate after one). For both options
+            // SetOption reads one `SBitrateInfo` through the pointer, which points at `info`,
+            // alive for the whole call; OpenH264 keeps no pointer to it.
+            let rc = unsafe { enc.raw_api().set_option(option, (&raw mut info).cast()) };
+            ok &= rc == 0;
+        }
+        ok
+    }
+}
+
 impl H264Encoder {
+    /// Changes the target bit rate of the running encoder, from the next picture on, without
+    /// a keyframe. Before the first picture the new rate is simply the starting one.
+    pub fn set_bitrate(&mut self, bps: u32) -> anyhow::Result<()> {
+        let bps = bps.clamp(10_000, 100_000_000);
+        if bps == self.cfg.bitrate_bps {
+            return Ok(());
+        }
+        if self.frames == 0 {
+            self.encoder = create(&H264Config {
+                bitrate_bps: bps,
+                ..self.cfg
+            })?;
+        } else if !rate::set(&mut self.encoder, self.cfg.bitrate_bps, bps) {
+            anyhow::bail!("OpenH264 refused the bit rate {bps}");
+        }
+        self.cfg.bitrate_bps = bps;
+        Ok(())
+    }
+
+    /// Restarts the encoder at `fps` and `bps` (the next picture is a keyframe).
+    pub fn set_frame_rate(&mut self, fps: u32, bps: u32) -> anyhow::Result<()> {
+        let cfg = H264Config {
+            fps,
+            bitrate_bps: bps.clamp(10_000, 100_000_000),
+            ..self.cfg
+        };
+        if cfg != self.cfg {
+            self.encoder = create(&cfg)?;
+            self.cfg = cfg;
+            self.frames = 0;
+        }
+        Ok(())
+    }
+
     /// Creates an encoder.
     ///
     /// # Errors
@@ -217,6 +296,7 @@ impl H264Encoder {
             cfg: *cfg,
             idr_requested: false,
             frames: 0,
+            first_capture: None,
         })
     }
 
@@ -267,7 +347,13 @@ impl H264Encoder {
             self.encoder.force_intra_frame();
         }
         self.idr_requested = false;
-        let millis = frame.index.saturating_mul(1000) / u64::from(self.cfg.fps.max(1));
+        // From the capture times, not the frame numbers: pictures may be left out (a lower
+        // frame rate than the source's, see `set_frame_rate`).
+        let first = *self.first_capture.get_or_insert(frame.capture);
+        let millis = frame
+            .capture
+            .duration_since(first)
+            .map_or(0, |d| d.as_millis() as u64);
         let bitstream = self
             .encoder
             .encode_at(&I420(frame), Timestamp::from_millis(millis))
@@ -458,6 +544,31 @@ mod tests {
             (100_000.0..1_000_000.0).contains(&bps),
             "{bps} bit/s for a 500 kbit/s target"
         );
+    }
+
+    #[test]
+    fn the_bitrate_changes_without_a_keyframe_both_ways() {
+        let frames = card_frames(320, 240, 15, 20);
+        let mut enc = H264Encoder::new(&H264Config {
+            fps: 15,
+            bitrate_bps: 30_000,
+            ..cfg(320, 240)
+        })
+        .unwrap();
+        let mut idrs = 0;
+        for (i, f) in frames.iter().enumerate() {
+            if i == 3 {
+                enc.set_bitrate(600_000).unwrap();
+            }
+            if i == 10 {
+                enc.set_bitrate(40_000).unwrap();
+            }
+            if enc.encode(f).unwrap().is_some_and(|e| e.is_idr) {
+                idrs += 1;
+            }
+        }
+        assert_eq!(enc.config().bitrate_bps, 40_000);
+        assert_eq!(idrs, 1, "only the first picture is a keyframe");
     }
 
     #[test]

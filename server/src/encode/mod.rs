@@ -6,6 +6,7 @@
 
 pub mod h264;
 pub mod opus;
+pub mod scale;
 
 pub use self::h264::{parameter_sets, EncodedVideo, H264Config, H264Encoder};
 pub use self::opus::OpusEncoder;

@@ -36,6 +36,15 @@ impl ServerProc {
         )
     }
 
+    /// [`ServerProc::start`] with `XDG_DATA_HOME` at `data_home` (its data folder: the users
+    /// file's default place, the generated RTSPS certificate).
+    pub fn start_with_data_home(extra: &[&str], data_home: &std::path::Path) -> Self {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_livecast-server"));
+        cmd.env("XDG_DATA_HOME", data_home);
+        Self::launch(cmd, extra, &log, Stdio::inherit())
+    }
+
     /// The same inside network namespace `ns` (`ip netns exec`, which runs the server in its
     /// own process), with `RUST_LOG=rust_log` and its log (standard error) going to `log`.
     pub fn start_in_netns(ns: &str, extra: &[&str], rust_log: &str, log: Stdio) -> Self {
@@ -48,6 +57,9 @@ impl ServerProc {
         let port = free_port();
         if !extra.contains(&"--users") {
             cmd.arg("--no-auth");
+        }
+        if !extra.contains(&"--tls-listen") {
+            cmd.args(["--tls-listen", "off"]);
         }
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -120,6 +132,36 @@ impl Drop for ServerProc {
     }
 }
 
+/// The live555 test client (scripts/live555/live555-client.cpp), built once per test run by
+/// scripts/build-live555-client.sh if it is not there yet.
+pub fn live555_client() -> &'static std::path::PathBuf {
+    use std::path::PathBuf;
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let dir = target.join("live555");
+        let status = Command::new(root.join("scripts/build-live555-client.sh"))
+            .arg(&dir)
+            .status()
+            .expect("scripts/build-live555-client.sh runs");
+        assert!(status.success(), "building the live555 client failed");
+        dir.join("bin/livecast-live555-client")
+    })
+}
+
+/// The frames the live555 client counted for `medium` ("video/H264") in its report.
+pub fn live555_frames(report: &str, medium: &str) -> u32 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("medium {medium} frames=")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {medium} in the report: {report}"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -155,6 +197,52 @@ pub fn run_peer(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
             panic!("{program} did not finish within {limit:?}");
         }
     }
+}
+
+/// ffmpeg decoding `seconds` of video from `url` over `transport` (`udp`, `tcp`): the frames
+/// it decoded (0 if it failed) and what it said on standard error.
+pub fn ffmpeg_video_frames(url: &str, transport: &str, seconds: u32) -> (usize, String) {
+    let t = seconds.to_string();
+    let (ok, out, err) = run_peer(
+        Command::new("ffmpeg").args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-t",
+            &t,
+            "-map",
+            "0:v",
+            "-f",
+            "framecrc",
+            "-",
+        ]),
+        Duration::from_secs(40),
+    );
+    let frames = out.lines().filter(|l| !l.starts_with('#')).count();
+    (if ok { frames } else { 0 }, err)
+}
+
+/// GStreamer's rtspsrc with `source` (its location and properties) decoding the video for 6 s:
+/// the frames that reached the sink, and what it said on standard error.
+pub fn gst_video_frames(source: &str) -> (usize, String) {
+    let pipeline = format!(
+        "rtspsrc {source} latency=200 \
+         ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 \
+         ! fakesink name=vsink silent=false sync=false"
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
+    cmd.args(pipeline.split_whitespace());
+    let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
+    let video = out
+        .lines()
+        .filter(|l| l.contains("(vsink:sink)") && l.contains("chain"))
+        .count();
+    (video, err)
 }
 
 /// The server in this process, in its own runtime, on the built-in sources at 320x240@30:

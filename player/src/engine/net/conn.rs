@@ -1,7 +1,7 @@
-//! The RTSP control connection: a reader task that parses responses and interleaved frames
-//! (RFC 2326 §10.12) off the TCP stream and stamps their arrival, and a writer for requests,
-//! responses and interleaved frames. UDP readers feed the same inbox, so the session loop
-//! waits on one channel.
+//! The RTSP control connection, over TCP or TLS (`rtsps://`, [`super::tls`]): a reader task that
+//! parses responses and interleaved frames (RFC 2326 §10.12) off the stream and stamps their
+//! arrival, and a writer for requests, responses and interleaved frames. UDP readers feed the
+//! same inbox, so the session loop waits on one channel.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use livecast_proto::rtsp::{self, InterleavedFrame, Limits, Message, Parsed, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use super::tls::{self, ConnectError, TlsConfig};
 
 /// Why the connection ended when the server closed it cleanly.
 pub const CLOSED_BY_SERVER: &str = "the server closed the connection";
@@ -83,7 +84,8 @@ impl Drop for AbortOnDrop {
 }
 
 pub struct Conn {
-    writer: OwnedWriteHalf,
+    /// The TCP connection's write half, or the TLS stream's (`rtsps://`).
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
     tx: mpsc::Sender<Inbound>,
     pub inbox: mpsc::Receiver<Inbound>,
     _reader: AbortOnDrop,
@@ -92,8 +94,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects to `host:port` (trying every resolved address, 10 s in all).
-    pub async fn connect(host: &str, port: u16) -> io::Result<Conn> {
+    /// Connects to `host:port` (trying every resolved address, 10 s in all), with TLS as
+    /// `tls` says for an `rtsps://` URL.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Conn, ConnectError> {
         let attempt = async {
             let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
             for addr in tokio::net::lookup_host((host, port)).await? {
@@ -106,13 +113,32 @@ impl Conn {
         };
         let stream = tokio::time::timeout(Duration::from_secs(10), attempt)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        let peer = stream.peer_addr()?;
-        let (rd, writer) = stream.into_split();
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            .flatten()
+            .map_err(ConnectError::Io)?;
+        let addrs = stream
+            .set_nodelay(true)
+            .and_then(|()| Ok((stream.local_addr()?, stream.peer_addr()?)));
+        let (local, peer) = addrs.map_err(ConnectError::Io)?;
         let (tx, inbox) = mpsc::channel(INBOX);
-        let reader = AbortOnDrop(tokio::spawn(read_loop(rd, tx.clone())));
+        let (reader, writer): (_, Box<dyn AsyncWrite + Send + Unpin>) = match tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                (tokio::spawn(read_loop(rd, tx.clone())), Box::new(wr))
+            }
+            Some(cfg) => {
+                let handshake = tls::handshake(cfg, host, port, stream);
+                let stream = tokio::time::timeout(Duration::from_secs(10), handshake)
+                    .await
+                    .map_err(|_| {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
+                        ConnectError::Io(e)
+                    })??;
+                let (rd, wr) = tokio::io::split(stream);
+                (tokio::spawn(read_loop(rd, tx.clone())), Box::new(wr))
+            }
+        };
+        let reader = AbortOnDrop(reader);
         Ok(Conn {
             writer,
             tx,
@@ -157,13 +183,19 @@ impl Conn {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(bytes))
+        // Flushed: a TLS stream may keep encrypted bytes back when the socket is full.
+        let w = &mut self.writer;
+        let write = async move {
+            w.write_all(bytes).await?;
+            w.flush().await
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server stopped reading"))?
     }
 }
 
-async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Inbound>) {
+async fn read_loop(mut rd: impl AsyncRead + Unpin, tx: mpsc::Sender<Inbound>) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let reason = 'read: loop {

@@ -5,7 +5,6 @@
 //! state machine's.
 
 use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,13 +22,14 @@ use tokio::sync::mpsc;
 
 use super::conn::{self, AbortOnDrop, Conn, Inbound, Stamp};
 use super::describe;
+use super::tls::ConnectError;
 use super::track::{self, TrackRx};
 use super::{NetConfig, NetControl, NetEvent, NetStats};
 use crate::engine::api::{ConnState, TransportPref};
 use crate::engine::unit::{MediaUnit, TrackDesc};
 
 /// A connection being opened.
-type Connecting = Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
 
 /// Where one track's packets come from.
 enum Link {
@@ -108,7 +108,10 @@ pub async fn run(
                         sh.conn = Some(c);
                         sm.handle_input(Input::Connected { now });
                     }
-                    Err(e) => sm.handle_input(Input::ConnectFailed { now, why: e.to_string() }),
+                    Err(ConnectError::Io(e)) => {
+                        sm.handle_input(Input::ConnectFailed { now, why: e.to_string() })
+                    }
+                    Err(ConnectError::Untrusted(why)) => sm.handle_input(Input::Untrusted { now, why }),
                 }
             }
             m = inbound(&mut sh.conn) => sh.on_inbound(&mut sm, m),
@@ -121,7 +124,7 @@ pub async fn run(
 }
 
 /// The connection being opened, or never.
-async fn connecting(c: &mut Option<Connecting>) -> io::Result<Conn> {
+async fn connecting(c: &mut Option<Connecting>) -> Result<Conn, ConnectError> {
     match c {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -170,7 +173,8 @@ struct Shell {
 impl Shell {
     fn new(cfg: NetConfig, events: mpsc::Sender<NetEvent>) -> Self {
         Shell {
-            tcp: cfg.transport == TransportPref::Tcp,
+            tcp: cfg.transport == TransportPref::Tcp
+                || livecast_proto::rtsp::RtspUrl::parse(&cfg.url).is_ok_and(|u| u.tls),
             cfg,
             events,
             events_closed: false,
@@ -214,10 +218,12 @@ impl Shell {
         loop {
             match sm.poll_output() {
                 Output::Timeout(t) => return (!sm.is_ended()).then_some(t),
-                Output::Connect { host, port } => {
+                Output::Connect { host, port, tls } => {
                     self.close();
-                    self.connecting =
-                        Some(Box::pin(async move { Conn::connect(&host, port).await }));
+                    let tls = tls.then(|| self.cfg.tls.clone());
+                    self.connecting = Some(Box::pin(async move {
+                        Conn::connect(&host, port, tls.as_ref()).await
+                    }));
                 }
                 Output::Disconnect => {
                     self.close();

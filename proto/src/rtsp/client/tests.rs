@@ -234,7 +234,8 @@ fn happy_path_over_udp_with_exact_requests() {
             Output::Event(ClientEvent::Connecting),
             Output::Connect {
                 host: "cam.example".into(),
-                port: 8554
+                port: 8554,
+                tls: false
             }
         ]
     );
@@ -571,6 +572,54 @@ fn refused_connections_back_off_and_stop_ends_the_wait() {
 }
 
 #[test]
+fn rtsps_connects_with_tls_and_takes_media_interleaved() {
+    let t0 = Instant::now();
+    let mut p = Peer {
+        c: Client::new(
+            cfg(TransportMode::Auto),
+            "rtsps://v:pw@cam.example/live",
+            t0,
+            7,
+        ),
+        t0,
+        now: t0,
+    };
+    let out = p.drain();
+    assert_eq!(
+        out[1],
+        Output::Connect {
+            host: "cam.example".into(),
+            port: 322,
+            tls: true
+        }
+    );
+    let out = p.connected();
+    assert_eq!(lines(&out), ["OPTIONS rtsps://cam.example/live"]);
+    p.respond(ok(1));
+    let sdp = SDP.replace("a=control:*\r\n", "");
+    let out = p.respond(ok(2).body("application/sdp", sdp.into_bytes()));
+    // No UDP port pair is bound: the first SETUP asks for interleaved media at once.
+    assert_eq!(
+        wire(&out),
+        ["SETUP rtsps://cam.example/live/stream=0 RTSP/1.0\r\n\
+          Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 3\r\nUser-Agent: test/1\r\n\r\n"]
+    );
+}
+
+#[test]
+fn an_untrusted_server_ends_the_session_without_retrying() {
+    let mut p = Peer::started(cfg(TransportMode::Auto));
+    let now = p.now;
+    let why = "the certificate of cam.example:8554 changed";
+    let out = p.input(Input::Untrusted {
+        now,
+        why: why.into(),
+    });
+    assert_eq!(events(&out), [ClientEvent::Ended(End::Failed(why.into()))]);
+    assert!(p.c.is_ended());
+}
+
+#[test]
 fn pause_and_resume() {
     let mut p = Peer::streaming(cfg(TransportMode::Tcp));
     let out = p.command(Command::Pause);
@@ -688,7 +737,8 @@ fn follows_one_redirect_and_not_two() {
         out[0],
         Output::Connect {
             host: "other.example".into(),
-            port: 554
+            port: 554,
+            tls: false
         }
     );
     let out = p.connected();
@@ -1208,6 +1258,35 @@ fn nack_only_while_a_retransmission_can_come_in_time() {
     assert_eq!(p.c.round_trip(), Some(rtt));
     let repeat = rtt * 5 / 4 + 10 * MS;
     assert_eq!(p.c.retransmission_wait(0), Some(rtt + repeat * 2 + 10 * MS));
+}
+
+/// One RTSP answer slowed by TCP's loss recovery (a lossy path: 455 ms seen in a call) does
+/// not stretch the round trip the NACK timing uses: RTSP exchanges count by their fastest,
+/// and only until a NACK has been answered.
+#[test]
+fn a_slow_rtsp_answer_does_not_stretch_the_round_trip() {
+    let (mut p, _) = Peer::avpf_streaming(cfg(TransportMode::Auto));
+    assert_eq!(p.c.round_trip(), Some(RTT));
+    p.command(Command::Pause);
+    p.now += 455 * MS;
+    p.respond(ok(6));
+    assert_eq!(p.c.round_trip(), Some(RTT));
+    assert_eq!(p.c.retransmission_wait(0), Some(Duration::from_millis(100)));
+    // A faster one lowers it.
+    p.command(Command::Resume);
+    p.now += RTT / 2;
+    p.respond(ok(7).header("RTP-Info", RTP_INFO));
+    assert_eq!(p.c.round_trip(), Some(RTT / 2));
+    // Once a NACK was answered, the media path's samples rule, smoothed.
+    let t = p.now;
+    assert_eq!(nacks(&p.gap(0, 500, 400 * MS)), [(0, vec![500])]);
+    p.now = t + 40 * MS;
+    p.filled(0, 500);
+    assert_eq!(p.c.round_trip(), Some((RTT / 2 * 7 + 40 * MS) / 8));
+    p.command(Command::Pause);
+    p.now += MS;
+    p.respond(ok(8));
+    assert_eq!(p.c.round_trip(), Some((RTT / 2 * 7 + 40 * MS) / 8));
 }
 
 #[test]

@@ -228,11 +228,14 @@ impl Access {
             .is_some_and(|t| now < t)
     }
 
+    /// What to make of `req` on connection `conn` from `ip`; `tls`: the connection is RTSPS,
+    /// where Basic credentials (RFC 7617, the password itself) are accepted too.
     pub(super) fn check(
         &mut self,
         now: Instant,
         conn: ConnId,
         ip: IpAddr,
+        tls: bool,
         req: &Request,
         need: Need,
     ) -> Verdict {
@@ -249,6 +252,9 @@ impl Access {
             .map(Authorization::parse)
         {
             Some(Ok(Authorization::Digest(d))) => d,
+            Some(Ok(Authorization::Basic { username, password })) if tls => {
+                return self.check_basic(now, ip, username, &password);
+            }
             _ => return Verdict::Challenge { stale: false },
         };
         let alg = creds.algorithm();
@@ -284,6 +290,28 @@ impl Access {
             Verdict::Allow
         } else {
             Verdict::Forbidden
+        }
+    }
+
+    /// Basic credentials: the password's SHA-256 HA1 against the stored one (constant time).
+    fn check_basic(&mut self, now: Instant, ip: IpAddr, user: String, password: &str) -> Verdict {
+        use subtle::ConstantTimeEq as _;
+        let found = self.cfg.users.iter().find(|u| u.name == user);
+        let ha1 = ha1(&Algorithm::Sha256, &user, &self.cfg.realm, password).unwrap_or_default();
+        let stored = found.map_or(&ha1, |u| &u.ha1_sha256);
+        let equal: bool = ha1.as_bytes().ct_eq(stored.as_bytes()).into();
+        match found {
+            Some(u) if equal => {
+                if u.roles.read {
+                    Verdict::Allow
+                } else {
+                    Verdict::Forbidden
+                }
+            }
+            _ => {
+                let locked_out = self.record_failure(now, ip);
+                Verdict::Failed { user, locked_out }
+            }
         }
     }
 

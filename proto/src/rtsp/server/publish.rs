@@ -312,12 +312,12 @@ impl Server {
             }
             (None, None) => {}
         }
-        let peer = self
+        let (peer, tls) = self
             .conns
             .get(&conn)
-            .map(|c| c.peer)
+            .map(|c| (c.peer, c.tls))
             .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
-        let (source, reply) = self.record_transport(track, &transport, conn, peer)?;
+        let (source, reply) = self.record_transport(track, &transport, conn, peer, tls)?;
 
         let sid = match held.session.clone() {
             Some(sid) => sid,
@@ -355,11 +355,12 @@ impl Server {
         transport: &Transport,
         conn: ConnId,
         peer: std::net::SocketAddr,
+        tls: bool,
     ) -> Result<(MediaSink, Transport), Fail> {
         let cfg = self.cfg.publish.clone().unwrap_or_default();
         let ports = (cfg.ingest_ports_v4, cfg.ingest_ports_v6);
         for spec in &transport.0 {
-            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, ports) else {
+            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, tls, ports) else {
                 continue;
             };
             let reply = TransportSpec {

@@ -90,6 +90,7 @@ impl Harness {
             conn,
             peer: peer.parse().unwrap(),
             local: local.parse().unwrap(),
+            tls: false,
         };
         self.server.handle_input(input).unwrap();
         assert!(self.drain().is_empty());
@@ -1033,6 +1034,58 @@ fn rtp_clock_maps_wall_time_both_ways_and_wraps() {
     );
 }
 
+/// A session's receiver reports about a track's source come out as events (for quality
+/// adaptation), each block on its own; blocks about other sources, and strangers' reports,
+/// do not.
+#[test]
+fn reception_reports_about_our_sources_become_events() {
+    let mut h = Harness::new(1);
+    let a = h.setup(0, UDP, None);
+    h.with_session(Method::Play, &a);
+    let from_a = RtcpSource::Udp {
+        from: "192.0.2.10:5001".parse().unwrap(),
+        track: 0,
+    };
+    let stranger = RtcpSource::Udp {
+        from: "192.0.2.99:5001".parse().unwrap(),
+        track: 0,
+    };
+    let block = |ssrc, lost| rtcp::ReportBlock {
+        ssrc,
+        fraction_lost: lost,
+        cumulative_lost: 12,
+        extended_highest_seq: 70_000,
+        jitter: 90,
+        last_sr: 0x1234_5678,
+        delay_since_last_sr: 6553,
+    };
+    let report = RtcpPacket::ReceiverReport(ReceiverReport {
+        ssrc: Ssrc(77),
+        reports: vec![block(VIDEO, 25), block(Ssrc(5), 200), block(VIDEO, 30)],
+    });
+    let evs = events(h.rtcp(from_a, std::slice::from_ref(&report)));
+    let client = match &evs[..] {
+        [ServerEvent::ReceptionReport { client, .. }, ..] => *client,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        evs,
+        [
+            ServerEvent::ReceptionReport {
+                client,
+                track: 0,
+                block: block(VIDEO, 25)
+            },
+            ServerEvent::ReceptionReport {
+                client,
+                track: 0,
+                block: block(VIDEO, 30)
+            },
+        ]
+    );
+    assert!(h.rtcp(stranger, &[report]).is_empty(), "a stranger");
+}
+
 /// Keyframe requests per session: one client asking ten times a second gets one keyframe
 /// request passed on per second, exactly; another client's requests have their own budget;
 /// a stranger's are ignored; the budget holds on interleaved RTCP too.
@@ -1835,3 +1888,75 @@ fn malformed_or_basic_credentials_are_challenged_never_a_panic() {
 }
 
 mod publish;
+/// A harness whose connection 2 is TLS (RTSPS), from another address.
+fn with_tls_conn(cfg: ServerConfig) -> Harness {
+    let mut h = Harness::with(cfg, 9);
+    let input = Input::ConnectionOpened {
+        now: h.now,
+        conn: ConnId(2),
+        peer: "192.0.2.20:40000".parse().unwrap(),
+        local: "198.51.100.7:8322".parse().unwrap(),
+        tls: true,
+    };
+    h.server.handle_input(input).unwrap();
+    assert!(h.drain().is_empty());
+    h
+}
+
+#[test]
+fn over_tls_media_goes_only_interleaved() {
+    let mut h = with_tls_conn(config());
+    let setup =
+        |t: &str| Request::new(Method::Setup, format!("{URL}/trackID=0")).header("Transport", t);
+    let (r, ev) = h.request_on(ConnId(2), setup("RTP/AVP;unicast;client_port=5000-5001"));
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_TRANSPORT);
+    assert_eq!(
+        body(&r),
+        "over TLS media goes only in the connection: RTP/AVP(F)/TCP;interleaved=a-b\r\n"
+    );
+    assert!(ev.is_empty());
+    // Offered both, the TLS connection gets the interleaved one.
+    let (r, _) = h.request_on(
+        ConnId(2),
+        setup("RTP/AVP;unicast;client_port=5000-5001,RTP/AVP/TCP;unicast;interleaved=0-1"),
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers.get("Transport"),
+        Some("RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=11111111")
+    );
+    // The plain connection still gets UDP.
+    let (r, _) = h.request(setup("RTP/AVP;unicast;client_port=5000-5001"));
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[test]
+fn basic_credentials_count_only_over_tls() {
+    let mut h = with_tls_conn(auth_config());
+    let basic = |user_pw: &str| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(user_pw);
+        describe().header("Authorization", format!("Basic {b64}"))
+    };
+    // Over plain RTSP, Basic is asked again (a Digest challenge), not checked.
+    let (r, ev) = h.request(basic("viewer:secret"));
+    assert_eq!(challenges(&r).len(), 2);
+    assert!(ev.is_empty());
+    // Over TLS, the right password watches; a user without the read role is forbidden.
+    let (r, ev) = h.request_on(ConnId(2), basic("viewer:secret"));
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(ev.is_empty());
+    let (r, _) = h.request_on(ConnId(2), basic("publisher:secret2"));
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A wrong one is a failure like a wrong Digest response: logged, answered late.
+    let out = send(&mut h, ConnId(2), basic("viewer:wrong"));
+    assert_eq!(
+        events(out),
+        vec![ServerEvent::AuthFailed {
+            peer: "192.0.2.20:40000".parse().unwrap(),
+            user: "viewer".into(),
+            path: "/live".into(),
+            locked_out: false,
+        }]
+    );
+}
