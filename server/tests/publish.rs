@@ -313,3 +313,40 @@ fn with_takeover_a_second_publisher_replaces_the_first() {
     ffmpeg_decodes(&cam, "tcp", 50);
     stop(second);
 }
+
+#[test]
+fn a_livecast_server_publishes_into_another_with_authentication() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let users = dir.path().join("users");
+    let mut u = Users::default();
+    u.set("viewer", "watchpw", None, true)
+        .expect("a valid user");
+    let publish = Roles::parse("publish").expect("a role");
+    u.set("source", "sourcepw", Some(publish), true)
+        .expect("a valid user");
+    u.save(&users).expect("write the users file");
+    let mut args = vec!["--users", users.to_str().expect("UTF-8 path")];
+    args.extend(SMALL);
+    let relay = ServerProc::start(&args);
+    let push = format!("rtsp://source:sourcepw@127.0.0.1:{}/cam", relay.port);
+    let mut source_args = vec!["--publish", push.as_str()];
+    source_args.extend(SMALL);
+    let _source = ServerProc::start(&source_args);
+    let viewer = format!("rtsp://viewer:watchpw@127.0.0.1:{}/cam", relay.port);
+    let streams = probe(&viewer);
+    let streams = streams["streams"].as_array().expect("streams array");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
+    assert_eq!(video["codec_name"], "h264", "{video}");
+    assert_eq!(
+        (&video["width"], &video["height"]),
+        (&320.into(), &240.into())
+    );
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "opus"),
+        "no Opus: {streams:?}"
+    );
+    ffmpeg_decodes(&viewer, "tcp", 60);
+}
