@@ -155,7 +155,8 @@ fn ffmpeg_publishes_over_tcp_and_ffprobe_ffmpeg_and_gstreamer_read_it_back() {
          audioconvert ! fakesink name=asink silent=false sync=false"
     );
     let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
+    // INT makes it end its stream (-e); KILL 5 s later if it hangs there.
+    cmd.args(["-k", "5", "-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
     cmd.args(pipeline.split_whitespace());
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(60));
     let count = |sink: &str| {
