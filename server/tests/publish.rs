@@ -313,20 +313,6 @@ fn a_livecast_server_publishes_into_another_with_authentication() {
     source_args.extend(SMALL);
     let _source = ServerProc::start(&source_args);
     let viewer = format!("rtsp://viewer:watchpw@127.0.0.1:{}/cam", relay.port);
-    let streams = probe(&viewer);
-    let streams = streams["streams"].as_array().expect("streams array");
-    let video = streams
-        .iter()
-        .find(|s| s["codec_type"] == "video")
-        .expect("a video stream");
-    assert_eq!(video["codec_name"], "h264", "{video}");
-    assert_eq!(
-        (&video["width"], &video["height"]),
-        (&320.into(), &240.into())
-    );
-    assert!(
-        streams.iter().any(|s| s["codec_name"] == "opus"),
-        "no Opus: {streams:?}"
-    );
+    assert_h264_320x240_and_opus(&probe(&viewer));
     ffmpeg_decodes(&viewer, "tcp", 60);
 }
