@@ -10,7 +10,7 @@ PACKAGES=(
   # peers and test tools
   ffmpeg mpv
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   gir1.2-gst-rtsp-server-1.0 python3-gi
   xvfb x11-apps sox
   # speech for the captions tests and benchmark: two engines (espeak-ng, festival's kal voice)

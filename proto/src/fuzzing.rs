@@ -278,6 +278,115 @@ pub fn t140_depacketize(data: &[u8]) {
     }
 }
 
+/// Publishing (RFC 2326 §10.3, §10.11): whatever SDP a publisher ANNOUNCEs, the server never
+/// panics; an accepted one can be set up track by track (each `a=control` resolves), recorded,
+/// served (its viewers' description writes back to text that parses, with as many media), and
+/// torn down, after which the path is free. The H.264 keyframe detector never panics on any
+/// payload.
+pub fn rtsp_publish(data: &[u8]) {
+    use crate::rtsp::server::{
+        ClientId, ConnId, Input, Output, PublishConfig, Server, ServerConfig, ServerEvent,
+    };
+    use crate::rtsp::{Method, Request, Response, StatusCode};
+    use std::time::{Duration, Instant, SystemTime};
+
+    let _ = crate::codec::h264::payload_starts_keyframe(data);
+    let text = String::from_utf8_lossy(data);
+    let mut cfg = ServerConfig::new(sdp::SessionDescription::default(), Vec::new());
+    cfg.publish = Some(PublishConfig::default());
+    let now = Instant::now();
+    let mut server = Server::new(cfg, 1, now);
+    let conn = ConnId(1);
+    let open = Input::ConnectionOpened {
+        now,
+        conn,
+        peer: "192.0.2.1:4000".parse().expect("an address"),
+        local: "192.0.2.2:8554".parse().expect("an address"),
+        tls: false,
+    };
+    server.handle_input(open).expect("a new connection");
+    let mut cseq = 0;
+    let mut send = |server: &mut Server, req: Request| -> (Response, Vec<ServerEvent>) {
+        cseq += 1;
+        let input = Input::Request {
+            now,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            conn,
+            req: req.typed(&CSeq(cseq)),
+        };
+        server.handle_input(input).expect("an open connection");
+        let (mut response, mut events) = (None, Vec::new());
+        loop {
+            match server.poll_output() {
+                Output::Transmit { response: r, .. } => response = Some(r),
+                Output::Event(e) => events.push(e),
+                Output::Timeout(_) => break,
+            }
+        }
+        (response.expect("every request is answered"), events)
+    };
+    let url = "rtsp://192.0.2.2:8554/cam";
+    let announce =
+        Request::new(Method::Announce, url).body("application/sdp", text.as_bytes().to_vec());
+    if send(&mut server, announce).0.status != StatusCode::OK {
+        assert_eq!(server.published_paths().count(), 0);
+        return;
+    }
+    let announced = sdp::parse(&text).expect("an accepted SDP parses");
+    let mut session: Option<String> = None;
+    for (i, m) in announced.media.iter().enumerate() {
+        let control = match m.control() {
+            Some(c) if c.contains("://") => c.to_owned(),
+            Some(c) => format!("{url}/{}", c.trim_matches('/')),
+            None => format!("{url}/trackID={i}"),
+        };
+        let channels = format!("{}-{}", 2 * i, 2 * i + 1);
+        let mut setup = Request::new(Method::Setup, control).header(
+            "Transport",
+            format!("RTP/AVP/TCP;unicast;interleaved={channels};mode=record"),
+        );
+        if let Some(s) = &session {
+            setup = setup.header("Session", s.as_str());
+        }
+        let (r, _) = send(&mut server, setup);
+        if r.status != StatusCode::OK {
+            // Controls the path resolution cannot tell apart (an absolute URL on another
+            // path, for one) are refused, never mistaken for another track.
+            continue;
+        }
+        let sid = r
+            .headers
+            .get_typed::<Session>()
+            .ok()
+            .flatten()
+            .expect("a session")
+            .id;
+        session.get_or_insert(sid);
+    }
+    let Some(sid) = session else {
+        return;
+    };
+    let record = Request::new(Method::Record, url).header("Session", sid.as_str());
+    let (r, events) = send(&mut server, record);
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(matches!(&events[..], [ServerEvent::PublishStarted { .. }]));
+    let ready = Input::PathReady {
+        path: "cam".into(),
+        client: ClientId(1),
+        first: server.next_track(),
+        tracks: Vec::new(),
+    };
+    server.handle_input(ready).expect("no connection involved");
+    let (r, _) = send(&mut server, Request::new(Method::Describe, url));
+    assert_eq!(r.status, StatusCode::OK);
+    let body = String::from_utf8(r.body.clone()).expect("our SDP is UTF-8");
+    let served = sdp::parse(&body).expect("the viewers' SDP parses");
+    assert_eq!(served.media.len(), announced.media.len(), "{body}");
+    let teardown = Request::new(Method::Teardown, url).header("Session", sid.as_str());
+    assert_eq!(send(&mut server, teardown).0.status, StatusCode::OK);
+    assert_eq!(server.published_paths().count(), 0);
+}
+
 /// Publishing (RFC 2326 §10.3, §10.4, §10.11): whatever a relay answers, the publisher never
 /// panics, sends only requests it may send in its state, and is always either recording,
 /// waiting for an answer, or waiting to connect again (it never stalls). `data` is read as a

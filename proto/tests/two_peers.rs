@@ -846,7 +846,9 @@ impl World {
                 } => self.retransmit(client, track, &seqs),
                 ServerEvent::SenderReport { .. }
                 | ServerEvent::ViewerRefused { .. }
-                | ServerEvent::AuthFailed { .. } => {}
+                | ServerEvent::AuthFailed { .. }
+                | ServerEvent::PublishStarted { .. }
+                | ServerEvent::PublishEnded { .. } => {}
                 ServerEvent::CloseConnection { conn } => {
                     self.down.send_stream(now, Down::Fin(conn));
                     let closed = server::Input::ConnectionClosed { now, conn };

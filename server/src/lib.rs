@@ -17,12 +17,14 @@
 //! - [`rtsp_server`]: the sockets and tasks around [`livecast_proto::rtsp::server`], the Sans-IO
 //!   state machine that handles requests, sessions and their time-outs; the shell carries out
 //!   its effects (subscribe a client to a track, keyframe requests, sender reports).
+//! - [`publish`]: streams published into the server (ANNOUNCE/RECORD) on other paths, and the
+//!   registry of those paths; their tracks are re-served with the same fan-out.
 //!
 //! ## Limitations
-//! One stream per server (`/live`); no multicast; Digest authentication ([`users`], on in
-//! the `livecast-server` binary, off in [`ServerConfig`] by default); RTSPS ([`tls`],
-//! [`RunningServer::serve_tls`]) carries media interleaved in the TLS connection only (no
-//! SRTP); RTSP 2.0 clients get `505`.
+//! One stream of our own per server (`/live`), plus what publishers send to other paths
+//! ([`publish`]); no multicast; Digest authentication ([`users`], on in the `livecast-server`
+//! binary, off in [`ServerConfig`] by default); RTSPS ([`tls`], [`RunningServer::serve_tls`])
+//! carries media interleaved in the TLS connection only (no SRTP); RTSP 2.0 clients get `505`.
 
 pub mod adapt;
 pub mod captions;
@@ -32,6 +34,7 @@ pub mod encode;
 pub mod hooks;
 pub mod net;
 pub mod pipeline;
+pub mod publish;
 pub mod push;
 
 pub mod record;
@@ -336,6 +339,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         )));
     }
     tasks.push(tokio::spawn(rtsp.clone().timer_loop()));
+    tasks.extend(rtsp.spawn_ingest());
     tasks.push(tokio::spawn(track::sender_report_loop(
         tracks,
         Duration::from_secs(5),

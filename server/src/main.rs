@@ -11,7 +11,7 @@ use livecast_proto::rtsp::Limits;
 use livecast_server::cli::{tls_addresses, MediaArgs, TlsListen};
 use livecast_server::net::{local_addresses, rtsp_url};
 use livecast_server::push::{check_url, PublishTarget};
-use livecast_server::rtsp_server::RtspConfig;
+use livecast_server::rtsp_server::{PublishOptions, RtspConfig};
 use livecast_server::users::{default_users_path, Users, DEFAULT_USER};
 use livecast_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
@@ -81,6 +81,17 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_viewers: Option<u64>,
 
+    /// Refuse publishers (ANNOUNCE and RECORD get 405). By default any path but PATH can be
+    /// published to (ffmpeg -f rtsp, GStreamer rtspclientsink, OBS-class tools) and is served
+    /// to viewers at rtsp://HOST:PORT/THAT-PATH; with authentication on, publishing needs the
+    /// publish role of the users file.
+    #[arg(long)]
+    refuse_publishers: bool,
+
+    /// A second publisher of a path drops the first instead of being refused with 453.
+    #[arg(long)]
+    takeover: bool,
+
     /// Also push the stream into a relay (MediaMTX, another livecast-server, any RTSP server
     /// that takes ANNOUNCE/RECORD): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Repeat for
     /// several. Reconnects with backoff when the relay goes away or refuses.
@@ -124,7 +135,7 @@ enum UserAction {
     /// Add a user; the password comes from --password-file, else stdin (a prompt on a terminal).
     Add {
         name: String,
-        /// Roles, comma separated: read (watch), publish (reserved for relays).
+        /// Roles, comma separated: read (watch), publish (send a stream to another path with ANNOUNCE/RECORD).
         #[arg(long, default_value = "read")]
         role: String,
         /// Read the password from the first line of FILE.
@@ -328,6 +339,9 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             limits: Limits::default(),
             max_viewers: args.max_viewers.map(|n| n as usize),
             auth,
+            publishers: (!args.refuse_publishers).then_some(PublishOptions {
+                takeover: args.takeover,
+            }),
         },
         captions: args.media.caption_config(),
         title: "Livecast".into(),

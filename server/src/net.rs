@@ -54,15 +54,8 @@ pub fn any_v6() -> IpAddr {
 /// What clients send to an RTP port (NAT "punch" packets) stays in its receive buffer until
 /// the kernel drops it; nothing there is for us.
 pub fn spawn_rtcp_reader(socket: &UdpSocket, server: Arc<RtspServer>, track: usize) {
-    let sock = match socket.try_clone().and_then(|s| {
-        s.set_nonblocking(true)?;
-        tokio::net::UdpSocket::from_std(s)
-    }) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot read from UDP socket: {e}");
-            return;
-        }
+    let Some(sock) = reader(socket) else {
+        return;
     };
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
@@ -76,6 +69,21 @@ pub fn spawn_rtcp_reader(socket: &UdpSocket, server: Arc<RtspServer>, track: usi
             }
         }
     });
+}
+
+/// A non-blocking tokio handle on (a clone of) `socket`, to read from it; `None` (logged) if
+/// the socket cannot be cloned or registered.
+pub fn reader(socket: &UdpSocket) -> Option<tokio::net::UdpSocket> {
+    match socket.try_clone().and_then(|s| {
+        s.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(s)
+    }) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!("cannot read from UDP socket: {e}");
+            None
+        }
+    }
 }
 
 /// Every address of this machine a client could use, for the start-up banner (loopback last).

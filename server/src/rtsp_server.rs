@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::rtsp::server::{
-    failure_log_line, ConnId, Input, MediaSink, Output, RtcpSource, Server, ServerConfig,
-    ServerEvent, TrackConfig, Unsubscribed,
+    failure_log_line, ConnId, Input, MediaSink, Output, PublishConfig, RtcpSource, Server,
+    ServerConfig, ServerEvent, TrackConfig, Unsubscribed,
 };
 use livecast_proto::rtsp::{self, Limits, Message, Parsed};
 use livecast_proto::sdp::SessionDescription;
@@ -47,6 +47,7 @@ use tokio_rustls::rustls::ServerConfig as ServerTlsConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::publish::Paths;
 use crate::track::{Sink, Track, TrackKind};
 
 /// Depth of a connection's outgoing queue (responses + interleaved frames). About two seconds
@@ -73,6 +74,16 @@ pub struct RtspConfig {
     /// Digest authentication (the users from the users file); `None`, the default here, lets
     /// anyone watch. The `livecast-server` binary turns it on unless `--no-auth`.
     pub auth: Option<livecast_proto::rtsp::server::AuthConfig>,
+    /// Accept publishers on every other path ([`crate::publish`]); `None`, the default here:
+    /// ANNOUNCE and RECORD get `405`. The `livecast-server` binary turns it on.
+    pub publishers: Option<PublishOptions>,
+}
+
+/// How publishers are accepted.
+#[derive(Clone, Debug, Default)]
+pub struct PublishOptions {
+    /// A second publisher of a path drops the first (`--takeover`) instead of getting `453`.
+    pub takeover: bool,
 }
 
 impl Default for RtspConfig {
@@ -83,6 +94,7 @@ impl Default for RtspConfig {
             limits: Limits::default(),
             max_viewers: None,
             auth: None,
+            publishers: None,
         }
     }
 }
@@ -104,6 +116,10 @@ pub struct RtspServer {
     deadline: watch::Sender<Instant>,
     /// What the state machine was last told about overload ([`Input::Overloaded`]).
     overloaded: std::sync::atomic::AtomicBool,
+    /// Published paths and their tracks.
+    paths: Arc<Paths>,
+    /// The UDP sockets (RTP, RTCP) publishers send to, per address family.
+    ingest: Vec<(Arc<std::net::UdpSocket>, Arc<std::net::UdpSocket>)>,
     /// Quality adaptation from the viewers' reports (a call only).
     adapter: std::sync::OnceLock<crate::adapt::Adapter>,
 }
@@ -129,6 +145,30 @@ impl RtspServer {
         sm_cfg.max_viewers = cfg.max_viewers;
         sm_cfg.auth = cfg.auth.clone();
         sm_cfg.server_name = concat!("livecast/", env!("CARGO_PKG_VERSION")).into();
+        let mut ingest = Vec::new();
+        if let Some(p) = &cfg.publishers {
+            let mut pc = PublishConfig {
+                takeover: p.takeover,
+                ..PublishConfig::default()
+            };
+            for ip in [crate::net::any_v4(), crate::net::any_v6()] {
+                match crate::net::bind_rtp_pair(ip) {
+                    Ok(Some((rtp, rtcp))) => {
+                        let ports = rtp.local_addr().ok().zip(rtcp.local_addr().ok());
+                        let ports = ports.map(|(a, b)| (a.port(), b.port()));
+                        if ip.is_ipv4() {
+                            pc.ingest_ports_v4 = ports;
+                        } else {
+                            pc.ingest_ports_v6 = ports;
+                        }
+                        ingest.push((Arc::new(rtp), Arc::new(rtcp)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!("publishers cannot send over UDP on {ip}: {e:#}"),
+                }
+            }
+            sm_cfg.publish = Some(pc);
+        }
         let now = Instant::now();
         Arc::new(Self {
             limits: cfg.limits,
@@ -138,6 +178,8 @@ impl RtspServer {
             next_conn: AtomicU64::new(1),
             deadline: watch::channel(now + Duration::from_secs(3600)).0,
             overloaded: std::sync::atomic::AtomicBool::new(false),
+            paths: Arc::new(Paths::default()),
+            ingest,
             adapter: std::sync::OnceLock::new(),
         })
     }
@@ -145,6 +187,82 @@ impl RtspServer {
     /// From now on the viewers' reception reports about the video steer the encoder.
     pub fn adapt_with(&self, adapter: crate::adapt::Adapter) {
         let _ = self.adapter.set(adapter);
+    }
+
+    /// The published paths (to enumerate them and subscribe to their tracks).
+    pub fn paths(&self) -> &Arc<Paths> {
+        &self.paths
+    }
+
+    /// Track `i` of the state machine's events: one of ours, or of a published path.
+    fn track(&self, i: usize) -> Option<Arc<Track>> {
+        self.tracks.get(i).cloned().or_else(|| self.paths.track(i))
+    }
+
+    /// Reads what publishers send to the ingest ports, until the server stops: RTP goes to
+    /// the fan-out of its path, RTCP to the state machine (keep-alive).
+    pub fn spawn_ingest(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for (rtp, rtcp) in &self.ingest {
+            for (sock, is_rtp) in [(rtp, true), (rtcp, false)] {
+                let Some(sock) = crate::net::reader(sock) else {
+                    continue;
+                };
+                let server = self.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    loop {
+                        match sock.recv_from(&mut buf).await {
+                            Ok((n, from)) if is_rtp => {
+                                server.paths.ingest_udp(from, &buf[..n]);
+                            }
+                            Ok((n, from)) => server.on_udp_rtcp(from, usize::MAX, &buf[..n]),
+                            Err(e) => debug!("ingest receive: {e}"),
+                        }
+                    }
+                }));
+            }
+        }
+        tasks
+    }
+
+    /// A publisher sent RECORD: its path's tracks are made and registered, and the state
+    /// machine told viewers may come.
+    fn start_path(
+        self: &Arc<Self>,
+        path: String,
+        client: livecast_proto::rtsp::server::ClientId,
+        sdp: &SessionDescription,
+        sources: &[(usize, MediaSink)],
+    ) {
+        let own = self.tracks.len();
+        let (published, configs) = match self.paths.start(&path, client, sdp, sources, own) {
+            Ok(p) => p,
+            Err(e) => {
+                crate::publish::warn_unserved(&path, &e);
+                return;
+            }
+        };
+        for t in &published.tracks {
+            for s in [&t.track.sockets.rtcp_v4, &t.track.sockets.rtcp_v6]
+                .into_iter()
+                .flatten()
+            {
+                crate::publish::spawn_rtcp_reader(s, self.clone(), &published, t.index);
+            }
+        }
+        Paths::spawn_sender_reports(&published, Duration::from_secs(5));
+        let ready = Input::PathReady {
+            path,
+            client,
+            first: published.tracks.first().map_or(own, |t| t.index),
+            tracks: configs,
+        };
+        for o in self.feed(ready) {
+            if let Output::Event(e) = o {
+                self.on_event(e);
+            }
+        }
     }
 
     fn sm(&self) -> MutexGuard<'_, Server> {
@@ -214,7 +332,7 @@ impl RtspServer {
 
     /// Carries out the outputs of one input, in order. Returns whether connection `current`
     /// (the one whose input produced them) must close now.
-    async fn execute(&self, outputs: Vec<Output>, current: Option<ConnId>) -> bool {
+    async fn execute(self: &Arc<Self>, outputs: Vec<Output>, current: Option<ConnId>) -> bool {
         let mut close_current = false;
         for o in outputs {
             match o {
@@ -262,7 +380,7 @@ impl RtspServer {
         }
     }
 
-    fn on_event(&self, e: ServerEvent) {
+    fn on_event(self: &Arc<Self>, e: ServerEvent) {
         match e {
             ServerEvent::SessionStarted {
                 session,
@@ -277,7 +395,7 @@ impl RtspServer {
                 resumed,
                 retransmission,
             } => {
-                let (Some(t), Some(sink)) = (self.tracks.get(track), self.sink(sink)) else {
+                let (Some(t), Some(sink)) = (self.track(track), self.sink(sink)) else {
                     return;
                 };
                 debug!(client = client.0, track, initial_seq, "subscribe");
@@ -295,7 +413,7 @@ impl RtspServer {
                 sink,
                 reason,
             } => {
-                let Some(t) = self.tracks.get(track) else {
+                let Some(t) = self.track(track) else {
                     return;
                 };
                 let resume = t.unsubscribe(client.0);
@@ -325,7 +443,7 @@ impl RtspServer {
                 warn!(%peer, "refused a new viewer (453 Not Enough Bandwidth): {why}");
             }
             ServerEvent::KeyframeRequest { track } => {
-                if let Some(t) = self.tracks.get(track) {
+                if let Some(t) = self.track(track) {
                     debug!(track, "keyframe requested (RTCP PLI/FIR)");
                     t.request_keyframe();
                 }
@@ -335,7 +453,7 @@ impl RtspServer {
                 track,
                 seqs,
             } => {
-                if let Some(t) = self.tracks.get(track) {
+                if let Some(t) = self.track(track) {
                     let sent = t.retransmit(client.0, &seqs, Instant::now());
                     debug!(
                         client = client.0,
@@ -360,7 +478,7 @@ impl RtspServer {
                 }
             }
             ServerEvent::SenderReport { client, track } => {
-                if let Some(t) = self.tracks.get(track) {
+                if let Some(t) = self.track(track) {
                     t.send_sender_reports(SystemTime::now(), Some(client.0));
                 }
             }
@@ -370,6 +488,14 @@ impl RtspServer {
                 peer,
                 reason,
             } => info!(%session, client = client.0, %peer, ?reason, "session ended"),
+            ServerEvent::PublishStarted {
+                path,
+                client,
+                sdp,
+                tracks,
+                ..
+            } => self.start_path(path, client, &sdp, &tracks),
+            ServerEvent::PublishEnded { path, client, .. } => self.paths.end(&path, client),
             ServerEvent::CloseConnection { .. } => {}
         }
     }
@@ -488,6 +614,15 @@ impl RtspServer {
                                     req,
                                 }
                             }
+                            Message::Data(frame)
+                                if self.paths.ingest_interleaved(
+                                    conn,
+                                    frame.channel,
+                                    &frame.payload,
+                                ) =>
+                            {
+                                continue;
+                            }
                             Message::Data(frame) => Input::Rtcp {
                                 now: Instant::now(),
                                 source: RtcpSource::Interleaved {
@@ -538,7 +673,7 @@ impl RtspServer {
 
     /// Ends every session at once (server shutdown): clients get a BYE and stop receiving
     /// media, and every connection closes.
-    pub fn close_all(&self) {
+    pub fn close_all(self: &Arc<Self>) {
         let outputs = self.feed(Input::Shutdown(Instant::now()));
         for o in outputs {
             match o {
@@ -575,7 +710,7 @@ impl RtspServer {
 
     /// A datagram from `from` on the RTCP socket of track `track`: receiver reports from a
     /// client's own address keep its session alive; PLI/FIR ask for a keyframe.
-    pub fn on_udp_rtcp(&self, from: SocketAddr, track: usize, data: &[u8]) {
+    pub fn on_udp_rtcp(self: &Arc<Self>, from: SocketAddr, track: usize, data: &[u8]) {
         // Anyone can send datagrams to this port: what is not RTCP never takes the lock.
         if livecast_proto::rtcp::parse_compound(data).is_err() {
             return;

@@ -371,21 +371,22 @@ pub struct TrackInfo {
 }
 
 impl Recent {
-    /// Whether the kept keyframe is young enough, at `now`, to start a joiner from.
-    fn young(&self, now: Instant) -> bool {
+    /// Whether the kept keyframe is young enough, at `now`, to start a joiner from (at most
+    /// `window` old).
+    fn young(&self, now: Instant, window: Duration) -> bool {
         self.keyframe_at
-            .is_some_and(|t| now.saturating_duration_since(t) <= KEYFRAME_MIN_GAP)
+            .is_some_and(|t| now.saturating_duration_since(t) <= window)
     }
 
     /// Keeps an access unit: a keyframe starts the list again, anything else extends it while
     /// the keyframe is young enough to start a joiner from (and there is room).
-    fn keep(&mut self, packets: &[OutPacket], now: Instant) {
+    fn keep(&mut self, packets: &[OutPacket], now: Instant, window: Duration) {
         if packets.first().is_some_and(|p| p.starts_keyframe) {
             self.packets.clear();
             self.packets.extend_from_slice(packets);
             self.keyframe_at = Some(now);
         } else if self.keyframe_at.is_some() {
-            if self.young(now) && self.packets.len() + packets.len() <= MAX_RECENT_PACKETS {
+            if self.young(now, window) && self.packets.len() + packets.len() <= MAX_RECENT_PACKETS {
                 self.packets.extend_from_slice(packets);
             } else {
                 *self = Recent::default();
@@ -444,6 +445,10 @@ pub struct Track {
     created: Instant,
     /// Sees every access unit once, as it is counted (the recorder).
     tap: std::sync::OnceLock<Tap>,
+
+    /// How old the kept keyframe may be to start a joiner from ([`KEYFRAME_MIN_GAP`] unless
+    /// [`Track::with_recent_window`]).
+    recent_window: Duration,
 }
 
 /// A watcher of a track's access units ([`Track::set_tap`]); must never block.
@@ -468,7 +473,17 @@ impl Track {
             dropped_at_ms: AtomicU64::new(0),
             created: Instant::now(),
             tap: std::sync::OnceLock::new(),
+
+            recent_window: KEYFRAME_MIN_GAP,
         }
+    }
+
+    /// Joiners may start from a kept keyframe up to `window` old: for a source that makes no
+    /// keyframe on request (a publisher), a joiner then starts at once from the last one
+    /// instead of waiting up to a whole keyframe interval.
+    pub fn with_recent_window(mut self, window: Duration) -> Self {
+        self.recent_window = window;
+        self
     }
 
     /// The same track served by `n` fan-out threads (at least one), each with its own share
@@ -741,7 +756,7 @@ impl Track {
         // Only this shard's fan-out thread takes it: never contended.
         let mut recent = shard.recent.lock().unwrap_or_else(|p| p.into_inner());
         // Joiners get the recent packets first; everyone else only the new ones.
-        let cached: &[OutPacket] = if recent.young(now) {
+        let cached: &[OutPacket] = if recent.young(now, self.recent_window) {
             &recent.packets
         } else {
             &[]
@@ -827,7 +842,7 @@ impl Track {
             }
         }
         if self.info.kind == TrackKind::Video {
-            recent.keep(packets, now);
+            recent.keep(packets, now, self.recent_window);
         }
     }
 

@@ -55,6 +55,34 @@ pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| b & 0x1f)
 }
 
+/// Whether an RTP payload (RFC 6184 §5.6-5.8) carries the start of a picture a decoder can
+/// begin at: an SPS or IDR slice, alone, first in a STAP-A, or starting an FU-A. What a relay
+/// looks for to let a joiner in. Never panics.
+pub fn payload_starts_keyframe(payload: &[u8]) -> bool {
+    let key = |t: u8| t == nal::SPS || t == nal::IDR;
+    match nal_type(payload) {
+        nal::STAP_A => {
+            // Each aggregated NAL: a 16-bit size, then the NAL.
+            let mut rest = payload.get(1..).unwrap_or_default();
+            while rest.len() > 2 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                let Some(unit) = rest.get(2..2 + size) else {
+                    return false;
+                };
+                if key(nal_type(unit)) {
+                    return true;
+                }
+                rest = &rest[2 + size..];
+            }
+            false
+        }
+        nal::FU_A => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && key(fu & 0x1f)),
+        t => key(t),
+    }
+}
+
 /// Splits an Annex B byte stream (H.264 Annex B) into NAL units, without start codes.
 ///
 /// Accepts 3- and 4-byte start codes (a 4-byte one is a zero byte plus a 3-byte one); trailing
@@ -1028,6 +1056,28 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, SpsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframe_starts_are_found_in_every_packet_shape() {
+        // Single NAL: SPS (0x67), IDR (0x65) yes; a P slice (0x41), PPS (0x68) no.
+        assert!(payload_starts_keyframe(&[0x67, 0x42]));
+        assert!(payload_starts_keyframe(&[0x65, 0x88]));
+        assert!(!payload_starts_keyframe(&[0x41, 0x9a]));
+        assert!(!payload_starts_keyframe(&[0x68, 0xce]));
+        // STAP-A (0x78): [size 2][PPS], [size 2][SPS] -> yes; a truncated one -> no.
+        assert!(payload_starts_keyframe(&[
+            0x78, 0, 2, 0x68, 1, 0, 2, 0x67, 1
+        ]));
+        assert!(!payload_starts_keyframe(&[0x78, 0, 2, 0x68, 1]));
+        assert!(!payload_starts_keyframe(&[0x78, 0, 9, 0x67]));
+        // FU-A (0x7c): start bit with IDR (0x85) yes; a middle fragment (0x05) or a P slice
+        // start (0x81) no.
+        assert!(payload_starts_keyframe(&[0x7c, 0x85, 0]));
+        assert!(!payload_starts_keyframe(&[0x7c, 0x05, 0]));
+        assert!(!payload_starts_keyframe(&[0x7c, 0x81, 0]));
+        assert!(!payload_starts_keyframe(&[]));
+        assert!(!payload_starts_keyframe(&[0x7c]));
+    }
     use crate::rtp::test_rng::Seeded;
 
     fn payloads(max: usize, au: &[u8]) -> Vec<Payload> {

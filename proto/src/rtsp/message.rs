@@ -151,6 +151,7 @@ impl StatusCode {
     pub const NOT_ACCEPTABLE: StatusCode = StatusCode(406);
     pub const REQUEST_ENTITY_TOO_LARGE: StatusCode = StatusCode(413);
     pub const REQUEST_URI_TOO_LONG: StatusCode = StatusCode(414);
+    pub const UNSUPPORTED_MEDIA_TYPE: StatusCode = StatusCode(415);
     pub const PARAMETER_NOT_UNDERSTOOD: StatusCode = StatusCode(451);
     pub const NOT_ENOUGH_BANDWIDTH: StatusCode = StatusCode(453);
     pub const SESSION_NOT_FOUND: StatusCode = StatusCode(454);

@@ -62,14 +62,14 @@
 //! a deadline, in virtual time), then the connection closes, with a
 //! [`ServerEvent::AuthFailed`] to log; an address that fails too often gets `403` for a while.
 //!
+//! Publishing ([`publish`], on when [`ServerConfig::publish`] is set): ANNOUNCE with an SDP on
+//! any other path than our own, SETUP with `mode=record`, RECORD, TEARDOWN; one publisher
+//! per path. The shell learns of a publisher with [`ServerEvent::PublishStarted`] and of its
+//! end with [`ServerEvent::PublishEnded`]; the media themselves never pass through here.
+//!
 //! RTSPS: a connection opened with `tls` ([`Input::ConnectionOpened`]) takes media only
 //! interleaved (plain UDP alternatives are skipped, `461` when none is left) and also accepts
 //! Basic credentials (RFC 7617).
-//!
-//! ## Extending it
-//! - RECORD (publishing): a `Recording` state in [`super::session`], ANNOUNCE storing the SDP
-//!   in the session, and events `Publish { client, track, source }` / `Unpublish` that the
-//!   shell maps to an ingest path, the way [`ServerEvent::Subscribe`] maps to the fan-out.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -208,6 +208,9 @@ pub struct ServerConfig {
     pub retransmissions_per_second: u32,
     /// Digest authentication against a users table; `None` (the default): anyone may watch.
     pub auth: Option<AuthConfig>,
+    /// Accept publishers on every other path; `None` (the default): ANNOUNCE and RECORD get
+    /// `405`.
+    pub publish: Option<PublishConfig>,
 }
 
 impl ServerConfig {
@@ -225,6 +228,7 @@ impl ServerConfig {
             keyframe_request_interval: KEYFRAME_REQUEST_INTERVAL,
             retransmissions_per_second: RETRANSMISSIONS_PER_SECOND,
             auth: None,
+            publish: None,
         }
     }
 }
@@ -287,6 +291,18 @@ pub enum Input {
     /// dropping frames) or can again (`false`). While overloaded, new viewers get `453`; those
     /// already watching keep their stream.
     Overloaded { now: Instant, overloaded: bool },
+    /// After [`ServerEvent::PublishStarted`]: the shell re-serves the tracks of `path` (in
+    /// the order of its `m=` sections) as `tracks`, numbered from `first` on in its events
+    /// (numbers no other track uses, ours or a served path's; the shell never reuses one, so a
+    /// late event for an old path's track finds nothing); viewers may now DESCRIBE, SETUP and
+    /// PLAY it. If `client` no longer publishes `path`, or a number is taken, a
+    /// [`ServerEvent::PublishEnded`] answers.
+    PathReady {
+        path: String,
+        client: ClientId,
+        first: usize,
+        tracks: Vec<TrackConfig>,
+    },
 }
 
 /// Where a client wants its packets of one track.
@@ -312,6 +328,9 @@ pub enum EndReason {
     /// The connection that created it closed.
     ConnectionClosed,
     Shutdown,
+    /// A publisher: another one took its path over (`--takeover`). A viewer: the publisher of
+    /// its path left.
+    PublisherGone,
 }
 
 /// Why a track of a client stops.
@@ -331,7 +350,12 @@ impl Unsubscribed {
     pub fn sends_bye(self) -> bool {
         matches!(
             self,
-            Unsubscribed::Ended(EndReason::Teardown | EndReason::Expired | EndReason::Shutdown)
+            Unsubscribed::Ended(
+                EndReason::Teardown
+                    | EndReason::Expired
+                    | EndReason::Shutdown
+                    | EndReason::PublisherGone
+            )
         )
     }
 }
@@ -403,6 +427,25 @@ pub enum ServerEvent {
         peer: SocketAddr,
         reason: EndReason,
     },
+    /// A publisher sent RECORD: `path` now carries the media described by `sdp` (as
+    /// announced), and track `i` of it (the `i`-th `m=` section) arrives from
+    /// `tracks[..] == (i, source)`: over UDP from `source`'s `rtp`/`rtcp` addresses to the
+    /// ingest ports, or interleaved on its connection's channels.
+    PublishStarted {
+        path: String,
+        session: String,
+        client: ClientId,
+        peer: SocketAddr,
+        sdp: Box<SessionDescription>,
+        tracks: Vec<(usize, MediaSink)>,
+    },
+    /// The publisher of `path` left (its session ended for `reason`); packets still arriving
+    /// from it are to be dropped.
+    PublishEnded {
+        path: String,
+        client: ClientId,
+        reason: EndReason,
+    },
 }
 
 /// What the shell must do next.
@@ -468,6 +511,8 @@ struct SessionEntry {
     setups: Vec<Setup>,
     /// When the next first-after-PLAY sender reports are due.
     reports_due: Vec<Instant>,
+    /// The path this session publishes to (a publisher's; `None` for a viewer).
+    publishing: Option<String>,
     /// When this session's last keyframe request was passed on to the encoder.
     last_keyframe_request: Option<Instant>,
     /// The retransmission budget: when the current one-second window began, and how many
@@ -476,9 +521,19 @@ struct SessionEntry {
 }
 
 impl SessionEntry {
-    fn next_deadline(&self) -> Instant {
-        let d = self.state.deadline();
-        self.reports_due.iter().copied().fold(d, Instant::min)
+    fn next_deadline(&self) -> Option<Instant> {
+        let expiry = (!self.kept_by_connection()).then(|| self.state.deadline());
+        self.reports_due.iter().copied().chain(expiry).min()
+    }
+
+    /// A publisher whose media come interleaved on its connection lives as long as the
+    /// connection: the media are its keep-alive (they do not pass through here).
+    fn kept_by_connection(&self) -> bool {
+        self.publishing.is_some()
+            && self
+                .setups
+                .iter()
+                .all(|s| matches!(s.sink, MediaSink::Interleaved { .. }))
     }
 }
 
@@ -507,7 +562,7 @@ impl Fail {
 impl From<StateError> for Fail {
     fn from(e: StateError) -> Self {
         Fail::new(StatusCode::METHOD_NOT_VALID_IN_THIS_STATE, e.to_string())
-            .with_header(header_names::ALLOW, allowed_in(e.state))
+            .with_header(header_names::ALLOW, allowed_in(e.state, e.publisher))
     }
 }
 
@@ -548,12 +603,18 @@ pub struct Server {
     /// Answers held back until their instant (failed authentication), each closing its
     /// connection once sent.
     delayed: Vec<(Instant, ConnId, Response)>,
+    /// Published (or announced) paths, by path without slashes.
+    paths: BTreeMap<String, publish::Announced>,
+    /// The index the next re-served track of a published path gets (after our own tracks;
+    /// never reused, so an old subscription never names a new track).
+    next_track: usize,
 }
 
 impl Server {
     /// A server with no connections, started at `now`; `seed` drives session ids and initial
     /// sequence numbers.
     pub fn new(cfg: ServerConfig, seed: u64, now: Instant) -> Self {
+        let cfg_tracks = cfg.tracks.len();
         Server {
             access: cfg.auth.clone().map(access::Access::new),
             delayed: Vec::new(),
@@ -567,6 +628,8 @@ impl Server {
             last_now: now,
             wake: None,
             overloaded: false,
+            paths: BTreeMap::new(),
+            next_track: cfg_tracks,
         }
     }
 
@@ -692,6 +755,8 @@ impl Server {
                 if let Some(a) = &mut self.access {
                     a.forget(conn);
                 }
+                self.paths
+                    .retain(|_, p| p.conn != conn || p.session.is_some());
                 let ids: Vec<String> = self
                     .sessions
                     .iter()
@@ -711,6 +776,12 @@ impl Server {
                 self.tick(now);
                 self.overloaded = overloaded;
             }
+            Input::PathReady {
+                path,
+                client,
+                first,
+                tracks,
+            } => self.path_ready(path, client, first, tracks),
             Input::Shutdown(now) => {
                 self.tick(now);
                 let ids: Vec<String> = self.sessions.keys().cloned().collect();
@@ -746,7 +817,10 @@ impl Server {
     /// The earliest session deadline, sender report or idle-connection limit; an hour from the
     /// last input when there is none.
     fn next_timeout(&self) -> Instant {
-        let sessions = self.sessions.values().map(SessionEntry::next_deadline);
+        let sessions = self
+            .sessions
+            .values()
+            .filter_map(SessionEntry::next_deadline);
         let idle = self.idle_deadlines().map(|(_, t)| t);
         let delayed = self.delayed.iter().map(|(t, _, _)| *t);
         sessions
@@ -776,7 +850,7 @@ impl Server {
         let expired: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.state.is_expired(now))
+            .filter(|(_, s)| s.state.is_expired(now) && !s.kept_by_connection())
             .map(|(k, _)| k.clone())
             .collect();
         for id in expired {
@@ -823,7 +897,11 @@ impl Server {
         }
         // Its connection may have no session left: an idle deadline, maybe earlier.
         self.wake = None;
-        for s in &entry.setups {
+        if let Some(path) = &entry.publishing {
+            let recording = entry.state.state() == State::Recording;
+            self.unpublish(path, id, entry.client, reason, recording);
+        }
+        for s in entry.setups.iter().filter(|_| entry.publishing.is_none()) {
             self.unsubscribe(id, entry.client, s, Unsubscribed::Ended(reason));
         }
         self.out.push_back(Output::Event(ServerEvent::SessionEnded {
@@ -870,6 +948,13 @@ impl Server {
                     return;
                 };
                 let sid = sid.clone();
+                if s.publishing.is_some() {
+                    // A publisher's reports only keep its session alive.
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.state.keepalive(now);
+                    }
+                    return;
+                }
                 // Feedback counts only for a track the session set up from this address.
                 let track = s
                     .setups
@@ -915,13 +1000,13 @@ impl Server {
         let (Some(track), Ok(packets)) = (track, parsed) else {
             return;
         };
-        let Some(t) = self.cfg.tracks.get(track) else {
+        let Some(media_ssrc) = self.track_cfg(track).map(|t| t.ssrc) else {
             return;
         };
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if packets.iter().any(|p| p.requests_keyframe_of(t.ssrc)) {
+        if packets.iter().any(|p| p.requests_keyframe_of(media_ssrc)) {
             // The session's budget: one request passed on per interval, the rest dropped.
             let due = s
                 .last_keyframe_request
@@ -938,7 +1023,7 @@ impl Server {
                 rtcp::RtcpPacket::SenderReport(r) => &r.reports,
                 _ => continue,
             };
-            for b in blocks.iter().filter(|b| b.ssrc == t.ssrc) {
+            for b in blocks.iter().filter(|b| b.ssrc == media_ssrc) {
                 self.out
                     .push_back(Output::Event(ServerEvent::ReceptionReport {
                         client: s.client,
@@ -960,7 +1045,7 @@ impl Server {
         // are looked at, so a hostile NACK costs no more than an honest one.
         let mut examined = 0;
         let nacks = packets.iter().filter_map(|p| match p {
-            rtcp::RtcpPacket::Nack(n) if n.media == t.ssrc => Some(n),
+            rtcp::RtcpPacket::Nack(n) if n.media == media_ssrc => Some(n),
             _ => None,
         });
         'nacks: for n in nacks {
@@ -1002,7 +1087,8 @@ impl Server {
         };
         let (peer, tls) = (c.peer, c.tls);
         let cseq = req.headers.get_typed::<CSeq>().ok().flatten();
-        match access.check(now, conn, peer.ip(), tls, req) {
+        let need = publish::need(req);
+        match access.check(now, conn, peer.ip(), tls, req, need) {
             access::Verdict::Allow => Gate::Pass,
             access::Verdict::Challenge { stale } => {
                 Gate::Answer(self.challenge(cseq, conn, now, stale), false)
@@ -1038,7 +1124,15 @@ impl Server {
                 true,
             ),
             access::Verdict::Forbidden => Gate::Answer(
-                self.error(StatusCode::FORBIDDEN, cseq, "this user may not watch"),
+                self.error(
+                    StatusCode::FORBIDDEN,
+                    cseq,
+                    if need == access::Need::Publish {
+                        "this user may not publish (it needs the publish role)"
+                    } else {
+                        "this user may not watch"
+                    },
+                ),
                 false,
             ),
         }
@@ -1108,12 +1202,14 @@ impl Server {
             Method::Pause => self.pause(req, now),
             Method::Teardown => self.teardown(req),
             Method::GetParameter => self.get_parameter(req, now),
+            Method::Announce if self.cfg.publish.is_some() => self.announce(req, conn),
+            Method::Record if self.cfg.publish.is_some() => self.record(req, now),
             Method::Announce | Method::Record | Method::Redirect | Method::SetParameter => {
                 Err(Fail::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "this server only plays; the method is not allowed",
                 )
-                .with_header(header_names::ALLOW, method_list(&PUBLIC)))
+                .with_header(header_names::ALLOW, method_list(&self.public())))
             }
             _ => Err(Fail::new(StatusCode::NOT_IMPLEMENTED, "unknown method")),
         };
@@ -1158,7 +1254,17 @@ impl Server {
                 e.state.keepalive(now);
             }
         }
-        Response::new(StatusCode::OK).typed(&Public(PUBLIC.to_vec()))
+        Response::new(StatusCode::OK).typed(&Public(self.public()))
+    }
+
+    /// The methods of the `Public` header: [`PUBLIC`], and ANNOUNCE and RECORD when
+    /// publishing is on.
+    fn public(&self) -> Vec<Method> {
+        let mut m = PUBLIC.to_vec();
+        if self.cfg.publish.is_some() {
+            m.extend([Method::Announce, Method::Record]);
+        }
+        m
     }
 
     fn describe(&self, req: &Request, conn: ConnId) -> Result<Response, Fail> {
@@ -1177,7 +1283,10 @@ impl Server {
             }
         }
         let local = self.conns.get(&conn).map(|c| c.local.ip());
-        let mut sdp = self.cfg.sdp.clone();
+        let mut sdp = self
+            .published_sdp(&req.uri)
+            .unwrap_or(&self.cfg.sdp)
+            .clone();
         // live555 (upstream VLC and others) drops any RTP/AVPF medium: plain AVP for it.
         if req
             .headers
@@ -1204,6 +1313,9 @@ impl Server {
     }
 
     fn setup(&mut self, req: &Request, conn: ConnId, now: Instant) -> Result<Response, Fail> {
+        if self.cfg.publish.is_some() && publish::is_record_setup(req) {
+            return self.setup_record(req, conn, now);
+        }
         let track = match self.target(&req.uri)? {
             Target::Track(t) => t,
             Target::Aggregate => {
@@ -1213,15 +1325,7 @@ impl Server {
                 ))
             }
         };
-        let transport = req
-            .headers
-            .get_typed::<Transport>()
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?
-            .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "missing Transport header"))?;
-        let session_hdr = req
-            .headers
-            .get_typed::<Session>()
-            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let (transport, session_hdr) = setup_headers(req)?;
         // Validate the state before choosing the transport, so nothing is half-done on error.
         if let Some(s) = &session_hdr {
             let entry = self.sessions.get(&s.id).ok_or_else(no_such_session)?;
@@ -1260,35 +1364,7 @@ impl Server {
 
         let sid = match session_hdr {
             Some(s) => s.id,
-            None => {
-                let sid = self.new_session_id();
-                let client = ClientId(self.next_client);
-                self.next_client += 1;
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.sessions += 1;
-                }
-                self.wake = None;
-                self.sessions.insert(
-                    sid.clone(),
-                    SessionEntry {
-                        state: ServerSession::new(sid.clone(), self.cfg.session_timeout, now),
-                        client,
-                        conn,
-                        peer,
-                        setups: Vec::new(),
-                        reports_due: Vec::new(),
-                        last_keyframe_request: None,
-                        nack_window: None,
-                    },
-                );
-                self.out
-                    .push_back(Output::Event(ServerEvent::SessionStarted {
-                        session: sid.clone(),
-                        client,
-                        peer,
-                    }));
-                sid
-            }
+            None => self.new_session(conn, peer, now, None),
         };
         let Some(entry) = self.sessions.get_mut(&sid) else {
             return Err(Fail::new(
@@ -1331,6 +1407,50 @@ impl Server {
             .typed(&self.session_header(sid)))
     }
 
+    /// A new session created by a SETUP on `conn` from `peer` at `now` (a publisher's of
+    /// `publishing`, or a viewer's): its id, after `SessionStarted`.
+    fn new_session(
+        &mut self,
+        conn: ConnId,
+        peer: SocketAddr,
+        now: Instant,
+        publishing: Option<String>,
+    ) -> String {
+        let sid = self.new_session_id();
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sessions += 1;
+        }
+        self.wake = None;
+        let timeout = self.cfg.session_timeout;
+        let state = match publishing {
+            Some(_) => ServerSession::new_publisher(sid.clone(), timeout, now),
+            None => ServerSession::new(sid.clone(), timeout, now),
+        };
+        self.sessions.insert(
+            sid.clone(),
+            SessionEntry {
+                state,
+                client,
+                conn,
+                peer,
+                setups: Vec::new(),
+                reports_due: Vec::new(),
+                publishing,
+                last_keyframe_request: None,
+                nack_window: None,
+            },
+        );
+        self.out
+            .push_back(Output::Event(ServerEvent::SessionStarted {
+                session: sid.clone(),
+                client,
+                peer,
+            }));
+        sid
+    }
+
     fn new_session_id(&mut self) -> String {
         loop {
             let id = format!("{:016x}", self.rng.random::<u64>());
@@ -1349,59 +1469,13 @@ impl Server {
         peer: SocketAddr,
         tls: bool,
     ) -> Result<(Setup, Transport), Fail> {
-        let info = &self.cfg.tracks[track];
+        let info = self
+            .track_cfg(track)
+            .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "no such track"))?;
+        let ports = (info.server_ports_v4, info.server_ports_v6);
         for spec in &transport.0 {
-            if spec.multicast {
+            let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, tls, ports) else {
                 continue;
-            }
-            let (sink, reply) = match spec.profile {
-                // Plain UDP beside a TLS connection would carry the media in clear.
-                TransportProfile::RtpAvp | TransportProfile::RtpAvpf if tls => continue,
-                TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
-                    let Some((rtp_port, rtcp_port)) = spec.client_port else {
-                        continue;
-                    };
-                    let peer_ip = canonical_ip(peer.ip());
-                    let server_ports = if peer_ip.is_ipv6() {
-                        info.server_ports_v6
-                    } else {
-                        info.server_ports_v4
-                    };
-                    let Some(server_ports) = server_ports else {
-                        continue;
-                    };
-                    if rtp_port == 0 {
-                        continue;
-                    }
-                    let sink = MediaSink::Udp {
-                        rtp: SocketAddr::new(peer_ip, rtp_port),
-                        rtcp: SocketAddr::new(peer_ip, rtcp_port),
-                    };
-                    let reply = TransportSpec {
-                        profile: spec.profile.clone(),
-                        client_port: Some((rtp_port, rtcp_port)),
-                        server_port: Some(server_ports),
-                        ..TransportSpec::default()
-                    };
-                    (sink, reply)
-                }
-                TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
-                    let (a, b) = spec
-                        .interleaved
-                        .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
-                    let sink = MediaSink::Interleaved {
-                        conn,
-                        rtp_channel: a,
-                        rtcp_channel: b,
-                    };
-                    let reply = TransportSpec {
-                        profile: spec.profile.clone(),
-                        interleaved: Some((a, b)),
-                        ..TransportSpec::default()
-                    };
-                    (sink, reply)
-                }
-                _ => continue,
             };
             let reply = TransportSpec {
                 multicast: false,
@@ -1451,8 +1525,7 @@ impl Server {
     /// The session a PLAY or PAUSE names and the state the method leads to; `404`, `454` or
     /// `455` otherwise.
     fn transition(&self, req: &Request) -> Result<(String, State), Fail> {
-        self.target(&req.uri)?;
-        let sid = session_id(req)?;
+        let sid = self.session_of(req)?;
         let entry = self.sessions.get(&sid).ok_or_else(no_such_session)?;
         let next = entry.state.next_state(&req.method)?;
         Ok((sid, next))
@@ -1460,6 +1533,22 @@ impl Server {
 
     fn play(&mut self, req: &Request, now: Instant, wall: SystemTime) -> Result<Response, Fail> {
         let (sid, next) = self.transition(req)?;
+        // Per set-up track: its RTP time now and its number in the client's URLs.
+        let clocks: HashMap<usize, (u32, usize)> = self
+            .sessions
+            .get(&sid)
+            .map(|e| {
+                e.setups
+                    .iter()
+                    .map(|s| {
+                        let rtptime = self
+                            .track_cfg(s.track)
+                            .map_or(0, |t| t.clock.timestamp_at(wall));
+                        (s.track, (rtptime, self.track_number(s.track)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let entry = self.sessions.get_mut(&sid).ok_or_else(no_such_session)?;
         let already_playing = entry.state.state() == State::Playing;
         entry.state.commit(next, now);
@@ -1472,9 +1561,9 @@ impl Server {
             for s in entry.setups.iter_mut() {
                 let resumed = s.resume_seq.take();
                 let initial_seq = resumed.unwrap_or_else(|| self.rng.random::<u16>());
-                let rtptime = self.cfg.tracks[s.track].clock.timestamp_at(wall);
+                let (rtptime, number) = clocks.get(&s.track).copied().unwrap_or((0, s.track));
                 infos.push(RtpInfoEntry {
-                    url: format!("{base}trackID={}", s.track),
+                    url: format!("{base}trackID={number}"),
                     seq: Some(initial_seq),
                     rtptime: Some(rtptime),
                 });
@@ -1514,9 +1603,23 @@ impl Server {
         Ok(Response::new(StatusCode::OK).typed(&self.session_header(sid)))
     }
 
+    /// The session a request names, after checking its URI: our stream (else `404`), or for
+    /// a publisher's session any URI (its path is its session's).
+    fn session_of(&self, req: &Request) -> Result<String, Fail> {
+        let sid = session_id(req);
+        let publisher = sid
+            .as_ref()
+            .ok()
+            .and_then(|s| self.sessions.get(s))
+            .is_some_and(|e| e.publishing.is_some());
+        if !publisher {
+            self.target(&req.uri)?;
+        }
+        sid
+    }
+
     fn teardown(&mut self, req: &Request) -> Result<Response, Fail> {
-        self.target(&req.uri)?;
-        let sid = session_id(req)?;
+        let sid = self.session_of(req)?;
         if !self.sessions.contains_key(&sid) {
             return Err(no_such_session());
         }
@@ -1554,6 +1657,9 @@ impl Server {
         if path == self.cfg.path {
             return Ok(Target::Aggregate);
         }
+        if let Some(t) = self.published_target(path) {
+            return Ok(t);
+        }
         let n = path
             .strip_prefix(self.cfg.path.as_str())
             .and_then(|r| r.strip_prefix('/'))
@@ -1565,6 +1671,76 @@ impl Server {
         } else {
             Err(not_found())
         }
+    }
+}
+
+/// A SETUP's `Transport` (required) and `Session` (optional) headers; `400` if malformed.
+fn setup_headers(req: &Request) -> Result<(Transport, Option<Session>), Fail> {
+    let transport = req
+        .headers
+        .get_typed::<Transport>()
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?
+        .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "missing Transport header"))?;
+    let session = req
+        .headers
+        .get_typed::<Session>()
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok((transport, session))
+}
+
+/// Our `server_port` pairs (RTP, RTCP) for IPv4 and for IPv6 peers, if any.
+type ServerPorts = (Option<(u16, u16)>, Option<(u16, u16)>);
+
+/// Where a unicast transport alternative (UDP to the client's ports, or interleaved on its
+/// connection) puts `track`'s packets, and the answer's transport, without `ssrc`; `None` if we
+/// cannot serve it. Over TLS (`tls`) media go only in the connection: plain UDP beside it
+/// would carry them in clear.
+fn unicast_sink(
+    spec: &TransportSpec,
+    track: usize,
+    conn: ConnId,
+    peer: SocketAddr,
+    tls: bool,
+    ports: ServerPorts,
+) -> Option<(MediaSink, TransportSpec)> {
+    if spec.multicast {
+        return None;
+    }
+    match spec.profile {
+        TransportProfile::RtpAvp | TransportProfile::RtpAvpf if tls => None,
+        TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
+            let (rtp_port, rtcp_port) = spec.client_port.filter(|(rtp, _)| *rtp != 0)?;
+            let peer_ip = canonical_ip(peer.ip());
+            let server_ports = if peer_ip.is_ipv6() { ports.1 } else { ports.0 }?;
+            let sink = MediaSink::Udp {
+                rtp: SocketAddr::new(peer_ip, rtp_port),
+                rtcp: SocketAddr::new(peer_ip, rtcp_port),
+            };
+            let reply = TransportSpec {
+                profile: spec.profile.clone(),
+                client_port: Some((rtp_port, rtcp_port)),
+                server_port: Some(server_ports),
+                ..TransportSpec::default()
+            };
+            Some((sink, reply))
+        }
+        TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
+            let (a, b) = spec
+                .interleaved
+                .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
+            let sink = MediaSink::Interleaved {
+                conn,
+                rtp_channel: a,
+                rtcp_channel: b,
+            };
+            let reply = TransportSpec {
+                profile: spec.profile.clone(),
+                interleaved: Some((a, b)),
+                ..TransportSpec::default()
+            };
+            Some((sink, reply))
+        }
+        _ => None,
     }
 }
 
@@ -1584,12 +1760,14 @@ fn fresh_rtx_numbering(r: Retransmission, rng: &mut SmallRng) -> Retransmission 
 }
 
 /// Methods valid in a state, for the `Allow` header of a 455 (RFC 2326 §11.3.6).
-fn allowed_in(state: State) -> String {
+fn allowed_in(state: State, publisher: bool) -> String {
     use Method::*;
-    let m: &[Method] = match state {
-        State::Init => &[Options, Describe, Setup, Teardown, GetParameter],
-        State::Ready => &[Options, Describe, Setup, Play, Teardown, GetParameter],
-        State::Playing => &[
+    let m: &[Method] = match (publisher, state) {
+        (true, State::Init | State::Ready) => &[Options, Setup, Record, Teardown, GetParameter],
+        (true, _) => &[Options, Record, Teardown, GetParameter],
+        (false, State::Init) => &[Options, Describe, Setup, Teardown, GetParameter],
+        (false, State::Ready) => &[Options, Describe, Setup, Play, Teardown, GetParameter],
+        (false, State::Playing | State::Recording) => &[
             Options,
             Describe,
             Setup,
@@ -1634,6 +1812,8 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 pub mod access;
+pub mod publish;
+pub use publish::PublishConfig;
 
 #[cfg(test)]
 mod tests;

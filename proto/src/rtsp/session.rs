@@ -13,15 +13,19 @@ use std::time::{Duration, Instant};
 
 use super::Method;
 
-/// The states of RFC 2326 A.1 that a play-only server uses (no Recording).
+/// The states of RFC 2326 A.1. A session either plays (a viewer: Playing) or records (a
+/// publisher: Recording), never both: which is fixed when it is created
+/// ([`ServerSession::new_publisher`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// SETUP has not completed yet (or TEARDOWN was received).
     Init,
     /// At least one track is set up; media is not flowing.
     Ready,
-    /// Media is flowing.
+    /// Media is flowing to the client.
     Playing,
+    /// Media is flowing from the client (a publisher after RECORD).
+    Recording,
 }
 
 /// Why a method is not valid now; the server answers `455 Method Not Valid in This State`.
@@ -29,6 +33,8 @@ pub enum State {
 pub struct StateError {
     pub state: State,
     pub method: Method,
+    /// The session publishes (its valid methods differ from a viewer's).
+    pub publisher: bool,
 }
 
 impl std::fmt::Display for StateError {
@@ -51,6 +57,7 @@ pub struct ServerSession {
     state: State,
     timeout: Duration,
     last_activity: Instant,
+    publisher: bool,
 }
 
 impl ServerSession {
@@ -62,7 +69,22 @@ impl ServerSession {
             state: State::Init,
             timeout,
             last_activity: now,
+            publisher: false,
         }
+    }
+
+    /// A new publishing session (created by a SETUP with `mode=record`): it records instead
+    /// of playing.
+    pub fn new_publisher(id: impl Into<String>, timeout: Duration, now: Instant) -> Self {
+        Self {
+            publisher: true,
+            ..Self::new(id, timeout, now)
+        }
+    }
+
+    /// Whether the session publishes (RECORD) rather than plays.
+    pub fn is_publisher(&self) -> bool {
+        self.publisher
     }
 
     pub fn id(&self) -> &str {
@@ -80,16 +102,21 @@ impl ServerSession {
 
     /// The state `method` would lead to, or why it is not valid now (RFC 2326 table A.1).
     /// Methods that do not change state (OPTIONS, DESCRIBE, GET/SET_PARAMETER) are valid in
-    /// every state and keep it.
+    /// every state and keep it. A viewer never records, a publisher never plays; a publisher
+    /// sets up all its tracks before RECORD (SETUP while recording is not valid) and has no
+    /// PAUSE.
     pub fn next_state(&self, method: &Method) -> Result<State, StateError> {
         use State::*;
-        let next = match (self.state, method) {
-            (Init | Ready, Method::Setup) => Some(Ready),
-            (Playing, Method::Setup) => Some(Playing),
-            (Ready | Playing, Method::Play) => Some(Playing),
-            (Playing, Method::Pause) => Some(Ready),
-            (_, Method::Teardown) => Some(Init),
+        let next = match (self.publisher, self.state, method) {
+            (false, Init | Ready, Method::Setup) => Some(Ready),
+            (false, Playing, Method::Setup) => Some(Playing),
+            (false, Ready | Playing, Method::Play) => Some(Playing),
+            (false, Playing, Method::Pause) => Some(Ready),
+            (true, Init | Ready, Method::Setup) => Some(Ready),
+            (true, Ready | Recording, Method::Record) => Some(Recording),
+            (_, _, Method::Teardown) => Some(Init),
             (
+                _,
                 s,
                 Method::Options | Method::Describe | Method::GetParameter | Method::SetParameter,
             ) => Some(s),
@@ -98,6 +125,7 @@ impl ServerSession {
         next.ok_or_else(|| StateError {
             state: self.state,
             method: method.clone(),
+            publisher: self.publisher,
         })
     }
 
@@ -159,6 +187,32 @@ mod tests {
         // Unknown and recording methods are never valid for a play-only server.
         assert!(s.next_state(&Method::Record).is_err());
         assert!(s.next_state(&Method::Extension("FOO".into())).is_err());
+    }
+
+    #[test]
+    fn a_publisher_sets_up_then_records_and_never_plays() {
+        let t0 = Instant::now();
+        let mut s = ServerSession::new_publisher("p1", Duration::from_secs(60), t0);
+        assert!(s.is_publisher());
+        assert_eq!(
+            s.next_state(&Method::Record),
+            Err(StateError {
+                state: State::Init,
+                method: Method::Record,
+                publisher: true,
+            })
+        );
+        s.commit(s.next_state(&Method::Setup).unwrap(), t0);
+        assert_eq!(s.next_state(&Method::Setup), Ok(State::Ready));
+        assert!(s.next_state(&Method::Play).is_err());
+        s.commit(s.next_state(&Method::Record).unwrap(), t0);
+        assert_eq!(s.state(), State::Recording);
+        assert_eq!(s.next_state(&Method::Record), Ok(State::Recording));
+        assert!(s.next_state(&Method::Setup).is_err());
+        assert!(s.next_state(&Method::Pause).is_err());
+        assert!(s.next_state(&Method::Play).is_err());
+        assert_eq!(s.next_state(&Method::GetParameter), Ok(State::Recording));
+        assert_eq!(s.next_state(&Method::Teardown), Ok(State::Init));
     }
 
     #[test]

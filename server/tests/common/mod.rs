@@ -6,6 +6,8 @@
 pub mod lossy_netns;
 pub mod mp4_check;
 
+pub mod media_file;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;

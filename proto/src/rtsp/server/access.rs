@@ -2,7 +2,9 @@
 //! RFC 2617 / RFC 7616) against a users table, per-connection nonces, and a per-address budget
 //! of failures.
 //!
-//! - Every request but OPTIONS needs credentials of a user with the `read` role.
+//! - Every request but OPTIONS needs credentials of a user with the role the request needs
+//!   ([`Need`]): `read` to watch, `publish` for ANNOUNCE, RECORD and a SETUP with
+//!   `mode=record`, either for TEARDOWN and GET/SET_PARAMETER.
 //! - A 401 carries two challenges, SHA-256 first and MD5 last (ffmpeg, mpv, GStreamer and
 //!   live555 answer the last one, and only MD5; gortsplib answers SHA-256). Both share one
 //!   nonce: 128 bits from the state machine's seeded generator, valid only on the connection it
@@ -40,7 +42,7 @@ pub const REALM: &str = "livecast";
 pub struct Roles {
     /// Watch: DESCRIBE, SETUP, PLAY and the rest.
     pub read: bool,
-    /// Publish (RECORD; reserved for the relay, not used yet).
+    /// Publish: ANNOUNCE, SETUP with `mode=record`, RECORD.
     pub publish: bool,
 }
 
@@ -160,8 +162,27 @@ pub(super) enum Verdict {
     },
     /// The address is locked out: 403 and close.
     LockedOut,
-    /// Right credentials, but the user may not read: 403.
+    /// Right credentials, but the user lacks the role the request needs: 403.
     Forbidden,
+}
+
+/// The role a request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Need {
+    Read,
+    Publish,
+    /// Either role (requests both viewers and publishers make: TEARDOWN, keep-alives).
+    Either,
+}
+
+impl Need {
+    fn met_by(self, r: Roles) -> bool {
+        match self {
+            Need::Read => r.read,
+            Need::Publish => r.publish,
+            Need::Either => r.read || r.publish,
+        }
+    }
 }
 
 struct Nonce {
@@ -216,6 +237,7 @@ impl Access {
         ip: IpAddr,
         tls: bool,
         req: &Request,
+        need: Need,
     ) -> Verdict {
         if self.locked(now, ip) {
             return Verdict::LockedOut;
@@ -264,7 +286,7 @@ impl Access {
             // nonce, and the client knows it need not ask for a password.
             _ => return Verdict::Challenge { stale: true },
         }
-        if user.is_some_and(|u| u.roles.read) {
+        if user.is_some_and(|u| need.met_by(u.roles)) {
             Verdict::Allow
         } else {
             Verdict::Forbidden

@@ -1887,6 +1887,7 @@ fn malformed_or_basic_credentials_are_challenged_never_a_panic() {
     }
 }
 
+mod publish;
 /// A harness whose connection 2 is TLS (RTSPS), from another address.
 fn with_tls_conn(cfg: ServerConfig) -> Harness {
     let mut h = Harness::with(cfg, 9);

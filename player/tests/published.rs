@@ -1,0 +1,76 @@
+//! The headless player reads a path published into livecast-server (by ffmpeg): the relay as
+//! a viewer meets it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use livecast_server::rtsp_server::PublishOptions;
+
+#[path = "../../server/tests/common/media_file.rs"]
+mod media_file;
+use livecast_server::source::VideoConfig;
+use livecast_server::ServerConfig;
+use media_file::h264_opus_mkv;
+
+#[test]
+fn headless_plays_a_path_published_by_ffmpeg() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = h264_opus_mkv(dir.path());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let small = VideoConfig {
+        width: 320,
+        height: 240,
+        fps: 30,
+    };
+    let mut cfg =
+        ServerConfig::test_sources("127.0.0.1:0".parse().expect("address"), small, 300_000);
+    cfg.rtsp.publishers = Some(PublishOptions::default());
+    let server = rt
+        .block_on(livecast_server::start(cfg))
+        .expect("server starts");
+    let cam = format!("rtsp://{}/cam", server.listening[0]);
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", &cam])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let start = Instant::now();
+    while server.rtsp.paths().get("cam").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "ffmpeg did not publish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json = dir.path().join("stats.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_livecast-player"))
+        .args(["--headless", &cam, "--duration", "5", "--transport", "tcp"])
+        .arg("--stats-json")
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("the player binary was built by cargo for this test");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    assert!(status.success(), "player exited with {status}");
+    let text = std::fs::read_to_string(&json).expect("the player wrote --stats-json");
+    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(r["video"]["width"], 320, "{r}");
+    assert_eq!(r["video"]["height"], 240, "{r}");
+    let video = r["video"]["frames_decoded"]
+        .as_u64()
+        .expect("frames_decoded");
+    // 25 fps for about 5 s, less the set-up.
+    assert!(video >= 75, "only {video} frames decoded: {r}");
+    let audio = r["audio"]["frames_decoded"].as_u64().expect("audio frames");
+    assert!(audio >= 150, "only {audio} Opus frames decoded: {r}");
+    server.shutdown();
+}
