@@ -364,6 +364,20 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    // Published paths are recorded too, each to its own files.
+    let published_recorder = args.record.as_ref().map(|dir| {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(livecast_server::record::Recorder::record_published(
+            livecast_server::record::RecordConfig {
+                dir: dir.clone(),
+                name: String::new(),
+                segment: args.record_segment,
+            },
+            server.rtsp.paths().clone(),
+            stopped,
+        ));
+        (stop, task)
+    });
     let p = &server.pipeline.video_params;
     {
         say!(
@@ -431,6 +445,10 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     if let Some(r) = recorder {
         r.stop();
+    }
+    if let Some((stop, task)) = published_recorder {
+        let _ = stop.send(());
+        let _ = task.await;
     }
     // Waits (blocking, at exit) for the captioner to finish its pass: a process must not exit
     // with whisper still running.

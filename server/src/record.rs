@@ -48,11 +48,18 @@ pub struct RecordConfig {
 }
 
 /// One track to record: what it carries and how its RTP timestamps map to wall-clock time.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RecordTrack {
     pub kind: TrackKind,
     pub clock: RtpClock,
+    /// H.264 SPS and PPS known from the description (`sprop-parameter-sets`), for streams
+    /// that do not repeat them before their keyframes (publishers such as ffmpeg with
+    /// `-c copy`); in-band ones take over when they come.
+    pub params: Option<ParameterSets>,
 }
+
+/// An H.264 SPS and PPS (without start codes).
+pub type ParameterSets = (Vec<u8>, Vec<u8>);
 
 enum Input {
     /// One access unit's RTP packets from track `track`.
@@ -148,6 +155,7 @@ impl Recorder {
             .map(|t| RecordTrack {
                 kind: t.info.kind,
                 clock: t.clock(),
+                params: None,
             })
             .collect();
         let (rec, taps) = Recorder::start(cfg, specs)?;
@@ -157,6 +165,88 @@ impl Recorder {
         Ok(rec)
     }
 
+    /// Records every path publishers bring (`--record` with publishers): each published path
+    /// gets its own files, `DIR/<path>-<UTC start>.mp4`, from when its publisher starts until
+    /// it leaves. H.264 and Opus tracks are recorded; other announced formats are left out of
+    /// the file (they are still re-served). Runs until `stop` fires (or its sender goes),
+    /// then closes every file.
+    pub async fn record_published(
+        cfg: RecordConfig,
+        paths: Arc<crate::publish::Paths>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        use std::collections::HashMap;
+        let mut changes = paths.changes();
+        let mut running: HashMap<String, (u64, Recorder)> = HashMap::new();
+        loop {
+            let now = paths.list();
+            // Ended (or taken over): close their files, off the async threads.
+            let gone: Vec<String> = running
+                .iter()
+                .filter(|(name, (client, _))| {
+                    !now.iter()
+                        .any(|p| &p.path == *name && p.client.0 == *client)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in gone {
+                if let Some((_, r)) = running.remove(&name) {
+                    let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+                }
+            }
+            let new: Vec<_> = now
+                .iter()
+                .filter(|p| !running.contains_key(&p.path))
+                .collect();
+            for p in new {
+                // The announced media, in the order of the path's tracks.
+                let recorded: Vec<(&Arc<Track>, Option<ParameterSets>)> = p
+                    .tracks
+                    .iter()
+                    .zip(&p.sdp.media)
+                    .filter(|(t, _)| {
+                        t.encoding.eq_ignore_ascii_case("h264")
+                            || t.encoding.eq_ignore_ascii_case("opus")
+                    })
+                    .map(|(t, m)| (&t.track, sprop(m)))
+                    .collect();
+                if recorded.is_empty() {
+                    continue;
+                }
+                let name = p.path.trim_matches('/').replace('/', "_");
+                let c = RecordConfig {
+                    name,
+                    ..cfg.clone()
+                };
+                let specs = recorded
+                    .iter()
+                    .map(|(t, params)| RecordTrack {
+                        kind: t.info.kind,
+                        clock: t.clock(),
+                        params: params.clone(),
+                    })
+                    .collect();
+                match Recorder::start(c, specs) {
+                    Ok((rec, taps)) => {
+                        for ((t, _), tap) in recorded.iter().zip(taps) {
+                            t.set_tap(Box::new(move |pk| tap.send(pk)));
+                        }
+                        info!(path = %p.path, "recording the published path");
+                        running.insert(p.path.clone(), (p.client.0, rec));
+                    }
+                    Err(e) => error!(path = %p.path, "cannot record the published path: {e:#}"),
+                }
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { break },
+                _ = &mut stop => break,
+            }
+        }
+        for (_, (_, r)) in running {
+            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        }
+    }
+
     /// Writes what is pending and closes the files.
     pub fn stop(mut self) {
         let _ = self.tx.send(Input::Stop);
@@ -164,6 +254,19 @@ impl Recorder {
             let _ = t.join();
         }
     }
+}
+
+/// The SPS and PPS of an H.264 medium's `sprop-parameter-sets`, if it has both.
+fn sprop(m: &livecast_proto::sdp::MediaDescription) -> Option<ParameterSets> {
+    let pt = *m.payload_types().first()?;
+    let fmtp = m.fmtp(pt)?;
+    let (_, v) = fmtp
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("sprop-parameter-sets"))?;
+    let sets = h264::parse_sprop_parameter_sets(v).ok()?;
+    let sps = sets.iter().find(|n| h264::nal_type(n) == 7)?;
+    let pps = sets.iter().find(|n| h264::nal_type(n) == 8)?;
+    Some((sps.clone(), pps.clone()))
 }
 
 /// One track's receive side.
@@ -327,7 +430,9 @@ impl State {
                 let sps = au.nals.iter().find(|n| h264::nal_type(n) == 7);
                 let pps = au.nals.iter().find(|n| h264::nal_type(n) == 8);
                 if let (Some(sps), Some(pps)) = (sps, pps) {
-                    let (sps, pps) = (sps.clone(), pps.clone());
+                    self.tracks[track].spec.params = Some((sps.clone(), pps.clone()));
+                }
+                if let Some((sps, pps)) = self.tracks[track].spec.params.clone() {
                     self.close()?;
                     self.open(us, &sps, &pps)?;
                 }

@@ -316,3 +316,59 @@ fn a_livecast_server_publishes_into_another_with_authentication() {
     assert_h264_320x240_and_opus(&probe(&viewer));
     ffmpeg_decodes(&viewer, "tcp", 60);
 }
+
+/// `--record` records a published path too, to its own files (`cam-<start>.mp4`): ffprobe
+/// reads H.264 and Opus from them, for about as long as the publisher published.
+#[test]
+fn a_published_path_is_recorded_to_its_own_mp4() {
+    let rec = tempfile::tempdir().expect("a temporary folder");
+    let dir = rec.path().to_str().expect("UTF-8").to_owned();
+    let (server, _tmp, input, cam) = server_and_input(&["--record", &dir]);
+    let publisher = ffmpeg_publisher(&input, &cam, "tcp");
+    probe(&cam);
+    std::thread::sleep(Duration::from_secs(4));
+    stop(publisher);
+    // The path ends when its connection closes; its files are closed then.
+    let start = Instant::now();
+    let file = loop {
+        let cam_files: Vec<_> = std::fs::read_dir(rec.path())
+            .expect("the recording folder")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with("cam-") && name.ends_with(".mp4")
+            })
+            .collect();
+        if let [f] = &cam_files[..] {
+            if std::fs::metadata(f).map_or(0, |m| m.len()) > 20_000 {
+                break f.clone();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{cam_files:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    drop(server);
+    let (ok, out, err) = run_peer(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,width,height:format=duration",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffprobe {}: {err}", file.display());
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"h264,320,240"), "{out}");
+    assert!(lines.contains(&"opus"), "{out}");
+    let duration: f64 = lines.last().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    assert!(
+        (2.0..=8.0).contains(&duration),
+        "{duration} s recorded: {out}"
+    );
+}
