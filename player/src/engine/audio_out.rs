@@ -176,7 +176,13 @@ impl Renderer {
         for i in 0..frames {
             let Some(c) = self.chunks.front() else {
                 out[2 * i..].iter_mut().for_each(|s| *s = 0.0);
-                shared.underruns.fetch_add(1, Ordering::Relaxed);
+                // A gap once playing has started (not the wait for the first audio, nor the
+                // one after a clear).
+                let started = shared.played_generation.load(Ordering::Acquire) == generation
+                    && shared.played_us.load(Ordering::Relaxed) != NO_TIME;
+                if i > 0 || started {
+                    shared.underruns.fetch_add(1, Ordering::Relaxed);
+                }
                 break;
             };
             let idx = c.pos as usize;
@@ -396,6 +402,12 @@ impl AudioSink {
     /// Beep onsets heard since the last call: (timeline µs, instant presented).
     pub fn take_onsets(&mut self) -> Vec<(i64, Instant)> {
         std::iter::from_fn(|| self.onsets.pop().ok()).collect()
+    }
+
+    /// Output blocks that ran out of queued audio after playing had started: each one is
+    /// an audible gap.
+    pub fn underruns(&self) -> u64 {
+        self.shared.underruns.load(Ordering::Relaxed)
     }
 
     pub fn frames_played(&self) -> u64 {

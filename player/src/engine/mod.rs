@@ -20,6 +20,7 @@ pub mod api;
 pub mod audio_out;
 pub mod captions;
 pub mod decode;
+pub mod live_edge;
 pub mod net;
 pub mod playback;
 mod recorder;
