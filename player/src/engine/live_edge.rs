@@ -10,7 +10,7 @@
 //! * the *floor* is the smallest transit of the last [`WINDOW_US`]: a unit arriving on the
 //!   fastest path;
 //! * the *jitter* is how much later than the floor the units of that window arrived, at
-//!   [`JITTER_PERCENTILE`];
+//!   [`JITTER_PERCENTILE`] (audio: [`AUDIO_JITTER_PERCENTILE`]);
 //! * the *playout delay* is jitter + [`MARGIN_US`] (the playback loop's tick and the
 //!   decode), bounded to [`MIN_DELAY_US`, `MAX_DELAY_US`].
 //!
@@ -25,8 +25,10 @@ use std::collections::VecDeque;
 
 /// Transit samples older than this are forgotten.
 pub const WINDOW_US: i64 = 2_000_000;
-/// The share of arrivals the delay covers.
+/// The share of arrivals the delay covers: video (a late frame is shown late)...
 pub const JITTER_PERCENTILE: f64 = 0.95;
+/// ... and audio (a late packet is a gap heard).
+pub const AUDIO_JITTER_PERCENTILE: f64 = 0.99;
 /// Covers the playback loop's tick (4 ms) and decoding.
 pub const MARGIN_US: i64 = 5_000;
 pub const MIN_DELAY_US: i64 = 5_000;
@@ -35,8 +37,9 @@ pub const MAX_DELAY_US: i64 = 500_000;
 const MAX_SAMPLES: usize = 512;
 
 /// The adaptive live limit. See the module docs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LiveEdge {
+    percentile: f64,
     /// `(now_us, transit_us)` of the arrivals of the last [`WINDOW_US`], oldest first.
     samples: VecDeque<(i64, i64)>,
     /// Something arrived.
@@ -49,9 +52,29 @@ pub struct LiveEdge {
     sorted: Vec<i64>,
 }
 
+impl Default for LiveEdge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LiveEdge {
+    /// Covers [`JITTER_PERCENTILE`] of the arrivals.
     pub fn new() -> Self {
-        Self::default()
+        Self::covering(JITTER_PERCENTILE)
+    }
+
+    /// Covers `percentile` (0..=1) of the arrivals.
+    pub fn covering(percentile: f64) -> Self {
+        Self {
+            percentile: percentile.clamp(0.0, 1.0),
+            samples: VecDeque::new(),
+            started: false,
+            floor_us: 0,
+            jitter_us: 0,
+            delay_us: 0,
+            sorted: Vec::new(),
+        }
     }
 
     /// A unit of media time `time_us` arrived by `now_us`.
@@ -70,7 +93,7 @@ impl LiveEdge {
         self.sorted.extend(self.samples.iter().map(|s| s.1));
         self.sorted.sort_unstable();
         self.floor_us = self.sorted[0];
-        let k = ((self.sorted.len() - 1) as f64 * JITTER_PERCENTILE).round() as usize;
+        let k = ((self.sorted.len() - 1) as f64 * self.percentile).round() as usize;
         self.jitter_us = self.sorted[k] - self.floor_us;
         self.delay_us = (self.jitter_us + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
     }
@@ -172,6 +195,15 @@ mod tests {
         assert_eq!(le.delay_us(), Some(MARGIN_US));
         // The window holds 100 arrivals: from the 6th late one on, the 95th percentile is late.
         for i in 0..6 {
+            let capture = 3_000_000 + i * 20_000;
+            le.arrived(capture, capture + 1_007_000 + 80_000);
+        }
+        assert_eq!(le.delay_us(), Some(80_000 + MARGIN_US));
+
+        // Audio's edge covers 99 %: two late arrivals of 100 are enough.
+        let mut le = LiveEdge::covering(AUDIO_JITTER_PERCENTILE);
+        feed(&mut le, &mut Rng(3), 0, 3_000_000, 0);
+        for i in 0..2 {
             let capture = 3_000_000 + i * 20_000;
             le.arrived(capture, capture + 1_007_000 + 80_000);
         }

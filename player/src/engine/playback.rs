@@ -20,7 +20,7 @@ use super::api::*;
 use super::audio_out::AudioSink;
 use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, Picture, VideoDecoder};
-use super::live_edge::LiveEdge;
+use super::live_edge::{LiveEdge, AUDIO_JITTER_PERCENTILE};
 use super::net::NetControl;
 use super::recorder::{lock, Shared};
 use super::recording::{read_index, Index, IndexEntry, RecordingReader, SharedIndex};
@@ -128,7 +128,7 @@ impl Clock {
             live_catch_ups: 0,
             epoch: now,
             video_edge: LiveEdge::new(),
-            audio_edge: LiveEdge::new(),
+            audio_edge: LiveEdge::covering(AUDIO_JITTER_PERCENTILE),
             seen: (0, 0),
         }
     }
