@@ -1283,22 +1283,28 @@ mod tests {
         );
     }
 
+    /// A live session's rig and the recording it plays, empty so far (in `dir`).
+    fn live_rig(dir: &Path) -> (Rig, RecordingWriter) {
+        let path = dir.join("live.lcrec");
+        let writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
+        let shared: Shared = Arc::default();
+        {
+            let mut s = lock(&shared);
+            s.index = Some(writer.index());
+            s.path = Some(path);
+            s.conn = ConnState::Streaming { tcp: false };
+        }
+        let r = Rig::new(Source::Url("rtsp://test/live".into()), shared, None);
+        (r, writer)
+    }
+
     /// A live session whose units arrive 7 ms after capture plus up to `jitter_us` (seeded),
     /// never overtaking one another. Returns, over the last 10 s of 16: the live delay the
     /// audio edge settled on, the capture-to-shown delays of the pictures (virtual clock), the
     /// shown picture's time minus the audio heard at that moment, and the audio underruns.
     fn jittery_live(jitter_us: i64) -> (i64, Vec<i64>, Vec<i64>, u64) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("live.lcrec");
-        let mut writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
-        let shared: Shared = Arc::default();
-        {
-            let mut s = lock(&shared);
-            s.index = Some(writer.index());
-            s.path = Some(path.clone());
-            s.conn = ConnState::Streaming { tcp: false };
-        }
-        let mut r = Rig::new(Source::Url("rtsp://test/live".into()), shared, None);
+        let (mut r, mut writer) = live_rig(dir.path());
         let mut rng = 0x5eed_u64;
         let mut last_arrival = [i64::MIN; 2];
         let media: Vec<(i64, MediaUnit)> = session()
@@ -1374,16 +1380,7 @@ mod tests {
     #[test]
     fn live_session_pause_seek_fast_forward_rewind_and_back_to_live() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("live.lcrec");
-        let mut writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
-        let shared: Shared = Arc::default();
-        {
-            let mut s = lock(&shared);
-            s.index = Some(writer.index());
-            s.path = Some(path.clone());
-            s.conn = ConnState::Streaming { tcp: false };
-        }
-        let mut r = Rig::new(Source::Url("rtsp://test/live".into()), shared, None);
+        let (mut r, mut writer) = live_rig(dir.path());
         // "Receives" what was captured by the test clock; captions arrive later (whisper's
         // delay), so the text track is fed from its own queue.
         let (text, media): (Vec<MediaUnit>, Vec<MediaUnit>) =
