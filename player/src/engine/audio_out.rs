@@ -524,6 +524,35 @@ mod tests {
     }
 
     #[test]
+    fn underruns_count_gaps_once_playing_has_started() {
+        let mut sink = AudioSink::manual();
+        sink.set_paused(false);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Waiting for the first audio is not a gap.
+        sink.pull(480, at(0));
+        sink.pull(480, at(10));
+        assert_eq!(sink.underruns(), 0);
+        // 20 ms queued, 30 ms asked for: one block runs dry, and the next finds nothing.
+        sink.push(0, vec![0; 960 * 2]);
+        sink.pull(480, at(20));
+        sink.pull(480, at(30));
+        assert_eq!(sink.underruns(), 0);
+        sink.pull(480, at(40));
+        assert_eq!(sink.underruns(), 1);
+        sink.pull(480, at(50));
+        assert_eq!(sink.underruns(), 2);
+        // A clear (a seek) starts over: the wait for the new audio is not a gap.
+        sink.clear();
+        sink.pull(480, at(60));
+        assert_eq!(sink.underruns(), 2);
+        sink.push(1_000_000, vec![0; 480 * 2]);
+        sink.pull(480, at(70));
+        sink.pull(240, at(80));
+        assert_eq!(sink.underruns(), 3);
+    }
+
+    #[test]
     fn paused_sink_holds_its_position() {
         let (mut sink, _) = AudioSink::open(false);
         sink.push(0, vec![0; 48_000 * 2]);
