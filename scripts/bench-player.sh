@@ -41,6 +41,7 @@ BIN_DIR=${BIN_DIR:-target/release} # NO_BUILD=1 BIN_DIR=DIR measures binaries bu
 SERVER=$BIN_DIR/livecast-server
 PLAYER=$BIN_DIR/livecast-player
 SEEKBENCH=$BIN_DIR/livecast-player-bench
+PLAYER_BASE=${PLAYER_BASE:-} # another livecast-player build, measured alongside in the latency phase
 GST=scripts/gst-client-latency.py
 URL=rtsp://127.0.0.1:$PORT/live
 Y4M=$PWD/target/bench-fanout/noise-1280x720-30.y4m
@@ -162,6 +163,10 @@ for phase in $PHASES; do
         for r in $(seq "$REPEAT"); do
             wait_load "latency-ours-$r"
             ours "$LAT_S" "$OUT/latency-ours-$r.json"
+            if [ -n "$PLAYER_BASE" ]; then
+                wait_load "latency-base-$r"
+                PLAYER=$PLAYER_BASE ours "$LAT_S" "$OUT/latency-base-$r.json"
+            fi
             wait_load "latency-gst-$r"
             gst "$LAT_S" "$OUT/latency-gst-$r.json" --ocr
         done
@@ -244,6 +249,18 @@ if rows:
         print(f"| {r} | {f(ol.get('p50'))} | {f(ol.get('p95'))} | {f(o.get('first_frame_ms'),0)} | {o.get('video',{}).get('frames_decoded')} "
               f"| {f(gl.get('p50'))} | {f(gl.get('p95'))} | {f(g.get('first_frame_ms'),0)} ({f(g.get('first_frame_from_exec_ms'),0)}) | {g.get('video',{}).get('frames_decoded')} "
               f"| {f(ol_.get('p50'),0)} / {f(ol_.get('p95'),0)} | {f(ocr.get('drawn_minus_sr_ms',{}).get('p50'),2)} |")
+for r in range(1, 100):
+    o = load(f"latency-ours-{r}.json")
+    if not o:
+        break
+    b = load(f"latency-base-{r}.json") or {}
+    bl = b.get("latency_ms") or {}
+    if r == 1:
+        print("\n| run | ours audio p50 / p95 | ours A/V offset | ours audio underruns | base p50 / p95 | base A/V offset |")
+        print("|---|---:|---:|---:|---:|---:|")
+    al = o.get("audio_latency_ms") or {}
+    print(f"| {r} | {f(al.get('p50'))} / {f(al.get('p95'))} | {f(o.get('av_offset_ms'))} | {o.get('audio',{}).get('underruns')} "
+          f"| {f(bl.get('p50'))} / {f(bl.get('p95'))} | {f(b.get('av_offset_ms'))} |")
 fo = [load(f"first-ours-{r}.json") for r in range(1, 100)]
 fg = [load(f"first-gst-{r}.json") for r in range(1, 100)]
 fo = sorted(x["first_frame_ms"] for x in fo if x and x.get("first_frame_ms") is not None)

@@ -445,7 +445,6 @@ pub struct Track {
     created: Instant,
     /// Sees every access unit once, as it is counted (the recorder).
     tap: std::sync::OnceLock<Tap>,
-
     /// How old the kept keyframe may be to start a joiner from ([`KEYFRAME_MIN_GAP`] unless
     /// [`Track::with_recent_window`]).
     recent_window: Duration,

@@ -176,7 +176,13 @@ impl Renderer {
         for i in 0..frames {
             let Some(c) = self.chunks.front() else {
                 out[2 * i..].iter_mut().for_each(|s| *s = 0.0);
-                shared.underruns.fetch_add(1, Ordering::Relaxed);
+                // A gap once playing has started (not the wait for the first audio, nor the
+                // one after a clear).
+                let started = shared.played_generation.load(Ordering::Acquire) == generation
+                    && shared.played_us.load(Ordering::Relaxed) != NO_TIME;
+                if i > 0 || started {
+                    shared.underruns.fetch_add(1, Ordering::Relaxed);
+                }
                 break;
             };
             let idx = c.pos as usize;
@@ -398,6 +404,12 @@ impl AudioSink {
         std::iter::from_fn(|| self.onsets.pop().ok()).collect()
     }
 
+    /// Output blocks that ran out of queued audio after playing had started: each one is
+    /// an audible gap.
+    pub fn underruns(&self) -> u64 {
+        self.shared.underruns.load(Ordering::Relaxed)
+    }
+
     pub fn frames_played(&self) -> u64 {
         self.shared.frames_played.load(Ordering::Relaxed)
     }
@@ -509,6 +521,35 @@ mod tests {
         let onsets = sink.take_onsets();
         assert_eq!(onsets.len(), 1, "{onsets:?}");
         assert!((onsets[0].0 - 1_300_000).abs() <= 10_000, "{onsets:?}");
+    }
+
+    #[test]
+    fn underruns_count_gaps_once_playing_has_started() {
+        let mut sink = AudioSink::manual();
+        sink.set_paused(false);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Waiting for the first audio is not a gap.
+        sink.pull(480, at(0));
+        sink.pull(480, at(10));
+        assert_eq!(sink.underruns(), 0);
+        // 20 ms queued, 30 ms asked for: one block runs dry, and the next finds nothing.
+        sink.push(0, vec![0; 960 * 2]);
+        sink.pull(480, at(20));
+        sink.pull(480, at(30));
+        assert_eq!(sink.underruns(), 0);
+        sink.pull(480, at(40));
+        assert_eq!(sink.underruns(), 1);
+        sink.pull(480, at(50));
+        assert_eq!(sink.underruns(), 2);
+        // A clear (a seek) starts over: the wait for the new audio is not a gap.
+        sink.clear();
+        sink.pull(480, at(60));
+        assert_eq!(sink.underruns(), 2);
+        sink.push(1_000_000, vec![0; 480 * 2]);
+        sink.pull(480, at(70));
+        sink.pull(240, at(80));
+        assert_eq!(sink.underruns(), 3);
     }
 
     #[test]

@@ -20,9 +20,10 @@ use super::api::*;
 use super::audio_out::AudioSink;
 use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, Picture, VideoDecoder};
+use super::live_edge::{LiveEdge, AUDIO_JITTER_PERCENTILE};
 use super::net::NetControl;
 use super::recorder::{lock, Shared};
-use super::recording::{read_index, IndexEntry, RecordingReader, SharedIndex};
+use super::recording::{read_index, Index, IndexEntry, RecordingReader, SharedIndex};
 use super::report::{
     av_offset, CaptionBlockReport, CaptionReport, ChatReport, Percentiles, Report,
 };
@@ -31,16 +32,18 @@ use super::unit::{MediaKind, MediaUnit};
 
 /// How far ahead of the playhead audio is handed to the output.
 const AUDIO_LEAD_US: i64 = super::report::AUDIO_LEAD_MS * 1000;
-/// Default distance from the live edge: covers the encoder's frame pacing and the jitter
-/// buffer on a LAN; raised when the measured jitter needs it.
+/// Distance from the live edge until the first units have arrived (then [`LiveEdge`] sets it
+/// from the measured jitter).
 const BASE_LIVE_DELAY_US: i64 = 40_000;
 /// While following live, a playhead this far behind the live limit (an audio device or
 /// scheduling hiccup, which the audio master clock would otherwise keep forever) skips ahead.
 const LIVE_CATCH_UP_US: i64 = 40_000;
-/// Call mode: the same, as small as a LAN allows (the jitter buffer adds what jitter needs).
+/// Call mode: the same, as small as a LAN allows.
 const CALL_LIVE_DELAY_US: i64 = 20_000;
-/// The live delay is the jitter buffer's delay plus this margin (call mode: half).
-const LIVE_DELAY_MARGIN_US: i64 = 20_000;
+/// At live, video may be shown up to this far ahead of the playhead (which audio needs
+/// further behind the newest data: an Opus packet is whole only 20 ms after its time), when
+/// it has arrived: lip sync stays within it.
+const VIDEO_LEAD_US: i64 = 15_000;
 /// If decoding falls this far behind the playhead, skip to the next keyframe.
 const MAX_VIDEO_LAG_US: i64 = 1_000_000;
 /// Playback loop period when idle.
@@ -98,11 +101,17 @@ impl Recorded {
 struct Clock {
     timeline: Timeline,
     is_file: bool,
-    call: bool,
     /// The timeline's jump count last acted on (a jump restarts decoding).
     seen_jumps: u64,
     /// Times the playhead skipped ahead to stay live.
     live_catch_ups: u64,
+    /// The local clock for [`LiveEdge`]: µs since this.
+    epoch: Instant,
+    /// Arrivals of the video and the audio track: where each one's live limit is.
+    video_edge: LiveEdge,
+    audio_edge: LiveEdge,
+    /// Entries of the video and audio tracks seen so far.
+    seen: (usize, usize),
 }
 
 impl Clock {
@@ -115,15 +124,37 @@ impl Clock {
         Self {
             timeline: Timeline::new(delay, now),
             is_file,
-            call,
             seen_jumps: 0,
             live_catch_ups: 0,
+            epoch: now,
+            video_edge: LiveEdge::new(),
+            audio_edge: LiveEdge::covering(AUDIO_JITTER_PERCENTILE),
+            seen: (0, 0),
         }
     }
 
-    /// Follows the recording's extent: a file's range, or the live edge with a live delay
-    /// that covers the jitter buffer's.
-    fn follow(&mut self, start: Option<i64>, edge: i64, jitter_delay_ms: f64, now: Instant) {
+    /// Tells the live edges about the units recorded since the last call.
+    fn arrivals(&mut self, idx: &Index, video: Option<usize>, audio: Option<usize>, now: Instant) {
+        if self.is_file {
+            return;
+        }
+        let now_us = mono_us(self.epoch, now);
+        for (track, seen, edge) in [
+            (video, &mut self.seen.0, &mut self.video_edge),
+            (audio, &mut self.seen.1, &mut self.audio_edge),
+        ] {
+            let Some(t) = track else { continue };
+            for e in idx.entries(t).get(*seen..).unwrap_or_default() {
+                edge.arrived(e.time_us, now_us);
+                *seen += 1;
+            }
+        }
+    }
+
+    /// Follows the recording's extent: a file's range, or the live edge. Live, the playhead
+    /// may go as far as the audio track's adaptive limit (the video track's without audio):
+    /// the live delay is what keeps it there behind the newest unit.
+    fn follow(&mut self, start: Option<i64>, edge: i64, now: Instant) {
         if self.is_file {
             if let Some(s) = start {
                 self.timeline.set_range(s, edge, now);
@@ -131,15 +162,30 @@ impl Clock {
             return;
         }
         self.timeline.set_live_edge(edge, now);
-        let (base, margin) = if self.call {
-            (CALL_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US / 2)
+        let now_us = mono_us(self.epoch, now);
+        let limit = if self.seen.1 > 0 {
+            self.audio_edge.limit_us(now_us)
         } else {
-            (BASE_LIVE_DELAY_US, LIVE_DELAY_MARGIN_US)
+            self.video_edge.limit_us(now_us)
         };
-        let delay = base.max((jitter_delay_ms * 1000.0) as i64 + margin);
-        if (delay - self.timeline.live_delay_us()).abs() > 5_000 {
-            self.timeline.set_live_delay(delay, now);
+        if let Some(limit) = limit {
+            let delay = (edge - limit).max(0);
+            if delay != self.timeline.live_delay_us() {
+                self.timeline.set_live_delay(delay, now);
+            }
         }
+    }
+
+    /// How far ahead of the playhead `pos` video is shown: at live at 1x, what has arrived
+    /// up to the video track's own limit, at most [`VIDEO_LEAD_US`]; otherwise nothing.
+    fn video_lead(&self, pos: i64, now: Instant) -> i64 {
+        let t = &self.timeline;
+        if self.is_file || !(t.following_live() && t.playing() && t.speed() == 1.0) {
+            return 0;
+        }
+        self.video_edge
+            .limit_us(mono_us(self.epoch, now))
+            .map_or(0, |l| (l - pos).clamp(0, VIDEO_LEAD_US))
     }
 
     /// Live latency must not ratchet up: when following live at 1x and the playhead has
@@ -826,13 +872,14 @@ impl Playback {
         };
         let (edge, start) = {
             let idx = read_index(&rec.index);
+            self.clock
+                .arrivals(&idx, self.video.track, self.audio.track, now);
             (idx.end_us(), idx.start_us())
         };
         let Some(edge) = edge else {
             return;
         };
-        let jitter_delay_ms = lock(&self.shared).stats.jitter_delay_ms;
-        self.clock.follow(start, edge, jitter_delay_ms, now);
+        self.clock.follow(start, edge, now);
         self.clock.timeline.tick(now);
         let t = &self.clock.timeline;
         if t.playing() && !t.audio_muted() && !self.audio.muted {
@@ -852,6 +899,7 @@ impl Playback {
         }
         let pos = self.clock.timeline.position(now);
         let live = self.clock.at_live(now);
+        let video_lead = self.clock.video_lead(pos, now);
         let Some(rec) = self.rec.as_mut() else {
             return;
         };
@@ -861,7 +909,7 @@ impl Playback {
             at_live: live,
             probes: &mut self.probes,
         };
-        self.video.step(rec, pos, &mut cx);
+        self.video.step(rec, pos + video_lead, &mut cx);
         self.audio
             .step(rec, pos, &self.clock.timeline, live, &mut self.probes);
         self.captions.step(rec);
@@ -1019,6 +1067,7 @@ impl Playback {
                 concealed: self.audio.dec.concealed,
                 recovered: self.audio.dec.recovered,
                 output: self.audio.sink.description.clone(),
+                underruns: self.audio.sink.underruns(),
             },
             rtp: super::report::RtpReport {
                 packets_received: net.packets_received,
@@ -1306,19 +1355,104 @@ mod tests {
         );
     }
 
-    #[test]
-    fn live_session_pause_seek_fast_forward_rewind_and_back_to_live() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("live.lcrec");
-        let mut writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
+    /// A live session's rig and the recording it plays, empty so far (in `dir`).
+    fn live_rig(dir: &Path) -> (Rig, RecordingWriter) {
+        let path = dir.join("live.lcrec");
+        let writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
         let shared: Shared = Arc::default();
         {
             let mut s = lock(&shared);
             s.index = Some(writer.index());
-            s.path = Some(path.clone());
+            s.path = Some(path);
             s.conn = ConnState::Streaming { tcp: false };
         }
-        let mut r = Rig::new(Source::Url("rtsp://test/live".into()), shared, None);
+        let r = Rig::new(Source::Url("rtsp://test/live".into()), shared, None);
+        (r, writer)
+    }
+
+    /// A live session whose units arrive 7 ms after capture plus up to `jitter_us` (seeded),
+    /// never overtaking one another. Returns, over the last 10 s of 16: the live delay the
+    /// audio edge settled on, the capture-to-shown delays of the pictures (virtual clock), the
+    /// shown picture's time minus the audio heard at that moment, and the audio underruns.
+    fn jittery_live(jitter_us: i64) -> (i64, Vec<i64>, Vec<i64>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, mut writer) = live_rig(dir.path());
+        let mut rng = 0x5eed_u64;
+        let mut last_arrival = [i64::MIN; 2];
+        let media: Vec<(i64, MediaUnit)> = session()
+            .into_iter()
+            .filter(|u| u.track != 2 && u.capture_us < T0 + 16_000_000)
+            .map(|u| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let j = if jitter_us > 0 {
+                    (rng % jitter_us as u64) as i64
+                } else {
+                    0
+                };
+                let arrival = (u.capture_us + 7_000 + j).max(last_arrival[u.track]);
+                last_arrival[u.track] = arrival;
+                (arrival, u)
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..media.len()).collect();
+        order.sort_by_key(|&i| media[i].0);
+        let (mut next, mut shown, mut lat, mut av) = (0, None, Vec::new(), Vec::new());
+        let mut underruns_before = 0;
+        while r.now_us < 16_000_000 {
+            r.tick();
+            let wall = T0 + r.now_us;
+            while next < order.len() && media[order[next]].0 <= wall {
+                writer.append(&media[order[next]].1).unwrap();
+                next += 1;
+            }
+            writer.flush().unwrap();
+            if r.now_us == 6_000_000 {
+                underruns_before = r.p.audio.sink.underruns();
+            }
+            let Some((n, _)) = r.frames.borrow().as_ref().map(|f| (frame_number(f), ())) else {
+                continue;
+            };
+            if shown.replace(n) != Some(n) && r.now_us > 6_000_000 {
+                let capture = T0 + n as i64 * 1_000_000 / FPS;
+                lat.push(wall - capture);
+                let heard = r.p.audio.sink.played_us(r.now()).unwrap();
+                av.push(capture - heard);
+            }
+        }
+        let delay = r.p.clock.audio_edge.delay_us().unwrap();
+        let underruns = r.p.audio.sink.underruns() - underruns_before;
+        (delay, lat, av, underruns)
+    }
+
+    #[test]
+    fn live_edge_follows_the_jitter_and_keeps_lip_sync() {
+        for (jitter, delay_range, worst_latency) in [
+            (0, 5_000..=5_000, 45_000),
+            (30_000, 30_000..=40_000, 85_000),
+        ] {
+            let (delay, lat, av, underruns) = jittery_live(jitter);
+            assert!(
+                delay_range.contains(&delay),
+                "jitter {jitter}: delay {delay}"
+            );
+            assert!(lat.len() >= 95, "jitter {jitter}: {} pictures", lat.len());
+            let max = *lat.iter().max().unwrap();
+            assert!(max <= worst_latency, "jitter {jitter}: latency up to {max}");
+            let worst_av = av.iter().map(|a| a.abs()).max().unwrap();
+            assert!(
+                worst_av <= 20_000,
+                "jitter {jitter}: A/V offset up to {worst_av}"
+            );
+            assert_eq!(underruns, 0, "jitter {jitter}");
+        }
+    }
+
+    #[test]
+    fn live_session_pause_seek_fast_forward_rewind_and_back_to_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, mut writer) = live_rig(dir.path());
         // "Receives" what was captured by the test clock; captions arrive later (whisper's
         // delay), so the text track is fed from its own queue.
         let (text, media): (Vec<MediaUnit>, Vec<MediaUnit>) =

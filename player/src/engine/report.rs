@@ -29,6 +29,8 @@ pub struct AudioReport {
     pub recovered: u64,
     /// Where the audio went: a device name or "none (silent)".
     pub output: String,
+    /// Output blocks that found no audio queued once playing had started (gaps heard).
+    pub underruns: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]

@@ -7,7 +7,7 @@
 //! * The playhead runs at `speed` (0.5 to 4.0) while playing, from an *anchor* (a position and
 //!   the instant it held). Every change re-anchors, so nothing ever jumps unless asked to.
 //! * It is clamped to `[start, live edge − live_delay]`. The live delay keeps the playhead
-//!   behind the newest recorded data by the jitter-buffer delay plus a margin. When the
+//!   behind the newest recorded data by what the arrival jitter needs. When the
 //!   playhead runs into that limit it waits there (a stalled stream); at a speed above 1x it
 //!   also falls back to 1x, like a DVR reaching live.
 //! * *Following live*: after [`Timeline::go_live`] (or fast-forwarding into the live edge, or
@@ -162,7 +162,8 @@ impl Timeline {
         }
     }
 
-    /// The delay kept behind the live edge: jitter-buffer delay plus a margin; 0 for a file.
+    /// The delay kept behind the live edge (the playback side adapts it to the measured
+    /// arrival jitter); 0 for a file.
     pub fn set_live_delay(&mut self, live_delay_us: i64, now: Instant) {
         let now = self.not_before_anchor(now);
         self.settle(now);
