@@ -44,6 +44,7 @@ mod camera {
         anyhow::bail!("camera capture is not supported on this OS: use --video testsrc or --video file:PATH.y4m")
     }
 }
+pub mod audio_file;
 mod font;
 mod mic;
 pub mod testsrc;
@@ -631,7 +632,16 @@ pub fn start_audio(
 ) -> anyhow::Result<SourceHandle> {
     match spec {
         AudioSpec::Tone => tone::start(clock, out, SourceCtx::new()),
-        AudioSpec::File(path) => wav::start(path, clock, out, SourceCtx::new()),
+        // WAV by its own reader; anything else (MP3, AAC, FLAC, Vorbis, the audio of MP4 or
+        // MKV files) by symphonia.
+        AudioSpec::File(path)
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav")) =>
+        {
+            wav::start(path, clock, out, SourceCtx::new())
+        }
+        AudioSpec::File(path) => audio_file::start(path, clock, out, SourceCtx::new()),
         AudioSpec::Mic(name) => mic::start(name.as_deref(), clock, out, SourceCtx::new()),
         AudioSpec::Auto => auto_start(
             "audio",

@@ -1,0 +1,344 @@
+//! `--audio file:PATH` for compressed audio and the audio of media files: MP3, AAC (in MP4/M4A
+//! or ADTS), FLAC, Vorbis and PCM, in MP4, Matroska/WebM, Ogg or their own files, decoded by
+//! symphonia (pure Rust), linearly resampled to 48 kHz stereo, paced in real time and looped.
+//! WAV files keep their own reader ([`super::wav`]), which takes the formats streaming tools
+//! write that symphonia refuses.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{Decoder, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use super::{
+    spawn_source, AudioFrame, MediaClock, Pacer, Rate, Resampler, SourceCtx, SourceHandle,
+    AUDIO_CHANNELS, AUDIO_FRAME_SAMPLES, AUDIO_RATE,
+};
+use std::sync::mpsc::SyncSender;
+
+/// A decoded, looping audio file.
+pub struct AudioFileReader {
+    path: PathBuf,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn Decoder>,
+    track: u32,
+    /// The file's sample rate and channel count.
+    rate: u32,
+    channels: usize,
+    /// Decoded interleaved samples not handed out yet, and where the next one is.
+    samples: Vec<f32>,
+    at: usize,
+    /// Whether the last pass gave any sample (an empty file must not loop for ever).
+    any: bool,
+    codec: String,
+}
+
+fn open_format(path: &Path) -> anyhow::Result<Box<dyn FormatReader>> {
+    let file = File::open(path).context("cannot open")?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("not a media file this build reads ({e})"))?;
+    Ok(probed.format)
+}
+
+impl AudioFileReader {
+    /// Opens `path` and its first audio track.
+    ///
+    /// # Errors
+    /// The file cannot be opened or read, has no audio track, or its codec is not one of
+    /// those named in the module documentation; the message names the path.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_inner(path).with_context(|| format!("audio file {}", path.display()))
+    }
+
+    fn open_inner(path: &Path) -> anyhow::Result<Self> {
+        let format = open_format(path)?;
+        let Some(track) = format.tracks().iter().find(|t| {
+            t.codec_params.codec != CODEC_TYPE_NULL && t.codec_params.sample_rate.is_some()
+        }) else {
+            bail!("no audio track");
+        };
+        let params = track.codec_params.clone();
+        let codec = symphonia::default::get_codecs()
+            .get_codec(params.codec)
+            .map_or_else(
+                || format!("{:?}", params.codec),
+                |d| d.short_name.to_owned(),
+            );
+        let decoder = symphonia::default::get_codecs()
+            .make(&params, &DecoderOptions::default())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "its audio codec ({codec}) cannot be decoded here ({e}); MP3, AAC, FLAC, \
+                     Vorbis and PCM can (ffmpeg -i IN -c:a flac OUT.flac converts)"
+                )
+            })?;
+        let rate = params.sample_rate.unwrap_or(AUDIO_RATE);
+        let channels = params.channels.map_or(2, |c| c.count()).max(1);
+        Ok(AudioFileReader {
+            path: path.to_owned(),
+            track: track.id,
+            format,
+            decoder,
+            rate,
+            channels,
+            samples: Vec::new(),
+            at: 0,
+            any: false,
+            codec,
+        })
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Decodes the next packet into `samples`; `false` at the end of the file.
+    fn decode_next(&mut self) -> anyhow::Result<bool> {
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    return Ok(false)
+                }
+                Err(SymphoniaError::ResetRequired) => return Ok(false),
+                Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", self.path.display())),
+            };
+            if packet.track_id() != self.track {
+                continue;
+            }
+            match self.decoder.decode(&packet) {
+                Ok(buf) => {
+                    let spec = *buf.spec();
+                    self.channels = spec.channels.count().max(1);
+                    let mut out = SampleBuffer::<f32>::new(buf.capacity() as u64, spec);
+                    out.copy_interleaved_ref(buf);
+                    self.samples.clear();
+                    self.samples.extend_from_slice(out.samples());
+                    self.at = 0;
+                    if !self.samples.is_empty() {
+                        self.any = true;
+                        return Ok(true);
+                    }
+                }
+                // A damaged packet: skipped, as players do.
+                Err(SymphoniaError::DecodeError(e)) => {
+                    tracing::debug!(path = %self.path.display(), "skipping a packet: {e}");
+                }
+                Err(e) => return Err(anyhow::anyhow!("decoding {}: {e}", self.path.display())),
+            }
+        }
+    }
+
+    /// The next frame as stereo `[-1, 1]` (mono doubled, more channels: the front pair),
+    /// starting the file again at its end.
+    ///
+    /// # Errors
+    /// Read or decode errors, or a file without a single sample.
+    pub fn next_frame(&mut self) -> anyhow::Result<[f32; 2]> {
+        while self.at + self.channels > self.samples.len() {
+            if !self.decode_next()? {
+                if !self.any {
+                    bail!("audio file {}: no samples", self.path.display());
+                }
+                tracing::debug!(path = %self.path.display(), "end of file: looping");
+                self.format = open_format(&self.path)
+                    .with_context(|| format!("audio file {}", self.path.display()))?;
+                self.decoder.reset();
+                self.any = false;
+            }
+        }
+        let s = &self.samples[self.at..self.at + self.channels];
+        self.at += self.channels;
+        let finite = |x: f32| {
+            if x.is_finite() {
+                x.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        Ok([finite(s[0]), finite(*s.get(1).unwrap_or(&s[0]))])
+    }
+}
+
+/// Turns a looping audio file into 20 ms 48 kHz stereo chunks.
+pub struct AudioFileChunker {
+    reader: AudioFileReader,
+    resampler: Resampler,
+    pending: Vec<i16>,
+}
+
+impl AudioFileChunker {
+    pub fn new(reader: AudioFileReader) -> Self {
+        let rate = reader.rate();
+        AudioFileChunker {
+            reader,
+            resampler: Resampler::new(rate),
+            pending: Vec::with_capacity(4 * AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS),
+        }
+    }
+
+    /// The next 960 stereo sample frames (1920 samples).
+    ///
+    /// # Errors
+    /// Read or decode errors.
+    pub fn next_chunk(&mut self) -> anyhow::Result<Vec<i16>> {
+        let want = AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS;
+        while self.pending.len() < want {
+            let frame = self.reader.next_frame()?;
+            self.resampler.push(frame, &mut self.pending);
+        }
+        let rest = self.pending.split_off(want);
+        Ok(std::mem::replace(&mut self.pending, rest))
+    }
+}
+
+pub(crate) fn start(
+    path: &Path,
+    clock: MediaClock,
+    out: SyncSender<AudioFrame>,
+    ctx: SourceCtx,
+) -> anyhow::Result<SourceHandle> {
+    let reader = AudioFileReader::open(path)?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let description = format!(
+        "file {name} ({} {} Hz {} ch) -> 48 kHz stereo",
+        reader.codec, reader.rate, reader.channels
+    );
+    tracing::info!(
+        "audio file {}: {}, {} Hz, {} channel(s), looped",
+        path.display(),
+        reader.codec,
+        reader.rate,
+        reader.channels
+    );
+    let mut chunker = AudioFileChunker::new(reader);
+    spawn_source("audio-file", description, ctx, move |ctx| {
+        let mut pacer = Pacer::new(
+            clock,
+            Rate::per_second(AUDIO_RATE / AUDIO_FRAME_SAMPLES as u32),
+        );
+        while let Some(n) = pacer.next(&ctx, "audio-file") {
+            let samples = match chunker.next_chunk() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("{e:#}; stopping the audio source");
+                    break;
+                }
+            };
+            let frame = AudioFrame {
+                samples,
+                capture: pacer.capture(n),
+            };
+            if !ctx.emit(&out, frame, "audio") {
+                break;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A 1 s 440 Hz tone (mono, 44.1 kHz) encoded by ffmpeg as `ext`.
+    fn tone(dir: &Path, ext: &str, codec: &[&str]) -> PathBuf {
+        let path = dir.join(format!("tone.{ext}"));
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:sample_rate=44100:duration=1")
+            .args(codec)
+            .arg(&path)
+            .status()
+            .expect("ffmpeg is installed (the test command installs it)");
+        assert!(status.success(), "ffmpeg made no {ext}");
+        path
+    }
+
+    /// Peak of the 48 kHz output over `chunks` chunks.
+    fn peak(path: &Path, chunks: usize) -> i16 {
+        let mut c = AudioFileChunker::new(AudioFileReader::open(path).unwrap());
+        let mut peak = 0i16;
+        for _ in 0..chunks {
+            let s = c.next_chunk().unwrap();
+            assert_eq!(s.len(), AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS);
+            peak = peak.max(s.iter().map(|x| x.saturating_abs()).max().unwrap_or(0));
+        }
+        peak
+    }
+
+    #[test]
+    fn mp3_aac_flac_and_vorbis_decode_resample_and_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        for (ext, codec) in [
+            ("mp3", &["-c:a", "libmp3lame"][..]),
+            ("m4a", &["-c:a", "aac"][..]),
+            ("flac", &["-c:a", "flac"][..]),
+            ("ogg", &["-c:a", "libvorbis"][..]),
+        ] {
+            let path = tone(dir.path(), ext, codec);
+            let r = AudioFileReader::open(&path).unwrap();
+            assert_eq!(r.rate(), 44_100, "{ext}");
+            // 3 s of output from a 1 s file: it loops, and it is the tone (ffmpeg's sine is
+            // at 1/8 of full scale), not silence.
+            let p = peak(&path, 150);
+            assert!((3000..=5000).contains(&p), "{ext}: peak {p}");
+        }
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong_and_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.mp3");
+        let e = format!("{:#}", AudioFileReader::open(&missing).err().unwrap());
+        assert!(e.contains("nope.mp3") && e.contains("cannot open"), "{e}");
+        let junk = dir.path().join("junk.mp3");
+        std::fs::write(&junk, b"this is not audio at all, just text").unwrap();
+        let e = format!("{:#}", AudioFileReader::open(&junk).err().unwrap());
+        assert!(e.contains("junk.mp3"), "{e}");
+        // A video-only file: no audio track.
+        let video = dir.path().join("video.mkv");
+        let status = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=duration=1:size=64x48",
+            ])
+            .args(["-c:v", "ffv1"])
+            .arg(&video)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let e = format!("{:#}", AudioFileReader::open(&video).err().unwrap());
+        assert!(
+            e.contains("video.mkv") && e.contains("no audio track"),
+            "{e}"
+        );
+    }
+}
