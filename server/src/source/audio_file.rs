@@ -17,8 +17,8 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use super::{
-    spawn_source, AudioFrame, MediaClock, Pacer, Rate, Resampler, SourceCtx, SourceHandle,
-    AUDIO_CHANNELS, AUDIO_FRAME_SAMPLES, AUDIO_RATE,
+    spawn_looped_audio, AudioFrame, Chunker, MediaClock, SourceCtx, SourceHandle, StereoFrames,
+    AUDIO_RATE,
 };
 use std::sync::mpsc::SyncSender;
 
@@ -105,10 +105,6 @@ impl AudioFileReader {
         })
     }
 
-    pub fn rate(&self) -> u32 {
-        self.rate
-    }
-
     /// Decodes the next packet into `samples`; `false` at the end of the file.
     fn decode_next(&mut self) -> anyhow::Result<bool> {
         loop {
@@ -179,35 +175,13 @@ impl AudioFileReader {
     }
 }
 
-/// Turns a looping audio file into 20 ms 48 kHz stereo chunks.
-pub struct AudioFileChunker {
-    reader: AudioFileReader,
-    resampler: Resampler,
-    pending: Vec<i16>,
-}
-
-impl AudioFileChunker {
-    pub fn new(reader: AudioFileReader) -> Self {
-        let rate = reader.rate();
-        AudioFileChunker {
-            reader,
-            resampler: Resampler::new(rate),
-            pending: Vec::with_capacity(4 * AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS),
-        }
+impl StereoFrames for AudioFileReader {
+    fn rate(&self) -> u32 {
+        self.rate
     }
 
-    /// The next 960 stereo sample frames (1920 samples).
-    ///
-    /// # Errors
-    /// Read or decode errors.
-    pub fn next_chunk(&mut self) -> anyhow::Result<Vec<i16>> {
-        let want = AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS;
-        while self.pending.len() < want {
-            let frame = self.reader.next_frame()?;
-            self.resampler.push(frame, &mut self.pending);
-        }
-        let rest = self.pending.split_off(want);
-        Ok(std::mem::replace(&mut self.pending, rest))
+    fn next_frame(&mut self) -> anyhow::Result<[f32; 2]> {
+        AudioFileReader::next_frame(self)
     }
 }
 
@@ -233,29 +207,14 @@ pub(crate) fn start(
         reader.rate,
         reader.channels
     );
-    let mut chunker = AudioFileChunker::new(reader);
-    spawn_source("audio-file", description, ctx, move |ctx| {
-        let mut pacer = Pacer::new(
-            clock,
-            Rate::per_second(AUDIO_RATE / AUDIO_FRAME_SAMPLES as u32),
-        );
-        while let Some(n) = pacer.next(&ctx, "audio-file") {
-            let samples = match chunker.next_chunk() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("{e:#}; stopping the audio source");
-                    break;
-                }
-            };
-            let frame = AudioFrame {
-                samples,
-                capture: pacer.capture(n),
-            };
-            if !ctx.emit(&out, frame, "audio") {
-                break;
-            }
-        }
-    })
+    spawn_looped_audio(
+        "audio-file",
+        description,
+        Chunker::new(reader),
+        clock,
+        out,
+        ctx,
+    )
 }
 
 #[cfg(test)]
@@ -279,11 +238,11 @@ mod tests {
 
     /// Peak of the 48 kHz output over `chunks` chunks.
     fn peak(path: &Path, chunks: usize) -> i16 {
-        let mut c = AudioFileChunker::new(AudioFileReader::open(path).unwrap());
+        let mut c = Chunker::new(AudioFileReader::open(path).unwrap());
         let mut peak = 0i16;
         for _ in 0..chunks {
             let s = c.next_chunk().unwrap();
-            assert_eq!(s.len(), AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS);
+            assert_eq!(s.len(), 1920);
             peak = peak.max(s.iter().map(|x| x.saturating_abs()).max().unwrap_or(0));
         }
         peak
@@ -300,7 +259,7 @@ mod tests {
         ] {
             let path = tone(dir.path(), ext, codec);
             let r = AudioFileReader::open(&path).unwrap();
-            assert_eq!(r.rate(), 44_100, "{ext}");
+            assert_eq!(StereoFrames::rate(&r), 44_100, "{ext}");
             // 3 s of output from a 1 s file: it loops, and it is the tone (ffmpeg's sine is
             // at 1/8 of full scale), not silence.
             let p = peak(&path, 150);

@@ -674,6 +674,81 @@ fn auto_start(
 }
 
 /// Streaming linear resampler to 48 kHz stereo, exact rational stepping (no drift).
+/// A looping source of stereo frames at its own rate (a WAV or a decoded audio file).
+pub trait StereoFrames: Send + 'static {
+    fn rate(&self) -> u32;
+    /// The next frame as stereo `[-1, 1]`, starting again at the end.
+    ///
+    /// # Errors
+    /// Read or decode errors.
+    fn next_frame(&mut self) -> anyhow::Result<[f32; 2]>;
+}
+
+/// Turns looping stereo frames into 20 ms 48 kHz stereo chunks.
+pub struct Chunker<R> {
+    reader: R,
+    resampler: Resampler,
+    pending: Vec<i16>,
+}
+
+impl<R: StereoFrames> Chunker<R> {
+    pub fn new(reader: R) -> Self {
+        let rate = reader.rate();
+        Self {
+            reader,
+            resampler: Resampler::new(rate),
+            pending: Vec::with_capacity(4 * AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS),
+        }
+    }
+
+    /// The next 960 stereo sample frames (1920 samples).
+    ///
+    /// # Errors
+    /// Read or decode errors.
+    pub fn next_chunk(&mut self) -> anyhow::Result<Vec<i16>> {
+        let want = AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS;
+        while self.pending.len() < want {
+            let frame = self.reader.next_frame()?;
+            self.resampler.push(frame, &mut self.pending);
+        }
+        let rest = self.pending.split_off(want);
+        Ok(std::mem::replace(&mut self.pending, rest))
+    }
+}
+
+/// Runs `chunker` as an audio source paced in real time (thread `name`).
+pub(crate) fn spawn_looped_audio<R: StereoFrames>(
+    name: &'static str,
+    description: String,
+    mut chunker: Chunker<R>,
+    clock: MediaClock,
+    out: SyncSender<AudioFrame>,
+    ctx: SourceCtx,
+) -> anyhow::Result<SourceHandle> {
+    spawn_source(name, description, ctx, move |ctx| {
+        let mut pacer = Pacer::new(
+            clock,
+            Rate::per_second(AUDIO_RATE / AUDIO_FRAME_SAMPLES as u32),
+        );
+        while let Some(n) = pacer.next(&ctx, name) {
+            let samples = match chunker.next_chunk() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("{e:#}; stopping the audio source");
+                    break;
+                }
+            };
+            let frame = AudioFrame {
+                samples,
+                capture: pacer.capture(n),
+            };
+            if !ctx.emit(&out, frame, "audio") {
+                break;
+            }
+        }
+    })
+}
+
 pub(crate) struct Resampler {
     in_rate: u64,
     /// Position between `prev` and the next input frame, in units of 1/48000 of an input frame.

@@ -19,8 +19,7 @@ use std::sync::mpsc::SyncSender;
 use anyhow::Context as _;
 
 use super::{
-    spawn_source, AudioFrame, MediaClock, Pacer, Rate, Resampler, SourceCtx, SourceHandle,
-    AUDIO_CHANNELS, AUDIO_FRAME_SAMPLES, AUDIO_RATE,
+    spawn_looped_audio, AudioFrame, Chunker, MediaClock, SourceCtx, SourceHandle, StereoFrames,
 };
 
 const WAVE_FORMAT_PCM: u16 = 1;
@@ -293,39 +292,18 @@ impl WavReader {
     }
 }
 
+impl StereoFrames for WavReader {
+    fn rate(&self) -> u32 {
+        self.format.rate
+    }
+
+    fn next_frame(&mut self) -> anyhow::Result<[f32; 2]> {
+        WavReader::next_frame(self)
+    }
+}
+
 /// Turns a looping WAV file into 20 ms 48 kHz stereo chunks.
-pub struct WavChunker {
-    reader: WavReader,
-    resampler: Resampler,
-    pending: Vec<i16>,
-}
-
-impl WavChunker {
-    /// Wraps an opened file.
-    #[must_use]
-    pub fn new(reader: WavReader) -> Self {
-        let rate = reader.format().rate;
-        Self {
-            reader,
-            resampler: Resampler::new(rate),
-            pending: Vec::with_capacity(4 * AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS),
-        }
-    }
-
-    /// The next 960 stereo sample frames (1920 samples).
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn next_chunk(&mut self) -> anyhow::Result<Vec<i16>> {
-        let want = AUDIO_FRAME_SAMPLES * AUDIO_CHANNELS;
-        while self.pending.len() < want {
-            let frame = self.reader.next_frame()?;
-            self.resampler.push(frame, &mut self.pending);
-        }
-        let rest = self.pending.split_off(want);
-        Ok(std::mem::replace(&mut self.pending, rest))
-    }
-}
+pub type WavChunker = Chunker<WavReader>;
 
 pub(crate) fn start(
     path: &Path,
@@ -354,29 +332,7 @@ pub(crate) fn start(
         path.display(),
         kind.name()
     );
-    let mut chunker = WavChunker::new(reader);
-    spawn_source("wav", description, ctx, move |ctx| {
-        let mut pacer = Pacer::new(
-            clock,
-            Rate::per_second(AUDIO_RATE / AUDIO_FRAME_SAMPLES as u32),
-        );
-        while let Some(n) = pacer.next(&ctx, "wav") {
-            let samples = match chunker.next_chunk() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("{e:#}; stopping the audio source");
-                    break;
-                }
-            };
-            let frame = AudioFrame {
-                samples,
-                capture: pacer.capture(n),
-            };
-            if !ctx.emit(&out, frame, "audio") {
-                break;
-            }
-        }
-    })
+    spawn_looped_audio("wav", description, Chunker::new(reader), clock, out, ctx)
 }
 
 #[cfg(test)]
