@@ -74,3 +74,55 @@ fn headless_plays_a_path_published_by_ffmpeg() {
     assert!(audio >= 150, "only {audio} Opus frames decoded: {r}");
     server.shutdown();
 }
+
+/// `--video file:talk.mp4 --audio file:talk.mp4`: the file's H.264 as it is (400x224 at
+/// 25 fps, no B-frames: see docs/architecture.md for the player and B-frames) and its AAC as
+/// Opus, played by the headless player at the file's size and rate.
+#[test]
+fn headless_plays_an_mp4_file_streamed_as_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mp4 = media_file::h264_aac_file(dir.path(), "talk.mp4", 0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut cfg = ServerConfig::test_sources(
+        "127.0.0.1:0".parse().expect("address"),
+        VideoConfig::default(),
+        300_000,
+    );
+    cfg.media.video = livecast_server::source::VideoSpec::File(mp4.clone());
+    cfg.media.audio = livecast_server::source::AudioSpec::File(mp4);
+    let server = rt
+        .block_on(livecast_server::start(cfg))
+        .expect("server starts");
+    let url = format!("rtsp://{}/live", server.listening[0]);
+    let json = dir.path().join("stats.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_livecast-player"))
+        .args(["--headless", &url, "--duration", "8"])
+        .arg("--stats-json")
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("the player binary was built by cargo for this test");
+    assert!(status.success(), "player exited with {status}");
+    let text = std::fs::read_to_string(&json).expect("the player wrote --stats-json");
+    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(r["video"]["width"], 400, "{r}");
+    assert_eq!(r["video"]["height"], 224, "{r}");
+    assert_eq!(r["video"]["decode_errors"], 0, "{r}");
+    let frames = r["video"]["frames_decoded"].as_u64().expect("frames");
+    let secs = r["duration_s"].as_f64().expect("duration")
+        - r["first_frame_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    // 25 frames a second (not the encoder's 30), across the file's loop at 5 s.
+    let fps = frames as f64 / secs;
+    assert!(
+        (22.0..=28.0).contains(&fps),
+        "{frames} frames in {secs:.1} s: {r}"
+    );
+    let audio = r["audio"]["frames_decoded"].as_u64().expect("audio frames");
+    assert!(audio >= 300, "only {audio} Opus frames decoded: {r}");
+    server.shutdown();
+}

@@ -12,7 +12,8 @@ use crate::source::{AudioSpec, VideoConfig, VideoSpec};
 #[derive(clap::Args, Debug, Clone)]
 pub struct MediaArgs {
     /// Video source: auto (camera if present, else testsrc), testsrc (moving test card with
-    /// clock, frame number, and a white flash every second), camera[:INDEX], file:PATH.y4m.
+    /// clock, frame number, and a white flash every second), camera[:INDEX], file:PATH (Y4M,
+    /// encoded here; or MP4/MOV/MKV/WebM with H.264, streamed as it is, no re-encoding).
     #[arg(long, default_value = "auto", value_name = "SOURCE")]
     pub video: VideoSpec,
 

@@ -48,7 +48,7 @@ pub mod users;
 /// The log filter when `RUST_LOG` is not set: our `info` lines (a handful at start), and
 /// whisper.cpp's own model-loading report (about 35 lines at its INFO) only from `RUST_LOG=debug`
 /// on; its warnings and errors still show.
-pub const DEFAULT_LOG_FILTER: &str = "info,whisper_rs=warn";
+pub const DEFAULT_LOG_FILTER: &str = "info,whisper_rs=warn,symphonia_core=error,symphonia_format_isomp4=error,symphonia_format_mkv=error,symphonia_format_ogg=error,symphonia_bundle_mp3=error,symphonia_codec_aac=error";
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,12 +240,23 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// How old a kept keyframe may be to start a joiner from, for a file passed through: longer
+/// than the keyframe interval of most files (x264's default is 250 frames: 10 s at 25 fps).
+const PASSTHROUGH_RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(12);
+
 /// Starts sources, encoders, sockets and listeners; returns once the server accepts clients.
 /// Must be called inside a tokio runtime.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let clock = MediaClock::now();
     let shards = cfg.media.fanout_threads();
-    let video = make_track(0, TrackKind::Video, VIDEO_PT, 90_000, clock, shards)?;
+    let mut video = make_track(0, TrackKind::Video, VIDEO_PT, 90_000, clock, shards)?;
+    if pipeline::is_passthrough(&cfg.media.video) {
+        // A file's H.264 has keyframes only where the file has them: joiners start from
+        // the last one, however old (within the fan-out's packet bound).
+        if let Some(t) = Arc::get_mut(&mut video) {
+            t.set_recent_window(PASSTHROUGH_RECENT_WINDOW);
+        }
+    }
     let audio = make_track(
         1,
         TrackKind::Audio,

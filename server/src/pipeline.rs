@@ -5,11 +5,12 @@
 //! fan-out thread ([`Track::deliver`]), joined by a short bounded queue so a burst of sends to
 //! many clients never delays the next encode. Sources pace themselves in real time.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context};
 use livecast_proto::codec::h264;
@@ -22,6 +23,7 @@ use crate::encode::opus::OpusEncoder;
 use crate::encode::scale;
 use crate::hooks::MediaHooks;
 use crate::hooks::VideoTarget;
+use crate::source::container::{self, EncodedUnit, FileKind, FileVideoInfo};
 use crate::source::{
     start_audio, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
     VideoFrame, VideoSpec,
@@ -84,20 +86,32 @@ pub fn start(
     audio: Arc<Track>,
     captions: Option<CaptionTap>,
 ) -> anyhow::Result<Pipeline> {
-    let (vtx, vrx) = sync_channel::<VideoFrame>(4);
     let (atx, arx) = sync_channel::<AudioFrame>(16);
-    let vsrc = start_video(&cfg.video, &cfg.video_cfg, clock, vtx).context("video source")?;
+    let params: Arc<(Mutex<Option<VideoParams>>, Condvar)> = Default::default();
+    let vfan = spawn_fanout(video.clone(), "video-fanout")?;
+    let out = VideoOut::new(video.clone(), vfan, params.clone());
+    // An MP4 or Matroska file's H.264 goes out as it is; everything else is encoded here.
+    let vsrc = if let Some(path) = passthrough_file(&cfg.video)? {
+        let (utx, urx) = sync_channel::<EncodedUnit>(8);
+        let (vsrc, info) = container::start(path, clock, utx).context("video source")?;
+        thread::Builder::new()
+            .name("video-passthru".into())
+            .spawn(move || passthrough_loop(urx, out, &info))
+            .context("spawn video pass-through")?;
+        vsrc
+    } else {
+        let (vtx, vrx) = sync_channel::<VideoFrame>(4);
+        let vsrc = start_video(&cfg.video, &cfg.video_cfg, clock, vtx).context("video source")?;
+        let enc_cfg = cfg.clone();
+        thread::Builder::new()
+            .name("video-encoder".into())
+            .spawn(move || video_encoder_loop(enc_cfg, vrx, video, out))
+            .context("spawn video encoder")?;
+        vsrc
+    };
     let asrc = start_audio(&cfg.audio, clock, atx).context("audio source")?;
     info!(video = %vsrc.description, audio = %asrc.description, "sources started");
 
-    let params: Arc<(Mutex<Option<VideoParams>>, Condvar)> = Default::default();
-    let enc_cfg = cfg.clone();
-    let p2 = params.clone();
-    let vfan = spawn_fanout(video.clone(), "video-fanout")?;
-    thread::Builder::new()
-        .name("video-encoder".into())
-        .spawn(move || video_encoder_loop(enc_cfg, vrx, video, vfan, p2))
-        .context("spawn video encoder")?;
     let afan = spawn_fanout(audio.clone(), "audio-fanout")?;
     let abitrate = cfg.audio_bitrate;
     let mut opus = OpusEncoder::new(abitrate as i32).context("Opus encoder")?;
@@ -116,7 +130,8 @@ pub fn start(
         .map_err(|_| anyhow!("encoder thread panicked"))?;
     if timeout.timed_out() {
         return Err(anyhow!(
-            "no video keyframe from the encoder within 10 s (is the video source producing frames?)"
+            "no video keyframe within 10 s (is the video source producing frames? a file \
+             passed through must have a keyframe in its first 10 s)"
         ));
     }
     let video_params = guard.clone().context("parameter sets")?;
@@ -187,19 +202,126 @@ fn spawn_fanout(track: Arc<Track>, name: &str) -> anyhow::Result<Fanout> {
     Ok(Fanout { track, shards })
 }
 
+/// The video track's sending end, whoever makes the access units (the encoder, or a file
+/// passed through): packetizes them, numbers the packets, hands them to the fan-out, clears
+/// keyframe requests at each keyframe and publishes the first keyframe's parameter sets.
+struct VideoOut {
+    track: Arc<Track>,
+    fanout: Fanout,
+    params: Arc<(Mutex<Option<VideoParams>>, Condvar)>,
+    packetizer: h264::Packetizer,
+    payloads: Vec<h264::Payload>,
+    dropped_frames: u64,
+    seq: u16,
+}
+
+impl VideoOut {
+    fn new(
+        track: Arc<Track>,
+        fanout: Fanout,
+        params: Arc<(Mutex<Option<VideoParams>>, Condvar)>,
+    ) -> Self {
+        Self {
+            track,
+            fanout,
+            params,
+            packetizer: h264::Packetizer::new(MAX_RTP_PACKET - rtp::RTP_HEADER_LEN),
+            payloads: Vec::new(),
+            dropped_frames: 0,
+            seq: rand::random(),
+        }
+    }
+
+    /// Sends one access unit; `(width, height, fps)` describe the stream for the SDP.
+    fn send(&mut self, annexb: &[u8], is_idr: bool, capture: SystemTime, size: (u32, u32, u32)) {
+        let track = &self.track;
+        if is_idr {
+            track.clear_keyframe_request();
+            if let Some((sps, pps)) = parameter_sets(annexb) {
+                let (lock, cv) = &*self.params;
+                if let Ok(mut p) = lock.lock() {
+                    if p.is_none() {
+                        debug!(sps = sps.len(), pps = pps.len(), "first keyframe");
+                        *p = Some(VideoParams {
+                            width: size.0,
+                            height: size.1,
+                            fps: size.2,
+                            sps,
+                            pps,
+                        });
+                        cv.notify_all();
+                    }
+                }
+            }
+        }
+        self.payloads.clear();
+        self.packetizer.packetize(annexb, &mut self.payloads);
+        let ts = track.rtp_timestamp_at(capture);
+        let seq = self.seq;
+        let packets = self
+            .payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| OutPacket {
+                bytes: rtp_packet(track, seq.wrapping_add(i as u16), p.marker, ts, &p.data),
+                starts_keyframe: is_idr && i == 0,
+            })
+            .collect();
+        // Sequence numbers advance only for packets that go out, so a frame dropped here
+        // (fan-out saturated) leaves no gap that clients would count as network loss.
+        if self.fanout.try_send(packets) {
+            self.seq = seq.wrapping_add(self.payloads.len() as u16);
+        } else {
+            self.dropped_frames += 1;
+            track.note_dropped_frame();
+            if self.dropped_frames.is_power_of_two() {
+                warn!(
+                    dropped_frames = self.dropped_frames,
+                    "video fan-out is behind; dropping frames"
+                );
+            }
+        }
+    }
+}
+
+/// The file behind `--video file:PATH` when it is a container whose H.264 is passed through.
+fn passthrough_file(spec: &VideoSpec) -> anyhow::Result<Option<&Path>> {
+    match spec {
+        VideoSpec::File(path) => match container::file_kind(path)? {
+            FileKind::Y4m => Ok(None),
+            FileKind::Mp4 | FileKind::Matroska => Ok(Some(path)),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Whether `--video` names a file whose H.264 is sent as it is (no encoder, so no keyframes on
+/// request: joiners start from the last keyframe the fan-out kept).
+pub fn is_passthrough(spec: &VideoSpec) -> bool {
+    matches!(passthrough_file(spec), Ok(Some(_)))
+}
+
+/// Sends a file's access units as they come (the source paces them).
+fn passthrough_loop(units: Receiver<EncodedUnit>, mut out: VideoOut, info: &FileVideoInfo) {
+    for u in units {
+        out.send(
+            &u.annexb,
+            u.is_idr,
+            u.capture,
+            (info.width, info.height, info.fps),
+        );
+    }
+    debug!("video file source ended");
+}
+
 fn video_encoder_loop(
     cfg: MediaConfig,
     frames: Receiver<VideoFrame>,
     track: Arc<Track>,
-    fanout: Fanout,
-    params: Arc<(Mutex<Option<VideoParams>>, Condvar)>,
+    mut out: VideoOut,
 ) {
     let mut encoder: Option<(u32, u32, H264Encoder)> = None;
-    let mut packetizer = h264::Packetizer::new(MAX_RTP_PACKET - rtp::RTP_HEADER_LEN);
     let mut limiter = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
-    let mut payloads = Vec::new();
-    let mut dropped_frames = 0u64;
-    let mut seq: u16 = rand::random();
     // Quality adaptation (a call): the picture, frame rate and bit rate asked for.
     let mut target: Option<VideoTarget> = None;
     let mut target_seen = 0u64;
@@ -256,46 +378,13 @@ fn video_encoder_loop(
         };
         if encoded.is_idr {
             limiter.note_keyframe(now);
-            track.clear_keyframe_request();
-            if let Some((sps, pps)) = parameter_sets(&encoded.annexb) {
-                let (lock, cv) = &*params;
-                if let Ok(mut p) = lock.lock() {
-                    if p.is_none() {
-                        debug!(sps = sps.len(), pps = pps.len(), "first keyframe");
-                        *p = Some(VideoParams {
-                            width: frame.width,
-                            height: frame.height,
-                            fps: cfg.video_cfg.fps,
-                            sps,
-                            pps,
-                        });
-                        cv.notify_all();
-                    }
-                }
-            }
         }
-        payloads.clear();
-        packetizer.packetize(&encoded.annexb, &mut payloads);
-        let ts = track.rtp_timestamp_at(encoded.capture);
-        let packets = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| OutPacket {
-                bytes: rtp_packet(&track, seq.wrapping_add(i as u16), p.marker, ts, &p.data),
-                starts_keyframe: encoded.is_idr && i == 0,
-            })
-            .collect();
-        // Sequence numbers advance only for packets that go out, so a frame dropped here
-        // (fan-out saturated) leaves no gap that clients would count as network loss.
-        if fanout.try_send(packets) {
-            seq = seq.wrapping_add(payloads.len() as u16);
-        } else {
-            dropped_frames += 1;
-            track.note_dropped_frame();
-            if dropped_frames.is_power_of_two() {
-                warn!(dropped_frames, "video fan-out is behind; dropping frames");
-            }
-        }
+        out.send(
+            &encoded.annexb,
+            encoded.is_idr,
+            encoded.capture,
+            (frame.width, frame.height, cfg.video_cfg.fps),
+        );
     }
     debug!("video source ended");
 }

@@ -485,6 +485,11 @@ impl Track {
         self
     }
 
+    /// [`Track::with_recent_window`] on a built track.
+    pub fn set_recent_window(&mut self, window: Duration) {
+        self.recent_window = window;
+    }
+
     /// The same track served by `n` fan-out threads (at least one), each with its own share
     /// of the subscribers.
     pub fn with_shards(mut self, n: usize) -> Self {

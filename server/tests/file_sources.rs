@@ -1,6 +1,9 @@
 //! Files as sources, end to end: `--audio file:` with compressed audio (an MP3 and the AAC
 //! track of an MP4 made by ffmpeg at test time) is decoded, re-encoded to Opus and streamed;
-//! ffmpeg reads it back and hears the tone, not silence.
+//! ffmpeg reads it back and hears the tone, not silence. `--video file:` with an MP4 or MKV
+//! streams its H.264 as it is (no encoder thread runs): ffprobe, ffmpeg and GStreamer see the
+//! file's size and rate and decode every picture, across the loop; other codecs are a clear
+//! error.
 
 mod common;
 
@@ -8,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{run_peer, ServerProc};
+use common::media_file::h264_aac_file;
+use common::{ffmpeg_video_frames, gst_video_frames, run_peer, ServerProc};
 
 /// A 3 s 440 Hz tone at half scale, encoded by ffmpeg into `name` with `args`.
 fn tone(dir: &Path, name: &str, args: &[&str]) -> String {
@@ -107,4 +111,123 @@ fn an_audio_file_without_audio_is_a_clear_error() {
         stderr.contains("picture.mkv") && stderr.contains("no audio track"),
         "{stderr}"
     );
+}
+
+/// The names of the server's threads.
+fn threads(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// ffprobe's `codec_name,width,height,r_frame_rate` of the stream's video.
+fn probe_video(url: &str) -> String {
+    let (ok, out, err) = run_peer(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate",
+            "-of",
+            "csv=p=0",
+            url,
+        ]),
+        Duration::from_secs(40),
+    );
+    assert!(ok, "ffprobe {url}: {err}");
+    out.trim().to_owned()
+}
+
+#[test]
+fn mp4_and_mkv_video_is_streamed_without_re_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    // B-frames, as in most files: sent in decode order, stamped with presentation times.
+    let mp4 = h264_aac_file(dir.path(), "talk.mp4", 2);
+    let mkv = dir.path().join("talk.mkv");
+    let (ok, _, err) = run_peer(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-i"])
+            .arg(&mp4)
+            .args(["-c", "copy"])
+            .arg(&mkv),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg remux: {err}");
+    for file in [&mp4, &mkv] {
+        let spec = format!("file:{}", file.display());
+        let server = ServerProc::start(&["--video", &spec, "--audio", &spec, "--captions", "off"]);
+        let url = server.url();
+        assert_eq!(probe_video(&url), "h264,400,224,25/1", "{spec}");
+        let names = threads(server.pid);
+        assert!(
+            names.iter().any(|n| n == "video-passthru")
+                && !names.iter().any(|n| n == "video-encoder"),
+            "{spec}: threads {names:?}"
+        );
+        // 7 s crosses the 5 s file's end: the loop goes on without a decode error, and the
+        // presentation times keep rising.
+        let (frames, err) = ffmpeg_video_frames(&url, "tcp", 7);
+        assert!(err.trim().is_empty(), "{spec}: ffmpeg said: {err}");
+        assert!(
+            frames >= 7 * 25 * 9 / 10,
+            "{spec}: ffmpeg decoded {frames} pictures in 7 s"
+        );
+        let (frames, err) = gst_video_frames(&format!("location={url} protocols=tcp"));
+        assert!(
+            frames >= 3 * 25,
+            "{spec}: GStreamer decoded {frames} pictures in 6 s: {err}"
+        );
+        let volume = mean_volume(&url);
+        assert!(
+            (-30.0..=-3.0).contains(&volume),
+            "{spec}: mean volume {volume} dB"
+        );
+    }
+}
+
+#[test]
+fn a_video_file_that_is_not_h264_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let hevc = dir.path().join("clip.mkv");
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "not a video at all").unwrap();
+    let (ok, _, err) = run_peer(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc=duration=1:size=64x48")
+            .args(["-c:v", "ffv1"])
+            .arg(&hevc),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg: {err}");
+    for (file, says) in [(&hevc, "video, not H.264"), (&text, "not a video file")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_livecast-server"))
+            .args([
+                "--no-auth",
+                "--tls-listen",
+                "off",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--audio", "tone", "--captions", "off", "--video"])
+            .arg(format!("file:{}", file.display()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: started anyway", file.display());
+        assert!(err.contains(says), "{}: said {err}", file.display());
+        assert!(
+            err.contains("Y4M") && !err.contains("panicked"),
+            "{}: said {err}",
+            file.display()
+        );
+    }
 }

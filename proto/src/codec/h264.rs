@@ -717,6 +717,116 @@ pub fn fmtp(sps: &[u8], pps: &[u8]) -> String {
     s
 }
 
+/// An `AVCDecoderConfigurationRecord` (ISO/IEC 14496-15 §5.3.3.1): the `avcC` box of an MP4
+/// `avc1` sample entry, and the `CodecPrivate` of a Matroska `V_MPEG4/ISO/AVC` track.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvcConfig {
+    /// Bytes of the big-endian length before each NAL unit of a sample (1, 2 or 4).
+    pub length_size: usize,
+    /// Sequence parameter sets, NAL header included.
+    pub sps: Vec<Vec<u8>>,
+    /// Picture parameter sets, NAL header included.
+    pub pps: Vec<Vec<u8>>,
+}
+
+/// Why an `avcC` record or a length-prefixed sample could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AvccError {
+    /// Ended at byte `at` in the middle of a field.
+    Truncated { at: usize },
+    /// `configurationVersion` is not 1.
+    Version(u8),
+    /// A NAL length size of 3 bytes (not allowed).
+    LengthSize(usize),
+    /// A sample's NAL unit at byte `at` is empty.
+    EmptyNal { at: usize },
+}
+
+impl fmt::Display for AvccError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AvccError::Truncated { at } => write!(f, "truncated at byte {at}"),
+            AvccError::Version(v) => write!(f, "avcC configuration version {v} (expected 1)"),
+            AvccError::LengthSize(n) => write!(f, "NAL length size {n} (must be 1, 2 or 4)"),
+            AvccError::EmptyNal { at } => write!(f, "empty NAL unit at byte {at}"),
+        }
+    }
+}
+
+impl std::error::Error for AvccError {}
+
+/// Reads an `AVCDecoderConfigurationRecord`; the profile fields after the PPS list (High
+/// profiles) are ignored.
+pub fn parse_avcc(b: &[u8]) -> Result<AvcConfig, AvccError> {
+    let byte = |at: usize| b.get(at).copied().ok_or(AvccError::Truncated { at });
+    let version = byte(0)?;
+    if version != 1 {
+        return Err(AvccError::Version(version));
+    }
+    let length_size = usize::from(byte(4)? & 0x03) + 1;
+    if length_size == 3 {
+        return Err(AvccError::LengthSize(3));
+    }
+    let mut at = 5;
+    let sets = |count: usize, at: &mut usize| -> Result<Vec<Vec<u8>>, AvccError> {
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([byte(*at)?, byte(*at + 1)?]));
+            let nal = b
+                .get(*at + 2..*at + 2 + len)
+                .ok_or(AvccError::Truncated { at: b.len() })?;
+            out.push(nal.to_vec());
+            *at += 2 + len;
+        }
+        Ok(out)
+    };
+    let n_sps = usize::from(byte(at)? & 0x1f);
+    at += 1;
+    let sps = sets(n_sps, &mut at)?;
+    let n_pps = usize::from(byte(at)?);
+    at += 1;
+    let pps = sets(n_pps, &mut at)?;
+    Ok(AvcConfig {
+        length_size,
+        sps,
+        pps,
+    })
+}
+
+/// Appends the NAL units of a length-prefixed sample (MP4, Matroska) to `out` as Annex B
+/// (each behind a `00 00 00 01` start code), and returns how many there were.
+pub fn length_prefixed_to_annexb(
+    sample: &[u8],
+    length_size: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, AvccError> {
+    if !matches!(length_size, 1 | 2 | 4) {
+        return Err(AvccError::LengthSize(length_size));
+    }
+    let mut at = 0;
+    let mut count = 0;
+    while at < sample.len() {
+        let len_bytes = sample
+            .get(at..at + length_size)
+            .ok_or(AvccError::Truncated { at })?;
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+        if len == 0 {
+            return Err(AvccError::EmptyNal { at });
+        }
+        let nal = sample
+            .get(at + length_size..at + length_size + len)
+            .ok_or(AvccError::Truncated { at: sample.len() })?;
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+        at += length_size + len;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Removes emulation prevention bytes (H.264 §7.4.1: `00 00 03` → `00 00`), giving the RBSP.
 pub fn remove_emulation_prevention(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
@@ -1055,6 +1165,53 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, SpsError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn avcc_record_and_samples() {
+        // ffmpeg/x264's avcC for a 640x360 High stream, cut to one short SPS and PPS.
+        let avcc = [
+            0x01, 0x64, 0x00, 0x1e, // version 1, High, compat, level 3.0
+            0xff, // 6 reserved bits, lengthSizeMinusOne = 3
+            0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1e, // one SPS of 4 bytes
+            0x01, 0x00, 0x02, 0x68, 0xeb, // one PPS of 2 bytes
+            0xfd, 0xf8, 0xf8, 0x00, // High profile extension, ignored
+        ];
+        let c = parse_avcc(&avcc).unwrap();
+        assert_eq!(c.length_size, 4);
+        assert_eq!(c.sps, vec![vec![0x67, 0x64, 0x00, 0x1e]]);
+        assert_eq!(c.pps, vec![vec![0x68, 0xeb]]);
+        for cut in 0..17 {
+            assert!(parse_avcc(&avcc[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(parse_avcc(&[2, 0, 0, 0, 0xff]), Err(AvccError::Version(2)));
+        assert_eq!(
+            parse_avcc(&[1, 0, 0, 0, 0xfe, 0xe0, 0]),
+            Err(AvccError::LengthSize(3))
+        );
+
+        let sample = [0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 3, 0x65, 0x88, 0x84];
+        let mut out = vec![];
+        assert_eq!(length_prefixed_to_annexb(&sample, 4, &mut out), Ok(2));
+        assert_eq!(
+            out,
+            [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x65, 0x88, 0x84].to_vec()
+        );
+        assert!(split_annexb(&out).map(nal_type).eq([9u8, 5]));
+        // Every cut but the one between the two NAL units leaves one unfinished.
+        for cut in (1..sample.len()).filter(|&c| c != 6) {
+            assert!(
+                length_prefixed_to_annexb(&sample[..cut], 4, &mut vec![]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let short = [0, 2, 0x41, 0x9a, 0, 1, 0x06];
+        let mut out = vec![];
+        assert_eq!(length_prefixed_to_annexb(&short, 2, &mut out), Ok(2));
+        assert_eq!(
+            length_prefixed_to_annexb(&[0, 0, 0, 0], 4, &mut vec![]),
+            Err(AvccError::EmptyNal { at: 0 })
+        );
+    }
     use super::*;
 
     #[test]

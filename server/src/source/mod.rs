@@ -9,7 +9,7 @@
 //! | `auto` | a camera if one is present, else `testsrc` | a microphone if one is present, else `tone` |
 //! | built-in | `testsrc`: colour bars, a moving box, wall-clock time and frame number; one all-white frame per second | `tone`: a 50 ms 1 kHz beep at the start of every second, silence otherwise |
 //! | device | `camera[:INDEX]` (nokhwa: V4L2 / AVFoundation / Media Foundation) | `mic[:NAME]` (cpal) |
-//! | file | `file:PATH.y4m` (4:2:0 8-bit), looped | `file:PATH.wav` (PCM 8/16/24/32-bit or float), looped |
+//! | file | `file:PATH.y4m` (4:2:0 8-bit), looped; `file:PATH.mp4`/`.mkv` H.264 passed through ([`container`], started by the pipeline) | `file:PATH.wav` (PCM 8/16/24/32-bit or float); other formats through symphonia ([`audio_file`]); looped |
 //!
 //! # Timing
 //!
@@ -45,6 +45,7 @@ mod camera {
     }
 }
 pub mod audio_file;
+pub mod container;
 mod font;
 mod mic;
 pub mod testsrc;
@@ -195,7 +196,8 @@ pub struct SpecError {
     expected: &'static str,
 }
 
-const VIDEO_FORMS: &str = "auto, testsrc, camera, camera:INDEX or file:PATH.y4m";
+const VIDEO_FORMS: &str =
+    "auto, testsrc, camera, camera:INDEX or file:PATH (.y4m, or .mp4/.mkv with H.264)";
 const AUDIO_FORMS: &str = "auto, tone, mic, mic:NAME or file:PATH.wav";
 
 /// Splits `keyword[:argument]`, the keyword compared case-insensitively.
@@ -607,7 +609,14 @@ pub fn start_video(
     cfg.validate()?;
     match spec {
         VideoSpec::TestSrc => testsrc::start(cfg, clock, out, SourceCtx::new()),
-        VideoSpec::File(path) => y4m::start(path, clock, out, SourceCtx::new()),
+        VideoSpec::File(path) => match container::file_kind(path)? {
+            container::FileKind::Y4m => y4m::start(path, clock, out, SourceCtx::new()),
+            _ => anyhow::bail!(
+                "{}: an H.264 file is streamed as it is, never decoded here, so it cannot \
+                 feed a picture source (here: use a Y4M file)",
+                path.display()
+            ),
+        },
         VideoSpec::Camera(index) => camera::start(*index, cfg, clock, out, SourceCtx::new()),
         VideoSpec::Auto => auto_start(
             "video",
@@ -866,7 +875,7 @@ mod tests {
         assert_forms::<VideoSpec>(
             &["auto", "testsrc", "camera", "camera:3", "file:x.y4m"],
             &["", "cam", "camera:x", "file:", "testsrc:2", "mic"],
-            "testsrc, camera, camera:INDEX or file:PATH.y4m",
+            "testsrc, camera, camera:INDEX or file:PATH (.y4m, or .mp4/.mkv with H.264)",
         );
     }
 

@@ -32,3 +32,26 @@ pub fn h264_opus_mkv(dir: &Path) -> PathBuf {
     );
     out
 }
+
+/// `dir/NAME` (`.mp4`, `.mkv`, ...): 5 s of H.264 at 400x224 and 25 fps with a keyframe a
+/// second (libx264, High profile, with `b_frames` B-frames between references) and AAC
+/// (a 440 Hz sine), as people's files are.
+pub fn h264_aac_file(dir: &Path, name: &str, b_frames: u32) -> PathBuf {
+    let out = dir.join(name);
+    let made = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+        .args(["testsrc=size=400x224:rate=25", "-f", "lavfi", "-i"])
+        .args(["sine=frequency=440:sample_rate=44100", "-t", "5"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "25"])
+        .args(["-bf", &b_frames.to_string(), "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "96k"])
+        .arg(&out)
+        .output()
+        .expect("ffmpeg must be installed (the test command installs it)");
+    assert!(
+        made.status.success(),
+        "ffmpeg could not make the input file: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    out
+}

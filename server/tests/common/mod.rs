@@ -65,7 +65,11 @@ impl ServerProc {
         }
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--video", "testsrc"])
+            .args(
+                ["--video", "testsrc"]
+                    .iter()
+                    .filter(|_| !extra.contains(&"--video")),
+            )
             .args(
                 ["--audio", "tone"]
                     .iter()
