@@ -306,6 +306,9 @@ struct Segment {
     writer: Mp4Writer,
     /// Start, µs after the clocks' wall epoch.
     origin_us: i64,
+    /// The video's decode times and composition offsets (B-frames), and its track in the file.
+    reorder: mp4::Reorder<(bool, Vec<u8>)>,
+    video_out: Option<usize>,
 }
 
 struct State {
@@ -464,16 +467,18 @@ impl State {
         if us < seg.origin_us {
             return Ok(());
         }
-        let time = ticks - seg.origin_us * rate / 1_000_000;
-        match seg.writer.push(out, time.max(0) as u64, sync, data) {
-            Ok(Some(frag)) => write(&mut seg.mp4, &seg.mp4_path, &frag),
-            Ok(None) => Ok(()),
-            // A timestamp that went back (a stream restarted): the sample is left out.
-            Err(e) => {
-                warn!("recording: {e}");
-                Ok(())
-            }
+        let time = (ticks - seg.origin_us * rate / 1_000_000).max(0) as u64;
+        // Video in decode order with presentation times: decode times and offsets from the
+        // reorder stage; audio as it comes.
+        let due = if Some(out) == seg.video_out {
+            seg.reorder.push(time, (sync, data))
+        } else {
+            vec![(time, 0, (sync, data))]
+        };
+        for (time, offset, (sync, data)) in due {
+            seg.push(out, time, offset, sync, data)?;
         }
+        Ok(())
     }
 
     /// T.140 text of the caption track: a line is a cue from its first block to the block
@@ -597,12 +602,24 @@ impl State {
         write(&mut mp4, &mp4_path, &writer.init_segment())?;
         write(&mut vtt, &vtt_path, mp4::WEBVTT_HEADER.as_bytes())?;
         info!(file = %mp4_path.display(), "recording");
+        let video_out = self
+            .tracks
+            .iter()
+            .find(|t| t.spec.kind == TrackKind::Video)
+            .and_then(|t| t.out);
+        // A stream seen with B-frames starts its next file expecting them.
+        let reorder = match self.segment.as_ref().or(self.prev.as_ref()) {
+            Some(s) if s.reorder.reordering() => mp4::Reorder::expecting_reordering(),
+            _ => mp4::Reorder::default(),
+        };
         self.segment = Some(Segment {
             mp4,
             vtt,
             mp4_path,
             writer,
             origin_us,
+            reorder,
+            video_out,
         });
         Ok(())
     }
@@ -612,12 +629,38 @@ impl State {
         let Some(mut seg) = self.segment.take() else {
             return Ok(());
         };
+        if let Some(out) = seg.video_out {
+            while let Some((time, offset, (sync, data))) = seg.reorder.pop() {
+                seg.push(out, time, offset, sync, data)?;
+            }
+        }
         if let Some(frag) = seg.writer.finish() {
             write(&mut seg.mp4, &seg.mp4_path, &frag)?;
         }
         info!(file = %seg.mp4_path.display(), "recording closed");
         self.prev = Some(seg);
         Ok(())
+    }
+}
+
+impl Segment {
+    fn push(
+        &mut self,
+        out: usize,
+        time: u64,
+        offset: i32,
+        sync: bool,
+        data: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        match self.writer.push_offset(out, time, offset, sync, data) {
+            Ok(Some(frag)) => write(&mut self.mp4, &self.mp4_path, &frag),
+            Ok(None) => Ok(()),
+            // A timestamp that went back (a stream restarted): the sample is left out.
+            Err(e) => {
+                warn!("recording: {e}");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -175,3 +175,52 @@ fn record_segment_splits_at_keyframes() {
         decodes_cleanly(f);
     }
 }
+
+/// A file with B-frames passed through (`--video file:`) is recorded in decode order with
+/// composition offsets: ffmpeg decodes every picture, in rising presentation order.
+#[test]
+fn b_frames_are_recorded_with_composition_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let talk = common::media_file::h264_aac_file(dir.path(), "talk.mp4", 2);
+    let spec = format!("file:{}", talk.display());
+    let mut server = ServerProc::start(&[
+        "--video",
+        &spec,
+        "--audio",
+        &spec,
+        "--captions",
+        "off",
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
+    let started = wait_for_file(&rec);
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(started.elapsed()));
+    let recorded = started.elapsed().as_secs_f64();
+    interrupt(&mut server);
+    let mp4 = files(&rec, "mp4");
+    assert_eq!(mp4.len(), 1, "{mp4:?}");
+    decodes_cleanly(&mp4[0]);
+    // Every picture, shown in order: the presentation times ffmpeg gives its decoded frames.
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["frame=pts_time", "-of", "csv=p=0"])
+        .arg(&mp4[0])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let expected = recorded * 25.0;
+    assert!(
+        pts.len() as f64 > expected - 40.0 && pts.len() as f64 <= expected + 5.0,
+        "{} pictures in {recorded:.1} s",
+        pts.len()
+    );
+    assert!(
+        pts.windows(2).all(|w| w[1] > w[0]),
+        "presentation times out of order: {pts:?}"
+    );
+}

@@ -291,7 +291,8 @@ fn sample_entry(w: &mut W, t: &TrackConfig) {
 pub(super) struct Traf {
     pub track_id: u32,
     pub base_time: u64,
-    pub samples: Vec<(u32, bool, Vec<u8>)>,
+    /// (duration, sync, composition time offset, data) per sample.
+    pub samples: Vec<(u32, bool, i32, Vec<u8>)>,
 }
 
 /// `moof` + `mdat` (§8.8.4, §8.1.1).
@@ -313,15 +314,25 @@ pub(super) fn fragment(sequence: u32, trafs: &[Traf]) -> Vec<u8> {
         w.open_full(b"tfdt", 1, 0);
         w.u64(t.base_time);
         w.close();
-        // trun (§8.8.8): data-offset, sample duration, size and flags.
-        w.open_full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400);
+        // trun (§8.8.8): data-offset, sample duration, size and flags; with B-frames also
+        // each sample's composition time offset (version 1: signed).
+        let offsets = t.samples.iter().any(|s| s.2 != 0);
+        let (version, flags) = if offsets {
+            (1, 0x0001 | 0x0100 | 0x0200 | 0x0400 | 0x0800)
+        } else {
+            (0, 0x0001 | 0x0100 | 0x0200 | 0x0400)
+        };
+        w.open_full(b"trun", version, flags);
         w.u32(t.samples.len() as u32);
         offset_at.push(w.buf.len());
         w.u32(0);
-        for (duration, sync, data) in &t.samples {
+        for (duration, sync, offset, data) in &t.samples {
             w.u32(*duration);
             w.u32(data.len() as u32);
             w.u32(if *sync { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+            if offsets {
+                w.u32(*offset as u32);
+            }
         }
         w.close();
         w.close();
@@ -331,11 +342,11 @@ pub(super) fn fragment(sequence: u32, trafs: &[Traf]) -> Vec<u8> {
     let mut data_offset = moof_len + 8;
     for (t, at) in trafs.iter().zip(offset_at) {
         w.buf[at..at + 4].copy_from_slice(&(data_offset as u32).to_be_bytes());
-        data_offset += t.samples.iter().map(|s| s.2.len()).sum::<usize>();
+        data_offset += t.samples.iter().map(|s| s.3.len()).sum::<usize>();
     }
     w.open(b"mdat");
     for t in trafs {
-        for (_, _, data) in &t.samples {
+        for (_, _, _, data) in &t.samples {
             w.bytes(data);
         }
     }

@@ -94,6 +94,8 @@ impl std::error::Error for Mp4Error {}
 struct Sample {
     duration: u32,
     sync: bool,
+    /// Presentation time minus decode time (B-frames), in the track's timescale.
+    offset: i32,
     data: Vec<u8>,
 }
 
@@ -103,8 +105,9 @@ struct TrackState {
     /// Decode time of the first sample of `ready` (the next fragment's `tfdt`).
     base_time: Option<u64>,
     ready: Vec<Sample>,
-    /// The last sample pushed: (decode time, sync, data), its duration not yet known.
-    held: Option<(u64, bool, Vec<u8>)>,
+    /// The last sample pushed: (decode time, sync, composition offset, data), its duration
+    /// not yet known.
+    held: Option<(u64, bool, i32, Vec<u8>)>,
     /// The duration of the last completed sample, for the held one at the end.
     last_duration: u32,
     /// Where the track's time stands: end of its last completed sample.
@@ -159,6 +162,19 @@ impl Mp4Writer {
         sync: bool,
         data: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, Mp4Error> {
+        self.push_offset(track, time, 0, sync, data)
+    }
+
+    /// [`Mp4Writer::push`] for a sample presented `offset` ticks after its decode time
+    /// (B-frames; [`Reorder`] finds decode times and offsets from presentation times).
+    pub fn push_offset(
+        &mut self,
+        track: usize,
+        time: u64,
+        offset: i32,
+        sync: bool,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, Mp4Error> {
         let t = self
             .tracks
             .get_mut(track)
@@ -171,7 +187,7 @@ impl Mp4Writer {
             return Err(Mp4Error::TimeWentBack { track, time, last });
         }
         let is_video = t.config.is_video();
-        if let Some((held_time, held_sync, held_data)) = t.held.take() {
+        if let Some((held_time, held_sync, held_offset, held_data)) = t.held.take() {
             let duration = u32::try_from(time - held_time).unwrap_or(u32::MAX).max(1);
             t.last_duration = duration;
             t.end = held_time + u64::from(duration);
@@ -179,11 +195,12 @@ impl Mp4Writer {
             t.ready.push(Sample {
                 duration,
                 sync: held_sync,
+                offset: held_offset,
                 data: held_data,
             });
         }
         let t = &mut self.tracks[track];
-        t.held = Some((time, sync, data));
+        t.held = Some((time, sync, offset, data));
         let due = {
             let pending = self.pending_ms();
             let video_pending = self
@@ -229,12 +246,14 @@ impl Mp4Writer {
             t.ready.push(Sample {
                 duration: u32::try_from(start - t.end).unwrap_or(u32::MAX),
                 sync: true,
+                offset: 0,
                 data: boxes::text_sample(""),
             });
         }
         t.ready.push(Sample {
             duration: (end - start) as u32,
             sync: true,
+            offset: 0,
             data: boxes::text_sample(text),
         });
         t.end = end;
@@ -271,7 +290,7 @@ impl Mp4Writer {
                 base_time: base,
                 samples: samples
                     .into_iter()
-                    .map(|s| (s.duration, s.sync, s.data))
+                    .map(|s| (s.duration, s.sync, s.offset, s.data))
                     .collect(),
             });
         }
@@ -282,7 +301,7 @@ impl Mp4Writer {
     /// The file is complete without it (then it ends at the last fragment returned before).
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         for t in &mut self.tracks {
-            if let Some((time, sync, data)) = t.held.take() {
+            if let Some((time, sync, offset, data)) = t.held.take() {
                 let duration = if t.last_duration > 0 {
                     t.last_duration
                 } else {
@@ -293,6 +312,7 @@ impl Mp4Writer {
                 t.ready.push(Sample {
                     duration,
                     sync,
+                    offset,
                     data,
                 });
             }
@@ -303,6 +323,91 @@ impl Mp4Writer {
     /// Where a track's written media ends, in its timescale.
     pub fn track_end(&self, track: usize) -> Option<u64> {
         self.tracks.get(track).map(|t| t.end)
+    }
+}
+
+/// Samples that reach the writer in decode order with only their presentation times (RTP
+/// carries nothing else), given decode times. While presentation times only rise, each sample
+/// decodes at its presentation time and comes out at once. From the first one that goes back
+/// (B-frames), samples wait until [`Reorder::DEPTH`] follow, and the k-th decodes at the k-th
+/// smallest presentation time (kept above the previous decode time). Decode times then rise,
+/// and each sample's composition offset (its presentation time minus that) goes in a
+/// version 1 `trun` (signed: negative for some B-frames). Sans-IO.
+#[derive(Debug)]
+pub struct Reorder<T> {
+    /// Samples not given out yet: (presentation time, item), decode order.
+    queue: std::collections::VecDeque<(u64, T)>,
+    /// Presentation times not yet used as a decode time.
+    times: std::collections::BinaryHeap<std::cmp::Reverse<u64>>,
+    /// 0 until presentation times went back, then [`Reorder::DEPTH`].
+    depth: usize,
+    last_pts: Option<u64>,
+    last_dts: Option<u64>,
+}
+
+impl<T> Default for Reorder<T> {
+    fn default() -> Self {
+        Self {
+            queue: std::collections::VecDeque::new(),
+            times: std::collections::BinaryHeap::new(),
+            depth: 0,
+            last_pts: None,
+            last_dts: None,
+        }
+    }
+}
+
+impl<T> Reorder<T> {
+    /// Samples looked ahead once reordering is seen: more than any encoder reorders (x264:
+    /// at most 16 B-frames).
+    pub const DEPTH: usize = 17;
+
+    /// Adds a sample; returns the samples now due as (decode time, composition offset, item).
+    pub fn push(&mut self, pts: u64, item: T) -> Vec<(u64, i32, T)> {
+        if self.last_pts.is_some_and(|last| pts < last) {
+            self.depth = Self::DEPTH;
+        }
+        self.last_pts = Some(pts);
+        self.queue.push_back((pts, item));
+        self.times.push(std::cmp::Reverse(pts));
+        let mut out = Vec::new();
+        while self.queue.len() > self.depth {
+            out.extend(self.pop());
+        }
+        out
+    }
+
+    /// The next sample whatever follows it (at the end of the stream or of a file); `None`
+    /// when empty.
+    pub fn pop(&mut self) -> Option<(u64, i32, T)> {
+        let (pts, item) = self.queue.pop_front()?;
+        let std::cmp::Reverse(min) = self.times.pop()?;
+        let dts = self.last_dts.map_or(min, |last| min.max(last + 1));
+        self.last_dts = Some(dts);
+        let offset = i32::try_from(pts as i64 - dts as i64).unwrap_or(0);
+        Some((dts, offset, item))
+    }
+
+    /// A stage that waits for [`Reorder::DEPTH`] samples from the start (the stream is
+    /// known to have B-frames).
+    pub fn expecting_reordering() -> Self {
+        Self {
+            depth: Self::DEPTH,
+            ..Self::default()
+        }
+    }
+
+    /// Whether presentation times have gone back (or were expected to).
+    pub fn reordering(&self) -> bool {
+        self.depth > 0
+    }
+
+    /// Forgets the samples and times (a stream that starts again); keeps the depth.
+    pub fn restart(&mut self) {
+        self.queue.clear();
+        self.times.clear();
+        self.last_pts = None;
+        self.last_dts = None;
     }
 }
 

@@ -248,3 +248,71 @@ fn annexb_and_vtt() {
     assert_eq!(utc_stamp(1_764_902_096), "20251205-023456");
     assert_eq!(utc_stamp(951_782_400), "20000229-000000");
 }
+
+#[test]
+fn reorder_gives_rising_decode_times_and_offsets() {
+    let f = 3000; // 30 fps at 90 kHz
+                  // In order: out at once, decode time = presentation time, offset 0.
+    let mut r = Reorder::default();
+    for k in 0..5u64 {
+        assert_eq!(r.push(k * f, k), vec![(k * f, 0, k)]);
+    }
+    // x264 with two B-frames, decode order I0 P3 B1 B2 P6 B4 B5 P9 B7 B8 ...
+    let mut r = Reorder::default();
+    let mut order = vec![0u64];
+    for g in 0..10u64 {
+        order.extend([3 * g + 3, 3 * g + 1, 3 * g + 2]);
+    }
+    let mut out = Vec::new();
+    for &k in &order {
+        out.extend(r.push(k * f, k));
+    }
+    while let Some(s) = r.pop() {
+        out.push(s);
+    }
+    // Every sample once, in decode order.
+    assert_eq!(out.iter().map(|s| s.2).collect::<Vec<_>>(), order);
+    // Decode times rise; decode time + offset is the presentation time.
+    assert!(out.windows(2).all(|w| w[1].0 > w[0].0), "{out:?}");
+    assert!(out
+        .iter()
+        .all(|&(dts, off, k)| dts as i64 + i64::from(off) == (k * f) as i64));
+    // Before the first B-frame: I0 and P3 at their own times; after the start, each
+    // decodes one frame after the last.
+    assert_eq!(out[0].0, 0);
+    assert_eq!(out[1].0, 3 * f);
+    assert_eq!(out.last().unwrap().0, 30 * f);
+}
+
+#[test]
+fn b_frames_are_written_with_signed_composition_offsets() {
+    let mut w = writer();
+    let _ = w.init_segment();
+    let mut frags = Vec::new();
+    // I0 P2 B1 P4 B3 with their offsets.
+    for (k, dts, off) in [
+        (0, 0, 0),
+        (1, 3000, 3000),
+        (2, 3001, -2998),
+        (3, 6000, 6000),
+        (4, 9000, -3000),
+    ] {
+        frags.extend(
+            w.push_offset(0, dts, off, k == 0, vec![0, 0, 0, 1, 0x41])
+                .unwrap(),
+        );
+    }
+    frags.extend(w.finish());
+    assert_eq!(frags.len(), 1);
+    let traf = find(boxes(&frags[0])[0].1, "traf");
+    let trun = find(traf, "trun");
+    // version 1, flags: data offset, duration, size, flags, composition offset.
+    assert_eq!(be32(trun, 0), 0x0100_0f01);
+    let offsets: Vec<i32> = (0..5)
+        .map(|i| be32(trun, 12 + 16 * i + 12) as i32)
+        .collect();
+    assert_eq!(offsets, [0, 3000, -2998, 6000, -3000]);
+    // Durations from the decode times.
+    assert_eq!(be32(trun, 12), 3000);
+    assert_eq!(be32(trun, 12 + 16), 1);
+}
