@@ -25,7 +25,7 @@ use crate::hooks::MediaHooks;
 use crate::hooks::VideoTarget;
 use crate::source::container::{self, EncodedUnit, FileKind, FileVideoInfo};
 use crate::source::{
-    start_audio, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
+    start_audio_looped, start_video, AudioFrame, AudioSpec, MediaClock, SourceHandle, VideoConfig,
     VideoFrame, VideoSpec,
 };
 use crate::track::{KeyframeLimiter, OutPacket, Track, KEYFRAME_MIN_GAP};
@@ -91,9 +91,14 @@ pub fn start(
     let vfan = spawn_fanout(video.clone(), "video-fanout")?;
     let out = VideoOut::new(video.clone(), vfan, params.clone());
     // An MP4 or Matroska file's H.264 goes out as it is; everything else is encoded here.
+    let mut audio_loop = None;
     let vsrc = if let Some(path) = passthrough_file(&cfg.video)? {
         let (utx, urx) = sync_channel::<EncodedUnit>(8);
         let (vsrc, info) = container::start(path, clock, utx).context("video source")?;
+        // The same file's audio loops with its video, so the two never drift apart.
+        if matches!(&cfg.audio, AudioSpec::File(a) if a == path) {
+            audio_loop = info.loop_length;
+        }
         thread::Builder::new()
             .name("video-passthru".into())
             .spawn(move || passthrough_loop(urx, out, &info))
@@ -109,7 +114,7 @@ pub fn start(
             .context("spawn video encoder")?;
         vsrc
     };
-    let asrc = start_audio(&cfg.audio, clock, atx).context("audio source")?;
+    let asrc = start_audio_looped(&cfg.audio, audio_loop, clock, atx).context("audio source")?;
     info!(video = %vsrc.description, audio = %asrc.description, "sources started");
 
     let afan = spawn_fanout(audio.clone(), "audio-fanout")?;

@@ -37,6 +37,19 @@ pub struct AudioFileReader {
     /// Whether the last pass gave any sample (an empty file must not loop for ever).
     any: bool,
     codec: String,
+    /// Loops on another track's length instead of at its own end ([`Self::loop_every`]).
+    lock: Option<LoopLock>,
+}
+
+/// Loops of a fixed length, in the file's own frames: loop `k` ends at frame
+/// `(k + 1) * length * rate` counted from the start, so rounding never adds up.
+#[derive(Debug)]
+struct LoopLock {
+    length: std::time::Duration,
+    emitted: u64,
+    loops: u64,
+    /// The file ended before the loop did: silence until it does.
+    ended: bool,
 }
 
 fn open_format(path: &Path) -> anyhow::Result<Box<dyn FormatReader>> {
@@ -102,7 +115,34 @@ impl AudioFileReader {
             at: 0,
             any: false,
             codec,
+            lock: None,
         })
+    }
+
+    /// Starts the file again every `length` of audio, cutting it or filling it with silence:
+    /// the video's length when the same file's video is passed through, so the two loop
+    /// together and never drift apart (AAC's priming and padding make the audio track of a
+    /// file a few tens of ms longer than its video).
+    #[must_use]
+    pub fn loop_every(mut self, length: std::time::Duration) -> Self {
+        if !length.is_zero() {
+            self.lock = Some(LoopLock {
+                length,
+                emitted: 0,
+                loops: 0,
+                ended: false,
+            });
+        }
+        self
+    }
+
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.format = open_format(&self.path)
+            .with_context(|| format!("audio file {}", self.path.display()))?;
+        self.decoder.reset();
+        self.samples.clear();
+        self.at = 0;
+        Ok(())
     }
 
     /// Decodes the next packet into `samples`; `false` at the end of the file.
@@ -150,8 +190,29 @@ impl AudioFileReader {
     /// # Errors
     /// Read or decode errors, or a file without a single sample.
     pub fn next_frame(&mut self) -> anyhow::Result<[f32; 2]> {
+        if let Some(l) = &mut self.lock {
+            let end = u128::from(l.loops + 1) * l.length.as_nanos() * u128::from(self.rate)
+                / 1_000_000_000;
+            if u128::from(l.emitted) >= end {
+                l.loops += 1;
+                l.ended = false;
+                self.restart()?;
+            }
+            let l = self.lock.as_mut().expect("just matched");
+            l.emitted += 1;
+            if l.ended {
+                return Ok([0.0, 0.0]);
+            }
+        }
         while self.at + self.channels > self.samples.len() {
             if !self.decode_next()? {
+                if let Some(l) = &mut self.lock {
+                    if !self.any {
+                        bail!("audio file {}: no samples", self.path.display());
+                    }
+                    l.ended = true;
+                    return Ok([0.0, 0.0]);
+                }
                 if !self.any {
                     bail!("audio file {}: no samples", self.path.display());
                 }
@@ -187,11 +248,15 @@ impl StereoFrames for AudioFileReader {
 
 pub(crate) fn start(
     path: &Path,
+    loop_length: Option<std::time::Duration>,
     clock: MediaClock,
     out: SyncSender<AudioFrame>,
     ctx: SourceCtx,
 ) -> anyhow::Result<SourceHandle> {
-    let reader = AudioFileReader::open(path)?;
+    let mut reader = AudioFileReader::open(path)?;
+    if let Some(length) = loop_length {
+        reader = reader.loop_every(length);
+    }
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -221,6 +286,7 @@ pub(crate) fn start(
 mod tests {
     use super::*;
     use std::process::Command;
+    use std::time::Duration;
 
     /// A 1 s 440 Hz tone (mono, 44.1 kHz) encoded by ffmpeg as `ext`.
     fn tone(dir: &Path, ext: &str, codec: &[&str]) -> PathBuf {
@@ -246,6 +312,39 @@ mod tests {
             peak = peak.max(s.iter().map(|x| x.saturating_abs()).max().unwrap_or(0));
         }
         peak
+    }
+
+    #[test]
+    fn a_fixed_loop_length_cuts_or_pads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1 s of tone at 44.1 kHz, lossless: the samples are known to repeat exactly.
+        let path = tone(dir.path(), "flac", &["-c:a", "flac"]);
+        let frames = |r: &mut AudioFileReader, n: usize| -> Vec<f32> {
+            (0..n).map(|_| r.next_frame().unwrap()[0]).collect()
+        };
+        let rate = 44_100;
+        // Longer than the file: the second half second is silence, then the tone again.
+        let mut r = AudioFileReader::open(&path)
+            .unwrap()
+            .loop_every(Duration::from_millis(1500));
+        let a = frames(&mut r, 3 * rate);
+        let first = &a[..rate];
+        assert!(first.iter().any(|x| x.abs() > 0.1));
+        assert!(a[rate + 10..rate * 3 / 2].iter().all(|&x| x == 0.0));
+        assert_eq!(&a[rate * 3 / 2..rate * 5 / 2], first);
+        // Shorter than the file: it starts again every 0.4 s, never reaching silence.
+        let mut r = AudioFileReader::open(&path)
+            .unwrap()
+            .loop_every(Duration::from_millis(400));
+        let b = frames(&mut r, 2 * rate);
+        let loop_len = rate * 4 / 10;
+        for k in 1..4 {
+            assert_eq!(
+                &b[k * loop_len..(k + 1) * loop_len],
+                &b[..loop_len],
+                "loop {k}"
+            );
+        }
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct FileVideoInfo {
     /// Units come in a different order than they are shown (B-frames), seen in the first
     /// [`LOOKAHEAD`] units.
     pub reordered: bool,
+    /// The video's length as the container gives it: one loop (the same file's audio loops
+    /// on it too). `None`: not given; the loop is then the last picture's time plus a frame.
+    pub loop_length: Option<Duration>,
 }
 
 /// One sample of the file in decode order; times in nanoseconds from the file's origin.
@@ -148,6 +151,8 @@ struct Track {
     height: u32,
     /// Nominal frame duration if the container says it (ns).
     frame_ns: Option<i64>,
+    /// The video's length if the container says it.
+    length: Option<Duration>,
 }
 
 struct Mp4File {
@@ -211,6 +216,7 @@ fn open_mp4(path: &Path) -> anyhow::Result<(Mp4File, Track)> {
         width: u32::from(t.width()),
         height: u32::from(t.height()),
         frame_ns: None,
+        length: Some(t.duration()).filter(|d| !d.is_zero()),
     };
     let file = Mp4File {
         path: path.to_owned(),
@@ -304,6 +310,12 @@ fn open_mkv(path: &Path) -> anyhow::Result<(MkvFile, Track)> {
         frame_ns: t
             .default_duration()
             .and_then(|d| i64::try_from(d.get()).ok()),
+        // The segment's duration, in timestamp ticks: the longer of the file's tracks.
+        length: file
+            .info()
+            .duration()
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(|d| Duration::from_nanos((d * file.info().timestamp_scale().get() as f64) as u64)),
     };
     let mkv = MkvFile {
         path: path.to_owned(),
@@ -450,6 +462,7 @@ impl UnitReader {
                 pps: pps.clone(),
                 description: String::new(),
                 reordered: false,
+                loop_length: track.length,
             },
         };
         r.fill()?;
@@ -681,6 +694,7 @@ mod tests {
             width: 0,
             height: 0,
             frame_ns: None,
+            length: None,
         };
         let mut r = UnitReader::new(Box::new(demux), track, "t.mp4").unwrap();
         assert_eq!((r.info.width, r.info.height, r.info.fps), (64, 64, 25));
@@ -721,6 +735,7 @@ mod tests {
             width: 64,
             height: 48,
             frame_ns: None,
+            length: None,
         };
         let mut r = UnitReader::new(Box::new(demux), track, "t.mkv").unwrap();
         assert!(r.next_unit().is_ok());

@@ -639,6 +639,20 @@ pub fn start_audio(
     clock: MediaClock,
     out: SyncSender<AudioFrame>,
 ) -> anyhow::Result<SourceHandle> {
+    start_audio_looped(spec, None, clock, out)
+}
+
+/// [`start_audio`], a compressed audio file looping every `loop_length` (the length of the
+/// same file's video, passed through) instead of at its own end.
+///
+/// # Errors
+/// As [`start_audio`].
+pub fn start_audio_looped(
+    spec: &AudioSpec,
+    loop_length: Option<Duration>,
+    clock: MediaClock,
+    out: SyncSender<AudioFrame>,
+) -> anyhow::Result<SourceHandle> {
     match spec {
         AudioSpec::Tone => tone::start(clock, out, SourceCtx::new()),
         // WAV by its own reader; anything else (MP3, AAC, FLAC, Vorbis, the audio of MP4 or
@@ -650,7 +664,7 @@ pub fn start_audio(
         {
             wav::start(path, clock, out, SourceCtx::new())
         }
-        AudioSpec::File(path) => audio_file::start(path, clock, out, SourceCtx::new()),
+        AudioSpec::File(path) => audio_file::start(path, loop_length, clock, out, SourceCtx::new()),
         AudioSpec::Mic(name) => mic::start(name.as_deref(), clock, out, SourceCtx::new()),
         AudioSpec::Auto => auto_start(
             "audio",
