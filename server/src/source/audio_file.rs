@@ -39,6 +39,10 @@ pub struct AudioFileReader {
     codec: String,
     /// Loops on another track's length instead of at its own end ([`Self::loop_every`]).
     lock: Option<LoopLock>,
+    /// Frames the file says to leave out at its start (an MP4 edit list: AAC's priming),
+    /// and how many of them are still to go in this pass.
+    priming: usize,
+    skip: usize,
 }
 
 /// Loops of a fixed length, in the file's own frames: loop `k` ends at frame
@@ -104,6 +108,7 @@ impl AudioFileReader {
             })?;
         let rate = params.sample_rate.unwrap_or(AUDIO_RATE);
         let channels = params.channels.map_or(2, |c| c.count()).max(1);
+        let priming = mp4_priming(path, rate);
         Ok(AudioFileReader {
             path: path.to_owned(),
             track: track.id,
@@ -116,6 +121,8 @@ impl AudioFileReader {
             any: false,
             codec,
             lock: None,
+            priming,
+            skip: priming,
         })
     }
 
@@ -142,6 +149,7 @@ impl AudioFileReader {
         self.decoder.reset();
         self.samples.clear();
         self.at = 0;
+        self.skip = self.priming;
         Ok(())
     }
 
@@ -169,8 +177,11 @@ impl AudioFileReader {
                     out.copy_interleaved_ref(buf);
                     self.samples.clear();
                     self.samples.extend_from_slice(out.samples());
-                    self.at = 0;
-                    if !self.samples.is_empty() {
+                    // The edit list's priming: left out of each pass.
+                    let skipped = self.skip.min(self.samples.len() / self.channels);
+                    self.skip -= skipped;
+                    self.at = skipped * self.channels;
+                    if self.samples.len() > self.at {
                         self.any = true;
                         return Ok(true);
                     }
@@ -221,6 +232,7 @@ impl AudioFileReader {
                     .with_context(|| format!("audio file {}", self.path.display()))?;
                 self.decoder.reset();
                 self.any = false;
+                self.skip = self.priming;
             }
         }
         let s = &self.samples[self.at..self.at + self.channels];
@@ -234,6 +246,46 @@ impl AudioFileReader {
         };
         Ok([finite(s[0]), finite(*s.get(1).unwrap_or(&s[0]))])
     }
+}
+
+/// The frames (at `rate`) an MP4's edit list says to leave out at the start of its audio
+/// track: ffmpeg's AAC files say 1,024 (the encoder's priming); symphonia's MP4 reader does
+/// not read edit lists. 0 for other files or without an edit list.
+fn mp4_priming(path: &Path, rate: u32) -> usize {
+    let Ok(super::container::FileKind::Mp4) = super::container::file_kind(path) else {
+        return 0;
+    };
+    let Ok(f) = File::open(path) else { return 0 };
+    let Ok(size) = f.metadata().map(|m| m.len()) else {
+        return 0;
+    };
+    let Ok(mp4) = mp4::Mp4Reader::read_header(std::io::BufReader::new(f), size) else {
+        return 0;
+    };
+    let Some(t) = mp4
+        .tracks()
+        .values()
+        .find(|t| matches!(t.track_type(), Ok(mp4::TrackType::Audio)))
+    else {
+        return 0;
+    };
+    let timescale = u64::from(t.timescale().max(1));
+    let first = t
+        .trak
+        .edts
+        .as_ref()
+        .and_then(|e| e.elst.as_ref())
+        .and_then(|l| {
+            // An empty edit (media time -1) first only delays the track: not priming.
+            l.entries
+                .iter()
+                .find(|e| e.media_time != u64::from(u32::MAX) && e.media_time != u64::MAX)
+        });
+    first.map_or(0, |e| {
+        // At most a second: anything longer is not priming.
+        let frames = e.media_time.min(timescale) * u64::from(rate) / timescale;
+        usize::try_from(frames).unwrap_or(0)
+    })
 }
 
 impl StereoFrames for AudioFileReader {
