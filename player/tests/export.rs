@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
+#[path = "../../server/tests/common/media_file.rs"]
+mod media_file;
 #[path = "../../server/tests/common/mp4_check.rs"]
 mod mp4_check;
 
@@ -203,4 +205,40 @@ fn export_of_a_recording_and_of_a_range() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A recording of a stream with B-frames (x264, two between references: units in decode
+/// order, each stamped with its presentation time, as the player records them) exports to an
+/// MP4 whose every picture ffmpeg decodes, shown in order.
+#[test]
+fn export_keeps_b_frames_in_decode_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = media_file::h264_aac_file(dir.path(), "talk.mp4", 2);
+    let mut units = livecast_server::source::container::UnitReader::open(&source).unwrap();
+    let rec = dir.path().join("b.lcrec");
+    let tracks = [track(0, "video", Codec::H264, 90_000, "")];
+    let mut w = RecordingWriter::create(&rec, &tracks, "v=0\r\n").unwrap();
+    let n = 125; // the file's 5 s
+    for _ in 0..n {
+        let u = units.next_unit().unwrap();
+        w.append(&unit(0, T0 + u.capture_at / 1000, u.is_idr, u.annexb))
+            .unwrap();
+    }
+    w.flush().unwrap();
+    let out = dir.path().join("b.mp4");
+    export(&["--export", out.to_str().unwrap(), rec.to_str().unwrap()]);
+    decodes_cleanly(&out);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["frame=pts_time", "-of", "csv=p=0"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    // One line per frame; the first field is the time (a frame with side data has more).
+    let pts: Vec<f64> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(pts.len(), n, "pictures decoded");
+    assert!(pts.windows(2).all(|w| w[1] > w[0]), "out of order: {pts:?}");
 }

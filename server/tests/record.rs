@@ -209,9 +209,10 @@ fn b_frames_are_recorded_with_composition_offsets() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // One line per frame; the first field is the time (a frame with side data has more).
     let pts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
         .collect();
     let expected = recorded * 25.0;
     assert!(

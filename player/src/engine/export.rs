@@ -164,6 +164,8 @@ pub fn export(
         let (Some(track), Some(ot), Some(first)) = (track, out_track, first) else {
             continue;
         };
+        // The index's times rise (made monotonic when recorded), so video keeps its decode
+        // order; a unit's own capture time is its presentation time (B-frames).
         for (i, e) in index.entries(track).iter().enumerate().skip(first) {
             if e.time_us >= to {
                 break;
@@ -172,16 +174,25 @@ pub fn export(
         }
     }
     units.sort_by_key(|u| (u.0, u.1));
+    // Decode times and composition offsets for the video (B-frames), from presentation times.
+    let mut reorder: mp4::Reorder<(bool, Vec<u8>)> = mp4::Reorder::default();
     let (mut frames, mut packets, mut broken, mut last_end) = (0, 0, false, start);
-    for (t, ot, i) in units {
+    for (_, ot, i) in units {
         let (track, ts) = if Some(ot) == vout {
             (video.expect("vout implies video"), 90_000)
         } else {
             (audio.expect("aout implies audio"), 48_000)
         };
         let e = index.entries(track)[i];
-        let time = ((t - start) * ts / 1_000_000) as u64;
         let unit = reader.read(&e)?;
+        // Presentation time: the unit's capture time (the index's is made monotonic); never
+        // before the keyframe the export starts at.
+        let t = if Some(ot) == vout {
+            unit.capture_us.max(start)
+        } else {
+            e.time_us
+        };
+        let time = ((t - start) * ts / 1_000_000) as u64;
         let fragment = if Some(ot) == vout {
             if e.keyframe() && !e.damaged() {
                 broken = false;
@@ -191,16 +202,31 @@ pub fn export(
                 continue;
             }
             frames += 1;
-            writer.push(ot, time, e.keyframe(), mp4::annexb_to_avcc(&unit.data))
+            reorder
+                .push(time, (e.keyframe(), mp4::annexb_to_avcc(&unit.data)))
+                .into_iter()
+                .map(|(dts, off, (kf, data))| writer.push_offset(ot, dts, off, kf, data))
+                .collect()
         } else {
             packets += 1;
-            writer.push(ot, time, true, unit.data)
+            vec![writer.push(ot, time, true, unit.data)]
         };
         last_end = last_end.max(t);
-        match fragment {
-            Ok(Some(f)) => put(&mut file, &f)?,
-            Ok(None) => {}
-            Err(e) => tracing::warn!("export: {e}"),
+        for f in fragment {
+            match f {
+                Ok(Some(f)) => put(&mut file, &f)?,
+                Ok(None) => {}
+                Err(e) => tracing::warn!("export: {e}"),
+            }
+        }
+    }
+    if let Some(ot) = vout {
+        while let Some((dts, off, (kf, data))) = reorder.pop() {
+            match writer.push_offset(ot, dts, off, kf, data) {
+                Ok(Some(f)) => put(&mut file, &f)?,
+                Ok(None) => {}
+                Err(e) => tracing::warn!("export: {e}"),
+            }
         }
     }
 
