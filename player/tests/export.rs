@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 #[path = "../../server/tests/common/media_file.rs"]
+#[allow(dead_code)] // the server's tests use the rest
 mod media_file;
 #[path = "../../server/tests/common/mp4_check.rs"]
 mod mp4_check;
