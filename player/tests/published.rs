@@ -76,12 +76,18 @@ fn headless_plays_a_path_published_by_ffmpeg() {
 }
 
 /// `--video file:talk.mp4 --audio file:talk.mp4`: the file's H.264 as it is (400x224 at
-/// 25 fps, no B-frames: see docs/architecture.md for the player and B-frames) and its AAC as
-/// Opus, played by the headless player at the file's size and rate.
+/// 25 fps) and its AAC as Opus, played by the headless player at the file's size and rate;
+/// without B-frames, and with two (decoded with reordering: every picture, no error).
 #[test]
 fn headless_plays_an_mp4_file_streamed_as_it_is() {
+    for b_frames in [0, 2] {
+        plays_an_mp4_file(b_frames);
+    }
+}
+
+fn plays_an_mp4_file(b_frames: u32) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mp4 = media_file::h264_aac_file(dir.path(), "talk.mp4", 0);
+    let mp4 = media_file::h264_aac_file(dir.path(), "talk.mp4", b_frames);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -120,7 +126,7 @@ fn headless_plays_an_mp4_file_streamed_as_it_is() {
     let fps = frames as f64 / secs;
     assert!(
         (22.0..=28.0).contains(&fps),
-        "{frames} frames in {secs:.1} s: {r}"
+        "{b_frames} B-frames: {frames} frames in {secs:.1} s: {r}"
     );
     let audio = r["audio"]["frames_decoded"].as_u64().expect("audio frames");
     assert!(audio >= 300, "only {audio} Opus frames decoded: {r}");

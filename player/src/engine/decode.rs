@@ -1,8 +1,10 @@
 //! Decoders: H.264 with openh264 (to RGBA for display), Opus with libopus (to 48 kHz stereo).
 
 use anyhow::Context;
-use openh264::decoder::{DecodedYUV, Decoder};
+use livecast_proto::codec::h264;
+use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
+use openh264::OpenH264API;
 
 /// A decoded picture, converted for display.
 #[derive(Clone, Debug)]
@@ -14,7 +16,19 @@ pub struct Picture {
     pub mean_luma: f32,
 }
 
+/// Compressed data kept from the last keyframe while no B slice has been seen, to decode the
+/// group again when one appears: at most this many bytes (beyond, the group is dropped and
+/// the switch waits for the next keyframe).
+const MAX_KEPT_GROUP: usize = 16 << 20;
+
 /// H.264 decoder. Feed it whole access units in Annex B form, in decode order.
+///
+/// A stream without B-frames is decoded with the `openh264` crate's default, which flushes
+/// after every unit: each unit's picture comes out at once. That mode never releases the
+/// pictures a B-frame stream holds for reordering (after about 20 units every decode fails),
+/// so at the first B slice the decoder is made again without flushing, the units since the
+/// last keyframe are decoded again (kept until then), and from then on pictures come out in
+/// presentation order, a picture later than they went in.
 pub struct VideoDecoder {
     dec: Decoder,
     /// No keyframe since creation/reset: non-IDR units are skipped (they would only produce
@@ -23,23 +37,50 @@ pub struct VideoDecoder {
     pub errors: u64,
     /// Pictures the decoder produced (shown or not).
     pub decoded: u64,
+    /// B slices seen: decoding without a flush after each unit.
+    reordering: bool,
+    /// The units since the last keyframe, while not reordering (see [`MAX_KEPT_GROUP`]).
+    group: Vec<Vec<u8>>,
+    group_bytes: usize,
+}
+
+fn make_decoder(reordering: bool) -> anyhow::Result<Decoder> {
+    if reordering {
+        Decoder::with_api_config(
+            OpenH264API::from_source(),
+            DecoderConfig::new().flush_after_decode(Flush::NoFlush),
+        )
+        .context("openh264 decoder")
+    } else {
+        Decoder::new().context("openh264 decoder")
+    }
 }
 
 impl VideoDecoder {
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
-            dec: Decoder::new().context("openh264 decoder")?,
+            dec: make_decoder(false)?,
             need_keyframe: true,
             errors: 0,
             decoded: 0,
+            reordering: false,
+            group: Vec::new(),
+            group_bytes: 0,
         })
     }
 
     /// Starts over (after a seek): the next unit decoded must be a keyframe.
     pub fn reset(&mut self) -> anyhow::Result<()> {
-        self.dec = Decoder::new().context("openh264 decoder")?;
+        self.dec = make_decoder(self.reordering)?;
         self.need_keyframe = true;
+        self.group.clear();
+        self.group_bytes = 0;
         Ok(())
+    }
+
+    /// Whether B-frames were seen (pictures come out a picture late, in presentation order).
+    pub fn reordering(&self) -> bool {
+        self.reordering
     }
 
     /// Decodes one access unit. With `convert == false` the picture is decoded (to advance the
@@ -49,6 +90,23 @@ impl VideoDecoder {
             return None;
         }
         self.need_keyframe = false;
+        if !self.reordering {
+            if keyframe {
+                self.group.clear();
+                self.group_bytes = 0;
+            }
+            if h264::has_b_slice(annexb) {
+                self.start_reordering(keyframe);
+                if self.need_keyframe {
+                    return None;
+                }
+            } else if self.group_bytes + annexb.len() <= MAX_KEPT_GROUP {
+                self.group.push(annexb.to_vec());
+                self.group_bytes += annexb.len();
+            } else {
+                self.group_bytes = usize::MAX / 2;
+            }
+        }
         match self.dec.decode(annexb) {
             Ok(Some(yuv)) => {
                 self.decoded += 1;
@@ -61,6 +119,38 @@ impl VideoDecoder {
                 // Wait for the next keyframe rather than decoding garbage on top of a loss.
                 self.need_keyframe = true;
                 None
+            }
+        }
+    }
+
+    /// The first B slice: a decoder that holds pictures for reordering, given the units since
+    /// the last keyframe again (or, if they were not all kept, waiting for the next one).
+    fn start_reordering(&mut self, keyframe: bool) {
+        tracing::info!("the video has B-frames: decoding with reordering (a picture later)");
+        self.reordering = true;
+        let group = std::mem::take(&mut self.group);
+        let complete = self.group_bytes <= MAX_KEPT_GROUP;
+        self.group_bytes = 0;
+        match make_decoder(true) {
+            Ok(d) => self.dec = d,
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                self.need_keyframe = true;
+                return;
+            }
+        }
+        if keyframe {
+            return;
+        }
+        if !complete || group.is_empty() {
+            self.need_keyframe = true;
+            return;
+        }
+        for unit in &group {
+            if self.dec.decode(unit).is_err() {
+                self.errors += 1;
+                self.need_keyframe = true;
+                return;
             }
         }
     }

@@ -917,6 +917,29 @@ impl fmt::Display for SpsError {
 
 impl std::error::Error for SpsError {}
 
+/// The `slice_type` of a slice NAL unit (types 1 and 5; H.264 §7.3.3), 0..=4: P, B, I, SP,
+/// SI (the values 5..=9, "all slices of the picture are this type", folded in). `None` for
+/// other NAL units or a header cut short.
+pub fn slice_type(nal: &[u8]) -> Option<u32> {
+    if !matches!(nal_type(nal), nal::SLICE | nal::IDR) {
+        return None;
+    }
+    // Two Exp-Golomb codes of at most 33 bits each: a few bytes, emulation prevention removed.
+    let head = remove_emulation_prevention(nal.get(1..nal.len().min(16))?);
+    let mut r = BitReader {
+        data: &head,
+        pos: 0,
+    };
+    r.ue().ok()?; // first_mb_in_slice
+    let t = r.ue().ok()?;
+    (t <= 9).then_some(t % 5)
+}
+
+/// Whether an Annex B access unit holds a B slice (the stream reorders pictures).
+pub fn has_b_slice(annexb: &[u8]) -> bool {
+    split_annexb(annexb).any(|n| slice_type(n) == Some(1))
+}
+
 /// MSB-first bit reader with Exp-Golomb codes (H.264 §9.1).
 struct BitReader<'a> {
     data: &'a [u8],
@@ -1165,6 +1188,36 @@ pub fn parse_sps(sps: &[u8]) -> Result<SpsInfo, SpsError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn slice_types() {
+        // first_mb_in_slice = 0 ("1"), slice_type ue: P = 0 ("1"), B = 1 ("010"),
+        // I = 7 ("0001000").
+        assert_eq!(slice_type(&[0x41, 0b1100_0000]), Some(0));
+        assert_eq!(slice_type(&[0x01, 0b1010_0000]), Some(1));
+        assert_eq!(slice_type(&[0x65, 0b1000_1000]), Some(2));
+        assert_eq!(slice_type(&[0x67, 0xff]), None, "an SPS has no slice type");
+        assert_eq!(slice_type(&[0x41]), None, "cut short");
+        assert_eq!(
+            slice_type(&[0x41, 0, 0, 0]),
+            None,
+            "an Exp-Golomb code too long"
+        );
+        assert!(has_b_slice(&[
+            0,
+            0,
+            0,
+            1,
+            0x09,
+            0x10,
+            0,
+            0,
+            1,
+            0x01,
+            0b1010_0000
+        ]));
+        assert!(!has_b_slice(&[0, 0, 0, 1, 0x41, 0b1100_0000]));
+    }
 
     #[test]
     fn avcc_record_and_samples() {

@@ -597,8 +597,9 @@ pub fn start(
     let info = reader.info.clone();
     if info.reordered {
         tracing::warn!(
-            "{}: the video has B-frames: ffmpeg, mpv, VLC and GStreamer play it, \
-             livecast-player does not yet (re-encode with `-c:v libx264 -bf 0` for it)",
+            "{}: the video has B-frames: ffmpeg, mpv, VLC and GStreamer play it smoothly, \
+             livecast-player shows fewer pictures for now (re-encode with `-c:v libx264 -bf 0` \
+             for it)",
             path.display()
         );
     }
