@@ -128,6 +128,13 @@ fn plays_an_mp4_file(b_frames: u32) {
         (22.0..=28.0).contains(&fps),
         "{b_frames} B-frames: {frames} frames in {secs:.1} s: {r}"
     );
+    // Each picture shown at its own time: with B-frames at least half (shown together with
+    // the reference before them, only one in three was).
+    let shown = r["video"]["frames_shown"].as_u64().expect("frames shown");
+    assert!(
+        shown * 2 >= frames,
+        "{b_frames} B-frames: {shown} of {frames} pictures shown: {r}"
+    );
     let audio = r["audio"]["frames_decoded"].as_u64().expect("audio frames");
     assert!(audio >= 300, "only {audio} Opus frames decoded: {r}");
     server.shutdown();

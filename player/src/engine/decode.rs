@@ -39,9 +39,13 @@ pub struct VideoDecoder {
     pub decoded: u64,
     /// B slices seen: decoding without a flush after each unit.
     reordering: bool,
-    /// The units since the last keyframe, while not reordering (see [`MAX_KEPT_GROUP`]).
-    group: Vec<Vec<u8>>,
+    /// The units since the last keyframe with their times, while not reordering (see
+    /// [`MAX_KEPT_GROUP`]).
+    group: Vec<(Vec<u8>, i64)>,
     group_bytes: usize,
+    /// Times of the units given and not yet out as pictures (reordering): each picture that
+    /// comes out, in presentation order, is the one with the smallest time.
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<i64>>,
 }
 
 fn make_decoder(reordering: bool) -> anyhow::Result<Decoder> {
@@ -66,6 +70,7 @@ impl VideoDecoder {
             reordering: false,
             group: Vec::new(),
             group_bytes: 0,
+            pending: std::collections::BinaryHeap::new(),
         })
     }
 
@@ -75,6 +80,7 @@ impl VideoDecoder {
         self.need_keyframe = true;
         self.group.clear();
         self.group_bytes = 0;
+        self.pending.clear();
         Ok(())
     }
 
@@ -86,8 +92,27 @@ impl VideoDecoder {
     /// Decodes one access unit. With `convert == false` the picture is decoded (to advance the
     /// reference chain during a seek) but not converted to RGBA.
     pub fn decode(&mut self, annexb: &[u8], keyframe: bool, convert: bool) -> Option<Picture> {
+        self.decode_at(annexb, keyframe, convert, 0).map(|(p, _)| p)
+    }
+
+    /// [`VideoDecoder::decode`] of a unit presented at `time`: the picture that comes out and
+    /// its time (with B-frames, another unit's: pictures come out in presentation order).
+    pub fn decode_at(
+        &mut self,
+        annexb: &[u8],
+        keyframe: bool,
+        convert: bool,
+        time: i64,
+    ) -> Option<(Picture, i64)> {
         if self.need_keyframe && !keyframe {
             return None;
+        }
+        if self.need_keyframe && self.reordering {
+            // Whatever the decoder still held belongs to the stream before the gap.
+            if let Ok(d) = make_decoder(true) {
+                self.dec = d;
+            }
+            self.pending.clear();
         }
         self.need_keyframe = false;
         if !self.reordering {
@@ -101,16 +126,24 @@ impl VideoDecoder {
                     return None;
                 }
             } else if self.group_bytes + annexb.len() <= MAX_KEPT_GROUP {
-                self.group.push(annexb.to_vec());
+                self.group.push((annexb.to_vec(), time));
                 self.group_bytes += annexb.len();
             } else {
                 self.group_bytes = usize::MAX / 2;
             }
         }
+        if self.reordering {
+            self.pending.push(std::cmp::Reverse(time));
+        }
         match self.dec.decode(annexb) {
             Ok(Some(yuv)) => {
                 self.decoded += 1;
-                convert.then(|| to_picture(&yuv))
+                let shown = if self.reordering {
+                    self.pending.pop().map_or(time, |std::cmp::Reverse(t)| t)
+                } else {
+                    time
+                };
+                convert.then(|| (to_picture(&yuv), shown))
             }
             Ok(None) => None,
             Err(e) => {
@@ -146,11 +179,19 @@ impl VideoDecoder {
             self.need_keyframe = true;
             return;
         }
-        for unit in &group {
-            if self.dec.decode(unit).is_err() {
-                self.errors += 1;
-                self.need_keyframe = true;
-                return;
+        self.pending.clear();
+        for (unit, time) in &group {
+            self.pending.push(std::cmp::Reverse(*time));
+            match self.dec.decode(unit) {
+                Ok(Some(_)) => {
+                    self.pending.pop();
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.errors += 1;
+                    self.need_keyframe = true;
+                    return;
+                }
             }
         }
     }

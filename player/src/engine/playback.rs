@@ -8,6 +8,7 @@
 //! live-delay policy), the `VideoPresenter`, the `AudioFeeder`, the `CaptionTrack`, the
 //! `ChatTrack` and the `Probes` (measurements for the report).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -312,7 +313,15 @@ struct VideoPresenter {
     frames_shown: u64,
     /// Frames per second shown: (window start, frames shown then, last figure).
     fps_window: (Instant, u64, f64),
+    /// With B-frames: pictures decoded ahead of the playhead, in presentation order, each
+    /// with its time and its unit's capture facts (from a sender report, capture µs).
+    held: VecDeque<(i64, Picture, bool, i64)>,
 }
+
+/// With B-frames, how far ahead of the playhead units are decoded: the reference a B-frame
+/// needs comes before it in decode order but is shown after it (the recording index's times
+/// rise in decode order), and the decoder gives a picture out one unit later.
+const REORDER_AHEAD_US: i64 = 250_000;
 
 impl VideoPresenter {
     fn new(frame_tx: watch::Sender<Option<VideoFrame>>, now: Instant) -> Self {
@@ -324,6 +333,7 @@ impl VideoPresenter {
             size: (0, 0),
             frames_shown: 0,
             fps_window: (now, 0, 0.0),
+            held: VecDeque::new(),
         }
     }
 
@@ -341,18 +351,60 @@ impl VideoPresenter {
             if let Err(e) = self.dec.reset() {
                 warn!("{e:#}");
             }
+            self.held.clear();
             self.next = k;
             self.decode_through(rec, last, cx);
+            if self.dec.reordering() {
+                // The picture at the target may still be in the decoder: a few more units,
+                // then the latest picture at or before the target (or the first after it).
+                let ahead = read_index(&rec.index).last_at_or_before(v, target + REORDER_AHEAD_US);
+                if let Some(ahead) = ahead.filter(|a| *a >= self.next) {
+                    self.decode_through(rec, ahead, cx);
+                }
+                if !self.show_due(target, cx) {
+                    if let Some((t, pic, sr, capture)) = self.held.pop_front() {
+                        self.show(pic, t, sr, capture, cx);
+                    }
+                }
+            }
+        }
+    }
+
+    /// With B-frames: shows the latest held picture whose time has come (older ones due with
+    /// it are dropped, as a late decoder would); whether one was shown.
+    fn show_due(&mut self, pos: i64, cx: &mut ShowContext) -> bool {
+        let mut due = None;
+        while self.held.front().is_some_and(|h| h.0 <= pos) {
+            due = self.held.pop_front();
+        }
+        match due {
+            Some((t, pic, sr, capture)) => {
+                self.show(pic, t, sr, capture, cx);
+                true
+            }
+            None => false,
         }
     }
 
     /// Decodes what is due at `pos`, skipping ahead to a keyframe when too far behind.
     fn step(&mut self, rec: &mut Recorded, pos: i64, cx: &mut ShowContext) {
+        self.decode_due(rec, pos, cx);
+        if self.dec.reordering() {
+            self.show_due(pos, cx);
+        }
+    }
+
+    fn decode_due(&mut self, rec: &mut Recorded, pos: i64, cx: &mut ShowContext) {
         let Some(v) = self.track else { return };
+        let ahead = if self.dec.reordering() {
+            REORDER_AHEAD_US
+        } else {
+            0
+        };
         let (last_due, skip_to) = {
             let idx = read_index(&rec.index);
             let entries = idx.entries(v);
-            let Some(last_due) = idx.last_at_or_before(v, pos) else {
+            let Some(last_due) = idx.last_at_or_before(v, pos + ahead) else {
                 return;
             };
             if last_due < self.next || self.next >= entries.len() {
@@ -395,16 +447,39 @@ impl VideoPresenter {
                 continue;
             };
             let is_last = i + 1 == n;
-            if let Some(pic) = self.dec.decode(&unit.data, entry.keyframe(), is_last) {
-                self.show(pic, entry.time_us, &unit, cx);
+            let reordering = self.dec.reordering();
+            // With B-frames a picture's time is its own unit's capture time (the index's
+            // are made monotonic), and every picture may be the one to show.
+            let time = if reordering {
+                unit.capture_us
+            } else {
+                entry.time_us
+            };
+            let convert = is_last || reordering;
+            if let Some((pic, t)) = self
+                .dec
+                .decode_at(&unit.data, entry.keyframe(), convert, time)
+            {
+                if self.dec.reordering() {
+                    self.held.push_back((t, pic, unit.capture_from_sr, t));
+                } else {
+                    self.show(pic, t, unit.capture_from_sr, unit.capture_us, cx);
+                }
             }
         }
         self.next = last + 1;
     }
 
-    fn show(&mut self, pic: Picture, time_us: i64, unit: &MediaUnit, cx: &mut ShowContext) {
-        let latency_ms = (unit.capture_from_sr && cx.at_live)
-            .then(|| (wall_us() - unit.capture_us) as f64 / 1000.0);
+    fn show(
+        &mut self,
+        pic: Picture,
+        time_us: i64,
+        capture_from_sr: bool,
+        capture_us: i64,
+        cx: &mut ShowContext,
+    ) {
+        let latency_ms =
+            (capture_from_sr && cx.at_live).then(|| (wall_us() - capture_us) as f64 / 1000.0);
         cx.probes.picture_shown(&pic, time_us, latency_ms, cx.now);
         self.size = (pic.width, pic.height);
         self.frames_shown += 1;

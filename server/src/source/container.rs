@@ -596,10 +596,10 @@ pub fn start(
     let mut reader = UnitReader::open(path)?;
     let info = reader.info.clone();
     if info.reordered {
-        tracing::warn!(
-            "{}: the video has B-frames: ffmpeg, mpv, VLC and GStreamer play it smoothly, \
-             livecast-player shows fewer pictures for now (re-encode with `-c:v libx264 -bf 0` \
-             for it)",
+        tracing::info!(
+            "{}: the video has B-frames: players show it a few pictures later than live \
+             (livecast-player drops about one in four at its live edge for now; \
+             `-c:v libx264 -bf 0` makes a file without)",
             path.display()
         );
     }
