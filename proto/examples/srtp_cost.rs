@@ -2,6 +2,8 @@
 //! of the sizes our H.264 video is cut into, on one core. Run with
 //! `cargo run --release -p livecast-proto --example srtp_cost`.
 
+#![allow(clippy::print_stdout)] // a benchmark whose output is its figures
+
 use std::time::Instant;
 
 use livecast_proto::srtp::Context;
