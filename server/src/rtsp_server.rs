@@ -40,6 +40,7 @@ use livecast_proto::rtsp::server::{
 };
 use livecast_proto::rtsp::{self, Limits, Message, Parsed};
 use livecast_proto::sdp::SessionDescription;
+use livecast_proto::srtp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
@@ -122,6 +123,27 @@ pub struct RtspServer {
     ingest: Vec<(Arc<std::net::UdpSocket>, Arc<std::net::UdpSocket>)>,
     /// Quality adaptation from the viewers' reports (a call only).
     adapter: std::sync::OnceLock<crate::adapt::Adapter>,
+    /// `RTP/SAVP(F)` subscriptions, by where their RTCP comes from: the SRTCP context of the
+    /// client's own key (`None`: it sent no `KeyMgmt`, its SRTCP is dropped unread).
+    srtcp: Mutex<HashMap<RtcpFrom, Option<srtp::Context>>>,
+}
+
+/// Where a client's RTCP comes from: its UDP address, or a channel of its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RtcpFrom {
+    Udp(SocketAddr),
+    Interleaved(ConnId, u8),
+}
+
+impl RtcpFrom {
+    fn of(sink: MediaSink) -> Self {
+        match sink {
+            MediaSink::Udp { rtcp, .. } => RtcpFrom::Udp(rtcp),
+            MediaSink::Interleaved {
+                conn, rtcp_channel, ..
+            } => RtcpFrom::Interleaved(conn, rtcp_channel),
+        }
+    }
 }
 
 impl RtspServer {
@@ -173,7 +195,12 @@ impl RtspServer {
         Arc::new(Self {
             limits: cfg.limits,
             tracks,
-            sm: Mutex::new(Server::new(sm_cfg, rand::random(), now)),
+            sm: Mutex::new({
+                let mut sm = Server::new(sm_cfg, rand::random(), now);
+                // SRTP keys from OS entropy (the thread RNG is a CSPRNG seeded from it).
+                sm.set_key_seed(rand::random());
+                sm
+            }),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             deadline: watch::channel(now + Duration::from_secs(3600)).0,
@@ -181,6 +208,7 @@ impl RtspServer {
             paths: Arc::new(Paths::default()),
             ingest,
             adapter: std::sync::OnceLock::new(),
+            srtcp: Mutex::new(HashMap::new()),
         })
     }
 
@@ -268,6 +296,26 @@ impl RtspServer {
     fn sm(&self) -> MutexGuard<'_, Server> {
         // Handling an input never panics; if it did, the state is still usable.
         self.sm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn srtcp(&self) -> MutexGuard<'_, HashMap<RtcpFrom, Option<srtp::Context>>> {
+        self.srtcp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// RTCP from `from` made readable: SRTCP of a secure subscription unprotected with the
+    /// client's key (`None` if that fails: forged, replayed or unkeyed), anything else as is.
+    fn unprotect_rtcp(&self, from: RtcpFrom, data: Vec<u8>) -> Option<Vec<u8>> {
+        match self.srtcp().get_mut(&from) {
+            None => Some(data),
+            Some(None) => None,
+            Some(Some(ctx)) => match ctx.unprotect_rtcp(&data) {
+                Ok(clear) => Some(clear),
+                Err(e) => {
+                    debug!(?from, "SRTCP dropped: {e}");
+                    None
+                }
+            },
+        }
     }
 
     fn conns(&self) -> MutexGuard<'_, HashMap<ConnId, ConnHandle>> {
@@ -394,12 +442,31 @@ impl RtspServer {
                 initial_seq,
                 resumed,
                 retransmission,
+                srtp: keys,
             } => {
+                let from = RtcpFrom::of(sink);
                 let (Some(t), Some(sink)) = (self.track(track), self.sink(sink)) else {
                     return;
                 };
-                debug!(client = client.0, track, initial_seq, "subscribe");
-                t.subscribe(client.0, sink, initial_seq, !resumed, retransmission);
+                debug!(
+                    client = client.0,
+                    track,
+                    initial_seq,
+                    secure = keys.is_some(),
+                    "subscribe"
+                );
+                if let Some(k) = keys {
+                    let rx = k.receive.map(|(key, salt)| srtp::Context::new(&key, &salt));
+                    self.srtcp().insert(from, rx);
+                }
+                t.subscribe_srtp(
+                    client.0,
+                    sink,
+                    initial_seq,
+                    !resumed,
+                    retransmission,
+                    keys.map(|k| k.send),
+                );
                 // A TEARDOWN or close on another connection may have ended the session after
                 // this Subscribe was produced and before it was carried out; its unsubscribe
                 // then ran first. Checked after subscribing, so one of the two always wins.
@@ -417,7 +484,10 @@ impl RtspServer {
                     return;
                 };
                 let resume = t.unsubscribe(client.0);
-                if reason.sends_bye() {
+                // A secure client's BYE would need its SRTCP context, gone with the
+                // subscription: it gets none (its session ends on TEARDOWN's answer anyway).
+                let secure = self.srtcp().remove(&RtcpFrom::of(sink)).is_some();
+                if reason.sends_bye() && !secure {
                     if let Some(sink) = self.sink(sink) {
                         t.send_bye(&sink, client.0);
                     }
@@ -623,14 +693,20 @@ impl RtspServer {
                             {
                                 continue;
                             }
-                            Message::Data(frame) => Input::Rtcp {
-                                now: Instant::now(),
-                                source: RtcpSource::Interleaved {
-                                    conn,
-                                    channel: frame.channel,
-                                },
-                                data: frame.payload,
-                            },
+                            Message::Data(frame) => {
+                                let from = RtcpFrom::Interleaved(conn, frame.channel);
+                                let Some(data) = self.unprotect_rtcp(from, frame.payload) else {
+                                    continue;
+                                };
+                                Input::Rtcp {
+                                    now: Instant::now(),
+                                    source: RtcpSource::Interleaved {
+                                        conn,
+                                        channel: frame.channel,
+                                    },
+                                    data,
+                                }
+                            }
                             Message::Response(_) => {
                                 debug!(conn = conn.0, "ignoring a response from the client");
                                 continue;
@@ -711,6 +787,10 @@ impl RtspServer {
     /// A datagram from `from` on the RTCP socket of track `track`: receiver reports from a
     /// client's own address keep its session alive; PLI/FIR ask for a keyframe.
     pub fn on_udp_rtcp(self: &Arc<Self>, from: SocketAddr, track: usize, data: &[u8]) {
+        let Some(data) = self.unprotect_rtcp(RtcpFrom::Udp(from), data.to_vec()) else {
+            return;
+        };
+        let data = &data[..];
         // Anyone can send datagrams to this port: what is not RTCP never takes the lock.
         if livecast_proto::rtcp::parse_compound(data).is_err() {
             return;

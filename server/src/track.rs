@@ -42,8 +42,9 @@ use std::collections::VecDeque;
 
 use livecast_proto::codec::rtx::{self, RtxHeader};
 use livecast_proto::rtcp::{self, RtcpPacket, Sdes, SenderReport};
-use livecast_proto::rtsp::server::{Retransmission, RtpClock};
+use livecast_proto::rtsp::server::{Retransmission, RtpClock, SrtpMasterKey};
 use livecast_proto::rtsp::write_interleaved;
+use livecast_proto::srtp;
 use livecast_proto::time::{NtpTimestamp, Ssrc};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -180,6 +181,9 @@ struct Subscriber {
     id: u64,
     sink: Sink,
     seq: Mutex<SeqState>,
+    /// `RTP/SAVP(F)`: the SRTP context everything sent to this client goes through (its own
+    /// key: see "SRTP" in the module doc). Taken by the fan-out thread once per packet.
+    srtp: Option<Mutex<srtp::Context>>,
     /// Sent packets and payload octets, for this client's sender reports.
     packets: AtomicU32,
     octets: AtomicU32,
@@ -202,6 +206,29 @@ impl Subscriber {
     fn seq(&self) -> MutexGuard<'_, SeqState> {
         // Nothing panics while holding it; if something did, the numbers are still usable.
         self.seq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `packet` as this client gets it: SRTP-protected if it is a secure subscriber, else
+    /// as is. `None`: not an RTP packet (never the case for ours).
+    fn protect_rtp(&self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        match &self.srtp {
+            None => Some(packet),
+            Some(ctx) => ctx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .protect_rtp(&packet),
+        }
+    }
+
+    /// An RTCP compound as this client gets it (SRTCP for a secure subscriber).
+    fn protect_rtcp(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        match &self.srtp {
+            None => Some(packet.to_vec()),
+            Some(ctx) => ctx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .protect_rtcp(packet),
+        }
     }
 
     fn udp_dest(&self) -> Option<SocketAddr> {
@@ -570,10 +597,25 @@ impl Track {
         from_recent: bool,
         retransmission: Retransmission,
     ) -> Arc<SinkStats> {
+        self.subscribe_srtp(id, sink, initial_seq, from_recent, retransmission, None)
+    }
+
+    /// [`Track::subscribe`], with everything sent to the client SRTP-protected with `key`
+    /// when given (`RTP/SAVP(F)`).
+    pub fn subscribe_srtp(
+        &self,
+        id: u64,
+        sink: Sink,
+        initial_seq: u16,
+        from_recent: bool,
+        retransmission: Retransmission,
+        key: Option<SrtpMasterKey>,
+    ) -> Arc<SinkStats> {
         let stats = Arc::new(SinkStats::default());
         let sub = Arc::new(Subscriber {
             id,
             sink,
+            srtp: key.map(|(k, salt)| Mutex::new(srtp::Context::new(&k, &salt))),
             seq: Mutex::new(SeqState {
                 initial_seq,
                 delta: None,
@@ -697,7 +739,7 @@ impl Track {
                         *initial_seq = initial_seq.wrapping_add(1);
                     }
                 }
-                datagrams.push(out);
+                datagrams.extend(sub.protect_rtp(out));
             }
         }
         let mut sent = 0;
@@ -799,11 +841,34 @@ impl Track {
             }
         }
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        // Secure UDP subscribers' datagrams, each encrypted for its client: (subscriber, bytes).
+        let mut secure: Vec<(usize, Vec<u8>)> = Vec::new();
         for (pi, p) in all.iter().enumerate() {
             for (si, sub) in subs.iter().enumerate() {
                 let Some(seq) = seqs[si * n + pi] else {
                     continue;
                 };
+                if sub.srtp.is_some() {
+                    let (h, hn) = header_with_seq(&p.bytes, seq);
+                    let mut clear = Vec::with_capacity(p.bytes.len());
+                    clear.extend_from_slice(&h[..hn]);
+                    clear.extend_from_slice(&p.bytes[hn..]);
+                    let Some(protected) = sub.protect_rtp(clear) else {
+                        sub.account(p.bytes.len(), false);
+                        continue;
+                    };
+                    match &sub.sink {
+                        Sink::Udp { .. } => secure.push((si, protected)),
+                        Sink::Tcp {
+                            tx, rtp_channel, ..
+                        } => {
+                            let mut frame = Vec::with_capacity(protected.len() + 4);
+                            write_interleaved(*rtp_channel, &protected, &mut frame);
+                            sub.account(p.bytes.len(), tx.try_send(frame).is_ok());
+                        }
+                    }
+                    continue;
+                }
                 match &sub.sink {
                     Sink::Udp { rtp, .. } => {
                         let d = UdpSend {
@@ -844,6 +909,25 @@ impl Track {
                     }
                 }
             }
+        }
+        for (si, bytes) in secure {
+            let sub = &subs[si];
+            let Some(dest) = sub.udp_dest() else { continue };
+            let sock = if dest.is_ipv4() {
+                self.sockets.rtp_v4.as_deref()
+            } else {
+                self.sockets.rtp_v6.as_deref()
+            };
+            // Counted without the SRTP tag, as the sender reports count payload octets.
+            let len = bytes.len().saturating_sub(srtp::TAG_LEN);
+            let sent = sock.is_some_and(|s| match s.send_to(&bytes, dest) {
+                Ok(_) => true,
+                Err(e) => {
+                    debug!(client = sub.id, %dest, "SRTP send failed: {e}");
+                    false
+                }
+            });
+            sub.account(len, sent);
         }
         if self.info.kind == TrackKind::Video {
             recent.keep(packets, now, self.recent_window);
@@ -891,7 +975,9 @@ impl Track {
                 continue;
             }
             let report = self.sender_report(now, packets, octets);
-            send_rtcp(&self.sockets, &sub.sink, &report, sub.id);
+            if let Some(report) = sub.protect_rtcp(&report) {
+                send_rtcp(&self.sockets, &sub.sink, &report, sub.id);
+            }
         }
     }
 

@@ -390,18 +390,27 @@ impl TransportProfile {
 
     /// Whether the profile is interleaved on the RTSP connection.
     pub fn is_tcp(&self) -> bool {
-        matches!(
-            self,
-            TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp
-        )
+        match self {
+            TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => true,
+            TransportProfile::Other(s) => s.to_ascii_uppercase().ends_with("/TCP"),
+            _ => false,
+        }
     }
 
-    /// Whether the client set up with RTCP feedback (RFC 4585, `RTP/AVPF`).
+    /// Whether the client set up with RTCP feedback (RFC 4585, `RTP/AVPF`; RFC 5124
+    /// `RTP/SAVPF`).
     pub fn is_avpf(&self) -> bool {
-        matches!(
-            self,
-            TransportProfile::RtpAvpf | TransportProfile::RtpAvpfTcp
-        )
+        match self {
+            TransportProfile::RtpAvpf | TransportProfile::RtpAvpfTcp => true,
+            TransportProfile::Other(s) => s.to_ascii_uppercase().starts_with("RTP/SAVPF"),
+            _ => false,
+        }
+    }
+
+    /// Whether the profile is secure RTP (RFC 3711 `RTP/SAVP`, RFC 5124 `RTP/SAVPF`, over
+    /// UDP or `/TCP` interleaved).
+    pub fn is_secure(&self) -> bool {
+        matches!(self, TransportProfile::Other(s) if s.to_ascii_uppercase().starts_with("RTP/SAVP"))
     }
 }
 

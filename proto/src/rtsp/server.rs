@@ -87,7 +87,7 @@ use crate::rtcp;
 use crate::sdp::SessionDescription;
 use crate::time::Ssrc;
 pub use access::{failure_log_line, AuthConfig, Roles, User, REALM};
-use rand::rngs::SmallRng;
+use rand::rngs::{SmallRng, StdRng};
 use rand::{Rng, SeedableRng};
 
 /// Methods we answer (RFC 2326 §10), in the order of the `Public` header.
@@ -305,6 +305,21 @@ pub enum Input {
     },
 }
 
+/// SRTP master key and salt (AES_CM_128_HMAC_SHA1_80, RFC 3711), as MIKEY carries them.
+pub type SrtpMasterKey = (
+    [u8; crate::mikey::MASTER_KEY_LEN],
+    [u8; crate::mikey::MASTER_SALT_LEN],
+);
+
+/// The keys of one `RTP/SAVP(F)` subscription: ours, which protects what we send (announced in
+/// the SDP's `a=key-mgmt` to this connection), and the client's from its `KeyMgmt` header
+/// (RFC 4567 §3.3), which unprotects its SRTCP (`None` if it sent none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub send: SrtpMasterKey,
+    pub receive: Option<SrtpMasterKey>,
+}
+
 /// Where a client wants its packets of one track.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaSink {
@@ -380,6 +395,9 @@ pub enum ServerEvent {
         initial_seq: u16,
         resumed: bool,
         retransmission: Retransmission,
+        /// `RTP/SAVP(F)`: encrypt everything sent to this client (RTP, RTX, RTCP) with
+        /// `send`, and decrypt its RTCP with `receive`.
+        srtp: Option<SrtpKeys>,
     },
     /// Stop sending `track` to `client` (a no-op if it is not being sent).
     Unsubscribe {
@@ -491,6 +509,10 @@ struct Conn {
     /// A failed authentication's answer is waiting: requests get nothing until it is sent and
     /// the connection closed.
     penalized: bool,
+    /// RTSPS: the SRTP key the last DESCRIBE announced to this connection, and the session
+    /// that uses it (one session per key: two sessions numbering the same SSRC with one key
+    /// would reuse keystream).
+    srtp_key: Option<(SrtpMasterKey, Option<String>)>,
 }
 
 /// One track as set up by a client.
@@ -500,6 +522,7 @@ struct Setup {
     sink: MediaSink,
     resume_seq: Option<u16>,
     retransmission: Retransmission,
+    srtp: Option<SrtpKeys>,
 }
 
 struct SessionEntry {
@@ -584,6 +607,8 @@ pub struct Server {
     /// Session ids and initial sequence numbers; the shell seeds it from the OS, tests from a
     /// constant.
     rng: SmallRng,
+    /// SRTP keys: a CSPRNG, seeded by the shell from OS entropy ([`Server::set_key_seed`]).
+    key_rng: StdRng,
     conns: BTreeMap<ConnId, Conn>,
     sessions: BTreeMap<String, SessionEntry>,
     /// A client's RTCP address -> its session id.
@@ -620,6 +645,7 @@ impl Server {
             delayed: Vec::new(),
             cfg,
             rng: SmallRng::seed_from_u64(seed),
+            key_rng: StdRng::seed_from_u64(!seed),
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
             rtcp_sources: HashMap::new(),
@@ -631,6 +657,12 @@ impl Server {
             paths: BTreeMap::new(),
             next_track: cfg_tracks,
         }
+    }
+
+    /// Seeds the generator of SRTP keys (RTSPS `RTP/SAVP`) with 32 bytes of OS entropy; without
+    /// it they come from the 64-bit seed of [`Server::new`], good for tests only.
+    pub fn set_key_seed(&mut self, seed: [u8; 32]) {
+        self.key_rng = StdRng::from_seed(seed);
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -687,6 +719,7 @@ impl Server {
                         closing: false,
                         sessions: 0,
                         penalized: false,
+                        srtp_key: None,
                     },
                 );
                 self.wake = None;
@@ -1196,7 +1229,7 @@ impl Server {
         }
         let result = match &req.method {
             Method::Options => Ok(self.options(req, now)),
-            Method::Describe => self.describe(req, conn),
+            Method::Describe => self.describe(req, conn, wall),
             Method::Setup => self.setup(req, conn, now),
             Method::Play => self.play(req, now, wall),
             Method::Pause => self.pause(req, now),
@@ -1267,7 +1300,12 @@ impl Server {
         m
     }
 
-    fn describe(&self, req: &Request, conn: ConnId) -> Result<Response, Fail> {
+    fn describe(
+        &mut self,
+        req: &Request,
+        conn: ConnId,
+        wall: SystemTime,
+    ) -> Result<Response, Fail> {
         if let Target::Track(_) = self.target(&req.uri)? {
             return Err(Fail::new(
                 StatusCode::NOT_FOUND,
@@ -1307,9 +1345,84 @@ impl Server {
             sdp.origin.addr_type = ty.into();
             sdp.origin.address = addr;
         }
+        if self.conns.get(&conn).is_some_and(|c| c.tls) {
+            self.secure_sdp(&mut sdp, conn, wall);
+        }
         Ok(Response::new(StatusCode::OK)
             .typed(&ContentBase(url::content_base(&req.uri)))
             .body("application/sdp", sdp.to_string().into_bytes()))
+    }
+
+    /// RTSPS: every medium of `sdp` as `RTP/SAVP` (`RTP/SAVPF` where it was `RTP/AVPF`) with
+    /// an `a=key-mgmt:mikey` line (RFC 4567 §3.1) holding this connection's SRTP key for
+    /// the track's SSRC, as GStreamer's rtsp-server and MediaMTX write it. A connection gets a
+    /// fresh key for each DESCRIBE once a session uses its key.
+    fn secure_sdp(&mut self, sdp: &mut SessionDescription, conn: ConnId, wall: SystemTime) {
+        use crate::mikey::{MikeyMessage, MASTER_KEY_LEN};
+        use rand::RngCore as _;
+        let reuse = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.srtp_key.as_ref())
+            .filter(|(_, user)| user.is_none())
+            .map(|(k, _)| *k);
+        let key = match reuse {
+            Some(k) => k,
+            None => {
+                let mut k: SrtpMasterKey = Default::default();
+                self.key_rng.fill_bytes(&mut k.0);
+                self.key_rng.fill_bytes(&mut k.1);
+                k
+            }
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.srtp_key = Some((key, None));
+        }
+        let ntp = crate::time::NtpTimestamp::from_unix(
+            wall.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
+        .0;
+        let csb_id = self.key_rng.next_u32();
+        for (i, m) in sdp.media.iter_mut().enumerate() {
+            m.proto = match m.proto.to_ascii_uppercase().as_str() {
+                "RTP/AVP" => "RTP/SAVP".into(),
+                "RTP/AVPF" => "RTP/SAVPF".into(),
+                _ => continue,
+            };
+            let ssrc = self.cfg.tracks.get(i).map_or(0, |t| t.ssrc.0);
+            let mut tek = Vec::with_capacity(MASTER_KEY_LEN + key.1.len());
+            tek.extend_from_slice(&key.0);
+            tek.extend_from_slice(&key.1);
+            let mut rand = vec![0u8; 16];
+            self.key_rng.fill_bytes(&mut rand);
+            let mikey = MikeyMessage::srtp(csb_id, &[ssrc], tek, ntp, rand);
+            m.attributes.push(crate::sdp::Attribute {
+                name: "key-mgmt".into(),
+                value: Some(mikey.key_mgmt()),
+            });
+        }
+    }
+
+    /// `RTP/SAVP(F)` SETUP on `conn` for session `sid` (`None`: new): the keys, or why not.
+    fn srtp_keys(&self, req: &Request, conn: ConnId, sid: Option<&str>) -> Result<SrtpKeys, Fail> {
+        let key_error = |msg: String| Fail::new(StatusCode(463), msg);
+        let (key, user) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.srtp_key.clone())
+            .ok_or_else(|| key_error("no SRTP key on this connection: DESCRIBE it first".into()))?;
+        if user.is_some() && user.as_deref() != sid {
+            return Err(key_error(
+                "this connection's SRTP key is another session's: DESCRIBE again for a fresh one"
+                    .into(),
+            ));
+        }
+        let receive = match req.headers.get("KeyMgmt") {
+            None => None,
+            Some(v) => Some(client_key(v).map_err(|e| key_error(format!("KeyMgmt: {e}")))?),
+        };
+        Ok(SrtpKeys { send: key, receive })
     }
 
     fn setup(&mut self, req: &Request, conn: ConnId, now: Instant) -> Result<Response, Fail> {
@@ -1352,6 +1465,11 @@ impl Server {
             .map(|c| (c.peer, c.tls))
             .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no connection"))?;
         let (mut setup, reply) = self.choose_transport(track, &transport, conn, peer, tls)?;
+        let secure = reply.0.first().is_some_and(|t| t.profile.is_secure());
+        if secure {
+            setup.srtp =
+                Some(self.srtp_keys(req, conn, session_hdr.as_ref().map(|s| s.id.as_str()))?);
+        }
         if let Retransmission::Rtx { ssrc, .. } = &mut setup.retransmission {
             // The session's own RTX stream: an SSRC no track uses.
             *ssrc = loop {
@@ -1366,6 +1484,11 @@ impl Server {
             Some(s) => s.id,
             None => self.new_session(conn, peer, now, None),
         };
+        if secure {
+            if let Some((_, user)) = self.conns.get_mut(&conn).and_then(|c| c.srtp_key.as_mut()) {
+                *user = Some(sid.clone());
+            }
+        }
         let Some(entry) = self.sessions.get_mut(&sid) else {
             return Err(Fail::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -1400,6 +1523,7 @@ impl Server {
                 initial_seq,
                 resumed: false,
                 retransmission,
+                srtp: setup.srtp,
             }));
         }
         Ok(Response::new(StatusCode::OK)
@@ -1500,13 +1624,15 @@ impl Server {
                 sink,
                 resume_seq: None,
                 retransmission,
+                srtp: None,
             };
             return Ok((setup, Transport(vec![reply])));
         }
         Err(Fail::new(
             StatusCode::UNSUPPORTED_TRANSPORT,
             if tls {
-                "over TLS media goes only in the connection: RTP/AVP(F)/TCP;interleaved=a-b"
+                "over TLS media is encrypted: RTP/SAVP(F);unicast;client_port=a-b (SRTP keyed \
+                 by the SDP's MIKEY), or RTP/AVP(F)/TCP;interleaved=a-b in the connection"
             } else {
                 "supported: RTP/AVP(F);unicast;client_port=a-b or RTP/AVP(F)/TCP;interleaved=a-b"
             },
@@ -1575,6 +1701,7 @@ impl Server {
                     initial_seq,
                     resumed: resumed.is_some(),
                     retransmission,
+                    srtp: s.srtp,
                 }));
             }
         }
@@ -1706,9 +1833,29 @@ fn unicast_sink(
     if spec.multicast {
         return None;
     }
+    let secure_udp = tls && spec.profile.is_secure() && !spec.profile.is_tcp();
+    let secure_tcp = tls && spec.profile.is_secure() && spec.profile.is_tcp();
     match spec.profile {
         TransportProfile::RtpAvp | TransportProfile::RtpAvpf if tls => None,
-        TransportProfile::RtpAvp | TransportProfile::RtpAvpf => {
+        _ if secure_tcp => {
+            let (a, b) = spec
+                .interleaved
+                .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
+            let sink = MediaSink::Interleaved {
+                conn,
+                rtp_channel: a,
+                rtcp_channel: b,
+            };
+            let reply = TransportSpec {
+                profile: spec.profile.clone(),
+                interleaved: Some((a, b)),
+                ..TransportSpec::default()
+            };
+            Some((sink, reply))
+        }
+        TransportProfile::RtpAvp | TransportProfile::RtpAvpf | TransportProfile::Other(_)
+            if secure_udp || !matches!(spec.profile, TransportProfile::Other(_)) =>
+        {
             let (rtp_port, rtcp_port) = spec.client_port.filter(|(rtp, _)| *rtp != 0)?;
             let peer_ip = canonical_ip(peer.ip());
             let server_ports = if peer_ip.is_ipv6() { ports.1 } else { ports.0 }?;
@@ -1742,6 +1889,43 @@ fn unicast_sink(
         }
         _ => None,
     }
+}
+
+/// The client's SRTP key from a `KeyMgmt` header (RFC 4567 §3.3:
+/// `prot=mikey; uri="..."; data="<base64>"`): one AES_CM_128_HMAC_SHA1_80 key, or why not.
+fn client_key(value: &str) -> Result<SrtpMasterKey, String> {
+    let mut prot = None;
+    let mut data = None;
+    for param in value.split(';') {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "prot" => prot = Some(v),
+            "data" => data = Some(v),
+            _ => {}
+        }
+    }
+    if !prot.is_some_and(|p| p.eq_ignore_ascii_case("mikey")) {
+        return Err(format!(
+            "key management {:?}, only prot=mikey",
+            prot.unwrap_or("")
+        ));
+    }
+    let data = data.ok_or("no data=\"<base64 MIKEY>\"")?;
+    let msg = crate::mikey::MikeyMessage::from_key_mgmt(&format!("mikey {data}"))
+        .map_err(|e| e.to_string())?;
+    if let Some(p) = msg
+        .policies
+        .iter()
+        .find(|p| !p.is_aes_cm_128_hmac_sha1_80())
+    {
+        return Err(format!(
+            "SRTP policy {} is not AES_CM_128_HMAC_SHA1_80, the only suite served",
+            p.number
+        ));
+    }
+    msg.master_key()
+        .ok_or_else(|| "no 16-byte master key and 14-byte salt in the KEMAC".to_owned())
 }
 
 /// `r` with a fresh RTX initial sequence number for a new subscription (a resumed one must not

@@ -337,6 +337,7 @@ impl Server {
             sink: source,
             resume_seq: None,
             retransmission: Retransmission::None,
+            srtp: None,
         });
         entry.state.commit(next, now);
         if let MediaSink::Udp { rtcp, .. } = source {
@@ -359,7 +360,8 @@ impl Server {
     ) -> Result<(MediaSink, Transport), Fail> {
         let cfg = self.cfg.publish.clone().unwrap_or_default();
         let ports = (cfg.ingest_ports_v4, cfg.ingest_ports_v6);
-        for spec in &transport.0 {
+        // Publishing takes no SRTP: a publisher over TLS sends interleaved.
+        for spec in transport.0.iter().filter(|s| !s.profile.is_secure()) {
             let Some((sink, reply)) = unicast_sink(spec, track, conn, peer, tls, ports) else {
                 continue;
             };

@@ -313,6 +313,7 @@ fn setup_play_pause_play_continues_the_numbering() {
         initial_seq: seq0,
         resumed: false,
         retransmission: Retransmission::None,
+        srtp: None,
     }, ServerEvent::Subscribe {
         client: c1,
         track: 1,
@@ -320,6 +321,7 @@ fn setup_play_pause_play_continues_the_numbering() {
         initial_seq: seq1,
         resumed: false,
         retransmission: Retransmission::None,
+        srtp: None,
     }] = ev[..]
     else {
         panic!("{ev:?}")
@@ -394,6 +396,7 @@ fn setup_play_pause_play_continues_the_numbering() {
             initial_seq: 65535,
             resumed: true,
             retransmission: Retransmission::None,
+            srtp: None,
         }
     );
     assert_eq!(
@@ -1912,7 +1915,8 @@ fn over_tls_media_goes_only_interleaved() {
     assert_eq!(r.status, StatusCode::UNSUPPORTED_TRANSPORT);
     assert_eq!(
         body(&r),
-        "over TLS media goes only in the connection: RTP/AVP(F)/TCP;interleaved=a-b\r\n"
+        "over TLS media is encrypted: RTP/SAVP(F);unicast;client_port=a-b (SRTP keyed by the \
+         SDP's MIKEY), or RTP/AVP(F)/TCP;interleaved=a-b in the connection\r\n"
     );
     assert!(ev.is_empty());
     // Offered both, the TLS connection gets the interleaved one.
@@ -1928,6 +1932,82 @@ fn over_tls_media_goes_only_interleaved() {
     // The plain connection still gets UDP.
     let (r, _) = h.request(setup("RTP/AVP;unicast;client_port=5000-5001"));
     assert_eq!(r.status, StatusCode::OK);
+}
+
+#[test]
+fn over_tls_describe_offers_savp_with_a_mikey_key_and_setup_hands_both_keys_over() {
+    use crate::mikey::MikeyMessage;
+    let mut h = with_tls_conn(config());
+    let (r, _) = h.request(Request::new(Method::Describe, URL));
+    let plain = crate::sdp::parse(body(&r)).unwrap();
+    assert!(plain.media.iter().all(|m| !m.proto.contains("SAVP")));
+    let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, URL));
+    let sdp = crate::sdp::parse(body(&r)).unwrap();
+    let mut key = None;
+    for (m, track) in sdp.media.iter().zip(&config().tracks) {
+        assert!(m.proto.starts_with("RTP/SAVP"), "{}", m.proto);
+        let mikey = MikeyMessage::from_key_mgmt(m.attribute("key-mgmt").unwrap()).unwrap();
+        assert_eq!(mikey.sessions[0].ssrc, track.ssrc.0);
+        let k = mikey.master_key().unwrap();
+        assert_eq!(*key.get_or_insert(k), k, "one key per connection");
+    }
+    let ours = key.unwrap();
+    let theirs = MikeyMessage::srtp(9, &[1], vec![5; 30], 0, vec![0; 16]).key_mgmt();
+    let km = format!(
+        "prot=mikey; uri=\"{URL}/trackID=0\"; data=\"{}\"",
+        &theirs["mikey ".len()..]
+    );
+    let setup = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+        .header("Transport", "RTP/SAVP;unicast;client_port=5000-5001")
+        .header("KeyMgmt", km);
+    let (r, _) = h.request_on(ConnId(2), setup);
+    assert_eq!(r.status, StatusCode::OK, "{}", body(&r));
+    assert!(r
+        .headers
+        .get("Transport")
+        .unwrap()
+        .starts_with("RTP/SAVP;unicast;"));
+    let session = r
+        .headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, ev) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, URL).header("Session", session),
+    );
+    let srtp = ev.iter().find_map(|e| match e {
+        ServerEvent::Subscribe { srtp, .. } => Some(*srtp),
+        _ => None,
+    });
+    let expected = SrtpKeys {
+        send: ours,
+        receive: Some(([5; 16], [5; 14])),
+    };
+    assert_eq!(srtp, Some(Some(expected)));
+    // A second session on the connection wants the key the first one holds: DESCRIBE again.
+    let again = Request::new(Method::Setup, format!("{URL}/trackID=0"))
+        .header("Transport", "RTP/SAVP;unicast;client_port=5002-5003");
+    let (r, _) = h.request_on(ConnId(2), again.clone());
+    assert_eq!(r.status.0, 463, "{}", body(&r));
+    let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, URL));
+    let fresh = crate::sdp::parse(body(&r)).unwrap();
+    let fresh = MikeyMessage::from_key_mgmt(fresh.media[0].attribute("key-mgmt").unwrap())
+        .unwrap()
+        .master_key()
+        .unwrap();
+    assert_ne!(fresh, ours);
+    let (r, _) = h.request_on(ConnId(2), again);
+    assert_eq!(r.status, StatusCode::OK, "{}", body(&r));
+    // SAVP on the plain connection is not served.
+    let (r, _) = h.request(
+        Request::new(Method::Setup, format!("{URL}/trackID=0"))
+            .header("Transport", "RTP/SAVP;unicast;client_port=5000-5001"),
+    );
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_TRANSPORT);
 }
 
 #[test]

@@ -1,0 +1,271 @@
+//! RTP/SAVP on the RTSPS port, end to end with the real server binary: the session
+//! description over TLS offers SRTP keyed by MIKEY; GStreamer's rtspsrc plays it over UDP
+//! and interleaved; a tcpdump capture of the UDP media holds no clear H.264 (the SPS that a
+//! capture of plain RTP shows is not there); a garbage `KeyMgmt` or another crypto suite gets
+//! `463` while a viewer keeps watching.
+
+mod common;
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, gst_video_frames, ServerProc};
+use livecast_loadgen::RtspConn;
+use livecast_proto::mikey::{MikeyMessage, SrtpPolicy};
+use livecast_proto::rtsp::{Method, Request};
+use livecast_proto::sdp::SessionDescription;
+
+const SMALL: [&str; 6] = ["--size", "320x240", "--captions", "off", "--fps", "30"];
+
+fn tls_server(data_home: &std::path::Path) -> (ServerProc, u16) {
+    let tls_port = free_port();
+    let listen = format!("127.0.0.1:{tls_port}");
+    let mut args = vec!["--tls-listen", listen.as_str()];
+    args.extend(SMALL);
+    (ServerProc::start_with_data_home(&args, data_home), tls_port)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// The session description DESCRIBE answers on `url`.
+fn describe(url: &str) -> SessionDescription {
+    runtime().block_on(async {
+        let mut c = RtspConn::connect(url).await.expect("connect");
+        let r = c
+            .request(Request::new(Method::Describe, url.to_owned()))
+            .await
+            .expect("DESCRIBE");
+        assert_eq!(r.status.0, 200, "{r:?}");
+        livecast_proto::sdp::parse(&String::from_utf8_lossy(&r.body)).expect("an SDP")
+    })
+}
+
+/// The SPS of the video medium's `sprop-parameter-sets`.
+fn sps_of(sdp: &SessionDescription) -> Vec<u8> {
+    let video = sdp
+        .media
+        .iter()
+        .find(|m| m.media == "video")
+        .expect("video");
+    let fmtp = video.fmtp(96).expect("fmtp 96");
+    let sprop = fmtp
+        .iter()
+        .find(|(k, _)| k == "sprop-parameter-sets")
+        .expect("sprop-parameter-sets");
+    livecast_proto::codec::h264::parse_sprop_parameter_sets(&sprop.1).expect("sprop")[0].clone()
+}
+
+/// tcpdump of loopback UDP into `file`, once it is listening.
+fn capture_udp(file: &std::path::Path) -> Child {
+    let mut child = Command::new("tcpdump")
+        .args(["-i", "lo", "-n", "-U", "-s", "0", "-w"])
+        .arg(file)
+        .arg("udp")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump is installed (scripts/setup.sh) and the tests run as root");
+    let mut err = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    let mut b = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("listening on") {
+        match err.read(&mut b) {
+            Ok(0) | Err(_) => panic!("tcpdump failed: {}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&b[..n]),
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    child
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// The UDP payloads of a pcap of Ethernet frames (tcpdump on `lo`), IPv4 only.
+fn udp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
+    assert!(pcap.len() >= 24, "a pcap header");
+    let u32le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let len = u32le(&pcap[at + 8..at + 12]);
+        let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
+        at += 16 + len;
+        if frame.len() < 42 {
+            continue;
+        }
+        let ip = &frame[14..];
+        if ip[0] >> 4 != 4 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ip.len() >= ihl + 8 {
+            out.push(ip[ihl + 8..].to_vec());
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// UDP payloads captured while GStreamer plays `source` (6 s), and its decoded frames.
+fn captured_while_gst_plays(source: &str, file: &std::path::Path) -> (Vec<Vec<u8>>, usize) {
+    let tcpdump = capture_udp(file);
+    let (frames, err) = gst_video_frames(source);
+    stop(tcpdump);
+    assert!(frames >= 60, "GStreamer decoded {frames} frames: {err}");
+    let pcap = std::fs::read(file).expect("tcpdump wrote the capture");
+    (udp_payloads(&pcap), frames)
+}
+
+#[test]
+fn gstreamer_plays_srtp_over_rtsps_and_a_capture_shows_no_clear_video() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (server, tls_port) = tls_server(data.path());
+    let url = format!("rtsps://127.0.0.1:{tls_port}/live");
+
+    // Over TLS every medium is secure RTP, keyed by a MIKEY message holding one
+    // AES_CM_128_HMAC_SHA1_80 key; the plain port keeps RTP/AVP(F).
+    let plain_sdp = describe(&server.url());
+    let sdp = describe(&url);
+    assert_eq!(plain_sdp.media.len(), sdp.media.len());
+    for (plain, secure) in plain_sdp.media.iter().zip(&sdp.media) {
+        assert_eq!(secure.proto, plain.proto.replace("RTP/AVP", "RTP/SAVP"));
+        assert!(plain.attribute("key-mgmt").is_none());
+        let km = secure.attribute("key-mgmt").expect("a=key-mgmt");
+        let mikey = MikeyMessage::from_key_mgmt(km).expect("a MIKEY message we read");
+        assert!(mikey
+            .policies
+            .iter()
+            .all(SrtpPolicy::is_aes_cm_128_hmac_sha1_80));
+        assert!(mikey.master_key().is_some());
+    }
+    // Two DESCRIBEs on two connections: two keys.
+    let again = describe(&url);
+    assert_ne!(
+        sdp.media[0].attribute("key-mgmt"),
+        again.media[0].attribute("key-mgmt")
+    );
+
+    // The check can see clear video: GStreamer over plain UDP, the SPS is in the capture.
+    let sps = sps_of(&plain_sdp);
+    assert!(sps.len() >= 4 && sps[0] & 0x1f == 7, "an SPS: {sps:02x?}");
+    let (plain, _) = captured_while_gst_plays(
+        &format!("location={} protocols=udp", server.url()),
+        &data.path().join("plain.pcap"),
+    );
+    assert!(plain.iter().any(|p| contains(p, &sps)), "SPS in clear RTP");
+
+    // SRTP over UDP on the TLS port: frames decoded, no SPS in several seconds of media.
+    let (srtp, frames) = captured_while_gst_plays(
+        &format!("location={url} tls-validation-flags=0 protocols=udp"),
+        &data.path().join("srtp.pcap"),
+    );
+    let bytes: usize = srtp.iter().map(Vec::len).sum();
+    assert!(bytes > 100_000, "{bytes} bytes of UDP for {frames} frames");
+    assert!(
+        !srtp.iter().any(|p| contains(p, &sps)),
+        "the SPS went in clear over SRTP"
+    );
+
+    // SRTP interleaved in the TLS connection (RTP/SAVPF/TCP) plays too.
+    let (video, err) = gst_video_frames(&format!(
+        "location={url} tls-validation-flags=0 protocols=tcp"
+    ));
+    assert!(
+        video >= 60,
+        "GStreamer over SAVP/TCP decoded {video} frames: {err}"
+    );
+}
+
+#[test]
+fn bad_key_management_gets_463_and_disturbs_no_viewer() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (_server, tls_port) = tls_server(data.path());
+    let url = format!("rtsps://127.0.0.1:{tls_port}/live");
+    let watcher = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            gst_video_frames(&format!(
+                "location={url} tls-validation-flags=0 protocols=udp"
+            ))
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let good = MikeyMessage::srtp(1, &[0x1234_5678], vec![7; 30], 0, vec![1; 16]).key_mgmt();
+    let mut other_suite = MikeyMessage::srtp(1, &[0x1234_5678], vec![7; 30], 0, vec![1; 16]);
+    other_suite.policies[0]
+        .params
+        .iter_mut()
+        .filter(|(t, _)| *t == livecast_proto::mikey::param::SESSION_ENCRYPTION_KEY_LENGTH)
+        .for_each(|(_, v)| *v = vec![32]);
+    let other_suite = other_suite.key_mgmt();
+    let key_mgmt = |mikey: &str| {
+        format!(
+            "prot=mikey; uri=\"{url}/trackID=0\"; data=\"{}\"",
+            mikey.strip_prefix("mikey ").unwrap_or(mikey)
+        )
+    };
+    runtime().block_on(async {
+        let setup = |t: &str, km: Option<String>| {
+            let r = Request::new(Method::Setup, format!("{url}/trackID=0")).header("Transport", t);
+            match km {
+                Some(k) => r.header("KeyMgmt", k),
+                None => r,
+            }
+        };
+        let savp = "RTP/SAVPF;unicast;client_port=5000-5001";
+        // SAVP before any DESCRIBE: no key announced yet.
+        let mut c = RtspConn::connect(&url).await.expect("TLS connect");
+        let r = c
+            .request(setup(savp, Some(key_mgmt(&good))))
+            .await
+            .expect("SETUP");
+        assert_eq!(r.status.0, 463, "{r:?}");
+        c.request(Request::new(Method::Describe, url.clone()))
+            .await
+            .expect("DESCRIBE");
+        for bad in [
+            "prot=mikey; data=\"!!not base64!!\"".to_owned(),
+            "prot=mikey; data=\"AQAFAP8=\"".to_owned(),
+            "prot=sdes; data=\"x\"".to_owned(),
+            key_mgmt(&other_suite),
+        ] {
+            let r = c
+                .request(setup(savp, Some(bad.clone())))
+                .await
+                .expect("SETUP");
+            assert_eq!(r.status.0, 463, "{bad}: {r:?}");
+        }
+        // Plain UDP on the TLS port stays refused; a good key is taken.
+        let r = c
+            .request(setup("RTP/AVP;unicast;client_port=5000-5001", None))
+            .await
+            .expect("SETUP");
+        assert_eq!(r.status.0, 461, "{r:?}");
+        let r = c
+            .request(setup(savp, Some(key_mgmt(&good))))
+            .await
+            .expect("SETUP");
+        assert_eq!(r.status.0, 200, "{r:?}");
+        assert!(r
+            .headers
+            .get("Transport")
+            .is_some_and(|t| t.starts_with("RTP/SAVPF;")));
+    });
+    let (frames, err) = watcher.join().expect("the watcher");
+    assert!(frames >= 60, "the SRTP viewer got {frames} frames: {err}");
+}
