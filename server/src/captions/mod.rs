@@ -111,6 +111,8 @@ pub const LEAD_IN: Duration = Duration::from_millis(300);
 /// it (whisper's word times are rough); zero, no such rule: on the tuning half it dropped real
 /// words after noise more often than invented ones (docs/architecture.md).
 pub const WORD_PAD: Duration = Duration::ZERO;
+/// whisper's temperature fallback on a failed pass.
+pub const FALLBACK: bool = false;
 
 /// `--captions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -394,6 +396,8 @@ pub struct Policy {
     pub tentative: bool,
     /// Tentative words ending this close to the end of the audio are not shown yet.
     pub show_edge: Duration,
+    /// whisper's temperature fallback on a failed pass ([`Transcriber::set_fallback`]).
+    pub fallback: bool,
 }
 
 impl Default for Policy {
@@ -419,6 +423,7 @@ impl Default for Policy {
             speech_segments: SPEECH_SEGMENTS,
             tentative: TENTATIVE,
             show_edge: SHOW_EDGE,
+            fallback: FALLBACK,
         }
     }
 }
@@ -505,11 +510,16 @@ fn phrase_end(audio: &[f32], min_pause: usize) -> Option<i64> {
 /// beam width (1: greedy).
 trait Transcribe {
     fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>>;
+    /// See [`Transcriber::set_fallback`].
+    fn set_fallback(&mut self, _on: bool) {}
 }
 
 impl Transcribe for Transcriber {
     fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>> {
         Transcriber::transcribe(self, samples, beam)
+    }
+    fn set_fallback(&mut self, on: bool) {
+        Transcriber::set_fallback(self, on);
     }
 }
 
@@ -540,8 +550,9 @@ struct Captioner<T = Transcriber> {
 }
 
 impl<T: Transcribe> Captioner<T> {
-    fn new(transcriber: T, policy: Policy) -> Self {
+    fn new(mut transcriber: T, policy: Policy) -> Self {
         let vad = Self::energy_vad(&policy);
+        transcriber.set_fallback(policy.fallback);
         Self {
             transcriber,
             policy,

@@ -215,6 +215,9 @@ pub struct Transcriber {
     language: String,
     threads: i32,
     eot: i32,
+    /// Decode again at higher temperatures when a pass fails whisper's own checks (see
+    /// [`Transcriber::set_fallback`]).
+    fallback: bool,
     pub info: ModelInfo,
 }
 
@@ -225,6 +228,10 @@ pub const SAMPLE_RATE: usize = 16_000;
 const NO_SPEECH_MAX: f32 = 0.6;
 /// A segment whose mean token probability is below this is dropped (guessing on noise).
 const MEAN_TOKEN_P_MIN: f32 = 0.35;
+/// A word of more tokens than this is a decoding loop glued into one word (beam search on a
+/// fast Scottish voice gave "3,2,2,1,3,3,1,3,1,3,..." of 200 tokens); real words, numbers
+/// with separators included, take far fewer.
+const MAX_WORD_TOKENS: usize = 16;
 
 impl Transcriber {
     /// Checks and loads the model. `language` is `en`, `auto` or a language code; an
@@ -255,6 +262,7 @@ impl Transcriber {
             language,
             threads: threads.clamp(1, 16) as i32,
             eot,
+            fallback: false,
             info,
         })
     }
@@ -290,8 +298,14 @@ impl Transcriber {
         p.set_suppress_blank(true);
         p.set_suppress_nst(true);
         p.set_no_speech_thold(NO_SPEECH_MAX);
-        // No fallback re-decoding: keeps each pass's time bounded.
-        p.set_temperature_inc(0.0);
+        if self.fallback {
+            p.set_temperature_inc(0.2);
+            p.set_entropy_thold(2.4);
+            p.set_logprob_thold(-1.0);
+        } else {
+            // No fallback re-decoding: keeps each pass's time bounded.
+            p.set_temperature_inc(0.0);
+        }
         // The encoder's cost is proportional to its context: give it just the audio there is
         // (50 frames per second) plus a margin, instead of always 30 s.
         let secs = samples.len() as f32 / SAMPLE_RATE as f32;
@@ -310,6 +324,7 @@ impl Transcriber {
             .full(p, input)
             .map_err(|e| anyhow!("whisper: {e}"))?;
         let mut words: Vec<Word> = Vec::new();
+        let (mut word_tokens, mut looped) = (0, false);
         for seg in self.state.as_iter() {
             let no_speech = seg.no_speech_probability();
             if no_speech > NO_SPEECH_MAX {
@@ -347,12 +362,27 @@ impl Transcriber {
                         w.text.push_str(piece);
                         w.end_ms = w.end_ms.max(t1);
                         w.p = w.p.min(tp);
+                        word_tokens += 1;
                     }
-                    _ => words.push(Word {
-                        p: tp,
-                        ..Word::new(piece, t0, t1.max(t0))
-                    }),
+                    _ => {
+                        words.push(Word {
+                            p: tp,
+                            ..Word::new(piece, t0, t1.max(t0))
+                        });
+                        word_tokens = 1;
+                    }
                 }
+                if word_tokens > MAX_WORD_TOKENS {
+                    // A decoding loop inside one "word" ("3,1,3,1,3,..."): it and what
+                    // follows are dropped.
+                    tracing::debug!("decoding loop inside a word: dropped");
+                    words.pop();
+                    looped = true;
+                    break;
+                }
+            }
+            if looped {
+                break;
             }
         }
         // Drop annotations like [BLANK_AUDIO], (music), *laughs*.
@@ -366,6 +396,13 @@ impl Transcriber {
         });
         drop_repetition_loop(&mut words);
         Ok(words)
+    }
+
+    /// With `on`, a pass whose decoding fails whisper's checks (average log probability below
+    /// -1, or a repetitive text: entropy below 2.4) is decoded again at temperature 0.2, 0.4,
+    /// ... as whisper-cli does by default; without, each pass decodes once (bounded time).
+    pub fn set_fallback(&mut self, on: bool) {
+        self.fallback = on;
     }
 
     /// The model's description for logs.

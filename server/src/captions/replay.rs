@@ -58,6 +58,7 @@ fn parse_policy(spec: &str) -> Policy {
             "seg" => p.speech_segments = n != 0,
             "tent" => p.tentative = n != 0,
             "show_edge" => p.show_edge = d,
+            "fallback" => p.fallback = n != 0,
             other => panic!("unknown policy key {other}"),
         }
     }
@@ -87,6 +88,9 @@ impl Transcribe for Metered {
     fn transcribe(&mut self, samples: &[f32], beam: usize) -> anyhow::Result<Vec<Word>> {
         self.passes.push((samples.len() * 1000 / SAMPLE_RATE, beam));
         self.model.transcribe(samples, beam)
+    }
+    fn set_fallback(&mut self, on: bool) {
+        self.model.set_fallback(on);
     }
 }
 
