@@ -1815,6 +1815,29 @@ fn setup_headers(req: &Request) -> Result<(Transport, Option<Session>), Fail> {
     Ok((transport, session))
 }
 
+/// `track`'s packets in the client's connection, on the channels it asked for (by default
+/// 2·track and 2·track+1), and the answer's transport.
+fn interleaved_sink(
+    spec: &TransportSpec,
+    track: usize,
+    conn: ConnId,
+) -> (MediaSink, TransportSpec) {
+    let (a, b) = spec
+        .interleaved
+        .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
+    let sink = MediaSink::Interleaved {
+        conn,
+        rtp_channel: a,
+        rtcp_channel: b,
+    };
+    let reply = TransportSpec {
+        profile: spec.profile.clone(),
+        interleaved: Some((a, b)),
+        ..TransportSpec::default()
+    };
+    (sink, reply)
+}
+
 /// Our `server_port` pairs (RTP, RTCP) for IPv4 and for IPv6 peers, if any.
 type ServerPorts = (Option<(u16, u16)>, Option<(u16, u16)>);
 
@@ -1837,22 +1860,11 @@ fn unicast_sink(
     let secure_tcp = tls && spec.profile.is_secure() && spec.profile.is_tcp();
     match spec.profile {
         TransportProfile::RtpAvp | TransportProfile::RtpAvpf if tls => None,
-        _ if secure_tcp => {
-            let (a, b) = spec
-                .interleaved
-                .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
-            let sink = MediaSink::Interleaved {
-                conn,
-                rtp_channel: a,
-                rtcp_channel: b,
-            };
-            let reply = TransportSpec {
-                profile: spec.profile.clone(),
-                interleaved: Some((a, b)),
-                ..TransportSpec::default()
-            };
-            Some((sink, reply))
+        // Interleaved: plain, or SRTP (SAVP/TCP) on a TLS connection.
+        TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
+            Some(interleaved_sink(spec, track, conn))
         }
+        _ if secure_tcp => Some(interleaved_sink(spec, track, conn)),
         TransportProfile::RtpAvp | TransportProfile::RtpAvpf | TransportProfile::Other(_)
             if secure_udp || !matches!(spec.profile, TransportProfile::Other(_)) =>
         {
@@ -1867,22 +1879,6 @@ fn unicast_sink(
                 profile: spec.profile.clone(),
                 client_port: Some((rtp_port, rtcp_port)),
                 server_port: Some(server_ports),
-                ..TransportSpec::default()
-            };
-            Some((sink, reply))
-        }
-        TransportProfile::RtpAvpTcp | TransportProfile::RtpAvpfTcp => {
-            let (a, b) = spec
-                .interleaved
-                .unwrap_or((2 * track as u8, 2 * track as u8 + 1));
-            let sink = MediaSink::Interleaved {
-                conn,
-                rtp_channel: a,
-                rtcp_channel: b,
-            };
-            let reply = TransportSpec {
-                profile: spec.profile.clone(),
-                interleaved: Some((a, b)),
                 ..TransportSpec::default()
             };
             Some((sink, reply))
