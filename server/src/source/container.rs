@@ -382,10 +382,10 @@ pub struct UnitReader {
     origin: Option<i64>,
     /// Added to every time: the lengths of the loops before this one (ns).
     loop_offset: i64,
-    /// Largest presentation time of this loop, and the frame duration seen.
+    /// Largest presentation time of this loop, and the frame duration (the container's, or
+    /// from the rate measured at open).
     max_pts: i64,
     frame_ns: i64,
-    last_pts: Option<i64>,
     last_send: i64,
     ended: bool,
     index: u64,
@@ -450,7 +450,6 @@ impl UnitReader {
             loop_offset: 0,
             max_pts: i64::MIN,
             frame_ns: track.frame_ns.unwrap_or(0),
-            last_pts: None,
             last_send: i64::MIN,
             ended: false,
             index: 0,
@@ -539,13 +538,6 @@ impl UnitReader {
             .context("read-ahead is empty")?;
         let sample = self.ahead.pop_front().context("read-ahead is empty")?;
         let origin = *self.origin.get_or_insert(send_pts);
-        if let Some(last) = self.last_pts {
-            let step = sample.pts - last;
-            if step > 0 && self.frame_ns == 0 {
-                self.frame_ns = step;
-            }
-        }
-        self.last_pts = Some(sample.pts);
         self.max_pts = self.max_pts.max(sample.pts);
         let send_at = (self.loop_offset + send_pts - origin).max(self.last_send);
         self.last_send = send_at;
@@ -670,6 +662,21 @@ mod tests {
     ];
     const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
 
+    /// The track of [`SPS`] and [`PPS`], nothing else said by the container.
+    fn test_track() -> Track {
+        Track {
+            avcc: h264::AvcConfig {
+                length_size: 4,
+                sps: vec![SPS.to_vec()],
+                pps: vec![PPS.to_vec()],
+            },
+            width: 0,
+            height: 0,
+            frame_ns: None,
+            length: None,
+        }
+    }
+
     fn unit(nal_type: u8, n: u8) -> Vec<u8> {
         vec![0, 0, 0, 3, nal_type | 0x60, 0x88, n]
     }
@@ -686,18 +693,7 @@ mod tests {
                 .collect(),
             next: 0,
         };
-        let track = Track {
-            avcc: h264::AvcConfig {
-                length_size: 4,
-                sps: vec![SPS.to_vec()],
-                pps: vec![PPS.to_vec()],
-            },
-            width: 0,
-            height: 0,
-            frame_ns: None,
-            length: None,
-        };
-        let mut r = UnitReader::new(Box::new(demux), track, "t.mp4").unwrap();
+        let mut r = UnitReader::new(Box::new(demux), test_track(), "t.mp4").unwrap();
         assert_eq!((r.info.width, r.info.height, r.info.fps), (64, 64, 25));
         assert!(r.info.reordered);
         let units: Vec<TimedUnit> = (0..14).map(|_| r.next_unit().unwrap()).collect();
@@ -727,18 +723,7 @@ mod tests {
             all: vec![(0, unit(5, 0)), (40_000_000, vec![0, 0, 0, 9, 0x41])],
             next: 0,
         };
-        let track = Track {
-            avcc: h264::AvcConfig {
-                length_size: 4,
-                sps: vec![SPS.to_vec()],
-                pps: vec![PPS.to_vec()],
-            },
-            width: 64,
-            height: 48,
-            frame_ns: None,
-            length: None,
-        };
-        let mut r = UnitReader::new(Box::new(demux), track, "t.mkv").unwrap();
+        let mut r = UnitReader::new(Box::new(demux), test_track(), "t.mkv").unwrap();
         assert!(r.next_unit().is_ok());
         let e = r.next_unit().err().expect("a truncated sample");
         assert!(format!("{e:#}").contains("sample 1"), "{e:#}");
