@@ -85,9 +85,9 @@ fn headless_plays_an_mp4_file_streamed_as_it_is() {
     }
 }
 
-fn plays_an_mp4_file(b_frames: u32) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mp4 = media_file::h264_aac_file(dir.path(), "talk.mp4", b_frames);
+/// livecast-server in this process streaming `file` as its video and audio (`--video file:X
+/// --audio file:X`), and the headless player's --stats-json after `seconds` of it.
+fn play_file(file: &std::path::Path, seconds: u32) -> serde_json::Value {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -98,24 +98,31 @@ fn plays_an_mp4_file(b_frames: u32) {
         VideoConfig::default(),
         300_000,
     );
-    cfg.media.video = livecast_server::source::VideoSpec::File(mp4.clone());
-    cfg.media.audio = livecast_server::source::AudioSpec::File(mp4);
+    cfg.media.video = livecast_server::source::VideoSpec::File(file.to_owned());
+    cfg.media.audio = livecast_server::source::AudioSpec::File(file.to_owned());
     let server = rt
         .block_on(livecast_server::start(cfg))
         .expect("server starts");
     let url = format!("rtsp://{}/live", server.listening[0]);
-    let json = dir.path().join("stats.json");
+    let json = file.with_extension("stats.json");
     let status = Command::new(env!("CARGO_BIN_EXE_livecast-player"))
-        .args(["--headless", &url, "--duration", "8"])
+        .args(["--headless", &url, "--duration", &seconds.to_string()])
         .arg("--stats-json")
         .arg(&json)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
         .expect("the player binary was built by cargo for this test");
+    server.shutdown();
     assert!(status.success(), "player exited with {status}");
     let text = std::fs::read_to_string(&json).expect("the player wrote --stats-json");
-    let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn plays_an_mp4_file(b_frames: u32) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mp4 = media_file::h264_aac_file(dir.path(), "talk.mp4", b_frames);
+    let r = play_file(&mp4, 8);
     assert_eq!(r["video"]["width"], 400, "{r}");
     assert_eq!(r["video"]["height"], 224, "{r}");
     assert_eq!(r["video"]["decode_errors"], 0, "{r}");
@@ -137,7 +144,6 @@ fn plays_an_mp4_file(b_frames: u32) {
     );
     let audio = r["audio"]["frames_decoded"].as_u64().expect("audio frames");
     assert!(audio >= 300, "only {audio} Opus frames decoded: {r}");
-    server.shutdown();
 }
 
 /// `--video file:X --audio file:X` loop together: a 2 s MP4 with a white frame and a beep at
@@ -164,40 +170,12 @@ fn a_files_audio_and_video_loop_together() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut cfg = ServerConfig::test_sources(
-        "127.0.0.1:0".parse().expect("address"),
-        VideoConfig::default(),
-        300_000,
-    );
-    cfg.media.video = livecast_server::source::VideoSpec::File(file.clone());
-    cfg.media.audio = livecast_server::source::AudioSpec::File(file);
-    let server = rt
-        .block_on(livecast_server::start(cfg))
-        .expect("server starts");
-    let url = format!("rtsp://{}/live", server.listening[0]);
-    let json = dir.path().join("stats.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_livecast-player"))
-        .args(["--headless", &url, "--duration", "16"])
-        .arg("--stats-json")
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .expect("the player binary was built by cargo for this test");
-    assert!(status.success(), "player exited with {status}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("stats")).expect("JSON");
+    let r = play_file(&file, 16);
     let pairs = r["av_pairs"].as_u64().unwrap_or(0);
     assert!(pairs >= 10, "flashes and beeps paired: {pairs}: {r}");
     let offset = r["av_offset_ms"].as_f64().expect("an A/V offset");
     assert!(
-        offset.abs() < 120.0,
+        offset.abs() < 60.0,
         "A/V offset {offset} ms after 8 loops: {r}"
     );
-    server.shutdown();
 }
