@@ -73,26 +73,25 @@ fn compressed_audio_files_are_streamed() {
     }
 }
 
-#[test]
-fn an_audio_file_without_audio_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let video = dir.path().join("picture.mkv");
+/// `dir/NAME`: one second of lavfi's test card as FFV1 in Matroska: video, but not H.264,
+/// and no audio.
+fn ffv1_clip(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
     let (ok, _, err) = run_peer(
         Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=duration=1:size=64x48",
-            ])
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc=duration=1:size=64x48")
             .args(["-c:v", "ffv1"])
-            .arg(&video),
+            .arg(&path),
         Duration::from_secs(60),
     );
     assert!(ok, "ffmpeg: {err}");
+    path
+}
+
+/// What the server says on standard error when it refuses to start with `sources` (its
+/// `--video`/`--audio` options); panics if it started.
+fn refused(sources: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_livecast-server"))
         .args([
             "--no-auth",
@@ -101,12 +100,21 @@ fn an_audio_file_without_audio_is_a_clear_error() {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--video", "testsrc", "--captions", "off", "--audio"])
-        .arg(format!("file:{}", video.display()))
+        .args(["--captions", "off"])
+        .args(sources)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{sources:?}: started anyway: {err}");
+    err
+}
+
+#[test]
+fn an_audio_file_without_audio_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = ffv1_clip(dir.path(), "picture.mkv");
+    let audio = format!("file:{}", video.display());
+    let stderr = refused(&["--video", "testsrc", "--audio", &audio]);
     assert!(
         stderr.contains("picture.mkv") && stderr.contains("no audio track"),
         "{stderr}"
@@ -196,33 +204,12 @@ fn mp4_and_mkv_video_is_streamed_without_re_encoding() {
 #[test]
 fn a_video_file_that_is_not_h264_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let hevc = dir.path().join("clip.mkv");
+    let ffv1 = ffv1_clip(dir.path(), "clip.mkv");
     let text = dir.path().join("notes.mp4");
     std::fs::write(&text, "not a video at all").unwrap();
-    let (ok, _, err) = run_peer(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg("testsrc=duration=1:size=64x48")
-            .args(["-c:v", "ffv1"])
-            .arg(&hevc),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "ffmpeg: {err}");
-    for (file, says) in [(&hevc, "video, not H.264"), (&text, "not a video file")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_livecast-server"))
-            .args([
-                "--no-auth",
-                "--tls-listen",
-                "off",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--audio", "tone", "--captions", "off", "--video"])
-            .arg(format!("file:{}", file.display()))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{}: started anyway", file.display());
+    for (file, says) in [(&ffv1, "video, not H.264"), (&text, "not a video file")] {
+        let video = format!("file:{}", file.display());
+        let err = refused(&["--audio", "tone", "--video", &video]);
         assert!(err.contains(says), "{}: said {err}", file.display());
         assert!(
             err.contains("Y4M") && !err.contains("panicked"),
