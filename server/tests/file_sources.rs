@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::media_file::h264_aac_file;
-use common::{ffmpeg_video_frames, gst_video_frames, run_peer, ServerProc};
+use common::{ffmpeg_video_frames, gst_video_frames, probe, run_peer, ServerProc};
 
 /// A 3 s 440 Hz tone at half scale, encoded by ffmpeg into `name` with `args`.
 fn tone(dir: &Path, name: &str, args: &[&str]) -> String {
@@ -134,24 +134,18 @@ fn threads(pid: u32) -> Vec<String> {
 
 /// ffprobe's `codec_name,width,height,r_frame_rate` of the stream's video.
 fn probe_video(url: &str) -> String {
-    let (ok, out, err) = run_peer(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "stream=codec_name,width,height,r_frame_rate",
-            "-of",
-            "csv=p=0",
-            url,
-        ]),
-        Duration::from_secs(40),
-    );
-    assert!(ok, "ffprobe {url}: {err}");
-    out.trim().to_owned()
+    let streams = probe(url);
+    let v = streams["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["codec_type"] == "video"))
+        .unwrap_or_else(|| panic!("no video stream in {streams}"));
+    let field = |k: &str| {
+        v[k].as_str()
+            .map_or_else(|| v[k].to_string(), str::to_owned)
+    };
+    ["codec_name", "width", "height", "r_frame_rate"]
+        .map(field)
+        .join(",")
 }
 
 #[test]

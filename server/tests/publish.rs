@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::media_file::h264_opus_mkv;
-use common::{ffmpeg_video_frames, run_peer, ServerProc};
+use common::{ffmpeg_video_frames, probe, run_peer, ServerProc};
 use livecast_proto::rtsp::server::Roles;
 use livecast_server::users::Users;
 
@@ -35,34 +35,6 @@ fn ffmpeg_publisher(input: &Path, url: &str, transport: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ffmpeg must be installed (the test command installs it)")
-}
-
-/// ffprobe's streams of `url`, retried until the path is published (or 20 s passed).
-fn probe(url: &str) -> serde_json::Value {
-    let start = Instant::now();
-    loop {
-        let (ok, out, err) = run_peer(
-            Command::new("ffprobe").args([
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-show_streams",
-                "-of",
-                "json",
-                url,
-            ]),
-            Duration::from_secs(30),
-        );
-        if ok {
-            return serde_json::from_str(&out).expect("ffprobe prints JSON");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{url} was not served within 20 s: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// The published path reads back as 320x240 H.264 and 48 kHz Opus.

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use livecast_server::rtsp_server::{RtspConfig, RtspServer};
 use livecast_server::{RunningServer, ServerConfig};
@@ -317,5 +317,33 @@ impl Drop for InProcess {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
+    }
+}
+
+/// ffprobe's streams of `url`, retried until the path is published (or 20 s passed).
+pub fn probe(url: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (ok, out, err) = run_peer(
+            Command::new("ffprobe").args([
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-show_streams",
+                "-of",
+                "json",
+                url,
+            ]),
+            Duration::from_secs(30),
+        );
+        if ok {
+            return serde_json::from_str(&out).expect("ffprobe prints JSON");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{url} was not served within 20 s: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
