@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::pcap::{capture, contains, payloads, stop, Proto};
 use common::{free_port, gst_video_frames, ServerProc};
 use livecast_loadgen::RtspConn;
 use livecast_proto::mikey::{MikeyMessage, SrtpPolicy};
@@ -61,74 +60,14 @@ fn sps_of(sdp: &SessionDescription) -> Vec<u8> {
     livecast_proto::codec::h264::parse_sprop_parameter_sets(&sprop.1).expect("sprop")[0].clone()
 }
 
-/// tcpdump of loopback UDP into `file`, once it is listening.
-fn capture_udp(file: &std::path::Path) -> Child {
-    let mut child = Command::new("tcpdump")
-        .args(["-i", "lo", "-n", "-U", "-s", "0", "-w"])
-        .arg(file)
-        .arg("udp")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump is installed (scripts/setup.sh) and the tests run as root");
-    let mut err = child.stderr.take().expect("stderr");
-    let mut seen = Vec::new();
-    let mut b = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("listening on") {
-        match err.read(&mut b) {
-            Ok(0) | Err(_) => panic!("tcpdump failed: {}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&b[..n]),
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    child
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
-/// The UDP payloads of a pcap of Ethernet frames (tcpdump on `lo`), IPv4 only.
-fn udp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
-    assert!(pcap.len() >= 24, "a pcap header");
-    let u32le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= pcap.len() {
-        let len = u32le(&pcap[at + 8..at + 12]);
-        let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
-        at += 16 + len;
-        if frame.len() < 42 {
-            continue;
-        }
-        let ip = &frame[14..];
-        if ip[0] >> 4 != 4 || ip[9] != 17 {
-            continue;
-        }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        if ip.len() >= ihl + 8 {
-            out.push(ip[ihl + 8..].to_vec());
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// UDP payloads captured while GStreamer plays `source` (6 s), and its decoded frames.
 fn captured_while_gst_plays(source: &str, file: &std::path::Path) -> (Vec<Vec<u8>>, usize) {
-    let tcpdump = capture_udp(file);
+    let tcpdump = capture(file, &["udp"]);
     let (frames, err) = gst_video_frames(source);
     stop(tcpdump);
     assert!(frames >= 60, "GStreamer decoded {frames} frames: {err}");
     let pcap = std::fs::read(file).expect("tcpdump wrote the capture");
-    (udp_payloads(&pcap), frames)
+    (payloads(&pcap, Proto::Udp), frames)
 }
 
 #[test]

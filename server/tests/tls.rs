@@ -5,9 +5,10 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::pcap::{capture, contains, payloads, stop, Proto};
 use common::{ffmpeg_video_frames, free_port, gst_video_frames, run_peer, ServerProc};
 use livecast_loadgen::RtspConn;
 use livecast_proto::rtsp::{Method, Request, Transport};
@@ -135,69 +136,6 @@ fn ssrcs(plain_url: &str) -> Vec<u32> {
     })
 }
 
-/// tcpdump of loopback TCP on `port` into `file`, once it is listening.
-fn capture(port: u16, file: &std::path::Path) -> Child {
-    let mut child = Command::new("tcpdump")
-        .args(["-i", "lo", "-n", "-U", "-s", "0", "-w"])
-        .arg(file)
-        .args(["tcp", "port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump is installed (scripts/setup.sh) and the tests run as root");
-    let mut err = child.stderr.take().expect("stderr");
-    let mut seen = Vec::new();
-    let mut b = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("listening on") {
-        match err.read(&mut b) {
-            Ok(0) | Err(_) => panic!("tcpdump failed: {}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&b[..n]),
-        }
-    }
-    // Read to the end, so tcpdump never writes into a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    child
-}
-
-/// Stops a capture (SIGINT: tcpdump writes what it has and exits).
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
-/// The TCP payloads of a pcap file of Ethernet frames (tcpdump on `lo`), IPv4 only.
-fn tcp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
-    assert!(pcap.len() >= 24, "a pcap header");
-    assert_eq!(pcap[..4], [0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
-    let u32le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    assert_eq!(u32le(&pcap[20..24]), 1, "link type Ethernet");
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= pcap.len() {
-        let len = u32le(&pcap[at + 8..at + 12]);
-        let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
-        at += 16 + len;
-        let ip = &frame[14..];
-        if frame.len() < 34 || ip[0] >> 4 != 4 || ip[9] != 6 {
-            continue;
-        }
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
-        let tcp = &ip[usize::from(ip[0] & 0x0f) * 4..total];
-        let data = &tcp[usize::from(tcp[12] >> 4) * 4..];
-        if !data.is_empty() {
-            out.push(data.to_vec());
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// What a capture of `port` holds while ffmpeg plays `url` for `seconds`: the TCP payloads,
 /// and the frames ffmpeg decoded.
 fn captured_while_playing(
@@ -207,7 +145,7 @@ fn captured_while_playing(
     dir: &std::path::Path,
 ) -> (Vec<Vec<u8>>, usize) {
     let file = dir.join(format!("{port}.pcap"));
-    let tcpdump = capture(port, &file);
+    let tcpdump = capture(&file, &["tcp", "port", &port.to_string()]);
     let (frames, err) = ffmpeg_frames(url, seconds);
     std::thread::sleep(Duration::from_millis(300));
     stop(tcpdump);
@@ -216,7 +154,7 @@ fn captured_while_playing(
         "ffmpeg: {frames} frames; {err}"
     );
     let pcap = std::fs::read(&file).expect("tcpdump wrote the capture");
-    (tcp_payloads(&pcap), frames)
+    (payloads(&pcap, Proto::Tcp), frames)
 }
 
 #[test]

@@ -217,22 +217,16 @@ impl AudioFileReader {
         }
         while self.at + self.channels > self.samples.len() {
             if !self.decode_next()? {
-                if let Some(l) = &mut self.lock {
-                    if !self.any {
-                        bail!("audio file {}: no samples", self.path.display());
-                    }
-                    l.ended = true;
-                    return Ok([0.0, 0.0]);
-                }
                 if !self.any {
                     bail!("audio file {}: no samples", self.path.display());
                 }
+                if let Some(l) = &mut self.lock {
+                    l.ended = true;
+                    return Ok([0.0, 0.0]);
+                }
                 tracing::debug!(path = %self.path.display(), "end of file: looping");
-                self.format = open_format(&self.path)
-                    .with_context(|| format!("audio file {}", self.path.display()))?;
-                self.decoder.reset();
+                self.restart()?;
                 self.any = false;
-                self.skip = self.priming;
             }
         }
         let s = &self.samples[self.at..self.at + self.channels];

@@ -5,6 +5,7 @@
 
 pub mod lossy_netns;
 pub mod mp4_check;
+pub mod pcap;
 
 pub mod media_file;
 
