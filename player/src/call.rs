@@ -27,7 +27,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use livecast_proto::call::{safety_code, CallCode, CALL_USER};
+use livecast_proto::rtsp::client::Credentials;
+use livecast_proto::rtsp::server::{AuthConfig, Roles, User, REALM};
 use livecast_proto::rtsp::RtspUrl;
+use livecast_proto::trust::{host_key, Fingerprint, KnownHosts};
 use livecast_server::captions::CaptionConfig;
 use livecast_server::chat::{ChatError, ChatInput};
 use livecast_server::hooks::{AudioProcessor, MediaControls, Preview};
@@ -41,16 +45,24 @@ use crate::aec;
 use crate::engine::audio_out::PlayoutTap;
 use crate::engine::{self, ConnState, EngineConfig, EngineHandle, Source, Status};
 
-/// The RTSP port a peer given without one is called on (livecast-server's default).
+/// The port a call listens on and a peer given without one is called on (RTSPS: a call's
+/// only listener is TLS).
 pub const DEFAULT_PORT: u16 = 8554;
 
 /// Everything `--call` needs.
 #[derive(Clone, Debug)]
 pub struct CallConfig {
-    /// Who to call, as the user typed it: `host`, `host:port` or an `rtsp://` URL.
+    /// Who to call, as the user typed it: `host`, `host:port` or an `rtsps://` URL.
     pub peer: String,
-    /// Where our server listens.
+    /// Where our server listens (RTSPS only).
     pub listen: Vec<SocketAddr>,
+    /// The call code both sides know: our server lets in only a player that knows it, and
+    /// our player gives it to the peer's server.
+    pub code: CallCode,
+    /// Whether we made the code (and so must tell the peer) or were given it.
+    pub code_generated: bool,
+    /// Where our certificate is kept (generated on first use): the data folder by default.
+    pub cert_dir: Option<std::path::PathBuf>,
     pub media: MediaConfig,
     pub captions: CaptionConfig,
     /// Our name, shown to the peer (SDP `s=`).
@@ -66,20 +78,24 @@ pub struct CallConfig {
     pub engine: EngineConfig,
 }
 
-/// The `rtsp://` URL of a peer given as `host`, `host:port`, `[v6]:port` or a URL.
+/// The `rtsps://` URL of a peer given as `host`, `host:port`, `[v6]:port` or an `rtsps://`
+/// URL. A call is always encrypted: an `rtsp://` URL is refused.
 pub fn peer_url(peer: &str) -> anyhow::Result<String> {
     let p = peer.trim();
     if p.is_empty() {
-        anyhow::bail!("no peer to call: give a host name, host:port or rtsp:// URL");
+        anyhow::bail!("no peer to call: give a host name, host:port or rtsps:// URL");
     }
     if p.contains("://") {
-        if let Err(e) = RtspUrl::parse(p) {
-            anyhow::bail!("'{p}': a call needs an rtsp:// URL or a host name ({e})");
+        match RtspUrl::parse(p) {
+            Ok(u) if u.tls => return Ok(p.to_owned()),
+            Ok(_) => anyhow::bail!(
+                "'{p}': calls are encrypted (RTSPS): give host:port or an rtsps:// URL"
+            ),
+            Err(e) => anyhow::bail!("'{p}': a call needs an rtsps:// URL or a host name ({e})"),
         }
-        return Ok(p.to_owned());
     }
     if p.contains(['/', ' ', '@', '?', '#']) {
-        anyhow::bail!("'{p}' is not a host name, host:port or rtsp:// URL");
+        anyhow::bail!("'{p}' is not a host name, host:port or rtsps:// URL");
     }
     // A bare IPv6 address has colons but no brackets.
     let host_port = if p.parse::<std::net::Ipv6Addr>().is_ok() {
@@ -95,9 +111,51 @@ pub fn peer_url(peer: &str) -> anyhow::Result<String> {
     } else {
         format!("{p}:{DEFAULT_PORT}")
     };
-    let url = format!("rtsp://{host_port}/live");
+    let url = format!("rtsps://{host_port}/live");
     RtspUrl::parse(&url).map_err(|e| anyhow::anyhow!("'{p}': {e}"))?;
     Ok(url)
+}
+
+/// A new call code from the OS generator.
+pub fn new_code() -> CallCode {
+    CallCode::from_random(rand::random())
+}
+
+/// The line that tells the user what the peer must run: `livecast-player --call ME --code
+/// CODE`, `ME` being our listening address where it is a specific one, else this machine's
+/// name.
+pub fn invitation(listening: &[SocketAddr], code: &CallCode) -> String {
+    let me = listening
+        .iter()
+        .find(|a| !a.ip().is_unspecified())
+        .map(|a| match a.port() {
+            DEFAULT_PORT => a.ip().to_string(),
+            _ => a.to_string(),
+        })
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            let host = if host.is_empty() {
+                "THIS-MACHINE".into()
+            } else {
+                host
+            };
+            match listening.first().map(SocketAddr::port) {
+                Some(p) if p != DEFAULT_PORT => format!("{host}:{p}"),
+                _ => host,
+            }
+        });
+    format!("livecast-player --call {me} --code {code}")
+}
+
+/// The peer's certificate fingerprint as our player pinned it (the known-hosts entry for the
+/// peer URL's `host:port`), once connected: the handshake stored or matched it.
+fn pinned_fingerprint(file: &std::path::Path, url: &str) -> Option<Fingerprint> {
+    let u = RtspUrl::parse(url).ok()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let known = KnownHosts::parse(&text).ok()?;
+    known.get(&host_key(&u.host, u.port))
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -118,11 +176,25 @@ impl Call {
     pub fn start(cfg: CallConfig) -> anyhow::Result<Call> {
         let url = peer_url(&cfg.peer)?;
         let echo = cfg.echo_cancel.then(Echo::default);
-        let local = LocalSide::start(&cfg, echo.clone())?;
         let mut ecfg = cfg.engine.clone();
+        // The file the engine pins the peer's certificate in, named here so that the safety
+        // code reads the same one.
+        if ecfg.tls.known_hosts.is_none() && ecfg.tls.ca.is_none() {
+            ecfg.tls.known_hosts = Some(
+                livecast_server::data_dir()
+                    .map(|d| d.join(crate::engine::net::tls::KNOWN_HOSTS_FILE))
+                    .context("no HOME or XDG_DATA_HOME to keep the peer's certificate in")?,
+            );
+        }
+        let mut local = LocalSide::start(&cfg, echo.clone())?;
+        local.known_hosts.clone_from(&ecfg.tls.known_hosts);
         ecfg.source = Source::Url(url.clone());
         ecfg.call = true;
         ecfg.low_latency = true;
+        ecfg.credentials = Some(Credentials {
+            user: CALL_USER.into(),
+            password: cfg.code.password(),
+        });
         if let Some(echo) = echo {
             ecfg.playout_tap = Some(PlayoutTap(Arc::new(move |s: &[f32]| {
                 if let Some(far) = echo.far.get() {
@@ -130,7 +202,6 @@ impl Call {
                 }
             })));
         }
-        let mut local = local;
         local.url = url;
         let engine = engine::start(ecfg)?;
         Ok(Call { engine, local })
@@ -206,6 +277,8 @@ pub struct ServerSummary {
     /// The most sessions seen at once while polled.
     pub sessions_peak: usize,
     pub captions: bool,
+    /// Requests our server refused for a wrong call code (the peer's player, or a stranger).
+    pub auth_failures: u64,
 }
 
 /// Our half of the call: the in-process server and what the user controls of it.
@@ -226,6 +299,11 @@ pub struct LocalSide {
     /// The peer as given, and its URL.
     pub peer: String,
     pub url: String,
+    /// Our server's certificate.
+    pub fingerprint: Fingerprint,
+    /// Where our player pins the peer's certificate (`None` with `--tls-ca`).
+    known_hosts: Option<std::path::PathBuf>,
+    safety_code: Option<(Fingerprint, String)>,
 }
 
 impl LocalSide {
@@ -249,21 +327,46 @@ impl LocalSide {
             media.hooks.audio = Some(Arc::new(move || echo.near_end()));
         }
         let controls = media.hooks.controls.clone();
+        let cert_dir = cfg.cert_dir.clone().or_else(livecast_server::data_dir);
+        let (tls, _) = livecast_server::tls::load_or_generate(None, None, cert_dir.as_deref())
+            .context("our certificate for the call")?;
+        let user = User::with_password(CALL_USER, &cfg.code.password(), Roles::READ, REALM);
+        // A failed attempt is answered within a second rather than four: a code of 66 bits
+        // needs no slowing down, and the side that refused lingers that long
+        // ([`REFUSED_LINGER`]) so the peer hears why before our server stops.
+        let auth = AuthConfig {
+            max_failure_delay: Duration::from_secs(1),
+            ..AuthConfig::new(vec![user])
+        };
+        let rtsp = RtspConfig {
+            auth: Some(auth),
+            ..RtspConfig::default()
+        };
         let scfg = ServerConfig {
-            listen: cfg.listen.clone(),
+            // Nothing in clear: the listeners are all RTSPS (below).
+            listen: Vec::new(),
             media,
-            rtsp: RtspConfig::default(),
+            rtsp,
             captions: cfg.captions.clone(),
             title: cfg.name.clone(),
             chat: true,
             publish: Vec::new(),
             adapt: cfg.adapt,
         };
-        let server = rt
+        let mut server = rt
             .block_on(livecast_server::start(scfg))
             .context("starting our side of the call (camera, microphone, server)")?;
+        let listening = {
+            let _guard = rt.enter();
+            server
+                .serve_tls(&cfg.listen, tls.config.clone())
+                .context("our side of the call (RTSPS)")?
+        };
         Ok(LocalSide {
-            listening: server.listening.clone(),
+            listening,
+            fingerprint: tls.fingerprint,
+            known_hosts: None,
+            safety_code: None,
             captions: server.captions,
             chat: server.chat.clone(),
             server: Some(server),
@@ -347,6 +450,26 @@ impl LocalSide {
             .is_some_and(|s| s.rtsp.playing_count() > 0)
     }
 
+    /// The safety code of the call (our certificate and the peer's as our player pinned it),
+    /// once our player is connected; `None` before, or with `--tls-ca` (no pinning).
+    pub fn safety_code(&mut self) -> Option<String> {
+        if self.safety_code.is_none() {
+            let peer = pinned_fingerprint(self.known_hosts.as_deref()?, &self.url)?;
+            self.safety_code = Some((peer, safety_code(self.fingerprint, peer)));
+        }
+        self.safety_code.as_ref().map(|(_, c)| c.clone())
+    }
+
+    /// The peer's certificate, once [`LocalSide::safety_code`] has read it.
+    pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
+        self.safety_code.as_ref().map(|(f, _)| *f)
+    }
+
+    /// Requests our server refused for a wrong call code so far.
+    pub fn auth_failures(&self) -> u64 {
+        self.server.as_ref().map_or(0, |s| s.rtsp.auth_failures())
+    }
+
     /// Whether our server still runs.
     pub fn is_live(&self) -> bool {
         self.server.is_some()
@@ -359,6 +482,7 @@ impl LocalSide {
             return s.clone();
         }
         let at = self.sessions();
+        let auth_failures = self.auth_failures();
         let mut after = 0;
         if let Some(server) = self.server.take() {
             let rtsp = server.rtsp.clone();
@@ -374,6 +498,7 @@ impl LocalSide {
             sessions_after: after,
             sessions_peak: self.sessions_peak,
             captions: self.captions,
+            auth_failures,
         };
         self.summary = Some(s.clone());
         s
@@ -413,10 +538,38 @@ impl CallState {
             },
             ConnState::Failed(r) => CallState::Ended {
                 by_peer: true,
-                reason: r.clone(),
+                reason: failure_reason(r),
             },
             _ => CallState::Connected,
         }
+    }
+}
+
+/// How long our server stays up after it refused the peer's code, so that its `401` (held
+/// back up to a second) reaches the peer's player, which then ends its call too.
+pub const REFUSED_LINGER: Duration = Duration::from_millis(1500);
+
+/// Why a call ends when our server refused the call code before the call was up.
+pub const WRONG_CODE_FROM_PEER: &str =
+    "the peer's player gave a wrong call code (our server refused it): \
+     both sides must use the same --code (the one the side that started first printed)";
+
+/// Why a call failed, for the user: a `401` from the peer's server means the two sides were
+/// not given the same call code.
+fn failure_reason(r: &str) -> String {
+    if r.contains("--accept-new-fingerprint") {
+        format!(
+            "the peer's certificate is not the one this machine trusted for it before: someone \
+             may be in between, or the peer has a new data folder. Call it only once the peer \
+             confirms (then compare the safety code). {r}"
+        )
+    } else if r.contains("(401)") {
+        format!(
+            "the peer refused our call code: both sides must use the same --code (the one the \
+             side that started first printed) ({r})"
+        )
+    } else {
+        r.to_owned()
     }
 }
 
@@ -441,6 +594,15 @@ pub struct CallLog {
     pub chat_sent: Vec<SentChat>,
     pub server: ServerSummary,
     pub echo_cancel: bool,
+    /// Our certificate's fingerprint and the peer's (as pinned).
+    pub fingerprint: String,
+    pub peer_fingerprint: Option<String>,
+    /// The safety code both people compare: the same on both sides unless someone sits
+    /// between them.
+    pub safety_code: Option<String>,
+    /// Whether the call ended before it was ever connected, refused (wrong code, changed
+    /// certificate) rather than hung up.
+    pub refused: bool,
 }
 
 impl CallLog {
@@ -452,6 +614,7 @@ impl CallLog {
             listening: local.listening.iter().map(ToString::to_string).collect(),
             started_unix_ms: unix_ms(SystemTime::now()),
             echo_cancel: cfg.echo_cancel,
+            fingerprint: local.fingerprint.to_string(),
             ..Default::default()
         }
     }
@@ -469,6 +632,9 @@ impl CallLog {
             self.peer_name.clone_from(&st.title);
         }
         if let CallState::Ended { reason, .. } = &state {
+            if self.connected_unix_ms.is_none() && matches!(st.conn, ConnState::Failed(_)) {
+                self.refused = true;
+            }
             self.end("peer", reason);
         }
         state
@@ -481,6 +647,31 @@ impl CallLog {
             self.ended_by = Some(by.to_owned());
             self.end_reason = Some(reason.to_owned());
         }
+    }
+
+    /// Ends a call that is not up yet when our server has refused a wrong call code (the
+    /// peer's player, which would otherwise keep calling a side that no longer answers).
+    /// Returns whether it did.
+    pub fn check_refused_code(&mut self, local: &LocalSide) -> bool {
+        if self.connected_unix_ms.is_some()
+            || self.ended_unix_ms.is_some()
+            || local.auth_failures() == 0
+        {
+            return false;
+        }
+        self.refused = true;
+        self.end("peer", WRONG_CODE_FROM_PEER);
+        true
+    }
+
+    /// Notes the safety code once known; returns it the first time.
+    pub fn note_safety(&mut self, local: &mut LocalSide) -> Option<String> {
+        if self.safety_code.is_some() {
+            return None;
+        }
+        self.safety_code = local.safety_code();
+        self.peer_fingerprint = local.peer_fingerprint().map(|f| f.to_string());
+        self.safety_code.clone()
     }
 
     /// Records what we sent and what our server had, at the end.
@@ -531,16 +722,21 @@ mod tests {
     #[test]
     fn peers_become_rtsp_urls() {
         let u = |p: &str| peer_url(p).unwrap();
-        assert_eq!(u("bob.local"), "rtsp://bob.local:8554/live");
-        assert_eq!(u("10.0.0.2:8560"), "rtsp://10.0.0.2:8560/live");
-        assert_eq!(u("::1"), "rtsp://[::1]:8554/live");
-        assert_eq!(u("[fe80::1]"), "rtsp://[fe80::1]:8554/live");
-        assert_eq!(u("[::1]:9000"), "rtsp://[::1]:9000/live");
+        assert_eq!(u("bob.local"), "rtsps://bob.local:8554/live");
+        assert_eq!(u("10.0.0.2:8560"), "rtsps://10.0.0.2:8560/live");
+        assert_eq!(u("::1"), "rtsps://[::1]:8554/live");
+        assert_eq!(u("[fe80::1]"), "rtsps://[fe80::1]:8554/live");
+        assert_eq!(u("[::1]:9000"), "rtsps://[::1]:9000/live");
         assert_eq!(
-            u("rtsp://bob.local:8554/live"),
-            "rtsp://bob.local:8554/live"
+            u("rtsps://bob.local:8554/live"),
+            "rtsps://bob.local:8554/live"
         );
-        for bad in ["", "http://bob/live", "bob:port", "bob/live", "bob:99999"] {
+        let plain = peer_url("rtsp://bob.local:8554/live")
+            .unwrap_err()
+            .to_string();
+        assert!(plain.contains("encrypted"), "{plain}");
+        let bad = ["", "http://bob/live", "bob:port", "bob/live", "bob:99999"];
+        for bad in bad {
             assert!(peer_url(bad).is_err(), "{bad}");
         }
     }

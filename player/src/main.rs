@@ -18,10 +18,11 @@ use livecast_server::cli::MediaArgs;
 /// Keys: space play/pause, ←/→ 10 s back/forward, [ ] speed, l or End live, ↑/↓ volume,
 /// m mute, c captions, i statistics, f fullscreen (Esc leaves it), s stop/resume receiving.
 ///
-/// A call: `livecast-player --call bob.local` on one machine, `livecast-player --call
-/// alice.local` on the other. Each starts its own server (camera and microphone, or the
-/// --video / --audio given) and plays the other's. Headless, each line typed on standard input
-/// is sent as a chat message.
+/// A call: `livecast-player --call bob.local` on one machine prints a call code;
+/// `livecast-player --call alice.local --code CODE` on the other. Each starts its own server
+/// (camera and microphone, or the --video / --audio given) and plays the other's, over RTSPS
+/// (TLS) with the code as the password; both show a safety code to compare. Headless, each
+/// line typed on standard input is sent as a chat message.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -30,15 +31,20 @@ struct Args {
     #[arg(required_unless_present = "call", conflicts_with = "call")]
     source: Option<String>,
 
-    /// Call a peer: HOST (port 8554), HOST:PORT or rtsp://HOST:PORT/live. Runs our own
-    /// server too and retries until the peer answers.
+    /// Call a peer: HOST (port 8554), HOST:PORT or rtsps://HOST:PORT/live. Runs our own
+    /// server too (RTSPS) and retries until the peer answers.
     #[arg(long, value_name = "PEER")]
     call: Option<String>,
 
-    /// Call mode: where our server accepts RTSP connections; repeat for several. Default:
-    /// 0.0.0.0:8554 and [::]:8554.
+    /// Call mode: where our server accepts RTSPS (TLS) connections; repeat for several.
+    /// Default: 0.0.0.0:8554 and [::]:8554.
     #[arg(long, value_name = "ADDR:PORT", requires = "call")]
     listen: Vec<std::net::SocketAddr>,
+
+    /// Call mode: the call code the peer printed (20 digits). Without it, a new code is made
+    /// and printed, to give to the peer.
+    #[arg(long, value_name = "CODE", requires = "call")]
+    code: Option<String>,
 
     /// Call mode: our name as the peer sees it. Default: user@host.
     #[arg(long, requires = "call")]
@@ -295,18 +301,28 @@ fn run_call(args: Args, peer: String) -> anyhow::Result<()> {
     } else {
         args.listen.clone()
     };
-    // Fail on a bad peer before starting anything.
+    // Fail on a bad peer or code before starting anything.
     call::peer_url(&peer)?;
+    let (code, code_generated) = match &args.code {
+        Some(c) => (c.parse()?, false),
+        None => (call::new_code(), true),
+    };
+    let mut engine = engine_config(Source::Url(String::new()), &args);
+    engine.tls.ca = args.tls_ca.clone();
+    engine.tls.accept_new_fingerprint = args.accept_new_fingerprint;
     let cfg = CallConfig {
         peer: peer.clone(),
         listen,
+        code,
+        code_generated,
+        cert_dir: None,
         media: args.media.media_config((640, 480), 1_000_000),
         captions: args.media.caption_config(),
         name: args.name.clone().unwrap_or_else(default_name),
         echo_cancel: !args.headset,
         adapt: !args.fixed_quality,
         self_view: !args.headless,
-        engine: engine_config(Source::Url(String::new()), &args),
+        engine,
     };
     if args.headless {
         headless_call(cfg, &args)
@@ -346,8 +362,15 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if cfg.code_generated {
+            println!(
+                "livecast-player: ask the peer to run: {}",
+                call::invitation(&local.listening, &cfg.code)
+            );
+        }
     }
     let end = SessionEnd::new(args);
+    let mut auth_failures = 0;
     // Chat: one message per line of standard input, held until the call is up both ways
     // (text sent before the peer's player has joined our stream would reach nobody).
     let (chat_tx, chat_rx) = std::sync::mpsc::channel::<String>();
@@ -381,6 +404,25 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
             }
             last = Some(state.clone());
         }
+        if state == CallState::Connected {
+            if let Some(code) = log.note_safety(&mut local) {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!(
+                        "livecast-player: safety code {code} (the peer sees the same one \
+                         unless someone is in between: compare them)"
+                    );
+                }
+            }
+        }
+        let failures = local.auth_failures();
+        if failures > auth_failures {
+            tracing::warn!(
+                "our server refused a player with a wrong call code ({failures} so far): \
+                 the peer must use our --code"
+            );
+            auth_failures = failures;
+        }
         for m in &st.chat[shown_chat.min(st.chat.len())..] {
             tracing::info!(
                 "chat from {}: {}",
@@ -405,6 +447,11 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
         if matches!(state, CallState::Ended { .. }) {
             break;
         }
+        if log.check_refused_code(&local) {
+            tracing::warn!("call ended: {}", call::WRONG_CODE_FROM_PEER);
+            std::thread::sleep(call::REFUSED_LINGER);
+            break;
+        }
         if end.signalled() {
             log.end("local", "hung up (signal)");
             break;
@@ -420,11 +467,18 @@ fn headless_call(cfg: CallConfig, args: &Args) -> anyhow::Result<()> {
     let report = engine.report();
     engine.shutdown();
     drop(local);
+    let refused = log
+        .refused
+        .then(|| log.end_reason.clone().unwrap_or_default());
     let stats = CallStats {
         player: report,
         call: log,
     };
-    write_stats(&stats, args)
+    write_stats(&stats, args)?;
+    match refused {
+        Some(why) => anyhow::bail!("the call was refused: {why}"),
+        None => Ok(()),
+    }
 }
 
 /// The headless stats: to `--stats-json`, else standard output.

@@ -17,6 +17,7 @@
 //! | [`seq`] | sequence-number validation and interarrival jitter, used by the three above | RFC 3550 A.1, A.8 |
 //! | [`time`] | newtypes for SSRC, sequence numbers and NTP time | RFC 3550 §4, §5.1 |
 //! | [`trust`] | RTSPS trust on first use: certificate fingerprints, the known-hosts file | RFC 2326 §3.2 (`rtsps`) |
+//! | [`call`] | a call's code (its Digest password) and safety code | RFC 7616 |
 //!
 //! Errors are small enums per module that carry the byte offset or line of the fault; the I/O
 //! shells (`livecast-server`, `livecast-player`) add connection context once, at the edge.
@@ -24,6 +25,7 @@
 //! Limitations: RTSP 2.0 (RFC 7826) is not spoken; requests with another version are parsed so
 //! the server can answer `505`. Multicast transports are parsed but not served.
 
+pub mod call;
 pub mod codec;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -126,6 +126,8 @@ pub struct RtspServer {
     /// `RTP/SAVP(F)` subscriptions, by where their RTCP comes from: the SRTCP context of the
     /// client's own key (`None`: it sent no `KeyMgmt`, its SRTCP is dropped unread).
     srtcp: Mutex<HashMap<RtcpFrom, Option<srtp::Context>>>,
+    /// Requests refused for wrong credentials so far ([`RtspServer::auth_failures`]).
+    auth_failures: AtomicU64,
 }
 
 /// Where a client's RTCP comes from: its UDP address, or a channel of its connection.
@@ -209,6 +211,7 @@ impl RtspServer {
             ingest,
             adapter: std::sync::OnceLock::new(),
             srtcp: Mutex::new(HashMap::new()),
+            auth_failures: AtomicU64::new(0),
         })
     }
 
@@ -335,6 +338,12 @@ impl RtspServer {
     /// Sessions in the Playing state (receiving media now).
     pub fn playing_count(&self) -> usize {
         self.sm().playing_count()
+    }
+
+    /// Requests refused for wrong credentials since the start (a call shows the user that
+    /// the peer's code is not ours).
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
     }
 
     /// Tells the state machine whether a track's fan-out has dropped frames lately (it could
@@ -504,6 +513,7 @@ impl RtspServer {
                 path,
                 locked_out,
             } => {
+                self.auth_failures.fetch_add(1, Ordering::Relaxed);
                 warn!("{}", failure_log_line(peer.ip(), &user, &path));
                 if locked_out {
                     warn!(address = %peer.ip(), "too many failed attempts: address locked out");

@@ -147,6 +147,12 @@ pub fn run_call(cfg: crate::call::CallConfig, opts: GuiOptions) -> anyhow::Resul
     // Our server must be up before the window opens: a camera or port problem is an error
     // to report at once, like livecast-server's.
     let crate::call::Call { engine, local } = crate::call::Call::start(cfg.clone())?;
+    let invitation = cfg
+        .code_generated
+        .then(|| crate::call::invitation(&local.listening, &cfg.code));
+    if let Some(i) = &invitation {
+        tracing::info!("ask the peer to run: {i}");
+    }
     let stopping: call::Stopping = Default::default();
     let started = std::sync::Mutex::new(Some((engine, local)));
     let stop2 = stopping.clone();
@@ -172,6 +178,7 @@ pub fn run_call(cfg: crate::call::CallConfig, opts: GuiOptions) -> anyhow::Resul
             local,
             cfg.echo_cancel,
             stop2.clone(),
+            invitation.clone(),
         )))
     };
     let result = iced::application(boot, App::update, App::view)

@@ -71,11 +71,26 @@ pub struct Call {
     pub echo_cancel: Option<bool>,
     /// Why the last chat message was not sent.
     pub chat_error: Option<String>,
+    /// What the peer must run (`--call US --code CODE`) when we made the code.
+    pub invitation: Option<String>,
+    /// The safety code to compare with the peer's, once connected.
+    pub safety_code: Option<String>,
+    /// Our server refused the peer's call code: it lingers a moment so the peer hears why.
+    refused_code: bool,
 }
 
 impl Call {
-    pub fn new(player: Player, local: LocalSide, echo_cancel: bool, stopping: Stopping) -> Self {
+    pub fn new(
+        player: Player,
+        local: LocalSide,
+        echo_cancel: bool,
+        stopping: Stopping,
+        invitation: Option<String>,
+    ) -> Self {
         Call {
+            invitation,
+            safety_code: None,
+            refused_code: false,
             player,
             preview: local.preview(),
             peer: local.peer.clone(),
@@ -101,9 +116,13 @@ impl Call {
         // No camera any more: no self-view.
         self.preview = None;
         self.self_view = None;
+        let linger = self.refused_code;
         let spawned = std::thread::Builder::new()
             .name("call-hangup".into())
             .spawn(move || {
+                if linger {
+                    std::thread::sleep(crate::call::REFUSED_LINGER);
+                }
                 let s = local.hang_up();
                 tracing::info!(
                     sessions_at_hangup = s.sessions_at_hangup,
@@ -125,10 +144,27 @@ impl Call {
         if self.hung_up {
             return;
         }
-        let state = CallState::from_conn(&st.conn);
+        if matches!(self.state, CallState::Ended { .. }) {
+            return;
+        }
+        let mut state = CallState::from_conn(&st.conn);
+        if matches!(state, CallState::Calling { .. })
+            && self.local.as_ref().is_some_and(|l| l.auth_failures() > 0)
+        {
+            // Our server refused the peer's code: it would keep calling us in vain.
+            state = CallState::Ended {
+                by_peer: true,
+                reason: crate::call::WRONG_CODE_FROM_PEER.into(),
+            };
+            self.player.send_command(Command::Stop);
+            self.refused_code = true;
+        }
         if state != self.state {
             tracing::info!(?state, "call");
             self.state = state;
+        }
+        if self.state == CallState::Connected && self.safety_code.is_none() {
+            self.safety_code = self.local.as_mut().and_then(LocalSide::safety_code);
         }
         if matches!(self.state, CallState::Ended { .. }) {
             self.stop_local();
@@ -378,10 +414,17 @@ fn call_bar_label(call: &Call) -> Element<'_, Message> {
         "Call ended".to_string()
     } else {
         match &call.state {
-            CallState::Calling { .. } => format!("Calling {}...", call.peer),
-            CallState::Connected => {
-                format!("In a call with {}", call.peer_name(&call.player.status))
-            }
+            CallState::Calling { .. } => match &call.invitation {
+                Some(i) => format!("Calling {}... Ask them to run: {i}", call.peer),
+                None => format!("Calling {}...", call.peer),
+            },
+            CallState::Connected => match &call.safety_code {
+                Some(c) => format!(
+                    "In a call with {} · safety code {c} (compare it with theirs)",
+                    call.peer_name(&call.player.status)
+                ),
+                None => format!("In a call with {}", call.peer_name(&call.player.status)),
+            },
             CallState::Ended { .. } => "Call ended".to_string(),
         }
     };
