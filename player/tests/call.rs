@@ -2,8 +2,11 @@
 //! namespace of its own joined by a veth pair, both on built-in sources (test card; speech
 //! made with espeak-ng for the captions), headless, measured through their `--stats-json`.
 //!
-//! Needs root (`ip netns`), iproute2 and nftables (for packet loss), espeak-ng, sox and the
-//! speech model: `scripts/setup.sh` installs them. The namespaces and links are removed when a
+//! Calls are RTSPS with a call code (issue 14): each peer keeps its certificate and the
+//! peer's pinned fingerprint in a data folder of its own (the speech model linked into it).
+//!
+//! Needs root (`ip netns`), iproute2 and nftables (for packet loss), espeak-ng, sox, tcpdump
+//! and the speech model: `scripts/setup.sh` installs them. The namespaces and links are removed when a
 //! test ends, whatever its outcome.
 
 use std::io::Write;
@@ -19,6 +22,12 @@ use serde_json::Value;
 #[path = "../../server/tests/common/lossy_netns.rs"]
 #[allow(dead_code)]
 mod lossy_netns;
+#[path = "../../server/tests/common/pcap.rs"]
+#[allow(dead_code)]
+mod pcap;
+
+/// The call code the peers of a test share (a call code is any 20 digits both sides give).
+const CODE: &str = "31415-92653-58979-32384";
 
 /// The tests run two peers each (two encoders, two decoders, two captioners): one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());
@@ -36,6 +45,8 @@ fn run(cmd: &mut Command) {
 struct Namespaces {
     a: String,
     b: String,
+    /// `a`'s end of the veth pair (where a capture sees both directions).
+    veth_a: String,
     n: u32,
     /// User-space delayers ([`Namespaces::delay`]), killed when dropped.
     delayers: Vec<Child>,
@@ -47,6 +58,7 @@ impl Namespaces {
         let ns = Namespaces {
             a: format!("lc{id}a{n}"),
             b: format!("lc{id}b{n}"),
+            veth_a: format!("lv{id}a{n}"),
             n,
             delayers: Vec::new(),
         };
@@ -130,22 +142,62 @@ fn speech_wav(dir: &Path, voice: &str, text: &str) -> PathBuf {
     wav
 }
 
+/// A data folder for one peer (`XDG_DATA_HOME`): its certificate and known hosts, with the
+/// speech model of the real data folder linked in.
+fn data_home(dir: &Path, name: &str) -> PathBuf {
+    let home = dir.join(format!("{name}-data"));
+    std::fs::create_dir_all(home.join("livecast")).expect("a data folder");
+    let real = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    if let Some(models) = real.map(|d| d.join("livecast/models")) {
+        let link = home.join("livecast/models");
+        if models.exists() && !link.exists() {
+            std::os::unix::fs::symlink(&models, &link).expect("link the models");
+        }
+    }
+    home
+}
+
 struct Peer {
     child: Child,
     stats: PathBuf,
     log: PathBuf,
+    out: PathBuf,
 }
 
 impl Peer {
-    /// `livecast-player --call` in namespace `ns`, listening on `me`, calling `peer`.
+    /// `livecast-player --call` in namespace `ns`, listening on `me`, calling `peer`, with
+    /// the shared [`CODE`] and the data folder `NAME-data`.
     fn start(ns: &str, me: &str, peer: &str, name: &str, dir: &Path, extra: &[&str]) -> Peer {
+        let data = data_home(dir, name);
+        Peer::start_with(ns, me, peer, name, &data, Some(CODE), dir, extra)
+    }
+
+    /// As [`Peer::start`], with the data folder and the code (`None`: make one) given.
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        ns: &str,
+        me: &str,
+        peer: &str,
+        name: &str,
+        data: &Path,
+        code: Option<&str>,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Peer {
         let stats = dir.join(format!("{name}.json"));
         let log = dir.join(format!("{name}.log"));
+        let out = dir.join(format!("{name}.out"));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
             .arg(env!("CARGO_BIN_EXE_livecast-player"))
             .args(["--call", peer, "--listen", &format!("{me}:8554")])
             .args(["--name", name, "--headless", "--no-audio"]);
+        if let Some(code) = code {
+            cmd.args(["--code", code]);
+        }
         if !extra.contains(&"--video") {
             cmd.args(["--video", "testsrc", "--size", "320x240", "--fps", "15"]);
         }
@@ -154,25 +206,47 @@ impl Peer {
             .arg(&stats)
             .args(extra)
             .env("RUST_LOG", "info")
+            .env("XDG_DATA_HOME", data)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("output file"))
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn ip netns exec livecast-player");
-        Peer { child, stats, log }
+        Peer {
+            child,
+            stats,
+            log,
+            out,
+        }
+    }
+
+    /// What the peer printed on standard output so far.
+    fn printed(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
     /// Waits for the process to end (at most `limit`); returns when it ended and its stats.
-    fn finish(mut self, limit: Duration) -> (Instant, Value) {
+    fn finish(self, limit: Duration) -> (Instant, Value) {
+        let (ended, status, log, stats) = self.finish_any(limit);
+        assert!(status.success(), "peer failed ({status}):\n{log}");
+        (ended, stats.unwrap_or_else(|| panic!("no stats:\n{log}")))
+    }
+
+    /// Waits for the process to end (at most `limit`), however it ends: when, its exit
+    /// status, its log and standard output, and its stats if it wrote them.
+    fn finish_any(
+        mut self,
+        limit: Duration,
+    ) -> (Instant, std::process::ExitStatus, String, Option<Value>) {
         let t0 = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 let ended = Instant::now();
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                assert!(status.success(), "peer failed ({status}):\n{log}");
-                let json = std::fs::read_to_string(&self.stats)
-                    .unwrap_or_else(|e| panic!("no stats ({e}):\n{log}"));
-                return (ended, serde_json::from_str(&json).expect("stats JSON"));
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default() + &self.printed();
+                let stats = std::fs::read_to_string(&self.stats)
+                    .ok()
+                    .map(|j| serde_json::from_str(&j).expect("stats JSON"));
+                return (ended, status, log, stats);
             }
             if t0.elapsed() > limit {
                 let _ = self.child.kill();
@@ -517,5 +591,248 @@ fn a_call_through_5_percent_loss_both_ways_shows_95_percent_of_the_pictures() {
             shown * 100 >= sent * 95,
             "{who} showed {shown} of {sent} pictures"
         );
+    }
+}
+
+/// Waits until `peer` has printed the line it makes for the other side (`ask the peer to
+/// run: livecast-player --call ME --code CODE`); returns that line's command.
+fn invitation(peer: &Peer) -> String {
+    let t0 = Instant::now();
+    loop {
+        let out = peer.printed();
+        if let Some(line) = out.lines().find(|l| l.contains("ask the peer to run:")) {
+            return line
+                .split_once("run: ")
+                .map(|(_, c)| c.trim().to_owned())
+                .unwrap_or_default();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no invitation printed: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 14: a call is encrypted both ways. Alice starts without a code and prints the
+/// command for Bob, whose code he is started with. A capture on the link between the two
+/// namespaces finds no RTSP text, no SDP, no RTCP CNAME and none of the chat typed on either
+/// side (T.140 in clear RTP would carry it verbatim), yet each side plays the other; both
+/// show the same safety code, made of the two certificates each pinned of the other.
+#[test]
+fn an_encrypted_call_shows_nothing_in_clear_and_the_same_safety_code_on_both_sides() {
+    let _g = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Namespaces::new(5);
+    let (a_ip, b_ip) = (ns.addr(1), ns.addr(2));
+    let pcap_file = dir.path().join("call.pcap");
+    let tcpdump = pcap::capture_in_netns(&ns.a, &ns.veth_a, &pcap_file, &["ip"]);
+    let quiet = ["--duration", "20", "--audio", "tone", "--captions", "off"];
+    let mut alice = Peer::start_with(
+        &ns.a,
+        &a_ip,
+        &b_ip,
+        "alice",
+        &data_home(dir.path(), "alice"),
+        None,
+        dir.path(),
+        &quiet,
+    );
+    let command = invitation(&alice);
+    let code = command
+        .split_once("--code ")
+        .map(|(_, c)| c.to_owned())
+        .expect("a code in the invitation");
+    assert!(
+        command.starts_with(&format!("livecast-player --call {a_ip} --code ")),
+        "{command}"
+    );
+    let mut bob = Peer::start_with(
+        &ns.b,
+        &b_ip,
+        &a_ip,
+        "bob",
+        &data_home(dir.path(), "bob"),
+        Some(&code),
+        dir.path(),
+        &quiet,
+    );
+    let said = |who: &str| format!("{who} whispers the secret word zanzibar-{who}");
+    let mut typists = Vec::new();
+    for (peer, who) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        let mut stdin = peer.child.stdin.take().expect("stdin");
+        let line = said(who);
+        typists.push(std::thread::spawn(move || {
+            writeln!(stdin, "{line}").expect("type a line");
+            stdin
+        }));
+    }
+    let (_, a) = alice.finish(Duration::from_secs(60));
+    let (_, b) = bob.finish(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    pcap::stop(tcpdump);
+    for t in typists {
+        let _ = t.join();
+    }
+
+    for (who, s, from) in [("alice", &a, "bob"), ("bob", &b, "alice")] {
+        let c = &s["call"];
+        assert!(c["connected_unix_ms"].as_i64().is_some(), "{who}: {c}");
+        assert_eq!(c["peer_name"], from, "{who}: {c}");
+        let video = s["video"]["frames_decoded"].as_u64().unwrap_or(0);
+        let audio = s["audio"]["frames_decoded"].as_u64().unwrap_or(0);
+        // 15 fps and 50 Opus frames/s over at least 10 s of call.
+        assert!(video >= 150, "{who} decoded {video} video frames");
+        assert!(audio >= 500, "{who} decoded {audio} audio frames");
+        let got: Vec<&str> = s["chat"]
+            .as_array()
+            .expect("chat list")
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        assert_eq!(got, vec![said(from).as_str()], "{who}'s chat");
+    }
+    // The same safety code on both sides, from the same two certificates.
+    let code_a = a["call"]["safety_code"]
+        .as_str()
+        .expect("alice's safety code");
+    assert_eq!(b["call"]["safety_code"].as_str(), Some(code_a));
+    assert_eq!(code_a.split(' ').count(), 6, "{code_a}");
+    assert_eq!(a["call"]["peer_fingerprint"], b["call"]["fingerprint"]);
+    assert_eq!(b["call"]["peer_fingerprint"], a["call"]["fingerprint"]);
+    assert_ne!(a["call"]["fingerprint"], b["call"]["fingerprint"]);
+    for (who, out) in [
+        ("alice", dir.path().join("alice.out")),
+        ("bob", dir.path().join("bob.out")),
+    ] {
+        let printed = std::fs::read_to_string(out).unwrap_or_default();
+        assert!(
+            printed.contains(&format!("safety code {code_a}")),
+            "{who} printed: {printed}"
+        );
+    }
+
+    // On the wire, both directions: nothing readable.
+    let pcap = std::fs::read(&pcap_file).expect("tcpdump wrote the capture");
+    let tcp = pcap::payloads(&pcap, pcap::Proto::Tcp);
+    let udp = pcap::payloads(&pcap, pcap::Proto::Udp);
+    let markers: Vec<(String, Vec<u8>)> = [
+        "RTSP/1.0",
+        "DESCRIBE",
+        "m=video",
+        "livecast-",
+        "zanzibar",
+        "alice",
+        "bob",
+    ]
+    .iter()
+    .map(|m| ((*m).to_owned(), m.as_bytes().to_vec()))
+    .collect();
+    for (name, payloads) in [("TCP", &tcp), ("UDP", &udp)] {
+        let found: Vec<&str> = markers
+            .iter()
+            .filter(|(_, m)| payloads.iter().any(|p| pcap::contains(p, m)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(found.is_empty(), "{name} in clear: {found:?}");
+    }
+    let bytes: usize = tcp.iter().chain(&udp).map(Vec::len).sum();
+    assert!(bytes > 200_000, "only {bytes} bytes captured");
+    assert!(
+        tcp.iter().any(|p| p.starts_with(&[0x17, 0x03, 0x03])),
+        "TLS application data records"
+    );
+}
+
+/// Issue 14: a peer whose certificate is not the one pinned in an earlier call (Alice with a
+/// new data folder) is refused, loudly; and two sides with different codes refuse each other.
+#[test]
+fn a_changed_certificate_and_a_wrong_code_are_refused_with_a_clear_message() {
+    let _g = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Namespaces::new(6);
+    let (a_ip, b_ip) = (ns.addr(1), ns.addr(2));
+    let quiet = ["--duration", "6", "--audio", "tone", "--captions", "off"];
+    let (alice_data, bob_data) = (data_home(dir.path(), "alice"), data_home(dir.path(), "bob"));
+    // A first call: each pins the other's certificate.
+    let alice = Peer::start(&ns.a, &a_ip, &b_ip, "alice", dir.path(), &quiet);
+    let bob = Peer::start(&ns.b, &b_ip, &a_ip, "bob", dir.path(), &quiet);
+    let (_, a) = alice.finish(Duration::from_secs(60));
+    let (_, b) = bob.finish(Duration::from_secs(60));
+    assert!(a["call"]["safety_code"].is_string(), "{}", a["call"]);
+    assert_eq!(a["call"]["safety_code"], b["call"]["safety_code"]);
+
+    // Alice again, from a new data folder: a new certificate. Bob refuses the call.
+    let longer = ["--duration", "15", "--audio", "tone", "--captions", "off"];
+    let new_alice = data_home(dir.path(), "alice-new");
+    let alice = Peer::start_with(
+        &ns.a,
+        &a_ip,
+        &b_ip,
+        "alice-new",
+        &new_alice,
+        Some(CODE),
+        dir.path(),
+        &longer,
+    );
+    let bob = Peer::start_with(
+        &ns.b,
+        &b_ip,
+        &a_ip,
+        "bob-again",
+        &bob_data,
+        Some(CODE),
+        dir.path(),
+        &longer,
+    );
+    let (bob_end, status, log, stats) = bob.finish_any(Duration::from_secs(60));
+    assert!(!status.success(), "bob took the call:\n{log}");
+    assert!(
+        log.contains(
+            "the call was refused: the peer's certificate is not the one this machine trusted"
+        ) && log.contains("--accept-new-fingerprint"),
+        "{log}"
+    );
+    let c = &stats.expect("bob's stats")["call"];
+    assert_eq!(c["refused"], true, "{c}");
+    assert!(c["safety_code"].is_null(), "{c}");
+    assert!(c["connected_unix_ms"].is_null(), "{c}");
+    let _ = alice.finish_any(Duration::from_secs(60));
+    assert!(bob_end.elapsed() < Duration::from_secs(60));
+    let _ = alice_data;
+
+    // Different codes (new data folders, so no certificate is known): both refuse.
+    let alice = Peer::start_with(
+        &ns.a,
+        &a_ip,
+        &b_ip,
+        "alice-3",
+        &data_home(dir.path(), "alice-3"),
+        Some(CODE),
+        dir.path(),
+        &longer,
+    );
+    let bob = Peer::start_with(
+        &ns.b,
+        &b_ip,
+        &a_ip,
+        "bob-3",
+        &data_home(dir.path(), "bob-3"),
+        Some("11111-22222-33333-44444"),
+        dir.path(),
+        &longer,
+    );
+    for (who, peer) in [("bob", bob), ("alice", alice)] {
+        let (_, status, log, stats) = peer.finish_any(Duration::from_secs(60));
+        assert!(!status.success(), "{who} took the call:\n{log}");
+        assert!(
+            log.contains("the call was refused:")
+                && log.contains("call code")
+                && log.contains("--code"),
+            "{who}: {log}"
+        );
+        let c = &stats.expect("stats")["call"];
+        assert_eq!(c["refused"], true, "{who}: {c}");
+        assert!(c["connected_unix_ms"].is_null(), "{who}: {c}");
     }
 }

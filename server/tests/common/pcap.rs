@@ -8,8 +8,19 @@ use std::process::{Child, Command, Stdio};
 /// tcpdump on `lo` writing the packets that match `filter` (tcpdump's expression, e.g.
 /// `["udp"]` or `["tcp", "port", "8322"]`) into `file`; returns once it is listening.
 pub fn capture(file: &Path, filter: &[&str]) -> Child {
-    let mut child = Command::new("tcpdump")
-        .args(["-i", "lo", "-n", "-U", "-s", "0", "-w"])
+    spawn_tcpdump(Command::new("tcpdump"), "lo", file, filter)
+}
+
+/// As [`capture`], on the (Ethernet) interface `iface` of the network namespace `netns`.
+pub fn capture_in_netns(netns: &str, iface: &str, file: &Path, filter: &[&str]) -> Child {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns, "tcpdump"]);
+    spawn_tcpdump(cmd, iface, file, filter)
+}
+
+fn spawn_tcpdump(mut cmd: Command, iface: &str, file: &Path, filter: &[&str]) -> Child {
+    let mut child = cmd
+        .args(["-i", iface, "-n", "-U", "-s", "0", "-w"])
         .arg(file)
         .args(filter)
         .stdin(Stdio::null())
