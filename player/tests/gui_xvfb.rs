@@ -60,9 +60,20 @@ fn require_x_tools() {
 
 /// `livecast-player ARGS` on X display `display`, logging (info) to `log_path`.
 fn spawn_on_display(display: u32, args: &[&str], log_path: &Path) -> Reaped {
+    spawn_on_display_env(display, args, log_path, &[])
+}
+
+/// As [`spawn_on_display`], with these environment variables set too.
+fn spawn_on_display_env(
+    display: u32,
+    args: &[&str],
+    log_path: &Path,
+    env: &[(&str, &Path)],
+) -> Reaped {
     let log = std::fs::File::create(log_path).expect("player log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_livecast-player"));
     cmd.args(args)
+        .envs(env.iter().copied())
         .env("DISPLAY", format!(":{display}"))
         .env_remove("WAYLAND_DISPLAY")
         .env("RUST_LOG", "info")
@@ -526,14 +537,28 @@ fn call_window_shows_the_peer_a_mirrored_self_view_and_ends_with_the_peer() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let log_path = dir.join("gui_call_window.log");
     let (call, listen) = (format!("127.0.0.1:{pb}"), format!("127.0.0.1:{pa}"));
-    let mut args = vec!["--call", &call, "--listen", &listen, "--name", "alice"];
+    // Calls are RTSPS with a call code: both sides are given the same one, and each keeps
+    // its certificate and the other's pinned fingerprint in a data folder of its own.
+    let code = "27182-81828-45904-52353";
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (window_data, peer_data) = (data.path().join("window"), data.path().join("peer"));
+    let mut args = vec![
+        "--call", &call, "--listen", &listen, "--name", "alice", "--code", code,
+    ];
     args.extend(common);
-    let mut window = spawn_on_display(display, &args, &log_path);
+    let mut window = spawn_on_display_env(
+        display,
+        &args,
+        &log_path,
+        &[("XDG_DATA_HOME", window_data.as_path())],
+    );
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let mut peer = Reaped(
         Command::new(bin)
             .args(["--call", &format!("127.0.0.1:{pa}")])
             .args(["--listen", &format!("127.0.0.1:{pb}"), "--name", "bob"])
+            .args(["--code", code])
+            .env("XDG_DATA_HOME", &peer_data)
             .args(common)
             .args(["--headless", "--duration", "15"])
             .stdin(Stdio::piped())
