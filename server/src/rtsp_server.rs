@@ -122,6 +122,8 @@ pub struct RtspServer {
     ingest: Vec<(Arc<std::net::UdpSocket>, Arc<std::net::UdpSocket>)>,
     /// Quality adaptation from the viewers' reports (a call only).
     adapter: std::sync::OnceLock<crate::adapt::Adapter>,
+    /// The speech model, when captions are on: published paths with Opus audio get captions.
+    captions: std::sync::OnceLock<crate::captions::ModelSource>,
 }
 
 impl RtspServer {
@@ -181,12 +183,18 @@ impl RtspServer {
             paths: Arc::new(Paths::default()),
             ingest,
             adapter: std::sync::OnceLock::new(),
+            captions: std::sync::OnceLock::new(),
         })
     }
 
     /// From now on the viewers' reception reports about the video steer the encoder.
     pub fn adapt_with(&self, adapter: crate::adapt::Adapter) {
         let _ = self.adapter.set(adapter);
+    }
+
+    /// From now on published paths whose audio is Opus get captions made with `models`.
+    pub fn caption_published_with(&self, models: crate::captions::ModelSource) {
+        let _ = self.captions.set(models);
     }
 
     /// The published paths (to enumerate them and subscribe to their tracks).
@@ -236,13 +244,28 @@ impl RtspServer {
         sources: &[(usize, MediaSink)],
     ) {
         let own = self.tracks.len();
-        let (published, configs) = match self.paths.start(&path, client, sdp, sources, own) {
-            Ok(p) => p,
-            Err(e) => {
-                crate::publish::warn_unserved(&path, &e);
-                return;
-            }
-        };
+        let captions =
+            self.captions
+                .get()
+                .and_then(|models| match crate::publish_captions::opus_track(sdp) {
+                    Ok(audio) => Some((models.clone(), audio)),
+                    Err(why) => {
+                        info!(path, "no captions for the published path: {why}");
+                        None
+                    }
+                });
+        let with_captions = captions.is_some();
+        let (published, configs) =
+            match self
+                .paths
+                .start(&path, client, sdp, sources, own, with_captions)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    crate::publish::warn_unserved(&path, &e);
+                    return;
+                }
+            };
         for t in &published.tracks {
             for s in [&t.track.sockets.rtcp_v4, &t.track.sockets.rtcp_v6]
                 .into_iter()
@@ -252,16 +275,73 @@ impl RtspServer {
             }
         }
         Paths::spawn_sender_reports(&published, Duration::from_secs(5));
+        let mut added = Vec::new();
+        if let (Some((models, audio)), Some(text)) = (captions, published.caption_track()) {
+            added.push(crate::sdp::text_media(
+                &text.track.info,
+                crate::sdp::TextRole::Captions,
+            ));
+            self.start_captions(&published, models, audio);
+        }
         let ready = Input::PathReady {
             path,
             client,
             first: published.tracks.first().map_or(own, |t| t.index),
             tracks: configs,
+            added,
         };
         for o in self.feed(ready) {
             if let Output::Event(e) = o {
                 self.on_event(e);
             }
+        }
+    }
+
+    /// Starts the captioner of `published` on its Opus track `audio` (the whisper state and
+    /// speech detector take a moment to make: off the caller's thread).
+    fn start_captions(
+        &self,
+        published: &Arc<crate::publish::PublishedPath>,
+        models: crate::captions::ModelSource,
+        audio: usize,
+    ) {
+        let (published, paths) = (published.clone(), self.paths.clone());
+        let spawned = std::thread::Builder::new()
+            .name("caption-start".into())
+            .spawn(move || {
+                let (Some(a), Some(text)) =
+                    (published.tracks.get(audio), published.caption_track())
+                else {
+                    return;
+                };
+                let clock = a.track.clock();
+                match crate::publish_captions::start(
+                    &models,
+                    &published.path,
+                    clock,
+                    text.track.clone(),
+                ) {
+                    Ok((feed, worker)) => {
+                        a.set_caption_feed(Some(feed));
+                        paths.keep_captioner(worker);
+                        // The publisher may have left meanwhile.
+                        let live = paths
+                            .get(&published.path)
+                            .is_some_and(|p| Arc::ptr_eq(&p, &published));
+                        if !live {
+                            published.stop_captions();
+                        } else {
+                            info!(path = published.path, "captions on for the published path");
+                        }
+                    }
+                    Err(e) => warn!(
+                        path = published.path,
+                        "no captions for the published path: {e:#}"
+                    ),
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("no captions for the published path: {e}");
         }
     }
 
