@@ -311,6 +311,20 @@ impl MediaDescription {
         })
     }
 
+    /// The payload type with encoding `name` in its `rtpmap` (case-insensitive), the first.
+    pub fn format_named(&self, name: &str) -> Option<u8> {
+        self.payload_types().into_iter().find(|pt| {
+            self.rtpmap(*pt)
+                .is_some_and(|m| m.encoding.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// Real-time text (RFC 4103) in this section: the `t140` payload type, and the `red`
+    /// one (RFC 2198 redundancy) when the text is sent inside it.
+    pub fn t140_formats(&self) -> Option<(u8, Option<u8>)> {
+        Some((self.format_named("t140")?, self.format_named("red")))
+    }
+
     /// The formats that are RTP payload type numbers (0..=127), in order.
     pub fn payload_types(&self) -> Vec<u8> {
         self.formats
@@ -898,6 +912,22 @@ mod tests {
             "`*` names every format"
         );
         assert!(!pli_only.media[1].offers_nack(None));
+    }
+
+    #[test]
+    fn real_time_text_formats_with_and_without_redundancy() {
+        let d = parse(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+             m=text 0 RTP/AVP 99 98\r\na=rtpmap:99 RED/1000\r\na=fmtp:99 98/98/98\r\n\
+             a=rtpmap:98 T140/1000\r\n\
+             m=text 0 RTP/AVP 100\r\na=rtpmap:100 t140/1000\r\n\
+             m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n",
+        )
+        .unwrap();
+        assert_eq!(d.media[0].t140_formats(), Some((98, Some(99))));
+        assert_eq!(d.media[1].t140_formats(), Some((100, None)));
+        assert_eq!(d.media[2].t140_formats(), None);
+        assert_eq!(d.media[2].format_named("OPUS"), Some(111));
     }
 
     #[test]

@@ -81,10 +81,27 @@ pub struct RtspConfig {
 }
 
 /// How publishers are accepted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PublishOptions {
     /// A second publisher of a path drops the first (`--takeover`) instead of getting `453`.
     pub takeover: bool,
+    /// How many published paths get captions at once (when captions are on and their audio
+    /// is Opus; `--caption-paths`): each has a whisper pass of its own every step, so a
+    /// machine holds only a few in real time. The paths past it are served without.
+    pub captioned_paths: usize,
+}
+
+/// Published paths captioned at once by default: one beside our own stream's captioner, what
+/// two cores hold in real time with tiny.en.
+pub const CAPTIONED_PATHS: usize = 1;
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        Self {
+            takeover: false,
+            captioned_paths: CAPTIONED_PATHS,
+        }
+    }
 }
 
 impl Default for RtspConfig {
@@ -126,6 +143,10 @@ pub struct RtspServer {
     /// `RTP/SAVP(F)` subscriptions, by where their RTCP comes from: the SRTCP context of the
     /// client's own key (`None`: it sent no `KeyMgmt`, its SRTCP is dropped unread).
     srtcp: Mutex<HashMap<RtcpFrom, Option<srtp::Context>>>,
+    /// The speech model, when captions are on: published paths with Opus audio get captions.
+    captions: std::sync::OnceLock<crate::captions::ModelSource>,
+    /// [`PublishOptions::captioned_paths`].
+    captioned_paths: usize,
 }
 
 /// Where a client's RTCP comes from: its UDP address, or a channel of its connection.
@@ -209,12 +230,22 @@ impl RtspServer {
             ingest,
             adapter: std::sync::OnceLock::new(),
             srtcp: Mutex::new(HashMap::new()),
+            captions: std::sync::OnceLock::new(),
+            captioned_paths: cfg
+                .publishers
+                .as_ref()
+                .map_or(CAPTIONED_PATHS, |p| p.captioned_paths),
         })
     }
 
     /// From now on the viewers' reception reports about the video steer the encoder.
     pub fn adapt_with(&self, adapter: crate::adapt::Adapter) {
         let _ = self.adapter.set(adapter);
+    }
+
+    /// From now on published paths whose audio is Opus get captions made with `models`.
+    pub fn caption_published_with(&self, models: crate::captions::ModelSource) {
+        let _ = self.captions.set(models);
     }
 
     /// The published paths (to enumerate them and subscribe to their tracks).
@@ -264,13 +295,28 @@ impl RtspServer {
         sources: &[(usize, MediaSink)],
     ) {
         let own = self.tracks.len();
-        let (published, configs) = match self.paths.start(&path, client, sdp, sources, own) {
-            Ok(p) => p,
-            Err(e) => {
-                crate::publish::warn_unserved(&path, &e);
-                return;
-            }
-        };
+        let captions = self
+            .captions
+            .get()
+            .and_then(|models| match self.may_caption(&path, sdp) {
+                Ok(audio) => Some((models.clone(), audio)),
+                Err(why) => {
+                    info!(path, "no captions for the published path: {why}");
+                    None
+                }
+            });
+        let with_captions = captions.is_some();
+        let (published, configs) =
+            match self
+                .paths
+                .start(&path, client, sdp, sources, own, with_captions)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    crate::publish::warn_unserved(&path, &e);
+                    return;
+                }
+            };
         for t in &published.tracks {
             for s in [&t.track.sockets.rtcp_v4, &t.track.sockets.rtcp_v6]
                 .into_iter()
@@ -280,16 +326,94 @@ impl RtspServer {
             }
         }
         Paths::spawn_sender_reports(&published, Duration::from_secs(5));
+        let mut added = Vec::new();
+        if let (Some((models, audio)), Some(text)) = (captions, published.caption_track()) {
+            added.push(crate::sdp::text_media(
+                &text.track.info,
+                crate::sdp::TextRole::Captions,
+            ));
+            self.start_captions(&published, models, audio);
+        }
         let ready = Input::PathReady {
             path,
             client,
             first: published.tracks.first().map_or(own, |t| t.index),
             tracks: configs,
+            added,
         };
         for o in self.feed(ready) {
             if let Output::Event(e) = o {
                 self.on_event(e);
             }
+        }
+    }
+
+    /// Which track of a path about to be published to caption, or why none: its audio must
+    /// be Opus, and fewer than [`PublishOptions::captioned_paths`] other paths captioned now
+    /// (a publisher taking the path over takes its place).
+    fn may_caption(&self, path: &str, sdp: &SessionDescription) -> Result<usize, String> {
+        let audio = crate::publish_captions::opus_track(sdp).map_err(str::to_owned)?;
+        let max = self.captioned_paths;
+        let others = self
+            .paths
+            .list()
+            .iter()
+            .filter(|p| p.captions && p.path != path)
+            .count();
+        if others >= max {
+            return Err(format!(
+                "{others} published path(s) have captions already, the most at once \
+                 (--caption-paths {max})"
+            ));
+        }
+        Ok(audio)
+    }
+
+    /// Starts the captioner of `published` on its Opus track `audio` (the whisper state and
+    /// speech detector take a moment to make: off the caller's thread).
+    fn start_captions(
+        &self,
+        published: &Arc<crate::publish::PublishedPath>,
+        models: crate::captions::ModelSource,
+        audio: usize,
+    ) {
+        let (published, paths) = (published.clone(), self.paths.clone());
+        let spawned = std::thread::Builder::new()
+            .name("caption-start".into())
+            .spawn(move || {
+                let (Some(a), Some(text)) =
+                    (published.tracks.get(audio), published.caption_track())
+                else {
+                    return;
+                };
+                let clock = a.track.clock();
+                match crate::publish_captions::start(
+                    &models,
+                    &published.path,
+                    clock,
+                    text.track.clone(),
+                ) {
+                    Ok((feed, worker)) => {
+                        a.set_caption_feed(Some(feed));
+                        paths.keep_captioner(worker);
+                        // The publisher may have left meanwhile.
+                        let live = paths
+                            .get(&published.path)
+                            .is_some_and(|p| Arc::ptr_eq(&p, &published));
+                        if !live {
+                            published.stop_captions();
+                        } else {
+                            info!(path = published.path, "captions on for the published path");
+                        }
+                    }
+                    Err(e) => warn!(
+                        path = published.path,
+                        "no captions for the published path: {e:#}"
+                    ),
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("no captions for the published path: {e}");
         }
     }
 

@@ -98,23 +98,8 @@ pub fn describe(
             )
         },
     ];
-    let (red, t140) = (crate::RED_PT, crate::T140_PT);
     for (t, role) in text {
-        media.push(MediaDescription {
-            other: vec![('i', role.title().into())],
-            ..rtp_media(
-                "text",
-                t,
-                &[red, t140],
-                vec![
-                    Attribute::new("rtpmap", format!("{red} red/1000")),
-                    Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
-                    Attribute::new("rtpmap", format!("{t140} t140/1000")),
-                    Attribute::new("fmtp", format!("{t140} cps=30")),
-                    Attribute::new("label", role.label()),
-                ],
-            )
-        });
+        media.push(text_media(t, *role));
     }
     SessionDescription {
         origin: Origin {
@@ -133,6 +118,27 @@ pub fn describe(
         ],
         media,
         ..SessionDescription::default()
+    }
+}
+
+/// The `m=text` section of a T.140 track sent inside RED (RFC 4103 §3, RFC 2198), with its
+/// role's title (`i=`) and label.
+pub fn text_media(t: &TrackInfo, role: TextRole) -> MediaDescription {
+    let (red, t140) = (crate::RED_PT, crate::T140_PT);
+    MediaDescription {
+        other: vec![('i', role.title().into())],
+        ..rtp_media(
+            "text",
+            t,
+            &[red, t140],
+            vec![
+                Attribute::new("rtpmap", format!("{red} red/1000")),
+                Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
+                Attribute::new("rtpmap", format!("{t140} t140/1000")),
+                Attribute::new("fmtp", format!("{t140} cps=30")),
+                Attribute::new("label", role.label()),
+            ],
+        )
     }
 }
 

@@ -296,12 +296,15 @@ pub enum Input {
     /// (numbers no other track uses, ours or a served path's; the shell never reuses one, so a
     /// late event for an old path's track finds nothing); viewers may now DESCRIBE, SETUP and
     /// PLAY it. If `client` no longer publishes `path`, or a number is taken, a
-    /// [`ServerEvent::PublishEnded`] answers.
+    /// [`ServerEvent::PublishEnded`] answers. `added`: media sections the shell serves
+    /// beyond the announced ones (captions it makes of the published audio), described to
+    /// viewers after them; `tracks` then holds the announced tracks followed by these.
     PathReady {
         path: String,
         client: ClientId,
         first: usize,
         tracks: Vec<TrackConfig>,
+        added: Vec<crate::sdp::MediaDescription>,
     },
 }
 
@@ -814,7 +817,8 @@ impl Server {
                 client,
                 first,
                 tracks,
-            } => self.path_ready(path, client, first, tracks),
+                added,
+            } => self.path_ready(path, client, first, tracks, added),
             Input::Shutdown(now) => {
                 self.tick(now);
                 let ids: Vec<String> = self.sessions.keys().cloned().collect();

@@ -415,6 +415,7 @@ impl Server {
         client: ClientId,
         first: usize,
         tracks: Vec<TrackConfig>,
+        added: Vec<sdp::MediaDescription>,
     ) {
         let publisher = |sid: &String| self.sessions.get(sid).map(|s| s.client);
         let entry = self.paths.get(&path).filter(|a| {
@@ -440,9 +441,11 @@ impl Server {
         }
         if let Some(a) = self.paths.get_mut(&path) {
             self.next_track = self.next_track.max(range.end);
+            let mut served = a.sdp.clone();
+            served.media.extend(added);
             a.ready = Some(Ready {
                 first,
-                sdp: readers_sdp(&a.sdp),
+                sdp: readers_sdp(&served),
                 tracks,
             });
         }

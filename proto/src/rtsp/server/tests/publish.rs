@@ -475,6 +475,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
         client: ClientId(1),
         first: 1,
         tracks: vec![reserved(0xa), reserved(0xb)],
+        added: Vec::new(),
     };
     h.server.handle_input(clash).unwrap();
     assert_eq!(
@@ -490,6 +491,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
         client: ClientId(1),
         first: h.server.next_track(),
         tracks: vec![reserved(0xa), reserved(0xb)],
+        added: Vec::new(),
     };
     h.server.handle_input(ready).unwrap();
     assert!(h.drain().is_empty());
@@ -589,6 +591,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
         client: ClientId(1),
         first: 9,
         tracks: vec![reserved(0xc)],
+        added: Vec::new(),
     };
     h.server.handle_input(late).unwrap();
     assert_eq!(
