@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::codec::h264;
 use livecast_proto::rtsp::server::{ClientId, ConnId, MediaSink, TrackConfig};
@@ -170,7 +170,10 @@ impl Paths {
         };
         let mut tracks = Vec::new();
         let mut configs = Vec::new();
-        let caption = captions.then(|| (TrackKind::Text, crate::RED_PT, 1000, "red".to_owned()));
+        let caption = captions.then(|| {
+            let format = (crate::RED_PT, 1000, None);
+            (TrackKind::Text, format, "red".to_owned())
+        });
         let announced = sdp.media.iter().map(|m| {
             let pt = m
                 .formats
@@ -185,17 +188,22 @@ impl Paths {
                 _ => TrackKind::Text,
             };
             let encoding = rtpmap.map(|r| r.encoding).unwrap_or_default();
-            (kind, pt, clock_rate, encoding)
+            // H.264 video is kept for retransmission as our own is (audio and text are
+            // not: Opus has its in-band FEC, and RED carries text twice over).
+            let rtx = (kind == TrackKind::Video && encoding.eq_ignore_ascii_case("h264"))
+                .then(|| free_payload_type(sdp))
+                .flatten();
+            (kind, (pt, clock_rate, rtx), encoding)
         });
-        for (i, (kind, pt, clock_rate, encoding)) in announced.chain(caption).enumerate() {
-            let track = make_track(first + i, kind, pt, clock_rate)?;
+        for (i, (kind, (pt, clock_rate, rtx), encoding)) in announced.chain(caption).enumerate() {
+            let track = make_track(first + i, kind, pt, clock_rate, rtx)?;
             configs.push(TrackConfig {
                 ssrc: track.info.ssrc,
                 clock: track.clock(),
                 server_ports_v4: track.sockets.server_ports(false),
                 server_ports_v6: track.sockets.server_ports(true),
-                nack: false,
-                rtx_payload_type: None,
+                nack: track.info.nack,
+                rtx_payload_type: track.info.rtx_payload_type,
             });
             tracks.push(Arc::new(PublishedTrack {
                 track,
@@ -387,19 +395,32 @@ impl PublishedTrack {
         let mut bytes = packet.to_vec();
         bytes[4..8].copy_from_slice(&timestamp.to_be_bytes());
         bytes[8..12].copy_from_slice(&self.track.info.ssrc.0.to_be_bytes());
-        self.track.deliver(&[crate::track::OutPacket {
+        let packet: Arc<[crate::track::OutPacket]> = Arc::new([crate::track::OutPacket {
             bytes,
             starts_keyframe,
         }]);
+        let now = Instant::now();
+        self.track.remember(&packet, now);
+        self.track.deliver_at(&packet, now);
     }
 }
 
 /// A re-served track with its own send sockets.
+/// A dynamic payload type (96-127) no media section of `sdp` uses, for an RTX format (a
+/// number of its own even across sections, as some clients key decoders by number alone).
+fn free_payload_type(sdp: &SessionDescription) -> Option<u8> {
+    let used: Vec<u8> = sdp.media.iter().flat_map(|m| m.payload_types()).collect();
+    (96..=127).find(|pt| !used.contains(pt))
+}
+
+/// A track re-serving a published one; with `rtx`, its packets are kept and NACKs from its
+/// viewers answered, with RFC 4588 RTX in that payload type for those that set it up.
 fn make_track(
     index: usize,
     kind: TrackKind,
     payload_type: u8,
     clock_rate: u32,
+    rtx: Option<u8>,
 ) -> anyhow::Result<Arc<Track>> {
     let pair = |ip| -> anyhow::Result<(Option<Arc<_>>, Option<Arc<_>>)> {
         Ok(match net::bind_rtp_pair(ip)? {
@@ -416,8 +437,8 @@ fn make_track(
         clock_rate,
         ssrc: Ssrc(rand::random()),
         cname: format!("livecast-relay-{:08x}", rand::random::<u32>()),
-        nack: false,
-        rtx_payload_type: None,
+        nack: rtx.is_some(),
+        rtx_payload_type: rtx,
     };
     let sockets = TrackSockets {
         rtp_v4,

@@ -52,19 +52,9 @@ pub fn describe(
     ];
     let mut video_formats = vec![vpt];
     if vinfo.nack {
-        video_attrs.extend([
-            Attribute::new("rtcp-fb", format!("{vpt} nack")),
-            Attribute::new("rtcp-fb", format!("{vpt} nack pli")),
-            Attribute::new("rtcp-fb", format!("{vpt} ccm fir")),
-        ]);
-        if let Some(rtx) = vinfo.rtx_payload_type {
-            video_formats.push(rtx);
-            let keep_ms = crate::track::HISTORY.as_millis();
-            video_attrs.extend([
-                Attribute::new("rtpmap", format!("{rtx} rtx/90000")),
-                Attribute::new("fmtp", format!("{rtx} apt={vpt};rtx-time={keep_ms}")),
-            ]);
-        }
+        let rtx = retransmission(vinfo);
+        video_formats.extend(rtx.map(|r| r.payload_type));
+        video_attrs.extend(livecast_proto::sdp::feedback_attributes(vpt, 90_000, rtx));
     }
     video_attrs.extend([
         Attribute::new(
@@ -119,6 +109,15 @@ pub fn describe(
         media,
         ..SessionDescription::default()
     }
+}
+
+/// The RFC 4588 format a track with NACK retransmits in, with how long its packets are kept.
+pub fn retransmission(t: &TrackInfo) -> Option<livecast_proto::sdp::Rtx> {
+    t.rtx_payload_type
+        .map(|payload_type| livecast_proto::sdp::Rtx {
+            payload_type,
+            keep_ms: u32::try_from(crate::track::HISTORY.as_millis()).unwrap_or(u32::MAX),
+        })
 }
 
 /// The `m=text` section of a T.140 track sent inside RED (RFC 4103 §3, RFC 2198), with its

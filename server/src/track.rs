@@ -56,10 +56,8 @@ pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
 /// After the fan-out last fell behind, new viewers are refused this long.
 pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(10);
 
-/// How long sent packets are kept for retransmission (RFC 4585 NACKs): a NACK comes a
-/// round trip plus the client's wait for reordering after the loss, and a retransmission
-/// later than a second after the packet would be too late for any player's buffer.
-pub const HISTORY: Duration = Duration::from_secs(1);
+/// How long sent packets are kept for retransmission (RFC 4585 NACKs): what the SDP says.
+pub const HISTORY: Duration = livecast_proto::rtsp::server::RETRANSMIT_WINDOW;
 
 /// Packets kept for retransmission at most, whatever the bit rate (about 5.6 MB of 1400-byte
 /// packets; 2 Mbit/s video makes about 180 packets a second).

@@ -114,6 +114,12 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 /// stream needs with a retry or two, and a bound on what one client can make us send.
 pub const RETRANSMISSIONS_PER_SECOND: u32 = 100;
 
+/// How long the shell keeps sent packets of a track with NACK to send again (the
+/// `rtx-time` the SDP announces): a NACK comes a round trip plus the client's wait for
+/// reordering after the loss, and a retransmission later than a second after the packet would
+/// be too late for any player's buffer.
+pub const RETRANSMIT_WINDOW: Duration = Duration::from_secs(1);
+
 /// One TCP connection, as numbered by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
