@@ -357,7 +357,12 @@ impl Shell {
                 self.emit(sm, NetEvent::Described { tracks, sdp }).await;
             }
             ClientEvent::TracksReset { tcp } => self.reset_tracks(tcp),
-            ClientEvent::TransportChosen { track, link, ssrc } => {
+            ClientEvent::TransportChosen {
+                track,
+                link,
+                ssrc,
+                srtp: _,
+            } => {
                 self.set_link(track, link, ssrc);
             }
             ClientEvent::Playing { rtp_info } => self.on_playing(&rtp_info),
