@@ -611,7 +611,7 @@ impl Track {
         retransmission: Retransmission,
         key: Option<SrtpMasterKey>,
     ) -> Arc<SinkStats> {
-        let srtp = key.map(|k| SrtpState::new(k));
+        let srtp = key.map(SrtpState::new);
         self.subscribe_secure(id, sink, initial_seq, from_recent, retransmission, srtp)
     }
 
