@@ -413,7 +413,7 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Open a TCP connection (closing any current one and every UDP socket); `tls` for an
-    /// `rtsps://` URL: TLS on it, media interleaved in it.
+    /// `rtsps://` URL: TLS on it, media as SRTP over UDP or interleaved in it (module docs).
     Connect {
         host: String,
         port: u16,
