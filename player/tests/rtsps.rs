@@ -118,7 +118,8 @@ fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
     let url = format!("rtsps://127.0.0.1:{}/live", addr.port());
     let (ok, report, err) = play(&url, data.path(), &[]);
     assert!(ok && frames(&report) >= 45, "{report:?} {err}");
-    assert_eq!(report.as_ref().unwrap()["rtp"]["tcp"], true);
+    // The description offers SRTP keys: media as SRTP over UDP.
+    assert_eq!(report.as_ref().unwrap()["rtp"]["srtp"], true);
     let known = data.path().join("livecast/known_hosts");
     let key = format!("127.0.0.1:{}", addr.port());
     assert!(

@@ -147,6 +147,12 @@ pub struct RtspServer {
     captions: std::sync::OnceLock<crate::captions::ModelSource>,
     /// [`PublishOptions::captioned_paths`].
     captioned_paths: usize,
+
+    /// The SRTP state of paused secure subscriptions, by (client, track): a PLAY resumes with
+    /// it, so the numbering goes on under the same rollover counter (a fresh context would
+    /// start at 0 and, past 65,536 packets, the client would decrypt nothing). Dropped when the
+    /// session ends.
+    paused_srtp: Mutex<HashMap<(u64, usize), crate::track::SrtpState>>,
 }
 
 /// Where a client's RTCP comes from: its UDP address, or a channel of its connection.
@@ -235,6 +241,8 @@ impl RtspServer {
                 .publishers
                 .as_ref()
                 .map_or(CAPTIONED_PATHS, |p| p.captioned_paths),
+
+            paused_srtp: Mutex::new(HashMap::new()),
         })
     }
 
@@ -426,6 +434,10 @@ impl RtspServer {
         self.srtcp.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn paused_srtp(&self) -> MutexGuard<'_, HashMap<(u64, usize), crate::track::SrtpState>> {
+        self.paused_srtp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// RTCP from `from` made readable: SRTCP of a secure subscription unprotected with the
     /// client's key (`None` if that fails: forged, replayed or unkeyed), anything else as is.
     fn unprotect_rtcp(&self, from: RtcpFrom, data: Vec<u8>) -> Option<Vec<u8>> {
@@ -583,14 +595,14 @@ impl RtspServer {
                     let rx = k.receive.map(|(key, salt)| srtp::Context::new(&key, &salt));
                     self.srtcp().insert(from, rx);
                 }
-                t.subscribe_srtp(
-                    client.0,
-                    sink,
-                    initial_seq,
-                    !resumed,
-                    retransmission,
-                    keys.map(|k| k.send),
-                );
+                // A resumed secure stream goes on with the context it paused with (same key:
+                // the session's), so its rollover counter goes on too.
+                let kept = self.paused_srtp().remove(&(client.0, track));
+                let srtp = keys.map(|k| match kept {
+                    Some(s) if resumed && s.key == k.send => s,
+                    _ => crate::track::SrtpState::new(k.send),
+                });
+                t.subscribe_secure(client.0, sink, initial_seq, !resumed, retransmission, srtp);
                 // A TEARDOWN or close on another connection may have ended the session after
                 // this Subscribe was produced and before it was carried out; its unsubscribe
                 // then ran first. Checked after subscribing, so one of the two always wins.
@@ -607,14 +619,17 @@ impl RtspServer {
                 let Some(t) = self.track(track) else {
                     return;
                 };
-                let resume = t.unsubscribe(client.0);
-                // A secure client's BYE would need its SRTCP context, gone with the
-                // subscription: it gets none (its session ends on TEARDOWN's answer anyway).
-                let secure = self.srtcp().remove(&RtcpFrom::of(sink)).is_some();
-                if reason.sends_bye() && !secure {
+                let (resume, srtp) = t.unsubscribe_srtp(client.0).unzip();
+                let mut srtp = srtp.flatten();
+                self.srtcp().remove(&RtcpFrom::of(sink));
+                if reason.sends_bye() {
                     if let Some(sink) = self.sink(sink) {
-                        t.send_bye(&sink, client.0);
+                        // A secure client's BYE is SRTCP, from the context its media had.
+                        t.send_bye_srtp(&sink, client.0, srtp.as_mut().map(|s| &mut s.context));
                     }
+                }
+                if let (Unsubscribed::Paused, Some(s)) = (reason, srtp) {
+                    self.paused_srtp().insert((client.0, track), s);
                 }
                 if let (Unsubscribed::Paused, Some(seq)) = (reason, resume) {
                     // Produces no outputs: it only records where the numbering stopped.
@@ -681,7 +696,10 @@ impl RtspServer {
                 client,
                 peer,
                 reason,
-            } => info!(%session, client = client.0, %peer, ?reason, "session ended"),
+            } => {
+                self.paused_srtp().retain(|(c, _), _| *c != client.0);
+                info!(%session, client = client.0, %peer, ?reason, "session ended");
+            }
             ServerEvent::PublishStarted {
                 path,
                 client,

@@ -1173,6 +1173,8 @@ impl Playback {
                 packets_lost: net.packets_lost,
                 jitter_ms: net.jitter_ms,
                 tcp: net.tcp,
+                srtp: net.srtp,
+                srtp_rejected: net.srtp_rejected,
                 nack_sent: net.nack_sent,
                 retransmissions_received: net.retransmissions_received,
                 recovered: net.recovered,
