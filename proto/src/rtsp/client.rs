@@ -488,8 +488,11 @@ pub struct TrackRtpInfo {
 pub enum End {
     /// Told to stop.
     Stopped,
-    /// Retrying cannot help (bad URL, 404, 401, no playable track ...).
+    /// Retrying cannot help (bad URL, 404, no playable track ...).
     Failed(String),
+    /// The server wants a user name and password we were not given, or refused ours (401):
+    /// retrying as is cannot help, asking the viewer for them can.
+    Unauthorized(String),
     /// Call mode: the peer hung up or is gone after it had answered.
     CallEnded(String),
 }
@@ -558,6 +561,8 @@ pub enum ClientEvent {
 enum Outcome {
     Stopped,
     Fatal(String),
+    /// A 401 that credentials (other ones, or any) would answer.
+    Unauthorized(String),
     Lost(String),
     /// The peer hung up (call mode).
     Hangup(String),
@@ -1272,6 +1277,7 @@ impl Client {
         let reason = match outcome {
             Outcome::Stopped => return self.end(End::Stopped),
             Outcome::Fatal(msg) => return self.end(End::Failed(msg)),
+            Outcome::Unauthorized(msg) => return self.end(End::Unauthorized(msg)),
             Outcome::Lost(r) | Outcome::Hangup(r) => r,
         };
         if self.cfg.call {
@@ -1616,7 +1622,7 @@ impl Client {
                 "{what}: the server requires a user name and password (401): give them in the URL \
                  (rtsp://USER:PASSWORD@HOST:PORT/PATH) or with --user and --password-file"
             );
-            return self.finish(Outcome::Fatal(why), now);
+            return self.finish(Outcome::Unauthorized(why), now);
         }
         // Once challenged, every request of the connection carried credentials.
         let had_credentials = self.a.challenge.is_some();
@@ -1625,7 +1631,7 @@ impl Client {
             let why = format!(
                 "{what}: the server refused user {user:?} (401): wrong user name or password"
             );
-            return self.finish(Outcome::Fatal(why), now);
+            return self.finish(Outcome::Unauthorized(why), now);
         }
         self.a.challenge = Some(ch);
         req.headers.remove(Authorization::NAME);

@@ -266,6 +266,10 @@ impl Shell {
                                 tracing::warn!(url = %self.cfg.url, "giving up: {msg}");
                                 ConnState::Failed(msg)
                             }
+                            End::Unauthorized(msg) => {
+                                tracing::warn!(url = %self.cfg.url, "{msg}");
+                                ConnState::Unauthorized(msg)
+                            }
                             End::CallEnded(reason) => {
                                 tracing::info!(url = %self.cfg.url, "call ended: {reason}");
                                 ConnState::CallEnded(reason)

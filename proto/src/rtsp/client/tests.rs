@@ -1642,7 +1642,7 @@ fn a_second_401_is_a_wrong_password_and_ends_without_reconnecting() {
     assert!(sent(&out).is_empty(), "{out:?}");
     assert_eq!(
         events(&out),
-        [ClientEvent::Ended(End::Failed(
+        [ClientEvent::Ended(End::Unauthorized(
             r#"DESCRIBE: the server refused user "viewer" (401): wrong user name or password"#
                 .into()
         ))]
@@ -1658,7 +1658,7 @@ fn a_401_without_credentials_says_how_to_give_them() {
     let out = p.respond(unauthorized(2, "n1", false, true));
     let ev = events(&out);
     assert!(
-        matches!(&ev[..], [ClientEvent::Ended(End::Failed(m))]
+        matches!(&ev[..], [ClientEvent::Ended(End::Unauthorized(m))]
             if m.contains("requires a user name and password") && m.contains("--password-file")),
         "{ev:?}"
     );
