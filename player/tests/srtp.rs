@@ -1,10 +1,11 @@
 //! The headless player receives SRTP over UDP from livecast-server's RTSPS port (in process,
 //! a self-signed certificate): with `--transport udp` and by default it decodes video and
-//! audio, its report says SRTP, and a tcpdump capture of the loopback's UDP shows neither the
+//! audio, its report says SRTP, and a tcpdump capture of the server's UDP ports shows neither the
 //! stream's SPS (which a plain RTP capture shows) nor the player's RTCP CNAME in clear.
 //! `--transport tcp` keeps the media interleaved in TLS.
 
 // Shared with the server's tests; this test reads UDP only.
+mod net_common;
 #[allow(dead_code)]
 #[path = "../../server/tests/common/pcap.rs"]
 mod pcap;
@@ -16,49 +17,18 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use livecast_net::tls::ServerTls;
-use livecast_server::source::VideoConfig;
-use livecast_server::{RunningServer, ServerConfig};
+use net_common::LivecastServer;
 use pcap::{capture, contains, payloads, stop, Proto};
 
-/// A server with RTSPS on a free port; its runtime, the server, the plain and RTSPS addresses.
-fn start_server() -> (
-    tokio::runtime::Runtime,
-    RunningServer,
-    SocketAddr,
-    SocketAddr,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let video = VideoConfig {
-        width: 320,
-        height: 240,
-        fps: 30,
-    };
-    let cfg = ServerConfig::test_sources("127.0.0.1:0".parse().expect("addr"), video, 500_000);
+/// The server (test card and tone, 320x240) with RTSPS on a free port too; the server, its
+/// plain and RTSPS addresses.
+fn start_server() -> (LivecastServer, SocketAddr, SocketAddr) {
+    let mut server = LivecastServer::start(0);
     let (cert, key) = livecast_server::tls::generate().expect("a certificate");
     let tls = ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).expect("usable");
-    let mut server = rt
-        .block_on(livecast_server::start(cfg))
-        .expect("server starts on test sources");
-    let bound = {
-        let _in_runtime = rt.enter();
-        server
-            .serve_tls(&["127.0.0.1:0".parse().expect("addr")], tls.config.clone())
-            .expect("RTSPS listener")
-    };
-    let plain = server.listening[0];
-    (rt, server, plain, bound[0])
-}
-
-fn stop_server(rt: tokio::runtime::Runtime, server: RunningServer) {
-    {
-        let _in_runtime = rt.enter();
-        server.shutdown();
-    }
-    rt.shutdown_timeout(Duration::from_secs(2));
+    let secure = server.serve_tls("127.0.0.1:0".parse().expect("addr"), tls.config);
+    let plain = server.addr();
+    (server, plain, secure)
 }
 
 /// The SPS of the plain port's description (DESCRIBE by hand, one request).
@@ -101,13 +71,17 @@ fn sps(plain: SocketAddr) -> Vec<u8> {
 /// payloads.
 fn play_captured(
     url: &str,
+    ports: &[u16],
     dir: &Path,
     extra: &[&str],
 ) -> (serde_json::Value, String, Vec<Vec<u8>>) {
     let json = dir.join("stats.json");
     let file = dir.join("udp.pcap");
     let home = dir.join("home");
-    let tcpdump = capture(&file, &["udp"]);
+    // This server's media only (other programs on the machine may stream over loopback).
+    let ports: Vec<String> = ports.iter().map(|p| format!("port {p}")).collect();
+    let filter = format!("udp and ({})", ports.join(" or "));
+    let tcpdump = capture(&file, &[filter.as_str()]);
     let out = Command::new(env!("CARGO_BIN_EXE_livecast-player"))
         .args(["--headless", "--no-audio", "--duration", "3"])
         .arg("--stats-json")
@@ -131,7 +105,8 @@ fn play_captured(
 
 #[test]
 fn player_receives_srtp_over_udp_on_rtsps_and_nothing_goes_in_clear() {
-    let (rt, server, plain, tls) = start_server();
+    let (mut server, plain, tls) = start_server();
+    let ports = server.udp_ports();
     let sps = sps(plain);
     assert!(sps.len() >= 4 && sps[0] & 0x1f == 7, "an SPS: {sps:02x?}");
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -144,6 +119,7 @@ fn player_receives_srtp_over_udp_on_rtsps_and_nothing_goes_in_clear() {
     // The check can see clear media: plain RTP over UDP shows the SPS and our CNAME.
     let (report, err, clear) = play_captured(
         &format!("rtsp://{plain}/live"),
+        &ports,
         &sub("plain"),
         &["--transport", "udp"],
     );
@@ -156,7 +132,7 @@ fn player_receives_srtp_over_udp_on_rtsps_and_nothing_goes_in_clear() {
 
     let url = format!("rtsps://{tls}/live");
     for (name, extra) in [("udp", &["--transport", "udp"][..]), ("auto", &[][..])] {
-        let (report, err, udp) = play_captured(&url, &sub(name), extra);
+        let (report, err, udp) = play_captured(&url, &ports, &sub(name), extra);
         let video = report["video"]["frames_decoded"].as_u64().unwrap_or(0);
         let audio = report["audio"]["frames_decoded"].as_u64().unwrap_or(0);
         assert!(video >= 45 && audio >= 50, "{name}: {report} {err}");
@@ -176,11 +152,11 @@ fn player_receives_srtp_over_udp_on_rtsps_and_nothing_goes_in_clear() {
     }
 
     // --transport tcp: interleaved in TLS, nothing over UDP.
-    let (report, err, udp) = play_captured(&url, &sub("tcp"), &["--transport", "tcp"]);
+    let (report, err, udp) = play_captured(&url, &ports, &sub("tcp"), &["--transport", "tcp"]);
     let video = report["video"]["frames_decoded"].as_u64().unwrap_or(0);
     assert!(video >= 45, "{report} {err}");
     assert_eq!(report["rtp"]["tcp"], true);
     assert_eq!(report["rtp"]["srtp"], false);
     assert!(!udp.iter().any(|p| contains(p, &sps)));
-    stop_server(rt, server);
+    server.stop();
 }

@@ -257,6 +257,16 @@ impl RtspServer {
     }
 
     /// The published paths (to enumerate them and subscribe to their tracks).
+    /// The UDP ports our own tracks send from and read RTCP on (both address families).
+    pub fn udp_ports(&self) -> Vec<u16> {
+        self.tracks
+            .iter()
+            .flat_map(|t| [t.sockets.server_ports(false), t.sockets.server_ports(true)])
+            .flatten()
+            .flat_map(|(rtp, rtcp)| [rtp, rtcp])
+            .collect()
+    }
+
     pub fn paths(&self) -> &Arc<Paths> {
         &self.paths
     }

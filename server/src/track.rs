@@ -595,25 +595,11 @@ impl Track {
         from_recent: bool,
         retransmission: Retransmission,
     ) -> Arc<SinkStats> {
-        self.subscribe_srtp(id, sink, initial_seq, from_recent, retransmission, None)
+        self.subscribe_secure(id, sink, initial_seq, from_recent, retransmission, None)
     }
 
-    /// [`Track::subscribe`], with everything sent to the client SRTP-protected with `key`
-    /// when given (`RTP/SAVP(F)`).
-    pub fn subscribe_srtp(
-        &self,
-        id: u64,
-        sink: Sink,
-        initial_seq: u16,
-        from_recent: bool,
-        retransmission: Retransmission,
-        key: Option<SrtpMasterKey>,
-    ) -> Arc<SinkStats> {
-        let srtp = key.map(SrtpState::new);
-        self.subscribe_secure(id, sink, initial_seq, from_recent, retransmission, srtp)
-    }
-
-    /// [`Track::subscribe_srtp`] with a context already in use: the one a paused
+    /// [`Track::subscribe`], with everything sent to the client SRTP-protected (`RTP/SAVP(F)`)
+    /// when `srtp` is given: a new context ([`SrtpState::new`]), or the one a paused
     /// subscription left ([`Track::unsubscribe_srtp`]), whose rollover counter the client's
     /// context has too.
     pub fn subscribe_secure(
@@ -1319,7 +1305,8 @@ mod tests {
         };
         // Starting 500 numbers before the wrap: the rollover counter becomes 1 on the way.
         let mut seq = ServerSeq(0);
-        track.subscribe_srtp(1, sink(), 65_036, true, Retransmission::None, Some(key));
+        let srtp = Some(SrtpState::new(key));
+        track.subscribe_secure(1, sink(), 65_036, true, Retransmission::None, srtp);
         for i in 0..100 {
             track.deliver(&access_unit(&mut seq, 10, i == 0, 0));
         }
@@ -1349,7 +1336,8 @@ mod tests {
             rtp_channel: 0,
             rtcp_channel: 1,
         };
-        track.subscribe_srtp(1, sink.clone(), 10, true, Retransmission::None, Some(key));
+        let srtp = Some(SrtpState::new(key));
+        track.subscribe_secure(1, sink.clone(), 10, true, Retransmission::None, srtp);
         let (_, state) = track.unsubscribe_srtp(1).expect("subscribed");
         let mut state = state.expect("secure");
         track.send_bye_srtp(&sink, 1, Some(&mut state.context));
