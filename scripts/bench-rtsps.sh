@@ -2,13 +2,15 @@
 # RTSPS benchmark (issue 14): what TLS costs, against plain RTSP, in one run.
 #
 # 1. Time to first picture: livecast-player headless, 3 s sessions, REPEAT rounds of
-#    rtsp:// over UDP, rtsp:// interleaved TCP and rtsps:// (interleaved in TLS), alternating;
+#    rtsp:// over UDP, rtsp:// interleaved TCP, rtsps:// interleaved in TLS and rtsps:// with
+#    SRTP over UDP, alternating;
 #    then the same with Digest authentication on (a second server with a users file), plain
 #    (UDP) and rtsps. `first_frame_ms` counts from the player's start: connection, TLS
 #    handshake, the requests (and their 401 round trip with Digest), the first keyframe,
 #    decoding.
 # 2. Server CPU per viewer: livecast-loadgen with N sessions (default 200) over plain UDP,
-#    plain interleaved TCP and rtsps, one after the other against the same server, the
+#    plain interleaved TCP, rtsps interleaved and SRTP over UDP (RTP/SAVPF, the load
+#    generator counting packets by their clear headers), one after the other against the same server, the
 #    server's CPU from /proc over the window.
 #
 # usage: scripts/bench-rtsps.sh
@@ -93,14 +95,16 @@ tls=rtsps://127.0.0.1:$TLS_PORT/live
 for r in $(seq "$REPEAT"); do
     REPEAT=1 first_picture "udp-$r" "$plain" --transport udp
     REPEAT=1 first_picture "tcp-$r" "$plain" --transport tcp
-    REPEAT=1 first_picture "rtsps-$r" "$tls"
+    REPEAT=1 first_picture "rtsps-$r" "$tls" --transport tcp
+    REPEAT=1 first_picture "srtp-$r" "$tls" --transport udp
 done
 log "CPU per viewer, N=$N"
-for mode in udp tcp rtsps; do
+for mode in udp tcp rtsps srtp; do
     case $mode in
     udp) args=(--url "$plain") ;;
     tcp) args=(--url "$plain" --tcp) ;;
-    rtsps) args=(--url "$tls") ;;
+    rtsps) args=(--url "$tls" --tcp) ;;
+    srtp) args=(--url "$tls") ;;
     esac
     "$LOADGEN" "${args[@]}" -n "$N" --duration "$WINDOW" --server-pid "$PID" \
         --json "$OUT/cpu-$mode.json" >/dev/null
@@ -113,7 +117,7 @@ cred=(--user bench --password-file "$OUT/password")
 "$PLAYER" --headless --no-audio --duration 1 "${cred[@]}" "$tls" >/dev/null 2>&1 || true
 for r in $(seq "$REPEAT"); do
     REPEAT=1 first_picture "digest-udp-$r" "$plain" --transport udp "${cred[@]}"
-    REPEAT=1 first_picture "digest-rtsps-$r" "$tls" "${cred[@]}"
+    REPEAT=1 first_picture "digest-rtsps-$r" "$tls" --transport tcp "${cred[@]}"
 done
 stop_server
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
@@ -122,7 +126,7 @@ python3 - "$OUT" "$N" <<'EOF'
 import glob, json, os, statistics, sys
 out, n = sys.argv[1], int(sys.argv[2])
 rows = []
-for mode in ["udp", "tcp", "rtsps", "digest-udp", "digest-rtsps"]:
+for mode in ["udp", "tcp", "rtsps", "srtp", "digest-udp", "digest-rtsps"]:
     v = []
     for f in glob.glob(f"{out}/fp-{mode}-*.json"):
         d = json.load(open(f))
@@ -136,7 +140,7 @@ print("\n".join(rows))
 # sources and encoders, which cost the same whoever watches.
 print(f"\n| N={n} | clients ok | lost % | server cores | delivery cores | delivery per viewer (ms CPU/s) |")
 print("|---|---:|---:|---:|---:|---:|")
-for mode in ["udp", "tcp", "rtsps"]:
+for mode in ["udp", "tcp", "rtsps", "srtp"]:
     f = f"{out}/cpu-{mode}.json"
     if os.path.exists(f):
         d = json.load(open(f))

@@ -319,7 +319,8 @@ pub async fn run_client_on(
     let t0 = Instant::now();
     let mut c = RtspConn::connect(&opts.url).await?;
     // Requests name the URL without its credentials.
-    let url = RtspUrl::parse(&opts.url)?.full;
+    let parsed = RtspUrl::parse(&opts.url)?;
+    let (url, secure) = (parsed.full, parsed.tls);
     let resp = c
         .request(Request::new(Method::Describe, &url).header("Accept", "application/sdp"))
         .await?;
@@ -346,8 +347,22 @@ pub async fn run_client_on(
                 let (a, b) = livecast_net::bind_rtp_pair(local_ip, &MEDIA_SOCKETS)?;
                 let ports = (a.local_addr()?.port(), b.local_addr()?.port());
                 udp.push((a, b));
+                // On the TLS port UDP media is SRTP, as the SDP says (`RTP/SAVPF` video). The
+                // load generator sends no key of its own (no `KeyMgmt`: its RTCP would be
+                // dropped unread) and never decrypts: it counts packets by their headers,
+                // which SRTP leaves in the clear.
+                let profile = if secure {
+                    let savp = if m.proto.starts_with("RTP/SAVP") {
+                        m.proto.as_str()
+                    } else {
+                        "RTP/SAVP"
+                    };
+                    TransportProfile::Other(savp.to_owned())
+                } else {
+                    TransportProfile::RtpAvp
+                };
                 TransportSpec {
-                    profile: TransportProfile::RtpAvp,
+                    profile,
                     client_port: Some(ports),
                     ..TransportSpec::default()
                 }

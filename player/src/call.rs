@@ -536,7 +536,7 @@ impl CallState {
                 by_peer: true,
                 reason: r.clone(),
             },
-            ConnState::Failed(r) => CallState::Ended {
+            ConnState::Failed(r) | ConnState::Unauthorized(r) => CallState::Ended {
                 by_peer: true,
                 reason: failure_reason(r),
             },

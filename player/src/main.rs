@@ -515,7 +515,10 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
             }
             last_captions = st.caption_text.clone();
         }
-        if matches!(st.conn, engine::ConnState::Failed(_)) {
+        if matches!(
+            st.conn,
+            engine::ConnState::Failed(_) | engine::ConnState::Unauthorized(_)
+        ) {
             break;
         }
         if end.signalled() || end.timed_out() {
@@ -524,7 +527,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     }
     let report = handle.report();
     let failed = match handle.status().conn {
-        engine::ConnState::Failed(m) => Some(m),
+        engine::ConnState::Failed(m) | engine::ConnState::Unauthorized(m) => Some(m),
         _ => None,
     };
     handle.shutdown();

@@ -7,63 +7,40 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use livecast_net::tls::ServerTls;
 use livecast_proto::rtsp::server::{AuthConfig, Roles, User, REALM};
-use livecast_server::source::VideoConfig;
-use livecast_server::{RunningServer, ServerConfig};
+use livecast_server::rtsp_server::RtspConfig;
+use net_common::LivecastServer;
+
+mod net_common;
 
 /// A server with the user `viewer` (password `pw`) and RTSPS on `tls_addr` with a newly
-/// generated certificate (also written to `cert_file`); returns its runtime, the server, the RTSPS address and the
-/// certificate's fingerprint.
+/// generated certificate (also written to `cert_file`); returns the server, the RTSPS address
+/// and the certificate's fingerprint.
 fn start_server(
     tls_addr: SocketAddr,
     cert_file: &Path,
 ) -> (
-    tokio::runtime::Runtime,
-    RunningServer,
+    LivecastServer,
     SocketAddr,
     livecast_proto::trust::Fingerprint,
 ) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let video = VideoConfig {
-        width: 320,
-        height: 240,
-        fps: 30,
+    let rtsp = RtspConfig {
+        auth: Some(AuthConfig::new(vec![User::with_password(
+            "viewer",
+            "pw",
+            Roles::READ,
+            REALM,
+        )])),
+        ..RtspConfig::default()
     };
-    let mut cfg = ServerConfig::test_sources("127.0.0.1:0".parse().expect("addr"), video, 500_000);
-    cfg.rtsp.auth = Some(AuthConfig::new(vec![User::with_password(
-        "viewer",
-        "pw",
-        Roles::READ,
-        REALM,
-    )]));
+    let mut server = LivecastServer::start_with(0, rtsp);
     let (cert, key) = livecast_server::tls::generate().expect("a certificate");
     std::fs::write(cert_file, &cert).expect("the certificate, for --tls-ca");
     let tls = ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).expect("usable");
-    let mut server = rt
-        .block_on(livecast_server::start(cfg))
-        .expect("server starts on test sources");
-    let bound = {
-        let _in_runtime = rt.enter();
-        server
-            .serve_tls(&[tls_addr], tls.config.clone())
-            .expect("RTSPS listener")
-    };
-    (rt, server, bound[0], tls.fingerprint)
-}
-
-fn stop_server(rt: tokio::runtime::Runtime, server: RunningServer) {
-    {
-        let _in_runtime = rt.enter();
-        server.shutdown();
-    }
-    rt.shutdown_timeout(Duration::from_secs(2));
+    let secure = server.serve_tls(tls_addr, tls.config);
+    (server, secure, tls.fingerprint)
 }
 
 /// Runs the headless player on `url` for 3 s with the data folder in `data_home`: whether it
@@ -114,11 +91,12 @@ fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
     let data = tempfile::tempdir().expect("a temporary folder");
     let first_pem = data.path().join("first.pem");
     let second_pem = data.path().join("second.pem");
-    let (rt, server, addr, first) = start_server("127.0.0.1:0".parse().expect("addr"), &first_pem);
+    let (mut server, addr, first) = start_server("127.0.0.1:0".parse().expect("addr"), &first_pem);
     let url = format!("rtsps://127.0.0.1:{}/live", addr.port());
     let (ok, report, err) = play(&url, data.path(), &[]);
     assert!(ok && frames(&report) >= 45, "{report:?} {err}");
-    assert_eq!(report.as_ref().unwrap()["rtp"]["tcp"], true);
+    // The description offers SRTP keys: media as SRTP over UDP.
+    assert_eq!(report.as_ref().unwrap()["rtp"]["srtp"], true);
     let known = data.path().join("livecast/known_hosts");
     let key = format!("127.0.0.1:{}", addr.port());
     assert!(
@@ -127,10 +105,10 @@ fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
             .contains(&format!("\n{key} {first}\n")),
         "known_hosts"
     );
-    stop_server(rt, server);
+    server.stop();
 
     // The same address, another certificate: refused at once, loudly, nothing played.
-    let (rt, server, _, second) = start_server(addr, &second_pem);
+    let (mut server, _, second) = start_server(addr, &second_pem);
     let (ok, report, err) = play(&url, data.path(), &[]);
     assert!(!ok, "the player refused: {err}");
     assert_eq!(frames(&report), 0);
@@ -166,5 +144,5 @@ fn plays_rtsps_with_credentials_and_refuses_a_changed_certificate() {
         )),
         "{err}"
     );
-    stop_server(rt, server);
+    server.stop();
 }

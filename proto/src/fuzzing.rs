@@ -375,6 +375,7 @@ pub fn rtsp_publish(data: &[u8]) {
         client: ClientId(1),
         first: server.next_track(),
         tracks: Vec::new(),
+        added: Vec::new(),
     };
     server.handle_input(ready).expect("no connection involved");
     let (r, _) = send(&mut server, Request::new(Method::Describe, url));

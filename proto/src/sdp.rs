@@ -271,6 +271,37 @@ impl MediaDescription {
         }
     }
 
+    /// Offers RTCP feedback (RFC 4585) on format `pt`: the profile with feedback (`RTP/AVP`
+    /// becomes `RTP/AVPF`, `RTP/SAVP` `RTP/SAVPF`), and the lines of [`feedback_attributes`]
+    /// (with `rtx` in the formats) after `pt`'s own `rtpmap` and `fmtp`. The inverse of
+    /// [`MediaDescription::without_feedback`].
+    pub fn with_feedback(&self, pt: u8, rtx: Option<Rtx>) -> MediaDescription {
+        let mut m = self.clone();
+        if !m.is_avpf() && m.proto.ends_with("AVP") {
+            m.proto.push('F');
+        }
+        if let Some(r) = rtx {
+            m.formats.push(r.payload_type.to_string());
+        }
+        let names_pt = |a: &Attribute| {
+            (a.name.eq_ignore_ascii_case("rtpmap") || a.name.eq_ignore_ascii_case("fmtp"))
+                && a.value
+                    .as_deref()
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<u8>().ok())
+                    == Some(pt)
+        };
+        let at = m
+            .attributes
+            .iter()
+            .rposition(names_pt)
+            .map_or(m.attributes.len(), |i| i + 1);
+        let clock = m.rtpmap(pt).map_or(90_000, |r| r.clock_rate);
+        m.attributes
+            .splice(at..at, feedback_attributes(pt, clock, rtx));
+        m
+    }
+
     /// Whether the profile is one with RTCP feedback (RFC 4585 `RTP/AVPF`, RFC 5124
     /// `RTP/SAVPF`).
     pub fn is_avpf(&self) -> bool {
@@ -311,6 +342,20 @@ impl MediaDescription {
         })
     }
 
+    /// The payload type with encoding `name` in its `rtpmap` (case-insensitive), the first.
+    pub fn format_named(&self, name: &str) -> Option<u8> {
+        self.payload_types().into_iter().find(|pt| {
+            self.rtpmap(*pt)
+                .is_some_and(|m| m.encoding.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// Real-time text (RFC 4103) in this section: the `t140` payload type, and the `red`
+    /// one (RFC 2198 redundancy) when the text is sent inside it.
+    pub fn t140_formats(&self) -> Option<(u8, Option<u8>)> {
+        Some((self.format_named("t140")?, self.format_named("red")))
+    }
+
     /// The formats that are RTP payload type numbers (0..=127), in order.
     pub fn payload_types(&self) -> Vec<u8> {
         self.formats
@@ -319,6 +364,36 @@ impl MediaDescription {
             .filter(|pt| *pt < 128)
             .collect()
     }
+}
+
+/// An RFC 4588 retransmission format: its payload type, and how long the sender keeps
+/// packets to send again (`rtx-time`, ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rtx {
+    pub payload_type: u8,
+    pub keep_ms: u32,
+}
+
+/// The lines that offer feedback on format `pt` (clock `clock`): generic NACK and PLI (RFC
+/// 4585), FIR (RFC 5104), and with `rtx` its `rtpmap` and `fmtp` (`apt`, `rtx-time`).
+pub fn feedback_attributes(pt: u8, clock: u32, rtx: Option<Rtx>) -> Vec<Attribute> {
+    let mut v = vec![
+        Attribute::new("rtcp-fb", format!("{pt} nack")),
+        Attribute::new("rtcp-fb", format!("{pt} nack pli")),
+        Attribute::new("rtcp-fb", format!("{pt} ccm fir")),
+    ];
+    if let Some(Rtx {
+        payload_type: r,
+        keep_ms,
+    }) = rtx
+    {
+        v.push(Attribute::new("rtpmap", format!("{r} rtx/{clock}")));
+        v.push(Attribute::new(
+            "fmtp",
+            format!("{r} apt={pt};rtx-time={keep_ms}"),
+        ));
+    }
+    v
 }
 
 /// What was wrong with a session description, and on which line.
@@ -898,6 +973,50 @@ mod tests {
             "`*` names every format"
         );
         assert!(!pli_only.media[1].offers_nack(None));
+    }
+
+    #[test]
+    fn feedback_is_put_in_after_the_formats_own_lines_and_taken_out_again() {
+        let plain = parse(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+             m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+             a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n",
+        )
+        .unwrap();
+        let rtx = Rtx {
+            payload_type: 97,
+            keep_ms: 1000,
+        };
+        let fb = plain.media[0].with_feedback(96, Some(rtx));
+        let mut with = plain.clone();
+        with.media[0] = fb.clone();
+        let text = with.to_string();
+        assert_eq!(
+            &text[text.find("m=").unwrap()..],
+            "m=video 0 RTP/AVPF 96 97\r\na=rtpmap:96 H264/90000\r\n\
+             a=fmtp:96 packetization-mode=1\r\na=rtcp-fb:96 nack\r\n\
+             a=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\n\
+             a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96;rtx-time=1000\r\n\
+             a=control:trackID=0\r\n"
+        );
+        assert!(fb.offers_nack(Some(96)) && fb.rtx_for(96) == Some(97));
+        assert_eq!(fb.without_feedback(), plain.media[0]);
+    }
+
+    #[test]
+    fn real_time_text_formats_with_and_without_redundancy() {
+        let d = parse(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+             m=text 0 RTP/AVP 99 98\r\na=rtpmap:99 RED/1000\r\na=fmtp:99 98/98/98\r\n\
+             a=rtpmap:98 T140/1000\r\n\
+             m=text 0 RTP/AVP 100\r\na=rtpmap:100 t140/1000\r\n\
+             m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n",
+        )
+        .unwrap();
+        assert_eq!(d.media[0].t140_formats(), Some((98, Some(99))));
+        assert_eq!(d.media[1].t140_formats(), Some((100, None)));
+        assert_eq!(d.media[2].t140_formats(), None);
+        assert_eq!(d.media[2].format_named("OPUS"), Some(111));
     }
 
     #[test]

@@ -1461,7 +1461,7 @@ fn wrong_password_ends_the_client_without_reconnecting() {
         .filter(|e| matches!(e, ClientEvent::Ended(_)))
         .collect();
     assert!(
-        matches!(&ended[..], [ClientEvent::Ended(client::End::Failed(m))] if m.contains("wrong user name or password")),
+        matches!(&ended[..], [ClientEvent::Ended(client::End::Unauthorized(m))] if m.contains("wrong user name or password")),
         "{ended:?}"
     );
     let at = w.events(|e| matches!(e, ClientEvent::Ended(_)))[0];

@@ -35,6 +35,7 @@ pub mod hooks;
 pub mod net;
 pub mod pipeline;
 pub mod publish;
+pub mod publish_captions;
 pub mod push;
 
 pub mod record;
@@ -178,6 +179,7 @@ impl RunningServer {
                 tracing::warn!("the captioner did not stop within 10 s");
             }
         }
+        self.rtsp.paths().stop_captions(Duration::from_secs(10));
     }
 }
 
@@ -269,6 +271,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let models = tokio::task::spawn_blocking(move || captions::load(&ccfg))
         .await
         .context("loading the speech model")?;
+    let caption_models = models.as_ref().map(captions::Models::source);
     let (text, tap, captioner) = match models {
         Some(t) => {
             let text = make_track(2, TrackKind::Text, RED_PT, 1000, clock, 1)?;
@@ -312,6 +315,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     tracks.extend(chat_track);
     let announced = push::announced_sdp(&sdp);
     let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
+    if let Some(m) = caption_models {
+        rtsp.caption_published_with(m);
+    }
     if cfg.adapt {
         let v = cfg.media.video_cfg;
         rtsp.adapt_with(adapt::Adapter::new(

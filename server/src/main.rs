@@ -92,6 +92,12 @@ struct Args {
     #[arg(long)]
     takeover: bool,
 
+    /// How many published paths get live captions at once (captions on, Opus audio): each
+    /// takes about as much CPU as the stream's own captions; the paths past it are served
+    /// without. 0: none.
+    #[arg(long, default_value_t = livecast_server::rtsp_server::CAPTIONED_PATHS, value_name = "N")]
+    caption_paths: usize,
+
     /// Also push the stream into a relay (MediaMTX, another livecast-server, any RTSP server
     /// that takes ANNOUNCE/RECORD): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Repeat for
     /// several. Reconnects with backoff when the relay goes away or refuses.
@@ -341,6 +347,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
             auth,
             publishers: (!args.refuse_publishers).then_some(PublishOptions {
                 takeover: args.takeover,
+                captioned_paths: args.caption_paths,
             }),
         },
         captions: args.media.caption_config(),

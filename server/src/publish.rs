@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::codec::h264;
 use livecast_proto::rtsp::server::{ClientId, ConnId, MediaSink, TrackConfig};
@@ -55,6 +55,8 @@ pub struct PublishedTrack {
     /// The announced encoding (`H264`, `opus`, ...; empty if none was announced).
     pub encoding: String,
     timing: Mutex<Timing>,
+    /// The path's captioner, fed by this (Opus) track ([`crate::publish_captions`]).
+    caption_feed: Mutex<Option<crate::publish_captions::CaptionFeed>>,
 }
 
 /// Where a track's timestamps start.
@@ -74,7 +76,10 @@ pub struct PublishedPath {
     pub client: ClientId,
     /// The SDP the publisher announced.
     pub sdp: SessionDescription,
+    /// The announced tracks, then the caption track if we make one ([`Self::captions`]).
     pub tracks: Vec<Arc<PublishedTrack>>,
+    /// Whether the last of `tracks` is a caption track of ours, not announced.
+    pub captions: bool,
     /// Dropped when the path ends: its tasks stop.
     _alive: watch::Sender<()>,
 }
@@ -95,6 +100,8 @@ struct Registry {
     next_index: usize,
     /// Bumped on every change, for [`Paths::changes`].
     generation: u64,
+    /// The captioners of published paths, to wait for at shutdown.
+    captioners: Vec<crate::captions::CaptionWorker>,
 }
 
 /// The registry of published paths (see the module doc).
@@ -142,7 +149,8 @@ impl Paths {
 
     /// Makes the tracks of a path whose publisher sent RECORD, numbered after `own` (our own
     /// tracks) and every number handed out before, and registers where their packets come
-    /// from (`sources`: announced track, and where from). Returns the path (its first track's
+    /// from (`sources`: announced track, and where from). With `captions`, a caption track
+    /// (T.140 in RED) follows the announced ones. Returns the path (its first track's
     /// number is `tracks[0].index`) and the state machine's view of its tracks.
     pub fn start(
         &self,
@@ -151,16 +159,22 @@ impl Paths {
         sdp: &SessionDescription,
         sources: &[(usize, MediaSink)],
         own: usize,
+        captions: bool,
     ) -> anyhow::Result<(Arc<PublishedPath>, Vec<TrackConfig>)> {
+        let count = sdp.media.len() + usize::from(captions);
         let first = {
             let mut reg = self.lock();
             let first = reg.next_index.max(own);
-            reg.next_index = first + sdp.media.len();
+            reg.next_index = first + count;
             first
         };
         let mut tracks = Vec::new();
         let mut configs = Vec::new();
-        for (i, m) in sdp.media.iter().enumerate() {
+        let caption = captions.then(|| {
+            let format = (crate::RED_PT, 1000, None);
+            (TrackKind::Text, format, "red".to_owned())
+        });
+        let announced = sdp.media.iter().map(|m| {
             let pt = m
                 .formats
                 .iter()
@@ -173,20 +187,30 @@ impl Paths {
                 "audio" => TrackKind::Audio,
                 _ => TrackKind::Text,
             };
-            let track = make_track(first + i, kind, pt, clock_rate)?;
+            let encoding = rtpmap.map(|r| r.encoding).unwrap_or_default();
+            // H.264 video is kept for retransmission as our own is (audio and text are
+            // not: Opus has its in-band FEC, and RED carries text twice over).
+            let rtx = (kind == TrackKind::Video && encoding.eq_ignore_ascii_case("h264"))
+                .then(|| free_payload_type(sdp))
+                .flatten();
+            (kind, (pt, clock_rate, rtx), encoding)
+        });
+        for (i, (kind, (pt, clock_rate, rtx), encoding)) in announced.chain(caption).enumerate() {
+            let track = make_track(first + i, kind, pt, clock_rate, rtx)?;
             configs.push(TrackConfig {
                 ssrc: track.info.ssrc,
                 clock: track.clock(),
                 server_ports_v4: track.sockets.server_ports(false),
                 server_ports_v6: track.sockets.server_ports(true),
-                nack: false,
-                rtx_payload_type: None,
+                nack: track.info.nack,
+                rtx_payload_type: track.info.rtx_payload_type,
             });
             tracks.push(Arc::new(PublishedTrack {
                 track,
                 index: first + i,
-                encoding: rtpmap.map(|r| r.encoding).unwrap_or_default(),
+                encoding,
                 timing: Mutex::new(Timing::default()),
+                caption_feed: Mutex::new(None),
             }));
         }
         let published = Arc::new(PublishedPath {
@@ -194,6 +218,7 @@ impl Paths {
             client,
             sdp: sdp.clone(),
             tracks,
+            captions,
             _alive: watch::channel(()).0,
         });
         let mut reg = self.lock();
@@ -232,6 +257,7 @@ impl Paths {
         };
         reg.paths.remove(path);
         forget(&mut reg, &p);
+        p.stop_captions();
         reg.generation += 1;
         self.changes.send_replace(reg.generation);
         info!(path, "publisher gone: path ended");
@@ -279,9 +305,49 @@ impl Paths {
         });
     }
 
+    /// Keeps a published path's captioner, to wait for at shutdown ([`Paths::stop_captions`]).
+    pub fn keep_captioner(&self, worker: crate::captions::CaptionWorker) {
+        let mut reg = self.lock();
+        reg.captioners.retain(|w| !w.wait(Duration::ZERO));
+        reg.captioners.push(worker);
+    }
+
+    /// Stops every published path's captioner and waits (at most `timeout` in all) for their
+    /// current whisper passes to end: a process must not exit while one runs.
+    pub fn stop_captions(&self, timeout: Duration) {
+        let workers = {
+            let mut reg = self.lock();
+            for p in reg.paths.values() {
+                p.stop_captions();
+            }
+            std::mem::take(&mut reg.captioners)
+        };
+        let until = std::time::Instant::now() + timeout;
+        for w in workers {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if !w.wait(left) {
+                warn!("a published path's captioner did not stop in time");
+            }
+        }
+    }
+
     /// A receiver that errs when `path` ends (for tasks serving it).
     pub fn alive(path: &PublishedPath) -> watch::Receiver<()> {
         path._alive.subscribe()
+    }
+}
+
+impl PublishedPath {
+    /// The caption track we make for this path, if any.
+    pub fn caption_track(&self) -> Option<&Arc<PublishedTrack>> {
+        self.tracks.last().filter(|_| self.captions)
+    }
+
+    /// Stops feeding the path's captioner: it ends after its current pass.
+    pub fn stop_captions(&self) {
+        for t in &self.tracks {
+            t.set_caption_feed(None);
+        }
     }
 }
 
@@ -294,6 +360,11 @@ fn forget(reg: &mut Registry, p: &Arc<PublishedPath>) {
 }
 
 impl PublishedTrack {
+    /// Feeds this track's packets to a captioner (`None`: stops feeding it).
+    pub fn set_caption_feed(&self, feed: Option<crate::publish_captions::CaptionFeed>) {
+        *self.caption_feed.lock().unwrap_or_else(|e| e.into_inner()) = feed;
+    }
+
     /// Re-serves one RTP packet that arrived at `now` (see the module doc); malformed ones
     /// are dropped.
     fn ingest(&self, packet: &[u8], now: SystemTime) {
@@ -313,22 +384,43 @@ impl PublishedTrack {
             ours.wrapping_add(p.timestamp.wrapping_sub(theirs))
         };
         drop(timing);
+        if let Some(feed) = self
+            .caption_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            feed.send(p.sequence, timestamp, p.payload);
+        }
         let mut bytes = packet.to_vec();
         bytes[4..8].copy_from_slice(&timestamp.to_be_bytes());
         bytes[8..12].copy_from_slice(&self.track.info.ssrc.0.to_be_bytes());
-        self.track.deliver(&[crate::track::OutPacket {
+        let packet: Arc<[crate::track::OutPacket]> = Arc::new([crate::track::OutPacket {
             bytes,
             starts_keyframe,
         }]);
+        let now = Instant::now();
+        self.track.remember(&packet, now);
+        self.track.deliver_at(&packet, now);
     }
 }
 
 /// A re-served track with its own send sockets.
+/// A dynamic payload type (96-127) no media section of `sdp` uses, for an RTX format (a
+/// number of its own even across sections, as some clients key decoders by number alone).
+fn free_payload_type(sdp: &SessionDescription) -> Option<u8> {
+    let used: Vec<u8> = sdp.media.iter().flat_map(|m| m.payload_types()).collect();
+    (96..=127).find(|pt| !used.contains(pt))
+}
+
+/// A track re-serving a published one; with `rtx`, its packets are kept and NACKs from its
+/// viewers answered, with RFC 4588 RTX in that payload type for those that set it up.
 fn make_track(
     index: usize,
     kind: TrackKind,
     payload_type: u8,
     clock_rate: u32,
+    rtx: Option<u8>,
 ) -> anyhow::Result<Arc<Track>> {
     let pair = |ip| -> anyhow::Result<(Option<Arc<_>>, Option<Arc<_>>)> {
         Ok(match net::bind_rtp_pair(ip)? {
@@ -345,8 +437,8 @@ fn make_track(
         clock_rate,
         ssrc: Ssrc(rand::random()),
         cname: format!("livecast-relay-{:08x}", rand::random::<u32>()),
-        nack: false,
-        rtx_payload_type: None,
+        nack: rtx.is_some(),
+        rtx_payload_type: rtx,
     };
     let sockets = TrackSockets {
         rtp_v4,

@@ -56,7 +56,15 @@ pub struct RecordTrack {
     /// that do not repeat them before their keyframes (publishers such as ffmpeg with
     /// `-c copy`); in-band ones take over when they come.
     pub params: Option<ParameterSets>,
+    /// A text track's payload types (ours: [`crate::T140_PT`] in [`crate::RED_PT`]).
+    pub text: TextFormat,
 }
+
+/// A text track's payload types: T.140, and RED when the text is inside redundancy.
+pub type TextFormat = (u8, Option<u8>);
+
+/// Our own caption and chat tracks' payload types.
+const OUR_TEXT: TextFormat = (crate::T140_PT, Some(crate::RED_PT));
 
 /// An H.264 SPS and PPS (without start codes).
 pub type ParameterSets = (Vec<u8>, Vec<u8>);
@@ -156,6 +164,7 @@ impl Recorder {
                 kind: t.info.kind,
                 clock: t.clock(),
                 params: None,
+                text: OUR_TEXT,
             })
             .collect();
         let (rec, taps) = Recorder::start(cfg, specs)?;
@@ -167,8 +176,9 @@ impl Recorder {
 
     /// Records every path publishers bring (`--record` with publishers): each published path
     /// gets its own files, `DIR/<path>-<UTC start>.mp4`, from when its publisher starts until
-    /// it leaves. H.264 and Opus tracks are recorded; other announced formats are left out of
-    /// the file (they are still re-served). Runs until `stop` fires (or its sender goes),
+    /// it leaves. H.264, Opus and T.140 text tracks are recorded (announced ones, and the
+    /// captions we make for the path); other announced formats are left out of the file
+    /// (they are still re-served). Runs until `stop` fires (or its sender goes),
     /// then closes every file.
     pub async fn record_published(
         cfg: RecordConfig,
@@ -199,16 +209,28 @@ impl Recorder {
                 .filter(|p| !running.contains_key(&p.path))
                 .collect();
             for p in new {
-                // The announced media, in the order of the path's tracks.
-                let recorded: Vec<(&Arc<Track>, Option<ParameterSets>)> = p
+                // The announced media we can write, in the order of the path's tracks, then
+                // the caption track we make for it (no announced media).
+                let recorded: Vec<(&Arc<Track>, RecordTrack)> = p
                     .tracks
                     .iter()
-                    .zip(&p.sdp.media)
-                    .filter(|(t, _)| {
-                        t.encoding.eq_ignore_ascii_case("h264")
-                            || t.encoding.eq_ignore_ascii_case("opus")
+                    .enumerate()
+                    .filter_map(|(i, t)| {
+                        let spec = match p.sdp.media.get(i) {
+                            Some(m) => recordable(t.track.info.kind, &t.encoding, m)?,
+                            None => (None, OUR_TEXT),
+                        };
+                        Some((&t.track, spec))
                     })
-                    .map(|(t, m)| (&t.track, sprop(m)))
+                    .map(|(t, (params, text))| {
+                        let spec = RecordTrack {
+                            kind: t.info.kind,
+                            clock: t.clock(),
+                            params,
+                            text,
+                        };
+                        (t, spec)
+                    })
                     .collect();
                 if recorded.is_empty() {
                     continue;
@@ -218,14 +240,7 @@ impl Recorder {
                     name,
                     ..cfg.clone()
                 };
-                let specs = recorded
-                    .iter()
-                    .map(|(t, params)| RecordTrack {
-                        kind: t.info.kind,
-                        clock: t.clock(),
-                        params: params.clone(),
-                    })
-                    .collect();
+                let specs = recorded.iter().map(|(_, spec)| spec.clone()).collect();
                 match Recorder::start(c, specs) {
                     Ok((rec, taps)) => {
                         for ((t, _), tap) in recorded.iter().zip(taps) {
@@ -253,6 +268,22 @@ impl Recorder {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// What a published track `m` (of `kind`, its first format's encoding `encoding`) is recorded
+/// with: H.264 (with the SPS and PPS the description carries), Opus, or real-time text (its
+/// payload types). `None`: a format we don't write into MP4 (still re-served).
+fn recordable(
+    kind: TrackKind,
+    encoding: &str,
+    m: &livecast_proto::sdp::MediaDescription,
+) -> Option<(Option<ParameterSets>, TextFormat)> {
+    match kind {
+        TrackKind::Video if encoding.eq_ignore_ascii_case("h264") => Some((sprop(m), OUR_TEXT)),
+        TrackKind::Audio if encoding.eq_ignore_ascii_case("opus") => Some((None, OUR_TEXT)),
+        TrackKind::Text => m.t140_formats().map(|text| (None, text)),
+        _ => None,
     }
 }
 
@@ -331,11 +362,11 @@ impl State {
         let tracks = specs
             .into_iter()
             .map(|spec| TrackIn {
+                text: t140::Depacketizer::new(spec.text.0, spec.text.1),
                 spec,
                 out: None,
                 last: None,
                 h264: h264::Depacketizer::new(),
-                text: t140::Depacketizer::new(crate::T140_PT, Some(crate::RED_PT)),
                 line: None,
             })
             .collect();

@@ -81,10 +81,27 @@ pub struct RtspConfig {
 }
 
 /// How publishers are accepted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PublishOptions {
     /// A second publisher of a path drops the first (`--takeover`) instead of getting `453`.
     pub takeover: bool,
+    /// How many published paths get captions at once (when captions are on and their audio
+    /// is Opus; `--caption-paths`): each has a whisper pass of its own every step, so a
+    /// machine holds only a few in real time. The paths past it are served without.
+    pub captioned_paths: usize,
+}
+
+/// Published paths captioned at once by default: one beside our own stream's captioner, what
+/// two cores hold in real time with tiny.en.
+pub const CAPTIONED_PATHS: usize = 1;
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        Self {
+            takeover: false,
+            captioned_paths: CAPTIONED_PATHS,
+        }
+    }
 }
 
 impl Default for RtspConfig {
@@ -128,6 +145,16 @@ pub struct RtspServer {
     srtcp: Mutex<HashMap<RtcpFrom, Option<srtp::Context>>>,
     /// Requests refused for wrong credentials so far ([`RtspServer::auth_failures`]).
     auth_failures: AtomicU64,
+    /// The speech model, when captions are on: published paths with Opus audio get captions.
+    captions: std::sync::OnceLock<crate::captions::ModelSource>,
+    /// [`PublishOptions::captioned_paths`].
+    captioned_paths: usize,
+
+    /// The SRTP state of paused secure subscriptions, by (client, track): a PLAY resumes with
+    /// it, so the numbering goes on under the same rollover counter (a fresh context would
+    /// start at 0 and, past 65,536 packets, the client would decrypt nothing). Dropped when the
+    /// session ends.
+    paused_srtp: Mutex<HashMap<(u64, usize), crate::track::SrtpState>>,
 }
 
 /// Where a client's RTCP comes from: its UDP address, or a channel of its connection.
@@ -212,6 +239,13 @@ impl RtspServer {
             adapter: std::sync::OnceLock::new(),
             srtcp: Mutex::new(HashMap::new()),
             auth_failures: AtomicU64::new(0),
+            captions: std::sync::OnceLock::new(),
+            captioned_paths: cfg
+                .publishers
+                .as_ref()
+                .map_or(CAPTIONED_PATHS, |p| p.captioned_paths),
+
+            paused_srtp: Mutex::new(HashMap::new()),
         })
     }
 
@@ -220,7 +254,22 @@ impl RtspServer {
         let _ = self.adapter.set(adapter);
     }
 
+    /// From now on published paths whose audio is Opus get captions made with `models`.
+    pub fn caption_published_with(&self, models: crate::captions::ModelSource) {
+        let _ = self.captions.set(models);
+    }
+
     /// The published paths (to enumerate them and subscribe to their tracks).
+    /// The UDP ports our own tracks send from and read RTCP on (both address families).
+    pub fn udp_ports(&self) -> Vec<u16> {
+        self.tracks
+            .iter()
+            .flat_map(|t| [t.sockets.server_ports(false), t.sockets.server_ports(true)])
+            .flatten()
+            .flat_map(|(rtp, rtcp)| [rtp, rtcp])
+            .collect()
+    }
+
     pub fn paths(&self) -> &Arc<Paths> {
         &self.paths
     }
@@ -267,13 +316,28 @@ impl RtspServer {
         sources: &[(usize, MediaSink)],
     ) {
         let own = self.tracks.len();
-        let (published, configs) = match self.paths.start(&path, client, sdp, sources, own) {
-            Ok(p) => p,
-            Err(e) => {
-                crate::publish::warn_unserved(&path, &e);
-                return;
-            }
-        };
+        let captions = self
+            .captions
+            .get()
+            .and_then(|models| match self.may_caption(&path, sdp) {
+                Ok(audio) => Some((models.clone(), audio)),
+                Err(why) => {
+                    info!(path, "no captions for the published path: {why}");
+                    None
+                }
+            });
+        let with_captions = captions.is_some();
+        let (published, configs) =
+            match self
+                .paths
+                .start(&path, client, sdp, sources, own, with_captions)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    crate::publish::warn_unserved(&path, &e);
+                    return;
+                }
+            };
         for t in &published.tracks {
             for s in [&t.track.sockets.rtcp_v4, &t.track.sockets.rtcp_v6]
                 .into_iter()
@@ -283,16 +347,94 @@ impl RtspServer {
             }
         }
         Paths::spawn_sender_reports(&published, Duration::from_secs(5));
+        let mut added = Vec::new();
+        if let (Some((models, audio)), Some(text)) = (captions, published.caption_track()) {
+            added.push(crate::sdp::text_media(
+                &text.track.info,
+                crate::sdp::TextRole::Captions,
+            ));
+            self.start_captions(&published, models, audio);
+        }
         let ready = Input::PathReady {
             path,
             client,
             first: published.tracks.first().map_or(own, |t| t.index),
             tracks: configs,
+            added,
         };
         for o in self.feed(ready) {
             if let Output::Event(e) = o {
                 self.on_event(e);
             }
+        }
+    }
+
+    /// Which track of a path about to be published to caption, or why none: its audio must
+    /// be Opus, and fewer than [`PublishOptions::captioned_paths`] other paths captioned now
+    /// (a publisher taking the path over takes its place).
+    fn may_caption(&self, path: &str, sdp: &SessionDescription) -> Result<usize, String> {
+        let audio = crate::publish_captions::opus_track(sdp).map_err(str::to_owned)?;
+        let max = self.captioned_paths;
+        let others = self
+            .paths
+            .list()
+            .iter()
+            .filter(|p| p.captions && p.path != path)
+            .count();
+        if others >= max {
+            return Err(format!(
+                "{others} published path(s) have captions already, the most at once \
+                 (--caption-paths {max})"
+            ));
+        }
+        Ok(audio)
+    }
+
+    /// Starts the captioner of `published` on its Opus track `audio` (the whisper state and
+    /// speech detector take a moment to make: off the caller's thread).
+    fn start_captions(
+        &self,
+        published: &Arc<crate::publish::PublishedPath>,
+        models: crate::captions::ModelSource,
+        audio: usize,
+    ) {
+        let (published, paths) = (published.clone(), self.paths.clone());
+        let spawned = std::thread::Builder::new()
+            .name("caption-start".into())
+            .spawn(move || {
+                let (Some(a), Some(text)) =
+                    (published.tracks.get(audio), published.caption_track())
+                else {
+                    return;
+                };
+                let clock = a.track.clock();
+                match crate::publish_captions::start(
+                    &models,
+                    &published.path,
+                    clock,
+                    text.track.clone(),
+                ) {
+                    Ok((feed, worker)) => {
+                        a.set_caption_feed(Some(feed));
+                        paths.keep_captioner(worker);
+                        // The publisher may have left meanwhile.
+                        let live = paths
+                            .get(&published.path)
+                            .is_some_and(|p| Arc::ptr_eq(&p, &published));
+                        if !live {
+                            published.stop_captions();
+                        } else {
+                            info!(path = published.path, "captions on for the published path");
+                        }
+                    }
+                    Err(e) => warn!(
+                        path = published.path,
+                        "no captions for the published path: {e:#}"
+                    ),
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("no captions for the published path: {e}");
         }
     }
 
@@ -303,6 +445,10 @@ impl RtspServer {
 
     fn srtcp(&self) -> MutexGuard<'_, HashMap<RtcpFrom, Option<srtp::Context>>> {
         self.srtcp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn paused_srtp(&self) -> MutexGuard<'_, HashMap<(u64, usize), crate::track::SrtpState>> {
+        self.paused_srtp.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// RTCP from `from` made readable: SRTCP of a secure subscription unprotected with the
@@ -468,14 +614,14 @@ impl RtspServer {
                     let rx = k.receive.map(|(key, salt)| srtp::Context::new(&key, &salt));
                     self.srtcp().insert(from, rx);
                 }
-                t.subscribe_srtp(
-                    client.0,
-                    sink,
-                    initial_seq,
-                    !resumed,
-                    retransmission,
-                    keys.map(|k| k.send),
-                );
+                // A resumed secure stream goes on with the context it paused with (same key:
+                // the session's), so its rollover counter goes on too.
+                let kept = self.paused_srtp().remove(&(client.0, track));
+                let srtp = keys.map(|k| match kept {
+                    Some(s) if resumed && s.key == k.send => s,
+                    _ => crate::track::SrtpState::new(k.send),
+                });
+                t.subscribe_secure(client.0, sink, initial_seq, !resumed, retransmission, srtp);
                 // A TEARDOWN or close on another connection may have ended the session after
                 // this Subscribe was produced and before it was carried out; its unsubscribe
                 // then ran first. Checked after subscribing, so one of the two always wins.
@@ -492,14 +638,17 @@ impl RtspServer {
                 let Some(t) = self.track(track) else {
                     return;
                 };
-                let resume = t.unsubscribe(client.0);
-                // A secure client's BYE would need its SRTCP context, gone with the
-                // subscription: it gets none (its session ends on TEARDOWN's answer anyway).
-                let secure = self.srtcp().remove(&RtcpFrom::of(sink)).is_some();
-                if reason.sends_bye() && !secure {
+                let (resume, srtp) = t.unsubscribe_srtp(client.0).unzip();
+                let mut srtp = srtp.flatten();
+                self.srtcp().remove(&RtcpFrom::of(sink));
+                if reason.sends_bye() {
                     if let Some(sink) = self.sink(sink) {
-                        t.send_bye(&sink, client.0);
+                        // A secure client's BYE is SRTCP, from the context its media had.
+                        t.send_bye_srtp(&sink, client.0, srtp.as_mut().map(|s| &mut s.context));
                     }
+                }
+                if let (Unsubscribed::Paused, Some(s)) = (reason, srtp) {
+                    self.paused_srtp().insert((client.0, track), s);
                 }
                 if let (Unsubscribed::Paused, Some(seq)) = (reason, resume) {
                     // Produces no outputs: it only records where the numbering stopped.
@@ -567,7 +716,10 @@ impl RtspServer {
                 client,
                 peer,
                 reason,
-            } => info!(%session, client = client.0, %peer, ?reason, "session ended"),
+            } => {
+                self.paused_srtp().retain(|(c, _), _| *c != client.0);
+                info!(%session, client = client.0, %peer, ?reason, "session ended");
+            }
             ServerEvent::PublishStarted {
                 path,
                 client,

@@ -52,19 +52,9 @@ pub fn describe(
     ];
     let mut video_formats = vec![vpt];
     if vinfo.nack {
-        video_attrs.extend([
-            Attribute::new("rtcp-fb", format!("{vpt} nack")),
-            Attribute::new("rtcp-fb", format!("{vpt} nack pli")),
-            Attribute::new("rtcp-fb", format!("{vpt} ccm fir")),
-        ]);
-        if let Some(rtx) = vinfo.rtx_payload_type {
-            video_formats.push(rtx);
-            let keep_ms = crate::track::HISTORY.as_millis();
-            video_attrs.extend([
-                Attribute::new("rtpmap", format!("{rtx} rtx/90000")),
-                Attribute::new("fmtp", format!("{rtx} apt={vpt};rtx-time={keep_ms}")),
-            ]);
-        }
+        let rtx = retransmission(vinfo);
+        video_formats.extend(rtx.map(|r| r.payload_type));
+        video_attrs.extend(livecast_proto::sdp::feedback_attributes(vpt, 90_000, rtx));
     }
     video_attrs.extend([
         Attribute::new(
@@ -98,23 +88,8 @@ pub fn describe(
             )
         },
     ];
-    let (red, t140) = (crate::RED_PT, crate::T140_PT);
     for (t, role) in text {
-        media.push(MediaDescription {
-            other: vec![('i', role.title().into())],
-            ..rtp_media(
-                "text",
-                t,
-                &[red, t140],
-                vec![
-                    Attribute::new("rtpmap", format!("{red} red/1000")),
-                    Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
-                    Attribute::new("rtpmap", format!("{t140} t140/1000")),
-                    Attribute::new("fmtp", format!("{t140} cps=30")),
-                    Attribute::new("label", role.label()),
-                ],
-            )
-        });
+        media.push(text_media(t, *role));
     }
     SessionDescription {
         origin: Origin {
@@ -133,6 +108,36 @@ pub fn describe(
         ],
         media,
         ..SessionDescription::default()
+    }
+}
+
+/// The RFC 4588 format a track with NACK retransmits in, with how long its packets are kept.
+pub fn retransmission(t: &TrackInfo) -> Option<livecast_proto::sdp::Rtx> {
+    t.rtx_payload_type
+        .map(|payload_type| livecast_proto::sdp::Rtx {
+            payload_type,
+            keep_ms: u32::try_from(crate::track::HISTORY.as_millis()).unwrap_or(u32::MAX),
+        })
+}
+
+/// The `m=text` section of a T.140 track sent inside RED (RFC 4103 §3, RFC 2198), with its
+/// role's title (`i=`) and label.
+pub fn text_media(t: &TrackInfo, role: TextRole) -> MediaDescription {
+    let (red, t140) = (crate::RED_PT, crate::T140_PT);
+    MediaDescription {
+        other: vec![('i', role.title().into())],
+        ..rtp_media(
+            "text",
+            t,
+            &[red, t140],
+            vec![
+                Attribute::new("rtpmap", format!("{red} red/1000")),
+                Attribute::new("fmtp", format!("{red} {t140}/{t140}/{t140}")),
+                Attribute::new("rtpmap", format!("{t140} t140/1000")),
+                Attribute::new("fmtp", format!("{t140} cps=30")),
+                Attribute::new("label", role.label()),
+            ],
+        )
     }
 }
 

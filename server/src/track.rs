@@ -56,10 +56,8 @@ pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
 /// After the fan-out last fell behind, new viewers are refused this long.
 pub const OVERLOAD_MEMORY: Duration = Duration::from_secs(10);
 
-/// How long sent packets are kept for retransmission (RFC 4585 NACKs): a NACK comes a
-/// round trip plus the client's wait for reordering after the loss, and a retransmission
-/// later than a second after the packet would be too late for any player's buffer.
-pub const HISTORY: Duration = Duration::from_secs(1);
+/// How long sent packets are kept for retransmission (RFC 4585 NACKs): what the SDP says.
+pub const HISTORY: Duration = livecast_proto::rtsp::server::RETRANSMIT_WINDOW;
 
 /// Packets kept for retransmission at most, whatever the bit rate (about 5.6 MB of 1400-byte
 /// packets; 2 Mbit/s video makes about 180 packets a second).
@@ -183,7 +181,7 @@ struct Subscriber {
     seq: Mutex<SeqState>,
     /// `RTP/SAVP(F)`: the SRTP context everything sent to this client goes through (its own
     /// key: see "SRTP" in the module doc). Taken by the fan-out thread once per packet.
-    srtp: Option<Mutex<srtp::Context>>,
+    srtp: Option<(SrtpMasterKey, Mutex<srtp::Context>)>,
     /// Sent packets and payload octets, for this client's sender reports.
     packets: AtomicU32,
     octets: AtomicU32,
@@ -213,7 +211,7 @@ impl Subscriber {
     fn protect_rtp(&self, packet: Vec<u8>) -> Option<Vec<u8>> {
         match &self.srtp {
             None => Some(packet),
-            Some(ctx) => ctx
+            Some((_, ctx)) => ctx
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .protect_rtp(&packet),
@@ -224,7 +222,7 @@ impl Subscriber {
     fn protect_rtcp(&self, packet: &[u8]) -> Option<Vec<u8>> {
         match &self.srtp {
             None => Some(packet.to_vec()),
-            Some(ctx) => ctx
+            Some((_, ctx)) => ctx
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .protect_rtcp(packet),
@@ -597,25 +595,27 @@ impl Track {
         from_recent: bool,
         retransmission: Retransmission,
     ) -> Arc<SinkStats> {
-        self.subscribe_srtp(id, sink, initial_seq, from_recent, retransmission, None)
+        self.subscribe_secure(id, sink, initial_seq, from_recent, retransmission, None)
     }
 
-    /// [`Track::subscribe`], with everything sent to the client SRTP-protected with `key`
-    /// when given (`RTP/SAVP(F)`).
-    pub fn subscribe_srtp(
+    /// [`Track::subscribe`], with everything sent to the client SRTP-protected (`RTP/SAVP(F)`)
+    /// when `srtp` is given: a new context ([`SrtpState::new`]), or the one a paused
+    /// subscription left ([`Track::unsubscribe_srtp`]), whose rollover counter the client's
+    /// context has too.
+    pub fn subscribe_secure(
         &self,
         id: u64,
         sink: Sink,
         initial_seq: u16,
         from_recent: bool,
         retransmission: Retransmission,
-        key: Option<SrtpMasterKey>,
+        srtp: Option<SrtpState>,
     ) -> Arc<SinkStats> {
         let stats = Arc::new(SinkStats::default());
         let sub = Arc::new(Subscriber {
             id,
             sink,
-            srtp: key.map(|(k, salt)| Mutex::new(srtp::Context::new(&k, &salt))),
+            srtp: srtp.map(|s| (s.key, Mutex::new(s.context))),
             seq: Mutex::new(SeqState {
                 initial_seq,
                 delta: None,
@@ -653,10 +653,23 @@ impl Track {
 
     /// Removes a client; returns the sequence number a resumed stream should continue from.
     pub fn unsubscribe(&self, id: u64) -> Option<u16> {
+        self.unsubscribe_srtp(id).map(|(seq, _)| seq)
+    }
+
+    /// [`Track::unsubscribe`], with the SRTP state of a secure client: for its BYE, and for a
+    /// resumed stream to continue with (the same key, the same rollover counter).
+    pub fn unsubscribe_srtp(&self, id: u64) -> Option<(u16, Option<SrtpState>)> {
         let gone = self.shards.iter().find_map(|s| s.remove(id))?;
-        let mut seq = gone.seq();
-        seq.removed = true;
-        Some(seq.last.map_or(seq.initial_seq, |l| l.wrapping_add(1)))
+        let resume = {
+            let mut seq = gone.seq();
+            seq.removed = true;
+            seq.last.map_or(seq.initial_seq, |l| l.wrapping_add(1))
+        };
+        let srtp = gone.srtp.as_ref().map(|(key, ctx)| SrtpState {
+            key: *key,
+            context: ctx.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        });
+        Some((resume, srtp))
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -983,6 +996,11 @@ impl Track {
 
     /// Sends RTCP BYE to one client (on TEARDOWN).
     pub fn send_bye(&self, sink: &Sink, client: u64) {
+        self.send_bye_srtp(sink, client, None);
+    }
+
+    /// [`Track::send_bye`], as SRTCP through `srtp` when given (a secure client's).
+    pub fn send_bye_srtp(&self, sink: &Sink, client: u64, srtp: Option<&mut srtp::Context>) {
         let mut out = Vec::new();
         rtcp::write_compound(
             &[
@@ -994,7 +1012,31 @@ impl Track {
             ],
             &mut out,
         );
+        let out = match srtp {
+            None => out,
+            Some(ctx) => match ctx.protect_rtcp(&out) {
+                Some(p) => p,
+                None => return,
+            },
+        };
         send_rtcp(&self.sockets, sink, &out, client);
+    }
+}
+
+/// The SRTP state of a secure subscriber: its key, and the context with the rollover counter
+/// and SRTCP index reached.
+#[derive(Clone)]
+pub struct SrtpState {
+    pub key: SrtpMasterKey,
+    pub context: srtp::Context,
+}
+
+impl SrtpState {
+    pub fn new(key: SrtpMasterKey) -> Self {
+        SrtpState {
+            key,
+            context: srtp::Context::new(&key.0, &key.1),
+        }
     }
 }
 
@@ -1234,6 +1276,83 @@ mod tests {
             v.push((seq_of(&f[4..]).expect("an RTP packet"), f[16]));
         }
         v
+    }
+
+    /// A secure TCP client whose SRTP packets are decrypted as they come, as a player would
+    /// with one context for the whole session: the packets it could read, and how many it
+    /// could not.
+    fn read_srtp(rx: &mut mpsc::Receiver<Vec<u8>>, ctx: &mut srtp::Context) -> (usize, usize) {
+        let (mut ok, mut bad) = (0, 0);
+        while let Ok(f) = rx.try_recv() {
+            match ctx.unprotect_rtp(&f[4..]) {
+                Ok(_) => ok += 1,
+                Err(_) => bad += 1,
+            }
+        }
+        (ok, bad)
+    }
+
+    #[test]
+    fn a_secure_client_resumed_after_its_numbers_wrapped_still_decrypts() {
+        let key: SrtpMasterKey = ([7; 16], [8; 14]);
+        let mut player = srtp::Context::new(&key.0, &key.1);
+        let track = video_track();
+        let (tx, mut rx) = mpsc::channel(4096);
+        let sink = || Sink::Tcp {
+            tx: tx.clone(),
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        };
+        // Starting 500 numbers before the wrap: the rollover counter becomes 1 on the way.
+        let mut seq = ServerSeq(0);
+        let srtp = Some(SrtpState::new(key));
+        track.subscribe_secure(1, sink(), 65_036, true, Retransmission::None, srtp);
+        for i in 0..100 {
+            track.deliver(&access_unit(&mut seq, 10, i == 0, 0));
+        }
+        assert_eq!(read_srtp(&mut rx, &mut player), (1000, 0));
+        // PAUSE: the state is kept; PLAY: the numbering goes on under the same counter.
+        let (resume, state) = track.unsubscribe_srtp(1).expect("subscribed");
+        let state = state.expect("a secure subscriber");
+        assert_eq!(resume, 500, "65,036 + 1,000, wrapped");
+        let fresh = SrtpState::new(key);
+        track.subscribe_secure(1, sink(), resume, false, Retransmission::None, Some(state));
+        track.deliver(&access_unit(&mut seq, 10, true, 0));
+        assert_eq!(read_srtp(&mut rx, &mut player), (10, 0));
+        // What a fresh context (rollover counter 0) would have sent: unreadable.
+        let (resume, _) = track.unsubscribe_srtp(1).expect("subscribed");
+        track.subscribe_secure(1, sink(), resume, false, Retransmission::None, Some(fresh));
+        track.deliver(&access_unit(&mut seq, 10, true, 0));
+        assert_eq!(read_srtp(&mut rx, &mut player), (0, 10));
+    }
+
+    #[test]
+    fn a_secure_client_gets_its_bye_as_srtcp() {
+        let key: SrtpMasterKey = ([7; 16], [8; 14]);
+        let track = video_track();
+        let (tx, mut rx) = mpsc::channel(16);
+        let sink = Sink::Tcp {
+            tx,
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        };
+        let srtp = Some(SrtpState::new(key));
+        track.subscribe_secure(1, sink.clone(), 10, true, Retransmission::None, srtp);
+        let (_, state) = track.unsubscribe_srtp(1).expect("subscribed");
+        let mut state = state.expect("secure");
+        track.send_bye_srtp(&sink, 1, Some(&mut state.context));
+        let frame = rx.try_recv().expect("a BYE");
+        assert_eq!(frame[1], 1, "on the RTCP channel");
+        let mut player = srtp::Context::new(&key.0, &key.1);
+        let clear = player
+            .unprotect_rtcp(&frame[4..])
+            .expect("SRTCP of the key");
+        let packets = livecast_proto::rtcp::parse_compound(&clear).expect("RTCP");
+        assert!(packets.iter().any(|p| matches!(p, RtcpPacket::Bye(_))));
+        // Sent in clear, it would be refused by the player's context.
+        track.send_bye(&sink, 1);
+        let frame = rx.try_recv().expect("a BYE");
+        assert!(player.unprotect_rtcp(&frame[4..]).is_err());
     }
 
     #[test]

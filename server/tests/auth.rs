@@ -179,6 +179,18 @@ fn first_start_prints_the_url_with_credentials_and_the_players_use_it() {
     let all = format!("{out}\n{err}");
     assert!(ok && all.contains("h264"), "mpv: {all}");
     assert!(!all.contains("Errors when loading file"), "mpv: {all}");
+
+    // The live555 library's client (upstream VLC's RTSP stack) with the credentials in its
+    // URL: Digest MD5 from our SHA-256-then-MD5 challenges, no qop.
+    let (ok, out, err) = run_peer(
+        Command::new(common::live555_client()).args(["--seconds", "3", &url]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "live555 client failed: {out}{err}");
+    assert!(
+        common::live555_frames(&out, "video/H264") >= 40,
+        "live555 decoded little: {out}"
+    );
 }
 
 #[test]

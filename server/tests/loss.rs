@@ -62,11 +62,69 @@ fn gstreamer_rtspsrc_recovers_lost_video_from_rtx() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("server.log");
     let server = ns.server(&log);
+    gstreamer_recovers(&ns, &server.url(), &log);
+}
+
+/// The same for a path published into the server (ffmpeg over TCP, spared by the loss): its
+/// H.264 is kept and retransmitted to its viewers as our own video is.
+#[test]
+fn a_published_path_is_retransmitted_too() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let ns = LossyNamespace::new("p", 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let server = ServerProc::start_in_netns(
+        &ns.name,
+        &["--captions", "off", "--size", "160x120", "--fps", "10"],
+        "warn,livecast_server::rtsp_server=debug",
+        std::fs::File::create(&log).expect("server log file").into(),
+    );
+    // Pictures of noise: nearly every video packet is full-sized, so the path drops them.
+    let input = dir.path().join("noise.mkv");
+    let (ok, _, err) = run_peer(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=640x360:rate=25,noise=alls=30:allf=t")
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args([
+                "-t",
+                "4",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-b:v",
+                "1500k",
+            ])
+            .args(["-g", "25", "-bf", "0", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "libopus", "-b:a", "48k"])
+            .arg(&input),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg could not make the input: {err}");
+    let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    let mut publisher = ns
+        .command("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", &cam])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    std::thread::sleep(Duration::from_secs(2));
+    gstreamer_recovers(&ns, &cam, &log);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// GStreamer reads `url` in `ns` for 12 s over UDP: it received retransmissions and
+/// declared lost only a few of the packets the path dropped, which the server's `log` says
+/// it sent again.
+fn gstreamer_recovers(ns: &LossyNamespace, url: &str, log: &std::path::Path) {
     let pipeline = format!(
-        "rtspsrc location={} protocols=udp latency=300 name=src \
+        "rtspsrc location={url} protocols=udp latency=300 name=src \
          src. ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 ! fakesink \
-         src. ! application/x-rtp,media=audio ! fakesink",
-        server.url()
+         src. ! application/x-rtp,media=audio ! fakesink"
     );
     let mut cmd = ns.command("env");
     cmd.args(["GST_DEBUG=rtpjitterbuffer:5", "timeout", "-s", "INT", "12"])
@@ -96,7 +154,7 @@ fn gstreamer_rtspsrc_recovers_lost_video_from_rtx() {
         .lines()
         .filter(|l| l.contains("Received packet") && jb_of(l) == video_jb)
         .count();
-    let sent_again = retransmitted(&log);
+    let sent_again = retransmitted(log);
     eprintln!(
         "dropped {dropped}, GStreamer received {received} video packets, {rtx} retransmitted, \
          declared {lost} lost; the server resent {sent_again:?}"

@@ -223,6 +223,15 @@ fn gstreamer_rtspclientsink_publishes() {
 /// A server with a users file: `viewer` (password `watchpw`, role read) and `publisher` (its
 /// password, role publish); the folder holding the file.
 fn server_with_users(publisher: (&str, &str)) -> (ServerProc, tempfile::TempDir) {
+    server_with_users_and(publisher, &[])
+}
+
+/// [`server_with_users`] with more options (`extra`), its data folder (an RTSPS
+/// certificate's place) in the same temporary folder.
+fn server_with_users_and(
+    publisher: (&str, &str),
+    extra: &[&str],
+) -> (ServerProc, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let users = dir.path().join("users");
     let mut u = Users::default();
@@ -234,7 +243,8 @@ fn server_with_users(publisher: (&str, &str)) -> (ServerProc, tempfile::TempDir)
     u.save(&users).expect("write the users file");
     let mut args = vec!["--users", users.to_str().expect("UTF-8 path")];
     args.extend(SMALL);
-    (ServerProc::start(&args), dir)
+    args.extend(extra);
+    (ServerProc::start_with_data_home(&args, dir.path()), dir)
 }
 
 #[test]
@@ -256,6 +266,33 @@ fn publishing_needs_the_publish_role() {
 
     let publisher = ffmpeg_publisher(&input, &url("cam:camerapw"), "tcp");
     assert_h264_320x240_and_opus(&probe(&url("viewer:watchpw")));
+    stop(publisher);
+}
+
+/// Publishing over RTSPS (TLS, media interleaved in it), as ffmpeg does with `rtsps://`,
+/// needs the same publish role; the path is watched over plain RTSP.
+#[test]
+fn ffmpeg_publishes_over_rtsps_with_the_publish_role() {
+    let tls_port = common::free_port();
+    let tls = format!("127.0.0.1:{tls_port}");
+    let (server, dir) = server_with_users_and(("cam", "camerapw"), &["--tls-listen", &tls]);
+    let input = h264_opus_mkv(dir.path());
+    let secure = |cred: &str| format!("rtsps://{cred}@{tls}/cam");
+    let mut refused = Command::new("ffmpeg");
+    refused
+        .args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(secure("viewer:watchpw"));
+    let (ok, _, err) = run_peer(&mut refused, Duration::from_secs(30));
+    assert!(
+        !ok && err.contains("403"),
+        "a read-only user published: {err}"
+    );
+    let publisher = ffmpeg_publisher(&input, &secure("cam:camerapw"), "tcp");
+    let viewer = format!("rtsp://viewer:watchpw@127.0.0.1:{}/cam", server.port);
+    assert_h264_320x240_and_opus(&probe(&viewer));
+    ffmpeg_decodes(&viewer, "tcp", 50);
     stop(publisher);
 }
 

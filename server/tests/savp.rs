@@ -2,7 +2,9 @@
 //! description over TLS offers SRTP keyed by MIKEY; GStreamer's rtspsrc plays it over UDP
 //! and interleaved; a tcpdump capture of the UDP media holds no clear H.264 (the SPS that a
 //! capture of plain RTP shows is not there); a garbage `KeyMgmt` or another crypto suite gets
-//! `463` while a viewer keeps watching.
+//! `463` while a viewer keeps watching; PAUSE and PLAY go on with the same SRTP context (a
+//! fresh one restarts the SRTCP index, which the client's context refuses as replayed) and
+//! TEARDOWN brings a BYE as SRTCP.
 
 mod common;
 
@@ -207,4 +209,114 @@ fn bad_key_management_gets_463_and_disturbs_no_viewer() {
     });
     let (frames, err) = watcher.join().expect("the watcher");
     assert!(frames >= 60, "the SRTP viewer got {frames} frames: {err}");
+}
+
+/// The interleaved frames that `c` got (kept while waiting for responses, and read for `d`).
+async fn read_for(c: &mut RtspConn, d: Duration) -> Vec<livecast_proto::rtsp::InterleavedFrame> {
+    let until = tokio::time::Instant::now() + d;
+    let mut got = std::mem::take(&mut c.pending_data);
+    while let Ok(Ok(m)) = tokio::time::timeout_at(until, c.read_message()).await {
+        if let livecast_proto::rtsp::Message::Data(f) = m {
+            got.push(f);
+        }
+    }
+    got
+}
+
+/// Decrypts every interleaved frame of `frames` with the server's key: (RTP read, RTCP read,
+/// RTCP that held a BYE); panics on any packet that does not decrypt.
+fn decrypt_all(
+    frames: Vec<livecast_proto::rtsp::InterleavedFrame>,
+    ctx: &mut livecast_proto::srtp::Context,
+) -> (usize, usize, usize) {
+    let (mut rtp, mut rtcp, mut bye) = (0, 0, 0);
+    for f in frames {
+        if f.channel == 0 {
+            ctx.unprotect_rtp(&f.payload).expect("SRTP of the key");
+            rtp += 1;
+        } else {
+            let clear = ctx
+                .unprotect_rtcp(&f.payload)
+                .expect("SRTCP, never replayed");
+            let packets = livecast_proto::rtcp::parse_compound(&clear).expect("RTCP");
+            rtcp += 1;
+            if packets
+                .iter()
+                .any(|p| matches!(p, livecast_proto::rtcp::RtcpPacket::Bye(_)))
+            {
+                bye += 1;
+            }
+        }
+    }
+    (rtp, rtcp, bye)
+}
+
+#[test]
+fn pause_and_play_continue_the_srtp_context_and_teardown_sends_an_srtcp_bye() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (_server, tls_port) = tls_server(data.path());
+    let url = format!("rtsps://127.0.0.1:{tls_port}/live");
+    let good = MikeyMessage::srtp(1, &[0], vec![7; 30], 0, vec![1; 16]).key_mgmt();
+    runtime().block_on(async {
+        let mut c = RtspConn::connect(&url).await.expect("TLS connect");
+        let r = c
+            .request(Request::new(Method::Describe, url.clone()))
+            .await
+            .expect("DESCRIBE");
+        let sdp = livecast_proto::sdp::parse(&String::from_utf8_lossy(&r.body)).expect("SDP");
+        let km = sdp.media[0].attribute("key-mgmt").expect("a key");
+        let (key, salt) = MikeyMessage::from_key_mgmt(km)
+            .expect("MIKEY")
+            .master_key()
+            .expect("a key");
+        // One context for the whole session, as a player keeps it.
+        let mut ctx = livecast_proto::srtp::Context::new(&key, &salt);
+        let r = c
+            .request(
+                Request::new(Method::Setup, format!("{url}/trackID=0"))
+                    .header("Transport", "RTP/SAVPF/TCP;unicast;interleaved=0-1")
+                    .header(
+                        "KeyMgmt",
+                        format!(
+                            "prot=mikey; uri=\"{url}/trackID=0\"; data=\"{}\"",
+                            &good["mikey ".len()..]
+                        ),
+                    ),
+            )
+            .await
+            .expect("SETUP");
+        assert_eq!(r.status.0, 200, "{r:?}");
+        for round in 0..2 {
+            let r = c
+                .request(Request::new(Method::Play, url.clone()))
+                .await
+                .expect("PLAY");
+            assert_eq!(r.status.0, 200, "{r:?}");
+            let frames = read_for(&mut c, Duration::from_millis(1500)).await;
+            let (rtp, rtcp, _) = decrypt_all(frames, &mut ctx);
+            // A fresh context after the pause would restart the SRTCP index at 0: replayed.
+            assert!(
+                rtp > 10 && rtcp >= 1,
+                "round {round}: {rtp} RTP, {rtcp} RTCP"
+            );
+            let r = c
+                .request(Request::new(Method::Pause, url.clone()))
+                .await
+                .expect("PAUSE");
+            assert_eq!(r.status.0, 200, "{r:?}");
+        }
+        let r = c
+            .request(Request::new(Method::Play, url.clone()))
+            .await
+            .expect("PLAY");
+        assert_eq!(r.status.0, 200, "{r:?}");
+        let r = c
+            .request(Request::new(Method::Teardown, url.clone()))
+            .await
+            .expect("TEARDOWN");
+        assert_eq!(r.status.0, 200, "{r:?}");
+        let frames = read_for(&mut c, Duration::from_millis(1000)).await;
+        let (_, _, bye) = decrypt_all(frames, &mut ctx);
+        assert_eq!(bye, 1, "one BYE, as SRTCP");
+    });
 }

@@ -17,8 +17,8 @@ use serde::Serialize;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Stream URL: rtsp://, or rtsps:// (TLS, any certificate; media interleaved, so --tcp
-    /// is implied).
+    /// Stream URL: rtsp://, or rtsps:// (TLS, any certificate; media as SRTP over UDP,
+    /// `RTP/SAVP(F)`, or interleaved in the TLS connection with --tcp).
     #[arg(long, default_value = "rtsp://127.0.0.1:8554/live")]
     url: String,
     /// Number of concurrent sessions.
@@ -202,7 +202,7 @@ async fn run(args: &Args, receiver: Arc<UdpReceiver>) -> anyhow::Result<Summary>
     let ramp = Duration::from_millis(args.ramp_ms * args.clients as u64);
     let opts = ClientOptions {
         url: args.url.clone(),
-        transport: if args.tcp || args.url.to_ascii_lowercase().starts_with("rtsps:") {
+        transport: if args.tcp {
             TransportKind::Tcp
         } else {
             TransportKind::Udp

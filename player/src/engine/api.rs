@@ -121,6 +121,9 @@ pub enum ConnState {
     Ended,
     /// Gave up (bad URL, 404, unsupported stream).
     Failed(String),
+    /// The server wants a user name and password we don't have, or refused ours (401): the
+    /// window asks for them.
+    Unauthorized(String),
     /// Call mode: the peer does not answer yet; retrying every second. `reason` is the last
     /// attempt's error (empty before the first).
     Calling { attempt: u32, reason: String },

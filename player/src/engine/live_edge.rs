@@ -17,9 +17,23 @@
 //! The live limit at `now_us` is then `now_us − floor − delay`, a media time that advances
 //! with the local clock, not only when data arrives: a frame that arrives on time waits just
 //! the delay, and one that arrives late (the limit is past the newest data) is shown as soon
-//! as it is decoded. The delay rises at once with a late arrival (it is in the window) and
-//! falls back [`WINDOW_US`] after the late arrivals stop. On loopback it sits at a few ms; a
-//! network with 30 ms of jitter gets about 35 ms.
+//! as it is decoded. On loopback it sits at a few ms; a network with 30 ms of jitter gets
+//! about 35 ms.
+//!
+//! The delay rises at once with a late arrival (it is in the window; with a quarter of the
+//! jitter on top as headroom, at most [`MAX_HEADROOM_US`]). How it falls depends on whether
+//! the lateness recurs. Every change costs the viewer something: a rise holds the playhead
+//! (audio has nothing to play: a gap heard), a fall makes it skip ahead.
+//! * A one-off late burst (a scheduling hiccup, a Wi-Fi scan) is forgotten once it has left
+//!   the window: the delay falls back [`WINDOW_US`] after it.
+//! * Rises more than [`RECUR_GAP_US`] apart within [`HOLD_US`] are a lossy path: every lost
+//!   packet that is retransmitted arrives a round trip late and holds the ones behind it in
+//!   the jitter buffer, so the window's percentile swings with each loss. Then the delay
+//!   falls only after a hold without a rise, in one step, to the most the window asked for
+//!   during that hold, and only if that is more than [`FALL_MIN_US`] less: it settles at what
+//!   recovery needs and stays there while losses go on, and goes back down within two holds
+//!   once the path is clean (a hold that needed little more than the minimum ends the
+//!   episode).
 
 use std::collections::VecDeque;
 
@@ -33,6 +47,14 @@ pub const AUDIO_JITTER_PERCENTILE: f64 = 0.99;
 pub const MARGIN_US: i64 = 5_000;
 pub const MIN_DELAY_US: i64 = 5_000;
 pub const MAX_DELAY_US: i64 = 500_000;
+/// The delay falls back (to what the window then says) only this long after it last rose...
+pub const HOLD_US: i64 = 5_000_000;
+/// ... and only if that is this much less: a few ms of latency are not worth a skip.
+pub const FALL_MIN_US: i64 = 10_000;
+/// Rises this far apart (within a hold) mean the lateness recurs.
+pub const RECUR_GAP_US: i64 = 500_000;
+/// A rise adds a quarter of the jitter on top, at most this.
+pub const MAX_HEADROOM_US: i64 = 20_000;
 /// At most this many samples are kept (the window at 100 arrivals/s, and then some).
 const MAX_SAMPLES: usize = 512;
 
@@ -48,6 +70,14 @@ pub struct LiveEdge {
     floor_us: i64,
     jitter_us: i64,
     delay_us: i64,
+    /// When the delay last rose, or the last hold ended.
+    raised_at_us: i64,
+    /// The largest delay the window asked for since then.
+    worst_us: i64,
+    /// Late arrivals recur (a lossy path): the delay is held ([`HOLD_US`]).
+    recurrent: bool,
+    /// When the delay last rose for a late arrival (not the first one's setting).
+    last_rise_us: Option<i64>,
     /// Scratch space for the percentile.
     sorted: Vec<i64>,
 }
@@ -73,12 +103,17 @@ impl LiveEdge {
             floor_us: 0,
             jitter_us: 0,
             delay_us: 0,
+            raised_at_us: 0,
+            worst_us: 0,
+            recurrent: false,
+            last_rise_us: None,
             sorted: Vec::new(),
         }
     }
 
     /// A unit of media time `time_us` arrived by `now_us`.
     pub fn arrived(&mut self, time_us: i64, now_us: i64) {
+        let first = !self.started;
         self.started = true;
         while self
             .samples
@@ -95,7 +130,40 @@ impl LiveEdge {
         self.floor_us = self.sorted[0];
         let k = ((self.sorted.len() - 1) as f64 * self.percentile).round() as usize;
         self.jitter_us = self.sorted[k] - self.floor_us;
-        self.delay_us = (self.jitter_us + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
+        let wanted = (self.jitter_us + MARGIN_US).clamp(MIN_DELAY_US, MAX_DELAY_US);
+        self.worst_us = self.worst_us.max(wanted);
+        let since_rise = now_us - self.raised_at_us;
+        if first || wanted > self.delay_us {
+            // Late again, well after the last rise but within a hold: the lateness recurs.
+            if let Some(prev) = self.last_rise_us.filter(|_| !first) {
+                let gap = now_us - prev;
+                if gap > RECUR_GAP_US && gap <= HOLD_US {
+                    self.recurrent = true;
+                }
+            }
+            if !first {
+                self.last_rise_us = Some(now_us);
+            }
+            // Some headroom, so that the next arrival a little later does not stall again.
+            let headroom = (self.jitter_us / 4).min(MAX_HEADROOM_US);
+            self.delay_us = (wanted + headroom).min(MAX_DELAY_US);
+            self.raised_at_us = now_us;
+            self.worst_us = wanted;
+        } else if self.recurrent {
+            if since_rise > HOLD_US {
+                // A hold has passed: down to the worst it needed, if that is much less.
+                if self.worst_us + FALL_MIN_US < self.delay_us {
+                    self.delay_us = self.worst_us;
+                }
+                // A clean hold ends the episode.
+                self.recurrent = self.worst_us > MIN_DELAY_US + FALL_MIN_US;
+                self.raised_at_us = now_us;
+                self.worst_us = wanted;
+            }
+        } else if since_rise > WINDOW_US {
+            // A one-off late burst (a scheduling hiccup) has left the window: back down.
+            self.delay_us = wanted;
+        }
     }
 
     /// The playout delay behind the fastest arrival, once something arrived.
@@ -175,8 +243,10 @@ mod tests {
         // 30 ms of jitter: the delay covers 95 % of it plus the margin.
         feed(&mut le, &mut rng, 0, 10_000_000, 30_000);
         let d = le.delay_us().unwrap();
-        assert!((31_000..=35_000).contains(&d), "{d}");
-        // Loopback-like again: 2 ms of jitter. After the window the delay is small.
+        // 95 % of 30 ms, the margin, and a quarter of the jitter as headroom.
+        assert!((31_000..=45_000).contains(&d), "{d}");
+        // Loopback-like again: 2 ms of jitter. The delay holds, then falls once (the first
+        // hold that ends may still have the jittery arrivals in its window).
         feed(
             &mut le,
             &mut rng,
@@ -184,8 +254,50 @@ mod tests {
             10_000_000 + WINDOW_US + 100_000,
             2_000,
         );
+        assert_eq!(le.delay_us(), Some(d), "held");
+        feed(
+            &mut le,
+            &mut rng,
+            10_000_000 + WINDOW_US + 100_000,
+            10_000_000 + 2 * HOLD_US + WINDOW_US,
+            2_000,
+        );
         let d = le.delay_us().unwrap();
-        assert!((5_000..=7_000).contains(&d), "{d}");
+        assert!((5_000..=8_000).contains(&d), "{d}");
+    }
+
+    /// 5 % of the packets lost and retransmitted a round trip later (50-90 ms late, with the
+    /// packets behind each held as long in the jitter buffer): after the first losses the
+    /// delay stops moving, where without the hold it went up and down with every loss.
+    #[test]
+    fn under_steady_loss_the_delay_settles_and_stays() {
+        let mut le = LiveEdge::covering(AUDIO_JITTER_PERCENTILE);
+        let mut rng = Rng(0x10_55);
+        let mut changes = Vec::new();
+        let (mut capture, mut held_until) = (0, 0);
+        let mut last = None;
+        while capture < 60_000_000 {
+            let mut arrival = capture + 1_007_000 + rng.below(2_000);
+            if rng.below(100) < 5 {
+                held_until = arrival + 50_000 + rng.below(40_000);
+            }
+            arrival = arrival.max(held_until);
+            le.arrived(capture, arrival);
+            let d = le.delay_us();
+            if d != last && capture > 10_000_000 {
+                changes.push((capture, d));
+            }
+            last = d;
+            capture += 20_000;
+        }
+        let d = le.delay_us().unwrap();
+        assert!(d >= 80_000, "covers the recovery: {d}");
+        assert!(changes.len() <= 3, "changed after settling: {changes:?}");
+        // The path clean again: back down within two holds.
+        let end = capture + 2 * HOLD_US + WINDOW_US;
+        feed(&mut le, &mut rng, capture, end, 0);
+        let d = le.delay_us().unwrap();
+        assert!(d < MIN_DELAY_US + FALL_MIN_US, "{d}");
     }
 
     #[test]
@@ -198,7 +310,7 @@ mod tests {
             let capture = 3_000_000 + i * 20_000;
             le.arrived(capture, capture + 1_007_000 + 80_000);
         }
-        assert_eq!(le.delay_us(), Some(80_000 + MARGIN_US));
+        assert_eq!(le.delay_us(), Some(80_000 + MARGIN_US + 80_000 / 4));
 
         // Audio's edge covers 99 %: two late arrivals of 100 are enough.
         let mut le = LiveEdge::covering(AUDIO_JITTER_PERCENTILE);
@@ -207,7 +319,29 @@ mod tests {
             let capture = 3_000_000 + i * 20_000;
             le.arrived(capture, capture + 1_007_000 + 80_000);
         }
-        assert_eq!(le.delay_us(), Some(80_000 + MARGIN_US));
+        assert_eq!(le.delay_us(), Some(80_000 + MARGIN_US + 80_000 / 4));
+    }
+
+    /// One late burst (the player stalled 300 ms) is not a lossy path: forgotten once it has
+    /// left the window, with no hold.
+    #[test]
+    fn a_one_off_late_burst_is_forgotten_after_the_window() {
+        let mut le = LiveEdge::new();
+        let mut rng = Rng(7);
+        feed(&mut le, &mut rng, 0, 3_000_000, 0);
+        let burst_at = 3_000_000 + 300_000 + 1_007_000;
+        for i in 0..15 {
+            le.arrived(3_000_000 + i * 20_000, burst_at);
+        }
+        assert!(le.delay_us().unwrap() > 200_000);
+        feed(
+            &mut le,
+            &mut rng,
+            3_300_000,
+            3_300_000 + WINDOW_US + 100_000,
+            0,
+        );
+        assert_eq!(le.delay_us(), Some(MIN_DELAY_US.max(MARGIN_US)));
     }
 
     #[test]

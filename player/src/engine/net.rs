@@ -44,11 +44,18 @@
 //! Authentication: Digest (MD5 or SHA-256) with [`NetConfig::credentials`] or the URL's,
 //! answered by the client state machine; a wrong password or none ends the session (fatal).
 //!
-//! RTSPS (`rtsps://`, [`tls`]): TLS with the media interleaved in it; the server's certificate
-//! trusted on first use (its fingerprint kept in a known-hosts file) or verified by a CA.
+//! RTSPS (`rtsps://`, [`tls`]): TLS; the server's certificate trusted on first use (its
+//! fingerprint kept in a known-hosts file) or verified by a CA. The media come as SRTP over UDP
+//! when the description offers keys (`a=key-mgmt:mikey`) and the transport is not TCP: the
+//! state machine sets the tracks up as `RTP/SAVP(F)` with our key, and here one SRTP context
+//! of the server's key unprotects every packet before the RTP/RTCP parsers see it (a packet
+//! that fails is counted in [`NetStats::srtp_rejected`] and dropped), one of ours protects
+//! every RTCP packet we send (receiver reports, NACK, PLI, BYE, the NAT-opening reports).
+//! Otherwise (no keys, `--transport tcp`, or the fallback) they come interleaved in the TLS
+//! connection. Never SRTP on `rtsp://`, never plain RTP beside TLS.
 //!
-//! Limitations: no Basic authentication, no SRTP, no RTSP over HTTP, no RTSP 2.0, no
-//! multicast.
+//! Limitations: no Basic authentication, no SRTP over plain RTSP, no RTSP over HTTP, no RTSP
+//! 2.0, no multicast.
 
 mod conn;
 mod describe;
@@ -91,6 +98,11 @@ pub struct NetStats {
     pub bitrate_bps: f64,
     /// Media comes interleaved on the RTSP connection.
     pub tcp: bool,
+    /// Media comes as SRTP over UDP (`rtsps://`, `RTP/SAVP(F)` keyed by MIKEY).
+    pub srtp: bool,
+    /// SRTP/SRTCP packets dropped: failed authentication (altered, or another key), replays,
+    /// too short.
+    pub srtp_rejected: u64,
     /// The jitter buffer's current wait for missing packets, video track, ms.
     pub jitter_delay_ms: f64,
     /// Retransmissions asked for (sequence numbers named in RTCP generic NACKs; a number

@@ -39,6 +39,10 @@ pub struct RtpReport {
     pub packets_lost: i64,
     pub jitter_ms: f64,
     pub tcp: bool,
+    /// Media came as SRTP over UDP (`rtsps://`).
+    pub srtp: bool,
+    /// SRTP/SRTCP packets dropped (failed authentication, replays).
+    pub srtp_rejected: u64,
     /// Retransmissions asked for (sequence numbers in RTCP generic NACKs, each request
     /// counted).
     pub nack_sent: u64,

@@ -122,6 +122,12 @@ pub fn run(cfg: EngineConfig, opts: GuiOptions) -> anyhow::Result<()> {
         if let Some(p) = &cfg.captions_out {
             player.export_path = p.clone();
         }
+        player.restart = Some(cfg.clone());
+        player.login.user = cfg
+            .credentials
+            .as_ref()
+            .map(|c| c.user.clone())
+            .unwrap_or_default();
         App::new(Screen::Player(player))
     };
     iced::application(boot, App::update, App::view)

@@ -69,6 +69,26 @@ impl LivecastServer {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// Also answers RTSPS on `addr` (port 0: any) with `tls`; returns where.
+    pub fn serve_tls(
+        &mut self,
+        addr: SocketAddr,
+        tls: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> SocketAddr {
+        let (Some(running), Some(rt)) = (self.running.as_mut(), self.rt.as_ref()) else {
+            panic!("the server was stopped");
+        };
+        let _in_runtime = rt.enter();
+        running.serve_tls(&[addr], tls).expect("an RTSPS listener")[0]
+    }
+
+    /// The UDP ports its tracks send from: a capture filter for this server's media only.
+    pub fn udp_ports(&self) -> Vec<u16> {
+        self.running
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.rtsp.udp_ports())
+    }
+
     pub fn session_count(&self) -> usize {
         self.running.as_ref().map_or(0, |r| r.rtsp.session_count())
     }

@@ -60,9 +60,15 @@
 //! the challenge says `stale=TRUE` (then it is answered with the new nonce); without
 //! credentials a `401` ends it at once, saying how to give them.
 //!
-//! `rtsps://` URLs: [`Output::Connect`] asks for TLS, the media come interleaved from the first
-//! SETUP (never UDP beside an encrypted connection), and the shell's verdict on the server's
-//! certificate comes back as [`Input::Untrusted`] when it refuses it (the session ends).
+//! `rtsps://` URLs: [`Output::Connect`] asks for TLS, and the shell's verdict on the server's
+//! certificate comes back as [`Input::Untrusted`] when it refuses it (the session ends). Plain
+//! RTP never goes beside an encrypted connection: when every track of the description offers
+//! an SRTP key (`RTP/SAVP(F)` with `a=key-mgmt:mikey`, RFC 4567 §3.1) and the transport is not
+//! TCP, the tracks are set up as `RTP/SAVP(F)` over UDP with our own key in a `KeyMgmt`
+//! header (RFC 4567 §3.3; a key per connection from a CSPRNG the shell seeds,
+//! [`Client::set_key_seed`]), and [`ClientEvent::TransportChosen`] hands the shell both keys
+//! ([`SrtpKeys`]); otherwise, and as the fallback of [`TransportMode::Auto`] (SETUP refused, or
+//! nothing within [`Timers::udp_grace`]), media come interleaved in the TLS connection.
 //!
 //! Adding to it later, as states and events rather than shell code:
 //! - RECORD (publishing, §10.11): an ANNOUNCE step after OPTIONS instead of DESCRIBE, SETUP
@@ -73,12 +79,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::rngs::{SmallRng, StdRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 use super::auth::{
     preferred_challenge, Authorization, DigestChallenge, DigestCredentials, WwwAuthenticate,
 };
+use super::server::SrtpMasterKey;
 use super::url::{self, RtspUrl};
 use super::{
     CSeq, Header, Method, Public, Request, Response, RtpInfo, Session, StatusCode, Transport,
@@ -406,7 +413,7 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Open a TCP connection (closing any current one and every UDP socket); `tls` for an
-    /// `rtsps://` URL: TLS on it, media interleaved in it.
+    /// `rtsps://` URL: TLS on it, media as SRTP over UDP or interleaved in it (module docs).
     Connect {
         host: String,
         port: u16,
@@ -453,6 +460,21 @@ pub enum TrackLink {
     },
 }
 
+/// The SRTP keys (AES_CM_128_HMAC_SHA1_80, RFC 3711) of a track set up as `RTP/SAVP(F)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// The server's, from the description's `a=key-mgmt`: unprotects what it sends.
+    pub receive: SrtpMasterKey,
+    /// Ours, sent in SETUP's `KeyMgmt`: protects the RTCP we send.
+    pub send: SrtpMasterKey,
+}
+
+impl std::fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SrtpKeys { <hidden> }")
+    }
+}
+
 /// `RTP-Info` (§12.33) of a PLAY response, per track.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrackRtpInfo {
@@ -466,8 +488,11 @@ pub struct TrackRtpInfo {
 pub enum End {
     /// Told to stop.
     Stopped,
-    /// Retrying cannot help (bad URL, 404, 401, no playable track ...).
+    /// Retrying cannot help (bad URL, 404, no playable track ...).
     Failed(String),
+    /// The server wants a user name and password we were not given, or refused ours (401):
+    /// retrying as is cannot help, asking the viewer for them can.
+    Unauthorized(String),
     /// Call mode: the peer hung up or is gone after it had answered.
     CallEnded(String),
 }
@@ -496,11 +521,13 @@ pub enum ClientEvent {
     },
     /// SETUP of every track starts again over `tcp` or UDP: drop old links and receive state.
     TracksReset { tcp: bool },
-    /// A track is set up; `ssrc` is the one the server announced.
+    /// A track is set up; `ssrc` is the one the server announced; `srtp` when it is
+    /// `RTP/SAVP(F)` (RTSPS over UDP): every packet of the link is SRTP/SRTCP.
     TransportChosen {
         track: usize,
         link: TrackLink,
         ssrc: Option<u32>,
+        srtp: Option<SrtpKeys>,
     },
     /// A PLAY was answered 200 (first or resume).
     Playing { rtp_info: Vec<TrackRtpInfo> },
@@ -534,6 +561,8 @@ pub enum ClientEvent {
 enum Outcome {
     Stopped,
     Fatal(String),
+    /// A 401 that credentials (other ones, or any) would answer.
+    Unauthorized(String),
     Lost(String),
     /// The peer hung up (call mode).
     Hangup(String),
@@ -611,6 +640,10 @@ struct Attempt {
     tracks: Vec<TrackInfo>,
     /// Per track: UDP rather than interleaved TCP.
     udp: Vec<bool>,
+    /// RTSPS with SRTP over UDP: the server's key per track and ours (this connection's).
+    srtp: Option<(Vec<SrtpMasterKey>, SrtpMasterKey)>,
+    /// The URL is `rtsps://`.
+    tls: bool,
     awaiting: Option<Awaiting>,
     /// Requests answered whenever: what, the deadline for an answer, when sent.
     pending: BTreeMap<u32, (Async, Option<Instant>, Instant)>,
@@ -696,6 +729,8 @@ impl Attempt {
             aggregate: None,
             tracks: Vec::new(),
             udp: Vec::new(),
+            srtp: None,
+            tls: false,
             awaiting: None,
             pending: BTreeMap::new(),
             in_flight: 0,
@@ -748,6 +783,8 @@ pub struct Client {
     /// The URL as given (each attempt starts from it; a redirect lasts one attempt).
     url: String,
     rng: SmallRng,
+    /// Our SRTP keys: a CSPRNG, seeded by the shell from OS entropy ([`Client::set_key_seed`]).
+    key_rng: StdRng,
     out: VecDeque<Output>,
     last_now: Instant,
     step: Step,
@@ -795,6 +832,7 @@ impl Client {
             cfg,
             url: url.to_owned(),
             rng: SmallRng::seed_from_u64(seed),
+            key_rng: StdRng::seed_from_u64(!seed),
             out: VecDeque::new(),
             last_now: now,
             step: Step::Idle { until: now },
@@ -821,6 +859,17 @@ impl Client {
             c.start_attempt();
         }
         c
+    }
+
+    /// Seeds the generator of our SRTP keys (RTSPS over UDP) with 32 bytes of OS entropy;
+    /// without it they come from the 64-bit seed of [`Client::new`], good for tests only.
+    pub fn set_key_seed(&mut self, seed: [u8; 32]) {
+        self.key_rng = StdRng::from_seed(seed);
+    }
+
+    /// Media comes (or will come) as SRTP over UDP (RTSPS, `RTP/SAVP(F)`).
+    pub fn is_srtp(&self) -> bool {
+        self.a.srtp.is_some() && !self.tcp
     }
 
     /// The next thing to do; [`Output::Timeout`] when nothing is left for now.
@@ -961,11 +1010,13 @@ impl Client {
                     // the server may answer with RFC 4588 retransmissions.
                     let avpf =
                         self.cfg.nack.enabled && self.a.tracks.get(track).is_some_and(|t| t.nack);
+                    let secure = self.a.srtp.is_some();
                     let spec = TransportSpec {
-                        profile: if avpf {
-                            TransportProfile::RtpAvpf
-                        } else {
-                            TransportProfile::RtpAvp
+                        profile: match (secure, avpf) {
+                            (false, false) => TransportProfile::RtpAvp,
+                            (false, true) => TransportProfile::RtpAvpf,
+                            (true, false) => TransportProfile::Other("RTP/SAVP".into()),
+                            (true, true) => TransportProfile::Other("RTP/SAVPF".into()),
                         },
                         client_port: Some((rtp_port, rtcp_port)),
                         ..TransportSpec::default()
@@ -1135,8 +1186,8 @@ impl Client {
         match RtspUrl::parse(&self.a.url) {
             Ok(u) => {
                 self.step = Step::Connecting;
-                // Over TLS, media comes interleaved (plain UDP would bypass the encryption).
-                self.tcp |= u.tls;
+                // Over TLS, UDP only as SRTP: decided once the description is known.
+                self.a.tls = u.tls;
                 self.out.push_back(Output::Connect {
                     host: u.host,
                     port: u.port,
@@ -1226,6 +1277,7 @@ impl Client {
         let reason = match outcome {
             Outcome::Stopped => return self.end(End::Stopped),
             Outcome::Fatal(msg) => return self.end(End::Failed(msg)),
+            Outcome::Unauthorized(msg) => return self.end(End::Unauthorized(msg)),
             Outcome::Lost(r) | Outcome::Hangup(r) => r,
         };
         if self.cfg.call {
@@ -1570,7 +1622,7 @@ impl Client {
                 "{what}: the server requires a user name and password (401): give them in the URL \
                  (rtsp://USER:PASSWORD@HOST:PORT/PATH) or with --user and --password-file"
             );
-            return self.finish(Outcome::Fatal(why), now);
+            return self.finish(Outcome::Unauthorized(why), now);
         }
         // Once challenged, every request of the connection carried credentials.
         let had_credentials = self.a.challenge.is_some();
@@ -1579,7 +1631,7 @@ impl Client {
             let why = format!(
                 "{what}: the server refused user {user:?} (401): wrong user name or password"
             );
-            return self.finish(Outcome::Fatal(why), now);
+            return self.finish(Outcome::Unauthorized(why), now);
         }
         self.a.challenge = Some(ch);
         req.headers.remove(Authorization::NAME);
@@ -1678,6 +1730,31 @@ impl Client {
             let why = self.cfg.no_playable_track.clone();
             return self.finish(Outcome::Fatal(why), now);
         }
+        self.a.srtp = None;
+        if self.a.tls && !self.tcp {
+            let keys: Option<Vec<SrtpMasterKey>> = self
+                .a
+                .tracks
+                .iter()
+                .map(|t| offered_key(&session, t.media_index))
+                .collect();
+            match keys {
+                Some(keys) => {
+                    let mut ours: SrtpMasterKey = Default::default();
+                    self.key_rng.fill_bytes(&mut ours.0);
+                    self.key_rng.fill_bytes(&mut ours.1);
+                    self.a.srtp = Some((keys, ours));
+                }
+                None if self.cfg.transport == TransportMode::Udp => {
+                    let why = "the server offers no SRTP key (a=key-mgmt:mikey) for every \
+                        track, and plain RTP never goes beside TLS: use TCP or auto"
+                        .to_owned();
+                    return self.finish(Outcome::Fatal(why), now);
+                }
+                // Media interleaved in the TLS connection.
+                None => self.tcp = true,
+            }
+        }
         self.a.keepalive = if self.a.public.contains(&Method::GetParameter) {
             Method::GetParameter
         } else {
@@ -1727,11 +1804,32 @@ impl Client {
     }
 
     fn send_setup(&mut self, track: usize, spec: TransportSpec, now: Instant) {
-        let Some(t) = self.a.tracks.get(track) else {
+        let Some(control) = self.a.tracks.get(track).map(|t| t.control.clone()) else {
             return;
         };
-        let req = Request::new(Method::Setup, t.control.as_str()).typed(&Transport(vec![spec]));
+        let secure = spec.profile.is_secure();
+        let mut req = Request::new(Method::Setup, control.as_str()).typed(&Transport(vec![spec]));
+        if let (true, Some((_, ours))) = (secure, &self.a.srtp) {
+            let km = self.key_mgmt(&control, *ours);
+            req = req.header("KeyMgmt", km);
+        }
         self.send_blocking(req, now);
+    }
+
+    /// A `KeyMgmt` header (RFC 4567 §3.3) carrying `key` for the stream at `uri`: a MIKEY
+    /// message (RFC 3830) whose crypto session names SSRC 0 (the server takes the key for
+    /// whatever SRTCP we send) and timestamp 0 (no wall clock here; the server keeps no
+    /// replay cache of MIKEY messages).
+    fn key_mgmt(&mut self, uri: &str, key: SrtpMasterKey) -> String {
+        let mut tek = Vec::with_capacity(key.0.len() + key.1.len());
+        tek.extend_from_slice(&key.0);
+        tek.extend_from_slice(&key.1);
+        let mut rand = vec![0u8; 16];
+        self.key_rng.fill_bytes(&mut rand);
+        let msg = crate::mikey::MikeyMessage::srtp(self.key_rng.next_u32(), &[0], tek, 0, rand);
+        let value = msg.key_mgmt();
+        let data = value.strip_prefix("mikey ").unwrap_or(&value);
+        format!("prot=mikey; uri=\"{uri}\"; data=\"{data}\"")
     }
 
     fn on_setup_response(&mut self, track: usize, resp: Response, now: Instant) {
@@ -1786,7 +1884,19 @@ impl Client {
         if let Some(u) = self.a.udp.get_mut(track) {
             *u = udp;
         }
-        self.emit(ClientEvent::TransportChosen { track, link, ssrc });
+        let srtp = match &self.a.srtp {
+            Some((keys, ours)) if udp => keys.get(track).map(|&k| SrtpKeys {
+                receive: k,
+                send: *ours,
+            }),
+            _ => None,
+        };
+        self.emit(ClientEvent::TransportChosen {
+            track,
+            link,
+            ssrc,
+            srtp,
+        });
         if udp {
             self.emit(ClientEvent::NatPunch { track });
         }
@@ -1983,6 +2093,24 @@ pub fn select_tracks(
         });
     }
     out
+}
+
+/// The SRTP key the description offers for media section `mi`: `RTP/SAVP(F)` with an
+/// `a=key-mgmt:mikey` (the medium's, else the session's) holding one
+/// AES_CM_128_HMAC_SHA1_80 master key and salt.
+fn offered_key(sd: &SessionDescription, mi: usize) -> Option<SrtpMasterKey> {
+    let m = sd.media.get(mi)?;
+    if !m.proto.to_ascii_uppercase().starts_with("RTP/SAVP") {
+        return None;
+    }
+    let value = m
+        .attribute("key-mgmt")
+        .or_else(|| sd.attribute("key-mgmt"))?;
+    let msg = crate::mikey::MikeyMessage::from_key_mgmt(value).ok()?;
+    if !msg.policies.iter().all(|p| p.is_aes_cm_128_hmac_sha1_80()) {
+        return None;
+    }
+    msg.master_key()
 }
 
 /// Whether an `RTP-Info` URL names the stream set up at `control` (same URL, or the same last

@@ -114,6 +114,12 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 /// stream needs with a retry or two, and a bound on what one client can make us send.
 pub const RETRANSMISSIONS_PER_SECOND: u32 = 100;
 
+/// How long the shell keeps sent packets of a track with NACK to send again (the
+/// `rtx-time` the SDP announces): a NACK comes a round trip plus the client's wait for
+/// reordering after the loss, and a retransmission later than a second after the packet would
+/// be too late for any player's buffer.
+pub const RETRANSMIT_WINDOW: Duration = Duration::from_secs(1);
+
 /// One TCP connection, as numbered by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -296,12 +302,15 @@ pub enum Input {
     /// (numbers no other track uses, ours or a served path's; the shell never reuses one, so a
     /// late event for an old path's track finds nothing); viewers may now DESCRIBE, SETUP and
     /// PLAY it. If `client` no longer publishes `path`, or a number is taken, a
-    /// [`ServerEvent::PublishEnded`] answers.
+    /// [`ServerEvent::PublishEnded`] answers. `added`: media sections the shell serves
+    /// beyond the announced ones (captions it makes of the published audio), described to
+    /// viewers after them; `tracks` then holds the announced tracks followed by these.
     PathReady {
         path: String,
         client: ClientId,
         first: usize,
         tracks: Vec<TrackConfig>,
+        added: Vec<crate::sdp::MediaDescription>,
     },
 }
 
@@ -814,7 +823,8 @@ impl Server {
                 client,
                 first,
                 tracks,
-            } => self.path_ready(path, client, first, tracks),
+                added,
+            } => self.path_ready(path, client, first, tracks, added),
             Input::Shutdown(now) => {
                 self.tick(now);
                 let ids: Vec<String> = self.sessions.keys().cloned().collect();

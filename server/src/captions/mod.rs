@@ -166,6 +166,39 @@ pub struct Models {
     pub detector: Option<speech::Silero>,
 }
 
+/// Makes [`Models`] for more streams on the models loaded once ([`Models::source`]): the
+/// captions of published paths.
+#[derive(Clone)]
+pub struct ModelSource {
+    transcriber: model::TranscriberSource,
+    detector: Option<PathBuf>,
+}
+
+impl Models {
+    /// What makes models for another stream: the same whisper weights (shared), a speech
+    /// detector of its own (small, and it keeps state).
+    pub fn source(&self) -> ModelSource {
+        ModelSource {
+            transcriber: self.transcriber.source(),
+            detector: self.detector.as_ref().map(|d| d.path.clone()),
+        }
+    }
+}
+
+impl ModelSource {
+    /// Models for one more captioner ([`start`]).
+    pub fn models(&self) -> anyhow::Result<Models> {
+        let detector = match &self.detector {
+            Some(p) => Some(speech::Silero::load(p)?),
+            None => None,
+        };
+        Ok(Models {
+            transcriber: self.transcriber.transcriber()?,
+            detector,
+        })
+    }
+}
+
 /// Loads the models if captions are wanted. `None` means "no captions" and has been
 /// explained in the log, once; a model that is missing or broken is not an error for the
 /// server, which streams without captions.

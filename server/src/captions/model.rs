@@ -210,7 +210,8 @@ pub fn check_ggml(path: &Path) -> anyhow::Result<ModelInfo> {
 
 /// A loaded model and its decoding state.
 pub struct Transcriber {
-    ctx: WhisperContext,
+    /// Shared by every [`Transcriber::share`] of it: the weights are loaded once.
+    ctx: std::sync::Arc<WhisperContext>,
     state: WhisperState,
     language: String,
     threads: i32,
@@ -219,6 +220,36 @@ pub struct Transcriber {
     /// [`Transcriber::set_fallback`]).
     fallback: bool,
     pub info: ModelInfo,
+}
+
+/// A loaded model without a state of its own: see [`Transcriber::source`].
+#[derive(Clone)]
+pub struct TranscriberSource {
+    ctx: std::sync::Arc<WhisperContext>,
+    language: String,
+    threads: i32,
+    eot: i32,
+    info: ModelInfo,
+}
+
+impl TranscriberSource {
+    /// A transcriber on the shared model with a state of its own (whisper's buffers for one
+    /// stream of passes).
+    pub fn transcriber(&self) -> anyhow::Result<Transcriber> {
+        let state = self
+            .ctx
+            .create_state()
+            .map_err(|e| anyhow!("whisper state: {e}"))?;
+        Ok(Transcriber {
+            ctx: self.ctx.clone(),
+            state,
+            language: self.language.clone(),
+            threads: self.threads,
+            eot: self.eot,
+            fallback: false,
+            info: self.info.clone(),
+        })
+    }
 }
 
 /// whisper.cpp's 16 kHz input rate.
@@ -257,7 +288,7 @@ impl Transcriber {
             "en".to_owned()
         };
         Ok(Self {
-            ctx,
+            ctx: std::sync::Arc::new(ctx),
             state,
             language,
             threads: threads.clamp(1, 16) as i32,
@@ -265,6 +296,18 @@ impl Transcriber {
             fallback: false,
             info,
         })
+    }
+
+    /// What makes more transcribers on this loaded model ([`TranscriberSource::transcriber`]),
+    /// for other streams to caption: the weights are shared, not loaded again.
+    pub fn source(&self) -> TranscriberSource {
+        TranscriberSource {
+            ctx: self.ctx.clone(),
+            language: self.language.clone(),
+            threads: self.threads,
+            eot: self.eot,
+            info: self.info.clone(),
+        }
     }
 
     /// Transcribes `samples` (16 kHz mono) into words with times in ms from its start, with

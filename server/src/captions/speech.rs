@@ -55,6 +55,8 @@ pub trait SpeechProb: Send {
 /// Silero VAD v5 through whisper.cpp.
 pub struct Silero {
     ctx: WhisperVadContext,
+    /// Where it was loaded from (another stream loads its own: it keeps state).
+    pub path: PathBuf,
 }
 
 impl Silero {
@@ -85,7 +87,10 @@ impl Silero {
             .ok_or_else(|| anyhow!("{}: not a UTF-8 path", path.display()))?;
         let ctx = WhisperVadContext::new(path_str, params)
             .map_err(|e| anyhow!("whisper could not load {}: {e}", path.display()))?;
-        Ok(Self { ctx })
+        Ok(Self {
+            ctx,
+            path: path.to_owned(),
+        })
     }
 }
 

@@ -26,9 +26,13 @@ impl LossyNamespace {
     /// [`LossyNamespace::new`], made harsher for benchmarks by the environment:
     /// `LIVECAST_LOSS_ALL_UDP=1` drops `percent` % of every datagram (RTCP with its NACKs and
     /// audio too: loss both ways), `LIVECAST_LOSS_DELAY_MS=N` delays each packet by N ms
-    /// (on loopback a round trip of 2N).
+    /// (on loopback a round trip of 2N), `LIVECAST_LOSS_PERCENT=P` drops P % instead.
     pub fn from_env(tag: &str, percent: u32) -> Self {
         let all = std::env::var_os("LIVECAST_LOSS_ALL_UDP").is_some();
+        let percent = std::env::var("LIVECAST_LOSS_PERCENT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(percent);
         let mut ns = Self::new_over(tag, percent, if all { 0 } else { VIDEO_SIZED });
         if let Some(ms) = std::env::var("LIVECAST_LOSS_DELAY_MS")
             .ok()

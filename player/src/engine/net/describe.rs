@@ -46,14 +46,6 @@ pub fn describe_tracks(sd: &SessionDescription, chosen: &[TrackInfo]) -> Vec<(Tr
         .collect()
 }
 
-/// The `t140` payload type of a text media section.
-fn t140_in(m: &MediaDescription) -> Option<u8> {
-    m.payload_types().into_iter().find(|pt| {
-        m.rtpmap(*pt)
-            .is_some_and(|map| map.encoding.eq_ignore_ascii_case("t140"))
-    })
-}
-
 /// The first payload format of a media section that we can receive.
 pub fn pick_format(m: &MediaDescription) -> Option<(Codec, u8, u32, Format)> {
     for pt in m.payload_types() {
@@ -71,7 +63,7 @@ pub fn pick_format(m: &MediaDescription) -> Option<(Codec, u8, u32, Format)> {
             if m.media.eq_ignore_ascii_case("text") && map.encoding.eq_ignore_ascii_case("red") {
                 // RFC 2198 redundancy over t140 (RFC 4103 §9.3): set up the text format with red
                 // as the payload type that arrives.
-                match t140_in(m) {
+                match m.t140_formats().map(|(t140, _)| t140) {
                     Some(t140) => {
                         return Some((
                             Codec::T140,

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use livecast_proto::jitter::JitterConfig;
 use livecast_proto::rtsp::client::{
-    Client, ClientConfig, ClientEvent, Command, End, Input, NackConfig, Output, TrackLink,
-    TrackRtpInfo, TransportMode,
+    Client, ClientConfig, ClientEvent, Command, End, Input, NackConfig, Output, SrtpKeys,
+    TrackLink, TrackRtpInfo, TransportMode,
 };
 use livecast_proto::rtsp::Message;
+use livecast_proto::srtp;
 use livecast_proto::time::Ssrc;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -74,6 +75,7 @@ pub async fn run(
         ..ClientConfig::default()
     };
     let mut sm = Client::new(ccfg, &cfg.url, Instant::now(), rand::random());
+    sm.set_key_seed(rand::random());
     let mut sh = Shell::new(cfg, events);
     let mut control_open = true;
     loop {
@@ -160,6 +162,12 @@ struct Shell {
     /// Port pairs bound for SETUP, until the response says where media comes from.
     bound: Vec<Option<(UdpSocket, UdpSocket)>>,
     tcp: bool,
+    /// SRTP over UDP (RTSPS): one context for what the server sends (its key, every track),
+    /// one for the RTCP we send (our key; one context so that our SSRC's SRTCP index never
+    /// repeats across tracks).
+    srtp: Option<SrtpSession>,
+    /// SRTP/SRTCP packets dropped since the session started.
+    srtp_rejected: u64,
     /// When the last response arrived (PLAY's anchors `RTP-Info`).
     last_response: Stamp,
     ours: Ssrc,
@@ -173,8 +181,9 @@ struct Shell {
 impl Shell {
     fn new(cfg: NetConfig, events: mpsc::Sender<NetEvent>) -> Self {
         Shell {
-            tcp: cfg.transport == TransportPref::Tcp
-                || livecast_proto::rtsp::RtspUrl::parse(&cfg.url).is_ok_and(|u| u.tls),
+            tcp: cfg.transport == TransportPref::Tcp,
+            srtp: None,
+            srtp_rejected: 0,
             cfg,
             events,
             events_closed: false,
@@ -257,6 +266,10 @@ impl Shell {
                                 tracing::warn!(url = %self.cfg.url, "giving up: {msg}");
                                 ConnState::Failed(msg)
                             }
+                            End::Unauthorized(msg) => {
+                                tracing::warn!(url = %self.cfg.url, "{msg}");
+                                ConnState::Unauthorized(msg)
+                            }
                             End::CallEnded(reason) => {
                                 tracing::info!(url = %self.cfg.url, "call ended: {reason}");
                                 ConnState::CallEnded(reason)
@@ -276,6 +289,7 @@ impl Shell {
         self.conn = None;
         self.links.clear();
         self.bound.clear();
+        self.srtp = None;
     }
 
     /// The connection failed under us.
@@ -357,7 +371,18 @@ impl Shell {
                 self.emit(sm, NetEvent::Described { tracks, sdp }).await;
             }
             ClientEvent::TracksReset { tcp } => self.reset_tracks(tcp),
-            ClientEvent::TransportChosen { track, link, ssrc } => {
+            ClientEvent::TransportChosen {
+                track,
+                link,
+                ssrc,
+                srtp,
+            } => {
+                if let Some(keys) = srtp {
+                    // The same keys for every track of a connection: one pair of contexts.
+                    if self.srtp.as_ref().is_none_or(|s| s.keys != keys) {
+                        self.srtp = Some(SrtpSession::new(keys));
+                    }
+                }
                 self.set_link(track, link, ssrc);
             }
             ClientEvent::Playing { rtp_info } => self.on_playing(&rtp_info),
@@ -452,6 +477,7 @@ impl Shell {
             .collect();
         self.links = (0..self.tracks.len()).map(|_| None).collect();
         self.bound.clear();
+        self.srtp = None;
         self.last_stats = (Instant::now(), 0);
     }
 
@@ -538,8 +564,16 @@ impl Shell {
                 stamp,
             } => {
                 // Datagrams queued before a switch to TCP are stale.
-                if matches!(self.links.get(track), Some(Some(Link::Udp { .. }))) {
-                    self.on_packet(sm, track, rtcp, &data, stamp);
+                if !matches!(self.links.get(track), Some(Some(Link::Udp { .. }))) {
+                    return;
+                }
+                match self.srtp.as_mut().map(|s| s.unprotect(rtcp, &data)) {
+                    None => self.on_packet(sm, track, rtcp, &data, stamp),
+                    Some(Ok(clear)) => self.on_packet(sm, track, rtcp, &clear, stamp),
+                    Some(Err(e)) => {
+                        self.srtp_rejected += 1;
+                        tracing::debug!(track, rtcp, len = data.len(), "dropped: {e}");
+                    }
                 }
             }
             Inbound::Closed(why) => {
@@ -627,6 +661,13 @@ impl Shell {
         let rr = t.receiver_report(self.ours, &self.cname, Instant::now());
         for (sock, to) in [(rtp, server_rtp), (rtcp, server_rtcp)] {
             if let Some(to) = to {
+                let rr = match self.srtp.as_mut() {
+                    Some(s) => match s.send.protect_rtcp(&rr) {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                    None => rr.clone(),
+                };
                 if let Err(e) = sock.send_to(&rr, to).await {
                     tracing::debug!(track = i, %to, "NAT punch: {e}");
                 }
@@ -642,6 +683,13 @@ impl Shell {
                 server_rtcp: Some(to),
                 ..
             })) => {
+                let compound = match self.srtp.as_mut() {
+                    Some(s) => match s.send.protect_rtcp(&compound) {
+                        Some(p) => p,
+                        None => return,
+                    },
+                    None => compound,
+                };
                 if let Err(e) = rtcp.send_to(&compound, to).await {
                     tracing::debug!(track = i, %to, "RTCP: {e}");
                 }
@@ -695,6 +743,8 @@ impl Shell {
                 0.0
             },
             tcp: self.tcp,
+            srtp: self.srtp.is_some() && !self.tcp,
+            srtp_rejected: self.srtp_rejected,
             jitter_delay_ms: self
                 .tracks
                 .get(video)
@@ -707,10 +757,93 @@ impl Shell {
     }
 }
 
+/// The SRTP contexts of an RTSPS session over UDP.
+struct SrtpSession {
+    keys: SrtpKeys,
+    /// The server's key: unprotects its SRTP and SRTCP.
+    receive: srtp::Context,
+    /// Ours: protects our SRTCP.
+    send: srtp::Context,
+}
+
+impl SrtpSession {
+    fn new(keys: SrtpKeys) -> Self {
+        SrtpSession {
+            keys,
+            receive: srtp::Context::new(&keys.receive.0, &keys.receive.1),
+            send: srtp::Context::new(&keys.send.0, &keys.send.1),
+        }
+    }
+
+    /// A datagram from the server's RTP or RTCP port, checked and decrypted.
+    fn unprotect(&mut self, rtcp: bool, data: &[u8]) -> Result<Vec<u8>, srtp::SrtpError> {
+        if rtcp {
+            self.receive.unprotect_rtcp(data)
+        } else {
+            self.receive.unprotect_rtp(data)
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> SrtpKeys {
+        SrtpKeys {
+            receive: ([1; 16], [2; 14]),
+            send: ([3; 16], [4; 14]),
+        }
+    }
+
+    /// What the server sends: RTP and RTCP protected with the receive key.
+    fn server() -> srtp::Context {
+        let k = keys().receive;
+        srtp::Context::new(&k.0, &k.1)
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0x65; 100]);
+        p
+    }
+
+    #[test]
+    fn tampered_short_and_replayed_packets_are_refused_without_panicking() {
+        let mut s = SrtpSession::new(keys());
+        let mut tx = server();
+        let good = tx.protect_rtp(&rtp(1)).unwrap();
+        assert_eq!(s.unprotect(false, &good).unwrap(), rtp(1));
+        assert!(s.unprotect(false, &good).is_err(), "a replay");
+        // Every single bit flipped somewhere in the packet fails authentication.
+        let next = tx.protect_rtp(&rtp(2)).unwrap();
+        for i in 0..next.len() {
+            let mut bad = next.clone();
+            bad[i] ^= 0x10;
+            assert!(s.unprotect(false, &bad).is_err(), "byte {i}");
+        }
+        assert_eq!(s.unprotect(false, &next).unwrap(), rtp(2));
+        // Truncations and garbage of every length, as RTP and as RTCP.
+        for n in 0..next.len() {
+            assert!(s.unprotect(false, &next[..n]).is_err());
+            assert!(s.unprotect(true, &next[..n]).is_err());
+            assert!(s.unprotect(true, &vec![0x81; n]).is_err());
+        }
+        // Our RTCP is protected with our key, not the server's.
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+        let sent = s.send.protect_rtcp(&rr).unwrap();
+        assert!(server().unprotect_rtcp(&sent).is_err());
+        let k = keys().send;
+        let mut theirs = srtp::Context::new(&k.0, &k.1);
+        assert_eq!(theirs.unprotect_rtcp(&sent).unwrap(), rr);
+    }
 }

@@ -297,7 +297,8 @@ fn happy_path_over_udp_with_exact_requests() {
                     source: None,
                     server_ports: Some((6000, 6001))
                 },
-                ssrc: Some(5)
+                ssrc: Some(5),
+                srtp: None
             },
             ClientEvent::NatPunch { track: 0 }
         ]
@@ -604,6 +605,183 @@ fn rtsps_connects_with_tls_and_takes_media_interleaved() {
         ["SETUP rtsps://cam.example/live/stream=0 RTSP/1.0\r\n\
           Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 3\r\nUser-Agent: test/1\r\n\r\n"]
     );
+}
+
+/// [`SDP`] as our server answers a TLS connection: `RTP/SAVP` with `a=key-mgmt:mikey`
+/// holding `key` (16 bytes of 1, then a 14-byte salt of 2) for each medium.
+fn secure_sdp() -> (String, SrtpMasterKey) {
+    let key = ([1u8; 16], [2u8; 14]);
+    let mut tek = key.0.to_vec();
+    tek.extend_from_slice(&key.1);
+    let km = crate::mikey::MikeyMessage::srtp(7, &[5], tek, 0, vec![3; 16]).key_mgmt();
+    let sdp = SDP
+        .replace("a=control:*\r\n", "")
+        .replace("RTP/AVP", "RTP/SAVP")
+        .replace(
+            "a=control:stream",
+            &format!("a=key-mgmt:{km}\r\na=control:stream"),
+        );
+    (sdp, key)
+}
+
+/// A client of `rtsps://cam.example/live` in `mode`, OPTIONS answered, DESCRIBE answered
+/// with `sdp`; returns the outputs of that answer.
+fn rtsps_described(mode: TransportMode, sdp: String) -> (Peer, Vec<Output>) {
+    let t0 = Instant::now();
+    let mut p = Peer {
+        c: Client::new(cfg(mode), "rtsps://cam.example/live", t0, 7),
+        t0,
+        now: t0,
+    };
+    p.drain();
+    p.connected();
+    p.respond(ok(1));
+    let out = p.respond(ok(2).body("application/sdp", sdp.into_bytes()));
+    (p, out)
+}
+
+#[test]
+fn rtsps_with_mikey_keys_sets_up_srtp_over_udp_with_our_key() {
+    let (sdp, key) = secure_sdp();
+    let (mut p, out) = rtsps_described(TransportMode::Auto, sdp);
+    assert_eq!(out[out.len() - 2], Output::BindUdp { track: 0 });
+    let out = p.bound(0, 50_000);
+    let Some(Output::Transmit(req)) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        req.headers.get("Transport"),
+        Some("RTP/SAVP;unicast;client_port=50000-50001")
+    );
+    // Our key, as the server reads it (RFC 4567 §3.3).
+    let km = req.headers.get("KeyMgmt").expect("a KeyMgmt header");
+    assert!(
+        km.starts_with("prot=mikey; uri=\"rtsps://cam.example/live/stream=0\"; data=\""),
+        "{km}"
+    );
+    let data = km.rsplit("data=\"").next().unwrap().trim_end_matches('"');
+    let ours = crate::mikey::MikeyMessage::from_key_mgmt(&format!("mikey {data}"))
+        .unwrap()
+        .master_key()
+        .unwrap();
+    assert_ne!(ours, key, "our key is our own");
+    assert!(p.c.is_srtp());
+    let out = p.respond(ok(3).header("Session", "s1;timeout=30").header(
+        "Transport",
+        "RTP/SAVP;unicast;client_port=50000-50001;server_port=6000-6001;ssrc=00000005",
+    ));
+    let srtp = events(&out).into_iter().find_map(|e| match e {
+        ClientEvent::TransportChosen { srtp, .. } => Some(srtp),
+        _ => None,
+    });
+    assert_eq!(
+        srtp,
+        Some(Some(SrtpKeys {
+            receive: key,
+            send: ours
+        }))
+    );
+    // The second track: the same key of ours (one per connection), in its own header.
+    p.bound(1, 50_002);
+    let out = p.respond(ok(4).header("Session", "s1;timeout=30").header(
+        "Transport",
+        "RTP/SAVP;unicast;client_port=50002-50003;server_port=6002-6003",
+    ));
+    assert_eq!(lines(&out), ["PLAY rtsps://cam.example/live/stream=0"]);
+}
+
+#[test]
+fn rtsps_srtp_setup_refused_falls_back_to_interleaved_in_tls() {
+    let (sdp, _) = secure_sdp();
+    let (mut p, _) = rtsps_described(TransportMode::Auto, sdp);
+    p.bound(0, 50_000);
+    let out = p.respond(status(461, 3));
+    // Nothing was set up yet: SETUP again at once, interleaved, plain RTP inside TLS.
+    let out = if wire(&out).is_empty() {
+        p.drain()
+    } else {
+        out
+    };
+    let w = wire(&out);
+    assert!(
+        w.iter().any(
+            |r| r.contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
+                && !r.contains("KeyMgmt")
+        ),
+        "{w:?}"
+    );
+    assert!(!p.c.is_srtp());
+}
+
+#[test]
+fn rtsps_srtp_that_brings_nothing_falls_back_to_interleaved() {
+    let (sdp, _) = secure_sdp();
+    let (mut p, _) = rtsps_described(TransportMode::Auto, sdp);
+    p.bound(0, 50_000);
+    p.respond(ok(3).header("Session", "s1").header(
+        "Transport",
+        "RTP/SAVP;unicast;client_port=50000-50001;server_port=6000-6001",
+    ));
+    p.bound(1, 50_002);
+    p.respond(ok(4).header("Session", "s1").header(
+        "Transport",
+        "RTP/SAVP;unicast;client_port=50002-50003;server_port=6002-6003",
+    ));
+    p.respond(ok(5));
+    p.respond(ok(6));
+    // No packet passes authentication, so none is seen: after the grace, TEARDOWN, then TCP.
+    let out = p.advance(p.c.cfg.timers.udp_grace + MS);
+    assert_eq!(lines(&out), ["TEARDOWN rtsps://cam.example/live/stream=0"]);
+    p.respond(ok(7));
+    let out = p.respond(ok(8));
+    assert!(wire(&out)[0].contains("RTP/AVP/TCP;unicast;interleaved=0-1"));
+}
+
+#[test]
+fn rtsps_over_udp_without_keys_is_refused_and_never_plain() {
+    let sdp = SDP.replace("a=control:*\r\n", "");
+    let (_, out) = rtsps_described(TransportMode::Udp, sdp.clone());
+    assert!(matches!(
+        events(&out).last(),
+        Some(ClientEvent::Ended(End::Failed(why))) if why.contains("no SRTP key")
+    ));
+    assert!(!out.iter().any(|o| matches!(o, Output::BindUdp { .. })));
+    // A plain rtsp:// URL never asks for SAVP, even when the description offers it.
+    let (secure, _) = secure_sdp();
+    let mut p = Peer::started(cfg(TransportMode::Udp));
+    p.connected();
+    p.respond(ok(1));
+    p.respond(ok(2).body("application/sdp", secure.into_bytes()));
+    let out = p.bound(0, 50_000);
+    let w = wire(&out);
+    assert!(w[0].contains("Transport: RTP/AVP;unicast") && !w[0].contains("KeyMgmt"));
+}
+
+#[test]
+fn rtsps_keys_from_a_set_key_seed_differ_from_the_default() {
+    let (sdp, _) = secure_sdp();
+    let key_of = |seed: Option<[u8; 32]>| {
+        let t0 = Instant::now();
+        let mut p = Peer {
+            c: Client::new(cfg(TransportMode::Auto), "rtsps://cam.example/live", t0, 7),
+            t0,
+            now: t0,
+        };
+        if let Some(s) = seed {
+            p.c.set_key_seed(s);
+        }
+        p.drain();
+        p.connected();
+        p.respond(ok(1));
+        p.respond(ok(2).body("application/sdp", sdp.clone().into_bytes()));
+        let out = p.bound(0, 50_000);
+        let Some(Output::Transmit(req)) = out.first() else {
+            panic!("{out:?}")
+        };
+        req.headers.get("KeyMgmt").unwrap().to_owned()
+    };
+    assert_eq!(key_of(None), key_of(None), "reproducible in tests");
+    assert_ne!(key_of(None), key_of(Some([9; 32])));
 }
 
 #[test]
@@ -1464,7 +1642,7 @@ fn a_second_401_is_a_wrong_password_and_ends_without_reconnecting() {
     assert!(sent(&out).is_empty(), "{out:?}");
     assert_eq!(
         events(&out),
-        [ClientEvent::Ended(End::Failed(
+        [ClientEvent::Ended(End::Unauthorized(
             r#"DESCRIBE: the server refused user "viewer" (401): wrong user name or password"#
                 .into()
         ))]
@@ -1480,7 +1658,7 @@ fn a_401_without_credentials_says_how_to_give_them() {
     let out = p.respond(unauthorized(2, "n1", false, true));
     let ev = events(&out);
     assert!(
-        matches!(&ev[..], [ClientEvent::Ended(End::Failed(m))]
+        matches!(&ev[..], [ClientEvent::Ended(End::Unauthorized(m))]
             if m.contains("requires a user name and password") && m.contains("--password-file")),
         "{ev:?}"
     );

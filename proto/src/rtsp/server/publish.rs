@@ -70,16 +70,27 @@ struct Ready {
     sdp: SessionDescription,
 }
 
+/// `b=AS` (kbit/s) of a published video track with NACK whose publisher announced no
+/// bandwidth (ffmpeg with `-c copy` announces none). RTCP gets 5 % of it (RFC 3550 §6.2):
+/// without any, GStreamer's rtspsrc budgets its RTCP so tightly that its NACKs go out about
+/// every 500 ms, too late for its 300 ms jitter buffer; with it they go at once. An
+/// overstatement costs nothing (clients only may send RTCP more often).
+pub const UNANNOUNCED_VIDEO_KBPS: u32 = 4000;
+
 /// The description viewers of a published path get: the announced one (formats, `rtpmap`,
 /// `fmtp` with H.264's `sprop-parameter-sets`, bandwidths) with our control URLs
-/// (`trackID=<i>`), no addresses or ports of the publisher, and plain `RTP/AVP`.
-pub fn readers_sdp(announced: &SessionDescription) -> SessionDescription {
+/// (`trackID=<i>`), no addresses or ports of the publisher, and plain `RTP/AVP`, but
+/// `RTP/AVPF` with NACK (and RTX) for the tracks whose [`TrackConfig::nack`] is set (with a
+/// bandwidth, [`UNANNOUNCED_VIDEO_KBPS`], if the publisher gave none).
+pub fn readers_sdp(announced: &SessionDescription, tracks: &[TrackConfig]) -> SessionDescription {
     let mut sd = announced.clone();
     sd.connection = Some("IN IP4 0.0.0.0".into());
     sd.attributes
         .retain(|a| !matches!(a.name.as_str(), "control" | "sendonly" | "recvonly"));
     sd.attributes.push(Attribute::new("control", "*"));
     for (i, m) in sd.media.iter_mut().enumerate() {
+        // The publisher's own feedback and retransmission formats are not ours to offer.
+        *m = m.without_feedback();
         m.port = 0;
         m.num_ports = None;
         m.connection = None;
@@ -88,6 +99,21 @@ pub fn readers_sdp(announced: &SessionDescription) -> SessionDescription {
             .retain(|a| !matches!(a.name.as_str(), "control" | "sendonly" | "recvonly"));
         m.attributes
             .push(Attribute::new("control", format!("trackID={i}")));
+        let pt = m.payload_types().first().copied();
+        if let (Some(t), Some(pt)) = (tracks.get(i).filter(|t| t.nack), pt) {
+            let rtx = t.rtx_payload_type.map(|payload_type| sdp::Rtx {
+                payload_type,
+                keep_ms: u32::try_from(super::RETRANSMIT_WINDOW.as_millis()).unwrap_or(u32::MAX),
+            });
+            *m = m.with_feedback(pt, rtx);
+            if !m
+                .bandwidth
+                .iter()
+                .any(|(t, _)| t.eq_ignore_ascii_case("AS"))
+            {
+                m.bandwidth.push(("AS".into(), UNANNOUNCED_VIDEO_KBPS));
+            }
+        }
     }
     sd
 }
@@ -415,6 +441,7 @@ impl Server {
         client: ClientId,
         first: usize,
         tracks: Vec<TrackConfig>,
+        added: Vec<sdp::MediaDescription>,
     ) {
         let publisher = |sid: &String| self.sessions.get(sid).map(|s| s.client);
         let entry = self.paths.get(&path).filter(|a| {
@@ -440,9 +467,11 @@ impl Server {
         }
         if let Some(a) = self.paths.get_mut(&path) {
             self.next_track = self.next_track.max(range.end);
+            let mut served = a.sdp.clone();
+            served.media.extend(added);
             a.ready = Some(Ready {
                 first,
-                sdp: readers_sdp(&a.sdp),
+                sdp: readers_sdp(&served, &tracks),
                 tracks,
             });
         }

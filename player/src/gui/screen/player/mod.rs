@@ -31,6 +31,12 @@ impl Player {
         let close = window::close_requests().map(|_| Message::CloseRequested);
         let opened = window::open_events().map(|_| Message::WindowOpened);
         let resized = window::resize_events().map(|(_, size)| Message::Resized(size.width));
+        // While the credentials prompt is up, keys are typing, not shortcuts.
+        let keys = if self.wants_login() {
+            Subscription::none()
+        } else {
+            keys
+        };
         Subscription::batch([keys, close, opened, resized, self.engine_updates()])
     }
 }

@@ -13,7 +13,9 @@ use iced::widget::image;
 use iced::{window, Subscription, Task};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{Command, ConnState, EngineHandle, Source, Status, VideoFrame};
+use crate::engine::{
+    self, Command, ConnState, EngineConfig, EngineHandle, Source, Status, VideoFrame,
+};
 use crate::gui::subscription::{self, EngineEvent, EngineWatch};
 
 /// Playback speeds offered by `[` / `]` and the speed buttons.
@@ -67,6 +69,11 @@ pub enum Message {
     EngineStopped,
     /// Take this engine warning off the screen.
     ExpireNotice(String),
+    // The credentials prompt (the server answered 401).
+    LoginUser(String),
+    LoginPassword(String),
+    /// Start again with the user name and password typed in.
+    LoginSubmit,
     // The renderer.
     /// Picture number `seq` is on the GPU (or could not be put there: `None`).
     Uploaded(u64, Option<image::Allocation>),
@@ -168,6 +175,20 @@ pub struct Player {
     pub(crate) error: Option<String>,
     /// The window is closing: TEARDOWN under way.
     pub(crate) closing: bool,
+    /// How the engine was started, to start it again with credentials the viewer types in
+    /// when the server wants some (`None`: no prompt, as in a call).
+    pub(crate) restart: Option<EngineConfig>,
+    /// What the viewer typed into the credentials prompt.
+    pub(crate) login: Login,
+    /// Engines started in this window (each restart watches a new one).
+    engines_started: u64,
+}
+
+/// The credentials prompt's fields.
+#[derive(Clone, Default)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
 }
 
 /// `~/Videos/livecast-YYYYMMDD-HHMMSS.mp4` (local time is not known without a time-zone
@@ -289,6 +310,9 @@ impl Player {
             notices: Vec::new(),
             error: None,
             closing: false,
+            restart: None,
+            login: Login::default(),
+            engines_started: 1,
         }
     }
 
@@ -297,6 +321,7 @@ impl Player {
             _ if self.error.is_some() => " (failed)",
             ConnState::Reconnecting { .. } => " (reconnecting)",
             ConnState::Failed(_) => " (failed)",
+            ConnState::Unauthorized(_) => " (password needed)",
             ConnState::ServerPaused => " (not receiving)",
             ConnState::Ended => " (ended)",
             _ => "",
@@ -419,6 +444,9 @@ impl Player {
             }
             Message::Status(s) => return self.on_status(*s),
             Message::ExpireNotice(n) => self.notices.retain(|x| *x != n),
+            Message::LoginUser(u) => self.login.user = u,
+            Message::LoginPassword(p) => self.login.password = p,
+            Message::LoginSubmit => self.start_with_login(),
             Message::EngineGone => {
                 if !self.closing {
                     tracing::info!("engine stopped");
@@ -495,6 +523,55 @@ impl Player {
             window::Mode::Windowed
         };
         window::latest().and_then(move |id| window::set_mode(id, mode))
+    }
+
+    /// The server wants credentials (or refused the ones given) and the window can start the
+    /// engine again: the prompt is shown.
+    pub fn wants_login(&self) -> bool {
+        matches!(self.status.conn, ConnState::Unauthorized(_))
+            && self.restart.is_some()
+            && !self.closing
+    }
+
+    /// Starts the engine again, as it was started, with the user name and password typed into
+    /// the prompt. The engine that was refused has ended; it is shut down off the UI thread.
+    fn start_with_login(&mut self) {
+        let Some(mut cfg) = self.restart.clone().filter(|_| self.wants_login()) else {
+            return;
+        };
+        let user = self.login.user.trim().to_owned();
+        if user.is_empty() {
+            self.notices.push("Type a user name first".into());
+            return;
+        }
+        cfg.credentials = Some(livecast_proto::rtsp::client::Credentials {
+            user,
+            password: std::mem::take(&mut self.login.password),
+        });
+        if let Some(old) = self.engine.take() {
+            let _ = std::thread::Builder::new()
+                .name("engine-shutdown".into())
+                .spawn(move || old.shutdown());
+        }
+        tracing::info!("starting again with the credentials typed in");
+        match engine::start(cfg.clone()) {
+            Ok(e) => {
+                self.engines_started += 1;
+                let watch = EngineWatch::new(self.engines_started, &e);
+                self.status = watch.status();
+                self.commands = Some(e.commander());
+                self.watch = Some(watch);
+                self.engine = Some(e);
+                self.frame = None;
+                self.first_picture_shown = false;
+                self.opened_at = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::error!("engine failed to start: {e:#}");
+                self.error = Some(format!("{e:#}"));
+            }
+        }
+        self.restart = Some(cfg);
     }
 
     /// Closing the window: TEARDOWN (the engine's shutdown joins its threads, so it runs off
@@ -615,6 +692,79 @@ mod tests {
             ..app.status.clone()
         };
         let _ = app.update(Message::status(s));
+    }
+
+    /// The server wants a password: the window asks for one, and the engine starts again with
+    /// what the viewer typed in and plays (a real server with Digest on, in-process).
+    #[test]
+    fn a_401_asks_for_credentials_and_playing_starts_with_them() {
+        use livecast_proto::rtsp::server::{AuthConfig, Roles, User, REALM};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let video = livecast_server::source::VideoConfig {
+            width: 160,
+            height: 120,
+            fps: 15,
+        };
+        let mut scfg = livecast_server::ServerConfig::test_sources(
+            "127.0.0.1:0".parse().expect("addr"),
+            video,
+            200_000,
+        );
+        scfg.rtsp.auth = Some(AuthConfig::new(vec![User::with_password(
+            "viewer",
+            "pw",
+            Roles::READ,
+            REALM,
+        )]));
+        let server = rt
+            .block_on(livecast_server::start(scfg))
+            .expect("server starts");
+        let url = format!("rtsp://{}/live", server.listening[0]);
+        let mut cfg = EngineConfig::new(Source::Url(url.clone()));
+        cfg.audio_output = false;
+        let source = cfg.source.clone();
+        let mut app = Player::new(engine::start(cfg.clone()), &source, "t".into(), false, 1.0);
+        app.restart = Some(cfg);
+        let wait_for = |app: &mut Player, what: &str, ok: &dyn Fn(&ConnState) -> bool| {
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                let st = app.watch.as_ref().expect("an engine").status();
+                let _ = app.update(Message::status(st));
+                if ok(&app.status.conn) {
+                    return;
+                }
+                assert!(Instant::now() < until, "{what}: {:?}", app.status.conn);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_for(&mut app, "refused", &|c| {
+            matches!(c, ConnState::Unauthorized(_))
+        });
+        assert!(app.wants_login());
+        assert!(app.title().contains("password"));
+        let _ = app.view();
+        // A user name is needed; nothing starts without one.
+        let _ = app.update(Message::LoginSubmit);
+        assert!(app.wants_login());
+        let _ = app.update(Message::LoginUser("viewer".into()));
+        let _ = app.update(Message::LoginPassword("pw".into()));
+        let _ = app.update(Message::LoginSubmit);
+        assert!(!app.wants_login());
+        assert!(
+            app.login.password.is_empty(),
+            "the typed password is not kept on screen"
+        );
+        wait_for(&mut app, "playing", &|c| {
+            matches!(c, ConnState::Streaming { .. })
+        });
+        if let Some(e) = app.engine.take() {
+            e.shutdown();
+        }
+        server.shutdown();
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use iced::alignment::{Horizontal, Vertical};
 use iced::widget::{
-    button, canvas, column, container, image, mouse_area, row, slider, space, stack, text, tooltip,
-    Column, Row,
+    button, canvas, column, container, image, mouse_area, row, slider, space, stack, text,
+    text_input, tooltip, Column, Row,
 };
 use iced::{Background, Border, Center, Color, ContentFit, Element, Fill, Font, Theme};
 
@@ -157,7 +157,9 @@ pub fn connection_message(app: &Player) -> Option<String> {
         ConnState::Reconnecting { attempt, reason } => Some(format!(
             "Lost the server: {reason}\nReconnecting (attempt {attempt})...{keep}"
         )),
-        ConnState::Failed(reason) => Some(format!("Cannot play {}\n{reason}{keep}", app.source)),
+        ConnState::Failed(reason) | ConnState::Unauthorized(reason) => {
+            Some(format!("Cannot play {}\n{reason}{keep}", app.source))
+        }
         ConnState::Ended => Some(format!("The stream has ended.{keep}")),
         _ => None,
     }
@@ -283,7 +285,11 @@ pub fn video_area<'a>(app: &'a Player, additions: Additions<'a>) -> Element<'a, 
         _ => connection_message(app),
     };
     if let Some(msg) = message {
-        let failed = app.error.is_some() || matches!(app.status.conn, ConnState::Failed(_));
+        let failed = app.error.is_some()
+            || matches!(
+                app.status.conn,
+                ConnState::Failed(_) | ConnState::Unauthorized(_)
+            );
         let t = text(msg)
             .size(18)
             .align_x(Horizontal::Center)
@@ -292,7 +298,15 @@ pub fn video_area<'a>(app: &'a Player, additions: Additions<'a>) -> Element<'a, 
             } else {
                 Color::WHITE
             });
-        layers = layers.push(container(overlay_box(t).padding([14, 20])).center(Fill));
+        let content: Element<'_, Message> = if app.wants_login() {
+            column![t, login_form(app)]
+                .spacing(12)
+                .align_x(Center)
+                .into()
+        } else {
+            t.into()
+        };
+        layers = layers.push(container(overlay_box(content).padding([14, 20])).center(Fill));
     }
 
     if app.status.captions_enabled && !app.status.caption_text.is_empty() {
@@ -317,6 +331,25 @@ pub fn video_area<'a>(app: &'a Player, additions: Additions<'a>) -> Element<'a, 
     }
 
     layers.into()
+}
+
+/// The credentials prompt shown when the server answered 401: user name, password (hidden),
+/// Connect (or Enter in the password field).
+fn login_form(app: &Player) -> Element<'_, Message> {
+    let user = text_input("User name", &app.login.user)
+        .on_input(Message::LoginUser)
+        .on_submit(Message::LoginSubmit)
+        .width(260);
+    let password = text_input("Password", &app.login.password)
+        .secure(true)
+        .on_input(Message::LoginPassword)
+        .on_submit(Message::LoginSubmit)
+        .width(260);
+    let connect = button(text("Connect")).on_press(Message::LoginSubmit);
+    column![user, password, connect]
+        .spacing(8)
+        .align_x(Center)
+        .into()
 }
 
 /// A button with a tooltip naming its key.

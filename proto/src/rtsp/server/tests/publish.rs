@@ -475,6 +475,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
         client: ClientId(1),
         first: 1,
         tracks: vec![reserved(0xa), reserved(0xb)],
+        added: Vec::new(),
     };
     h.server.handle_input(clash).unwrap();
     assert_eq!(
@@ -490,6 +491,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
         client: ClientId(1),
         first: h.server.next_track(),
         tracks: vec![reserved(0xa), reserved(0xb)],
+        added: Vec::new(),
     };
     h.server.handle_input(ready).unwrap();
     assert!(h.drain().is_empty());
@@ -589,6 +591,7 @@ fn viewers_watch_a_published_path_until_its_publisher_leaves() {
         client: ClientId(1),
         first: 9,
         tracks: vec![reserved(0xc)],
+        added: Vec::new(),
     };
     h.server.handle_input(late).unwrap();
     assert_eq!(
@@ -655,4 +658,83 @@ fn any_announced_sdp_is_refused_or_served() {
         }
         crate::fuzzing::rtsp_publish(text.as_bytes());
     }
+}
+
+/// A published video track the shell keeps packets of (`nack`): viewers are offered
+/// `RTP/AVPF` with NACK and RTX on it, as on our own video, and an AVPF viewer over UDP is
+/// subscribed with RTX in the track's `rtx` payload type; live555 gets it plain.
+#[test]
+fn published_video_offers_retransmission_when_the_shell_keeps_its_packets() {
+    let mut h = Harness::with(publishing_config(false), 14);
+    h.open(ConnId(2), "192.0.2.11:40000", "198.51.100.7:8554");
+    publish_on(&mut h, ConnId(1));
+    let video = TrackConfig {
+        nack: true,
+        rtx_payload_type: Some(98),
+        ..reserved(0xa)
+    };
+    let ready = Input::PathReady {
+        path: "cam".into(),
+        client: ClientId(1),
+        first: h.server.next_track(),
+        tracks: vec![video, reserved(0xb)],
+        added: Vec::new(),
+    };
+    h.server.handle_input(ready).unwrap();
+    let (r, _) = h.request_on(ConnId(2), Request::new(Method::Describe, CAM));
+    let sdp = crate::sdp::parse(body(&r)).unwrap();
+    let (v, a) = (&sdp.media[0], &sdp.media[1]);
+    assert_eq!(v.proto, "RTP/AVPF");
+    assert!(
+        v.offers_nack(Some(96)) && v.rtx_for(96) == Some(98),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.fmtp(98).unwrap(),
+        [
+            ("apt".into(), "96".into()),
+            ("rtx-time".into(), "1000".into())
+        ]
+    );
+    assert_eq!((a.proto.as_str(), a.offers_nack(None)), ("RTP/AVP", false));
+    // ffmpeg's b=AS:300 is kept (the default only where none was announced).
+    assert_eq!(v.bandwidth, [("AS".to_owned(), 300)]);
+    let live555 = Request::new(Method::Describe, CAM)
+        .header("User-Agent", "LIVE555 Streaming Media v2020.01.01");
+    let (r, _) = h.request_on(ConnId(2), live555);
+    let plain = crate::sdp::parse(body(&r)).unwrap();
+    assert_eq!(
+        (plain.media[0].proto.as_str(), plain.media[0].rtx_for(96)),
+        ("RTP/AVP", None)
+    );
+
+    let (r, ev) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Setup, format!("{CAM}/trackID=0"))
+            .header("Transport", "RTP/AVPF;unicast;client_port=5000-5001"),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(
+        matches!(&ev[..], [ServerEvent::SessionStarted { .. }]),
+        "{ev:?}"
+    );
+    let (r, ev) = h.request_on(
+        ConnId(2),
+        Request::new(Method::Play, CAM).header("Session", sid_of(&r).as_str()),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(
+        matches!(
+            &ev[..],
+            [ServerEvent::Subscribe {
+                track: 2,
+                retransmission: Retransmission::Rtx {
+                    payload_type: 98,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
 }
