@@ -25,6 +25,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::sdp::{Attribute, SessionDescription};
+
 /// The session-level SDP attribute name (without `a=`).
 pub const SDP_ATTRIBUTE: &str = "x-livecast-renditions";
 
@@ -148,6 +150,20 @@ pub fn parse_attribute(value: &str) -> Result<Vec<Rendition>, RenditionError> {
         return Err(RenditionError::Empty);
     }
     Ok(out)
+}
+
+/// The renditions a description lists: `None` without the attribute, an error if it is
+/// malformed (a player then treats the stream as having one rendition).
+pub fn from_sdp(sd: &SessionDescription) -> Option<Result<Vec<Rendition>, RenditionError>> {
+    sd.attribute(SDP_ATTRIBUTE).map(parse_attribute)
+}
+
+/// Sets (replaces) the session-level attribute listing `renditions` in `sd`.
+pub fn set_in_sdp(sd: &mut SessionDescription, renditions: &[Rendition]) {
+    sd.attributes
+        .retain(|a| !a.name.eq_ignore_ascii_case(SDP_ATTRIBUTE));
+    sd.attributes
+        .push(Attribute::new(SDP_ATTRIBUTE, format_attribute(renditions)));
 }
 
 /// Tuning of a [`RenditionPolicy`].
@@ -348,6 +364,22 @@ mod tests {
         let v = format_attribute(&r);
         assert_eq!(v, "1280x720 /live,640x360 /live/640x360");
         assert_eq!(parse_attribute(&v).unwrap(), r);
+    }
+
+    #[test]
+    fn attribute_survives_the_sdp_writer_and_parser() {
+        let text = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=livecast\r\nt=0 0\r\n\
+                    m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let mut sd = crate::sdp::parse(text).unwrap();
+        assert_eq!(from_sdp(&sd), None);
+        let r = renditions_for("/live", &[(320, 240), (160, 120)]);
+        set_in_sdp(&mut sd, &r);
+        set_in_sdp(&mut sd, &r);
+        let written = sd.to_string();
+        assert_eq!(written.matches("a=x-livecast-renditions:").count(), 1);
+        assert!(written.contains("a=x-livecast-renditions:320x240 /live,160x120 /live/160x120\r\n"));
+        let back = crate::sdp::parse(&written).unwrap();
+        assert_eq!(from_sdp(&back), Some(Ok(r)));
     }
 
     #[test]
