@@ -12,11 +12,12 @@
 //! [`RenditionPolicy`] decides from the receiver's figures (loss left after retransmissions,
 //! received bit rate against the rendition's announced bit rate) when to move one rendition
 //! down, and when to move back up:
-//! - **Down** after [`PolicyConfig::down_after`] of unbroken trouble: loss above
-//!   [`PolicyConfig::down_loss`], or a received rate under [`PolicyConfig::down_rate`] of the
-//!   stream's.
-//! - **Up** after a clean period (loss at most [`PolicyConfig::up_loss`] and the rate within
-//!   the announced one) of [`PolicyConfig::up_after`], doubled (up to 8 times) for each move
+//! - **Down** after [`PolicyConfig::down_after`] of unbroken trouble: loss after
+//!   retransmissions above [`PolicyConfig::down_loss`], loss on the path above
+//!   [`PolicyConfig::down_path_loss`], or a received rate under [`PolicyConfig::down_rate`] of
+//!   the stream's.
+//! - **Up** after a clean period (path loss at most [`PolicyConfig::up_loss`] and the rate not
+//!   starved) of [`PolicyConfig::up_after`], doubled (up to 8 times) for each move
 //!   up that was followed by a move down within [`PolicyConfig::up_after`]: a path whose limit
 //!   lies between two renditions does not flap.
 //! - **Hold**: no decision within [`PolicyConfig::min_hold`] of a switch, since a new session
@@ -171,11 +172,14 @@ pub fn set_in_sdp(sd: &mut SessionDescription, renditions: &[Rendition]) {
 pub struct PolicyConfig {
     /// Loss (0..1, after retransmissions) above which a sample is trouble.
     pub down_loss: f64,
+    /// Loss on the path (0..1, before retransmissions) above which a sample is trouble too:
+    /// retransmissions then cost a tenth of the rate and a round trip per picture.
+    pub down_path_loss: f64,
     /// A received rate under this fraction of the stream's is trouble.
     pub down_rate: f64,
     /// Trouble this long, unbroken, moves one rendition down.
     pub down_after: Duration,
-    /// Loss at most this is clean.
+    /// Loss on the path (before retransmissions) at most this is clean.
     pub up_loss: f64,
     /// Clean this long moves one rendition up (doubled per failed move up in a row).
     pub up_after: Duration,
@@ -184,10 +188,12 @@ pub struct PolicyConfig {
 }
 
 impl Default for PolicyConfig {
-    /// 5 % loss or under 60 % of the rate for 4 s: down; 20 s under 1 % loss: up; 6 s hold.
+    /// 5 % loss after retransmissions, 10 % before, or under 60 % of the rate, for 4 s:
+    /// down; 20 s at most 1 % loss: up; 6 s hold.
     fn default() -> Self {
         Self {
             down_loss: 0.05,
+            down_path_loss: 0.10,
             down_rate: 0.6,
             down_after: Duration::from_secs(4),
             up_loss: 0.01,
@@ -202,6 +208,8 @@ impl Default for PolicyConfig {
 pub struct Sample {
     /// Fraction of packets lost for good (after retransmissions), 0..1.
     pub loss: f64,
+    /// Fraction of packets the path lost (before retransmissions), 0..1; at least `loss`.
+    pub path_loss: f64,
     /// Bit rate received over the window (bit/s).
     pub received_bps: u64,
     /// The rendition's announced bit rate (bit/s); 0 when unknown (rate is then not judged).
@@ -270,15 +278,19 @@ impl RenditionPolicy {
                 return None;
             }
         }
-        let loss = if s.loss.is_finite() {
-            s.loss.clamp(0.0, 1.0)
-        } else {
-            0.0
+        let fraction = |x: f64| {
+            if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
         };
+        let loss = fraction(s.loss);
+        let path_loss = fraction(s.path_loss).max(loss);
         let starved =
             s.stream_bps > 0 && (s.received_bps as f64) < self.cfg.down_rate * s.stream_bps as f64;
-        let trouble = loss > self.cfg.down_loss || starved;
-        let clean = loss <= self.cfg.up_loss && !starved;
+        let trouble = loss > self.cfg.down_loss || path_loss > self.cfg.down_path_loss || starved;
+        let clean = path_loss <= self.cfg.up_loss && !starved;
         if trouble {
             self.clean_since = None;
             let since = *self.trouble_since.get_or_insert(now);
@@ -333,6 +345,7 @@ mod tests {
     fn clean() -> Sample {
         Sample {
             loss: 0.0,
+            path_loss: 0.0,
             received_bps: RATE,
             stream_bps: RATE,
         }
@@ -341,6 +354,7 @@ mod tests {
     fn lossy(loss: f64) -> Sample {
         Sample {
             loss,
+            path_loss: loss,
             received_bps: RATE,
             stream_bps: RATE,
         }
@@ -424,6 +438,7 @@ mod tests {
         let mut t = Instant::now();
         let starved = Sample {
             loss: 0.0,
+            path_loss: 0.0,
             received_bps: RATE / 3,
             stream_bps: RATE,
         };
@@ -431,11 +446,29 @@ mod tests {
         assert_eq!(run(&mut p, &mut t, 5, starved), vec![1]);
         let unknown = Sample {
             loss: 0.0,
+            path_loss: 0.0,
             received_bps: 1,
             stream_bps: 0,
         };
         let mut p = RenditionPolicy::new(PolicyConfig::default(), 2, 0);
         assert!(run(&mut p, &mut t, 30, unknown).is_empty());
+    }
+
+    #[test]
+    fn path_loss_that_retransmissions_repair_moves_down_above_ten_percent() {
+        let mut t = Instant::now();
+        let repaired = |path_loss| Sample {
+            loss: 0.02,
+            path_loss,
+            received_bps: RATE,
+            stream_bps: RATE,
+        };
+        let mut p = RenditionPolicy::new(PolicyConfig::default(), 2, 0);
+        // 5 % on the path, 2 % left: the NACK case, no move.
+        assert!(run(&mut p, &mut t, 60, repaired(0.05)).is_empty());
+        // 15 % on the path: down, and never back up while it lasts.
+        assert_eq!(run(&mut p, &mut t, 5, repaired(0.15)), vec![1]);
+        assert!(run(&mut p, &mut t, 600, repaired(0.15)).is_empty());
     }
 
     #[test]
@@ -504,6 +537,7 @@ mod tests {
                 2,
                 Sample {
                     loss,
+                    path_loss: loss,
                     received_bps: u64::MAX,
                     stream_bps: u64::MAX,
                 },
