@@ -85,6 +85,12 @@ struct Args {
     #[arg(long)]
     no_nack: bool,
 
+    /// Where the stream lists renditions (livecast-server --renditions): auto (the default)
+    /// moves down one on sustained loss and back up after a clean period; WxH receives that
+    /// one.
+    #[arg(long, value_name = "WxH|auto", default_value = "auto", value_parser = parse_rendition)]
+    rendition: RenditionArg,
+
     /// User name for a server that asks for one (Digest authentication); the password comes
     /// from --password-file. Without it, a user and password in the URL
     /// (rtsp://USER:PASSWORD@HOST/PATH) are used.
@@ -269,7 +275,21 @@ fn engine_config(source: Source, args: &Args) -> EngineConfig {
     cfg.volume = f32::from(args.volume) / 100.0;
     cfg.captions_out = args.captions_out.clone();
     cfg.nack = !args.no_nack;
+    cfg.rendition = args.rendition.0;
     cfg
+}
+
+/// `--rendition`: a size, or `None` for auto.
+#[derive(Clone, Copy, Debug)]
+struct RenditionArg(Option<(u32, u32)>);
+
+fn parse_rendition(s: &str) -> Result<RenditionArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(RenditionArg(None));
+    }
+    livecast_proto::rendition::parse_size(s)
+        .map(|size| RenditionArg(Some(size)))
+        .map_err(|e| e.to_string())
 }
 
 fn gui(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {

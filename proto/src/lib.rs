@@ -16,6 +16,7 @@
 //! | [`jitter`] | reorder / jitter buffer: sequence order, loss timeout sized from interarrival jitter | RFC 3550 A.1, A.8 |
 //! | [`seq`] | sequence-number validation and interarrival jitter, used by the three above | RFC 3550 A.1, A.8 |
 //! | [`time`] | newtypes for SSRC, sequence numbers and NTP time | RFC 3550 §4, §5.1 |
+//! | [`rendition`] | renditions of a broadcast: the SDP attribute listing them, the viewer policy that moves down on loss and back up | (ours) |
 //! | [`trust`] | RTSPS trust on first use: certificate fingerprints, the known-hosts file | RFC 2326 §3.2 (`rtsps`) |
 //! | [`call`] | a call's code (its Digest password) and safety code | RFC 7616 |
 //!
@@ -33,6 +34,7 @@ pub mod fuzzing;
 pub mod jitter;
 pub mod mikey;
 pub mod rate;
+pub mod rendition;
 
 pub mod mp4;
 pub mod rtcp;

@@ -88,6 +88,7 @@ impl MediaArgs {
             idr_interval_secs: self.idr_interval,
             hooks: Default::default(),
             fanout_threads: usize::from(self.fanout_threads),
+            renditions: Vec::new(),
         }
     }
 

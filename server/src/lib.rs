@@ -98,6 +98,7 @@ impl ServerConfig {
                 idr_interval_secs: 2,
                 hooks: Default::default(),
                 fanout_threads: 0,
+                renditions: Vec::new(),
             },
             rtsp: RtspConfig::default(),
             captions: Default::default(),
@@ -288,11 +289,26 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     } else {
         (None, None)
     };
+    // Renditions: one more video track each, numbered after all the main path's.
+    let first_rendition = 2 + usize::from(text.is_some()) + usize::from(chat_track.is_some());
+    let mut rendition_tracks = Vec::new();
+    for i in 0..cfg.media.renditions.len() {
+        let index = first_rendition + i;
+        rendition_tracks.push(make_track(
+            index,
+            TrackKind::Video,
+            VIDEO_PT,
+            90_000,
+            clock,
+            shards,
+        )?);
+    }
     let media = cfg.media.clone();
-    let (v2, a2) = (video.clone(), audio.clone());
-    let pipeline = tokio::task::spawn_blocking(move || pipeline::start(&media, clock, v2, a2, tap))
-        .await
-        .context("pipeline start-up")??;
+    let (v2, a2, r2) = (video.clone(), audio.clone(), rendition_tracks.clone());
+    let pipeline =
+        tokio::task::spawn_blocking(move || pipeline::start(&media, clock, v2, a2, tap, r2))
+            .await
+            .context("pipeline start-up")??;
     let mut text_tracks = Vec::new();
     if let Some(t) = &text {
         text_tracks.push((&t.info, sdp::TextRole::Captions));
@@ -300,7 +316,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     if let Some(t) = &chat_track {
         text_tracks.push((&t.info, sdp::TextRole::Chat));
     }
-    let sdp = sdp::describe(
+    let mut sdp = sdp::describe(
         &pipeline.video_params,
         &video.info,
         &audio.info,
@@ -309,12 +325,48 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         cfg.media.audio_bitrate,
         &cfg.title,
     );
+    let mut own_paths = Vec::new();
+    if !cfg.media.renditions.is_empty() {
+        let path = cfg.rtsp.path.trim_matches('/');
+        let mut sizes = vec![(cfg.media.video_cfg.width, cfg.media.video_cfg.height)];
+        sizes.extend(&cfg.media.renditions);
+        let listed = livecast_proto::rendition::renditions_for(&format!("/{path}"), &sizes);
+        livecast_proto::rendition::set_in_sdp(&mut sdp, &listed);
+        for ((r, params), (track, size)) in listed[1..]
+            .iter()
+            .zip(&pipeline.rendition_params)
+            .zip(rendition_tracks.iter().zip(&cfg.media.renditions))
+        {
+            // The rendition's video is its trackID=0; the other tracks are the main path's.
+            let mut vinfo = track.info.clone();
+            vinfo.index = 0;
+            let mut rsdp = sdp::describe(
+                params,
+                &vinfo,
+                &audio.info,
+                &text_tracks,
+                cfg.media.rendition_bitrate(*size),
+                cfg.media.audio_bitrate,
+                &cfg.title,
+            );
+            livecast_proto::rendition::set_in_sdp(&mut rsdp, &listed);
+            let mut ids = vec![track.info.index];
+            ids.extend(1..first_rendition);
+            own_paths.push(livecast_proto::rtsp::server::OwnPath {
+                path: r.path.trim_matches('/').to_string(),
+                sdp: rsdp,
+                tracks: ids,
+            });
+        }
+    }
     let has_captions = text.is_some();
     let mut tracks = vec![video, audio];
     tracks.extend(text);
     tracks.extend(chat_track);
     let announced = push::announced_sdp(&sdp);
-    let rtsp = RtspServer::new(cfg.rtsp.clone(), tracks.clone(), sdp);
+    let main_tracks = tracks.clone();
+    tracks.extend(rendition_tracks);
+    let rtsp = RtspServer::with_own_paths(cfg.rtsp.clone(), tracks.clone(), sdp, own_paths);
     if let Some(m) = caption_models {
         rtsp.caption_published_with(m);
     }
@@ -351,7 +403,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         tasks.push(tokio::spawn(push::run(
             i,
             target.clone(),
-            tracks.clone(),
+            main_tracks.clone(),
             announced.clone(),
         )));
     }

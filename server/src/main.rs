@@ -98,6 +98,13 @@ struct Args {
     #[arg(long, default_value_t = livecast_server::rtsp_server::CAPTIONED_PATHS, value_name = "N")]
     caption_paths: usize,
 
+    /// Offer the stream at several sizes (e.g. 1280x720,640x360), one encode each of the same
+    /// pictures: the first at rtsp://HOST:PORT/PATH (it replaces --size), each other at
+    /// PATH/WxH, at the bit rate scaled by pixel count; every description lists them all
+    /// (a=x-livecast-renditions).
+    #[arg(long, value_name = "WxH,...", value_parser = parse_renditions)]
+    renditions: Option<Sizes>,
+
     /// Also push the stream into a relay (MediaMTX, another livecast-server, any RTSP server
     /// that takes ANNOUNCE/RECORD): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Repeat for
     /// several. Reconnects with backoff when the relay goes away or refuses.
@@ -336,9 +343,15 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         None => String::new(),
     };
     let with_user = |url: String| url.replacen("://", &format!("://{url_user}"), 1);
+    let mut media = args.media.media_config((1280, 720), 2_000_000);
+    if let Some(Sizes(sizes)) = &args.renditions {
+        (media.video_cfg.width, media.video_cfg.height) = sizes[0];
+        media.renditions = sizes[1..].to_vec();
+    }
+    let renditions = media.renditions.len();
     let cfg = ServerConfig {
         listen,
-        media: args.media.media_config((1280, 720), 2_000_000),
+        media,
         rtsp: RtspConfig {
             path: path.clone(),
             session_timeout: Duration::from_secs(args.session_timeout),
@@ -367,7 +380,8 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
                 name: path.clone(),
                 segment: args.record_segment,
             },
-            server.rtsp.tracks(),
+            // The main path's tracks; the renditions' are the same pictures again.
+            &server.rtsp.tracks()[..server.rtsp.tracks().len() - renditions],
         )?),
         None => None,
     };
@@ -461,4 +475,15 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     // with whisper still running.
     server.shutdown();
     Ok(())
+}
+
+/// `--renditions`: sizes, best first.
+#[derive(Clone, Debug)]
+struct Sizes(Vec<(u32, u32)>);
+
+/// See [`livecast_proto::rendition::parse_size_list`].
+fn parse_renditions(s: &str) -> Result<Sizes, String> {
+    livecast_proto::rendition::parse_size_list(s)
+        .map(Sizes)
+        .map_err(|e| e.to_string())
 }

@@ -47,6 +47,9 @@ pub struct MediaConfig {
     pub hooks: MediaHooks,
     /// Fan-out threads per track, each sending to its share of the viewers; 0: one per core.
     pub fanout_threads: usize,
+    /// Further sizes of the video (renditions, `--renditions` after its first size), each one
+    /// more encoder of the same pictures, scaled; none by default.
+    pub renditions: Vec<(u32, u32)>,
 }
 
 impl MediaConfig {
@@ -56,6 +59,15 @@ impl MediaConfig {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+
+    /// The bit rate of a rendition of `size`: the main one's scaled by pixel count, at least
+    /// 100 kbit/s.
+    pub fn rendition_bitrate(&self, size: (u32, u32)) -> u32 {
+        let main = u64::from(self.video_cfg.width) * u64::from(self.video_cfg.height);
+        let this = u64::from(size.0) * u64::from(size.1);
+        let b = u64::from(self.video_bitrate) * this / main.max(1);
+        u32::try_from(b).unwrap_or(u32::MAX).max(100_000)
     }
 }
 
@@ -72,6 +84,8 @@ pub struct VideoParams {
 /// The running media pipeline; dropping it stops the sources (and so the threads).
 pub struct Pipeline {
     pub video_params: VideoParams,
+    /// Each rendition's, in the order of [`MediaConfig::renditions`].
+    pub rendition_params: Vec<VideoParams>,
     pub video_source: String,
     pub audio_source: String,
     _sources: Vec<SourceHandle>,
@@ -85,6 +99,7 @@ pub fn start(
     video: Arc<Track>,
     audio: Arc<Track>,
     captions: Option<CaptionTap>,
+    renditions: Vec<Arc<Track>>,
 ) -> anyhow::Result<Pipeline> {
     let (atx, arx) = sync_channel::<AudioFrame>(16);
     let params: Arc<(Mutex<Option<VideoParams>>, Condvar)> = Default::default();
@@ -92,7 +107,14 @@ pub fn start(
     let out = VideoOut::new(video.clone(), vfan, params.clone());
     // An MP4 or Matroska file's H.264 goes out as it is; everything else is encoded here.
     let mut audio_loop = None;
-    let vsrc = if let Some(path) = passthrough_file(&cfg.video)? {
+    let mut rendition_waits = Vec::new();
+    let passthrough = passthrough_file(&cfg.video)?;
+    if passthrough.is_some() && !cfg.renditions.is_empty() {
+        return Err(anyhow!(
+            "renditions need pictures to encode: a file's H.264 passed through has none"
+        ));
+    }
+    let vsrc = if let Some(path) = passthrough {
         let (utx, urx) = sync_channel::<EncodedUnit>(8);
         let (vsrc, info) = container::start(path, clock, utx).context("video source")?;
         // The same file's audio loops with its video, so the two never drift apart.
@@ -105,12 +127,57 @@ pub fn start(
             .context("spawn video pass-through")?;
         vsrc
     } else {
-        let (vtx, vrx) = sync_channel::<VideoFrame>(4);
+        let (vtx, mut vrx) = sync_channel::<VideoFrame>(4);
         let vsrc = start_video(&cfg.video, &cfg.video_cfg, clock, vtx).context("video source")?;
+        if !cfg.renditions.is_empty() {
+            let mut extra = Vec::new();
+            for (&size, track) in cfg.renditions.iter().zip(renditions) {
+                let (tx, rx) = sync_channel::<VideoFrame>(4);
+                let p: Arc<(Mutex<Option<VideoParams>>, Condvar)> = Default::default();
+                let fan = spawn_fanout(track.clone(), "rendition-fanout")?;
+                let out = VideoOut::new(track.clone(), fan, p.clone());
+                let rcfg = MediaConfig {
+                    video_bitrate: cfg.rendition_bitrate(size),
+                    hooks: MediaHooks::default(),
+                    renditions: Vec::new(),
+                    ..cfg.clone()
+                };
+                let target = VideoTarget {
+                    width: size.0,
+                    height: size.1,
+                    fps: cfg.video_cfg.fps,
+                    bitrate: rcfg.video_bitrate,
+                };
+                info!(size = ?size, bitrate = rcfg.video_bitrate, "rendition");
+                thread::Builder::new()
+                    .name("rendition-encoder".into())
+                    .spawn(move || video_encoder_loop(rcfg, rx, track, out, Some(target)))
+                    .context("spawn rendition encoder")?;
+                extra.push(tx);
+                rendition_waits.push(p);
+            }
+            // One capture for every encoder: the main one gets each picture as before (the
+            // source waits for it); a rendition's encoder that is behind misses a picture.
+            let (mtx, mrx) = sync_channel::<VideoFrame>(4);
+            let source = std::mem::replace(&mut vrx, mrx);
+            thread::Builder::new()
+                .name("video-split".into())
+                .spawn(move || {
+                    for frame in source {
+                        for tx in &extra {
+                            let _ = tx.try_send(frame.clone());
+                        }
+                        if mtx.send(frame).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .context("spawn video split")?;
+        }
         let enc_cfg = cfg.clone();
         thread::Builder::new()
             .name("video-encoder".into())
-            .spawn(move || video_encoder_loop(enc_cfg, vrx, video, out))
+            .spawn(move || video_encoder_loop(enc_cfg, vrx, video, out, None))
             .context("spawn video encoder")?;
         vsrc
     };
@@ -140,8 +207,21 @@ pub fn start(
         ));
     }
     let video_params = guard.clone().context("parameter sets")?;
+    drop(guard);
+    let mut rendition_params = Vec::new();
+    for p in rendition_waits {
+        let (lock, cv) = &*p;
+        let guard = lock
+            .lock()
+            .map_err(|_| anyhow!("rendition encoder panicked"))?;
+        let (guard, _) = cv
+            .wait_timeout_while(guard, Duration::from_secs(10), |p| p.is_none())
+            .map_err(|_| anyhow!("rendition encoder panicked"))?;
+        rendition_params.push(guard.clone().context("no rendition keyframe within 10 s")?);
+    }
     Ok(Pipeline {
         video_params,
+        rendition_params,
         video_source: vsrc.description.clone(),
         audio_source: asrc.description.clone(),
         _sources: vec![vsrc, asrc],
@@ -324,11 +404,13 @@ fn video_encoder_loop(
     frames: Receiver<VideoFrame>,
     track: Arc<Track>,
     mut out: VideoOut,
+    fixed: Option<VideoTarget>,
 ) {
     let mut encoder: Option<(u32, u32, H264Encoder)> = None;
     let mut limiter = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
-    // Quality adaptation (a call): the picture, frame rate and bit rate asked for.
-    let mut target: Option<VideoTarget> = None;
+    // Quality adaptation (a call), or a rendition's size: the picture, frame rate and bit
+    // rate asked for.
+    let mut target: Option<VideoTarget> = fixed;
     let mut target_seen = 0u64;
     for mut frame in frames {
         cfg.hooks.video_frame(&mut frame);

@@ -177,6 +177,17 @@ impl RtcpFrom {
 
 impl RtspServer {
     pub fn new(cfg: RtspConfig, tracks: Vec<Arc<Track>>, sdp: SessionDescription) -> Arc<Self> {
+        Self::with_own_paths(cfg, tracks, sdp, Vec::new())
+    }
+
+    /// [`RtspServer::new`] with more paths of our own (renditions), whose tracks are among
+    /// `tracks` after the main path's.
+    pub fn with_own_paths(
+        cfg: RtspConfig,
+        tracks: Vec<Arc<Track>>,
+        sdp: SessionDescription,
+        own_paths: Vec<livecast_proto::rtsp::server::OwnPath>,
+    ) -> Arc<Self> {
         let track_cfgs = tracks
             .iter()
             .map(|t| TrackConfig {
@@ -195,6 +206,7 @@ impl RtspServer {
         sm_cfg.max_sessions = MAX_SESSIONS;
         sm_cfg.max_viewers = cfg.max_viewers;
         sm_cfg.auth = cfg.auth.clone();
+        sm_cfg.own_paths = own_paths;
         sm_cfg.server_name = concat!("livecast/", env!("CARGO_PKG_VERSION")).into();
         let mut ingest = Vec::new();
         if let Some(p) = &cfg.publishers {

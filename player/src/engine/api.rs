@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub credentials: Option<livecast_proto::rtsp::client::Credentials>,
     /// Whom an `rtsps://` server must be (trust on first use by default).
     pub tls: super::net::TlsConfig,
+    /// A stream that lists renditions: receive this size (`--rendition WxH`); `None` (auto):
+    /// move down on sustained loss and back up when it clears.
+    pub rendition: Option<(u32, u32)>,
 }
 
 impl EngineConfig {
@@ -71,6 +74,7 @@ impl EngineConfig {
             playout_tap: None,
             credentials: None,
             tls: Default::default(),
+            rendition: None,
         }
     }
 }

@@ -75,10 +75,11 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<EngineHandle> {
             };
             let sh = shared.clone();
             let record = cfg.record.clone();
+            let rendition = cfg.rendition;
             net_thread = Some(
                 std::thread::Builder::new()
                     .name("livecast-net".into())
-                    .spawn(move || recorder::run(ncfg, ctl_rx, sh, record))
+                    .spawn(move || recorder::run(ncfg, ctl_rx, sh, record, rendition))
                     .context("spawn network thread")?,
             );
         }

@@ -1138,6 +1138,7 @@ impl Playback {
     /// sample, every caption): built when asked for, not with every status.
     fn report(&self) -> Report {
         let s = lock(&self.shared);
+        let (rendition, rendition_switches) = (s.rendition.clone(), s.rendition_switches);
         let (net, reconnects, title, path) = (
             s.stats.clone(),
             s.reconnects,
@@ -1221,6 +1222,8 @@ impl Playback {
                 })
                 .collect(),
             reconnects,
+            rendition,
+            rendition_switches,
             final_state: format!("{conn:?}"),
         }
     }

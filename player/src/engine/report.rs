@@ -132,6 +132,10 @@ pub struct Report {
     pub caption_blocks: Vec<CaptionBlockReport>,
     pub chat: Vec<ChatReport>,
     pub reconnects: u64,
+    /// The rendition received at the end (`WxH`), where the stream lists renditions.
+    pub rendition: Option<String>,
+    /// Moves from one rendition to another.
+    pub rendition_switches: u64,
     pub final_state: String,
 }
 

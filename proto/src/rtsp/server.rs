@@ -217,6 +217,21 @@ pub struct ServerConfig {
     /// Accept publishers on every other path; `None` (the default): ANNOUNCE and RECORD get
     /// `405`.
     pub publish: Option<PublishConfig>,
+    /// More paths of our own broadcast (renditions at other sizes, issue 13); empty (the
+    /// default): only [`ServerConfig::path`]. With any, [`ServerConfig::path`] serves the
+    /// first `sdp.media.len()` tracks.
+    pub own_paths: Vec<OwnPath>,
+}
+
+/// One more path of our own broadcast: `path/trackID=i` is our track `tracks[i]` (a track may
+/// be served on several paths, e.g. one audio for every rendition).
+#[derive(Clone, Debug)]
+pub struct OwnPath {
+    /// Without leading or trailing slashes (`live/640x360`).
+    pub path: String,
+    /// Its DESCRIBE answer.
+    pub sdp: SessionDescription,
+    pub tracks: Vec<usize>,
 }
 
 impl ServerConfig {
@@ -235,6 +250,7 @@ impl ServerConfig {
             retransmissions_per_second: RETRANSMISSIONS_PER_SECOND,
             auth: None,
             publish: None,
+            own_paths: Vec::new(),
         }
     }
 }
@@ -1333,6 +1349,7 @@ impl Server {
         let local = self.conns.get(&conn).map(|c| c.local.ip());
         let mut sdp = self
             .published_sdp(&req.uri)
+            .or_else(|| self.own_path(&req.uri).map(|p| &p.sdp))
             .unwrap_or(&self.cfg.sdp)
             .clone();
         // live555 (upstream VLC and others) drops any RTP/AVPF medium: plain AVP for it.
@@ -1785,6 +1802,22 @@ impl Server {
         Ok(resp)
     }
 
+    /// How many of our tracks [`ServerConfig::path`] serves.
+    fn main_tracks(&self) -> usize {
+        if self.cfg.own_paths.is_empty() {
+            self.cfg.tracks.len()
+        } else {
+            self.cfg.sdp.media.len().min(self.cfg.tracks.len())
+        }
+    }
+
+    /// The own path (a rendition) `uri` names, if any.
+    fn own_path(&self, uri: &str) -> Option<&OwnPath> {
+        let path = url::request_path(uri)?;
+        let path = path.trim_matches('/');
+        self.cfg.own_paths.iter().find(|p| p.path == path)
+    }
+
     /// Maps a request URI to the stream or one of its tracks; anything else is 404.
     fn target(&self, uri: &str) -> Result<Target, Fail> {
         let path =
@@ -1797,13 +1830,28 @@ impl Server {
         if let Some(t) = self.published_target(path) {
             return Ok(t);
         }
+        for p in &self.cfg.own_paths {
+            if path == p.path {
+                return Ok(Target::Aggregate);
+            }
+            if let Some(rest) = path
+                .strip_prefix(p.path.as_str())
+                .and_then(|r| r.strip_prefix("/trackID="))
+            {
+                let n = rest.parse::<usize>().ok();
+                return n
+                    .and_then(|n| p.tracks.get(n))
+                    .map(|&t| Target::Track(t))
+                    .ok_or_else(not_found);
+            }
+        }
         let n = path
             .strip_prefix(self.cfg.path.as_str())
             .and_then(|r| r.strip_prefix('/'))
             .and_then(|r| r.strip_prefix("trackID="))
             .and_then(|n| n.parse::<usize>().ok())
             .ok_or_else(not_found)?;
-        if n < self.cfg.tracks.len() {
+        if n < self.main_tracks() {
             Ok(Target::Track(n))
         } else {
             Err(not_found())

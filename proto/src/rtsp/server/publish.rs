@@ -216,7 +216,10 @@ impl Server {
 
     pub(super) fn announce(&mut self, req: &Request, conn: ConnId) -> Result<Response, Fail> {
         let path = path_of(&req.uri)?.to_owned();
-        if path.is_empty() || path == self.cfg.path {
+        if path.is_empty()
+            || path == self.cfg.path
+            || self.cfg.own_paths.iter().any(|p| p.path == path)
+        {
             return Err(Fail::new(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -490,7 +493,14 @@ impl Server {
     /// The number of track `i` in its stream's URLs (`trackID=<n>`).
     pub(super) fn track_number(&self, i: usize) -> usize {
         if i < self.cfg.tracks.len() {
-            return i;
+            // A rendition's own track is numbered within its path; a shared one (and every
+            // track of the main path) has the same number everywhere.
+            return self
+                .cfg
+                .own_paths
+                .iter()
+                .find_map(|p| p.tracks.iter().position(|&t| t == i))
+                .unwrap_or(i);
         }
         self.paths
             .values()

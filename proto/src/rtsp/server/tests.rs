@@ -2040,3 +2040,87 @@ fn basic_credentials_count_only_over_tls() {
         }]
     );
 }
+
+/// Renditions (issue 13): `live/160x120` serves our track 2 as its `trackID=0` and shares
+/// the audio (track 1) as its `trackID=1`; the main path keeps its two tracks.
+#[test]
+fn own_paths_serve_their_tracks_and_share_the_audio() {
+    const SMALL: Ssrc = Ssrc(0x3333_3333);
+    let mut cfg = config();
+    let mut small = cfg.tracks[0].clone();
+    small.ssrc = SMALL;
+    cfg.tracks.push(small);
+    cfg.sdp.media.push(MediaDescription {
+        media: "audio".into(),
+        proto: "RTP/AVP".into(),
+        formats: vec!["97".into()],
+        attributes: vec![Attribute::new("control", "trackID=1")],
+        ..MediaDescription::default()
+    });
+    let mut rsdp = cfg.sdp.clone();
+    rsdp.session_name = "small".into();
+    cfg.own_paths.push(OwnPath {
+        path: "live/160x120".into(),
+        sdp: rsdp,
+        tracks: vec![2, 1],
+    });
+    let mut h = Harness::with(cfg, 1);
+    let r160 = format!("{URL}/160x120");
+    let (r, _) = h.request(Request::new(Method::Describe, r160.as_str()));
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(body(&r).contains("s=small\r\n"), "{}", body(&r));
+    let (r, _) = h.request(Request::new(Method::Describe, URL));
+    assert!(body(&r).contains("s=Livecast\r\n"));
+
+    let setup = |h: &mut Harness, url: String, session: Option<&str>| {
+        let mut req = Request::new(Method::Setup, url).header("Transport", UDP);
+        if let Some(s) = session {
+            req = req.header("Session", s);
+        }
+        h.request(req)
+    };
+    let (r, ev) = setup(&mut h, format!("{r160}/trackID=0"), None);
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(r
+        .headers
+        .get("Transport")
+        .unwrap()
+        .ends_with("ssrc=33333333"));
+    let sid = r.headers.get_typed::<Session>().unwrap().unwrap().id;
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, ServerEvent::Subscribe { .. })));
+    let (r, _) = setup(&mut h, format!("{r160}/trackID=1"), Some(&sid));
+    assert!(r
+        .headers
+        .get("Transport")
+        .unwrap()
+        .ends_with("ssrc=22222222"));
+    let (r, ev) = h.request(Request::new(Method::Play, r160.as_str()).header("Session", &sid));
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let rtp_info = r.headers.get("RTP-Info").unwrap();
+    assert!(rtp_info.contains("/live/160x120/trackID=0;"), "{rtp_info}");
+    let mut tracks: Vec<usize> = ev
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Subscribe { track, .. } => Some(*track),
+            _ => None,
+        })
+        .collect();
+    tracks.sort();
+    assert_eq!(tracks, [1, 2]);
+
+    // Nothing else: the rendition's track is not on the main path, and unknown sizes or
+    // track numbers are 404.
+    for bad in [
+        format!("{URL}/trackID=2"),
+        format!("{URL}/160x121/trackID=0"),
+        format!("{r160}/trackID=2"),
+        format!("{r160}/trackID=x"),
+    ] {
+        let (r, _) = setup(&mut h, bad.clone(), None);
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
+    }
+    let (r, _) = h.request(Request::new(Method::Describe, format!("{URL}/160x121")));
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

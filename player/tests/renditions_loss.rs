@@ -1,0 +1,108 @@
+//! Renditions (issue 13): the headless player, on `auto`, moves down to the smaller rendition
+//! when the path loses 15 % of its UDP datagrams. The server (this test binary run again in a
+//! network namespace, as in `net_loss.rs`) offers 320x240 at `/live` and 160x120 at
+//! `/live/160x120`; nftables drops 15 % of every UDP datagram arriving in the namespace.
+//! Needs root (`ip netns`) and nftables.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+#[path = "../../server/tests/common/lossy_netns.rs"]
+#[allow(dead_code)]
+mod lossy_netns;
+use lossy_netns::LossyNamespace;
+
+const LISTEN: &str = "127.0.0.1:8554";
+const SERVE_ENV: &str = "LIVECAST_RENDITIONS_TEST_SERVE";
+
+/// Not a test: the server of [`player_moves_down_a_rendition_under_loss`], in its namespace,
+/// until its standard input closes.
+#[test]
+#[ignore = "run by player_moves_down_a_rendition_under_loss inside its namespace"]
+fn serve_renditions_in_namespace() {
+    let Ok(listen) = std::env::var(SERVE_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let video = livecast_server::source::VideoConfig {
+        width: 320,
+        height: 240,
+        fps: 30,
+    };
+    let mut cfg = livecast_server::ServerConfig::test_sources(
+        listen.parse().expect("an address"),
+        video,
+        600_000,
+    );
+    cfg.media.renditions = vec![(160, 120)];
+    let server = rt
+        .block_on(livecast_server::start(cfg))
+        .expect("server starts on test sources");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "serving on {}", server.listening[0]).expect("stdout");
+    out.flush().expect("stdout");
+    drop(out);
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    server.shutdown();
+}
+
+#[test]
+fn player_moves_down_a_rendition_under_loss() {
+    let ns = LossyNamespace::new_over("r", 15, 0);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut server = ns
+        .command(exe)
+        .args([
+            "serve_renditions_in_namespace",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(SERVE_ENV, LISTEN)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the server");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout is piped")).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("serving"));
+    assert!(ready, "the server ended before serving");
+    // Keep reading: its test harness still prints when it ends.
+    std::thread::spawn(move || lines.for_each(drop));
+    let json = dir.path().join("stats.json");
+    let status = ns
+        .command(env!("CARGO_BIN_EXE_livecast-player"))
+        .args(["--headless", &format!("rtsp://{LISTEN}/live"), "--no-audio"])
+        .args(["--transport", "udp", "--duration", "25", "--stats-json"])
+        .arg(&json)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("the player runs");
+    drop(server.stdin.take());
+    let _ = server.wait();
+    assert!(status.success(), "player: {status}");
+    let text = std::fs::read_to_string(&json).expect("the player wrote --stats-json");
+    let j: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    eprintln!(
+        "rendition {} after {} switches; video {}; rtp {}",
+        j["rendition"], j["rendition_switches"], j["video"], j["rtp"]
+    );
+    assert!(ns.dropped() > 20, "the path lost packets");
+    assert_eq!(j["rendition"], "160x120", "{text}");
+    assert!(j["rendition_switches"].as_u64() >= Some(1), "{text}");
+    // The pictures changed size mid-recording: the decoder went on with the small ones.
+    assert_eq!(j["video"]["width"], 160, "{text}");
+    assert!(j["video"]["frames_shown"].as_u64() > Some(0), "{text}");
+}
