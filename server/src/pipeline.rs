@@ -91,6 +91,24 @@ pub struct Pipeline {
     _sources: Vec<SourceHandle>,
 }
 
+/// The parameter sets an encoder thread publishes with its first keyframe, waited for up to
+/// 10 s: `None` if none came in time, an error (`panicked`) if the thread died holding the
+/// lock.
+fn first_params(
+    slot: &(Mutex<Option<VideoParams>>, Condvar),
+    panicked: &'static str,
+) -> Option<anyhow::Result<VideoParams>> {
+    let (lock, cv) = slot;
+    let guard = match lock.lock() {
+        Ok(g) => g,
+        Err(_) => return Some(Err(anyhow!(panicked))),
+    };
+    match cv.wait_timeout_while(guard, Duration::from_secs(10), |p| p.is_none()) {
+        Ok((guard, _)) => guard.clone().map(Ok),
+        Err(_) => Some(Err(anyhow!(panicked))),
+    }
+}
+
 /// Starts sources, encoders and fan-out threads feeding `video` and `audio`, and waits for the
 /// first keyframe (so DESCRIBE can always answer with parameter sets).
 pub fn start(
@@ -193,31 +211,16 @@ pub fn start(
         .spawn(move || audio_encoder_loop(&mut opus, arx, audio, afan, captions, &hooks))
         .context("spawn audio encoder")?;
 
-    let (lock, cv) = &*params;
-    let guard = lock
-        .lock()
-        .map_err(|_| anyhow!("encoder thread panicked"))?;
-    let (guard, timeout) = cv
-        .wait_timeout_while(guard, Duration::from_secs(10), |p| p.is_none())
-        .map_err(|_| anyhow!("encoder thread panicked"))?;
-    if timeout.timed_out() {
-        return Err(anyhow!(
+    let video_params = first_params(&params, "encoder thread panicked").ok_or_else(|| {
+        anyhow!(
             "no video keyframe within 10 s (is the video source producing frames? a file \
              passed through must have a keyframe in its first 10 s)"
-        ));
-    }
-    let video_params = guard.clone().context("parameter sets")?;
-    drop(guard);
+        )
+    })??;
     let mut rendition_params = Vec::new();
     for p in rendition_waits {
-        let (lock, cv) = &*p;
-        let guard = lock
-            .lock()
-            .map_err(|_| anyhow!("rendition encoder panicked"))?;
-        let (guard, _) = cv
-            .wait_timeout_while(guard, Duration::from_secs(10), |p| p.is_none())
-            .map_err(|_| anyhow!("rendition encoder panicked"))?;
-        rendition_params.push(guard.clone().context("no rendition keyframe within 10 s")?);
+        let got = first_params(&p, "rendition encoder panicked").transpose()?;
+        rendition_params.push(got.context("no rendition keyframe within 10 s")?);
     }
     Ok(Pipeline {
         video_params,
