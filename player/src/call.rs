@@ -632,7 +632,9 @@ impl CallLog {
             self.peer_name.clone_from(&st.title);
         }
         if let CallState::Ended { reason, .. } = &state {
-            if self.connected_unix_ms.is_none() && matches!(st.conn, ConnState::Failed(_)) {
+            if self.connected_unix_ms.is_none()
+                && matches!(st.conn, ConnState::Failed(_) | ConnState::Unauthorized(_))
+            {
                 self.refused = true;
             }
             self.end("peer", reason);
@@ -799,5 +801,23 @@ mod tests {
         assert_eq!(log.ended_by.as_deref(), Some("peer"));
         assert_eq!(log.end_reason.as_deref(), Some("the peer hung up"));
         assert_eq!(log.calling_attempts, 3);
+        assert!(!log.refused, "a call that was up and hung up is not refused");
+    }
+
+    #[test]
+    fn a_401_before_the_call_is_up_is_a_refusal() {
+        let mut log = CallLog::default();
+        let st = Status {
+            conn: ConnState::Unauthorized(
+                "DESCRIBE: the server refused user \"call\" (401): wrong user name or password"
+                    .into(),
+            ),
+            ..Status::default()
+        };
+        let CallState::Ended { reason, .. } = log.observe(&st) else {
+            panic!("a 401 ends the call");
+        };
+        assert!(reason.contains("--code"), "{reason}");
+        assert!(log.refused);
     }
 }
