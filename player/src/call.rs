@@ -801,7 +801,10 @@ mod tests {
         assert_eq!(log.ended_by.as_deref(), Some("peer"));
         assert_eq!(log.end_reason.as_deref(), Some("the peer hung up"));
         assert_eq!(log.calling_attempts, 3);
-        assert!(!log.refused, "a call that was up and hung up is not refused");
+        assert!(
+            !log.refused,
+            "a call that was up and hung up is not refused"
+        );
     }
 
     #[test]
