@@ -186,6 +186,8 @@ struct Subscriber {
     packets: AtomicU32,
     octets: AtomicU32,
     stats: Arc<SinkStats>,
+    /// Its route refused a GSO message once ([`send_udp`]): its datagrams go one by one.
+    gso_refused: AtomicBool,
 }
 
 impl Subscriber {
@@ -261,62 +263,218 @@ fn header_with_seq(bytes: &[u8], seq: u16) -> ([u8; RTP_FIXED_HEADER], usize) {
     (h, n)
 }
 
-/// Sends `sends` on `sock`: batches of [`SEND_BATCH`] datagrams per `sendmmsg`, each datagram
-/// gathered from its client's header copy and the shared payload.
+/// Most datagrams in one GSO message (the kernel's `UDP_MAX_SEGMENTS` before Linux 6.x).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most bytes in one GSO message: under a UDP datagram's 65,507, with room to spare.
+const GSO_MAX_BYTES: usize = 60_000;
+
+/// One message of a `sendmmsg` call: `sends[from..to]`, one client's datagrams in their
+/// order. With more than one, every datagram but the last is `segment` bytes long (the last
+/// at most that), and the kernel cuts the message into those datagrams (UDP generic
+/// segmentation offload, `UDP_SEGMENT`): one trip down the network stack for a client's whole
+/// frame instead of one per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Message {
+    from: usize,
+    to: usize,
+    /// The how-many-th message of its client in this access unit: messages go out round by
+    /// round, so each client's datagrams keep their order.
+    round: usize,
+    segment: Option<u16>,
+}
+
+/// Orders `sends` client by client (each client's datagrams staying in their order) and
+/// cuts each client's run into [`Message`]s: as many datagrams per message as GSO allows
+/// where `gso(send)` says the client's route takes it, one per message elsewhere. `len` is
+/// a datagram's length. The messages come sorted by round and then segment size, so that
+/// equal neighbours share one `sendmmsg` call.
+fn plan_messages(
+    sends: &mut [UdpSend],
+    len: impl Fn(&UdpSend) -> usize,
+    gso: impl Fn(&UdpSend) -> bool,
+) -> Vec<Message> {
+    // Stable: `sends` come packet by packet, so a client's datagrams stay in order.
+    sends.sort_by_key(|d| d.sub);
+    let mut messages = Vec::new();
+    let mut i = 0;
+    while i < sends.len() {
+        let sub = sends[i].sub;
+        let mut round = 0;
+        while i < sends.len() && sends[i].sub == sub {
+            let segment = len(&sends[i]);
+            let mut to = i + 1;
+            if gso(&sends[i]) && segment <= usize::from(u16::MAX) {
+                let mut bytes = segment;
+                // Each datagram taken so far is `segment` long; the next may be shorter, and
+                // then it is the last.
+                let mut full = true;
+                while full && to < sends.len() && sends[to].sub == sub && to - i < GSO_MAX_SEGMENTS
+                {
+                    let l = len(&sends[to]);
+                    if l > segment || bytes + l > GSO_MAX_BYTES {
+                        break;
+                    }
+                    full = l == segment;
+                    bytes += l;
+                    to += 1;
+                }
+            }
+            messages.push(Message {
+                from: i,
+                to,
+                round,
+                segment: (to - i > 1).then(|| u16::try_from(segment).unwrap_or(u16::MAX)),
+            });
+            round += 1;
+            i = to;
+        }
+    }
+    messages.sort_by_key(|m| (m.round, m.segment));
+    messages
+}
+
+/// Sends `sends` on `sock`: each client's datagrams of this access unit in as few GSO
+/// messages as its route takes ([`plan_messages`]), up to [`SEND_BATCH`] messages per
+/// `sendmmsg`, each datagram gathered from its client's header copy and the shared payload.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[&OutPacket], sends: &[UdpSend]) {
+fn send_udp(
+    sock: &UdpSocket,
+    subs: &[Arc<Subscriber>],
+    packets: &[&OutPacket],
+    sends: &mut [UdpSend],
+) {
     use nix::errno::Errno;
-    use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use nix::sys::socket::{
+        sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    };
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
     let fd = sock.as_raw_fd();
-    let mut mmsg = MultiHeaders::<SockaddrStorage>::preallocate(sends.len().min(SEND_BATCH), None);
-    for chunk in sends.chunks(SEND_BATCH) {
-        let headers: Vec<([u8; RTP_FIXED_HEADER], usize)> = chunk
-            .iter()
-            .map(|d| header_with_seq(&packets[d.packet].bytes, d.seq))
-            .collect();
-        let addrs: Vec<Option<SockaddrStorage>> = chunk
-            .iter()
-            .map(|d| subs[d.sub].udp_dest().map(SockaddrStorage::from))
-            .collect();
-        let iovs: Vec<[IoSlice<'_>; 2]> = chunk
-            .iter()
-            .zip(&headers)
-            .map(|(d, (h, n))| {
-                let bytes = &packets[d.packet].bytes;
+    let messages = plan_messages(
+        sends,
+        |d| packets[d.packet].bytes.len(),
+        |d| !subs[d.sub].gso_refused.load(Ordering::Relaxed),
+    );
+    let headers: Vec<([u8; RTP_FIXED_HEADER], usize)> = sends
+        .iter()
+        .map(|d| header_with_seq(&packets[d.packet].bytes, d.seq))
+        .collect();
+    let iovs_of = |m: &Message| -> Vec<IoSlice<'_>> {
+        (m.from..m.to)
+            .flat_map(|i| {
+                let (h, n) = &headers[i];
+                let bytes = &packets[sends[i].packet].bytes;
                 [IoSlice::new(&h[..*n]), IoSlice::new(&bytes[*n..])]
             })
+            .collect()
+    };
+    let account = |m: &Message, sent: bool| {
+        for d in &sends[m.from..m.to] {
+            subs[d.sub].account(packets[d.packet].bytes.len(), sent);
+        }
+    };
+    let batch = messages.len().min(SEND_BATCH);
+    // Separate headers with and without room for the segment size: a header keeps the
+    // control data it was last given.
+    let mut plain = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
+    let mut gso = MultiHeaders::<SockaddrStorage>::preallocate(batch, Some(nix::cmsg_space!(u16)));
+    let mut g = 0;
+    while g < messages.len() {
+        let key = (messages[g].round, messages[g].segment);
+        let mut end = g + 1;
+        while end < messages.len()
+            && end - g < SEND_BATCH
+            && (messages[end].round, messages[end].segment) == key
+        {
+            end += 1;
+        }
+        let group = &messages[g..end];
+        g = end;
+        let iovs: Vec<Vec<IoSlice<'_>>> = group.iter().map(iovs_of).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = group
+            .iter()
+            .map(|m| {
+                subs[sends[m.from].sub]
+                    .udp_dest()
+                    .map(SockaddrStorage::from)
+            })
             .collect();
+        let segment = key.1.unwrap_or(0);
+        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
         let mut done = 0;
-        while done < chunk.len() {
-            let r = sendmmsg(
-                fd,
-                &mut mmsg,
-                &iovs[done..],
-                &addrs[done..],
-                [],
-                MsgFlags::empty(),
-            )
+        while done < group.len() {
+            let r = match key.1 {
+                Some(_) => sendmmsg(
+                    fd,
+                    &mut gso,
+                    &iovs[done..],
+                    &addrs[done..],
+                    cmsg,
+                    MsgFlags::empty(),
+                ),
+                None => sendmmsg(
+                    fd,
+                    &mut plain,
+                    &iovs[done..],
+                    &addrs[done..],
+                    [],
+                    MsgFlags::empty(),
+                ),
+            }
             .map(|r| r.count());
             let sent = match r {
                 Ok(n) if n > 0 => n,
                 Err(Errno::EINTR) => continue,
-                // The datagram at `done` failed (e.g. no route to that client): count it as
-                // dropped and go on with the next.
-                other => {
-                    let d = &chunk[done];
-                    if let Err(e) = other {
-                        debug!(client = subs[d.sub].id, dest = ?subs[d.sub].udp_dest(), "RTP send failed: {e}");
+                // A GSO message failed: its datagrams go one by one, and if the route of this
+                // client cannot take GSO (a device without checksum offload, a tunnel, an MTU
+                // under our datagrams), from now on all of them.
+                Err(e) if key.1.is_some() => {
+                    let m = &group[done];
+                    let sub = &subs[sends[m.from].sub];
+                    if matches!(
+                        e,
+                        Errno::EIO | Errno::EINVAL | Errno::EMSGSIZE | Errno::EOPNOTSUPP
+                    ) && !sub.gso_refused.swap(true, Ordering::Relaxed)
+                    {
+                        debug!(client = sub.id, dest = ?sub.udp_dest(), "UDP GSO refused ({e}): sending datagrams one by one");
                     }
-                    subs[d.sub].account(packets[d.packet].bytes.len(), false);
+                    // At once, so that the client's datagrams keep their order.
+                    for i in m.from..m.to {
+                        let d = &sends[i];
+                        let dest = addrs[done].as_ref();
+                        let sent = dest.is_some_and(|dest| {
+                            sendmsg(
+                                fd,
+                                &iovs[done][2 * (i - m.from)..2 * (i - m.from + 1)],
+                                &[],
+                                MsgFlags::empty(),
+                                Some(dest),
+                            )
+                            .inspect_err(|e| debug!(client = sub.id, "RTP send failed: {e}"))
+                            .is_ok()
+                        });
+                        sub.account(packets[d.packet].bytes.len(), sent);
+                    }
+                    done += 1;
+                    continue;
+                }
+                // The message at `done` failed (e.g. no route to that client): count its
+                // datagrams as dropped and go on with the next.
+                other => {
+                    let m = &group[done];
+                    if let Err(e) = other {
+                        let sub = &subs[sends[m.from].sub];
+                        debug!(client = sub.id, dest = ?sub.udp_dest(), "RTP send failed: {e}");
+                    }
+                    account(m, false);
                     done += 1;
                     continue;
                 }
             };
-            for d in &chunk[done..done + sent] {
-                subs[d.sub].account(packets[d.packet].bytes.len(), true);
+            for m in &group[done..done + sent] {
+                account(m, true);
             }
             done += sent;
         }
@@ -325,7 +483,12 @@ fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[&OutPacket], 
 
 /// Sends `sends` on `sock`, one `send_to` per datagram (systems without `sendmmsg`).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_udp(sock: &UdpSocket, subs: &[Arc<Subscriber>], packets: &[&OutPacket], sends: &[UdpSend]) {
+fn send_udp(
+    sock: &UdpSocket,
+    subs: &[Arc<Subscriber>],
+    packets: &[&OutPacket],
+    sends: &mut [UdpSend],
+) {
     let mut scratch = Vec::with_capacity(1500);
     for d in sends {
         let bytes = &packets[d.packet].bytes;
@@ -627,6 +790,7 @@ impl Track {
             packets: AtomicU32::new(0),
             octets: AtomicU32::new(0),
             stats: stats.clone(),
+            gso_refused: AtomicBool::new(false),
         });
         // An earlier subscription of `id` goes, wherever it is; the new one joins the shard
         // with the fewest subscribers.
@@ -770,10 +934,11 @@ impl Track {
 
     /// Sends one access unit's packets to every subscriber.
     ///
-    /// Packet by packet, each to every subscriber: everyone gets the start of a frame before
-    /// anyone gets its end. UDP datagrams are not copied per client: each is sent as two
-    /// pieces, the 12 header bytes with that client's sequence number and the payload shared
-    /// by all, and on Linux up to [`SEND_BATCH`] datagrams go in one `sendmmsg` call.
+    /// UDP datagrams are not copied per client: each is sent as two pieces, the 12 header
+    /// bytes with that client's sequence number and the payload shared by all. On Linux each
+    /// client's datagrams of the access unit go as few GSO messages (one per run of
+    /// equal-sized fragments), up to [`SEND_BATCH`] messages per `sendmmsg` call, client by
+    /// client ([`plan_messages`]).
     pub fn deliver(&self, packets: &[OutPacket]) {
         self.deliver_at(packets, Instant::now());
     }
@@ -907,7 +1072,7 @@ impl Track {
                 }
             }
         }
-        for (sends, sock) in [
+        for (mut sends, sock) in [
             (v4, self.sockets.rtp_v4.as_deref()),
             (v6, self.sockets.rtp_v6.as_deref()),
         ] {
@@ -915,7 +1080,7 @@ impl Track {
                 continue;
             }
             match sock {
-                Some(sock) => send_udp(sock, &subs, &all, &sends),
+                Some(sock) => send_udp(sock, &subs, &all, &mut sends),
                 None => {
                     for d in &sends {
                         subs[d.sub].account(all[d.packet].bytes.len(), false);
@@ -1547,6 +1712,126 @@ mod tests {
             let seqs: Vec<Option<u16>> = got.iter().map(|g| seq_of(g)).collect();
             let base = i as u16 * 100;
             assert_eq!(seqs, [Some(base), Some(base + 1), Some(base + 2)]);
+        }
+    }
+
+    /// `(sub, packet)` pairs in the fan-out's order (packet by packet, each to every client).
+    fn sends_of(pairs: &[(usize, usize)]) -> Vec<UdpSend> {
+        pairs
+            .iter()
+            .map(|&(sub, packet)| UdpSend {
+                sub,
+                packet,
+                seq: packet as u16,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_clients_frame_goes_in_as_few_gso_messages_as_its_sizes_allow() {
+        // A keyframe: parameter sets (60 bytes), four full fragments, a shorter last one; and
+        // a client (2) that joined at the second packet and refuses GSO.
+        let lens = [60, 1400, 1400, 1400, 1400, 700];
+        let mut pairs = Vec::new();
+        for p in 0..lens.len() {
+            for sub in 0..3 {
+                if !(sub == 2 && p == 0) {
+                    pairs.push((sub, p));
+                }
+            }
+        }
+        let mut sends = sends_of(&pairs);
+        let plan = plan_messages(&mut sends, |d| lens[d.packet], |d| d.sub != 2);
+        // Each client's datagrams in order, client by client.
+        let order: Vec<(usize, usize)> = sends.iter().map(|d| (d.sub, d.packet)).collect();
+        let mut expected = pairs.clone();
+        expected.sort_by_key(|p| p.0);
+        assert_eq!(order, expected);
+        let m = |from, to, round, segment| Message {
+            from,
+            to,
+            round,
+            segment,
+        };
+        assert_eq!(
+            plan,
+            [
+                // Round 0: the parameter sets alone (shorter than what follows), and client
+                // 2's first datagram.
+                m(0, 1, 0, None),
+                m(6, 7, 0, None),
+                m(12, 13, 0, None),
+                m(13, 14, 1, None),
+                m(1, 6, 1, Some(1400)),
+                m(7, 12, 1, Some(1400)),
+                m(14, 15, 2, None),
+                m(15, 16, 3, None),
+                m(16, 17, 4, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gso_message_stops_at_a_longer_datagram_and_at_the_segment_limit() {
+        // 70 equal datagrams, then a longer one: 64 in one message, 6 in the next, the longer
+        // one alone. A shorter datagram ends a message even if equal ones follow.
+        let mut lens = vec![900; 70];
+        lens.push(1000);
+        lens.extend([500, 900, 900]);
+        let pairs: Vec<(usize, usize)> = (0..lens.len()).map(|p| (0, p)).collect();
+        let mut sends = sends_of(&pairs);
+        let plan = plan_messages(&mut sends, |d| lens[d.packet], |_| true);
+        let spans: Vec<(usize, usize, Option<u16>)> =
+            plan.iter().map(|m| (m.from, m.to, m.segment)).collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 64, Some(900)),
+                (64, 70, Some(900)),
+                (70, 72, Some(1000)),
+                (72, 74, Some(900)),
+            ]
+        );
+        // Big datagrams: no more than GSO_MAX_BYTES in one message.
+        let lens = [9000usize; 10];
+        let pairs: Vec<(usize, usize)> = (0..lens.len()).map(|p| (0, p)).collect();
+        let mut sends = sends_of(&pairs);
+        let plan = plan_messages(&mut sends, |d| lens[d.packet], |_| true);
+        assert_eq!(plan[0].to - plan[0].from, GSO_MAX_BYTES / 9000);
+    }
+
+    #[test]
+    fn clients_get_every_datagram_of_a_gso_message_in_order() {
+        // Equal-sized fragments, as the H.264 packetizer makes them: they go as GSO messages.
+        let track = video_track();
+        let socks: Vec<UdpSocket> = (0..3).map(|_| receiver()).collect();
+        for (i, s) in socks.iter().enumerate() {
+            track.subscribe(
+                i as u64,
+                Sink::Udp {
+                    rtp: s.local_addr().expect("bound"),
+                    rtcp: "127.0.0.1:9".parse().expect("address"),
+                },
+                i as u16 * 1000,
+                true,
+                Retransmission::None,
+            );
+        }
+        let mut seq = ServerSeq(500);
+        let mut au = access_unit(&mut seq, 5, true, 7);
+        for (i, p) in au.iter_mut().enumerate() {
+            p.bytes.resize(if i == 4 { 333 } else { 1200 }, i as u8);
+        }
+        track.deliver(&au);
+        for (i, s) in socks.iter().enumerate() {
+            let got = recv_n(s, 5);
+            let base = i as u16 * 1000;
+            let seqs: Vec<Option<u16>> = got.iter().map(|g| seq_of(g)).collect();
+            assert_eq!(seqs, (0..5).map(|k| Some(base + k)).collect::<Vec<_>>());
+            for (k, g) in got.iter().enumerate() {
+                assert_eq!(g.len(), au[k].bytes.len());
+                assert_eq!(&g[12..], &au[k].bytes[12..], "client {i} datagram {k}");
+            }
         }
     }
 

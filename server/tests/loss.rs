@@ -231,3 +231,40 @@ fn live555_gets_plain_avp_and_plays_through_loss() {
     assert!(ok, "ffmpeg failed: {err}");
     assert!(err.contains("m=video 0 RTP/AVPF 96 100"), "{err}");
 }
+
+/// A path whose MTU is smaller than our datagrams refuses the server's GSO messages
+/// (`EINVAL`): the server then sends that client's datagrams one by one (the kernel fragments
+/// them, as before GSO), and the client gets every one.
+#[test]
+fn a_path_with_a_small_mtu_still_gets_every_datagram() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let ns = LossyNamespace::new("m", 0);
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "link", "set", "lo", "mtu", "1200"])
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let file = std::fs::File::create(&log).expect("server log file");
+    let server = ServerProc::start_in_netns(
+        &ns.name,
+        &["--captions", "off"],
+        "warn,livecast_server::track=debug",
+        file.into(),
+    );
+    let mut cmd = ns.command("ffmpeg");
+    cmd.args(["-nostdin", "-v", "info", "-rtsp_transport", "udp", "-i"])
+        .arg(server.url())
+        .args(["-frames:v", "90", "-f", "null", "-"]);
+    let (ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(90));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ok, "ffmpeg failed: {err}");
+    assert!(!err.contains("RTP: missed"), "{err}\n{text}");
+    assert!(!err.contains("error while decoding"), "{err}");
+    assert!(text.contains("UDP GSO refused"), "{text}");
+}
