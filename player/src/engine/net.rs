@@ -112,6 +112,8 @@ pub struct NetStats {
     pub retransmissions_received: u64,
     /// Missing packets that came by retransmission in time to be used.
     pub recovered: u64,
+    /// Non-reference pictures damaged by a loss and skipped (no keyframe needed).
+    pub dropped_pictures: u64,
     /// The round trip to the server as measured, ms.
     pub rtt_ms: Option<f64>,
 }

@@ -1179,6 +1179,7 @@ impl Playback {
                 nack_sent: net.nack_sent,
                 retransmissions_received: net.retransmissions_received,
                 recovered: net.recovered,
+                dropped_pictures: net.dropped_pictures,
                 rtt_ms: net.rtt_ms,
             },
             first_frame_ms: self.probes.first_frame_ms,

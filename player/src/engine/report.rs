@@ -50,6 +50,9 @@ pub struct RtpReport {
     pub retransmissions_received: u64,
     /// Missing packets that came by retransmission in time to be used.
     pub recovered: u64,
+    /// Non-reference pictures damaged by a loss and skipped, with no keyframe to wait for
+    /// (streams with such pictures: ours, in two temporal layers).
+    pub dropped_pictures: u64,
     /// Round trip to the server as measured (RTSP exchanges, answered NACKs), ms.
     pub rtt_ms: Option<f64>,
 }

@@ -271,6 +271,11 @@ pub struct AccessUnit {
     /// No packet was lost or rejected inside this access unit (conservatively: a loss just
     /// before its first packet also counts, since that packet may have been its first).
     pub complete: bool,
+    /// No other picture depends on this one, and any loss was inside it: every packet that
+    /// arrived says `nal_ref_idc` 0 (a non-reference picture, such as the top temporal layer
+    /// of a hierarchical-P stream) and no packet was lost before its first one. An incomplete
+    /// droppable access unit can be skipped without waiting for a keyframe.
+    pub droppable: bool,
 }
 
 impl AccessUnit {
@@ -356,6 +361,9 @@ pub struct DepacketizerStats {
     pub dropped_nals: u64,
     /// Access units returned.
     pub access_units: u64,
+    /// Non-reference pictures of which nothing was left after a loss inside them: dropped
+    /// with their loss, which no other picture feels.
+    pub dropped_pictures: u64,
 }
 
 /// The parsed shape of one payload, checked before any state changes.
@@ -427,6 +435,11 @@ struct AuBuilder {
     nals: Vec<Vec<u8>>,
     bytes: usize,
     complete: bool,
+    /// No loss was pending when its first packet arrived.
+    clean_start: bool,
+    /// A packet of it had a non-zero `nal_ref_idc` (its first byte's NRI bits: a NAL
+    /// header, a STAP-A's or an FU indicator, RFC 6184 §5.3).
+    reference: bool,
 }
 
 /// Reassembles access units from RTP payloads (RFC 6184 §5.6–§5.8, non-interleaved mode).
@@ -520,12 +533,19 @@ impl Depacketizer {
             }
         };
         if self.au.is_none() {
+            let clean_start = !std::mem::take(&mut self.loss_pending);
             self.au = Some(AuBuilder {
                 timestamp,
                 nals: Vec::new(),
                 bytes: 0,
-                complete: !std::mem::take(&mut self.loss_pending),
+                complete: clean_start,
+                clean_start,
+                reference: false,
             });
+        }
+        if let Some(au) = self.au.as_mut() {
+            // `parse_payload` succeeded: there is a first byte.
+            au.reference |= payload.first().is_some_and(|b| b & 0x60 != 0);
         }
         match parsed {
             Parsed::Single(n) => {
@@ -586,6 +606,14 @@ impl Depacketizer {
         Ok(self.ready.pop_front())
     }
 
+    /// A loss is waiting for the next access unit: nothing was left of a picture that may
+    /// have been a reference (or of one whose start was lost), so the pictures after it may
+    /// not decode. A receiver asks for a keyframe at once rather than when the next one is
+    /// complete.
+    pub fn loss_pending(&self) -> bool {
+        self.loss_pending
+    }
+
     /// An access unit completed earlier and not yet returned (see [`push`](Self::push)).
     pub fn pull(&mut self) -> Option<AccessUnit> {
         self.ready.pop_front()
@@ -629,8 +657,13 @@ impl Depacketizer {
         self.abandon_fu();
         if let Some(au) = self.au.take() {
             if au.nals.is_empty() {
-                // Nothing survived: the loss carries over to whatever comes next.
-                self.loss_pending = true;
+                // Nothing survived. A non-reference picture whose start arrived took its loss
+                // with it; otherwise the loss carries over to whatever comes next.
+                if au.clean_start && !au.reference {
+                    self.stats.dropped_pictures += 1;
+                } else {
+                    self.loss_pending = true;
+                }
                 return;
             }
             self.stats.access_units += 1;
@@ -639,6 +672,7 @@ impl Depacketizer {
                 is_keyframe: au.nals.iter().any(|n| nal_type(n) == nal::IDR),
                 nals: au.nals,
                 complete: au.complete,
+                droppable: au.clean_start && !au.reference,
             });
         }
     }
@@ -1577,6 +1611,78 @@ mod tests {
         let next = d.push(15, 3500, true, &au[3]).unwrap().unwrap();
         assert!(next.complete);
         assert_eq!(next.nals, vec![au[3].clone()]);
+    }
+
+    #[test]
+    fn a_non_reference_picture_damaged_inside_is_droppable() {
+        let mut rng = Seeded::new(7);
+        // A non-reference P slice (nal_ref_idc 0) in 4 FU-As, then a reference one.
+        let mut slice = nal_of(1, 300, &mut rng);
+        slice[0] &= 0x1f;
+        let mut packets = Vec::new();
+        Packetizer::new(100).packetize(&annexb(std::slice::from_ref(&slice)), &mut packets);
+        assert!(packets.len() >= 4);
+        let reference = nal_of(1, 60, &mut rng);
+        // Every access unit that comes out, and the next sequence number.
+        let push_all = |d: &mut Depacketizer, skip: usize, seq0: u16, out: &mut Vec<AccessUnit>| {
+            let mut seq = seq0;
+            for (i, p) in packets.iter().enumerate() {
+                if i != skip {
+                    out.extend(
+                        d.push(seq, 3000 * u32::from(seq0), p.marker, &p.data)
+                            .expect("valid"),
+                    );
+                }
+                seq += 1;
+            }
+            out.extend(d.pull());
+            seq
+        };
+
+        // Complete: droppable (no other picture needs it).
+        let mut d = Depacketizer::new();
+        let mut got = Vec::new();
+        let seq = push_all(&mut d, usize::MAX, 0, &mut got);
+        assert!(got[0].complete && got[0].droppable);
+        // A middle fragment lost: nothing of the picture is left, and the loss went with it:
+        // the next picture is complete.
+        let seq = push_all(&mut d, 1, seq, &mut got);
+        assert_eq!(got.len(), 1);
+        assert_eq!(d.stats().dropped_pictures, 1);
+        got.extend(d.push(seq, 99_000, true, &reference).expect("valid"));
+        assert!(got[1].complete && !got[1].droppable, "a reference picture");
+        // Its first fragment lost: the loss may have been another picture's, so it carries
+        // over to the next.
+        let seq = push_all(&mut d, 0, seq + 1, &mut got);
+        got.extend(d.push(seq, 199_000, true, &reference).expect("valid"));
+        assert_eq!(got.len(), 3);
+        assert!(!got[2].complete);
+        // Two non-reference slices, the second lost: what is left is droppable.
+        let mut d = Depacketizer::new();
+        d.push(0, 0, false, &slice[..50]).expect("valid");
+        let au = d
+            .push(2, 0, true, &slice[..40])
+            .expect("valid")
+            .expect("access unit");
+        assert!(!au.complete && au.droppable);
+        // A reference picture damaged inside is never droppable, and one of which nothing
+        // is left passes its loss on.
+        let mut d = Depacketizer::new();
+        d.push(0, 0, false, &reference[..30]).expect("valid");
+        let au = d
+            .push(2, 0, true, &reference[..20])
+            .expect("valid")
+            .expect("access unit");
+        assert!(!au.complete && !au.droppable);
+        let mut refs = Vec::new();
+        Packetizer::new(20).packetize(&annexb(std::slice::from_ref(&reference)), &mut refs);
+        d.push(3, 3000, false, &refs[0].data).expect("valid");
+        assert_eq!(d.push(5, 3000, true, &refs[2].data).expect("valid"), None);
+        let next = d
+            .push(6, 6000, true, &slice)
+            .expect("valid")
+            .expect("access unit");
+        assert!(!next.complete && !next.droppable);
     }
 
     #[test]

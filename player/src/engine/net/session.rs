@@ -752,6 +752,7 @@ impl Shell {
             nack_sent: self.tracks.iter().map(|t| t.counters.nacked).sum(),
             retransmissions_received: self.tracks.iter().map(|t| t.counters.rtx_packets).sum(),
             recovered: self.tracks.iter().map(|t| t.counters.recovered).sum(),
+            dropped_pictures: self.tracks.iter().map(|t| t.dropped_pictures()).sum(),
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1e3),
         }
     }

@@ -61,6 +61,8 @@ pub struct Counters {
     pub rtx_packets: u64,
     /// Retransmissions that filled a gap in time to be used.
     pub recovered: u64,
+    /// Damaged non-reference pictures skipped, with no keyframe to wait for.
+    pub dropped_pictures: u64,
 }
 
 /// A change in what is missing, for the session's retransmission requests.
@@ -368,14 +370,10 @@ impl TrackRx {
         while let Some(r) = self.jitter.pop(now) {
             let p = match r {
                 Released::Packet(p) => p,
-                // Gaps reach the depacketizer as sequence jumps. A video picture that lost
-                // every packet is never emitted, so the loss itself asks for a keyframe.
-                Released::Lost { .. } => {
-                    if matches!(self.format, Format::H264 { .. }) {
-                        self.picture_lost = true;
-                    }
-                    continue;
-                }
+                // Gaps reach the depacketizer as sequence jumps: it tells which picture a
+                // loss damaged (a picture that lost every packet passes its loss on to the
+                // next), and whether any other picture feels it (see `emit`).
+                Released::Lost { .. } => continue,
             };
             match &mut self.depacketizer {
                 Some(d) => {
@@ -387,6 +385,9 @@ impl TrackRx {
                     while let Some(frame) = self.depacketizer.as_mut().and_then(Depacketizer::pull)
                     {
                         self.emit(frame, wall_us, out);
+                    }
+                    if let Some(Depacketizer::H264(d)) = &self.depacketizer {
+                        self.picture_lost |= d.loss_pending();
                     }
                 }
                 None => {
@@ -457,6 +458,12 @@ impl TrackRx {
                 let keyframe =
                     au.is_keyframe && has(h264::nal::SPS, &au) && has(h264::nal::PPS, &au);
                 let damaged = !au.complete;
+                if damaged && au.droppable {
+                    // A non-reference picture hit by a loss that no other picture feels:
+                    // skipped, with no keyframe to wait for.
+                    self.counters.dropped_pictures += 1;
+                    return;
+                }
                 if damaged {
                     self.picture_lost = true;
                 } else if keyframe {
@@ -469,6 +476,16 @@ impl TrackRx {
             _ => return,
         };
         self.push_unit((timestamp, keyframe, damaged, data), wall_us, out);
+    }
+
+    /// Non-reference pictures lost to a loss inside them and skipped: those that came out
+    /// damaged, and those of which nothing was left.
+    pub fn dropped_pictures(&self) -> u64 {
+        let emptied = match &self.depacketizer {
+            Some(Depacketizer::H264(d)) => d.stats().dropped_pictures,
+            _ => 0,
+        };
+        self.counters.dropped_pictures + emptied
     }
 
     /// When [`poll`](Self::poll) may next have something.
@@ -821,6 +838,48 @@ mod tests {
         t.poll(t0 + Duration::from_secs(4), WALL0, &mut out);
         assert!(out.last().unwrap().keyframe);
         assert_eq!(t.take_picture_change(), Some(false));
+    }
+
+    #[test]
+    fn a_damaged_non_reference_picture_is_skipped_without_a_keyframe_request() {
+        let t0 = Instant::now();
+        let mut t = video_rx();
+        let mut pk = Packetizer::new(100);
+        let mut seq = 0u16;
+        let mut send = |t: &mut TrackRx, au: &[u8], ts: u32, skip: Option<usize>| {
+            let mut payloads = Vec::new();
+            pk.packetize(au, &mut payloads);
+            for (i, p) in payloads.iter().enumerate() {
+                if Some(i) != skip {
+                    t.on_rtp(&packet(96, seq, ts, 5, p.marker, &p.data), t0, WALL0);
+                }
+                seq = seq.wrapping_add(1);
+            }
+        };
+        // Hierarchical P: reference and non-reference (nal_ref_idc 0) pictures in turn.
+        let mut reference = vec![0, 0, 0, 1, 0x41];
+        reference.extend([7u8; 300]);
+        let mut disposable = vec![0, 0, 0, 1, 0x01];
+        disposable.extend([9u8; 300]);
+        // Two slices, so that something of a damaged one is left.
+        let two_slices = [&disposable[..], &disposable[..]].concat();
+        let mut out = Vec::new();
+        send(&mut t, &reference, 0, None);
+        send(&mut t, &disposable, 3000, Some(1));
+        send(&mut t, &reference, 6000, None);
+        send(&mut t, &two_slices, 9000, Some(4));
+        send(&mut t, &reference, 12_000, None);
+        t.poll(t0 + Duration::from_secs(1), WALL0, &mut out);
+        let times: Vec<u32> = out.iter().map(|u| u.rtp_timestamp).collect();
+        assert_eq!(times, [0, 6000, 12_000], "the damaged pictures are skipped");
+        assert!(out.iter().all(|u| !u.damaged));
+        assert_eq!(t.take_picture_change(), None, "no keyframe asked for");
+        assert_eq!(t.dropped_pictures(), 2);
+        // A damaged reference picture still asks for one.
+        send(&mut t, &reference, 15_000, Some(1));
+        send(&mut t, &reference, 18_000, None);
+        t.poll(t0 + Duration::from_secs(2), WALL0, &mut out);
+        assert_eq!(t.take_picture_change(), Some(true));
     }
 
     #[test]
