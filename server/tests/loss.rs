@@ -127,7 +127,9 @@ fn gstreamer_recovers(ns: &LossyNamespace, url: &str, log: &std::path::Path) {
          src. ! application/x-rtp,media=audio ! fakesink"
     );
     let mut cmd = ns.command("env");
-    cmd.args(["GST_DEBUG=rtpjitterbuffer:5", "timeout", "-s", "INT", "12"])
+    // SIGINT makes gst-launch send EOS and stop; if the EOS gets stuck (it did once, on a
+    // loaded machine), SIGKILL 10 s later: what it logged is enough.
+    cmd.args(["GST_DEBUG=rtpjitterbuffer:5", "timeout", "-k", "10", "-s", "INT", "12"])
         .args(["gst-launch-1.0", "-e"])
         .args(pipeline.split_whitespace());
     let (_ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(60));
