@@ -97,8 +97,12 @@ start_server() { # NAME N
     case $1 in
     ours | before)
         local bin=$SERVER open=(--no-auth --tls-listen off)
-        # An older binary may predate --no-auth (and authentication).
-        [ "$1" = before ] && bin=$OURS_BEFORE && open=()
+        # An older binary may predate --no-auth (and authentication) or --tls-listen.
+        if [ "$1" = before ]; then
+            bin=$OURS_BEFORE open=()
+            "$bin" --help | grep -q -- --no-auth && open+=(--no-auth)
+            "$bin" --help | grep -q -- --tls-listen && open+=(--tls-listen off)
+        fi
         RUST_LOG=warn "$bin" "${open[@]}" --listen "127.0.0.1:$PORT_OURS" "${OURS_VIDEO[@]}" --audio tone \
             --size "$SIZE" --fps "$FPS" --bitrate "${BITRATE_KBIT}k" >"$log_file" 2>&1 &
         PID=$!

@@ -361,15 +361,15 @@ fn send_udp(
         .iter()
         .map(|d| header_with_seq(&packets[d.packet].bytes, d.seq))
         .collect();
-    let iovs_of = |m: &Message| -> Vec<IoSlice<'_>> {
-        (m.from..m.to)
-            .flat_map(|i| {
-                let (h, n) = &headers[i];
-                let bytes = &packets[sends[i].packet].bytes;
-                [IoSlice::new(&h[..*n]), IoSlice::new(&bytes[*n..])]
-            })
-            .collect()
-    };
+    // Two pieces per datagram, in `sends` order: a message's are `2 * from..2 * to`.
+    let pieces: Vec<IoSlice<'_>> = sends
+        .iter()
+        .zip(&headers)
+        .flat_map(|(d, (h, n))| {
+            let bytes = &packets[d.packet].bytes;
+            [IoSlice::new(&h[..*n]), IoSlice::new(&bytes[*n..])]
+        })
+        .collect();
     let account = |m: &Message, sent: bool| {
         for d in &sends[m.from..m.to] {
             subs[d.sub].account(packets[d.packet].bytes.len(), sent);
@@ -392,7 +392,10 @@ fn send_udp(
         }
         let group = &messages[g..end];
         g = end;
-        let iovs: Vec<Vec<IoSlice<'_>>> = group.iter().map(iovs_of).collect();
+        let iovs: Vec<&[IoSlice<'_>]> = group
+            .iter()
+            .map(|m| &pieces[2 * m.from..2 * m.to])
+            .collect();
         let addrs: Vec<Option<SockaddrStorage>> = group
             .iter()
             .map(|m| {
@@ -447,7 +450,7 @@ fn send_udp(
                         let sent = dest.is_some_and(|dest| {
                             sendmsg(
                                 fd,
-                                &iovs[done][2 * (i - m.from)..2 * (i - m.from + 1)],
+                                &pieces[2 * i..2 * i + 2],
                                 &[],
                                 MsgFlags::empty(),
                                 Some(dest),

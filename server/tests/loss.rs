@@ -129,9 +129,17 @@ fn gstreamer_recovers(ns: &LossyNamespace, url: &str, log: &std::path::Path) {
     let mut cmd = ns.command("env");
     // SIGINT makes gst-launch send EOS and stop; if the EOS gets stuck (it did once, on a
     // loaded machine), SIGKILL 10 s later: what it logged is enough.
-    cmd.args(["GST_DEBUG=rtpjitterbuffer:5", "timeout", "-k", "10", "-s", "INT", "12"])
-        .args(["gst-launch-1.0", "-e"])
-        .args(pipeline.split_whitespace());
+    cmd.args([
+        "GST_DEBUG=rtpjitterbuffer:5",
+        "timeout",
+        "-k",
+        "10",
+        "-s",
+        "INT",
+        "12",
+    ])
+    .args(["gst-launch-1.0", "-e"])
+    .args(pipeline.split_whitespace());
     let (_ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(60));
     let dropped = ns.dropped();
     // The jitter buffer that received retransmissions is the video's.
