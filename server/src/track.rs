@@ -246,8 +246,12 @@ struct UdpSend {
     seq: u16,
 }
 
-/// Datagrams per `sendmmsg` call (the kernel takes at most 1024).
+/// Messages per `sendmmsg` call (the kernel takes at most 1024).
 const SEND_BATCH: usize = 256;
+
+/// Plain UDP datagrams gathered before they are sent (at a client boundary): bounds the
+/// fan-out's scratch memory, whatever the number of clients.
+const UDP_FLUSH_AT: usize = 2048;
 
 /// The first `RTP_FIXED_HEADER` bytes of a datagram are sent from a per-client copy (with that
 /// client's sequence number); the rest straight from the shared packet.
@@ -973,6 +977,34 @@ impl Track {
         }
     }
 
+    /// Sends the plain UDP datagrams `v4` and `v6` (emptied) on their family's socket, or
+    /// counts them dropped where the server has none.
+    fn send_udp_all(
+        &self,
+        subs: &[Arc<Subscriber>],
+        all: &[&OutPacket],
+        v4: &mut Vec<UdpSend>,
+        v6: &mut Vec<UdpSend>,
+    ) {
+        for (sends, sock) in [
+            (v4, self.sockets.rtp_v4.as_deref()),
+            (v6, self.sockets.rtp_v6.as_deref()),
+        ] {
+            if sends.is_empty() {
+                continue;
+            }
+            match sock {
+                Some(sock) => send_udp(sock, subs, all, sends),
+                None => {
+                    for d in sends.iter() {
+                        subs[d.sub].account(all[d.packet].bytes.len(), false);
+                    }
+                }
+            }
+            sends.clear();
+        }
+    }
+
     /// Sends an access unit to the subscribers of shard `shard` (the work of that shard's
     /// fan-out thread; the access unit was [`Track::count`]ed once before).
     pub fn deliver_shard(&self, shard: usize, packets: &[OutPacket], now: Instant) {
@@ -1024,8 +1056,13 @@ impl Track {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         // Secure UDP subscribers' datagrams, each encrypted for its client: (subscriber, bytes).
         let mut secure: Vec<(usize, Vec<u8>)> = Vec::new();
-        for (pi, p) in all.iter().enumerate() {
-            for (si, sub) in subs.iter().enumerate() {
+        // Client by client; the UDP datagrams go out whenever a few thousand are ready, so
+        // the scratch memory stays the same whatever the number of clients.
+        for (si, sub) in subs.iter().enumerate() {
+            if v4.len() + v6.len() >= UDP_FLUSH_AT {
+                self.send_udp_all(&subs, &all, &mut v4, &mut v6);
+            }
+            for (pi, p) in all.iter().enumerate() {
                 let Some(seq) = seqs[si * n + pi] else {
                     continue;
                 };
@@ -1075,22 +1112,7 @@ impl Track {
                 }
             }
         }
-        for (mut sends, sock) in [
-            (v4, self.sockets.rtp_v4.as_deref()),
-            (v6, self.sockets.rtp_v6.as_deref()),
-        ] {
-            if sends.is_empty() {
-                continue;
-            }
-            match sock {
-                Some(sock) => send_udp(sock, &subs, &all, &mut sends),
-                None => {
-                    for d in &sends {
-                        subs[d.sub].account(all[d.packet].bytes.len(), false);
-                    }
-                }
-            }
-        }
+        self.send_udp_all(&subs, &all, &mut v4, &mut v6);
         for (si, bytes) in secure {
             let sub = &subs[si];
             let Some(dest) = sub.udp_dest() else { continue };
@@ -1695,7 +1717,10 @@ mod tests {
     #[test]
     fn many_clients_in_several_batches() {
         let track = video_track();
-        let socks: Vec<UdpSocket> = (0..(SEND_BATCH / 2 + 7)).map(|_| receiver()).collect();
+        // Enough clients for several `sendmmsg` calls per round and for a flush of the
+        // gathered datagrams midway (10 datagrams each).
+        let clients = (UDP_FLUSH_AT / 10 + 7).max(SEND_BATCH + 7);
+        let socks: Vec<UdpSocket> = (0..clients).map(|_| receiver()).collect();
         for (i, s) in socks.iter().enumerate() {
             track.subscribe(
                 i as u64,
@@ -1708,13 +1733,13 @@ mod tests {
                 Retransmission::None,
             );
         }
-        // 3 packets x 135 clients: one sendmmsg batch of 256 datagrams and one of 149.
-        track.deliver(&access_unit(&mut ServerSeq(9), 3, true, 0));
+        // Datagrams of growing sizes: one message each, one round per datagram.
+        track.deliver(&access_unit(&mut ServerSeq(9), 10, true, 0));
         for (i, s) in socks.iter().enumerate() {
-            let got = recv_n(s, 3);
+            let got = recv_n(s, 10);
             let seqs: Vec<Option<u16>> = got.iter().map(|g| seq_of(g)).collect();
             let base = i as u16 * 100;
-            assert_eq!(seqs, [Some(base), Some(base + 1), Some(base + 2)]);
+            assert_eq!(seqs, (0..10).map(|k| Some(base + k)).collect::<Vec<_>>());
         }
     }
 
