@@ -246,7 +246,7 @@ struct UdpSend {
     seq: u16,
 }
 
-/// Messages per `sendmmsg` call (the kernel takes at most 1024).
+/// Most datagrams per `sendmmsg` call (the kernel takes at most 1024 messages).
 const SEND_BATCH: usize = 256;
 
 /// Plain UDP datagrams gathered before they are sent (at a client boundary): bounds the
@@ -339,7 +339,7 @@ fn plan_messages(
 }
 
 /// Sends `sends` on `sock`: each client's datagrams of this access unit in as few GSO
-/// messages as its route takes ([`plan_messages`]), up to [`SEND_BATCH`] messages per
+/// messages as its route takes ([`plan_messages`]), up to [`SEND_BATCH`] datagrams per
 /// `sendmmsg`, each datagram gathered from its client's header copy and the shared payload.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn send_udp(
@@ -387,11 +387,17 @@ fn send_udp(
     let mut g = 0;
     while g < messages.len() {
         let key = (messages[g].round, messages[g].segment);
+        // At most SEND_BATCH datagrams per call, however they are grouped: a call's work
+        // in the kernel (on loopback the receivers' too) is not preempted, and the RTSP
+        // threads wait behind it.
         let mut end = g + 1;
-        while end < messages.len()
-            && end - g < SEND_BATCH
-            && (messages[end].round, messages[end].segment) == key
-        {
+        let mut datagrams = messages[g].to - messages[g].from;
+        while end < messages.len() && (messages[end].round, messages[end].segment) == key {
+            let more = messages[end].to - messages[end].from;
+            if datagrams + more > SEND_BATCH {
+                break;
+            }
+            datagrams += more;
             end += 1;
         }
         let group = &messages[g..end];
@@ -944,7 +950,7 @@ impl Track {
     /// UDP datagrams are not copied per client: each is sent as two pieces, the 12 header
     /// bytes with that client's sequence number and the payload shared by all. On Linux each
     /// client's datagrams of the access unit go as few GSO messages (one per run of
-    /// equal-sized fragments), up to [`SEND_BATCH`] messages per `sendmmsg` call, client by
+    /// equal-sized fragments), up to [`SEND_BATCH`] datagrams per `sendmmsg` call, client by
     /// client ([`plan_messages`]).
     pub fn deliver(&self, packets: &[OutPacket]) {
         self.deliver_at(packets, Instant::now());
