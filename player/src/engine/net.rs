@@ -114,6 +114,8 @@ pub struct NetStats {
     pub recovered: u64,
     /// Non-reference pictures damaged by a loss and skipped (no keyframe needed).
     pub dropped_pictures: u64,
+    /// Video: the rate sent and the rate that arrived between the last two sender reports.
+    pub video_delivery: Option<track::Delivery>,
     /// The round trip to the server as measured, ms.
     pub rtt_ms: Option<f64>,
 }

@@ -263,8 +263,10 @@ impl Renditions {
     }
 
     /// One statistics report (about once a second): the policy's sample is the loss on the
-    /// path and the loss left after retransmissions since the last report. The received rate is not judged (0):
-    /// encoders undershoot their announced rate on simple pictures, so `b=AS` is no floor.
+    /// path and the loss left after retransmissions since the last report, and the video
+    /// rate that arrived against the rate the server says it sent between its last two
+    /// sender reports (not `b=AS`: encoders undershoot their announced rate on simple
+    /// pictures, so it is no floor).
     fn stats(&mut self, st: &NetStats) -> Option<String> {
         let last = self.last.replace(st.clone())?;
         let policy = self.policy.as_mut()?;
@@ -278,8 +280,8 @@ impl Renditions {
         let sample = Sample {
             loss: ((lost - recovered).max(0.0) / expected).min(1.0),
             path_loss: (lost / expected).min(1.0),
-            received_bps: st.bitrate_bps as u64,
-            stream_bps: 0,
+            received_bps: st.video_delivery.map_or(0, |d| d.received_bps),
+            stream_bps: st.video_delivery.map_or(0, |d| d.sent_bps),
         };
         match policy.on_sample(Instant::now(), sample)? {
             Decision::Switch(i) => Some(self.switch(i)),

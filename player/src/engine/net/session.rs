@@ -745,6 +745,7 @@ impl Shell {
             tcp: self.tcp,
             srtp: self.srtp.is_some() && !self.tcp,
             srtp_rejected: self.srtp_rejected,
+            video_delivery: self.tracks.get(video).and_then(|t| t.delivery()),
             jitter_delay_ms: self
                 .tracks
                 .get(video)

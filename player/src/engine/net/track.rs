@@ -63,7 +63,24 @@ pub struct Counters {
     pub recovered: u64,
     /// Damaged non-reference pictures skipped, with no keyframe to wait for.
     pub dropped_pictures: u64,
+    /// RTP payload octets received of the media (retransmissions included), as sender
+    /// reports count them.
+    pub payload_octets: u64,
 }
+
+/// The media rate the sender sent and the rate that arrived, between its last two sender
+/// reports: the sent rate from their octet counts and NTP times, the received one from what
+/// arrived between their arrivals. A path that can't carry the stream shows as less
+/// arriving than sent, lost or queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent_bps: u64,
+    pub received_bps: u64,
+}
+
+/// A sender report as it arrived: (arrival, its NTP time in µs, its octet count, payload
+/// octets received by then).
+type SrPoint = (Instant, i64, u32, u64);
 
 /// A change in what is missing, for the session's retransmission requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +148,8 @@ pub struct TrackRx {
     /// multiplexing: it is announced nowhere).
     rtx_ssrc: Option<Ssrc>,
     gaps: Vec<GapEvent>,
+    /// The last two sender reports of our source ([`TrackRx::delivery`]).
+    sr_points: [Option<SrPoint>; 2],
     /// Scratch for the jitter buffer's changes and for unwrapping RTX packets.
     changes: Vec<GapChange>,
     unwrapped: Vec<u8>,
@@ -167,6 +186,7 @@ impl TrackRx {
             rtx_pt: None,
             rtx_ssrc: None,
             gaps: Vec::new(),
+            sr_points: [None, None],
             changes: Vec::new(),
             unwrapped: Vec::new(),
             desc,
@@ -212,6 +232,7 @@ impl TrackRx {
         self.rtx_ssrc = Some(p.ssrc);
         self.counters.rtx_packets += 1;
         self.counters.rtp_bytes += len as u64;
+        self.counters.payload_octets += orig.payload.len() as u64;
         let (seq, ts, marker) = (orig.sequence, orig.timestamp, orig.marker);
         let payload = orig.payload.to_vec();
         self.jitter.push(seq, ts, marker, payload, at);
@@ -312,6 +333,7 @@ impl TrackRx {
         }
         self.counters.rtp_packets += 1;
         self.counters.rtp_bytes += buf.len() as u64;
+        self.counters.payload_octets += p.payload.len() as u64;
         let payload = if self.text.is_some() {
             // Text tracks carry two payload types: keep which one with the payload.
             let mut v = Vec::with_capacity(p.payload.len() + 1);
@@ -351,6 +373,10 @@ impl TrackRx {
                     let ext = self.clock.ts.extend(sr.rtp_timestamp);
                     self.clock.sr = Some((ext, ntp_us));
                     self.counters.sender_reports += 1;
+                    self.sr_points = [
+                        self.sr_points[1],
+                        Some((at, ntp_us, sr.octet_count, self.counters.payload_octets)),
+                    ];
                     if let Some(stats) = self.stats.as_mut() {
                         stats.on_sender_report(&sr, at);
                     }
@@ -476,6 +502,24 @@ impl TrackRx {
             _ => return,
         };
         self.push_unit((timestamp, keyframe, damaged, data), wall_us, out);
+    }
+
+    /// What the sender sent and what arrived between its last two sender reports (at least
+    /// a second apart); `None` before two.
+    pub fn delivery(&self) -> Option<Delivery> {
+        let [Some((at0, ntp0, sent0, got0)), Some((at1, ntp1, sent1, got1))] = self.sr_points
+        else {
+            return None;
+        };
+        let sent_us = ntp1.checked_sub(ntp0).filter(|d| *d >= 1_000_000)?;
+        let got_us = at1.checked_duration_since(at0)?.as_micros().max(1);
+        let sent = u64::from(sent1.wrapping_sub(sent0));
+        let got = got1.saturating_sub(got0);
+        Some(Delivery {
+            sent_bps: sent * 8 * 1_000_000 / sent_us as u64,
+            received_bps: u64::try_from(u128::from(got) * 8 * 1_000_000 / got_us)
+                .unwrap_or(u64::MAX),
+        })
     }
 
     /// Non-reference pictures lost to a loss inside them and skipped: those that came out
@@ -880,6 +924,52 @@ mod tests {
         send(&mut t, &reference, 18_000, None);
         t.poll(t0 + Duration::from_secs(2), WALL0, &mut out);
         assert_eq!(t.take_picture_change(), Some(true));
+    }
+
+    #[test]
+    fn delivery_compares_what_arrived_with_what_the_sender_reports_sending() {
+        let t0 = Instant::now();
+        let mut t = video_rx();
+        let sr = |t: &mut TrackRx, secs: i64, octets: u32, at: Instant| {
+            let sr = RtcpPacket::SenderReport(SenderReport {
+                ssrc: Ssrc(5),
+                ntp: ntp_of(WALL0 + secs * 1_000_000),
+                rtp_timestamp: 0,
+                packet_count: 0,
+                octet_count: octets,
+                reports: vec![],
+            });
+            let mut buf = Vec::new();
+            rtcp::write_compound(&[sr], &mut buf);
+            t.on_rtcp(&buf, at);
+        };
+        let mut seq = 0u16;
+        // 100 payload bytes per packet.
+        let mut receive = |t: &mut TrackRx, n: usize, at: Instant| {
+            for _ in 0..n {
+                t.on_rtp(&packet(96, seq, 0, 5, false, &[0x41; 100]), at, WALL0);
+                seq = seq.wrapping_add(1);
+            }
+        };
+        receive(&mut t, 1, t0);
+        assert_eq!(t.delivery(), None);
+        // The sender's octet count wraps between the two reports: 1,000,000 octets in 5 s
+        // (1.6 Mbit/s) sent, 5,000 packets of 100 octets (0.8 Mbit/s) arrived in the 5 s
+        // between the reports' arrivals.
+        sr(&mut t, 0, u32::MAX - 499_999, t0);
+        assert_eq!(t.delivery(), None, "one report says nothing yet");
+        receive(&mut t, 5000, t0 + Duration::from_secs(3));
+        sr(&mut t, 5, 500_000, t0 + Duration::from_secs(5));
+        assert_eq!(
+            t.delivery(),
+            Some(Delivery {
+                sent_bps: 1_600_000,
+                received_bps: 800_000
+            })
+        );
+        // Reports closer than a second apart are not a window.
+        sr(&mut t, 5, 500_000, t0 + Duration::from_millis(5500));
+        assert_eq!(t.delivery(), None);
     }
 
     #[test]
