@@ -1,5 +1,5 @@
 //! Renditions (issue 13): the headless player, on `auto`, moves down to the smaller rendition
-//! when the path loses 15 % of its UDP datagrams. The server (this test binary run again in a
+//! when the path loses 15 % of its UDP datagrams, and back up once the path is clean. The server (this test binary run again in a
 //! network namespace, as in `net_loss.rs`) offers 320x240 at `/live` and 160x120 at
 //! `/live/160x120`; nftables drops 15 % of every UDP datagram arriving in the namespace.
 //! Needs root (`ip netns`) and nftables.
@@ -15,10 +15,11 @@ use lossy_netns::LossyNamespace;
 const LISTEN: &str = "127.0.0.1:8554";
 const SERVE_ENV: &str = "LIVECAST_RENDITIONS_TEST_SERVE";
 
-/// Not a test: the server of [`player_moves_down_a_rendition_under_loss`], in its namespace,
+/// Not a test: the server of [`player_moves_down_a_rendition_under_loss_and_back_up_when_it_clears`],
+/// in its namespace,
 /// until its standard input closes.
 #[test]
-#[ignore = "run by player_moves_down_a_rendition_under_loss inside its namespace"]
+#[ignore = "run by player_moves_down_a_rendition_under_loss_and_back_up_when_it_clears inside its namespace"]
 fn serve_renditions_in_namespace() {
     let Ok(listen) = std::env::var(SERVE_ENV) else {
         return;
@@ -52,7 +53,7 @@ fn serve_renditions_in_namespace() {
 }
 
 #[test]
-fn player_moves_down_a_rendition_under_loss() {
+fn player_moves_down_a_rendition_under_loss_and_back_up_when_it_clears() {
     let ns = LossyNamespace::new_over("r", 15, 0);
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = std::env::current_exe().expect("the test binary's path");
@@ -80,29 +81,45 @@ fn player_moves_down_a_rendition_under_loss() {
     // Keep reading: its test harness still prints when it ends.
     std::thread::spawn(move || lines.for_each(drop));
     let json = dir.path().join("stats.json");
-    let status = ns
+    let log = dir.path().join("player.log");
+    // Down after 4 s of trouble; then, once the loss ends (at 15 s), up after 20 s clean.
+    let mut player = ns
         .command(env!("CARGO_BIN_EXE_livecast-player"))
         .args(["--headless", &format!("rtsp://{LISTEN}/live"), "--no-audio"])
-        .args(["--transport", "udp", "--duration", "25", "--stats-json"])
+        .args(["--transport", "udp", "--duration", "45", "--stats-json"])
         .arg(&json)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,livecast_player=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .status()
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
         .expect("the player runs");
+    std::thread::sleep(std::time::Duration::from_secs(15));
+    let dropped = ns.dropped();
+    ns.clear_loss();
+    let status = player.wait().expect("the player runs");
     drop(server.stdin.take());
     let _ = server.wait();
-    assert!(status.success(), "player: {status}");
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "player: {status}\n{log}");
     let text = std::fs::read_to_string(&json).expect("the player wrote --stats-json");
     let j: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     eprintln!(
         "rendition {} after {} switches; video {}; rtp {}",
         j["rendition"], j["rendition_switches"], j["video"], j["rtp"]
     );
-    assert!(ns.dropped() > 20, "the path lost packets");
-    assert_eq!(j["rendition"], "160x120", "{text}");
-    assert!(j["rendition_switches"].as_u64() >= Some(1), "{text}");
-    // The pictures changed size mid-recording: the decoder went on with the small ones.
-    assert_eq!(j["video"]["width"], 160, "{text}");
+    assert!(dropped > 20, "the path lost packets");
+    // Down to 160x120, then back up: the pictures changed size twice mid-recording, and the
+    // decoder went on with each.
+    let down = log
+        .find("switching to the 160x120 rendition")
+        .unwrap_or_else(|| panic!("never moved down:\n{log}"));
+    assert!(
+        log[down..].contains("switching to the 320x240 rendition"),
+        "never moved back up:\n{log}"
+    );
+    assert_eq!(j["rendition"], "320x240", "{text}");
+    assert!(j["rendition_switches"].as_u64() >= Some(2), "{text}");
+    assert_eq!(j["video"]["width"], 320, "{text}");
     assert!(j["video"]["frames_shown"].as_u64() > Some(0), "{text}");
 }

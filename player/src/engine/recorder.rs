@@ -148,7 +148,8 @@ pub(crate) fn run(
             }
             if let Some(url) = switch_to.filter(|_| net_ctl.is_some()) {
                 let tx = net_ctl.take().expect("checked just above");
-                info!(%url, "switching rendition");
+                let to = renditions.current_name().unwrap_or_default();
+                info!(%url, "switching to the {to} rendition");
                 let _ = tx.send(NetControl::Stop).await;
                 generation += 1;
                 cfg.url = url;

@@ -83,6 +83,20 @@ impl LossyNamespace {
         nft_dropped(&self.name)
     }
 
+    /// Ends the loss: the path is clean from now on (and [`LossyNamespace::dropped`] reads 0).
+    pub fn clear_loss(&self) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "flush", "chain", "inet"])
+            .args(["livecast_loss", "input"])
+            .output()
+            .expect("nft");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `program` (arguments to add) run inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
