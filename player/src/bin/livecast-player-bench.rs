@@ -2,8 +2,10 @@
 //! one-hour 720p30 recording of real H.264.
 //!
 //! 1. Encodes `--distinct-gops` GOPs (30 frames, IDR first, SPS/PPS in band) of a detailed
-//!    texture panning under a moving box with openh264, configured like livecast-server's
-//!    encoder (constrained baseline, bit-rate control at `--kbps`, one thread). Encoding a full
+//!    texture panning under a moving box with livecast-server's own encoder (constrained
+//!    baseline, bit-rate control at `--kbps`, one thread; `--temporal-layers 2` puts every
+//!    other picture in a non-reference layer, as the server does not), and reports the
+//!    pictures' PSNR (luma, decoded against the source). Encoding a full
 //!    hour on a shared 2-core machine would take about 15 min, so these GOPs are **replicated**
 //!    with continuous timestamps to fill `--duration-s`. Opus packets (random bytes, 160 B per
 //!    20 ms) are interleaved as in a live recording; seeks do not decode audio.
@@ -11,15 +13,18 @@
 //!    with [`RecordingReader::open`], as `livecast-player FILE` does.
 //! 3. For each of `--seeks` random targets does what the playback loop does on a seek
 //!    (`Playback::reposition`): finds the keyframe at or before the target and the last frame
-//!    at or before it, resets the decoder, reads and decodes every frame from the keyframe
-//!    through the target, and converts the last one to RGBA. The time to that RGBA picture is
+//!    at or before it, resets the decoder, reads every frame from the keyframe through the
+//!    target and decodes those other pictures refer to (`h264::is_disposable`: with two
+//!    temporal layers every other one; `--decode-all` also decodes every one, as the player
+//!    did before) and the target, and converts the last one to RGBA. The time to that RGBA picture is
 //!    the seek time. Done twice: with the file in the page cache ("warm") and, with
 //!    `--cold`, after dropping the file's cached pages before each seek
 //!    (`dd iflag=nocache count=0`; not timed).
 //!
 //! ```text
 //! cargo build --release -p livecast-player --bin livecast-player-bench
-//! target/release/livecast-player-bench [--duration-s 3600] [--seeks 200] [--cold] [--json FILE]
+//! target/release/livecast-player-bench [--duration-s 3600] [--seeks 200] [--cold] [--decode-all]
+//!     [--temporal-layers 1|2|3] [--json FILE]
 //! ```
 
 mod bench_common;
@@ -33,12 +38,9 @@ use clap::Parser;
 use livecast_player::engine::decode::VideoDecoder;
 use livecast_player::engine::recording::RecordingReader;
 use livecast_player::engine::unit::MediaKind;
-use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, Profile,
-    RateControlMode, SpsPpsStrategy, UsageType,
-};
-use openh264::formats::YUVBuffer;
-use openh264::{OpenH264API, Timestamp};
+use livecast_proto::codec::h264;
+use livecast_server::encode::h264::{H264Config, H264Encoder};
+use livecast_server::source::VideoFrame;
 use rand::rngs::StdRng;
 use rand::{RngCore as _, SeedableRng as _};
 
@@ -60,6 +62,13 @@ struct Args {
     /// Also time seeks with the file's pages dropped from the page cache before each one.
     #[arg(long)]
     cold: bool,
+    /// Temporal layers of the encoded stream (1: the server's stream).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    temporal_layers: u8,
+    /// Decode every frame from the keyframe to the target, the non-reference ones too (the
+    /// player before it skipped them), after the skipping run, on the same recording.
+    #[arg(long)]
+    decode_all: bool,
     /// Where to write the recording (default: the system temp directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -152,21 +161,32 @@ impl Pan {
     }
 }
 
-/// The server's encoder settings (server/src/encode/h264.rs).
-fn encoder(kbps: u32) -> anyhow::Result<Encoder> {
-    let cfg = EncoderConfig::new()
-        .profile(Profile::Baseline)
-        .usage_type(UsageType::CameraVideoRealTime)
-        .rate_control_mode(RateControlMode::Bitrate)
-        .bitrate(BitRate::from_bps(kbps * 1000))
-        .max_frame_rate(FrameRate::from_hz(FPS as f32))
-        .skip_frames(false)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(GOP as u32))
-        .sps_pps_strategy(SpsPpsStrategy::ConstantId)
-        .scene_change_detect(false)
-        .complexity(Complexity::Medium)
-        .num_threads(1);
-    Encoder::with_api_config(OpenH264API::from_source(), cfg).context("openh264 encoder")
+/// The server's own encoder (server/src/encode/h264.rs), a keyframe each second.
+fn encoder(kbps: u32, temporal_layers: u8) -> anyhow::Result<H264Encoder> {
+    H264Encoder::with_temporal_layers(
+        &H264Config {
+            width: W as u32,
+            height: H as u32,
+            fps: FPS as u32,
+            bitrate_bps: kbps * 1000,
+            idr_interval_secs: (GOP as u64 / FPS) as u32,
+        },
+        temporal_layers,
+    )
+}
+
+/// Squared luma error of a decoded picture against the source I420 `src`.
+fn luma_sse(p: &openh264::decoder::DecodedYUV<'_>, src: &[u8]) -> f64 {
+    use openh264::formats::YUVSource as _;
+    let (stride, _, _) = p.strides();
+    let y = p.y();
+    (0..H)
+        .flat_map(|r| (0..W).map(move |c| (r, c)))
+        .map(|(r, c)| {
+            let d = f64::from(y[r * stride + c]) - f64::from(src[r * W + c]);
+            d * d
+        })
+        .sum()
 }
 
 /// NAL unit types of an Annex B access unit.
@@ -219,7 +239,7 @@ fn seeks(
     reader: &mut RecordingReader,
     index: &livecast_player::engine::recording::Index,
     n: usize,
-    cold: bool,
+    (cold, decode_all): (bool, bool),
     rng: &mut StdRng,
 ) -> anyhow::Result<SeekStats> {
     let v = index
@@ -246,14 +266,19 @@ fn seeks(
         dec.reset()?;
         let entries = &index.entries(v)[k..=last];
         let mut pic = None;
+        let mut decoded = 0;
         for (i, e) in entries.iter().enumerate() {
             let r0 = Instant::now();
             let unit = reader.read(e)?;
             let r1 = Instant::now();
             let is_last = i + 1 == entries.len();
+            read_t += ms(r1 - r0);
+            if !decode_all && !is_last && h264::is_disposable(&unit.data) {
+                continue;
+            }
+            decoded += 1;
             pic = dec.decode(&unit.data, e.keyframe(), is_last);
             let r2 = Instant::now();
-            read_t += ms(r1 - r0);
             dec_t += ms(r2 - r1);
             if is_last {
                 last_t += ms(r2 - r1);
@@ -265,7 +290,7 @@ fn seeks(
             _ => no_picture += 1,
         }
         times.push(ms(elapsed));
-        frames.push(entries.len());
+        frames.push(decoded);
     }
     times.sort_by(f64::total_cmp);
     let nf = n.max(1) as f64;
@@ -288,13 +313,16 @@ fn seeks(
 struct Output {
     duration_s: u64,
     distinct_gops: usize,
+    temporal_layers: u8,
     encoded_kbps: f64,
+    psnr_y_db: f64,
     file_mb: f64,
     encode_s: f64,
     write_s: f64,
     reopen_s: f64,
     warm: SeekStats,
     cold: Option<SeekStats>,
+    decode_all: Option<SeekStats>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -304,14 +332,23 @@ fn main() -> anyhow::Result<()> {
     // 1. Encode the distinct GOPs.
     let t = Instant::now();
     let pan = Pan::new();
-    let mut enc = encoder(args.kbps)?;
+    let mut enc = encoder(args.kbps, args.temporal_layers)?;
+    let mut check = openh264::decoder::Decoder::new().context("openh264 decoder")?;
+    let (mut sse, mut pictures) = (0.0, 0usize);
     let mut aus: Vec<Vec<u8>> = Vec::with_capacity(args.distinct_gops * GOP);
     for k in 0..args.distinct_gops * GOP {
-        let yuv = YUVBuffer::from_vec(pan.render(k), W, H);
-        let bs = enc
-            .encode_at(&yuv, Timestamp::from_millis(k as u64 * 1000 / FPS))
-            .context("encode")?;
-        let au = bs.to_vec();
+        let source = pan.render(k);
+        let frame = VideoFrame {
+            width: W as u32,
+            height: H as u32,
+            i420: source.clone(),
+            capture: std::time::UNIX_EPOCH + Duration::from_millis(k as u64 * 1000 / FPS),
+            index: k as u64,
+        };
+        let au = enc
+            .encode(&frame)?
+            .context("the encoder gave no picture")?
+            .annexb;
         let types = nal_types(&au);
         let key = k % GOP == 0;
         anyhow::ensure!(
@@ -322,16 +359,24 @@ fn main() -> anyhow::Result<()> {
             key || !types.contains(&5),
             "frame {k}: unexpected IDR (NAL types {types:?})"
         );
+        // The quality of what was encoded (not timed: encoding is not what is measured).
+        if let Ok(Some(p)) = check.decode(&au) {
+            sse += luma_sse(&p, &source);
+            pictures += 1;
+        }
         aus.push(au);
     }
     let encode_s = t.elapsed().as_secs_f64();
+    let psnr_y = 10.0 * (255.0f64 * 255.0 * (pictures * W * H) as f64 / sse.max(1.0)).log10();
     let bytes: usize = aus.iter().map(Vec::len).sum();
     let kbps = bytes as f64 * 8.0 / (aus.len() as f64 / FPS as f64) / 1000.0;
     writeln!(
         out,
-        "encoded {} frames ({} GOPs) of 1280x720 pan texture in {encode_s:.1} s: {kbps:.0} kbit/s, IDR {:.0} KB",
+        "encoded {} frames ({} GOPs, {} temporal layers) of 1280x720 pan texture in {encode_s:.1} s: \
+         {kbps:.0} kbit/s, IDR {:.0} KB, PSNR-Y {psnr_y:.2} dB",
         aus.len(),
         args.distinct_gops,
+        args.temporal_layers,
         aus[0].len() as f64 / 1e3
     )?;
 
@@ -391,8 +436,15 @@ fn main() -> anyhow::Result<()> {
     // 3. Seeks.
     let mut rng = StdRng::seed_from_u64(0x0DDB_1A5E_5BAD_5EED);
     // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
-    seeks(&path, &mut reader, &index, 1, false, &mut rng)?;
-    let warm = seeks(&path, &mut reader, &index, args.seeks, false, &mut rng)?;
+    seeks(&path, &mut reader, &index, 1, (false, false), &mut rng)?;
+    let warm = seeks(
+        &path,
+        &mut reader,
+        &index,
+        args.seeks,
+        (false, false),
+        &mut rng,
+    )?;
     let line = |name: &str, s: &SeekStats| {
         format!(
             "{name}: {} seeks to an RGBA picture: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
@@ -405,9 +457,33 @@ fn main() -> anyhow::Result<()> {
     };
     writeln!(out, "{}", line("warm page cache", &warm))?;
     let cold = if args.cold {
-        let c = seeks(&path, &mut reader, &index, args.seeks, true, &mut rng)?;
+        let c = seeks(
+            &path,
+            &mut reader,
+            &index,
+            args.seeks,
+            (true, false),
+            &mut rng,
+        )?;
         writeln!(out, "{}", line("file dropped from the page cache", &c))?;
         Some(c)
+    } else {
+        None
+    };
+    let decode_all = if args.decode_all {
+        // The same targets as the warm run.
+        let mut rng = StdRng::seed_from_u64(0x0DDB_1A5E_5BAD_5EED);
+        seeks(&path, &mut reader, &index, 1, (false, true), &mut rng)?;
+        let a = seeks(
+            &path,
+            &mut reader,
+            &index,
+            args.seeks,
+            (false, true),
+            &mut rng,
+        )?;
+        writeln!(out, "{}", line("warm, decoding every frame", &a))?;
+        Some(a)
     } else {
         None
     };
@@ -415,13 +491,16 @@ fn main() -> anyhow::Result<()> {
         let o = Output {
             duration_s: args.duration_s,
             distinct_gops: args.distinct_gops,
+            temporal_layers: args.temporal_layers,
             encoded_kbps: kbps,
+            psnr_y_db: psnr_y,
             file_mb,
             encode_s,
             write_s,
             reopen_s,
             warm,
             cold,
+            decode_all,
         };
         std::fs::write(j, serde_json::to_string_pretty(&o)? + "\n")?;
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use livecast_proto::codec::Codec;
+use livecast_proto::codec::{h264, Codec};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -316,6 +316,8 @@ struct VideoPresenter {
     /// With B-frames: pictures decoded ahead of the playhead, in presentation order, each
     /// with its time and its unit's capture facts (from a sender report, capture µs).
     held: VecDeque<(i64, Picture, bool, i64)>,
+    /// Non-reference pictures skipped on the way to seeks' targets.
+    seek_skipped: u64,
 }
 
 /// With B-frames, how far ahead of the playhead units are decoded: the reference a B-frame
@@ -334,6 +336,7 @@ impl VideoPresenter {
             frames_shown: 0,
             fps_window: (now, 0, 0.0),
             held: VecDeque::new(),
+            seek_skipped: 0,
         }
     }
 
@@ -353,13 +356,13 @@ impl VideoPresenter {
             }
             self.held.clear();
             self.next = k;
-            self.decode_through(rec, last, cx);
+            self.decode_through(rec, last, true, cx);
             if self.dec.reordering() {
                 // The picture at the target may still be in the decoder: a few more units,
                 // then the latest picture at or before the target (or the first after it).
                 let ahead = read_index(&rec.index).last_at_or_before(v, target + REORDER_AHEAD_US);
                 if let Some(ahead) = ahead.filter(|a| *a >= self.next) {
-                    self.decode_through(rec, ahead, cx);
+                    self.decode_through(rec, ahead, true, cx);
                 }
                 if !self.show_due(target, cx) {
                     if let Some((t, pic, sr, capture)) = self.held.pop_front() {
@@ -426,12 +429,21 @@ impl VideoPresenter {
             );
             self.next = k;
         }
-        self.decode_through(rec, last_due, cx);
+        self.decode_through(rec, last_due, false, cx);
     }
 
     /// Decodes entries from `next` through `last`, converting only the last one (which is
     /// shown).
-    fn decode_through(&mut self, rec: &mut Recorded, last: usize, cx: &mut ShowContext) {
+    /// Decodes the video units from `self.next` through `last`, showing the last picture
+    /// (each one with B-frames). `seeking`: on the way to a seek's target, pictures no other
+    /// picture refers to ([`h264::is_disposable`]) are not decoded, except the target.
+    fn decode_through(
+        &mut self,
+        rec: &mut Recorded,
+        last: usize,
+        seeking: bool,
+        cx: &mut ShowContext,
+    ) {
         let Some(v) = self.track else { return };
         let entries: Vec<_> = {
             let idx = read_index(&rec.index);
@@ -448,6 +460,10 @@ impl VideoPresenter {
             };
             let is_last = i + 1 == n;
             let reordering = self.dec.reordering();
+            if seeking && !is_last && !reordering && h264::is_disposable(&unit.data) {
+                self.seek_skipped += 1;
+                continue;
+            }
             // With B-frames a picture's time is its own unit's capture time (the index's
             // are made monotonic), and every picture may be the one to show.
             let time = if reordering {
@@ -1319,16 +1335,20 @@ mod tests {
         }
     }
 
-    /// The session, in capture order: 10 fps video with a keyframe each second, Opus every
-    /// 20 ms, two captions (spoken at 5 s and 25 s).
+    /// The session, in capture order: 10 fps video with a keyframe each second, in two
+    /// temporal layers (every other picture a non-reference one), Opus every 20 ms, two
+    /// captions (spoken at 5 s and 25 s).
     fn session() -> Vec<MediaUnit> {
-        let mut enc = H264Encoder::new(&H264Config {
-            width: W,
-            height: H,
-            fps: FPS as u32,
-            bitrate_bps: 300_000,
-            idr_interval_secs: 1,
-        })
+        let mut enc = H264Encoder::with_temporal_layers(
+            &H264Config {
+                width: W,
+                height: H,
+                fps: FPS as u32,
+                bitrate_bps: 300_000,
+                idr_interval_secs: 1,
+            },
+            2,
+        )
         .unwrap();
         let mut opus = OpusEncoder::new(32_000).unwrap();
         let mut units = Vec::new();
@@ -1763,10 +1783,16 @@ mod tests {
         let mut r = Rig::new(Source::File(path.clone()), shared, Some(reader));
         r.tick();
         assert_eq!(r.pos_us(), 0, "a file starts at its beginning");
+        let decoded = r.p.video.dec.decoded;
         for target_ms in [12_340u64, 33_000, 1_050, 26_500] {
             r.command(Command::Seek(Duration::from_millis(target_ms)));
             assert_shows_playhead(&r, &format!("seek to {target_ms} ms"));
         }
+        // Every other picture is a non-reference one: on the way from the keyframe (each
+        // second) to frame 123 the seek skipped 121, to 265 261 and 263; 330 and 10 are
+        // keyframes.
+        assert_eq!(r.p.video.seek_skipped, 3);
+        assert_eq!(r.p.video.dec.decoded - decoded, 3 + 1 + 1 + 4);
         assert_eq!(r.status().caption_text, ["second caption"]);
         r.command(Command::SetCaptions(false));
         assert!(r.status().caption_text.is_empty(), "captions switched off");

@@ -974,6 +974,16 @@ pub fn has_b_slice(annexb: &[u8]) -> bool {
     split_annexb(annexb).any(|n| slice_type(n) == Some(1))
 }
 
+/// Whether no other picture can depend on this Annex B access unit: it has slices, and
+/// every one says `nal_ref_idc` 0 (§7.4.1: a non-reference picture). A decoder going to a
+/// later picture may skip it.
+pub fn is_disposable(annexb: &[u8]) -> bool {
+    let mut slices = split_annexb(annexb)
+        .filter(|n| matches!(nal_type(n), nal::SLICE | nal::IDR))
+        .peekable();
+    slices.peek().is_some() && slices.all(|n| n[0] & 0x60 == 0)
+}
+
 /// MSB-first bit reader with Exp-Golomb codes (H.264 §9.1).
 struct BitReader<'a> {
     data: &'a [u8],
@@ -1611,6 +1621,25 @@ mod tests {
         let next = d.push(15, 3500, true, &au[3]).unwrap().unwrap();
         assert!(next.complete);
         assert_eq!(next.nals, vec![au[3].clone()]);
+    }
+
+    #[test]
+    fn disposable_access_units_have_only_non_reference_slices() {
+        let au = |nals: &[&[u8]]| annexb(&nals.iter().map(|n| n.to_vec()).collect::<Vec<_>>());
+        assert!(is_disposable(&au(&[&[0x01, 0x88], &[0x01, 0x99]])));
+        assert!(
+            is_disposable(&au(&[&[0x06, 0x05], &[0x01, 0x88]])),
+            "SEI (any NRI) aside"
+        );
+        assert!(!is_disposable(&au(&[&[0x01, 0x88], &[0x21, 0x99]])));
+        assert!(!is_disposable(&au(&[&[0x41, 0x88]])));
+        assert!(!is_disposable(&au(&[
+            &[0x67, 0x42],
+            &[0x68, 0xce],
+            &[0x65, 0x88]
+        ])));
+        assert!(!is_disposable(&au(&[&[0x06, 0x05]])), "no slice at all");
+        assert!(!is_disposable(&[]));
     }
 
     #[test]

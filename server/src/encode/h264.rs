@@ -131,6 +131,7 @@ pub struct H264Encoder {
     frames: u64,
     /// Capture time of the first picture: encoder timestamps count from it.
     first_capture: Option<std::time::SystemTime>,
+    temporal_layers: u8,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -176,12 +177,68 @@ impl I420<'_> {
     }
 }
 
-fn create(cfg: &H264Config) -> anyhow::Result<Encoder> {
+fn create(cfg: &H264Config, temporal_layers: u8) -> anyhow::Result<Encoder> {
     cfg.validate()?;
     let mut enc = Encoder::with_api_config(OpenH264API::from_source(), cfg.openh264())
         .context("cannot create the OpenH264 encoder")?;
     quiet::silence(&mut enc);
+    if temporal_layers > 1 {
+        // OpenH264 takes temporal layers only once initialised, which the openh264 crate
+        // does at the first picture: a grey one, whose output is thrown away. Changing the
+        // layers resets the encoder, so the first real picture is an IDR.
+        let (w, h) = (cfg.width as usize, cfg.height as usize);
+        let grey = openh264::formats::YUVBuffer::from_vec(vec![128; w * h * 3 / 2], w, h);
+        enc.encode(&grey)
+            .context("OpenH264 could not encode its first picture")?;
+        if !layers::set(&mut enc, i32::from(temporal_layers)) {
+            anyhow::bail!("OpenH264 refused {temporal_layers} temporal layers");
+        }
+    }
     Ok(enc)
+}
+
+/// Temporal layers ([`H264Encoder::with_temporal_layers`]): with two, every other picture is
+/// a non-reference one (`nal_ref_idc` 0), which no other picture predicts from; a player
+/// seeking in a recording skips those on its way from the keyframe to the target, and a loss
+/// inside one damages nothing after it. Not used by the server: at the same bit rate
+/// OpenH264's layered streams lost 3.5 to 7.6 dB of PSNR on panning content
+/// (docs/benchmarks.md, "Seek"). OpenH264 takes layers only through its raw options, on an
+/// initialised encoder.
+#[allow(unsafe_code)]
+mod layers {
+    use openh264::encoder::Encoder;
+    use openh264_sys2::{SEncParamExt, ENCODER_OPTION_SVC_ENCODE_PARAM_EXT};
+
+    /// Sets `layers` temporal layers (the IDR period rounded up to a whole group of
+    /// `2^(layers-1)` pictures, as OpenH264 requires).
+    pub(super) fn set(enc: &mut Encoder, layers: i32) -> bool {
+        let mut params = SEncParamExt::default();
+        // SAFETY: `raw_api` is this encoder's own live OpenH264 instance, initialised by its
+        // first encode (`create` encodes one picture before calling this). GetOption with
+        // ENCODER_OPTION_SVC_ENCODE_PARAM_EXT copies one `SEncParamExt` into the pointer,
+        // which points at `params`, alive and of that type for the whole call.
+        let rc = unsafe {
+            enc.raw_api().get_option(
+                ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                (&raw mut params).cast(),
+            )
+        };
+        if rc != 0 {
+            return false;
+        }
+        params.iTemporalLayerNum = layers;
+        let group = 1 << (layers - 1);
+        params.uiIntraPeriod = params.uiIntraPeriod.div_ceil(group) * group;
+        // SAFETY: as above; SetOption reads one `SEncParamExt` through the pointer (it
+        // copies it) and keeps no pointer to it.
+        let rc = unsafe {
+            enc.raw_api().set_option(
+                ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                (&raw mut params).cast(),
+            )
+        };
+        rc == 0
+    }
 }
 
 /// OpenH264's own log (C `fprintf` to stderr) off, before the encoder is initialised (which
@@ -260,10 +317,13 @@ impl H264Encoder {
             return Ok(());
         }
         if self.frames == 0 {
-            self.encoder = create(&H264Config {
-                bitrate_bps: bps,
-                ..self.cfg
-            })?;
+            self.encoder = create(
+                &H264Config {
+                    bitrate_bps: bps,
+                    ..self.cfg
+                },
+                self.temporal_layers,
+            )?;
         } else if !rate::set(&mut self.encoder, self.cfg.bitrate_bps, bps) {
             anyhow::bail!("OpenH264 refused the bit rate {bps}");
         }
@@ -279,7 +339,7 @@ impl H264Encoder {
             ..self.cfg
         };
         if cfg != self.cfg {
-            self.encoder = create(&cfg)?;
+            self.encoder = create(&cfg, self.temporal_layers)?;
             self.cfg = cfg;
             self.frames = 0;
         }
@@ -291,12 +351,23 @@ impl H264Encoder {
     /// # Errors
     /// An invalid size, rate or bitrate, or OpenH264 refusing to start.
     pub fn new(cfg: &H264Config) -> anyhow::Result<Self> {
+        Self::with_temporal_layers(cfg, 1)
+    }
+
+    /// An encoder whose pictures are in `layers` temporal layers (1 to 4; see [`layers`]):
+    /// for tests and benchmarks of players' handling of non-reference pictures.
+    ///
+    /// # Errors
+    /// As [`H264Encoder::new`], or OpenH264 refusing the layers.
+    pub fn with_temporal_layers(cfg: &H264Config, layers: u8) -> anyhow::Result<Self> {
+        let layers = layers.clamp(1, 4);
         Ok(Self {
-            encoder: create(cfg)?,
+            encoder: create(cfg, layers)?,
             cfg: *cfg,
             idr_requested: false,
             frames: 0,
             first_capture: None,
+            temporal_layers: layers,
         })
     }
 
@@ -339,7 +410,7 @@ impl H264Encoder {
                 cfg.width,
                 cfg.height
             );
-            self.encoder = create(&cfg)?;
+            self.encoder = create(&cfg, self.temporal_layers)?;
             self.cfg = cfg;
             self.frames = 0;
         }
@@ -415,6 +486,53 @@ mod tests {
 
     fn types(au: &EncodedVideo) -> Vec<u8> {
         au.nal_units().map(nal_type).collect()
+    }
+
+    #[test]
+    fn with_two_temporal_layers_every_other_picture_is_disposable() {
+        let mut enc = H264Encoder::with_temporal_layers(
+            &H264Config {
+                idr_interval_secs: 1,
+                ..cfg(320, 240)
+            },
+            2,
+        )
+        .expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let aus: Vec<EncodedVideo> = card_frames(320, 240, 30, 65)
+            .iter()
+            .map(|f| enc.encode(f).expect("encodes").expect("a picture"))
+            .collect();
+        for (i, au) in aus.iter().enumerate() {
+            // IDRs at 0, 30 and 60: the first picture is one, and the period holds.
+            assert_eq!(au.is_idr, i % 30 == 0, "picture {i}");
+            assert_eq!(
+                livecast_proto::codec::h264::is_disposable(&au.annexb),
+                i % 2 == 1,
+                "picture {i}"
+            );
+            assert!(dec.decode(&au.annexb).is_ok(), "picture {i} decodes");
+        }
+        // A decoder given only the reference pictures decodes them all, and the same
+        // pictures as with everything.
+        let mut all = Decoder::new().expect("decoder");
+        let mut refs = Decoder::new().expect("decoder");
+        for (i, au) in aus.iter().enumerate().take(29) {
+            let full = all.decode(&au.annexb).expect("decodes").map(|p| {
+                let mut rgb = vec![0; 320 * 240 * 3];
+                p.write_rgb8(&mut rgb);
+                rgb
+            });
+            if i % 2 == 1 {
+                continue;
+            }
+            let skipped = refs.decode(&au.annexb).expect("decodes").map(|p| {
+                let mut rgb = vec![0; 320 * 240 * 3];
+                p.write_rgb8(&mut rgb);
+                rgb
+            });
+            assert!(skipped.is_some() && skipped == full, "picture {i}");
+        }
     }
 
     /// Decodes and returns (width, height, mean luma).
