@@ -1720,13 +1720,9 @@ mod tests {
         assert_eq!(got, [Some(100), Some(101), Some(102)]);
     }
 
-    #[test]
-    fn many_clients_in_several_batches() {
-        let track = video_track();
-        // Enough clients for several `sendmmsg` calls per round and for a flush of the
-        // gathered datagrams midway (10 datagrams each).
-        let clients = (UDP_FLUSH_AT / 10 + 7).max(SEND_BATCH + 7);
-        let socks: Vec<UdpSocket> = (0..clients).map(|_| receiver()).collect();
+    /// `n` UDP clients of `track`, client `i` numbered from `i * seq_step`.
+    fn udp_clients(track: &Track, n: usize, seq_step: u16) -> Vec<UdpSocket> {
+        let socks: Vec<UdpSocket> = (0..n).map(|_| receiver()).collect();
         for (i, s) in socks.iter().enumerate() {
             track.subscribe(
                 i as u64,
@@ -1734,11 +1730,21 @@ mod tests {
                     rtp: s.local_addr().expect("bound"),
                     rtcp: "127.0.0.1:9".parse().expect("address"),
                 },
-                i as u16 * 100,
+                (i as u16).wrapping_mul(seq_step),
                 true,
                 Retransmission::None,
             );
         }
+        socks
+    }
+
+    #[test]
+    fn many_clients_in_several_batches() {
+        let track = video_track();
+        // Enough clients for several `sendmmsg` calls per round and for a flush of the
+        // gathered datagrams midway (10 datagrams each).
+        let clients = (UDP_FLUSH_AT / 10 + 7).max(SEND_BATCH + 7);
+        let socks = udp_clients(&track, clients, 100);
         // Datagrams of growing sizes: one message each, one round per datagram.
         track.deliver(&access_unit(&mut ServerSeq(9), 10, true, 0));
         for (i, s) in socks.iter().enumerate() {
@@ -1838,19 +1844,7 @@ mod tests {
     fn clients_get_every_datagram_of_a_gso_message_in_order() {
         // Equal-sized fragments, as the H.264 packetizer makes them: they go as GSO messages.
         let track = video_track();
-        let socks: Vec<UdpSocket> = (0..3).map(|_| receiver()).collect();
-        for (i, s) in socks.iter().enumerate() {
-            track.subscribe(
-                i as u64,
-                Sink::Udp {
-                    rtp: s.local_addr().expect("bound"),
-                    rtcp: "127.0.0.1:9".parse().expect("address"),
-                },
-                i as u16 * 1000,
-                true,
-                Retransmission::None,
-            );
-        }
+        let socks = udp_clients(&track, 3, 1000);
         let mut seq = ServerSeq(500);
         let mut au = access_unit(&mut seq, 5, true, 7);
         for (i, p) in au.iter_mut().enumerate() {

@@ -843,13 +843,12 @@ mod tests {
         assert_eq!(t.counters.plis, 1);
     }
 
-    #[test]
-    fn a_keyframe_ends_the_keyframe_requests() {
-        let t0 = Instant::now();
-        let mut t = video_rx();
+    /// Sends an access unit to a track in 100-byte packets from SSRC 5, numbered on from the
+    /// last, leaving out packet `skip` of it.
+    fn sender(t0: Instant) -> impl FnMut(&mut TrackRx, &[u8], u32, Option<usize>) {
         let mut pk = Packetizer::new(100);
         let mut seq = 0u16;
-        let mut send = |t: &mut TrackRx, au: &[u8], ts: u32, skip: Option<usize>| {
+        move |t, au, ts, skip| {
             let mut payloads = Vec::new();
             pk.packetize(au, &mut payloads);
             for (i, p) in payloads.iter().enumerate() {
@@ -858,7 +857,14 @@ mod tests {
                 }
                 seq = seq.wrapping_add(1);
             }
-        };
+        }
+    }
+
+    #[test]
+    fn a_keyframe_ends_the_keyframe_requests() {
+        let t0 = Instant::now();
+        let mut t = video_rx();
+        let mut send = sender(t0);
         let mut delta = vec![0, 0, 0, 1, 0x41];
         delta.extend([7u8; 300]);
         let idr = [
@@ -888,18 +894,7 @@ mod tests {
     fn a_damaged_non_reference_picture_is_skipped_without_a_keyframe_request() {
         let t0 = Instant::now();
         let mut t = video_rx();
-        let mut pk = Packetizer::new(100);
-        let mut seq = 0u16;
-        let mut send = |t: &mut TrackRx, au: &[u8], ts: u32, skip: Option<usize>| {
-            let mut payloads = Vec::new();
-            pk.packetize(au, &mut payloads);
-            for (i, p) in payloads.iter().enumerate() {
-                if Some(i) != skip {
-                    t.on_rtp(&packet(96, seq, ts, 5, p.marker, &p.data), t0, WALL0);
-                }
-                seq = seq.wrapping_add(1);
-            }
-        };
+        let mut send = sender(t0);
         // Hierarchical P: reference and non-reference (nal_ref_idc 0) pictures in turn.
         let mut reference = vec![0, 0, 0, 1, 0x41];
         reference.extend([7u8; 300]);
