@@ -349,6 +349,7 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
         media.renditions = sizes[1..].to_vec();
     }
     let renditions = media.renditions.len();
+    let rendition_sizes = media.renditions.clone();
     let cfg = ServerConfig {
         listen,
         media,
@@ -431,6 +432,19 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
                 let url = if tls { rtsps(url) } else { url };
                 say!("  {}", with_user(url));
             }
+        }
+        if !rendition_sizes.is_empty() {
+            let others: Vec<String> = rendition_sizes
+                .iter()
+                .map(|(w, h)| format!("{w}x{h} at /{path}/{w}x{h}"))
+                .collect();
+            say!(
+                "renditions: {}x{} at /{path}, {} (livecast-player picks one by itself; \
+                 --rendition WxH fixes one)",
+                p.width,
+                p.height,
+                others.join(", ")
+            );
         }
         if let Some((t, source)) = &tls {
             use livecast_server::tls::CertSource;

@@ -64,6 +64,14 @@ fn describe(port: u16, path: &str) -> String {
 #[test]
 fn each_rendition_is_served_at_its_size_and_unknown_ones_are_404() {
     let server = ServerProc::start(&["--renditions", "320x240,160x120", "--captions", "off"]);
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.starts_with("renditions: 320x240 at /live, 160x120 at /live/160x120")),
+        "the banner lists the renditions: {:?}",
+        server.banner
+    );
     let base = server.url();
     assert_eq!(video_size(&base), ((320, 240), true));
     assert_eq!(video_size(&format!("{base}/160x120")), ((160, 120), true));
@@ -88,6 +96,11 @@ fn each_rendition_is_served_at_its_size_and_unknown_ones_are_404() {
 #[test]
 fn without_renditions_nothing_is_listed() {
     let server = ServerProc::start(&["--size", "160x120", "--captions", "off"]);
+    assert!(
+        !server.banner.iter().any(|l| l.starts_with("renditions")),
+        "{:?}",
+        server.banner
+    );
     let sdp = describe(server.port, "/live");
     assert!(!sdp.contains("x-livecast-renditions"), "{sdp}");
     let (ok, _, err) = run_peer(

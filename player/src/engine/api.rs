@@ -153,6 +153,8 @@ pub struct Stats {
     pub recorded: Duration,
     pub video_frames_decoded: u64,
     pub audio_frames_decoded: u64,
+    /// Where the stream lists renditions: the one received (`WxH`) and the switches so far.
+    pub rendition: Option<(String, u64)>,
 }
 
 /// What the engine reports, several times a second and on every change.

@@ -1105,6 +1105,7 @@ impl Playback {
             }
         }
         let (conn, net, title) = (s.conn.clone(), s.stats.clone(), s.title.clone());
+        let rendition = s.rendition.clone().map(|r| (r, s.rendition_switches));
         drop(s);
         let t = &self.clock.timeline;
         let recorded_end = recorded_span(t);
@@ -1137,6 +1138,7 @@ impl Playback {
                 recorded: recorded_end,
                 video_frames_decoded: self.video.dec.decoded,
                 audio_frames_decoded: self.audio.decoded,
+                rendition,
             },
             codecs: codecs
                 .into_iter()

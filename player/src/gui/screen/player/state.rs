@@ -1136,6 +1136,7 @@ mod tests {
             recorded: Duration::from_secs(3725),
             video_frames_decoded: 100,
             audio_frames_decoded: 200,
+            rendition: Some(("640x360".into(), 2)),
         };
         let conns = [
             ConnState::Connecting,

@@ -86,7 +86,11 @@ pub fn stats_lines(status: &Status) -> Vec<(&'static str, String)> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    vec![
+    let rendition = st.rendition.as_ref().map(|(r, switches)| {
+        let s = if *switches == 1 { "" } else { "es" };
+        ("Rendition", format!("{r} ({switches} switch{s})"))
+    });
+    [
         ("Resolution", format!("{} x {}", st.width, st.height)),
         ("Frame rate", format!("{:.1} fps", st.fps)),
         ("Bit rate", fmt_bitrate(st.bitrate)),
@@ -120,6 +124,9 @@ pub fn stats_lines(status: &Status) -> Vec<(&'static str, String)> {
             ),
         ),
     ]
+    .into_iter()
+    .chain(rendition)
+    .collect()
 }
 
 /// The centred message about the connection, if there is something to say.
@@ -638,6 +645,18 @@ mod tests {
         assert_eq!(get("Recorded"), "1:30");
         assert_eq!(get("Behind live"), "0:10");
         assert_eq!(get("Transport"), "RTP over RTSP (TCP)");
+        assert!(
+            lines.iter().all(|(l, _)| *l != "Rendition"),
+            "no renditions listed"
+        );
+        let mut status = status;
+        status.stats.rendition = Some(("640x360".into(), 1));
+        let lines = stats_lines(&status);
+        let rendition = lines.iter().find(|(l, _)| *l == "Rendition");
+        assert_eq!(
+            rendition.map(|(_, v)| v.as_str()),
+            Some("640x360 (1 switch)")
+        );
     }
 
     #[test]
