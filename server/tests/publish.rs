@@ -111,8 +111,10 @@ fn ffmpeg_publishes_over_tcp_and_ffprobe_ffmpeg_and_gstreamer_read_it_back() {
          audioconvert ! fakesink name=asink silent=false sync=false"
     );
     let mut cmd = Command::new("timeout");
-    // INT makes it end its stream (-e); KILL 5 s later if it hangs there.
-    cmd.args(["-k", "5", "-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
+    // INT makes it end its stream (-e); KILL 5 s later if it hangs there. 12 s: on a loaded
+    // 2-core machine (the whole suite at once) gst-launch once needed more than 6 s to decode
+    // its first picture.
+    cmd.args(["-k", "5", "-s", "INT", "12", "gst-launch-1.0", "-e", "-v"]);
     cmd.args(pipeline.split_whitespace());
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(60));
     let count = |sink: &str| {
@@ -124,7 +126,7 @@ fn ffmpeg_publishes_over_tcp_and_ffprobe_ffmpeg_and_gstreamer_read_it_back() {
         out.contains("width=(int)320") && out.contains("rate=(int)48000"),
         "GStreamer decoded no 320-wide video or 48 kHz audio: {err}"
     );
-    // About 4 s of playing: 25 fps video, 50 Opus frames a second.
+    // At least 2 s of playing: 25 fps video, 50 Opus frames a second.
     assert!(count("vsink") >= 50, "only {} video frames", count("vsink"));
     assert!(
         count("asink") >= 100,
