@@ -298,7 +298,8 @@ fn plan_messages(
     len: impl Fn(&UdpSend) -> usize,
     gso: impl Fn(&UdpSend) -> bool,
 ) -> Vec<Message> {
-    // Stable: `sends` come packet by packet, so a client's datagrams stay in order.
+    // Stable, so a client's datagrams keep their order whatever order the caller gathered
+    // them in (the fan-out gathers client by client: then this is one cheap pass).
     sends.sort_by_key(|d| d.sub);
     let mut messages = Vec::new();
     let mut i = 0;

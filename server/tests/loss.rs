@@ -251,14 +251,8 @@ fn live555_gets_plain_avp_and_plays_through_loss() {
 fn a_path_with_a_small_mtu_still_gets_every_datagram() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let ns = LossyNamespace::new("m", 0);
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "link", "set", "lo", "mtu", "1200"])
-        .output()
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::lossy_netns::run_ok(
+        Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "mtu", "1200"]),
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("server.log");

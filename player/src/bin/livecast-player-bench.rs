@@ -83,6 +83,8 @@ const H: usize = 720;
 const FPS: u64 = 30;
 /// Frames per GOP: the server's default IDR interval (`--idr-interval 1`) at 30 fps.
 const GOP: usize = 30;
+/// Seed of the seek targets: the decode-all run replays the warm run's.
+const SEEK_SEED: u64 = 0x0DDB_1A5E_5BAD_5EED;
 const T0: i64 = 1_795_392_000_000_000; // 2026-11-22T00:00:00Z
 
 struct RemoveOnDrop(PathBuf);
@@ -435,7 +437,7 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // 3. Seeks.
-    let mut rng = StdRng::seed_from_u64(0x0DDB_1A5E_5BAD_5EED);
+    let mut rng = StdRng::seed_from_u64(SEEK_SEED);
     // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
     seeks(&path, &mut reader, &index, 1, (false, false), &mut rng)?;
     let warm = seeks(
@@ -473,7 +475,7 @@ fn main() -> anyhow::Result<()> {
     };
     let decode_all = if args.decode_all {
         // The same targets as the warm run.
-        let mut rng = StdRng::seed_from_u64(0x0DDB_1A5E_5BAD_5EED);
+        let mut rng = StdRng::seed_from_u64(SEEK_SEED);
         seeks(&path, &mut reader, &index, 1, (false, true), &mut rng)?;
         let a = seeks(
             &path,

@@ -48,20 +48,12 @@ impl LossyNamespace {
     pub fn new_over(tag: &str, percent: u32, min_len: u32) -> Self {
         let name = format!("lcl{}{tag}", std::process::id() % 100_000);
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ok = |c: &mut Command| {
-            let out = c.output().expect("ip (iproute2) is installed");
-            assert!(
-                out.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ok(Command::new("ip").args(["netns", "add", &name]));
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = LossyNamespace {
             name,
             delayer: None,
         };
-        ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
         nft_input_rule(
             &ns.name,
             &format!(
@@ -85,15 +77,10 @@ impl LossyNamespace {
 
     /// Ends the loss: the path is clean from now on (and [`LossyNamespace::dropped`] reads 0).
     pub fn clear_loss(&self) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "flush", "chain", "inet"])
-            .args(["livecast_loss", "input"])
-            .output()
-            .expect("nft");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name, "nft", "flush", "chain", "inet"])
+                .args(["livecast_loss", "input"]),
         );
     }
 
@@ -103,6 +90,16 @@ impl LossyNamespace {
         c.args(["netns", "exec", &self.name]).arg(program);
         c
     }
+}
+
+/// Runs `c` (iproute2, nft) to the end; panics with its error output if it failed.
+pub fn run_ok(c: &mut Command) {
+    let out = c.output().expect("ip (iproute2) and nft are installed");
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Puts `rule` (with a counter) in the input chain of a table `inet livecast_loss` in network
