@@ -77,6 +77,7 @@ impl Namespaces {
             let addr = format!("10.213.{n}.{host}/24");
             ip(&["-n", name, "addr", "add", &addr, "dev", dev]);
             ip(&["-n", name, "link", "set", dev, "up"]);
+            lossy_netns::one_datagram_per_packet(name, dev);
         }
         ns
     }

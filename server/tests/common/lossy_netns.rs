@@ -54,6 +54,7 @@ impl LossyNamespace {
             delayer: None,
         };
         run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        one_datagram_per_packet(&ns.name, "lo");
         nft_input_rule(
             &ns.name,
             &format!(
@@ -90,6 +91,15 @@ impl LossyNamespace {
         c.args(["netns", "exec", &self.name]).arg(program);
         c
     }
+}
+
+/// Makes `dev` in namespace `ns` carry each datagram of a sender's GSO message
+/// (`UDP_SEGMENT`, which the server's fan-out uses) as a packet of its own. Otherwise the
+/// kernel hands the whole message through the input hook as one packet, and a random drop
+/// there takes a whole frame's datagrams at once, which no real path does (a network
+/// card, or the kernel before a device without segmentation offload, splits them).
+pub fn one_datagram_per_packet(ns: &str, dev: &str) {
+    run_ok(Command::new("ip").args(["-n", ns, "link", "set", "dev", dev, "gso_max_segs", "1"]));
 }
 
 /// Runs `c` (iproute2, nft) to the end; panics with its error output if it failed.
