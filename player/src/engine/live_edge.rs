@@ -178,7 +178,65 @@ impl LiveEdge {
 
     /// The media time the playhead may reach at `now_us`.
     pub fn limit_us(&self, now_us: i64) -> Option<i64> {
-        self.started.then(|| now_us - self.floor_us - self.delay_us)
+        self.limit_with_min_delay_us(now_us, 0)
+    }
+
+    /// [`LiveEdge::limit_us`] with a playout delay of at least `min_delay_us`.
+    pub fn limit_with_min_delay_us(&self, now_us: i64, min_delay_us: i64) -> Option<i64> {
+        self.started
+            .then(|| now_us - self.floor_us - self.delay_us.max(min_delay_us))
+    }
+}
+
+/// How long after the last retransmission request a path still counts as lossy.
+pub const LOSSY_HOLD_US: i64 = 10_000_000;
+
+/// Watch mode on a path that loses packets: the playout delay covers the jitter buffer's wait
+/// for retransmissions, so a picture recovered by NACK is shown in its turn instead of
+/// arriving after the playhead has passed it (and being decoded but never shown).
+///
+/// [`LiveEdge`] alone measures the lateness of what arrived, at a percentile, and on a lossy
+/// path that is a moving target: each recovery holds a burst of units back by a round trip
+/// or two. The jitter buffer's wait (round trip, the retries' spacing, a margin: the
+/// session's [`retransmission_wait`]) is what recovery can take, known in advance and steady
+/// while the round trip is. This holds the delay at least there from the first request on,
+/// until [`LOSSY_HOLD_US`] pass without one; a clean path (no request) never has it, so
+/// loopback keeps its few ms. libwebrtc's receiver does the same when NACK is on (its
+/// target delay includes the round trip). Calls do not use it: there a few lost pictures
+/// cost less than 100 ms of conversation delay.
+///
+/// [`retransmission_wait`]: livecast_proto::rtsp::client::Client::retransmission_wait
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryHold {
+    /// Retransmission requests sent so far (cumulative), as last reported.
+    requests: u64,
+    /// When the last new request was seen.
+    requested_at_us: Option<i64>,
+    /// The jitter buffer's wait for a missing packet, as last reported.
+    wait_us: i64,
+}
+
+impl RecoveryHold {
+    /// The network side's figures at `now_us`: requests sent so far (cumulative) and the
+    /// jitter buffer's current wait for a retransmission (`None`: none is asked for).
+    pub fn net(&mut self, requests: u64, wait_us: Option<i64>, now_us: i64) {
+        if requests > self.requests {
+            self.requested_at_us = Some(now_us);
+        }
+        // A new session (a reconnect, a rendition switch) counts from zero again.
+        self.requests = requests;
+        self.wait_us = wait_us.unwrap_or(0).clamp(0, MAX_DELAY_US);
+    }
+
+    /// The least playout delay at `now_us`: the wait and the margin while the path is lossy,
+    /// else 0.
+    pub fn min_delay_us(&self, now_us: i64) -> i64 {
+        match self.requested_at_us {
+            Some(t) if now_us - t <= LOSSY_HOLD_US && self.wait_us > 0 => {
+                (self.wait_us + MARGIN_US).min(MAX_DELAY_US)
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -363,5 +421,48 @@ mod tests {
         }
         assert!(le.jitter_us().unwrap() > MAX_DELAY_US);
         assert_eq!(le.delay_us(), Some(MAX_DELAY_US));
+    }
+    #[test]
+    fn recovery_holds_the_delay_at_the_retransmission_wait_while_requests_go_on() {
+        let mut h = RecoveryHold::default();
+        // A clean path: no request, no floor, whatever the wait.
+        h.net(0, Some(170_000), 1_000_000);
+        assert_eq!(h.min_delay_us(1_000_000), 0);
+        // The first request: from now on the wait (and the margin) is the least delay.
+        h.net(3, Some(170_000), 2_000_000);
+        assert_eq!(h.min_delay_us(2_000_000), 170_000 + MARGIN_US);
+        // The round trip moved: the wait follows.
+        h.net(3, Some(120_000), 3_000_000);
+        assert_eq!(h.min_delay_us(3_000_000), 120_000 + MARGIN_US);
+        // No request for the hold: clean again.
+        assert_eq!(
+            h.min_delay_us(2_000_000 + LOSSY_HOLD_US),
+            120_000 + MARGIN_US
+        );
+        assert_eq!(h.min_delay_us(2_000_001 + LOSSY_HOLD_US), 0);
+        // A new session counts from zero; its first request starts a hold again.
+        h.net(0, Some(120_000), 13_000_000);
+        assert_eq!(h.min_delay_us(13_000_000), 0);
+        h.net(1, Some(120_000), 14_000_000);
+        assert_eq!(h.min_delay_us(14_000_000), 120_000 + MARGIN_US);
+        // No retransmission asked for (--no-nack, TCP): nothing to wait for.
+        h.net(2, None, 14_500_000);
+        assert_eq!(h.min_delay_us(14_500_000), 0);
+        // Bounded.
+        h.net(5, Some(10_000_000), 15_000_000);
+        assert_eq!(h.min_delay_us(15_000_000), MAX_DELAY_US);
+    }
+
+    #[test]
+    fn a_minimum_delay_moves_the_limit_only_when_larger() {
+        let mut le = LiveEdge::new();
+        feed(&mut le, &mut Rng(1), 0, 5_000_000, 0);
+        let now = 10_000_000;
+        assert_eq!(le.limit_with_min_delay_us(now, 0), le.limit_us(now));
+        assert_eq!(le.limit_with_min_delay_us(now, 1_000), le.limit_us(now));
+        assert_eq!(
+            le.limit_with_min_delay_us(now, 175_000),
+            Some(now - 1_007_000 - 175_000)
+        );
     }
 }

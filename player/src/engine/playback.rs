@@ -21,8 +21,8 @@ use super::api::*;
 use super::audio_out::AudioSink;
 use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, Picture, VideoDecoder};
-use super::live_edge::{LiveEdge, AUDIO_JITTER_PERCENTILE};
-use super::net::NetControl;
+use super::live_edge::{LiveEdge, RecoveryHold, AUDIO_JITTER_PERCENTILE};
+use super::net::{NetControl, NetStats};
 use super::recorder::{lock, Shared};
 use super::recording::{read_index, Index, IndexEntry, RecordingReader, SharedIndex};
 use super::report::{
@@ -111,6 +111,9 @@ struct Clock {
     /// Arrivals of the video and the audio track: where each one's live limit is.
     video_edge: LiveEdge,
     audio_edge: LiveEdge,
+    /// Watch mode: the delay covers retransmissions while the path loses packets (`None` in
+    /// a call).
+    recovery: Option<RecoveryHold>,
     /// Entries of the video and audio tracks seen so far.
     seen: (usize, usize),
 }
@@ -130,7 +133,17 @@ impl Clock {
             epoch: now,
             video_edge: LiveEdge::new(),
             audio_edge: LiveEdge::covering(AUDIO_JITTER_PERCENTILE),
+            recovery: (!call).then(RecoveryHold::default),
             seen: (0, 0),
+        }
+    }
+
+    /// The network side's latest figures: retransmissions asked for, the jitter buffer's wait.
+    fn net_stats(&mut self, net: &NetStats, now: Instant) {
+        let now_us = mono_us(self.epoch, now);
+        if let Some(r) = &mut self.recovery {
+            let wait_us = (net.jitter_delay_ms * 1e3) as i64;
+            r.net(net.nack_sent, Some(wait_us), now_us);
         }
     }
 
@@ -164,10 +177,11 @@ impl Clock {
         }
         self.timeline.set_live_edge(edge, now);
         let now_us = mono_us(self.epoch, now);
+        let min_delay = self.recovery.as_ref().map_or(0, |r| r.min_delay_us(now_us));
         let limit = if self.seen.1 > 0 {
-            self.audio_edge.limit_us(now_us)
+            self.audio_edge.limit_with_min_delay_us(now_us, min_delay)
         } else {
-            self.video_edge.limit_us(now_us)
+            self.video_edge.limit_with_min_delay_us(now_us, min_delay)
         };
         if let Some(limit) = limit {
             let delay = (edge - limit).max(0);
@@ -318,6 +332,10 @@ struct VideoPresenter {
     held: VecDeque<(i64, Picture, bool, i64)>,
     /// Non-reference pictures skipped on the way to seeks' targets.
     seek_skipped: u64,
+    /// Pictures decoded and not shown (not on the way to a seek), before the first picture
+    /// shown (a joiner's catch-up to live) and after it (late).
+    skipped_before_first: u64,
+    skipped_late: u64,
 }
 
 /// With B-frames, how far ahead of the playhead units are decoded: the reference a B-frame
@@ -337,6 +355,8 @@ impl VideoPresenter {
             fps_window: (now, 0, 0.0),
             held: VecDeque::new(),
             seek_skipped: 0,
+            skipped_before_first: 0,
+            skipped_late: 0,
         }
     }
 
@@ -472,6 +492,14 @@ impl VideoPresenter {
                 entry.time_us
             };
             let convert = is_last || reordering;
+            if !convert && !seeking {
+                // Decoded to keep the decoder going, not shown: the playhead had passed it.
+                if self.frames_shown == 0 {
+                    self.skipped_before_first += 1;
+                } else {
+                    self.skipped_late += 1;
+                }
+            }
             if let Some((pic, t)) = self
                 .dec
                 .decode_at(&unit.data, entry.keyframe(), convert, time)
@@ -1107,6 +1135,7 @@ impl Playback {
         let (conn, net, title) = (s.conn.clone(), s.stats.clone(), s.title.clone());
         let rendition = s.rendition.clone().map(|r| (r, s.rendition_switches));
         drop(s);
+        self.clock.net_stats(&net, now);
         let t = &self.clock.timeline;
         let recorded_end = recorded_span(t);
         let codecs: Vec<Codec> = self
@@ -1173,6 +1202,8 @@ impl Playback {
             video: super::report::VideoReport {
                 frames_decoded: self.video.dec.decoded,
                 frames_shown: self.video.frames_shown,
+                frames_before_first: self.video.skipped_before_first,
+                frames_late: self.video.skipped_late,
                 longest_freeze_ms: self.probes.longest_freeze.as_secs_f64() * 1e3,
                 freezes: self.probes.freezes.clone(),
                 width: self.video.size.0,
@@ -1569,6 +1600,71 @@ mod tests {
         let delay = r.p.clock.audio_edge.delay_us().unwrap();
         let underruns = r.p.audio.sink.underruns() - underruns_before;
         (delay, lat, av, underruns)
+    }
+
+    /// Video on a lossy path with retransmission: every 8th picture (from 1 s on) has a
+    /// packet lost and recovered 120 ms late, holding back the pictures behind it as the
+    /// jitter buffer does; the network side reports its retransmission requests and a
+    /// 150 ms wait. Returns the pictures shown late and in all after the first second.
+    fn recovering_live(requests_reported: bool) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, mut writer) = live_rig(dir.path());
+        let mut held_until = i64::MIN;
+        let mut requests = 0;
+        let media: Vec<(i64, MediaUnit)> = session()
+            .into_iter()
+            .filter(|u| u.track != 2 && u.capture_us < T0 + 12_000_000)
+            .map(|u| {
+                let mut arrival = u.capture_us + 7_000;
+                if u.track == 0 {
+                    let n = (u.capture_us - T0) * FPS / 1_000_000;
+                    if n >= FPS && n % 8 == 0 {
+                        held_until = arrival + 120_000;
+                    }
+                    arrival = arrival.max(held_until);
+                }
+                (arrival, u)
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..media.len()).collect();
+        order.sort_by_key(|&i| media[i].0);
+        let (mut next, mut late_before, mut shown_before) = (0, 0, 0);
+        while r.now_us < 12_000_000 {
+            r.tick();
+            let wall = T0 + r.now_us;
+            while next < order.len() && media[order[next]].0 <= wall {
+                writer.append(&media[order[next]].1).unwrap();
+                next += 1;
+            }
+            writer.flush().unwrap();
+            if r.now_us % 1_000_000 == 0 {
+                let mut s = lock(&r.p.shared);
+                s.stats.jitter_delay_ms = 150.0;
+                if requests_reported && r.now_us >= 2_000_000 {
+                    requests += 8;
+                    s.stats.nack_sent = requests;
+                }
+            }
+            if r.now_us == 3_000_000 {
+                (late_before, shown_before) = (r.p.video.skipped_late, r.p.video.frames_shown);
+            }
+        }
+        (
+            r.p.video.skipped_late - late_before,
+            r.p.video.frames_shown - shown_before,
+        )
+    }
+
+    /// Watching: while retransmissions are asked for, the playout delay covers the jitter
+    /// buffer's wait, so recovered pictures are shown in their turn; without requests (a
+    /// clean path as far as the player knows) the edge follows arrivals and skips some.
+    #[test]
+    fn retransmission_requests_hold_the_delay_so_recovered_pictures_are_shown() {
+        let (late, shown) = recovering_live(true);
+        assert_eq!(late, 0, "{shown} shown");
+        assert!(shown >= 9 * FPS as u64 - 5, "{shown} shown");
+        let (late, shown) = recovering_live(false);
+        assert!(late >= 10, "{late} late, {shown} shown");
     }
 
     /// A lost audio packet is filled (concealment) when the packet after it is decoded, and

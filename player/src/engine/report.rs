@@ -8,6 +8,12 @@ pub struct VideoReport {
     pub frames_decoded: u64,
     /// Pictures put on screen (not those decoded only to reach a later one).
     pub frames_shown: u64,
+    /// Pictures decoded before the first one shown and not shown: a joiner starts at the
+    /// server's last keyframe and catches up to live from there.
+    pub frames_before_first: u64,
+    /// Pictures decoded after the first one shown and not shown: they came (or were decoded)
+    /// after the playhead had passed their time.
+    pub frames_late: u64,
     /// The longest time between two pictures shown while playing (pause and seeks start the
     /// count again), ms; 0 before two pictures.
     pub longest_freeze_ms: f64,
