@@ -224,7 +224,7 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
         eprintln!(
             "{name}: {} of {} frames shown ({:.1} %; {} late, {} sent before the first), {} \
              recorded, longest freeze {:.0} ms, {} datagrams dropped, {} lost (RTP), {} NACKed, {} RTX received, {} recovered, \
-             rtt {:?} ms, audio {}",
+             rtt {:?} ms, latency {}, audio {}",
             r.shown(),
             r.watched(),
             100.0 * r.shown() as f64 / r.watched() as f64,
@@ -238,6 +238,7 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
             r.rtp("retransmissions_received"),
             r.rtp("recovered"),
             r.json["rtp"]["rtt_ms"],
+            r.json["latency_ms"],
             r.json["audio"],
         );
     }

@@ -377,11 +377,16 @@ pub struct Rtx {
 /// The lines that offer feedback on format `pt` (clock `clock`): generic NACK and PLI (RFC
 /// 4585), FIR (RFC 5104), and with `rtx` its `rtpmap` and `fmtp` (`apt`, `rtx-time`).
 pub fn feedback_attributes(pt: u8, clock: u32, rtx: Option<Rtx>) -> Vec<Attribute> {
-    let mut v = vec![
-        Attribute::new("rtcp-fb", format!("{pt} nack")),
-        Attribute::new("rtcp-fb", format!("{pt} nack pli")),
-        Attribute::new("rtcp-fb", format!("{pt} ccm fir")),
-    ];
+    let mut v = nack_attributes(pt, clock, rtx);
+    v.insert(1, Attribute::new("rtcp-fb", format!("{pt} nack pli")));
+    v.insert(2, Attribute::new("rtcp-fb", format!("{pt} ccm fir")));
+    v
+}
+
+/// [`feedback_attributes`] without the picture requests (PLI, FIR): for audio, generic NACK
+/// and its `rtx` format only.
+pub fn nack_attributes(pt: u8, clock: u32, rtx: Option<Rtx>) -> Vec<Attribute> {
+    let mut v = vec![Attribute::new("rtcp-fb", format!("{pt} nack"))];
     if let Some(Rtx {
         payload_type: r,
         keep_ms,

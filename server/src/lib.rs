@@ -186,8 +186,10 @@ impl RunningServer {
 
 pub const VIDEO_PT: u8 = 96;
 pub const AUDIO_PT: u8 = 97;
-/// RFC 4588 retransmissions of the video (`a=fmtp:100 apt=96`).
+/// RFC 4588 retransmissions of the video (`a=fmtp:100 apt=96`)...
 pub const VIDEO_RTX_PT: u8 = 100;
+/// ... and of the audio (`a=fmtp:101 apt=97`).
+pub const AUDIO_RTX_PT: u8 = 101;
 pub use captions::{RED_PT, T140_PT};
 
 fn make_track(
@@ -214,10 +216,15 @@ fn make_track(
         clock_rate,
         ssrc,
         cname: format!("livecast-{:08x}@{}", rand::random::<u32>(), hostname()),
-        // Video only: audio has Opus in-band FEC, and a 20 ms frame resent a round trip
-        // later is mostly past its playout time.
-        nack: kind == TrackKind::Video,
-        rtx_payload_type: (kind == TrackKind::Video).then_some(VIDEO_RTX_PT),
+        // Video and audio. Opus's in-band FEC covers speech only (SILK and hybrid modes;
+        // music and tones are CELT, which carries none), and a viewer's playout delay
+        // leaves time for a round trip; a call's player asks for video only.
+        nack: kind != TrackKind::Text,
+        rtx_payload_type: match kind {
+            TrackKind::Video => Some(VIDEO_RTX_PT),
+            TrackKind::Audio => Some(AUDIO_RTX_PT),
+            TrackKind::Text => None,
+        },
     };
     if rtp_v6.is_none() {
         track::warn_missing_family(&info, true);

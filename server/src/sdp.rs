@@ -19,8 +19,8 @@ use crate::track::TrackInfo;
 ///   `cps=30`; told apart by `a=label:captions` / `a=label:chat` (RFC 4574) and a media
 ///   title (`i=`).
 /// - `s=` is `title`: "Livecast", or in a call who is calling.
-/// - A track with [`TrackInfo::nack`] (video) is `RTP/AVPF` (RFC 4585) with `a=rtcp-fb` `nack`,
-///   `nack pli` and `ccm fir` (RFC 5104), and its `rtx` payload type (RFC 4588) with
+/// - A track with [`TrackInfo::nack`] is `RTP/AVPF` (RFC 4585) with `a=rtcp-fb` `nack` (video
+///   also `nack pli` and `ccm fir`, RFC 5104), and its `rtx` payload type (RFC 4588) with
 ///   `apt=<pt>;rtx-time=1000` (how long packets are kept). The state machine takes these out
 ///   for live555 clients.
 pub fn describe(
@@ -67,6 +67,27 @@ pub fn describe(
     if vinfo.nack {
         video_media.proto = "RTP/AVPF".into();
     }
+    let mut audio_formats = vec![apt];
+    let mut audio_attrs = vec![
+        Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
+        Attribute::new(
+            "fmtp",
+            format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1"),
+        ),
+    ];
+    if ainfo.nack {
+        let rtx = retransmission(ainfo);
+        audio_formats.extend(rtx.map(|r| r.payload_type));
+        audio_attrs.extend(livecast_proto::sdp::nack_attributes(
+            apt,
+            livecast_proto::codec::opus::CLOCK_RATE,
+            rtx,
+        ));
+    }
+    let mut audio_media = rtp_media("audio", ainfo, &audio_formats, audio_attrs);
+    if ainfo.nack {
+        audio_media.proto = "RTP/AVPF".into();
+    }
     let mut media = vec![
         MediaDescription {
             bandwidth: vec![("AS".into(), video_bitrate / 1000)],
@@ -74,18 +95,7 @@ pub fn describe(
         },
         MediaDescription {
             bandwidth: vec![("AS".into(), audio_bitrate / 1000)],
-            ..rtp_media(
-                "audio",
-                ainfo,
-                &[apt],
-                vec![
-                    Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
-                    Attribute::new(
-                        "fmtp",
-                        format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1"),
-                    ),
-                ],
-            )
+            ..audio_media
         },
     ];
     for (t, role) in text {
@@ -226,10 +236,15 @@ mod tests {
             rtx_payload_type: Some(100),
             ..info(0, TrackKind::Video, 96)
         };
+        let ainfo = TrackInfo {
+            nack: true,
+            rtx_payload_type: Some(101),
+            ..info(1, TrackKind::Audio, 97)
+        };
         let mut sdp = describe(
             &video,
             &vinfo,
-            &info(1, TrackKind::Audio, 97),
+            &ainfo,
             &[(&captions, TextRole::Captions)],
             2_000_000,
             64_000,
@@ -258,10 +273,13 @@ mod tests {
             a=framesize:96 1280-720\r\n\
             a=framerate:30\r\n\
             a=control:trackID=0\r\n\
-            m=audio 0 RTP/AVP 97\r\n\
+            m=audio 0 RTP/AVPF 97 101\r\n\
             b=AS:64\r\n\
             a=rtpmap:97 opus/48000/2\r\n\
             a=fmtp:97 sprop-stereo=1;stereo=1;useinbandfec=1\r\n\
+            a=rtcp-fb:97 nack\r\n\
+            a=rtpmap:101 rtx/48000\r\n\
+            a=fmtp:101 apt=97;rtx-time=1000\r\n\
             a=control:trackID=1\r\n\
             m=text 0 RTP/AVP 99 98\r\n\
             i=Live captions\r\n\
@@ -276,8 +294,11 @@ mod tests {
         sdp.media = sdp.media.iter().map(|m| m.without_feedback()).collect();
         let plain = want
             .replace("RTP/AVPF 96 100", "RTP/AVP 96")
+            .replace("RTP/AVPF 97 101", "RTP/AVP 97")
             .lines()
-            .filter(|l| !l.starts_with("a=rtcp-fb") && !l.contains(":100 "))
+            .filter(|l| {
+                !l.starts_with("a=rtcp-fb") && !l.contains(":100 ") && !l.contains(":101 ")
+            })
             .map(|l| format!("{l}\r\n"))
             .collect::<String>();
         assert_eq!(sdp.to_string(), plain);

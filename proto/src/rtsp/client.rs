@@ -170,6 +170,9 @@ pub struct NackConfig {
     /// Numbers asked for per second and track at most (our server answers 100 a second per
     /// session); the rest wait for the next second if they are still in time.
     pub per_second: u32,
+    /// Ask for audio too, where offered. A viewer's playout waits for retransmissions while
+    /// the path loses packets; a call's does not, and conceals (or uses Opus FEC) instead.
+    pub audio: bool,
 }
 
 impl NackConfig {
@@ -182,6 +185,7 @@ impl NackConfig {
             margin: Duration::from_millis(10),
             max_wait: Duration::from_millis(500),
             per_second: 100,
+            audio: true,
         }
     }
 
@@ -190,6 +194,7 @@ impl NackConfig {
         NackConfig {
             tries: 2,
             max_wait: Duration::from_millis(150),
+            audio: false,
             ..Self::watch()
         }
     }
@@ -944,10 +949,18 @@ impl Client {
 
     /// NACKs are offered, wanted and possible on `track` (set up over UDP).
     fn nack_possible(&self, track: usize) -> bool {
+        self.wants_nack(track) && !self.tcp && self.a.udp.get(track) == Some(&true)
+    }
+
+    /// Track `track` offers NACK and this client asks for it there (audio only if
+    /// [`NackConfig::audio`]).
+    fn wants_nack(&self, track: usize) -> bool {
         self.cfg.nack.enabled
-            && !self.tcp
-            && self.a.tracks.get(track).is_some_and(|t| t.nack)
-            && self.a.udp.get(track) == Some(&true)
+            && self
+                .a
+                .tracks
+                .get(track)
+                .is_some_and(|t| t.nack && (self.cfg.nack.audio || t.media != "audio"))
     }
 
     pub fn handle_input(&mut self, input: Input) {
@@ -1008,8 +1021,7 @@ impl Client {
                 if self.step == (Step::Setup { track }) && self.a.awaiting.is_none() {
                     // RTP/AVPF where NACK is offered and wanted (RFC 4585 §3.2), so that
                     // the server may answer with RFC 4588 retransmissions.
-                    let avpf =
-                        self.cfg.nack.enabled && self.a.tracks.get(track).is_some_and(|t| t.nack);
+                    let avpf = self.wants_nack(track);
                     let secure = self.a.srtp.is_some();
                     let spec = TransportSpec {
                         profile: match (secure, avpf) {

@@ -241,10 +241,14 @@ pub fn ffmpeg_video_frames(url: &str, transport: &str, seconds: u32) -> (usize, 
 /// GStreamer's rtspsrc with `source` (its location and properties) decoding the video for 6 s:
 /// the frames that reached the sink, and what it said on standard error.
 pub fn gst_video_frames(source: &str) -> (usize, String) {
+    // The audio is taken too (into a sink of its own), as a player would: with it left
+    // unlinked, rtspsrc fails ("not-linked") whenever the audio pad comes and flows before
+    // the video one is linked.
     let pipeline = format!(
-        "rtspsrc {source} latency=200 \
-         ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 \
-         ! fakesink name=vsink silent=false sync=false"
+        "rtspsrc {source} latency=200 name=src \
+         src. ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 \
+         ! fakesink name=vsink silent=false sync=false \
+         src. ! application/x-rtp,media=audio ! fakesink sync=false"
     );
     let mut cmd = Command::new("timeout");
     cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);

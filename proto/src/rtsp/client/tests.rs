@@ -1282,6 +1282,14 @@ const SDP_AVPF: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=live\r\nt=0 0\r\na=
     a=control:stream=0\r\n\
     m=audio 0 RTP/AVP 97\r\na=rtpmap:97 OPUS/48000/2\r\na=control:stream=1\r\n";
 
+/// [`SDP_AVPF`] with NACK and RTX offered for the audio too, as livecast-server does.
+const SDP_AVPF_AUDIO: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=live\r\nt=0 0\r\na=control:*\r\n\
+    m=video 0 RTP/AVPF 96 100\r\na=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack\r\n\
+    a=rtcp-fb:96 nack pli\r\na=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=96;rtx-time=1000\r\n\
+    a=control:stream=0\r\n\
+    m=audio 0 RTP/AVPF 97 101\r\na=rtpmap:97 OPUS/48000/2\r\na=rtcp-fb:97 nack\r\n\
+    a=rtpmap:101 rtx/48000\r\na=fmtp:101 apt=97;rtx-time=1000\r\na=control:stream=1\r\n";
+
 /// Every answer comes this long after its request: the round trip the client measures.
 const RTT: Duration = Duration::from_millis(20);
 
@@ -1295,6 +1303,11 @@ impl Peer {
     /// Described with [`SDP_AVPF`], set up (UDP unless `cfg` says TCP), playing, one video
     /// packet in; returns the SETUP requests as written.
     fn avpf_streaming(cfg: ClientConfig) -> (Self, Vec<String>) {
+        Self::streaming_with(cfg, SDP_AVPF)
+    }
+
+    /// [`Peer::avpf_streaming`] with the description `sdp` (two tracks).
+    fn streaming_with(cfg: ClientConfig, sdp: &str) -> (Self, Vec<String>) {
         let tcp = cfg.transport == TransportMode::Tcp;
         let mut p = Self::started(cfg);
         p.connected();
@@ -1302,7 +1315,7 @@ impl Peer {
         let mut setups = Vec::new();
         let describe = ok(2)
             .header("Content-Base", "rtsp://cam.example:8554/live/")
-            .body("application/sdp", SDP_AVPF.as_bytes().to_vec());
+            .body("application/sdp", sdp.as_bytes().to_vec());
         let out = p.respond_late(describe);
         for track in 0..2u16 {
             let out = if tcp {
@@ -1517,6 +1530,25 @@ fn no_nack_over_tcp_paused_or_turned_off() {
     let t = p.now;
     assert!(nacks(&p.gap(0, 9, 400 * MS)).is_empty());
     assert!(nacks_until(&mut p, t, SEC).is_empty());
+}
+
+/// Audio offered with NACK: a viewer asks for it (its playout waits for retransmissions on a
+/// lossy path), a call does not (set up plain, concealed or recovered by Opus FEC instead).
+#[test]
+fn audio_retransmissions_are_asked_for_when_watching_not_in_a_call() {
+    let (mut p, setups) = Peer::streaming_with(cfg(TransportMode::Auto), SDP_AVPF_AUDIO);
+    assert!(setups[1].contains("Transport: RTP/AVPF;unicast;client_port=50002-50003\r\n"));
+    assert_eq!(p.c.retransmission_wait(1), Some(Duration::from_millis(100)));
+    assert_eq!(nacks(&p.gap(1, 7, 400 * MS)), [(1, vec![7])]);
+
+    let mut call = cfg(TransportMode::Auto);
+    call.nack = NackConfig::call();
+    let (mut p, setups) = Peer::streaming_with(call, SDP_AVPF_AUDIO);
+    assert!(setups[0].contains("Transport: RTP/AVPF;unicast;client_port=50000-50001\r\n"));
+    assert!(setups[1].contains("Transport: RTP/AVP;unicast;client_port=50002-50003\r\n"));
+    assert_eq!(p.c.retransmission_wait(1), None);
+    assert!(nacks(&p.gap(1, 7, 400 * MS)).is_empty());
+    assert_eq!(nacks(&p.gap(0, 9, 400 * MS)), [(0, vec![9])]);
 }
 
 /// The SDP without feedback (what we get from servers other than ours): plain RTP/AVP.
