@@ -133,7 +133,12 @@ fn session_end_to_end(transport: TransportPref) {
             );
             assert!(!sent.contains("client_port"));
         } else {
-            assert!(sent.contains("RTP/AVP;unicast;client_port="), "{sent}");
+            // Our server offers NACK on video and audio: both set up with feedback.
+            assert_eq!(
+                sent.matches("Transport: RTP/AVPF;unicast;client_port=").count(),
+                2,
+                "{sent}"
+            );
         }
         // GET_PARAMETER is only every 30 s: not yet. The server forgot the session.
         tokio::time::sleep(Duration::from_millis(200)).await;
