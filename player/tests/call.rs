@@ -579,9 +579,11 @@ fn a_call_through_5_percent_loss_both_ways_shows_95_percent_of_the_pictures() {
         let sent = (span_us as f64 / (1e6 / 15.0)).round() as u64 + 1;
         let shown = s["video"]["frames_shown"].as_u64().unwrap_or(0);
         eprintln!(
-            "{who}: {shown} of {sent} pictures shown ({:.1} %), freezes {}, rtp {}, audio {}",
+            "{who}: {shown} of {sent} pictures shown ({:.1} %), freezes {}, latency {}, rtp {}, \
+             audio {}",
             100.0 * shown as f64 / sent as f64,
             s["video"]["freezes"],
+            s["latency_ms"],
             s["rtp"],
             s["audio"]
         );

@@ -135,7 +135,8 @@ fn session_end_to_end(transport: TransportPref) {
         } else {
             // Our server offers NACK on video and audio: both set up with feedback.
             assert_eq!(
-                sent.matches("Transport: RTP/AVPF;unicast;client_port=").count(),
+                sent.matches("Transport: RTP/AVPF;unicast;client_port=")
+                    .count(),
                 2,
                 "{sent}"
             );

@@ -296,9 +296,7 @@ mod tests {
             .replace("RTP/AVPF 96 100", "RTP/AVP 96")
             .replace("RTP/AVPF 97 101", "RTP/AVP 97")
             .lines()
-            .filter(|l| {
-                !l.starts_with("a=rtcp-fb") && !l.contains(":100 ") && !l.contains(":101 ")
-            })
+            .filter(|l| !l.starts_with("a=rtcp-fb") && !l.contains(":100 ") && !l.contains(":101 "))
             .map(|l| format!("{l}\r\n"))
             .collect::<String>();
         assert_eq!(sdp.to_string(), plain);

@@ -191,9 +191,9 @@ impl LiveEdge {
 /// How long after the last retransmission request a path still counts as lossy.
 pub const LOSSY_HOLD_US: i64 = 10_000_000;
 
-/// Watch mode on a path that loses packets: the playout delay covers the jitter buffer's wait
-/// for retransmissions, so a picture recovered by NACK is shown in its turn instead of
-/// arriving after the playhead has passed it (and being decoded but never shown).
+/// A path that loses packets: the playout delay covers the jitter buffer's wait for
+/// retransmissions, so a picture recovered by NACK is shown in its turn instead of arriving
+/// after the playhead has passed it (and being decoded but never shown).
 ///
 /// [`LiveEdge`] alone measures the lateness of what arrived, at a percentile, and on a lossy
 /// path that is a moving target: each recovery holds a burst of units back by a round trip
@@ -202,8 +202,11 @@ pub const LOSSY_HOLD_US: i64 = 10_000_000;
 /// while the round trip is. This holds the delay at least there from the first request on,
 /// until [`LOSSY_HOLD_US`] pass without one; a clean path (no request) never has it, so
 /// loopback keeps its few ms. libwebrtc's receiver does the same when NACK is on (its
-/// target delay includes the round trip). Calls do not use it: there a few lost pictures
-/// cost less than 100 ms of conversation delay.
+/// target delay includes the round trip). A call's wait is shorter (two tries, at most
+/// 150 ms: [`NackConfig::call`]) than a viewer's (three, at most 500 ms), so a call on a lossy
+/// path gains less delay.
+///
+/// [`NackConfig::call`]: livecast_proto::rtsp::client::NackConfig::call
 ///
 /// [`retransmission_wait`]: livecast_proto::rtsp::client::Client::retransmission_wait
 #[derive(Clone, Debug, Default)]

@@ -111,9 +111,8 @@ struct Clock {
     /// Arrivals of the video and the audio track: where each one's live limit is.
     video_edge: LiveEdge,
     audio_edge: LiveEdge,
-    /// Watch mode: the delay covers retransmissions while the path loses packets (`None` in
-    /// a call).
-    recovery: Option<RecoveryHold>,
+    /// The delay covers retransmissions while the path loses packets.
+    recovery: RecoveryHold,
     /// Entries of the video and audio tracks seen so far.
     seen: (usize, usize),
 }
@@ -133,7 +132,7 @@ impl Clock {
             epoch: now,
             video_edge: LiveEdge::new(),
             audio_edge: LiveEdge::covering(AUDIO_JITTER_PERCENTILE),
-            recovery: (!call).then(RecoveryHold::default),
+            recovery: RecoveryHold::default(),
             seen: (0, 0),
         }
     }
@@ -141,10 +140,8 @@ impl Clock {
     /// The network side's latest figures: retransmissions asked for, the jitter buffer's wait.
     fn net_stats(&mut self, net: &NetStats, now: Instant) {
         let now_us = mono_us(self.epoch, now);
-        if let Some(r) = &mut self.recovery {
-            let wait_us = (net.jitter_delay_ms * 1e3) as i64;
-            r.net(net.nack_sent, Some(wait_us), now_us);
-        }
+        let wait_us = (net.jitter_delay_ms * 1e3) as i64;
+        self.recovery.net(net.nack_sent, Some(wait_us), now_us);
     }
 
     /// Tells the live edges about the units recorded since the last call.
@@ -177,7 +174,7 @@ impl Clock {
         }
         self.timeline.set_live_edge(edge, now);
         let now_us = mono_us(self.epoch, now);
-        let min_delay = self.recovery.as_ref().map_or(0, |r| r.min_delay_us(now_us));
+        let min_delay = self.recovery.min_delay_us(now_us);
         let limit = if self.seen.1 > 0 {
             self.audio_edge.limit_with_min_delay_us(now_us, min_delay)
         } else {

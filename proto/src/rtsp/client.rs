@@ -170,9 +170,6 @@ pub struct NackConfig {
     /// Numbers asked for per second and track at most (our server answers 100 a second per
     /// session); the rest wait for the next second if they are still in time.
     pub per_second: u32,
-    /// Ask for audio too, where offered. A viewer's playout waits for retransmissions while
-    /// the path loses packets; a call's does not, and conceals (or uses Opus FEC) instead.
-    pub audio: bool,
 }
 
 impl NackConfig {
@@ -185,7 +182,6 @@ impl NackConfig {
             margin: Duration::from_millis(10),
             max_wait: Duration::from_millis(500),
             per_second: 100,
-            audio: true,
         }
     }
 
@@ -194,7 +190,6 @@ impl NackConfig {
         NackConfig {
             tries: 2,
             max_wait: Duration::from_millis(150),
-            audio: false,
             ..Self::watch()
         }
     }
@@ -952,15 +947,9 @@ impl Client {
         self.wants_nack(track) && !self.tcp && self.a.udp.get(track) == Some(&true)
     }
 
-    /// Track `track` offers NACK and this client asks for it there (audio only if
-    /// [`NackConfig::audio`]).
+    /// Track `track` offers NACK and this client asks for it.
     fn wants_nack(&self, track: usize) -> bool {
-        self.cfg.nack.enabled
-            && self
-                .a
-                .tracks
-                .get(track)
-                .is_some_and(|t| t.nack && (self.cfg.nack.audio || t.media != "audio"))
+        self.cfg.nack.enabled && self.a.tracks.get(track).is_some_and(|t| t.nack)
     }
 
     pub fn handle_input(&mut self, input: Input) {

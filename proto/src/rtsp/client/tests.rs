@@ -1283,7 +1283,8 @@ const SDP_AVPF: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=live\r\nt=0 0\r\na=
     m=audio 0 RTP/AVP 97\r\na=rtpmap:97 OPUS/48000/2\r\na=control:stream=1\r\n";
 
 /// [`SDP_AVPF`] with NACK and RTX offered for the audio too, as livecast-server does.
-const SDP_AVPF_AUDIO: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=live\r\nt=0 0\r\na=control:*\r\n\
+const SDP_AVPF_AUDIO: &str =
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=live\r\nt=0 0\r\na=control:*\r\n\
     m=video 0 RTP/AVPF 96 100\r\na=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack\r\n\
     a=rtcp-fb:96 nack pli\r\na=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=96;rtx-time=1000\r\n\
     a=control:stream=0\r\n\
@@ -1532,10 +1533,10 @@ fn no_nack_over_tcp_paused_or_turned_off() {
     assert!(nacks_until(&mut p, t, SEC).is_empty());
 }
 
-/// Audio offered with NACK: a viewer asks for it (its playout waits for retransmissions on a
-/// lossy path), a call does not (set up plain, concealed or recovered by Opus FEC instead).
+/// Audio offered with NACK is asked for like video, watching and in a call (where the wait is
+/// shorter: two tries, at most 150 ms).
 #[test]
-fn audio_retransmissions_are_asked_for_when_watching_not_in_a_call() {
+fn audio_retransmissions_are_asked_for_where_offered() {
     let (mut p, setups) = Peer::streaming_with(cfg(TransportMode::Auto), SDP_AVPF_AUDIO);
     assert!(setups[1].contains("Transport: RTP/AVPF;unicast;client_port=50002-50003\r\n"));
     assert_eq!(p.c.retransmission_wait(1), Some(Duration::from_millis(100)));
@@ -1544,11 +1545,10 @@ fn audio_retransmissions_are_asked_for_when_watching_not_in_a_call() {
     let mut call = cfg(TransportMode::Auto);
     call.nack = NackConfig::call();
     let (mut p, setups) = Peer::streaming_with(call, SDP_AVPF_AUDIO);
-    assert!(setups[0].contains("Transport: RTP/AVPF;unicast;client_port=50000-50001\r\n"));
-    assert!(setups[1].contains("Transport: RTP/AVP;unicast;client_port=50002-50003\r\n"));
-    assert_eq!(p.c.retransmission_wait(1), None);
-    assert!(nacks(&p.gap(1, 7, 400 * MS)).is_empty());
-    assert_eq!(nacks(&p.gap(0, 9, 400 * MS)), [(0, vec![9])]);
+    assert!(setups[1].contains("Transport: RTP/AVPF;unicast;client_port=50002-50003\r\n"));
+    // rtt + one repeat (rtt x 5/4 + 10 ms) + 10 ms.
+    assert_eq!(p.c.retransmission_wait(1), Some(Duration::from_millis(65)));
+    assert_eq!(nacks(&p.gap(1, 7, 400 * MS)), [(1, vec![7])]);
 }
 
 /// The SDP without feedback (what we get from servers other than ours): plain RTP/AVP.
