@@ -306,8 +306,10 @@ impl<P> JitterBuffer<P> {
         let next = match self.next {
             Some(n) => n,
             None => {
-                // The very first packet: give an earlier one, reordered, the usual chance.
-                if !over && !self.expired(now) {
+                // The very first packet: give an earlier one, reordered, the least wait (not
+                // the retransmission floor: nobody can ask for a packet not known to exist,
+                // and holding the first one would hold the whole stream back that long).
+                if !over && !self.expired_after(now, self.cfg.min_delay) {
                     return None;
                 }
                 self.next = Some(first);
@@ -337,7 +339,12 @@ impl<P> JitterBuffer<P> {
         if self.next == Some(first) || self.held.len() > self.capacity {
             return Some(oldest);
         }
-        Some(oldest.checked_add(self.current_delay).unwrap_or(oldest))
+        let wait = if self.next.is_none() {
+            self.cfg.min_delay
+        } else {
+            self.current_delay
+        };
+        Some(oldest.checked_add(wait).unwrap_or(oldest))
     }
 
     /// Releases everything held, in order (gaps reported as lost), regardless of time; for the
@@ -363,8 +370,13 @@ impl<P> JitterBuffer<P> {
     }
 
     fn expired(&self, now: Instant) -> bool {
+        self.expired_after(now, self.current_delay)
+    }
+
+    /// The oldest packet held has waited `wait`.
+    fn expired_after(&self, now: Instant, wait: Duration) -> bool {
         self.oldest
-            .is_some_and(|o| o.checked_add(self.current_delay).is_none_or(|d| now >= d))
+            .is_some_and(|o| o.checked_add(wait).is_none_or(|d| now >= d))
     }
 
     fn accept(&mut self, mut packet: Packet<P>) {
@@ -768,6 +780,30 @@ mod tests {
         assert_eq!(total_lost, net_lost + too_late);
     }
 
+    /// A retransmission floor is the wait for a *missing* packet; the very first packet
+    /// waits only the least delay for a reordered earlier one (it used to wait the floor,
+    /// holding the start of every stream with NACK back by the whole retransmission wait).
+    #[test]
+    fn the_first_packet_does_not_wait_the_retransmission_floor() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::<u32>::new(90_000, cfg());
+        jb.set_floor(170 * MS);
+        jb.push(10, 0, false, 0, t0);
+        assert!(jb.pop(t0).is_none());
+        assert_eq!(jb.next_deadline(), Some(t0 + cfg().min_delay));
+        assert!(matches!(
+            jb.pop(t0 + cfg().min_delay),
+            Some(Released::Packet(_))
+        ));
+        // A gap after it does wait the floor.
+        jb.push(12, 1800, false, 2, t0 + 20 * MS);
+        assert!(jb.pop(t0 + 100 * MS).is_none());
+        assert!(matches!(
+            jb.pop(t0 + 20 * MS + 170 * MS),
+            Some(Released::Lost { count: 1 })
+        ));
+    }
+
     #[test]
     fn in_order_stream_passes_straight_through() {
         let t0 = Instant::now();
@@ -994,8 +1030,16 @@ mod tests {
         let mut none = Vec::new();
         plain.take_gap_changes(&mut none);
         assert!(none.is_empty());
+        // The first packets went out after the least wait (the floor is for missing ones).
+        let mut early = Vec::new();
+        while let Some(r) = jb.pop(t0 + 50 * MS) {
+            early.push(r);
+        }
+        assert!(
+            matches!(early.as_slice(), [Released::Packet(a), Released::Packet(b)] if a.seq == 65534 && b.seq == 65535),
+            "{early:?}"
+        );
         // 1 comes 50 ms later (a retransmission): under the floor, still in time.
-        while jb.pop(t0 + 50 * MS).is_some() {}
         jb.push(1, 2 * 90, false, 0, t0 + 50 * MS);
         changes.clear();
         jb.take_gap_changes(&mut changes);
@@ -1019,7 +1063,7 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(order, [Some(65534), Some(65535), None, Some(1), Some(2)]);
+        assert_eq!(order, [None, Some(1), Some(2)]);
         // A far jump reports at most MAX_GAP_REPORT numbers.
         changes.clear();
         jb.push(2 + 1000, 90 * 90, false, 0, t0 + 90 * MS);
