@@ -1349,9 +1349,9 @@ fn no_nack_over_tcp() {
     assert_eq!(w.client.retransmission_wait(0), None);
 }
 
-/// A call on the same path (40-60 ms round trip, 5 % loss each way): latency first, so at most
-/// two requests per packet and a jitter buffer that waits at most 150 ms; still nearly every
-/// lost packet comes back in time.
+/// A call on the same path (40-60 ms round trip, 5 % loss each way): latency first, so a jitter
+/// buffer that waits at most 200 ms (three requests per packet fit within it at this round
+/// trip); nearly every lost packet comes back in time.
 #[test]
 fn nack_in_a_call_within_its_shorter_wait() {
     let cfg = ClientConfig {
@@ -1364,7 +1364,7 @@ fn nack_in_a_call_within_its_shorter_wait() {
     w.run_until(end);
     assert_eq!(w.streaming_over().len(), 1);
     let wait = w.client.retransmission_wait(0).expect("NACK in use");
-    assert!(wait <= 150 * MS && wait >= 100 * MS, "{wait:?}");
+    assert!(wait <= 200 * MS && wait >= 150 * MS, "{wait:?}");
     let lost: BTreeSet<u16> = w
         .log
         .video_sent
@@ -1376,11 +1376,11 @@ fn nack_in_a_call_within_its_shorter_wait() {
     for (_, s) in &w.log.nacked {
         *asks.entry(*s).or_default() += 1;
     }
-    assert!(asks.values().all(|n| *n <= 2), "{asks:?}");
+    assert!(asks.values().all(|n| *n <= 3), "{asks:?}");
     let recovered = lost.intersection(&w.log.recovered).count();
     assert!(lost.len() > 100, "{}", lost.len());
     assert!(
-        recovered * 100 >= lost.len() * 97,
+        recovered * 100 >= lost.len() * 98,
         "{recovered} of {} recovered, {} given up",
         lost.len(),
         w.log.given_up

@@ -202,9 +202,8 @@ pub const LOSSY_HOLD_US: i64 = 10_000_000;
 /// while the round trip is. This holds the delay at least there from the first request on,
 /// until [`LOSSY_HOLD_US`] pass without one; a clean path (no request) never has it, so
 /// loopback keeps its few ms. libwebrtc's receiver does the same when NACK is on (its
-/// target delay includes the round trip). A call's wait is shorter (two tries, at most
-/// 150 ms: [`NackConfig::call`]) than a viewer's (three, at most 500 ms), so a call on a lossy
-/// path gains less delay.
+/// target delay includes the round trip). A call's wait is bounded lower (at most 200 ms:
+/// [`NackConfig::call`]) than a viewer's (at most 500 ms).
 ///
 /// [`NackConfig::call`]: livecast_proto::rtsp::client::NackConfig::call
 ///

@@ -456,7 +456,7 @@ impl Shell {
         } else if low {
             JitterConfig {
                 min_delay: Duration::from_millis(2),
-                max_delay: Duration::from_millis(150),
+                max_delay: Duration::from_millis(200),
                 low_latency: true,
             }
         } else {

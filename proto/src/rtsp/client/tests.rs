@@ -1534,7 +1534,7 @@ fn no_nack_over_tcp_paused_or_turned_off() {
 }
 
 /// Audio offered with NACK is asked for like video, watching and in a call (where the wait is
-/// shorter: two tries, at most 150 ms).
+/// bounded at 200 ms instead of 500).
 #[test]
 fn audio_retransmissions_are_asked_for_where_offered() {
     let (mut p, setups) = Peer::streaming_with(cfg(TransportMode::Auto), SDP_AVPF_AUDIO);
@@ -1546,8 +1546,7 @@ fn audio_retransmissions_are_asked_for_where_offered() {
     call.nack = NackConfig::call();
     let (mut p, setups) = Peer::streaming_with(call, SDP_AVPF_AUDIO);
     assert!(setups[1].contains("Transport: RTP/AVPF;unicast;client_port=50002-50003\r\n"));
-    // rtt + one repeat (rtt x 5/4 + 10 ms) + 10 ms.
-    assert_eq!(p.c.retransmission_wait(1), Some(Duration::from_millis(65)));
+    assert_eq!(p.c.retransmission_wait(1), Some(Duration::from_millis(100)));
     assert_eq!(nacks(&p.gap(1, 7, 400 * MS)), [(1, vec![7])]);
 }
 
