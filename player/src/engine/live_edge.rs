@@ -220,14 +220,14 @@ pub struct RecoveryHold {
 
 impl RecoveryHold {
     /// The network side's figures at `now_us`: requests sent so far (cumulative) and the
-    /// jitter buffer's current wait for a retransmission (`None`: none is asked for).
-    pub fn net(&mut self, requests: u64, wait_us: Option<i64>, now_us: i64) {
+    /// jitter buffer's current wait for a missing packet.
+    pub fn net(&mut self, requests: u64, wait_us: i64, now_us: i64) {
         if requests > self.requests {
             self.requested_at_us = Some(now_us);
         }
         // A new session (a reconnect, a rendition switch) counts from zero again.
         self.requests = requests;
-        self.wait_us = wait_us.unwrap_or(0).clamp(0, MAX_DELAY_US);
+        self.wait_us = wait_us.clamp(0, MAX_DELAY_US);
     }
 
     /// The least playout delay at `now_us`: the wait and the margin while the path is lossy,
@@ -428,13 +428,13 @@ mod tests {
     fn recovery_holds_the_delay_at_the_retransmission_wait_while_requests_go_on() {
         let mut h = RecoveryHold::default();
         // A clean path: no request, no floor, whatever the wait.
-        h.net(0, Some(170_000), 1_000_000);
+        h.net(0, 170_000, 1_000_000);
         assert_eq!(h.min_delay_us(1_000_000), 0);
         // The first request: from now on the wait (and the margin) is the least delay.
-        h.net(3, Some(170_000), 2_000_000);
+        h.net(3, 170_000, 2_000_000);
         assert_eq!(h.min_delay_us(2_000_000), 170_000 + MARGIN_US);
         // The round trip moved: the wait follows.
-        h.net(3, Some(120_000), 3_000_000);
+        h.net(3, 120_000, 3_000_000);
         assert_eq!(h.min_delay_us(3_000_000), 120_000 + MARGIN_US);
         // No request for the hold: clean again.
         assert_eq!(
@@ -443,15 +443,12 @@ mod tests {
         );
         assert_eq!(h.min_delay_us(2_000_001 + LOSSY_HOLD_US), 0);
         // A new session counts from zero; its first request starts a hold again.
-        h.net(0, Some(120_000), 13_000_000);
+        h.net(0, 120_000, 13_000_000);
         assert_eq!(h.min_delay_us(13_000_000), 0);
-        h.net(1, Some(120_000), 14_000_000);
+        h.net(1, 120_000, 14_000_000);
         assert_eq!(h.min_delay_us(14_000_000), 120_000 + MARGIN_US);
-        // No retransmission asked for (--no-nack, TCP): nothing to wait for.
-        h.net(2, None, 14_500_000);
-        assert_eq!(h.min_delay_us(14_500_000), 0);
         // Bounded.
-        h.net(5, Some(10_000_000), 15_000_000);
+        h.net(5, 10_000_000, 15_000_000);
         assert_eq!(h.min_delay_us(15_000_000), MAX_DELAY_US);
     }
 

@@ -141,7 +141,7 @@ impl Clock {
     fn net_stats(&mut self, net: &NetStats, now: Instant) {
         let now_us = mono_us(self.epoch, now);
         let wait_us = (net.jitter_delay_ms * 1e3) as i64;
-        self.recovery.net(net.nack_sent, Some(wait_us), now_us);
+        self.recovery.net(net.nack_sent, wait_us, now_us);
     }
 
     /// Tells the live edges about the units recorded since the last call.
