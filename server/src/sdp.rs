@@ -94,7 +94,7 @@ pub fn describe(
             ..video_media
         },
         MediaDescription {
-            bandwidth: vec![("AS".into(), audio_bitrate / 1000)],
+            bandwidth: audio_bandwidth(audio_bitrate, ainfo.nack),
             ..audio_media
         },
     ];
@@ -120,6 +120,22 @@ pub fn describe(
         ..SessionDescription::default()
     }
 }
+
+/// The audio's `b=` lines: its rate (`AS`, kbit/s) and, with NACK, RTCP bandwidth for the
+/// feedback (RFC 3556 `RS`/`RR`, bit/s). Without them a receiver takes 5 % of the 64 kbit/s,
+/// 3.2 kbit/s, for its RTCP, and GStreamer then sends a NACK only every few hundred ms: at
+/// 5 % loss it declared 8-9 audio packets of ~575 lost in 12 s. 16 kbit/s each way is about
+/// one compound packet every 50 ms.
+fn audio_bandwidth(audio_bitrate: u32, nack: bool) -> Vec<(String, u32)> {
+    let mut b = vec![("AS".into(), audio_bitrate / 1000)];
+    if nack {
+        b.extend([("RS".into(), AUDIO_RTCP_BPS), ("RR".into(), AUDIO_RTCP_BPS)]);
+    }
+    b
+}
+
+/// RTCP bandwidth (bit/s) offered to each side of an audio track with NACK.
+const AUDIO_RTCP_BPS: u32 = 16_000;
 
 /// The RFC 4588 format a track with NACK retransmits in, with how long its packets are kept.
 pub fn retransmission(t: &TrackInfo) -> Option<livecast_proto::sdp::Rtx> {
@@ -275,6 +291,8 @@ mod tests {
             a=control:trackID=0\r\n\
             m=audio 0 RTP/AVPF 97 101\r\n\
             b=AS:64\r\n\
+            b=RS:16000\r\n\
+            b=RR:16000\r\n\
             a=rtpmap:97 opus/48000/2\r\n\
             a=fmtp:97 sprop-stereo=1;stereo=1;useinbandfec=1\r\n\
             a=rtcp-fb:97 nack\r\n\

@@ -51,6 +51,56 @@ fn retransmitted(log: &std::path::Path) -> std::collections::BTreeMap<u64, u64> 
     per_client
 }
 
+/// What one of rtspsrc's jitter buffers logged (`GST_DEBUG=rtpjitterbuffer:5`).
+#[derive(Debug, Default)]
+struct JitterbufferLog {
+    /// Packets received, retransmissions among them.
+    received: usize,
+    rtx: usize,
+    /// Packets declared lost before the pipeline was stopped (on the stop, whatever is still
+    /// missing is declared lost at once: not the path's doing).
+    lost: usize,
+}
+
+/// The log of the jitter buffer whose caps say `media` (`video`, `audio`).
+fn jitterbuffer_log(err: &str, media: &str) -> JitterbufferLog {
+    let name_of = |l: &str| {
+        l.split("<rtpjitterbuffer")
+            .nth(1)
+            .and_then(|r| r.split('>').next())
+            .map(str::to_owned)
+    };
+    let caps = format!("media=(string){media}");
+    let Some(name) = err
+        .lines()
+        .find(|l| l.contains("got caps") && l.contains(&caps))
+        .and_then(name_of)
+    else {
+        return JitterbufferLog::default();
+    };
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| name_of(l).as_deref() == Some(name.as_str()))
+        .collect();
+    // A timer fired with the clock at its end ("now 99:99:99...") is the stop's flush.
+    let stop = ours
+        .iter()
+        .position(|l| l.contains("now 99:99:99"))
+        .unwrap_or(ours.len());
+    let received: Vec<&&str> = ours
+        .iter()
+        .filter(|l| l.contains("Received packet"))
+        .collect();
+    JitterbufferLog {
+        received: received.len(),
+        rtx: received.iter().filter(|l| l.contains("rtx 1")).count(),
+        lost: ours[..stop]
+            .iter()
+            .filter(|l| l.contains("insert_lost_event") && l.contains(" lost"))
+            .count(),
+    }
+}
+
 /// GStreamer's rtspsrc sets up the video as `RTP/AVPF`, NACKs what it misses and gets it
 /// back as RFC 4588 RTX: its jitter buffer logs the retransmitted packets it received
 /// (`rtx 1`), and it declares lost only a few of the packets the path dropped.
@@ -142,40 +192,21 @@ fn gstreamer_recovers(ns: &LossyNamespace, url: &str, log: &std::path::Path) {
     .args(pipeline.split_whitespace());
     let (_ok, _out, err) = run_peer(&mut cmd, Duration::from_secs(60));
     let dropped = ns.dropped();
-    // The jitter buffer that received retransmissions is the video's.
-    let jb_of = |l: &str| {
-        l.split("<rtpjitterbuffer")
-            .nth(1)
-            .and_then(|r| r.split('>').next())
-            .map(str::to_owned)
-    };
-    let rtx_lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("Received packet") && l.contains("rtx 1"))
-        .collect();
-    let video_jb = rtx_lines.first().and_then(|l| jb_of(l));
-    let rtx = rtx_lines.len();
-    let lost = err
-        .lines()
-        .filter(|l| l.contains("insert_lost_event") && l.contains(" lost"))
-        .filter(|l| jb_of(l) == video_jb)
-        .count();
-    let received = err
-        .lines()
-        .filter(|l| l.contains("Received packet") && jb_of(l) == video_jb)
-        .count();
+    let video = jitterbuffer_log(&err, "video");
+    let audio = jitterbuffer_log(&err, "audio");
     let sent_again = retransmitted(log);
     eprintln!(
-        "dropped {dropped}, GStreamer received {received} video packets, {rtx} retransmitted, \
-         declared {lost} lost; the server resent {sent_again:?}"
+        "dropped {dropped}; GStreamer's video: {video:?}; audio: {audio:?}; the server resent \
+         {sent_again:?}"
     );
-    assert!(received > 200, "the video played: {received} packets");
+    assert!(video.received > 200, "the video played: {video:?}");
     assert!(dropped >= 10, "the path dropped {dropped}");
-    assert!(rtx >= 5, "GStreamer received {rtx} retransmissions");
+    assert!(video.rtx >= 5, "GStreamer received {video:?}");
     assert!(
-        lost * 4 <= rtx,
-        "most drops recovered: {lost} lost, {rtx} retransmissions received"
+        video.lost * 4 <= video.rtx,
+        "most drops recovered: {video:?}"
     );
+    let rtx = video.rtx + audio.rtx;
     assert!(sent_again.values().sum::<u64>() >= rtx as u64 / 2);
 }
 
