@@ -1526,6 +1526,29 @@ mod tests {
         (r, writer)
     }
 
+    /// Units with their arrival times, appended to the recording as the test clock reaches
+    /// them (in arrival order; units arriving together keep their order).
+    struct Arrivals {
+        media: Vec<(i64, MediaUnit)>,
+        next: usize,
+    }
+
+    impl Arrivals {
+        fn new(mut media: Vec<(i64, MediaUnit)>) -> Self {
+            media.sort_by_key(|m| m.0);
+            Self { media, next: 0 }
+        }
+
+        /// Appends what has arrived by `wall` and flushes.
+        fn deliver(&mut self, writer: &mut RecordingWriter, wall: i64) {
+            while let Some((_, u)) = self.media.get(self.next).filter(|m| m.0 <= wall) {
+                writer.append(u).unwrap();
+                self.next += 1;
+            }
+            writer.flush().unwrap();
+        }
+    }
+
     /// A live session whose units arrive 7 ms after capture plus up to `jitter_us` (seeded),
     /// never overtaking one another. Returns, over the last 10 s of 16: the live delay the
     /// audio edge settled on, the capture-to-shown delays of the pictures (virtual clock), the
@@ -1569,18 +1592,13 @@ mod tests {
                 (arrival, u)
             })
             .collect();
-        let mut order: Vec<usize> = (0..media.len()).collect();
-        order.sort_by_key(|&i| media[i].0);
-        let (mut next, mut shown, mut lat, mut av) = (0, None, Vec::new(), Vec::new());
+        let mut arrivals = Arrivals::new(media);
+        let (mut shown, mut lat, mut av) = (None, Vec::new(), Vec::new());
         let mut underruns_before = 0;
         while r.now_us < 16_000_000 {
             r.tick();
             let wall = T0 + r.now_us;
-            while next < order.len() && media[order[next]].0 <= wall {
-                writer.append(&media[order[next]].1).unwrap();
-                next += 1;
-            }
-            writer.flush().unwrap();
+            arrivals.deliver(&mut writer, wall);
             if r.now_us == 6_000_000 {
                 underruns_before = r.p.audio.sink.underruns();
             }
@@ -1623,17 +1641,11 @@ mod tests {
                 (arrival, u)
             })
             .collect();
-        let mut order: Vec<usize> = (0..media.len()).collect();
-        order.sort_by_key(|&i| media[i].0);
-        let (mut next, mut late_before, mut shown_before) = (0, 0, 0);
+        let mut arrivals = Arrivals::new(media);
+        let (mut late_before, mut shown_before) = (0, 0);
         while r.now_us < 12_000_000 {
             r.tick();
-            let wall = T0 + r.now_us;
-            while next < order.len() && media[order[next]].0 <= wall {
-                writer.append(&media[order[next]].1).unwrap();
-                next += 1;
-            }
-            writer.flush().unwrap();
+            arrivals.deliver(&mut writer, T0 + r.now_us);
             if r.now_us % 1_000_000 == 0 {
                 let mut s = lock(&r.p.shared);
                 s.stats.jitter_delay_ms = 150.0;
