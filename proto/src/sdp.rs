@@ -276,6 +276,21 @@ impl MediaDescription {
     /// (with `rtx` in the formats) after `pt`'s own `rtpmap` and `fmtp`. The inverse of
     /// [`MediaDescription::without_feedback`].
     pub fn with_feedback(&self, pt: u8, rtx: Option<Rtx>) -> MediaDescription {
+        self.with_feedback_lines(pt, rtx, feedback_attributes)
+    }
+
+    /// [`MediaDescription::with_feedback`] with generic NACK only (the lines of
+    /// [`nack_attributes`]): for audio, which has no pictures to ask for.
+    pub fn with_nack(&self, pt: u8, rtx: Option<Rtx>) -> MediaDescription {
+        self.with_feedback_lines(pt, rtx, nack_attributes)
+    }
+
+    fn with_feedback_lines(
+        &self,
+        pt: u8,
+        rtx: Option<Rtx>,
+        lines: fn(u8, u32, Option<Rtx>) -> Vec<Attribute>,
+    ) -> MediaDescription {
         let mut m = self.clone();
         if !m.is_avpf() && m.proto.ends_with("AVP") {
             m.proto.push('F');
@@ -297,8 +312,7 @@ impl MediaDescription {
             .rposition(names_pt)
             .map_or(m.attributes.len(), |i| i + 1);
         let clock = m.rtpmap(pt).map_or(90_000, |r| r.clock_rate);
-        m.attributes
-            .splice(at..at, feedback_attributes(pt, clock, rtx));
+        m.attributes.splice(at..at, lines(pt, clock, rtx));
         m
     }
 

@@ -217,8 +217,8 @@ fn make_track(
         ssrc,
         cname: format!("livecast-{:08x}@{}", rand::random::<u32>(), hostname()),
         // Video and audio. Opus's in-band FEC covers speech only (SILK and hybrid modes;
-        // music and tones are CELT, which carries none), and a viewer's playout delay
-        // leaves time for a round trip; a call's player asks for video only.
+        // music and tones are CELT, which carries none), and the player's playout delay
+        // leaves time for a round trip while packets are being lost.
         nack: kind != TrackKind::Text,
         rtx_payload_type: match kind {
             TrackKind::Video => Some(VIDEO_RTX_PT),

@@ -41,52 +41,42 @@ pub fn describe(
         title.trim()
     };
     let (vpt, apt) = (vinfo.payload_type, ainfo.payload_type);
-    let mut video_attrs = vec![
-        Attribute::new("rtpmap", format!("{vpt} H264/90000")),
-        Attribute::new(
-            "fmtp",
-            format!(
-                "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
+    let mut video_media = rtp_media(
+        "video",
+        vinfo,
+        &[vpt],
+        vec![
+            Attribute::new("rtpmap", format!("{vpt} H264/90000")),
+            Attribute::new(
+                "fmtp",
+                format!(
+                    "{vpt} packetization-mode=1;profile-level-id={plid};sprop-parameter-sets={sprop}"
+                ),
             ),
-        ),
-    ];
-    let mut video_formats = vec![vpt];
+            Attribute::new(
+                "framesize",
+                format!("{vpt} {}-{}", video.width, video.height),
+            ),
+            Attribute::new("framerate", video.fps.to_string()),
+        ],
+    );
     if vinfo.nack {
-        let rtx = retransmission(vinfo);
-        video_formats.extend(rtx.map(|r| r.payload_type));
-        video_attrs.extend(livecast_proto::sdp::feedback_attributes(vpt, 90_000, rtx));
+        video_media = video_media.with_feedback(vpt, retransmission(vinfo));
     }
-    video_attrs.extend([
-        Attribute::new(
-            "framesize",
-            format!("{vpt} {}-{}", video.width, video.height),
-        ),
-        Attribute::new("framerate", video.fps.to_string()),
-    ]);
-    let mut video_media = rtp_media("video", vinfo, &video_formats, video_attrs);
-    if vinfo.nack {
-        video_media.proto = "RTP/AVPF".into();
-    }
-    let mut audio_formats = vec![apt];
-    let mut audio_attrs = vec![
-        Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
-        Attribute::new(
-            "fmtp",
-            format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1"),
-        ),
-    ];
+    let mut audio_media = rtp_media(
+        "audio",
+        ainfo,
+        &[apt],
+        vec![
+            Attribute::new("rtpmap", format!("{apt} opus/48000/2")),
+            Attribute::new(
+                "fmtp",
+                format!("{apt} sprop-stereo=1;stereo=1;useinbandfec=1"),
+            ),
+        ],
+    );
     if ainfo.nack {
-        let rtx = retransmission(ainfo);
-        audio_formats.extend(rtx.map(|r| r.payload_type));
-        audio_attrs.extend(livecast_proto::sdp::nack_attributes(
-            apt,
-            livecast_proto::codec::opus::CLOCK_RATE,
-            rtx,
-        ));
-    }
-    let mut audio_media = rtp_media("audio", ainfo, &audio_formats, audio_attrs);
-    if ainfo.nack {
-        audio_media.proto = "RTP/AVPF".into();
+        audio_media = audio_media.with_nack(apt, retransmission(ainfo));
     }
     let mut media = vec![
         MediaDescription {
