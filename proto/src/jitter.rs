@@ -309,7 +309,7 @@ impl<P> JitterBuffer<P> {
                 // The very first packet: give an earlier one, reordered, the least wait (not
                 // the retransmission floor: nobody can ask for a packet not known to exist,
                 // and holding the first one would hold the whole stream back that long).
-                if !over && !self.expired_after(now, self.cfg.min_delay) {
+                if !over && !self.expired(now) {
                     return None;
                 }
                 self.next = Some(first);
@@ -339,12 +339,7 @@ impl<P> JitterBuffer<P> {
         if self.next == Some(first) || self.held.len() > self.capacity {
             return Some(oldest);
         }
-        let wait = if self.next.is_none() {
-            self.cfg.min_delay
-        } else {
-            self.current_delay
-        };
-        Some(oldest.checked_add(wait).unwrap_or(oldest))
+        Some(oldest.checked_add(self.wait()).unwrap_or(oldest))
     }
 
     /// Releases everything held, in order (gaps reported as lost), regardless of time; for the
@@ -369,14 +364,22 @@ impl<P> JitterBuffer<P> {
         self.oldest = None;
     }
 
+    /// The oldest packet held has waited [`wait`](Self::wait).
     fn expired(&self, now: Instant) -> bool {
-        self.expired_after(now, self.current_delay)
-    }
-
-    /// The oldest packet held has waited `wait`.
-    fn expired_after(&self, now: Instant, wait: Duration) -> bool {
+        let wait = self.wait();
         self.oldest
             .is_some_and(|o| o.checked_add(wait).is_none_or(|d| now >= d))
+    }
+
+    /// How long the oldest packet held may wait: before the first release, the least delay
+    /// (for a reordered earlier packet: the retransmission floor is for packets known to be
+    /// missing); then the current delay.
+    fn wait(&self) -> Duration {
+        if self.next.is_none() {
+            self.cfg.min_delay
+        } else {
+            self.current_delay
+        }
     }
 
     fn accept(&mut self, mut packet: Packet<P>) {
