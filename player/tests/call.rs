@@ -525,8 +525,8 @@ fn assert_received_video(who: &str, s: &Value, width: u64) {
 /// Issue 13 in a call: 5 % of every packet lost both ways (media, RTCP with the NACKs, RTSP),
 /// and each side still shows at least 95 % of the pictures the other sent, with NACK and
 /// retransmission in call mode. `LIVECAST_LOSS_DELAY_MS=20` adds the issue's 40 ms round trip
-/// and `LIVECAST_CALL_AUDIO=file:speech.wav` speech for the tone (for docs/benchmarks.md: a
-/// call's audio is not retransmitted, and Opus FEC covers speech, not tones).
+/// and `LIVECAST_CALL_AUDIO=file:speech.wav` speech for the tone (for docs/benchmarks.md:
+/// Opus FEC covers speech, not tones, on top of the audio's retransmissions).
 #[test]
 fn a_call_through_5_percent_loss_both_ways_shows_95_percent_of_the_pictures() {
     let _g = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
