@@ -154,13 +154,13 @@ fi
 # loop while the last words are captioned); the headless player and the text client watch.
 live_run() {
     local name=$1 wav=$2 dur=$3 port=$4
-    RUST_LOG=info,livecast_server::captions=debug timeout $((dur + 15)) \
+    RUST_LOG=info,livecast_server::captions=debug,livecast_server::pipeline=debug timeout $((dur + 15)) \
         "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
         --captions on >"$OUT/$name.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
     for _ in $(seq 60); do
-        grep -q "serving" "$OUT/$name.server.log" 2>/dev/null && break
+        grep -q "rtsp://127.0.0.1:$port/live" "$OUT/$name.server.log" 2>/dev/null && break
         sleep 0.05
     done
     timeout $((dur + 10)) $METRICS rtsp-text rtsp://127.0.0.1:$port/live --duration "$dur" \
@@ -207,7 +207,7 @@ done
 fps_run() {
     local mode=$1 port=$2 wav=$3
     wait_load "fps captions=$mode"
-    RUST_LOG=info,livecast_server::captions=debug timeout $((FPS_WINDOW + 20)) \
+    RUST_LOG=info,livecast_server::captions=debug,livecast_server::pipeline=debug timeout $((FPS_WINDOW + 20)) \
         "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
         --size 1280x720 --fps 30 --captions "$mode" >"$OUT/fps-$mode.server.log" 2>&1 &
     local spid=$!

@@ -430,8 +430,9 @@ def _pct(xs, q):
 
 
 def _server_log_anchor(path):
-    """Wall time (unix ms) of the log line 'sources started' (the WAV starts playing then) and
-    how many audio frames the WAV source skipped, plus the 'caption sent' times."""
+    """Wall time (unix ms) of the log line 'sources started' (the WAV starts playing then; a
+    debug line: RUST_LOG=livecast_server::pipeline=debug) and how many audio frames the WAV
+    source skipped, plus the 'caption sent' times."""
     anchor, skipped, sent, drops, passes = None, 0, [], [], []
     for ln in open(path, errors="replace"):
         ln = re.sub(r"\x1b\[[0-9;]*m", "", ln)

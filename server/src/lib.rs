@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use livecast_proto::time::Ssrc;
-use tracing::info;
+use tracing::debug;
 
 use crate::captions::CaptionConfig;
 use crate::pipeline::{MediaConfig, Pipeline};
@@ -420,7 +420,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         tracks,
         Duration::from_secs(5),
     )));
-    info!(video = %pipeline.video_source, audio = %pipeline.audio_source, "serving");
+    debug!(video = %pipeline.video_source, audio = %pipeline.audio_source, "serving");
     Ok(RunningServer {
         rtsp,
         pipeline,

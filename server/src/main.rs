@@ -402,12 +402,16 @@ async fn run(args: Args, users_path: PathBuf) -> anyhow::Result<()> {
     });
     let p = &server.pipeline.video_params;
     {
+        // Sources that name their size (the test card: "testsrc 1280x720@30") are not told
+        // it twice.
+        let source = server.pipeline.video_source.to_string();
+        let size = if source.contains(&format!("{}x{}", p.width, p.height)) {
+            String::new()
+        } else {
+            format!(" ({}x{} @ {} fps)", p.width, p.height, p.fps)
+        };
         say!(
-            "livecast-server: streaming {} ({}x{} @ {} fps) + {}{}",
-            server.pipeline.video_source,
-            p.width,
-            p.height,
-            p.fps,
+            "livecast-server: streaming {source}{size} + {}{}",
             server.pipeline.audio_source,
             if server.captions {
                 " + live captions"

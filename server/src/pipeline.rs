@@ -200,7 +200,9 @@ pub fn start(
         vsrc
     };
     let asrc = start_audio_looped(&cfg.audio, audio_loop, clock, atx).context("audio source")?;
-    info!(video = %vsrc.description, audio = %asrc.description, "sources started");
+    // Debug, not info: the banner says what is streamed. scripts/caption_metrics.py anchors
+    // a WAV's timeline on this line's time (RUST_LOG=livecast_server::pipeline=debug).
+    debug!(video = %vsrc.description, audio = %asrc.description, "sources started");
 
     let afan = spawn_fanout(audio.clone(), "audio-fanout")?;
     let abitrate = cfg.audio_bitrate;

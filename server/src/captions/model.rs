@@ -456,9 +456,10 @@ impl Transcriber {
             .map(|s| s.into_owned())
             .unwrap_or_else(|_| "?".into());
         format!(
-            "whisper {kind}{} ({} threads, language {})",
+            "whisper {kind}{} ({} thread{}, language {})",
             if self.info.multilingual { "" } else { ".en" },
             self.threads,
+            if self.threads == 1 { "" } else { "s" },
             self.language
         )
     }
