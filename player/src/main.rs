@@ -524,7 +524,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let st = handle.status();
-        let state = format!("{:?}", st.conn);
+        let state = st.conn.to_string();
         if state != last_state {
             tracing::info!("connection: {state}");
             last_state = state;

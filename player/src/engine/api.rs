@@ -135,6 +135,32 @@ pub enum ConnState {
     CallEnded(String),
 }
 
+/// What the headless player prints (the stats JSON keeps the `Debug` form).
+impl std::fmt::Display for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connecting => f.write_str("connecting"),
+            Self::Streaming { tcp: true } => f.write_str("streaming (RTP over RTSP, TCP)"),
+            Self::Streaming { tcp: false } => f.write_str("streaming (RTP over UDP)"),
+            Self::ServerPaused => f.write_str("paused at the server"),
+            Self::Reconnecting { attempt, reason } => {
+                write!(f, "reconnecting (attempt {attempt}): {reason}")
+            }
+            Self::Offline => f.write_str("playing a file"),
+            Self::Ended => f.write_str("ended"),
+            Self::Failed(why) => write!(f, "failed: {why}"),
+            Self::Unauthorized(why) => write!(f, "not authorized: {why}"),
+            Self::Calling { attempt, reason } if reason.is_empty() => {
+                write!(f, "calling (attempt {attempt})")
+            }
+            Self::Calling { attempt, reason } => {
+                write!(f, "calling (attempt {attempt}): {reason}")
+            }
+            Self::CallEnded(why) => write!(f, "call ended: {why}"),
+        }
+    }
+}
+
 /// Receive-side statistics (also written by `--stats-json`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {

@@ -472,7 +472,35 @@ impl Drop for AudioSink {
     }
 }
 
-fn open_device(mut renderer: Renderer) -> anyhow::Result<(cpal::Stream, String)> {
+/// alsa-lib writes its errors to standard error ("ALSA lib confmisc.c:855:(parse_card) cannot
+/// find card '0'", eight lines on a machine without a sound card) unless a thread has its own
+/// handler: while `f` opens the device on this thread they are collected and logged at debug;
+/// the viewer reads one warning instead.
+#[cfg(target_os = "linux")]
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    let collected = alsa::Output::local_error_handler().ok();
+    let out = f();
+    if let Some(c) = collected {
+        let text = c.borrow().to_string();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::debug!("alsa: {line}");
+        }
+        // A fresh, empty buffer for whatever this thread opens next.
+        let _ = alsa::Output::local_error_handler();
+    }
+    out
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+fn open_device(renderer: Renderer) -> anyhow::Result<(cpal::Stream, String)> {
+    quiet_alsa(|| open_cpal(renderer))
+}
+
+fn open_cpal(mut renderer: Renderer) -> anyhow::Result<(cpal::Stream, String)> {
     use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
     let host = cpal::default_host();
     let device = host

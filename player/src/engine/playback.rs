@@ -283,7 +283,7 @@ impl Probes {
         let now = Instant::now();
         if self.first_frame_ms.is_none() {
             let ms = now.duration_since(self.started).as_secs_f64() * 1e3;
-            info!(ms, "first picture");
+            info!(ms = ms.round() as u64, "first picture");
             self.first_frame_ms = Some(ms);
         }
         self.video_latencies.extend(latency_ms);
