@@ -22,6 +22,7 @@
 #        base model, scripts/install-model.sh --base)  CARGO_TARGET_DIR (default target)
 #        WHISPER_CPP=dir with whisper-cli (default: built by scripts/build-whisper-cpp.sh)
 #        SKIP_FPS=1 (no 720p30 runs)  FILES="name ..." (a subset of the set's files)
+#        SERVER_ARGS="--caption-accuracy high" (more livecast-server options for the live runs)
 #        COST (replay; default 330,67,2.3: tiny.en, one thread, this machine)
 # Needs: espeak-ng, festival + festvox-kallpc16k, sox, python3, pip (the human speech sample),
 # cmake (whisper-cli), the model (scripts/install-model.sh).
@@ -35,6 +36,7 @@ MODEL=${MODEL:-$HOME/.local/share/livecast/models/ggml-tiny.en.bin}
 MODEL_NAME=$(basename "$MODEL" .bin)
 OUT=${OUT:-$TARGET/bench-captions/$(date +%F)-$MODEL_NAME}
 PORT=${PORT:-18610}
+SERVER_ARGS=${SERVER_ARGS:-}
 MAX_LOAD=${MAX_LOAD:-1.5}
 LOAD_WAIT_S=${LOAD_WAIT_S:-600}
 FPS_WINDOW=${FPS_WINDOW:-40}
@@ -156,7 +158,7 @@ live_run() {
     local name=$1 wav=$2 dur=$3 port=$4
     RUST_LOG=info,livecast_server::captions=debug,livecast_server::pipeline=debug timeout $((dur + 15)) \
         "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
-        --captions on >"$OUT/$name.server.log" 2>&1 &
+        --captions on $SERVER_ARGS >"$OUT/$name.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
     for _ in $(seq 60); do
@@ -209,7 +211,7 @@ fps_run() {
     wait_load "fps captions=$mode"
     RUST_LOG=info,livecast_server::captions=debug,livecast_server::pipeline=debug timeout $((FPS_WINDOW + 20)) \
         "$SERVER" --no-auth --tls-listen off --listen 127.0.0.1:$port --video testsrc --audio "file:$wav" --model "$MODEL" \
-        --size 1280x720 --fps 30 --captions "$mode" >"$OUT/fps-$mode.server.log" 2>&1 &
+        --size 1280x720 --fps 30 --captions "$mode" $SERVER_ARGS >"$OUT/fps-$mode.server.log" 2>&1 &
     local spid=$!
     PIDS+=("$spid")
     sleep 1
