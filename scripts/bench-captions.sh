@@ -23,7 +23,8 @@
 #        WHISPER_CPP=dir with whisper-cli (default: built by scripts/build-whisper-cpp.sh)
 #        SKIP_FPS=1 (no 720p30 runs)  FILES="name ..." (a subset of the set's files)
 #        SERVER_ARGS="--caption-accuracy high" (more livecast-server options for the live runs)
-#        COST (replay; default 330,67,2.3: tiny.en, one thread, this machine)
+#        COST (replay; default 330,67,1.7: tiny.en, one thread, this machine; a beam-5 pass costs
+#        1.7 greedy ones with whisper.cpp 1.8.3, which decodes the beams as one batch)
 # Needs: espeak-ng, festival + festvox-kallpc16k, sox, python3, pip (the human speech sample),
 # cmake (whisper-cli), the model (scripts/install-model.sh).
 # Every process is started under `timeout` and killed by its pid; only 127.0.0.1 is used.
@@ -120,7 +121,7 @@ report() {  # live key, results...
 # ---------------------------------------------------------------------------------------------
 if [ "$MODE" = replay ]; then
     POLICY=${2:-}
-    COST=${COST:-330,67,2.3}
+    COST=${COST:-330,67,1.7}
     RUNS=$OUT/replay-$(echo "${POLICY:-default}" | tr ',=' '_-')
     mkdir -p "$RUNS"
     # the test binary, built once (cargo test --no-run), then two replays at a time

@@ -71,7 +71,7 @@ pub struct MediaArgs {
     pub caption_threads: u32,
 
     /// Captions: normal (text about 1 s after the words) or high (beam search: about a
-    /// quarter fewer word errors, text about 2.5 s after the words; same CPU).
+    /// fifth fewer word errors, text about 2 s after the words; same CPU).
     #[arg(long, default_value = "normal", value_name = "normal|high")]
     pub caption_accuracy: CaptionAccuracy,
 }

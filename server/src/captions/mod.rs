@@ -145,8 +145,8 @@ pub enum CaptionAccuracy {
     /// Greedy passes every 0.5 s: text about a second after the words.
     #[default]
     Normal,
-    /// Beam search (5) on passes every second: fewer word errors (a quarter fewer on the
-    /// evaluation set), text about 2.5 s after the words, about the same CPU (a beam pass costs
+    /// Beam search (5) on passes every second: fewer word errors (a fifth fewer on the
+    /// evaluation set), text about 2 s after the words, about the same CPU (a beam pass costs
     /// 1.7 greedy ones, and there are half as many).
     High,
 }
@@ -293,7 +293,7 @@ pub fn load(cfg: &CaptionConfig) -> Option<Models> {
         if detector.is_some() { ", speech detector on" } else { "" },
         match cfg.accuracy {
             CaptionAccuracy::Normal => "",
-            CaptionAccuracy::High => ", high accuracy (beam search, text about 2.5 s late)",
+            CaptionAccuracy::High => ", high accuracy (beam search, text about 2 s late)",
         }
     );
     Some(Models {
