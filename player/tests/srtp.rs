@@ -59,11 +59,9 @@ fn sps(plain: SocketAddr) -> Vec<u8> {
         .find(|m| m.media == "video")
         .expect("video");
     let fmtp = video.fmtp(96).expect("fmtp 96");
-    let sprop = fmtp
-        .iter()
-        .find(|(k, _)| k == "sprop-parameter-sets")
-        .expect("sprop-parameter-sets");
-    livecast_proto::codec::h264::parse_sprop_parameter_sets(&sprop.1).expect("sprop")[0].clone()
+    livecast_proto::codec::h264::sprop_sps_pps(&fmtp)
+        .0
+        .expect("an SPS in sprop-parameter-sets")
 }
 
 /// Runs the headless player on `url` for 3 s (a fresh data folder, so the certificate is

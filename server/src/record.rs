@@ -290,14 +290,10 @@ fn recordable(
 /// The SPS and PPS of an H.264 medium's `sprop-parameter-sets`, if it has both.
 fn sprop(m: &livecast_proto::sdp::MediaDescription) -> Option<ParameterSets> {
     let pt = *m.payload_types().first()?;
-    let fmtp = m.fmtp(pt)?;
-    let (_, v) = fmtp
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("sprop-parameter-sets"))?;
-    let sets = h264::parse_sprop_parameter_sets(v).ok()?;
-    let sps = sets.iter().find(|n| h264::nal_type(n) == 7)?;
-    let pps = sets.iter().find(|n| h264::nal_type(n) == 8)?;
-    Some((sps.clone(), pps.clone()))
+    match h264::sprop_sps_pps(&m.fmtp(pt)?) {
+        (Some(sps), Some(pps)) => Some((sps, pps)),
+        _ => None,
+    }
 }
 
 /// One track's receive side.

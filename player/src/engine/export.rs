@@ -102,13 +102,12 @@ pub fn export(
             }
         }
         if sps.is_none() || pps.is_none() {
-            let sets = index
+            let (s, p) = index
                 .track(v)
-                .and_then(|t| t.fmtp.iter().find(|(k, _)| k == "sprop-parameter-sets"))
-                .and_then(|(_, s)| h264::parse_sprop_parameter_sets(s).ok())
+                .map(|t| h264::sprop_sps_pps(&t.fmtp))
                 .unwrap_or_default();
-            sps = sps.or_else(|| sets.iter().find(|n| h264::nal_type(n) == 7).cloned());
-            pps = pps.or_else(|| sets.iter().find(|n| h264::nal_type(n) == 8).cloned());
+            sps = sps.or(s);
+            pps = pps.or(p);
         }
         let (Some(sps), Some(pps)) = (sps, pps) else {
             bail!("no H.264 parameter sets (SPS/PPS) in the recording");

@@ -712,6 +712,18 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
+/// The first SPS and the first PPS of an `a=fmtp` parameter list's `sprop-parameter-sets`
+/// (the key matched without regard to case); `None` for one that is missing or unreadable.
+pub fn sprop_sps_pps(fmtp: &[(String, String)]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let sets = fmtp
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("sprop-parameter-sets"))
+        .and_then(|(_, v)| parse_sprop_parameter_sets(v).ok())
+        .unwrap_or_default();
+    let first = |t: u8| sets.iter().find(|n| nal_type(n) == t).cloned();
+    (first(7), first(8))
+}
+
 /// Decodes a `sprop-parameter-sets` value into NAL units (usually SPS then PPS). Whitespace
 /// around entries and empty entries are ignored.
 pub fn parse_sprop_parameter_sets(s: &str) -> Result<Vec<Vec<u8>>, SpropError> {
@@ -1837,14 +1849,36 @@ mod tests {
         assert!(!nal.windows(3).any(|w| w == [0, 0, 1]));
     }
 
+    #[test]
+    fn sprop_sps_pps_finds_each_by_type_whatever_the_key_case_and_order() {
+        let p = |k: &str, v: &str| {
+            vec![
+                ("packetization-mode".to_owned(), "1".to_owned()),
+                (k.into(), v.into()),
+            ]
+        };
+        // PPS first, key in capitals (seen from cameras).
+        let (sps, pps) = sprop_sps_pps(&p("SPROP-PARAMETER-SETS", "aM48gA==,Z0LAFdoF"));
+        assert_eq!(sps.map(|n| nal_type(&n)), Some(7));
+        assert_eq!(pps.map(|n| nal_type(&n)), Some(8));
+        // Only an SPS; then nothing readable; then no such key.
+        assert_eq!(
+            sprop_sps_pps(&p("sprop-parameter-sets", "Z0LAFdoF")).1,
+            None
+        );
+        assert_eq!(
+            sprop_sps_pps(&p("sprop-parameter-sets", "Z0LAFdoF,a*")),
+            (None, None)
+        );
+        assert_eq!(
+            sprop_sps_pps(&p("profile-level-id", "42c015")),
+            (None, None)
+        );
+    }
+
     fn sps_from_sprop(sdp: &str) -> Vec<u8> {
         let sd = crate::sdp::parse(sdp).unwrap();
-        let fmtp = sd.media[0].fmtp(96).unwrap();
-        let (_, sprop) = fmtp
-            .iter()
-            .find(|(k, _)| k == "sprop-parameter-sets")
-            .unwrap();
-        parse_sprop_parameter_sets(sprop).unwrap().remove(0)
+        sprop_sps_pps(&sd.media[0].fmtp(96).unwrap()).0.unwrap()
     }
 
     fn sps_of(sdp: &str) -> SpsInfo {
