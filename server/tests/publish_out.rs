@@ -441,8 +441,12 @@ fn publishes_into_gst_rtsp_server_in_record_mode() {
         .arg(&out)
         .args(["-f", "null", "-"]);
     let (ok, _, err) = run_peer(&mut decode, Duration::from_secs(60));
-    assert!(
-        ok && err.trim().is_empty(),
-        "decoding what gst recorded: {err}"
-    );
+    // gst-rtsp-server is killed while it writes, so the file may end inside its last cluster
+    // ("File ended prematurely", seen once in CI; ffmpeg still exits 0); everything before
+    // it must decode.
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.ends_with("File ended prematurely"))
+        .collect();
+    assert!(ok && errors.is_empty(), "decoding what gst recorded: {err}");
 }
