@@ -165,6 +165,8 @@ pub struct JitterBuffer<P = Vec<u8>> {
     floor: Duration,
     /// `Some` when gap reports are on: changes not taken yet.
     gaps: Option<Vec<GapChange>>,
+    /// [`expect_first`](Self::expect_first) was told the first number and no packet has come.
+    expecting: bool,
     stats: JitterStats,
 }
 
@@ -190,6 +192,7 @@ impl<P> JitterBuffer<P> {
             last_adapt: None,
             floor: Duration::ZERO,
             gaps: None,
+            expecting: false,
             stats: JitterStats::default(),
         }
     }
@@ -296,6 +299,24 @@ impl<P> JitterBuffer<P> {
         self.accept(packet);
     }
 
+    /// The sequence number of the first packet to come (RTSP `RTP-Info: seq=`, RFC 2326
+    /// §12.33), so that the loss of a stream's very first packets is seen: they are reported
+    /// missing (for a NACK) and waited for, instead of the first packet to arrive being taken
+    /// for the start. Ignored once a packet has arrived; a packet numbered before it (a
+    /// server whose `RTP-Info` was late) cancels it.
+    pub fn expect_first(&mut self, seq: u16) {
+        if self.highest.is_some() || !self.held.is_empty() || self.next.is_some() {
+            return;
+        }
+        if self.probation.is_some() || !self.ready.is_empty() {
+            return;
+        }
+        let ext = self.seqs.extend(seq);
+        self.next = Some(ext);
+        self.highest = ext.checked_sub(1);
+        self.expecting = true;
+    }
+
     /// The next packet or loss in sequence order, if one is due at `now`.
     pub fn pop(&mut self, now: Instant) -> Option<Released<P>> {
         if let Some(r) = self.ready.pop_front() {
@@ -387,6 +408,11 @@ impl<P> JitterBuffer<P> {
         let mut seqs = self.seqs.clone();
         let ext = seqs.extend(packet.seq);
         packet.ext_seq = ext;
+        if std::mem::take(&mut self.expecting) && self.next.is_some_and(|n| ext < n) {
+            // Numbered before what was announced: the announcement was wrong; start here.
+            self.next = None;
+            self.highest = None;
+        }
         let base = self
             .next
             .or_else(|| self.held.first_key_value().map(|(k, _)| *k));
@@ -1014,6 +1040,58 @@ mod tests {
     /// Gap reports name each missing number once and each late-but-in-time arrival; the
     /// floor keeps a gap open long enough for a retransmission, and nothing is reported
     /// without asking for it.
+    #[test]
+    fn the_announced_first_number_makes_a_lost_first_packet_a_gap() {
+        let t0 = Instant::now();
+        let seqs = |out: &[Released<u32>]| -> Vec<Option<u16>> {
+            out.iter()
+                .map(|r| match r {
+                    Released::Packet(p) => Some(p.seq),
+                    Released::Lost { .. } => None,
+                })
+                .collect()
+        };
+        let drain = |jb: &mut JitterBuffer<u32>, at: Instant| {
+            let mut out = Vec::new();
+            while let Some(r) = jb.pop(at) {
+                out.push(r);
+            }
+            out
+        };
+        // RTP-Info said 65535; 65535 and 0 are lost, 1 comes first: both are reported
+        // missing and waited for (the retransmission floor), across the wrap.
+        let mut jb = JitterBuffer::<u32>::new(90_000, cfg()).with_gap_reports();
+        jb.set_floor(80 * MS);
+        jb.expect_first(65535);
+        jb.push(1, 180, false, 0, t0);
+        let mut changes = Vec::new();
+        jb.take_gap_changes(&mut changes);
+        assert_eq!(changes, [GapChange::Missing(65535), GapChange::Missing(0)]);
+        assert!(
+            drain(&mut jb, t0 + 50 * MS).is_empty(),
+            "1 waits for the others"
+        );
+        jb.push(65535, 0, false, 0, t0 + 20 * MS); // retransmitted in time
+        let out = drain(&mut jb, t0 + 90 * MS);
+        assert_eq!(seqs(&out), [Some(65535), None, Some(1)]);
+        // The announced number itself first: out at once.
+        let mut jb = JitterBuffer::<u32>::new(90_000, cfg()).with_gap_reports();
+        jb.set_floor(80 * MS);
+        jb.expect_first(7);
+        jb.push(7, 0, false, 0, t0);
+        assert_eq!(seqs(&drain(&mut jb, t0)), [Some(7)]);
+        // A packet numbered before the announcement (a server whose RTP-Info was late)
+        // is the start, not a duplicate; and an announcement after packets changes nothing.
+        let mut jb = JitterBuffer::<u32>::new(90_000, cfg()).with_gap_reports();
+        jb.expect_first(100);
+        jb.push(95, 0, false, 0, t0);
+        jb.expect_first(200);
+        jb.push(96, 90, false, 0, t0 + MS);
+        let out = drain(&mut jb, t0 + 10 * MS);
+        assert_eq!(seqs(&out), [Some(95), Some(96)]);
+        assert_eq!(jb.stats().duplicates, 0);
+    }
+
     #[test]
     fn gap_reports_and_the_retransmission_floor() {
         let t0 = Instant::now();

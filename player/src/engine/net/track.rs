@@ -284,9 +284,12 @@ impl TrackRx {
         self.clock.anchor = Some((ext, play_wall_us, true));
     }
 
-    /// The PLAY response's `RTP-Info: seq=`: the first packet's sequence number (text tracks
-    /// use it to recover a lost first packet from the redundancy).
+    /// The PLAY response's `RTP-Info: seq=`: the first packet's sequence number. A lost first
+    /// packet is then a gap like any other (asked for again where NACK is on: a joiner's first
+    /// keyframe is not lost for want of knowing it began earlier), and text tracks recover it
+    /// from the redundancy.
     pub fn on_rtp_info_seq(&mut self, seq: u16) {
+        self.jitter.expect_first(seq);
         if let Some(t) = self.text.as_mut() {
             t.expect_first(seq);
         }
