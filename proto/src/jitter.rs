@@ -305,10 +305,8 @@ impl<P> JitterBuffer<P> {
     /// for the start. Ignored once a packet has arrived; a packet numbered before it (a
     /// server whose `RTP-Info` was late) cancels it.
     pub fn expect_first(&mut self, seq: u16) {
-        if self.highest.is_some() || !self.held.is_empty() || self.next.is_some() {
-            return;
-        }
-        if self.probation.is_some() || !self.ready.is_empty() {
+        let started = self.highest.is_some() || self.next.is_some() || !self.held.is_empty();
+        if started || self.probation.is_some() || !self.ready.is_empty() {
             return;
         }
         let ext = self.seqs.extend(seq);
@@ -1037,9 +1035,8 @@ mod tests {
         assert_eq!(jb.stats().discarded, 84);
     }
 
-    /// Gap reports name each missing number once and each late-but-in-time arrival; the
-    /// floor keeps a gap open long enough for a retransmission, and nothing is reported
-    /// without asking for it.
+    /// With the first number announced (`expect_first`), a lost first packet is reported and
+    /// waited for like any gap; a packet numbered before the announcement starts the stream.
     #[test]
     fn the_announced_first_number_makes_a_lost_first_packet_a_gap() {
         let t0 = Instant::now();
@@ -1092,6 +1089,9 @@ mod tests {
         assert_eq!(jb.stats().duplicates, 0);
     }
 
+    /// Gap reports name each missing number once and each late-but-in-time arrival; the
+    /// floor keeps a gap open long enough for a retransmission, and nothing is reported
+    /// without asking for it.
     #[test]
     fn gap_reports_and_the_retransmission_floor() {
         let t0 = Instant::now();
