@@ -3,10 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use livecast_player::engine::recording::{Description, Index, FILE_HEADER_LEN};
-use livecast_player::engine::timeline::{
-    plan_seek, SeekPlan, Timeline, AT_LIVE_TOLERANCE_US, SLEW_RATE,
-};
+use livecast_player::engine::recording::{Description, Index, SeekPlan, FILE_HEADER_LEN};
+use livecast_player::engine::timeline::{Timeline, AT_LIVE_TOLERANCE_US, SLEW_RATE};
 use livecast_player::engine::unit::{MediaUnit, TrackDesc};
 use livecast_proto::codec::Codec;
 use rand::rngs::StdRng;
@@ -353,7 +351,7 @@ fn file_playback_has_no_live_delay() {
 }
 
 // ------------------------------------------------------------------------------------------
-// plan_seek
+// Index::seek_plan
 
 fn video_index(n: usize, seed: u64) -> Index {
     let mut idx = Index::new();
@@ -400,26 +398,34 @@ fn video_index(n: usize, seed: u64) -> Index {
     idx
 }
 
-/// The obvious linear version of plan_seek.
-fn plan_seek_linear(idx: &Index, target: i64) -> Option<SeekPlan> {
+/// The obvious linear version of `Index::seek_plan`.
+fn seek_plan_linear(idx: &Index, target: i64, next: Option<usize>) -> Option<SeekPlan> {
     let e = idx.entries(0);
     let seekable = |i: &usize| e[*i].keyframe() && !e[*i].damaged();
-    let key = (0..e.len())
+    let keyframe = (0..e.len())
         .rev()
         .find(|i| seekable(i) && e[*i].time_us <= target)
         .or_else(|| (0..e.len()).find(|i| seekable(i) && e[*i].time_us >= target))?;
-    let show = (0..e.len())
-        .find(|&i| e[i].time_us >= target)
-        .unwrap_or(e.len() - 1)
-        .max(key);
+    let last = (0..e.len())
+        .rev()
+        .find(|&i| e[i].time_us <= target)
+        .unwrap_or(keyframe)
+        .max(keyframe);
+    // Going on is right when the decoder has decoded from this keyframe (no seek point after
+    // it on the way) and not past the target.
+    let from = next
+        .filter(|&n| n > keyframe && n <= last + 1)
+        .filter(|&n| (keyframe + 1..n).all(|i| !seekable(&i)))
+        .unwrap_or(keyframe);
     Some(SeekPlan {
-        keyframe_entry: key,
-        first_show_entry: show,
+        keyframe,
+        from,
+        last,
     })
 }
 
 #[test]
-fn plan_seek_matches_a_linear_scan_on_100k_entries() {
+fn seek_plan_matches_a_linear_scan_on_100k_entries() {
     let idx = video_index(100_000, 42);
     let e = idx.entries(0);
     assert_eq!(e.len(), 100_000);
@@ -439,27 +445,43 @@ fn plan_seek_matches_a_linear_scan_on_100k_entries() {
         targets.extend([e[i].time_us - 1, e[i].time_us, e[i].time_us + 1]);
     }
     let mut x = 7u64;
-    for _ in 0..300 {
+    let mut rnd = move || {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        targets.push(first + (x >> 11) as i64 % (last - first + 1));
+        x >> 11
+    };
+    for _ in 0..300 {
+        targets.push(first + rnd() as i64 % (last - first + 1));
     }
+    let mut went_on = 0;
     for &t in &targets {
-        let plan = plan_seek(&idx, 0, t);
-        assert_eq!(plan, plan_seek_linear(&idx, t), "target {t}");
+        let plan = idx.seek_plan(0, t, None);
+        assert_eq!(plan, seek_plan_linear(&idx, t, None), "target {t}");
         let p = plan.expect("the track has keyframes");
-        assert!(e[p.keyframe_entry].seek_point());
-        assert!(p.keyframe_entry <= p.first_show_entry);
+        assert!(e[p.keyframe].seek_point());
+        assert!(p.fresh() && p.keyframe <= p.last);
+        // A decoder standing anywhere from 70 entries before to 10 after the target.
+        for _ in 0..4 {
+            let next = (p.last + 10).saturating_sub(rnd() as usize % 80);
+            let plan = idx.seek_plan(0, t, Some(next));
+            assert_eq!(
+                plan,
+                seek_plan_linear(&idx, t, Some(next)),
+                "target {t}, at {next}"
+            );
+            went_on += usize::from(!plan.unwrap().fresh());
+        }
     }
-    // The common case: decode from the keyframe before, show the frame at the target.
+    assert!(went_on > 300, "{went_on} of {} went on", targets.len() * 4);
+    // The common case: decode from the keyframe before to the frame at the target.
     let t = e[12_345].time_us;
-    let p = plan_seek(&idx, 0, t).expect("plan");
-    assert_eq!(e[p.first_show_entry].time_us, t);
-    assert!(e[p.keyframe_entry + 1..=p.first_show_entry]
+    let p = idx.seek_plan(0, t, None).expect("plan");
+    assert_eq!(e[p.last].time_us, t);
+    assert!(e[p.keyframe + 1..=p.last]
         .iter()
         .all(|x| !x.seek_point() || x.time_us > t));
 
-    assert_eq!(plan_seek(&idx, 5, t), None, "unknown track");
-    assert_eq!(plan_seek(&Index::new(), 0, t), None, "empty index");
+    assert_eq!(idx.seek_plan(5, t, None), None, "unknown track");
+    assert_eq!(Index::new().seek_plan(0, t, None), None, "empty index");
 }

@@ -12,7 +12,7 @@
 //! 2. Writes the recording with [`RecordingWriter`] (the player's own format) and reopens it
 //!    with [`RecordingReader::open`], as `livecast-player FILE` does.
 //! 3. For each of `--seeks` random targets does what the playback loop does on a seek
-//!    (`Playback::reposition`): finds the keyframe at or before the target and the last frame
+//!    (`Playback::reposition`, with `Index::seek_plan`): finds the keyframe at or before the target and the last frame
 //!    at or before it, resets the decoder, reads every frame from the keyframe through the
 //!    target and decodes those other pictures refer to (`h264::is_disposable`: with two
 //!    temporal layers every other one; `--decode-all` also decodes every one, as the player
@@ -20,6 +20,11 @@
 //!    the seek time. Done twice: with the file in the page cache ("warm") and, with
 //!    `--cold`, after dropping the file's cached pages before each seek
 //!    (`dd iflag=nocache count=0`; not timed).
+//! 4. Dragging the timeline knob, on the same targets (`VideoPresenter::preview`): the
+//!    first picture when the knob enters a group (its keyframe, decoded afresh), and the
+//!    release at once at the target after it (the decoder goes on from the keyframe, which
+//!    is not decoded again). A knob that rests before the release needs nothing more: the
+//!    player goes on toward it while it rests.
 //!
 //! ```text
 //! cargo build --release -p livecast-player --bin livecast-player-bench
@@ -237,12 +242,33 @@ struct SeekStats {
     no_picture: usize,
 }
 
+/// What a timed seek does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// To the picture at the target, from a decoder in another group (`Playback::reposition`).
+    Exact,
+    /// The first picture while the timeline knob is dragged into the target's group: its
+    /// keyframe (`VideoPresenter::preview`).
+    Preview,
+    /// Letting the knob go at once at the target after that preview: on from the keyframe to
+    /// the target (the preview itself is done first, not timed).
+    Release,
+}
+
+struct SeekRun {
+    mode: Mode,
+    /// Drop the file's cached pages before each seek.
+    cold: bool,
+    /// Decode the non-reference pictures on the way too.
+    decode_all: bool,
+}
+
 fn seeks(
     path: &Path,
     reader: &mut RecordingReader,
     index: &livecast_player::engine::recording::Index,
     n: usize,
-    (cold, decode_all): (bool, bool),
+    run: SeekRun,
     rng: &mut StdRng,
 ) -> anyhow::Result<SeekStats> {
     let v = index
@@ -256,18 +282,32 @@ fn seeks(
     let mut no_picture = 0;
     for _ in 0..n {
         let target = start + (rng.next_u64() % span) as i64;
-        if cold {
+        if run.cold {
             drop_cache(path)?;
         }
-        // What Playback::reposition does.
+        let next = if run.mode == Mode::Release {
+            // The preview, not timed: the keyframe shown, the decoder just after it.
+            let k = index
+                .seek_plan(v, target, None)
+                .context("no keyframe")?
+                .keyframe;
+            dec.reset()?;
+            dec.decode(&reader.read(&index.entries(v)[k])?.data, true, true)
+                .context("the keyframe gave no picture")?;
+            Some(k + 1)
+        } else {
+            None
+        };
+        // What VideoPresenter::reposition (or ::preview) does.
         let t = Instant::now();
-        let k = index
-            .keyframe_at_or_before(v, target)
-            .or_else(|| index.keyframe_at_or_after(v, target))
-            .context("no keyframe")?;
-        let last = index.last_at_or_before(v, target).unwrap_or(k).max(k);
-        dec.reset()?;
-        let entries = &index.entries(v)[k..=last];
+        let mut plan = index.seek_plan(v, target, next).context("no keyframe")?;
+        if run.mode == Mode::Preview {
+            plan.last = plan.keyframe;
+        }
+        if plan.fresh() {
+            dec.reset()?;
+        }
+        let entries = &index.entries(v)[plan.from..plan.last + 1];
         let mut pic = None;
         let mut decoded = 0;
         for (i, e) in entries.iter().enumerate() {
@@ -276,7 +316,7 @@ fn seeks(
             let r1 = Instant::now();
             let is_last = i + 1 == entries.len();
             read_t += ms(r1 - r0);
-            if !decode_all && !is_last && h264::is_disposable(&unit.data) {
+            if !run.decode_all && !is_last && h264::is_disposable(&unit.data) {
                 continue;
             }
             decoded += 1;
@@ -290,6 +330,8 @@ fn seeks(
         let elapsed = t.elapsed();
         match pic {
             Some(p) if p.width as usize == W && p.rgba.len() == W * H * 4 => {}
+            // Released on the keyframe itself: the preview already shows the picture.
+            _ if entries.is_empty() => {}
             _ => no_picture += 1,
         }
         times.push(ms(elapsed));
@@ -326,6 +368,8 @@ struct Output {
     warm: SeekStats,
     cold: Option<SeekStats>,
     decode_all: Option<SeekStats>,
+    preview: SeekStats,
+    release: SeekStats,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -439,13 +483,18 @@ fn main() -> anyhow::Result<()> {
     // 3. Seeks.
     let mut rng = StdRng::seed_from_u64(SEEK_SEED);
     // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
-    seeks(&path, &mut reader, &index, 1, (false, false), &mut rng)?;
+    let exact = |cold| SeekRun {
+        mode: Mode::Exact,
+        cold,
+        decode_all: false,
+    };
+    seeks(&path, &mut reader, &index, 1, exact(false), &mut rng)?;
     let warm = seeks(
         &path,
         &mut reader,
         &index,
         args.seeks,
-        (false, false),
+        exact(false),
         &mut rng,
     )?;
     let line = |name: &str, s: &SeekStats| {
@@ -465,7 +514,7 @@ fn main() -> anyhow::Result<()> {
             &mut reader,
             &index,
             args.seeks,
-            (true, false),
+            exact(true),
             &mut rng,
         )?;
         writeln!(out, "{}", line("file dropped from the page cache", &c))?;
@@ -475,21 +524,37 @@ fn main() -> anyhow::Result<()> {
     };
     let decode_all = if args.decode_all {
         // The same targets as the warm run.
+        let all = || SeekRun {
+            decode_all: true,
+            ..exact(false)
+        };
         let mut rng = StdRng::seed_from_u64(SEEK_SEED);
-        seeks(&path, &mut reader, &index, 1, (false, true), &mut rng)?;
-        let a = seeks(
-            &path,
-            &mut reader,
-            &index,
-            args.seeks,
-            (false, true),
-            &mut rng,
-        )?;
+        seeks(&path, &mut reader, &index, 1, all(), &mut rng)?;
+        let a = seeks(&path, &mut reader, &index, args.seeks, all(), &mut rng)?;
         writeln!(out, "{}", line("warm, decoding every frame", &a))?;
         Some(a)
     } else {
         None
     };
+    // Dragging the timeline knob, on the warm run's targets: the first picture in a new
+    // group, and letting go there at once.
+    let mut scrub = |mode| -> anyhow::Result<SeekStats> {
+        let run = || SeekRun {
+            mode,
+            ..exact(false)
+        };
+        let mut rng = StdRng::seed_from_u64(SEEK_SEED);
+        seeks(&path, &mut reader, &index, 1, run(), &mut rng)?;
+        seeks(&path, &mut reader, &index, args.seeks, run(), &mut rng)
+    };
+    let preview = scrub(Mode::Preview)?;
+    writeln!(
+        out,
+        "{}",
+        line("knob dragged into a group: its keyframe", &preview)
+    )?;
+    let release = scrub(Mode::Release)?;
+    writeln!(out, "{}", line("knob let go at once after that", &release))?;
     if let Some(j) = &args.json {
         let o = Output {
             duration_s: args.duration_s,
@@ -504,6 +569,8 @@ fn main() -> anyhow::Result<()> {
             warm,
             cold,
             decode_all,
+            preview,
+            release,
         };
         std::fs::write(j, serde_json::to_string_pretty(&o)? + "\n")?;
     }

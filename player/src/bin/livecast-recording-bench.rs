@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use livecast_player::engine::recording::{read_index, RecordingReader};
-use livecast_player::engine::timeline::plan_seek;
 use livecast_player::engine::unit::MediaKind;
 use rand::rngs::StdRng;
 use rand::{RngCore as _, SeedableRng as _};
@@ -229,10 +228,12 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..args.seeks {
         let target = start + (rng.next_u64() % span) as i64;
         let t = Instant::now();
-        let plan = plan_seek(&index, video, target).context("no keyframe")?;
+        let plan = index
+            .seek_plan(video, target, None)
+            .context("no keyframe")?;
         let planned = t.elapsed();
         let entries = index.entries(video);
-        for e in &entries[plan.keyframe_entry..=plan.first_show_entry] {
+        for e in &entries[plan.from..=plan.last] {
             let u = reader.read(e)?;
             bytes += u.data.len();
             frames += 1;

@@ -90,6 +90,11 @@ pub enum Command {
     Seek(Duration),
     /// Seek relative to the playhead, in milliseconds (negative = back).
     SeekBy(i64),
+    /// The timeline knob is being dragged to this position (from the start of the
+    /// recording): playback holds and the picture follows the knob, at once near it (the
+    /// keyframe before it), then exactly. The [`Command::Seek`] at the release ends the drag
+    /// and plays on if playback was playing.
+    Scrub(Duration),
     /// Playback speed, 0.5 to 4.0 (audio muted above 2x).
     SetSpeed(f32),
     GoLive,

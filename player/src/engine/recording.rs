@@ -411,6 +411,37 @@ fn read_file_header(r: &mut impl Read) -> Result<(), RecordingError> {
 // ------------------------------------------------------------------------------------------
 // Index
 
+/// The entries to decode to show the picture at a seek's target, in the video track's
+/// entries ([`Index::seek_plan`]): `from..=last`. `keyframe` is the last seek point at or
+/// before the target (the first one after it if there is none before); `last` the last
+/// entry at or before the target (the keyframe, if that is later). `from` is the keyframe,
+/// with the decoder started afresh there, or, when the decoder is already in the target's
+/// group and has not passed the target, where it stands: the same picture, less decoding
+/// (past `last` when it already shows it). Decode order is presentation order (no B-frames;
+/// with them the player always starts at the keyframe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeekPlan {
+    pub keyframe: usize,
+    pub from: usize,
+    pub last: usize,
+}
+
+impl SeekPlan {
+    /// The decoder starts afresh at the keyframe.
+    pub fn fresh(&self) -> bool {
+        self.from == self.keyframe
+    }
+
+    /// Entries to decode.
+    pub fn len(&self) -> usize {
+        (self.last + 1).saturating_sub(self.from)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One recorded unit in the index: 24 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -733,6 +764,31 @@ impl Index {
         self.entries(track)
             .partition_point(|e| e.time_us <= t_us)
             .checked_sub(1)
+    }
+
+    /// What to decode to show the picture at `t_us` on video `track`: see [`SeekPlan`].
+    /// `next`: the entry the decoder would decode next, when it has decoded its group from
+    /// the keyframe on (`None`: a fresh decoder, or one that cannot go on). `None` if the
+    /// track has no seek point at all.
+    pub fn seek_plan(&self, track: usize, t_us: i64, next: Option<usize>) -> Option<SeekPlan> {
+        let keyframe = self
+            .keyframe_at_or_before(track, t_us)
+            .or_else(|| self.keyframe_at_or_after(track, t_us))?;
+        let last = self
+            .last_at_or_before(track, t_us)
+            .unwrap_or(keyframe)
+            .max(keyframe);
+        // Between `keyframe` and `last` there is no other seek point, so a decoder that has
+        // decoded anything after `keyframe` and nothing after `last` is in this group.
+        let from = match next {
+            Some(n) if keyframe < n && n <= last + 1 => n,
+            _ => keyframe,
+        };
+        Some(SeekPlan {
+            keyframe,
+            from,
+            last,
+        })
     }
 
     /// The entries of `track` with `range.start <= time_us < range.end` (captions of a
@@ -1357,5 +1413,49 @@ mod tests {
         assert_eq!(idx.keyframe_at_or_after(1, 5), Some(8));
         assert_eq!(idx.keyframe_at_or_after(1, 9), None);
         assert_eq!(idx.keyframe_at_or_before(1, -1), None);
+
+        // Seeks on the video track (keyframes at entries 0, 4, 8; entry i at time i).
+        let plan = |t, next| {
+            let p = idx.seek_plan(1, t, next).unwrap();
+            (p.keyframe, p.from, p.last)
+        };
+        assert_eq!(
+            plan(6, None),
+            (4, 4, 6),
+            "a fresh decoder starts at the keyframe"
+        );
+        assert_eq!(
+            plan(6, Some(5)),
+            (4, 5, 6),
+            "in the group, before the target: goes on"
+        );
+        assert_eq!(
+            plan(6, Some(7)),
+            (4, 7, 6),
+            "already at the target: nothing to decode"
+        );
+        assert_eq!(plan(6, Some(8)), (4, 4, 6), "past the target: afresh");
+        assert_eq!(plan(6, Some(3)), (4, 4, 6), "in the group before: afresh");
+        assert_eq!(
+            plan(6, Some(4)),
+            (4, 4, 6),
+            "about to decode the keyframe: afresh"
+        );
+        assert_eq!(plan(4, Some(5)), (4, 5, 4), "at the keyframe, shown");
+        assert_eq!(
+            plan(-3, None),
+            (0, 0, 0),
+            "before the start: the first keyframe"
+        );
+        assert_eq!(
+            plan(100, Some(9)),
+            (8, 9, 9),
+            "past the end: the last picture"
+        );
+        let p = idx.seek_plan(1, 6, Some(5)).unwrap();
+        assert!(!p.fresh() && p.len() == 2);
+        assert!(idx.seek_plan(1, 6, Some(7)).unwrap().is_empty());
+        assert!(idx.seek_plan(1, 6, None).unwrap().fresh());
+        assert_eq!(idx.seek_plan(5, 6, None), None, "no such track");
     }
 }

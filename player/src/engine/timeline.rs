@@ -1,8 +1,8 @@
 //! The playback clock over the recorded range: Sans-IO (it never reads the clock; every call
 //! takes `now`), so a test can drive a ten-minute session in milliseconds.
 //!
-//! Positions are media times in the [`Index`]'s time base (capture time, µs since the Unix
-//! epoch); subtract [`Timeline::start_us`] for "time since the start of the recording".
+//! Positions are media times in the recording index's time base (capture time, µs since the
+//! Unix epoch); subtract [`Timeline::start_us`] for "time since the start of the recording".
 //!
 //! * The playhead runs at `speed` (0.5 to 4.0) while playing, from an *anchor* (a position and
 //!   the instant it held). Every change re-anchors, so nothing ever jumps unless asked to.
@@ -24,8 +24,6 @@
 //! Call [`Timeline::tick`] regularly (each playback loop): it applies the live-edge rules.
 
 use std::time::Instant;
-
-use super::recording::Index;
 
 pub const MIN_SPEED: f32 = 0.5;
 pub const MAX_SPEED: f32 = 4.0;
@@ -362,34 +360,4 @@ impl Timeline {
             self.jumps += 1;
         }
     }
-}
-
-/// What to decode and show for a seek: decode from `keyframe_entry` (the last seek point at
-/// or before the target), show from `first_show_entry` (the first frame at or after the
-/// target; the last frame if the target is past the end). Entry numbers index
-/// `index.entries(video_track)`. Frames are in decode order = presentation order (no
-/// B-frames in what we record: constrained-baseline H.264).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeekPlan {
-    pub keyframe_entry: usize,
-    pub first_show_entry: usize,
-}
-
-/// Plans a seek on the video track. A target before the first seek point decodes from the
-/// first seek point. `None` if the track has no seek point at all.
-pub fn plan_seek(index: &Index, video_track: usize, target_us: i64) -> Option<SeekPlan> {
-    let entries = index.entries(video_track);
-    let last = entries.len().checked_sub(1)?;
-    let keyframe = match index.keyframe_at_or_before(video_track, target_us) {
-        Some(k) => k,
-        None => index.keyframe_at_or_after(video_track, target_us)?,
-    };
-    let show = index
-        .first_at_or_after(video_track, target_us)
-        .unwrap_or(last)
-        .max(keyframe);
-    Some(SeekPlan {
-        keyframe_entry: keyframe,
-        first_show_entry: show,
-    })
 }

@@ -36,7 +36,7 @@ pub enum Message {
     TogglePlay,
     /// Relative seek, ms.
     SeekBy(i64),
-    /// The timeline knob is being dragged here (nothing is sent yet).
+    /// The timeline knob is being dragged here (the engine shows the picture there).
     SeekDrag(Duration),
     /// The timeline knob was let go: seek to where it was dragged.
     SeekRelease,
@@ -358,7 +358,9 @@ impl Player {
             Message::TogglePlay => self.send(Command::TogglePause),
             Message::SeekBy(ms) => self.send(Command::SeekBy(ms)),
             Message::SeekDrag(t) => {
-                self.dragging_seek = Some(t.min(self.status.recorded_end));
+                let t = t.min(self.status.recorded_end);
+                self.dragging_seek = Some(t);
+                self.send(Command::Scrub(t));
             }
             Message::SeekRelease => {
                 if let Some(t) = self.dragging_seek.take() {
@@ -818,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn seek_drag_sends_one_seek_at_release() {
+    fn seek_drag_scrubs_and_seeks_once_at_release() {
         let (mut app, mut eng) = Player::new_for_test();
         let _ = app.update(Message::status(Status {
             recorded_end: Duration::from_secs(60),
@@ -829,7 +831,11 @@ mod tests {
             let _ = app.update(Message::SeekDrag(Duration::from_secs(s)));
         }
         assert_eq!(app.dragging_seek, Some(Duration::from_secs(20)));
-        assert_eq!(eng.sent(), vec![], "nothing is sent while dragging");
+        assert_eq!(
+            eng.sent(),
+            [50, 40, 30, 20].map(|s| Command::Scrub(Duration::from_secs(s))),
+            "the picture follows the knob"
+        );
         // The view shows the drag position, not the engine's.
         let _ = app.view();
 
@@ -851,7 +857,8 @@ mod tests {
         // Dragging past the live edge seeks to the live edge.
         let _ = app.update(Message::SeekDrag(Duration::from_secs(600)));
         let _ = app.update(Message::SeekRelease);
-        assert_eq!(eng.sent(), vec![Command::Seek(Duration::from_secs(61))]);
+        let edge = Duration::from_secs(61);
+        assert_eq!(eng.sent(), vec![Command::Scrub(edge), Command::Seek(edge)]);
     }
 
     /// The engine's reports reach `update` through the subscription's stream.

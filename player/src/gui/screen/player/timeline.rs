@@ -3,9 +3,10 @@
 //!
 //! The bar's scale is the recorded range, so the live edge is always at the right end and the
 //! bar "fills up" as the session grows. While the viewer drags, the knob follows the pointer
-//! ([`Seek::Drag`]) and nothing is sent to the engine; releasing the button sends one seek
-//! ([`Seek::Release`]), so dragging across an hour of recording doesn't make the engine
-//! decode a hundred intermediate positions.
+//! ([`Seek::Drag`]) and the engine shows the picture near it (playback holds: the engine
+//! keeps only the newest position of those queued, and shows the keyframe before it first,
+//! so a drag across an hour of recording never waits on whole groups of pictures); releasing
+//! the button sends one seek ([`Seek::Release`]), which plays on from there.
 
 use std::time::Duration;
 
