@@ -1006,8 +1006,18 @@ impl Playback {
             self.scrub_to(d, now);
             return;
         }
-        // Any other command ends a drag; a seek (the knob let go) plays on if it played.
-        let scrub = self.scrub.take();
+        // A command that moves or plays the playhead ends a drag; a seek (the knob let go)
+        // plays on if it played.
+        let ends_drag = matches!(
+            cmd,
+            Command::Seek(_)
+                | Command::SeekBy(_)
+                | Command::GoLive
+                | Command::Play
+                | Command::Pause
+                | Command::TogglePause
+        );
+        let scrub = if ends_drag { self.scrub.take() } else { None };
         let timeline = &mut self.clock.timeline;
         let before = timeline.position(now);
         match cmd {
@@ -2055,6 +2065,9 @@ mod tests {
         assert_eq!(frame(&r), 122);
         assert_eq!(decoded(&r) - d0, 5 + 2);
 
+        // A key that does not move the playhead (volume) does not end the drag.
+        r.command(Command::SetVolume(0.5));
+        assert_eq!(frame(&r), 122);
         // Let go there: that picture stays, playback goes on from it.
         r.command(Command::Seek(ms(12_250)));
         assert_eq!(decoded(&r) - d0, 7, "the release decodes nothing again");
