@@ -1006,17 +1006,22 @@ impl Playback {
             self.scrub_to(d, now);
             return;
         }
-        // A command that moves or plays the playhead ends a drag; a seek (the knob let go)
-        // plays on if it played.
-        let ends_drag = matches!(
-            cmd,
-            Command::Seek(_)
-                | Command::SeekBy(_)
-                | Command::GoLive
-                | Command::Play
-                | Command::Pause
-                | Command::TogglePause
-        );
+        // During a drag, play and pause say what the release will do.
+        if let Some(s) = self.scrub.as_mut() {
+            let resume = match cmd {
+                Command::Play => Some(true),
+                Command::Pause => Some(false),
+                Command::TogglePause => Some(!s.resume),
+                _ => None,
+            };
+            if let Some(resume) = resume {
+                s.resume = resume;
+                self.publish_status(now);
+                return;
+            }
+        }
+        // A seek ends a drag (the knob let go), and plays on if playback played before it.
+        let ends_drag = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
         let scrub = if ends_drag { self.scrub.take() } else { None };
         let timeline = &mut self.clock.timeline;
         let before = timeline.position(now);
@@ -1123,6 +1128,8 @@ impl Playback {
         let Some(rec) = self.rec.as_mut() else {
             return;
         };
+        // Acted on here: the loop must not restart decoding again for the same jump.
+        self.clock.seen_jumps = self.clock.timeline.jumps();
         let t0 = Instant::now();
         self.audio.reposition(rec, target);
         let mut cx = ShowContext {
@@ -1280,9 +1287,10 @@ impl Playback {
             conn,
             position: Duration::from_micros(t.position_from_start(now).max(0) as u64),
             recorded_end,
-            playing: t.playing(),
+            // During a drag of the knob: what the release will do, not the hold.
+            playing: self.scrub.map_or(t.playing(), |s| s.resume),
             speed: t.speed(),
-            at_live: self.clock.at_live(now),
+            at_live: self.scrub.is_none() && self.clock.at_live(now),
             volume: self.audio.volume,
             muted: self.audio.muted,
             captions_enabled: self.captions.enabled,
@@ -2045,8 +2053,13 @@ mod tests {
         r.command(Command::Scrub(ms(12_750)));
         assert_eq!(frame(&r), 120, "the group's keyframe first");
         assert_eq!(decoded(&r) - d0, 1);
+        assert!(
+            !r.p.clock.timeline.playing(),
+            "playback holds while the knob is dragged"
+        );
         let st = r.status();
-        assert!(!st.playing, "playback holds while the knob is dragged");
+        assert!(st.playing, "the status says what the release will do");
+        assert!(!st.at_live);
         let held_at = r.pos_us();
         r.tick();
         assert_eq!(frame(&r), 127, "then the knob's own picture");
@@ -2071,6 +2084,7 @@ mod tests {
         // Let go there: that picture stays, playback goes on from it.
         r.command(Command::Seek(ms(12_250)));
         assert_eq!(decoded(&r) - d0, 7, "the release decodes nothing again");
+        assert_eq!(r.p.clock.take_jump(r.now()), None, "nor does the next pass");
         assert_eq!(frame(&r), 122);
         let st = r.status();
         assert!(st.playing, "playing again, as before the drag");
@@ -2092,6 +2106,15 @@ mod tests {
         assert_eq!(frame(&r), 339, "the release goes on to the knob's picture");
         assert!(!r.status().playing);
         assert_shows_playhead(&r, "paused after the drag");
+
+        // Space during a drag: the drag goes on, and the release plays.
+        r.command(Command::Scrub(ms(20_000)));
+        r.command(Command::TogglePause);
+        assert!(r.status().playing && !r.p.clock.timeline.playing());
+        assert_eq!(frame(&r), 200, "still the knob's picture");
+        r.command(Command::Seek(ms(20_000)));
+        assert!(r.p.clock.timeline.playing());
+        assert_eq!(r.pos_us(), 20_000_000);
     }
 
     #[test]

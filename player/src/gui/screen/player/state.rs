@@ -159,6 +159,9 @@ pub struct Player {
     pub(crate) window_width: f32,
     /// Where the viewer is dragging the timeline knob.
     pub(crate) dragging_seek: Option<Duration>,
+    /// The knob is dragged to the live edge (the end of the bar): it stays there as the
+    /// recording grows, and the release goes live.
+    drag_at_live: bool,
     /// The speed, volume and caption setting the viewer asked for. They follow the engine's
     /// status when the engine changes them, but are not overwritten by a report sent before
     /// the engine saw our command (so pressing `]` twice quickly goes two steps).
@@ -307,6 +310,7 @@ impl Player {
             fullscreen,
             window_width: crate::gui::WINDOW_SIZE.width,
             dragging_seek: None,
+            drag_at_live: false,
             notices: Vec::new(),
             error: None,
             closing: false,
@@ -358,13 +362,18 @@ impl Player {
             Message::TogglePlay => self.send(Command::TogglePause),
             Message::SeekBy(ms) => self.send(Command::SeekBy(ms)),
             Message::SeekDrag(t) => {
-                let t = t.min(self.status.recorded_end);
-                self.dragging_seek = Some(t);
-                self.send(Command::Scrub(t));
+                let end = self.status.recorded_end;
+                self.drag_at_live = t >= end;
+                self.dragging_seek = Some(t.min(end));
+                self.send(Command::Scrub(t.min(end)));
             }
             Message::SeekRelease => {
                 if let Some(t) = self.dragging_seek.take() {
-                    self.send(Command::Seek(t));
+                    if std::mem::take(&mut self.drag_at_live) {
+                        self.send(Command::GoLive);
+                    } else {
+                        self.send(Command::Seek(t));
+                    }
                 }
             }
             Message::SpeedDown | Message::SpeedUp => {
@@ -483,6 +492,9 @@ impl Player {
     }
 
     fn on_status(&mut self, s: Status) -> Task<Message> {
+        if self.drag_at_live && self.dragging_seek.is_some() {
+            self.dragging_seek = Some(s.recorded_end);
+        }
         let prev = &self.status;
         if s.speed != prev.speed && s.speed > 0.0 {
             self.speed = s.speed;
@@ -854,11 +866,26 @@ mod tests {
         let _ = app.update(Message::SeekRelease);
         assert_eq!(eng.sent(), vec![]);
 
-        // Dragging past the live edge seeks to the live edge.
+        // Dragged past the live edge: the knob stays at the edge as the recording grows, and
+        // the release goes live (a seek to where the edge was would be behind it by then).
         let _ = app.update(Message::SeekDrag(Duration::from_secs(600)));
+        let _ = app.update(Message::status(Status {
+            recorded_end: Duration::from_secs(63),
+            ..app.status.clone()
+        }));
+        assert_eq!(app.dragging_seek, Some(Duration::from_secs(63)));
         let _ = app.update(Message::SeekRelease);
         let edge = Duration::from_secs(61);
-        assert_eq!(eng.sent(), vec![Command::Scrub(edge), Command::Seek(edge)]);
+        assert_eq!(eng.sent(), vec![Command::Scrub(edge), Command::GoLive]);
+        // Back from the edge before the release: an ordinary seek.
+        let _ = app.update(Message::SeekDrag(Duration::from_secs(600)));
+        let _ = app.update(Message::SeekDrag(Duration::from_secs(30)));
+        let _ = app.update(Message::SeekRelease);
+        let to = |s| Command::Scrub(Duration::from_secs(s));
+        assert_eq!(
+            eng.sent(),
+            vec![to(63), to(30), Command::Seek(Duration::from_secs(30))]
+        );
     }
 
     /// The engine's reports reach `update` through the subscription's stream.
