@@ -1419,39 +1419,34 @@ mod tests {
             let p = idx.seek_plan(1, t, next).unwrap();
             (p.keyframe, p.from, p.last)
         };
-        assert_eq!(
-            plan(6, None),
-            (4, 4, 6),
-            "a fresh decoder starts at the keyframe"
-        );
-        assert_eq!(
-            plan(6, Some(5)),
-            (4, 5, 6),
-            "in the group, before the target: goes on"
-        );
-        assert_eq!(
-            plan(6, Some(7)),
-            (4, 7, 6),
-            "already at the target: nothing to decode"
-        );
-        assert_eq!(plan(6, Some(8)), (4, 4, 6), "past the target: afresh");
-        assert_eq!(plan(6, Some(3)), (4, 4, 6), "in the group before: afresh");
-        assert_eq!(
-            plan(6, Some(4)),
-            (4, 4, 6),
-            "about to decode the keyframe: afresh"
-        );
-        assert_eq!(plan(4, Some(5)), (4, 5, 4), "at the keyframe, shown");
-        assert_eq!(
-            plan(-3, None),
-            (0, 0, 0),
-            "before the start: the first keyframe"
-        );
-        assert_eq!(
-            plan(100, Some(9)),
-            (8, 9, 9),
-            "past the end: the last picture"
-        );
+        for (t, next, want, why) in [
+            (6, None, (4, 4, 6), "a fresh decoder starts at the keyframe"),
+            (
+                6,
+                Some(5),
+                (4, 5, 6),
+                "in the group, before the target: goes on",
+            ),
+            (
+                6,
+                Some(7),
+                (4, 7, 6),
+                "already at the target: nothing to decode",
+            ),
+            (6, Some(8), (4, 4, 6), "past the target: afresh"),
+            (6, Some(3), (4, 4, 6), "in the group before: afresh"),
+            (
+                6,
+                Some(4),
+                (4, 4, 6),
+                "about to decode the keyframe: afresh",
+            ),
+            (4, Some(5), (4, 5, 4), "at the keyframe, shown"),
+            (-3, None, (0, 0, 0), "before the start: the first keyframe"),
+            (100, Some(9), (8, 9, 9), "past the end: the last picture"),
+        ] {
+            assert_eq!(plan(t, next), want, "{why}");
+        }
         let p = idx.seek_plan(1, 6, Some(5)).unwrap();
         assert!(!p.fresh() && p.len() == 2);
         assert!(idx.seek_plan(1, 6, Some(7)).unwrap().is_empty());
