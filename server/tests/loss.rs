@@ -199,7 +199,26 @@ fn gstreamer_recovers(ns: &LossyNamespace, url: &str, log: &std::path::Path) {
         "dropped {dropped}; GStreamer's video: {video:?}; audio: {audio:?}; the server resent \
          {sent_again:?}"
     );
-    assert!(video.received > 200, "the video played: {video:?}");
+    if video.received <= 200 {
+        // Once in a full CI run the video of a published path stopped after 10 packets
+        // while its audio played on: what the server and GStreamer said, to tell why.
+        let server = std::fs::read_to_string(log).unwrap_or_default();
+        let tail = |t: &str, n: usize| {
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        panic!(
+            "the video played: {video:?}\n--- server log (end) ---\n{}\n--- gst-launch, its own lines (end) ---\n{}",
+            tail(&server, 60),
+            tail(
+                &err.lines()
+                    .filter(|l| !l.contains("rtpjitterbuffer"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                40
+            )
+        );
+    }
     assert!(dropped >= 10, "the path dropped {dropped}");
     assert!(video.rtx >= 5, "GStreamer received {video:?}");
     assert!(
