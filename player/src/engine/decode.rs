@@ -89,6 +89,12 @@ impl VideoDecoder {
         self.reordering
     }
 
+    /// Nothing decodes until the next keyframe: none since creation or [`Self::reset`], or a
+    /// unit failed to decode since the last one.
+    pub fn waiting_for_keyframe(&self) -> bool {
+        self.need_keyframe
+    }
+
     /// Decodes one access unit. With `convert == false` the picture is decoded (to advance the
     /// reference chain during a seek) but not converted to RGBA.
     pub fn decode(&mut self, annexb: &[u8], keyframe: bool, convert: bool) -> Option<Picture> {

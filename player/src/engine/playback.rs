@@ -379,9 +379,10 @@ impl VideoPresenter {
     }
 
     /// Where the decoder can go on from within the group it is in: the next entry (it has
-    /// decoded the group from its keyframe on). Not with B-frames (pictures are held back).
+    /// decoded the group from its keyframe on). Not with B-frames (pictures are held back),
+    /// nor after a unit failed to decode (nothing would until the next keyframe).
     fn resume_point(&self) -> Option<usize> {
-        (!self.dec.reordering()).then_some(self.next)
+        (!self.dec.reordering() && !self.dec.waiting_for_keyframe()).then_some(self.next)
     }
 
     /// Starts the decoder afresh at `plan`'s keyframe, unless it goes on where it stands.
@@ -2115,6 +2116,24 @@ mod tests {
         r.command(Command::Seek(ms(20_000)));
         assert!(r.p.clock.timeline.playing());
         assert_eq!(r.pos_us(), 20_000_000);
+    }
+
+    /// A decoder that lost its references (a unit failed: it waits for a keyframe) does not
+    /// go on within its group: the seek starts at the keyframe and shows the target.
+    #[test]
+    fn a_seek_after_a_decoding_failure_starts_at_the_keyframe() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = file_rig(dir.path());
+        r.tick();
+        r.command(Command::Pause);
+        r.command(Command::Scrub(Duration::from_millis(12_750)));
+        assert_eq!(r.shown().0, 120);
+        // As after a unit that failed to decode: nothing decodes until a keyframe.
+        r.p.video.dec.reset().unwrap();
+        assert_eq!(r.p.video.next, 121);
+        r.command(Command::Seek(Duration::from_millis(12_750)));
+        assert_eq!(r.shown().0, 127);
+        assert_shows_playhead(&r, "after the failure");
     }
 
     #[test]
