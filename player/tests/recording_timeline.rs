@@ -411,11 +411,11 @@ fn seek_plan_linear(idx: &Index, target: i64, next: Option<usize>) -> Option<See
         .find(|&i| e[i].time_us <= target)
         .unwrap_or(keyframe)
         .max(keyframe);
-    // Going on is right when the decoder has decoded from this keyframe (no seek point after
-    // it on the way) and not past the target.
+    // The decoder standing at `next` decoded from the last seek point before it: going on
+    // is right when that is the target's keyframe and it has not passed the target.
+    let group_of = |n: usize| (0..n).rev().find(seekable);
     let from = next
-        .filter(|&n| n > keyframe && n <= last + 1)
-        .filter(|&n| (keyframe + 1..n).all(|i| !seekable(&i)))
+        .filter(|&n| n <= last + 1 && group_of(n) == Some(keyframe))
         .unwrap_or(keyframe);
     Some(SeekPlan {
         keyframe,

@@ -343,7 +343,8 @@ struct VideoPresenter {
     held: VecDeque<(i64, Picture, bool, i64)>,
     /// Non-reference pictures skipped on the way to seeks' targets.
     seek_skipped: u64,
-    /// With B-frames: the knob position whose picture is shown (nothing decoded since).
+    /// The knob position previewed for good (nothing decoded since): with B-frames, its
+    /// exact picture; else where decoding failed.
     previewed: Option<i64>,
     /// Pictures decoded and not shown (not on the way to a seek), before the first picture
     /// shown (a joiner's catch-up to live) and after it (late).
@@ -435,6 +436,9 @@ impl VideoPresenter {
             }
             return;
         }
+        if self.previewed == Some(target) {
+            return;
+        }
         let Some(plan) = read_index(&rec.index).seek_plan(v, target, self.resume_point()) else {
             return;
         };
@@ -448,6 +452,10 @@ impl VideoPresenter {
             plan.last.min(plan.from + PREVIEW_STEP - 1)
         };
         self.decode_through(rec, upto, true, cx);
+        if self.dec.waiting_for_keyframe() {
+            // A unit there did not decode: not again at every pass while the knob rests.
+            self.previewed = Some(target);
+        }
     }
 
     /// With B-frames: shows the latest held picture whose time has come (older ones due with
@@ -1059,8 +1067,12 @@ impl Playback {
             Command::Scrub(_) | Command::Stop => {}
         }
         let seeked = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
-        if seeked && scrub.is_some_and(|s| s.resume) {
-            self.clock.timeline.play(now);
+        // The release keeps the play state the drag began with (or play/pause set during
+        // it), going live too.
+        match scrub {
+            Some(s) if s.resume => self.clock.timeline.play(now),
+            Some(_) => self.clock.timeline.pause(now),
+            None => {}
         }
         self.audio.follow(&self.clock.timeline);
         if matches!(
@@ -2107,6 +2119,10 @@ mod tests {
         assert_eq!(frame(&r), 339, "the release goes on to the knob's picture");
         assert!(!r.status().playing);
         assert_shows_playhead(&r, "paused after the drag");
+        // Let go at the end, paused: at the end, still paused.
+        r.command(Command::Scrub(ms(60_000)));
+        r.command(Command::GoLive);
+        assert!(!r.status().playing && !r.p.clock.timeline.playing());
 
         // Space during a drag: the drag goes on, and the release plays.
         r.command(Command::Scrub(ms(20_000)));
@@ -2134,6 +2150,46 @@ mod tests {
         r.command(Command::Seek(Duration::from_millis(12_750)));
         assert_eq!(r.shown().0, 127);
         assert_shows_playhead(&r, "after the failure");
+    }
+
+    /// Seeks from anywhere to anywhere, paused, half of them within the same group (where
+    /// the decoder goes on instead of starting at the keyframe): each shows the picture at
+    /// its target, as decoding from the keyframe would.
+    #[test]
+    fn every_seek_shows_its_target_whether_it_goes_on_or_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = file_rig(dir.path());
+        r.tick();
+        r.command(Command::Pause);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let span_ms = SECS as u64 * 1000 - 100;
+        let (mut went_on, mut at) = (0, 0);
+        for i in 0..80 {
+            let to = if i % 2 == 0 {
+                rnd(span_ms)
+            } else {
+                // Within a second after the last target: often the same group.
+                (at + rnd(1000)).min(span_ms)
+            };
+            let plan = {
+                let start = r.p.clock.timeline.start_us().unwrap();
+                let idx = read_index(&r.p.rec.as_ref().unwrap().index);
+                let v = r.p.video.track.unwrap();
+                idx.seek_plan(v, start + to as i64 * 1000, r.p.video.resume_point())
+                    .unwrap()
+            };
+            r.command(Command::Seek(Duration::from_millis(to)));
+            assert_shows_playhead(&r, &format!("seek {i} to {to} ms, {plan:?}"));
+            went_on += usize::from(!plan.fresh());
+            at = to;
+        }
+        assert!(went_on >= 10, "{went_on} seeks went on within a group");
     }
 
     #[test]

@@ -119,6 +119,9 @@ impl canvas::Program<Seek> for Timeline {
                 Some(Action::request_redraw())
             }
             Event::Mouse(mouse::Event::ButtonReleased(mouse::Button::Left)) => self.release(state),
+            // The window lost the focus mid-drag (another window took the pointer): its
+            // release will not come here, so the drag ends now.
+            Event::Window(iced::window::Event::Unfocused) => self.release(state),
             Event::Touch(touch::Event::FingerPressed { position, .. }) => {
                 self.press(state, *position, bounds)
             }
@@ -290,6 +293,16 @@ mod tests {
         ));
         // A second release (e.g. of a click elsewhere) is not ours.
         assert!(published(t.update(&mut st, &release, bounds, inside)).is_none());
+
+        // The window loses the focus mid-drag: the drag ends there (its release is lost).
+        let unfocused = Event::Window(iced::window::Event::Unfocused);
+        assert!(published(t.update(&mut st, &unfocused, bounds, inside)).is_none());
+        t.update(&mut st, &press, bounds, inside);
+        assert!(matches!(
+            published(t.update(&mut st, &unfocused, bounds, inside)),
+            Some(Seek::Release)
+        ));
+        assert!(published(t.update(&mut st, &far, bounds, inside)).is_none());
     }
 
     #[test]
