@@ -429,14 +429,12 @@ impl VideoPresenter {
     /// group. With B-frames, an exact seek each time.
     fn preview(&mut self, rec: &mut Recorded, target: i64, cx: &mut ShowContext) {
         let Some(v) = self.track else { return };
-        if self.dec.reordering() {
-            if self.previewed != Some(target) {
-                self.reposition(rec, target, cx);
-                self.previewed = Some(target);
-            }
+        if self.previewed == Some(target) {
             return;
         }
-        if self.previewed == Some(target) {
+        if self.dec.reordering() {
+            self.reposition(rec, target, cx);
+            self.previewed = Some(target);
             return;
         }
         let Some(plan) = read_index(&rec.index).seek_plan(v, target, self.resume_point()) else {
@@ -1030,8 +1028,8 @@ impl Playback {
             }
         }
         // A seek ends a drag (the knob let go), and plays on if playback played before it.
-        let ends_drag = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
-        let scrub = if ends_drag { self.scrub.take() } else { None };
+        let seeked = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
+        let scrub = if seeked { self.scrub.take() } else { None };
         let timeline = &mut self.clock.timeline;
         let before = timeline.position(now);
         match cmd {
@@ -1066,7 +1064,6 @@ impl Playback {
             }
             Command::Scrub(_) | Command::Stop => {}
         }
-        let seeked = matches!(cmd, Command::Seek(_) | Command::SeekBy(_) | Command::GoLive);
         // The release keeps the play state the drag began with (or play/pause set during
         // it), going live too.
         match scrub {
