@@ -521,8 +521,9 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     let end = SessionEnd::new(args);
     let mut last_state = String::new();
     let mut last_captions: Vec<String> = Vec::new();
+    // Polled from the start and often, so that the state changes are logged when they happen,
+    // in order with the engine's own lines ("first picture" after "connection: playing").
     loop {
-        std::thread::sleep(Duration::from_millis(100));
         let st = handle.status();
         let state = st.conn.to_string();
         if state != last_state {
@@ -544,6 +545,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
         if end.signalled() || end.timed_out() {
             break;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let report = handle.report();
     let failed = match handle.status().conn {
