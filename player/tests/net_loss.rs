@@ -121,12 +121,14 @@ impl Run {
     }
     /// Frames sent while the player was watching: a joiner is first sent the frames since
     /// the server's last keyframe (up to half a second, to start decoding without waiting),
-    /// and shows the newest of them: those before it were history when it joined.
+    /// and shows the newest of them: those before it were history when it joined. Those
+    /// recorded but not yet due when the player stopped (the playout delay's worth, more on
+    /// a starved machine) were not watched either.
     fn watched(&self) -> u64 {
-        let before = self.json["video"]["frames_before_first"]
-            .as_u64()
-            .expect("frames_before_first");
-        self.sent.saturating_sub(before)
+        let field = |f: &str| self.json["video"][f].as_u64().expect(f);
+        self.sent
+            .saturating_sub(field("frames_before_first"))
+            .saturating_sub(field("frames_pending"))
     }
     fn rtp(&self, field: &str) -> u64 {
         self.json["rtp"][field].as_u64().expect(field)
@@ -222,7 +224,8 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
     let without = play(&ns, dir.path(), "no-nack", seconds, &["--no-nack"]);
     for (name, r) in [("with NACK", &with), ("without", &without)] {
         eprintln!(
-            "{name}: {} of {} frames shown ({:.1} %; {} late, {} sent before the first), {} \
+            "{name}: {} of {} frames shown ({:.1} %; {} late, {} sent before the first, {} \
+             skipped to catch up, {} not decoded awaiting a keyframe, {} decode errors, {} not yet due at the end), {} \
              recorded, longest freeze {:.0} ms, {} datagrams dropped, {} lost (RTP), {} NACKed, {} RTX received, {} recovered, \
              rtt {:?} ms, latency {}, audio {}",
             r.shown(),
@@ -230,6 +233,10 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
             100.0 * r.shown() as f64 / r.watched() as f64,
             r.json["video"]["frames_late"],
             r.json["video"]["frames_before_first"],
+            r.json["video"]["frames_skipped"],
+            r.json["video"]["frames_awaiting_keyframe"],
+            r.json["video"]["decode_errors"],
+            r.json["video"]["frames_pending"],
             r.recorded,
             r.freeze_ms(),
             r.dropped,

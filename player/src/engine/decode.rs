@@ -37,6 +37,9 @@ pub struct VideoDecoder {
     pub errors: u64,
     /// Pictures the decoder produced (shown or not).
     pub decoded: u64,
+    /// Units passed over while waiting for a keyframe (after a start, a reset or a unit that
+    /// failed to decode).
+    pub waited: u64,
     /// B slices seen: decoding without a flush after each unit.
     reordering: bool,
     /// The units since the last keyframe with their times, while not reordering (see
@@ -67,6 +70,7 @@ impl VideoDecoder {
             need_keyframe: true,
             errors: 0,
             decoded: 0,
+            waited: 0,
             reordering: false,
             group: Vec::new(),
             group_bytes: 0,
@@ -111,6 +115,7 @@ impl VideoDecoder {
         time: i64,
     ) -> Option<(Picture, i64)> {
         if self.need_keyframe && !keyframe {
+            self.waited += 1;
             return None;
         }
         if self.need_keyframe && self.reordering {

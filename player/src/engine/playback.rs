@@ -350,6 +350,8 @@ struct VideoPresenter {
     /// shown (a joiner's catch-up to live) and after it (late).
     skipped_before_first: u64,
     skipped_late: u64,
+    /// Pictures never decoded: playback was so far behind that it went on at a keyframe.
+    skipped_behind: u64,
 }
 
 /// With B-frames, how far ahead of the playhead units are decoded: the reference a B-frame
@@ -376,6 +378,7 @@ impl VideoPresenter {
             previewed: None,
             skipped_before_first: 0,
             skipped_late: 0,
+            skipped_behind: 0,
         }
     }
 
@@ -510,6 +513,7 @@ impl VideoPresenter {
                 to = k,
                 "video behind; skipping to a keyframe"
             );
+            self.skipped_behind += (k - self.next) as u64;
             self.next = k;
         }
         self.decode_through(rec, last_due, false, cx);
@@ -1332,6 +1336,18 @@ impl Playback {
         let _ = self.status_tx.send(st);
     }
 
+    /// Video units recorded and not decoded yet: ahead of the playhead (at the live edge, the
+    /// playout delay's worth).
+    fn video_pending(&self) -> u64 {
+        match (&self.rec, self.video.track) {
+            (Some(rec), Some(v)) => {
+                let n = read_index(&rec.index).entries(v).len();
+                n.saturating_sub(self.video.next) as u64
+            }
+            _ => 0,
+        }
+    }
+
     /// The measurements so far. Its cost grows with the session (percentiles over every
     /// sample, every caption): built when asked for, not with every status.
     fn report(&self) -> Report {
@@ -1355,6 +1371,9 @@ impl Playback {
                 frames_shown: self.video.frames_shown,
                 frames_before_first: self.video.skipped_before_first,
                 frames_late: self.video.skipped_late,
+                frames_skipped: self.video.skipped_behind,
+                frames_awaiting_keyframe: self.video.dec.waited,
+                frames_pending: self.video_pending(),
                 longest_freeze_ms: self.probes.longest_freeze.as_secs_f64() * 1e3,
                 freezes: self.probes.freezes.clone(),
                 width: self.video.size.0,

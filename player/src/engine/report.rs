@@ -14,6 +14,14 @@ pub struct VideoReport {
     /// Pictures decoded after the first one shown and not shown: they came (or were decoded)
     /// after the playhead had passed their time.
     pub frames_late: u64,
+    /// Pictures not decoded at all: playback fell so far behind (a slow or starved machine)
+    /// that it went on at the next keyframe.
+    pub frames_skipped: u64,
+    /// Units not decoded while the decoder waited for a keyframe: at the start, after a seek,
+    /// or after a unit that failed to decode (a loss nothing recovered).
+    pub frames_awaiting_keyframe: u64,
+    /// Units recorded and not yet due when the report was made (ahead of the playhead).
+    pub frames_pending: u64,
     /// The longest time between two pictures shown while playing (pause and seeks start the
     /// count again), ms; 0 before two pictures.
     pub longest_freeze_ms: f64,
