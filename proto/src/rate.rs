@@ -337,10 +337,10 @@ impl RateController {
         m
     }
 
-    /// Whether a steady report with `loss` calls for a step down (and notes how long the
-    /// loss has lasted).
+    /// Whether a report with `loss` (at a steady rate, or after a probe that fitted) calls for
+    /// a step down, and notes how long the loss has lasted.
     fn down_test_due(&mut self, now: Instant, loss: f64) -> bool {
-        if self.probing_from.is_some() || loss <= DOWN_TEST_LOSS {
+        if loss <= DOWN_TEST_LOSS {
             self.lossy_since = None;
             return false;
         }
@@ -566,6 +566,53 @@ mod tests {
         let mean = losses[50..].iter().sum::<f64>() / 40.0;
         assert!(mean < 0.01, "mean loss {mean}: {wire:?}");
         assert!(wire[50..].iter().all(|&w| w > 0.8 * limit), "{wire:?}");
+    }
+
+    /// Many policers (200-900 kbit/s), encoders 0-30 % over their target, 0-100 kbit/s of
+    /// traffic the reports do not count, reports 1-3 s apart: after a minute, the next
+    /// minute loses under 1.5 % on average and uses more than 70 % of what the policer passes
+    /// (of what is left to the video under the ladder's top).
+    #[test]
+    fn policers_of_every_kind_are_met_without_giving_up_the_rate() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+        for case in 0..200 {
+            let limit = rng.random_range(200_000.0..900_000.0);
+            let over = rng.random_range(1.0..1.3);
+            let other = rng.random_range(0.0..100_000.0);
+            let step_ms = rng.random_range(1000..3000);
+            let mut c = controller();
+            let t0 = Instant::now();
+            let (mut losses, mut wire) = (Vec::new(), Vec::new());
+            let mut now = t0;
+            while now < t0 + 120 * SEC {
+                let sent = over * f64::from(c.target().bitrate);
+                let loss = policed(sent + other, limit);
+                let r = Report {
+                    sent_bitrate: Some(sent as u32),
+                    ..report(loss)
+                };
+                c.on_report(now, r);
+                if now >= t0 + 60 * SEC {
+                    losses.push(loss);
+                    wire.push(sent + other);
+                }
+                now += Duration::from_millis(step_ms);
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let usable = limit.min(over * 1_000_000.0 + other);
+            assert!(
+                mean(&losses) < 0.015,
+                "case {case}: limit {limit:.0}, over {over:.2}, other {other:.0}, \
+                 every {step_ms} ms: mean loss {:.3}, {wire:?}",
+                mean(&losses)
+            );
+            assert!(
+                mean(&wire) > 0.7 * usable,
+                "case {case}: limit {limit:.0}, over {over:.2}, other {other:.0}, \
+                 every {step_ms} ms: {:.0} of {usable:.0} used, {wire:?}",
+                mean(&wire)
+            );
+        }
     }
 
     #[test]
