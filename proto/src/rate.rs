@@ -20,18 +20,25 @@
 //!   while the rate held steady, so a path that drops 5 % whatever we send (the NACK/FEC case)
 //!   keeps its full rate.
 //! - **Unless a lower rate ends it**: loss that stays over 2 % for 4 s at a steady rate may
-//!   also be a policer's that the encoder keeps meeting (an encoder that cannot get under its
-//!   target sends over it, and the 3-8 % loss that brings stays under the congestion
-//!   threshold). The controller then steps down by a fifth for one report: if the loss falls
-//!   to half or under 1 %, it was the rate's, and the lower rate stays, remembered as the
-//!   path's limit; if not, the rate comes back and no such test is made for 20 s, twice as
-//!   long after each test that showed the loss to be the path's (up to 8 times). A test never
-//!   takes the picture down a level.
+//!   also be a policer's that the encoder keeps meeting (traffic the video's rate does not
+//!   count, retransmissions and audio, goes through it too), and the 3-8 % loss that brings
+//!   stays under the congestion threshold. The controller then steps down by a fifth until
+//!   enough packets have come to tell (ten losses' worth at the loss before, or 6 s): if
+//!   their loss is a third of the spell's or less (or under 1 %), it was the rate's, and the
+//!   lower rate stays, remembered as the path's limit; if not, the rate comes back. No new
+//!   test for 20 s after one, twice as long after each that showed the loss to be the path's
+//!   (up to 8 times). A test never takes the picture down a level. Losses are pooled over the
+//!   spell and over the test, so that a path that loses at random is not judged on one
+//!   report's handful of losses. Once a test has found the loss to be the path's, a probe
+//!   fails only on loss over the usual by more than chance explains (two standard deviations
+//!   over the report's packets).
+//! - **Reports that carry no packet count** count as a hundred packets.
 //!
 //! - **An encoder over its target**: rates are judged on what went out, and an encoder that
 //!   sends more than it is asked (noisy pictures at a low rate) is asked for less by as much:
-//!   a slow average of sent / target over reports at an unchanged target. Without it the
-//!   target lands on the policer's rate and the encoder's output 5-15 % over it.
+//!   the median sent / target of the last five reports that covered a time at one target
+//!   (not the first after a change, when a new encoder starts with a keyframe). Without it
+//!   the target lands on the policer's rate and the encoder's output 5-15 % over it.
 //!
 //! Past a bound the picture steps down: the [`Level`] ladder (e.g. 640x480@30, 480x360@20,
 //! 320x240@15) is walked down as soon as the rate falls under a level's minimum, and up only
@@ -146,11 +153,44 @@ pub enum Move {
     /// A probe brought loss: back under the rate before it.
     ProbeFailed,
     Congestion,
-    /// Lasting loss under the congestion threshold: the rate steps down for a report to see
-    /// whether the loss is the rate's.
+    /// Lasting loss under the congestion threshold: the rate steps down to see whether the
+    /// loss is the rate's.
     TestDown,
+    /// The step down ended the loss: it was the rate's, and the lower rate stays.
+    RateLoss,
     /// The step down did not end the loss: it is the path's, and the rate is back.
     PathLoss,
+}
+
+/// Packets and losses pooled over several reports (each covers a second or so: a hundred
+/// packets, a handful of losses, too few to judge by alone).
+#[derive(Clone, Copy, Debug, Default)]
+struct Pooled {
+    packets: f64,
+    lost: f64,
+}
+
+impl Pooled {
+    fn add(&mut self, r: &Report, loss: f64) {
+        let n = r.expected.map_or(100.0, |n| n as f64);
+        self.packets += n;
+        self.lost += n * loss;
+    }
+
+    fn loss(&self) -> f64 {
+        if self.packets > 0.0 {
+            self.lost / self.packets
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A stretch of reports with loss over [`DOWN_TEST_LOSS`].
+#[derive(Clone, Copy, Debug)]
+struct LossySpell {
+    since: Instant,
+    pooled: Pooled,
 }
 
 /// A step down under way (see the module documentation).
@@ -158,9 +198,11 @@ pub enum Move {
 struct DownTest {
     /// The rate before it.
     from: f64,
-    /// The loss that prompted it.
+    /// The loss over the spell that prompted it.
     loss: f64,
     at: Instant,
+    /// Since the step.
+    after: Pooled,
 }
 
 /// Loss over this, lasting [`DOWN_TEST_AFTER`] at a steady rate, prompts a step down.
@@ -168,9 +210,20 @@ const DOWN_TEST_LOSS: f64 = 0.02;
 const DOWN_TEST_AFTER: Duration = Duration::from_secs(4);
 /// The step down, as a factor of the rate.
 const DOWN_TEST_STEP: f64 = 0.8;
-/// No new test this long after one showed the loss to be the path's (doubled per such test
-/// in a row, up to 8 times).
+/// A step down is judged once this many losses would have come at the spell's loss (or
+/// after [`DOWN_TEST_LONGEST`]): by chance, a path that loses at random shows a third of its
+/// loss over that many packets a few times in a thousand.
+const DOWN_TEST_LOSSES: f64 = 15.0;
+const DOWN_TEST_LONGEST: Duration = Duration::from_secs(6);
+/// The loss after the step that says it was the rate's: this fraction of the spell's.
+const DOWN_TEST_PASS: f64 = 1.0 / 3.0;
+/// No new test this long after one (doubled per test in a row that found the loss to be the
+/// path's, up to 8 times).
 const DOWN_TEST_HOLD: Duration = Duration::from_secs(20);
+/// Reports at an unchanged target (within this fraction) that the encoder's overshoot is
+/// measured on; the median of the last [`OVERSHOOT_SAMPLES`] is used.
+const SAME_TARGET: f64 = 0.03;
+const OVERSHOOT_SAMPLES: usize = 5;
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -191,16 +244,18 @@ pub struct RateController {
     /// What got through when the path last dropped packets, and when.
     ceiling: Option<(f64, Instant)>,
     down_test: Option<DownTest>,
-    /// Since when steady reports have shown more than [`DOWN_TEST_LOSS`].
-    lossy_since: Option<Instant>,
+    /// Steady reports with more than [`DOWN_TEST_LOSS`] in a row.
+    lossy: Option<LossySpell>,
     no_down_test_until: Option<Instant>,
     /// Tests in a row that found the loss to be the path's.
     path_loss_tests: u32,
-    /// How far over its target the encoder sends (1 when on or under it): a slow average
-    /// of sent / target over reports during which the target did not change.
-    overshoot: f64,
-    /// The target during the time the next report covers.
-    target_before: Option<f64>,
+    /// sent / target of the last reports that covered a time at one target (but for the
+    /// first such report after a change: a new encoder starts with a keyframe), at most
+    /// [`OVERSHOOT_SAMPLES`].
+    overshoot: std::collections::VecDeque<f64>,
+    /// The target (rate, level) set at the last report and at the one before: the time the
+    /// next report covers ran at the first.
+    targets: [(f64, usize); 2],
 }
 
 impl RateController {
@@ -218,11 +273,11 @@ impl RateController {
             last_report: None,
             ceiling: None,
             down_test: None,
-            lossy_since: None,
+            lossy: None,
             no_down_test_until: None,
             path_loss_tests: 0,
-            overshoot: 1.0,
-            target_before: None,
+            overshoot: std::collections::VecDeque::new(),
+            targets: [(f64::from(top), 0); 2],
             cfg,
         }
     }
@@ -245,8 +300,9 @@ impl RateController {
         }
         // Growth is per second, whatever the reporting interval (RFC 3550 spaces reports
         // seconds apart, at random).
-        let previous = self.last_report.replace(now);
-        let since = previous
+        let since = self
+            .last_report
+            .replace(now)
             .map_or(Duration::from_secs(1), |t| now.saturating_duration_since(t))
             .as_secs_f64()
             .clamp(0.2, 5.0);
@@ -254,18 +310,14 @@ impl RateController {
         let top = f64::from(self.cfg.levels.first().map_or(u32::MAX, |l| l.max_bitrate));
         let floor = f64::from(self.cfg.floor);
         let excess = loss - self.usual_loss;
-        if let (Some(sent), Some(target)) = (r.sent_bitrate, self.target_before) {
-            if target == self.bitrate && target > 0.0 {
-                let ratio = (f64::from(sent) / target).clamp(1.0, 2.0);
-                self.overshoot = 0.5 * self.overshoot + 0.5 * ratio;
-            }
-        }
+        self.measure_overshoot(&r);
         // Rates that are to go out are asked of the encoder as targets this much lower.
-        let over = self.overshoot;
+        let over = self.overshoot();
         let m = if excess > self.cfg.congestion_loss {
             self.probing_from = None;
             self.down_test = None;
-            self.lossy_since = None;
+            self.lossy = None;
+            self.path_loss_tests = 0;
             self.no_probe_until = Some(now + self.cfg.probe_hold);
             // What got through, but at most halved at once (a report may cover a burst).
             let sent = r.sent_bitrate.map_or(self.bitrate, f64::from);
@@ -275,7 +327,7 @@ impl RateController {
                 .max(self.bitrate / 2.0)
                 .max(floor);
             Move::Congestion
-        } else if let (Some(from), true) = (self.probing_from, excess > self.cfg.probe_loss) {
+        } else if let (Some(from), true) = (self.probing_from, excess > self.probe_tolerance(&r)) {
             // The rate before the probe fitted (or what actually went out, if less): back to
             // it, and wait longer each time.
             self.probing_from = None;
@@ -287,14 +339,19 @@ impl RateController {
             self.bitrate = from.min(through / over).max(floor);
             Move::ProbeFailed
         } else if let Some(test) = self.down_test {
-            self.judge_down_test(test, previous, now, loss, r.sent_bitrate)
-        } else if self.down_test_due(now, loss) {
+            self.judge_down_test(test, now, &r, loss)
+        } else if let Some(spell_loss) = self.down_test_due(now, &r, loss) {
             self.down_test = Some(DownTest {
                 from: self.bitrate,
-                loss: loss.max(self.usual_loss),
+                loss: spell_loss,
                 at: now,
+                after: Pooled::default(),
             });
-            self.probing_from = None;
+            self.lossy = None;
+            if self.probing_from.take().is_some() {
+                // The probe fitted (its loss is the path's, or it would have failed).
+                self.failed_probes = 0;
+            }
             self.bitrate *= DOWN_TEST_STEP;
             Move::TestDown
         } else {
@@ -333,47 +390,98 @@ impl RateController {
             }
         };
         self.pick_level(now);
-        self.target_before = Some(self.bitrate);
+        self.targets = [(self.bitrate, self.level), self.targets[0]];
         m
     }
 
-    /// Whether a report with `loss` (at a steady rate, or after a probe that fitted) calls for
-    /// a step down, and notes how long the loss has lasted.
-    fn down_test_due(&mut self, now: Instant, loss: f64) -> bool {
-        if loss <= DOWN_TEST_LOSS {
-            self.lossy_since = None;
-            return false;
+    /// The loss over the usual that fails a probe: [`RateConfig::probe_loss`]; once a step
+    /// down has shown the usual loss to be the path's own, plus two standard deviations of it
+    /// over the report's packets (a path that loses 3 % at random shows 1 % in one report of
+    /// 80 packets and 6 % in the next). Until then the usual loss may be a policer's, learned.
+    fn probe_tolerance(&self, r: &Report) -> f64 {
+        if self.path_loss_tests == 0 {
+            return self.cfg.probe_loss;
         }
-        let since = *self.lossy_since.get_or_insert(now);
-        let level_min = f64::from(self.cfg.levels[self.level].min_bitrate);
-        now >= since + DOWN_TEST_AFTER
-            && self.no_down_test_until.is_none_or(|t| now >= t)
-            && self.bitrate * DOWN_TEST_STEP >= level_min.max(f64::from(self.cfg.floor))
+        let n = r.expected.map_or(100.0, |n| n as f64).max(1.0);
+        let u = self.usual_loss;
+        self.cfg.probe_loss + 2.0 * (u * (1.0 - u) / n).sqrt()
     }
 
-    /// A report during a step down: once one covers only time after the step (the report
-    /// before it came after the step), the loss tells whose it was.
-    fn judge_down_test(
-        &mut self,
-        test: DownTest,
-        previous: Option<Instant>,
-        now: Instant,
-        loss: f64,
-        sent: Option<u32>,
-    ) -> Move {
-        if previous.is_none_or(|p| p < test.at) {
+    /// Notes sent / target from a report that covered a time at one target, not the first
+    /// after a change.
+    fn measure_overshoot(&mut self, r: &Report) {
+        let [(now_rate, now_level), (before_rate, before_level)] = self.targets;
+        let steady = now_level == before_level
+            && now_rate > 0.0
+            && (now_rate - before_rate).abs() <= SAME_TARGET * now_rate;
+        if let (Some(sent), true) = (r.sent_bitrate, steady) {
+            if self.overshoot.len() == OVERSHOOT_SAMPLES {
+                self.overshoot.pop_front();
+            }
+            self.overshoot
+                .push_back((f64::from(sent) / now_rate).clamp(0.5, 2.0));
+        }
+    }
+
+    /// How far over its target the encoder sends: the median of the samples (a keyframe's
+    /// window is one sample of several), 1 when it sends on or under its target.
+    fn overshoot(&self) -> f64 {
+        let mut v: Vec<f64> = self.overshoot.iter().copied().collect();
+        if v.is_empty() {
+            return 1.0;
+        }
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        median.max(1.0)
+    }
+
+    /// Whether a report with `loss` (at a steady rate, or after a probe that fitted) calls for
+    /// a step down: the loss over the lossy spell, if so. Notes the spell.
+    fn down_test_due(&mut self, now: Instant, r: &Report, loss: f64) -> Option<f64> {
+        if loss <= DOWN_TEST_LOSS {
+            self.lossy = None;
+            return None;
+        }
+        let spell = self.lossy.get_or_insert(LossySpell {
+            since: now,
+            pooled: Pooled::default(),
+        });
+        spell.pooled.add(r, loss);
+        let spell = *spell;
+        let level_min = f64::from(self.cfg.levels[self.level].min_bitrate);
+        (now >= spell.since + DOWN_TEST_AFTER
+            && self.no_down_test_until.is_none_or(|t| now >= t)
+            && self.bitrate * DOWN_TEST_STEP >= level_min.max(f64::from(self.cfg.floor)))
+        .then(|| spell.pooled.loss())
+    }
+
+    /// A report during a step down (each covers only time after the step: the step was made
+    /// at the report before). Once enough packets have come, their loss tells whose it was.
+    fn judge_down_test(&mut self, mut test: DownTest, now: Instant, r: &Report, loss: f64) -> Move {
+        test.after.add(r, loss);
+        if test.after.packets * test.loss < DOWN_TEST_LOSSES && now < test.at + DOWN_TEST_LONGEST {
+            self.down_test = Some(test);
             return Move::Hold;
         }
         self.down_test = None;
-        self.lossy_since = None;
-        if loss <= (test.loss / 2.0).max(self.cfg.probe_loss) {
-            // The rate's: stay down, remember what got through as the path's limit.
-            let through = sent.map_or(self.bitrate, |s| f64::from(s) * (1.0 - loss));
+        let after = test.after.loss();
+        if after <= (test.loss * DOWN_TEST_PASS).max(self.cfg.probe_loss) {
+            // The rate's: stay down, remember what got through as the path's limit, and the
+            // loss left (over enough packets to go by) as the path's own.
+            let through = r
+                .sent_bitrate
+                .map_or(self.bitrate, |s| f64::from(s) * (1.0 - loss));
             self.ceiling = Some((through, now));
-            self.usual_loss = loss;
+            self.usual_loss = after;
             self.path_loss_tests = 0;
             self.no_probe_until = Some(now + self.cfg.probe_hold);
-            Move::Congestion
+            self.no_down_test_until = Some(now + DOWN_TEST_HOLD);
+            Move::RateLoss
         } else {
             self.path_loss_tests = (self.path_loss_tests + 1).min(4);
             self.no_down_test_until =
@@ -485,14 +593,14 @@ mod tests {
         d.on_report(t0, report(1.0));
         assert_eq!(d.target().bitrate, 500_000);
         // An encoder that sent 800 k for a 500 k target: judged on the 800 k (400 k got
-        // through, times 0.9), and asked for less by how far it overshoots (1.6x this time,
-        // 1.3x on average with the 1x assumed before).
+        // through, times 0.9). The first report after a change says nothing of how far the
+        // encoder overshoots (a new encoder starts with a keyframe).
         let over = Report {
             sent_bitrate: Some(800_000),
             ..report(0.5)
         };
         d.on_report(t0 + 3 * SEC, over);
-        assert_eq!(d.target().bitrate, (360_000.0_f64 / 1.3).round() as u32);
+        assert_eq!(d.target().bitrate, 360_000);
         // From the first report on, never more than 1 % over what the policer passes but for
         // one probe.
         let over: Vec<u32> = rates.iter().copied().filter(|&r| r > 606_000).collect();
@@ -550,15 +658,36 @@ mod tests {
         let t0 = Instant::now();
         let (limit, other) = (600_000.0, 150_000.0);
         let mut wire = Vec::new();
+        let mut moves = Vec::new();
         for i in 0..90 {
             let sent = f64::from(c.target().bitrate);
             let r = Report {
                 sent_bitrate: Some(sent as u32),
                 ..report(policed(sent + other, limit))
             };
-            c.on_report(t0 + SEC * i, r);
+            moves.push((i, c.on_report(t0 + SEC * i, r)));
             wire.push(sent + other);
+            if moves.last().is_some_and(|m| m.1 == Move::RateLoss) {
+                // What was lost at the higher rate is not the path's usual loss.
+                assert_eq!(c.usual_loss, 0.0);
+            }
         }
+        // One test found the loss to be the rate's; none for 20 s after it.
+        let tests: Vec<u32> = moves
+            .iter()
+            .filter(|m| m.1 == Move::TestDown)
+            .map(|m| m.0)
+            .collect();
+        let passed: Vec<u32> = moves
+            .iter()
+            .filter(|m| m.1 == Move::RateLoss)
+            .map(|m| m.0)
+            .collect();
+        assert!(!passed.is_empty(), "{moves:?}");
+        assert!(
+            tests.iter().all(|&t| t <= passed[0] || t >= passed[0] + 20),
+            "{moves:?}"
+        );
         // From 10 s on no report over 2 % (a probe is taken back at 1 %); the last 40 s under
         // 1 % on average, and close to the limit.
         let losses: Vec<f64> = wire.iter().map(|&w| policed(w, limit)).collect();
@@ -566,6 +695,54 @@ mod tests {
         let mean = losses[50..].iter().sum::<f64>() / 40.0;
         assert!(mean < 0.01, "mean loss {mean}: {wire:?}");
         assert!(wire[50..].iter().all(|&w| w > 0.8 * limit), "{wire:?}");
+    }
+
+    /// Congestion in the middle of a step down ends it: the rate from before the step is not
+    /// given back when the loss after it turns out to be the path's.
+    #[test]
+    fn congestion_during_a_step_down_ends_it() {
+        let mut c = controller();
+        let t0 = Instant::now();
+        let mut moves = Vec::new();
+        let mut i = 0;
+        while !moves.contains(&Move::TestDown) {
+            moves.push(c.on_report(t0 + SEC * i, report(0.05)));
+            i += 1;
+        }
+        assert_eq!(moves.last(), Some(&Move::TestDown));
+        assert_eq!(c.on_report(t0 + SEC * i, report(0.4)), Move::Congestion);
+        let after = c.target().bitrate;
+        for k in 1..10 {
+            let m = c.on_report(t0 + SEC * (i + k), report(0.05));
+            assert!(c.target().bitrate <= after, "{m:?}: {:?}", c.target());
+        }
+    }
+
+    /// After a step down that kept the lower rate, no other for 20 s, whatever the loss.
+    #[test]
+    fn a_step_down_that_passed_holds_the_next_off() {
+        let mut c = controller();
+        let t0 = Instant::now();
+        let mut i = 0;
+        while c.on_report(t0 + SEC * i, report(0.05)) != Move::TestDown {
+            i += 1;
+        }
+        // Judged once enough packets have come (300 at 5 %: two reports of 200).
+        let mut judged = Vec::new();
+        while judged.last() != Some(&Move::RateLoss) && judged.len() < 6 {
+            i += 1;
+            judged.push(c.on_report(t0 + SEC * i, report(0.0)));
+        }
+        assert_eq!(judged, [Move::Hold, Move::RateLoss]);
+        let passed = i;
+        let mut next = None;
+        for k in 1..40 {
+            if c.on_report(t0 + SEC * (passed + k), report(0.05)) == Move::TestDown {
+                next = Some(k);
+                break;
+            }
+        }
+        assert!(next.is_some_and(|k| k >= 20), "{next:?}");
     }
 
     /// Many policers (200-900 kbit/s), encoders 0-30 % over their target, 0-100 kbit/s of
@@ -615,6 +792,151 @@ mod tests {
         }
     }
 
+    /// Packets lost at random, each with probability `p`, out of `n`.
+    fn binomial(rng: &mut rand::rngs::SmallRng, n: u64, p: f64) -> u64 {
+        (0..n).filter(|_| rng.random::<f64>() < p).count() as u64
+    }
+
+    /// Random loss as reports see it: a second's packets (100 at 1 Mbit/s), a handful of
+    /// losses each, some reports far over the mean and some under it. Over 20 runs of 5
+    /// minutes each, the step-down tests must not ratchet the rate down (a test judged on
+    /// one report would pass by chance now and then and never give the rate back).
+    #[test]
+    fn random_loss_counted_in_packets_keeps_the_rate() {
+        for &(p, step_ms) in &[(0.03, 1000_u64), (0.05, 1000), (0.05, 2500)] {
+            let mut means = Vec::new();
+            for seed in 0..20 {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+                let mut c = controller();
+                let t0 = Instant::now();
+                let mut now = t0;
+                let mut tail = Vec::new();
+                while now < t0 + 300 * SEC {
+                    let rate = f64::from(c.target().bitrate);
+                    let n = (rate * step_ms as f64 / 1000.0 / 9600.0).round().max(1.0) as u64;
+                    let lost = binomial(&mut rng, n, p);
+                    let r = Report {
+                        fraction_lost: lost as f64 / n as f64,
+                        expected: Some(n),
+                        rtt: None,
+                        sent_bitrate: Some(rate as u32),
+                    };
+                    c.on_report(now, r);
+                    if now >= t0 + 200 * SEC {
+                        tail.push(f64::from(c.target().bitrate));
+                    }
+                    now += Duration::from_millis(step_ms);
+                }
+                means.push(tail.iter().sum::<f64>() / tail.len() as f64);
+            }
+            means.sort_by(f64::total_cmp);
+            eprintln!("random loss {p} every {step_ms} ms: mean rate of the last 100 s over 20 runs: {means:.0?}");
+            assert!(means[10] >= 900_000.0, "{p}, {step_ms} ms: {means:.0?}");
+            assert!(means[0] >= 600_000.0, "{p}, {step_ms} ms: {means:.0?}");
+        }
+    }
+
+    /// A policer and random loss on the same path: what the policer drops goes, what the
+    /// path loses anyway is left to retransmission, and the rate stays near the policer's.
+    /// Under 3 % of random loss a probe's first 1-2 % over the policer cannot be told from
+    /// chance in one report, so up to 2 % is the policer's on average here.
+    #[test]
+    fn a_policer_behind_a_lossy_link_is_met_without_giving_up_the_rate() {
+        let limit = 600_000.0;
+        for seed in 0..10 {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + seed);
+            let mut c = controller();
+            let t0 = Instant::now();
+            let (mut policer, mut wire) = (Vec::new(), Vec::new());
+            for i in 0..180 {
+                let sent = 1.1 * f64::from(c.target().bitrate);
+                let n = (sent / 9600.0).round() as u64;
+                let dropped = policed(sent, limit);
+                let lost = binomial(&mut rng, n, 0.03) as f64 / n as f64;
+                let r = Report {
+                    fraction_lost: dropped + (1.0 - dropped) * lost,
+                    expected: Some(n),
+                    rtt: None,
+                    sent_bitrate: Some(sent as u32),
+                };
+                c.on_report(t0 + SEC * i, r);
+                if i >= 60 {
+                    policer.push(dropped);
+                    wire.push(sent);
+                }
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            assert!(
+                mean(&policer) < 0.02,
+                "seed {seed}: {:.3} dropped by the policer, {wire:.0?}",
+                mean(&policer)
+            );
+            assert!(
+                mean(&wire) > 0.7 * limit,
+                "seed {seed}: {:.0} sent, {wire:.0?}",
+                mean(&wire)
+            );
+        }
+    }
+
+    /// The encoder's overshoot is measured on reports that covered one target, not the first
+    /// after a change (a new encoder's keyframe), and one keyframe among them does not move
+    /// it (a median).
+    #[test]
+    fn a_keyframe_is_not_taken_for_an_encoder_over_its_target() {
+        let mut c = controller();
+        let t0 = Instant::now();
+        let steady = |sent: f64| Report {
+            sent_bitrate: Some(sent as u32),
+            ..report(0.0)
+        };
+        // At the top, sending what is asked.
+        for i in 0..4 {
+            c.on_report(t0 + SEC * i, steady(1_000_000.0));
+        }
+        assert_eq!(c.overshoot(), 1.0);
+        // Congestion: 500 k; the next report covers the new encoder's keyframe (2x).
+        c.on_report(
+            t0 + 4 * SEC,
+            Report {
+                sent_bitrate: Some(1_000_000),
+                ..report(0.5)
+            },
+        );
+        let target = f64::from(c.target().bitrate);
+        c.on_report(t0 + 5 * SEC, steady(2.0 * target));
+        assert_eq!(c.overshoot(), 1.0, "{:?}", c.overshoot);
+        // Steady again, with one keyframe window among five.
+        for (k, x) in [1.0, 1.0, 2.0, 1.0, 1.0].iter().enumerate() {
+            c.on_report(t0 + SEC * (6 + k as u32), steady(x * target));
+        }
+        assert_eq!(c.overshoot(), 1.0, "{:?}", c.overshoot);
+        // An encoder 20 % over, report after report: measured.
+        for k in 0..5 {
+            c.on_report(t0 + SEC * (11 + k), steady(1.2 * target));
+        }
+        assert!((c.overshoot() - 1.2).abs() < 1e-9, "{:?}", c.overshoot);
+    }
+
+    /// A step down that would cross a level's minimum is not made: the picture would change
+    /// size for a test, and come back only after the ladder's hold. Level 0's minimum is
+    /// 250 k: from 300 k a fifth down crosses it, from 400 k it does not.
+    #[test]
+    fn a_step_down_never_takes_the_picture_down_a_level() {
+        for (rate, tested) in [(300_000.0, false), (400_000.0, true)] {
+            let mut c = controller();
+            let t0 = Instant::now();
+            c.bitrate = rate;
+            c.no_probe_until = Some(t0 + 1000 * SEC);
+            let mut moves = Vec::new();
+            for i in 0..30 {
+                moves.push(c.on_report(t0 + SEC * i, report(0.05)));
+                assert_eq!(c.target().level, 0, "{moves:?}");
+            }
+            assert_eq!(moves.contains(&Move::TestDown), tested, "{rate}: {moves:?}");
+        }
+    }
+
     #[test]
     fn random_loss_keeps_the_full_rate() {
         let mut c = controller();
@@ -634,7 +956,7 @@ mod tests {
         let back = moves.iter().filter(|&&m| m == Move::PathLoss).count();
         assert_eq!((tests, back), (3, 3), "{moves:?}");
         assert!(
-            at_top >= 36,
+            at_top >= 34,
             "{at_top} of 40 reports at the full rate: {moves:?}"
         );
         assert_eq!(

@@ -124,7 +124,7 @@ impl Adapter {
                 fps: level.fps,
                 bitrate: after.bitrate,
             });
-            if after.level != before.level || m == Move::Congestion {
+            if after.level != before.level || matches!(m, Move::Congestion | Move::RateLoss) {
                 info!(
                     "video quality: {}x{}@{} at {} kbit/s ({:.0} % lost)",
                     level.width,
