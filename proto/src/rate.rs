@@ -306,7 +306,13 @@ impl RateController {
             .map_or(Duration::from_secs(1), |t| now.saturating_duration_since(t))
             .as_secs_f64()
             .clamp(0.2, 5.0);
-        let loss = r.fraction_lost.clamp(0.0, 1.0);
+        // A NaN (0/0 upstream) says nothing: no loss, rather than a usual loss that is NaN
+        // for good.
+        let loss = if r.fraction_lost.is_nan() {
+            0.0
+        } else {
+            r.fraction_lost.clamp(0.0, 1.0)
+        };
         let top = f64::from(self.cfg.levels.first().map_or(u32::MAX, |l| l.max_bitrate));
         let floor = f64::from(self.cfg.floor);
         let excess = loss - self.usual_loss;
@@ -1006,6 +1012,16 @@ mod tests {
                 level: 0
             }
         );
+    }
+
+    #[test]
+    fn a_report_of_nan_loss_changes_nothing() {
+        let mut c = controller();
+        let t0 = Instant::now();
+        c.on_report(t0, report(f64::NAN));
+        assert_eq!(c.usual_loss, 0.0);
+        c.on_report(t0 + SEC, report(0.5));
+        assert_eq!(c.target().bitrate, 500_000);
     }
 
     #[test]
