@@ -885,6 +885,8 @@ pub(crate) struct Playback {
     exporting: Option<std_mpsc::Receiver<String>>,
     warnings: Vec<String>,
     last_status: Instant,
+    /// The time of the last pass of the loop (the report's "now").
+    last_step: Option<Instant>,
     /// The viewer is dragging the timeline knob ([`Command::Scrub`]).
     scrub: Option<Scrub>,
 }
@@ -931,6 +933,7 @@ impl Playback {
             exporting: None,
             warnings: warning.into_iter().collect(),
             last_status: now,
+            last_step: None,
             scrub: None,
         }
     }
@@ -1161,6 +1164,7 @@ impl Playback {
 
     /// One pass of the playback loop.
     fn step(&mut self, now: Instant) {
+        self.last_step = Some(now);
         let Some(rec) = self.rec.as_ref() else {
             return;
         };
@@ -1336,16 +1340,20 @@ impl Playback {
         let _ = self.status_tx.send(st);
     }
 
-    /// Video units recorded and not decoded yet: ahead of the playhead (at the live edge, the
-    /// playout delay's worth).
+    /// Video units recorded, not decoded yet, and not due yet: ahead of the playhead (at the
+    /// live edge, the playout delay's worth). Units due and not decoded (playback stalled)
+    /// are not counted.
     fn video_pending(&self) -> u64 {
-        match (&self.rec, self.video.track) {
-            (Some(rec), Some(v)) => {
-                let n = read_index(&rec.index).entries(v).len();
-                n.saturating_sub(self.video.next) as u64
-            }
-            _ => 0,
-        }
+        let (Some(rec), Some(v)) = (&self.rec, self.video.track) else {
+            return 0;
+        };
+        let now = self.last_step.unwrap_or_else(Instant::now);
+        let pos = self.clock.timeline.position(now);
+        let due_to = pos + self.clock.video_lead(pos, now);
+        let idx = read_index(&rec.index);
+        let n = idx.entries(v).len();
+        let first_not_due = idx.last_at_or_before(v, due_to).map_or(0, |k| k + 1);
+        n.saturating_sub(first_not_due.max(self.video.next)) as u64
     }
 
     /// The measurements so far. Its cost grows with the session (percentiles over every
@@ -1788,6 +1796,37 @@ mod tests {
         let delay = r.p.clock.audio_edge.delay_us().unwrap();
         let underruns = r.p.audio.sink.underruns() - underruns_before;
         (delay, lat, av, underruns)
+    }
+
+    /// The report's `frames_pending`: at the live edge, the playout delay's few pictures;
+    /// paused, everything recorded since the playhead stopped, and nothing of it counted as
+    /// shown or late.
+    #[test]
+    fn pictures_not_yet_due_are_counted_as_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, mut writer) = live_rig(dir.path());
+        let media: Vec<(i64, MediaUnit)> = session()
+            .into_iter()
+            .filter(|u| u.track != 2 && u.capture_us < T0 + 12_000_000)
+            .map(|u| (u.capture_us + 7_000, u))
+            .collect();
+        let mut arrivals = Arrivals::new(media);
+        let mut run = |r: &mut Rig, until_us: i64| {
+            while r.now_us < until_us {
+                r.tick();
+                arrivals.deliver(&mut writer, T0 + r.now_us);
+            }
+        };
+        run(&mut r, 5_000_000);
+        let live = r.p.report().video;
+        assert!(live.frames_pending <= 2, "{live:?}");
+        r.command(Command::Pause);
+        run(&mut r, 9_000_000);
+        let paused = r.p.report().video;
+        // 4 s at 10 frames/s came in while paused.
+        assert!((38..=42).contains(&paused.frames_pending), "{paused:?}");
+        assert!(paused.frames_shown <= live.frames_shown + 1, "{paused:?}");
+        assert_eq!(paused.frames_late, live.frames_late);
     }
 
     /// Video on a lossy path with retransmission: every 8th picture (from 1 s on) has a

@@ -20,7 +20,8 @@ pub struct VideoReport {
     /// Units not decoded while the decoder waited for a keyframe: at the start, after a seek,
     /// or after a unit that failed to decode (a loss nothing recovered).
     pub frames_awaiting_keyframe: u64,
-    /// Units recorded and not yet due when the report was made (ahead of the playhead).
+    /// Units recorded and not yet due when the report was made (ahead of the playhead; units
+    /// due and not decoded, a stalled playback's, are not counted here).
     pub frames_pending: u64,
     /// The longest time between two pictures shown while playing (pause and seeks start the
     /// count again), ms; 0 before two pictures.
