@@ -519,17 +519,10 @@ fn write_stats(stats: &impl serde::Serialize, args: &Args) -> anyhow::Result<()>
 fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
     let handle = engine::start(cfg)?;
     let end = SessionEnd::new(args);
-    let mut last_state = String::new();
     let mut last_captions: Vec<String> = Vec::new();
-    // Polled from the start and often, so that the state changes are logged when they happen,
-    // in order with the engine's own lines ("first picture" after "connection: playing").
+    // The engine logs the connection's states as they change.
     loop {
         let st = handle.status();
-        let state = st.conn.to_string();
-        if state != last_state {
-            tracing::info!("connection: {state}");
-            last_state = state;
-        }
         if st.caption_text != last_captions {
             if !st.caption_text.is_empty() {
                 tracing::info!("captions: {}", st.caption_text.join(" / "));
@@ -545,7 +538,7 @@ fn headless(cfg: EngineConfig, args: &Args) -> anyhow::Result<()> {
         if end.signalled() || end.timed_out() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let report = handle.report();
     let failed = match handle.status().conn {

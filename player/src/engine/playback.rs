@@ -887,6 +887,8 @@ pub(crate) struct Playback {
     last_status: Instant,
     /// The time of the last pass of the loop (the report's "now").
     last_step: Option<Instant>,
+    /// The connection state last logged and published.
+    logged_conn: ConnState,
     /// The viewer is dragging the timeline knob ([`Command::Scrub`]).
     scrub: Option<Scrub>,
 }
@@ -934,6 +936,7 @@ impl Playback {
             warnings: warning.into_iter().collect(),
             last_status: now,
             last_step: None,
+            logged_conn: ConnState::default(),
             scrub: None,
         }
     }
@@ -970,11 +973,23 @@ impl Playback {
             if self.rec.is_none() {
                 self.attach(now);
             }
+            self.note_connection(now);
             self.step(now);
             if now.duration_since(self.last_status) >= STATUS_PERIOD {
                 self.publish_status(now);
             }
             std::thread::sleep(TICK);
+        }
+    }
+
+    /// Logs a new connection state and publishes it at once, before this pass shows anything
+    /// (so "connection: streaming" comes before "first picture").
+    fn note_connection(&mut self, now: Instant) {
+        let conn = lock(&self.shared).conn.clone();
+        if conn != self.logged_conn {
+            info!("connection: {conn}");
+            self.logged_conn = conn;
+            self.publish_status(now);
         }
     }
 

@@ -505,9 +505,6 @@ impl Player {
         if s.captions_enabled != prev.captions_enabled {
             self.captions = s.captions_enabled;
         }
-        if s.conn != prev.conn {
-            tracing::info!(conn = ?s.conn, "connection state");
-        }
         let mut expiries = Vec::new();
         let fresh_notice = s.notice.iter().filter(|n| prev.notice.as_ref() != Some(*n));
         for w in s
