@@ -345,7 +345,7 @@ impl Shell {
                 reason,
                 retry_in,
             } => {
-                tracing::info!(url = %self.cfg.url, attempt, ?retry_in, "reconnecting: {reason}");
+                tracing::debug!(url = %self.cfg.url, attempt, ?retry_in, "reconnecting: {reason}");
                 self.state(sm, ConnState::Reconnecting { attempt, reason })
                     .await;
             }
