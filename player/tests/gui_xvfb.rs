@@ -617,7 +617,7 @@ fn call_window_shows_the_peer_a_mirrored_self_view_and_ends_with_the_peer() {
     }
     let log = read_log();
     assert!(
-        log.contains("CallEnded(\"the peer hung up\")"),
+        log.contains("call state=Ended { by_peer: true, reason: \"the peer hung up\" }"),
         "the window did not see the hang-up:\n{log}"
     );
     assert!(
