@@ -206,7 +206,8 @@ impl Peer {
             .arg("--stats-json")
             .arg(&stats)
             .args(extra)
-            .env("RUST_LOG", "info")
+            // Each reception report and what the rate controller did, for the policer test.
+            .env("RUST_LOG", "info,livecast_server::adapt=debug")
             .env("XDG_DATA_HOME", data)
             .stdin(Stdio::piped())
             .stdout(std::fs::File::create(&out).expect("output file"))
@@ -477,6 +478,12 @@ fn a_call_settles_under_a_600_kbit_policer_without_freezes() {
         .lines()
         .filter(|l| l.contains("video quality:"))
         .collect();
+    // Every report and the controller's move, for a failure to say why.
+    let reports: String = alice_log
+        .lines()
+        .filter(|l| l.contains("reception report"))
+        .map(|l| format!("\n  {}", l.split("adapt: ").last().unwrap_or(l)))
+        .collect();
     eprintln!(
         "policer dropped {dropped_by_14s} packets in the first 14 s, {late} after ({:?} in all); \
          Alice's quality changes: {changes:#?}; Bob's freezes: {}",
@@ -494,7 +501,8 @@ fn a_call_settles_under_a_600_kbit_policer_without_freezes() {
     let received = b["rtp"]["packets_received"].as_u64().unwrap_or(0);
     assert!(
         late * 100 <= received,
-        "the policer still dropped {late} packets after 14 s ({received} received in all)"
+        "the policer still dropped {late} packets after 14 s ({received} received in all); \
+         Alice's reports:{reports}"
     );
     let freezes = b["video"]["freezes"]
         .as_array()
@@ -504,7 +512,8 @@ fn a_call_settles_under_a_600_kbit_policer_without_freezes() {
         let (end_ms, len_ms) = (f[0].as_f64().unwrap(), f[1].as_f64().unwrap());
         assert!(
             end_ms < 14_000.0 || len_ms < 1000.0,
-            "Bob's picture froze {len_ms} ms until {end_ms} ms: {freezes:?}"
+            "Bob's picture froze {len_ms} ms until {end_ms} ms: {freezes:?}; Alice's reports:\
+             {reports}"
         );
     }
 }

@@ -29,9 +29,7 @@
 //!   test for 20 s after one, twice as long after each that showed the loss to be the path's
 //!   (up to 8 times). A test never takes the picture down a level. Losses are pooled over the
 //!   spell and over the test, so that a path that loses at random is not judged on one
-//!   report's handful of losses. Once a test has found the loss to be the path's, a probe
-//!   fails only on loss over the usual by more than chance explains (two standard deviations
-//!   over the report's packets).
+//!   report's handful of losses.
 //! - **Reports that carry no packet count** count as a hundred packets.
 //!
 //! - **An encoder over its target**: rates are judged on what went out, and an encoder that
@@ -333,7 +331,7 @@ impl RateController {
                 .max(self.bitrate / 2.0)
                 .max(floor);
             Move::Congestion
-        } else if let (Some(from), true) = (self.probing_from, excess > self.probe_tolerance(&r)) {
+        } else if let (Some(from), true) = (self.probing_from, excess > self.cfg.probe_loss) {
             // The rate before the probe fitted (or what actually went out, if less): back to
             // it, and wait longer each time.
             self.probing_from = None;
@@ -398,19 +396,6 @@ impl RateController {
         self.pick_level(now);
         self.targets = [(self.bitrate, self.level), self.targets[0]];
         m
-    }
-
-    /// The loss over the usual that fails a probe: [`RateConfig::probe_loss`]; once a step
-    /// down has shown the usual loss to be the path's own, plus two standard deviations of it
-    /// over the report's packets (a path that loses 3 % at random shows 1 % in one report of
-    /// 80 packets and 6 % in the next). Until then the usual loss may be a policer's, learned.
-    fn probe_tolerance(&self, r: &Report) -> f64 {
-        if self.path_loss_tests == 0 {
-            return self.cfg.probe_loss;
-        }
-        let n = r.expected.map_or(100.0, |n| n as f64).max(1.0);
-        let u = self.usual_loss;
-        self.cfg.probe_loss + 2.0 * (u * (1.0 - u) / n).sqrt()
     }
 
     /// Notes sent / target from a report that covered a time at one target, not the first
@@ -843,9 +828,14 @@ mod tests {
     }
 
     /// A policer and random loss on the same path: what the policer drops goes, what the
-    /// path loses anyway is left to retransmission, and the rate stays near the policer's.
-    /// Under 3 % of random loss a probe's first 1-2 % over the policer cannot be told from
-    /// chance in one report, so up to 2 % is the policer's on average here.
+    /// path loses anyway is left to retransmission, and the rate does not collapse. Under 3 %
+    /// of random loss a probe's first 1-2 % over the policer cannot be told from chance in
+    /// one report, so up to 2 % is the policer's on average here; and probes fail on chance
+    /// now and then and each takes the rate back to what got through, so the rate settles
+    /// well under the policer's (over half of it here; near it on a clean path). A probe that
+    /// tolerated chance would creep further over a policer whose bucket then drops a
+    /// keyframe (tried: a CI run of the policer call froze once with it, cause not
+    /// established; probes keep the strict 1 %).
     #[test]
     fn a_policer_behind_a_lossy_link_is_met_without_giving_up_the_rate() {
         let limit = 600_000.0;
@@ -878,7 +868,7 @@ mod tests {
                 mean(&policer)
             );
             assert!(
-                mean(&wire) > 0.7 * limit,
+                mean(&wire) > 0.5 * limit,
                 "seed {seed}: {:.0} sent, {wire:.0?}",
                 mean(&wire)
             );
