@@ -23,15 +23,13 @@
 //!   also be a policer's that the encoder keeps meeting (traffic the video's rate does not
 //!   count, retransmissions and audio, goes through it too), and the 3-8 % loss that brings
 //!   stays under the congestion threshold. The controller then steps down by a fifth until
-//!   enough packets have come to tell (ten losses' worth at the loss before, or 6 s): if
+//!   enough packets have come to tell (fifteen losses' worth at the spell's loss, or 6 s): if
 //!   their loss is a third of the spell's or less (or under 1 %), it was the rate's, and the
 //!   lower rate stays, remembered as the path's limit; if not, the rate comes back. No new
 //!   test for 20 s after one, twice as long after each that showed the loss to be the path's
 //!   (up to 8 times). A test never takes the picture down a level. Losses are pooled over the
 //!   spell and over the test, so that a path that loses at random is not judged on one
-//!   report's handful of losses.
-//! - **Reports that carry no packet count** count as a hundred packets.
-//!
+//!   report's handful of losses. Reports that carry no packet count count as a hundred.
 //! - **An encoder over its target**: rates are judged on what went out, and an encoder that
 //!   sends more than it is asked (noisy pictures at a low rate) is asked for less by as much:
 //!   the median sent / target of the last five reports that covered a time at one target
@@ -631,7 +629,7 @@ mod tests {
             .iter()
             .map(|&s| policed(f64::from(s), limit))
             .collect();
-        let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+        let mean = mean(&losses);
         assert!(mean < 0.005, "mean loss {mean}: {sent_log:?}");
         assert!(losses.iter().all(|&l| l < 0.02), "{sent_log:?}");
         assert!(
@@ -683,7 +681,7 @@ mod tests {
         // 1 % on average, and close to the limit.
         let losses: Vec<f64> = wire.iter().map(|&w| policed(w, limit)).collect();
         assert!(losses[10..].iter().all(|&l| l < 0.02), "{wire:?}");
-        let mean = losses[50..].iter().sum::<f64>() / 40.0;
+        let mean = mean(&losses[50..]);
         assert!(mean < 0.01, "mean loss {mean}: {wire:?}");
         assert!(wire[50..].iter().all(|&w| w > 0.8 * limit), "{wire:?}");
     }
@@ -766,7 +764,6 @@ mod tests {
                 }
                 now += Duration::from_millis(step_ms);
             }
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             let usable = limit.min(over * 1_000_000.0 + other);
             assert!(
                 mean(&losses) < 0.015,
@@ -781,6 +778,10 @@ mod tests {
                 mean(&wire)
             );
         }
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len() as f64
     }
 
     /// Packets lost at random, each with probability `p`, out of `n`.
@@ -818,7 +819,7 @@ mod tests {
                     }
                     now += Duration::from_millis(step_ms);
                 }
-                means.push(tail.iter().sum::<f64>() / tail.len() as f64);
+                means.push(mean(&tail));
             }
             means.sort_by(f64::total_cmp);
             eprintln!("random loss {p} every {step_ms} ms: mean rate of the last 100 s over 20 runs: {means:.0?}");
@@ -861,7 +862,6 @@ mod tests {
                     wire.push(sent);
                 }
             }
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             assert!(
                 mean(&policer) < 0.02,
                 "seed {seed}: {:.3} dropped by the policer, {wire:.0?}",
@@ -947,7 +947,8 @@ mod tests {
             at_top += usize::from(c.target().bitrate == 1_000_000);
         }
         // Lasting loss is tested by a step down now and then (the first after 4 s, then 20 s
-        // and 40 s after each test that found it to be the path's), for one report each.
+        // and 40 s after each test that found it to be the path's), for a report or two each
+        // (until 15 losses' worth of packets have come).
         let tests = moves.iter().filter(|&&m| m == Move::TestDown).count();
         let back = moves.iter().filter(|&&m| m == Move::PathLoss).count();
         assert_eq!((tests, back), (3, 3), "{moves:?}");

@@ -985,12 +985,17 @@ impl Playback {
     /// Logs a new connection state and publishes it at once, before this pass shows anything
     /// (so "connection: streaming" comes before "first picture").
     fn note_connection(&mut self, now: Instant) {
-        let conn = lock(&self.shared).conn.clone();
-        if conn != self.logged_conn {
-            info!("connection: {conn}");
-            self.logged_conn = conn;
-            self.publish_status(now);
-        }
+        // Compared in place: a pass of the loop clones nothing unless the state changed.
+        let conn = {
+            let s = lock(&self.shared);
+            if s.conn == self.logged_conn {
+                return;
+            }
+            s.conn.clone()
+        };
+        info!("connection: {conn}");
+        self.logged_conn = conn;
+        self.publish_status(now);
     }
 
     /// Picks up the recording once the recorder has created it.
