@@ -7,6 +7,8 @@ PACKAGES=(
   # build: openh264's assembly (nasm), bundled libopus / whisper.cpp (cmake), bindgen (libclang),
   # ALSA for cpal, pkg-config
   nasm cmake libclang-dev libasound2-dev pkg-config build-essential
+  # the player's seek decoder: the system's libavcodec (FFmpeg), headers for its bindings
+  libavcodec-dev
   # peers and test tools
   ffmpeg mpv
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good

@@ -17,7 +17,9 @@
 //!    target and decodes those other pictures refer to (`h264::is_disposable`: with two
 //!    temporal layers every other one; `--decode-all` also decodes every one, as the player
 //!    did before) and the target, and converts the last one to RGBA. The time to that RGBA picture is
-//!    the seek time. Done twice: with the file in the page cache ("warm") and, with
+//!    the seek time. A seek from another group is decoded by the seek decoder (libavcodec with
+//!    frame threads, `engine::fast_seek`), as in the player; the same targets are then timed
+//!    with openh264 alone ("openh264 alone", the player's seeks before it), side by side. Done twice: with the file in the page cache ("warm") and, with
 //!    `--cold`, after dropping the file's cached pages before each seek
 //!    (`dd iflag=nocache count=0`; not timed).
 //! 4. Dragging the timeline knob, on the same targets (`VideoPresenter::preview`): the
@@ -245,8 +247,12 @@ struct SeekStats {
 /// What a timed seek does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// To the picture at the target, from a decoder in another group (`Playback::reposition`).
+    /// To the picture at the target, from a decoder in another group (`Playback::reposition`):
+    /// by the seek decoder (libavcodec, `engine::fast_seek`), as the player does.
     Exact,
+    /// The same with openh264, the player's other decoder, as before the seek decoder (and
+    /// where libavcodec cannot decode a group).
+    ExactOpenh264,
     /// The first picture while the timeline knob is dragged into the target's group: its
     /// keyframe (`VideoPresenter::preview`).
     Preview,
@@ -277,6 +283,7 @@ fn seeks(
     let start = index.start_us().context("empty recording")?;
     let span = index.duration_us().max(1) as u64;
     let mut dec = VideoDecoder::new()?;
+    let mut fast = livecast_player::engine::fast_seek::FastSeek::new()?;
     let (mut times, mut frames, mut read_t, mut dec_t, mut last_t) =
         (Vec::with_capacity(n), Vec::with_capacity(n), 0.0, 0.0, 0.0);
     let mut no_picture = 0;
@@ -310,6 +317,10 @@ fn seeks(
         let entries = &index.entries(v)[plan.from..plan.last + 1];
         let mut pic = None;
         let mut decoded = 0;
+        let by_fast = run.mode == Mode::Exact && plan.fresh();
+        if by_fast {
+            fast.begin();
+        }
         for (i, e) in entries.iter().enumerate() {
             let r0 = Instant::now();
             let unit = reader.read(e)?;
@@ -320,7 +331,14 @@ fn seeks(
                 continue;
             }
             decoded += 1;
-            pic = dec.decode(&unit.data, e.keyframe(), is_last);
+            if by_fast {
+                fast.push(&unit.data, e.keyframe());
+                if is_last {
+                    pic = fast.finish();
+                }
+            } else {
+                pic = dec.decode(&unit.data, e.keyframe(), is_last);
+            }
             let r2 = Instant::now();
             dec_t += ms(r2 - r1);
             if is_last {
@@ -354,6 +372,37 @@ fn seeks(
     })
 }
 
+/// VmRSS (KiB) that each decoder adds once it has decoded the recording's first group (30
+/// pictures): the seek decoder first, then openh264 (both kept until the end).
+fn decoder_memory(
+    reader: &mut RecordingReader,
+    index: &livecast_player::engine::recording::Index,
+) -> anyhow::Result<(u64, u64)> {
+    let v = index
+        .find_track(MediaKind::Video)
+        .context("no video track")?;
+    let units = index.entries(v)[..GOP]
+        .iter()
+        .map(|e| Ok((reader.read(e)?.data, e.keyframe())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rss = || bench_common::vm_kib("VmRSS:").unwrap_or(0);
+    let r0 = rss();
+    let mut fast = livecast_player::engine::fast_seek::FastSeek::new()?;
+    fast.begin();
+    for (u, k) in &units {
+        fast.push(u, *k);
+    }
+    fast.finish().context("the seek decoder gave no picture")?;
+    let r1 = rss();
+    let mut dec = VideoDecoder::new()?;
+    for (u, k) in &units {
+        dec.decode(u, *k, true);
+    }
+    let r2 = rss();
+    drop((fast, dec));
+    Ok((r1.saturating_sub(r0), r2.saturating_sub(r1)))
+}
+
 #[derive(serde::Serialize)]
 struct Output {
     duration_s: u64,
@@ -365,7 +414,11 @@ struct Output {
     encode_s: f64,
     write_s: f64,
     reopen_s: f64,
+    /// VmRSS each decoder adds (KiB): the seek decoder, openh264.
+    decoder_memory_kib: (u64, u64),
     warm: SeekStats,
+    /// The warm run's targets, decoded by openh264 alone.
+    warm_openh264: SeekStats,
     cold: Option<SeekStats>,
     decode_all: Option<SeekStats>,
     preview: SeekStats,
@@ -481,6 +534,14 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // 3. Seeks.
+    let (mem_fast, mem_openh264) = decoder_memory(&mut reader, &index)?;
+    writeln!(
+        out,
+        "resident memory a decoder adds after decoding a whole group: seek decoder {:.1} MiB, \
+         openh264 {:.1} MiB",
+        mem_fast as f64 / 1024.0,
+        mem_openh264 as f64 / 1024.0
+    )?;
     let mut rng = StdRng::seed_from_u64(SEEK_SEED);
     // Warm-up: one seek so that first-use costs (allocations, code pages) are not counted.
     let exact = |cold| SeekRun {
@@ -508,6 +569,17 @@ fn main() -> anyhow::Result<()> {
         )
     };
     writeln!(out, "{}", line("warm page cache", &warm))?;
+    // The same targets with openh264 alone, as the player seeked before the seek decoder.
+    let warm_openh264 = {
+        let run = || SeekRun {
+            mode: Mode::ExactOpenh264,
+            ..exact(false)
+        };
+        let mut rng = StdRng::seed_from_u64(SEEK_SEED);
+        seeks(&path, &mut reader, &index, 1, run(), &mut rng)?;
+        seeks(&path, &mut reader, &index, args.seeks, run(), &mut rng)?
+    };
+    writeln!(out, "{}", line("warm, openh264 alone", &warm_openh264))?;
     let cold = if args.cold {
         let c = seeks(
             &path,
@@ -566,7 +638,9 @@ fn main() -> anyhow::Result<()> {
             encode_s,
             write_s,
             reopen_s,
+            decoder_memory_kib: (mem_fast, mem_openh264),
             warm,
+            warm_openh264,
             cold,
             decode_all,
             preview,

@@ -69,17 +69,6 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn vm_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn mib(kib: Option<u64>) -> String {
     kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
 }
@@ -123,7 +112,7 @@ fn main() -> anyhow::Result<()> {
         AUDIO_BYTES,
         path.display()
     )?;
-    let rss_start = vm_kib("VmRSS:");
+    let rss_start = bench_common::vm_kib("VmRSS:");
     let started = Instant::now();
     let end_us = args.duration_s as i64 * 1_000_000;
     let (mut v, mut a, mut c) = (0i64, 0i64, 0i64);
@@ -186,11 +175,11 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     // Reopen, as `livecast-player FILE` does.
-    let rss_before = vm_kib("VmRSS:");
+    let rss_before = bench_common::vm_kib("VmRSS:");
     let started = Instant::now();
     let (mut reader, index) = RecordingReader::open(&path)?;
     let open_time = started.elapsed();
-    let rss_after = vm_kib("VmRSS:");
+    let rss_after = bench_common::vm_kib("VmRSS:");
     writeln!(
         out,
         "reopen (scan + CRC + index): {:.3} s ({:.0} MB/s), {} entries, ignored tail {} B",
@@ -207,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         mib(rss_start),
         mib(rss_before),
         mib(rss_after),
-        mib(vm_kib("VmHWM:"))
+        mib(bench_common::vm_kib("VmHWM:"))
     )?;
 
     // Random seeks.
@@ -263,7 +252,11 @@ fn main() -> anyhow::Result<()> {
         percentile(&times, 0.99),
         percentile(&times, 1.0),
     )?;
-    writeln!(out, "VmRSS at the end {}", mib(vm_kib("VmRSS:")))?;
+    writeln!(
+        out,
+        "VmRSS at the end {}",
+        mib(bench_common::vm_kib("VmRSS:"))
+    )?;
 
     if args.keep {
         writeln!(out, "kept {}", path.display())?;

@@ -213,22 +213,84 @@ fn to_picture(yuv: &DecodedYUV<'_>) -> Picture {
     let mut rgba = vec![0u8; w * h * 4];
     yuv.write_rgba8(&mut rgba);
     let (ys, _, _) = yuv.strides();
-    let y = yuv.y();
+    Picture {
+        width: w as u32,
+        height: h as u32,
+        rgba,
+        mean_luma: mean_luma(yuv.y(), ys, w, h),
+    }
+}
+
+/// Mean luma over a sparse grid (every 8th pixel of every 8th row).
+fn mean_luma(y: &[u8], stride: usize, w: usize, h: usize) -> f32 {
     let mut sum = 0u64;
     let mut n = 0u64;
     for row in (0..h).step_by(8) {
         for col in (0..w).step_by(8) {
-            if let Some(v) = y.get(row * ys + col) {
+            if let Some(v) = y.get(row * stride + col) {
                 sum += u64::from(*v);
                 n += 1;
             }
+        }
+    }
+    if n > 0 {
+        sum as f32 / n as f32
+    } else {
+        0.0
+    }
+}
+
+/// A picture from 4:2:0 planes another decoder made (`fast_seek`): limited-range BT.601 to
+/// RGBA as OpenH264's own conversion does (its formula in fixed point; within one step of it
+/// in each channel). `dim` is even; each plane holds its rows at its stride.
+pub(crate) fn picture_from_planes(
+    y: &[u8],
+    u: &[u8],
+    v: &[u8],
+    dim: (usize, usize),
+    strides: (usize, usize, usize),
+) -> Picture {
+    // 255/219, and 255/224 times 1.402, 1.402*0.299/0.587, 1.772*0.114/0.587 and 1.772, in
+    // units of 2^-14.
+    const Y: i32 = 19077;
+    const RV: i32 = 26149;
+    const GV: i32 = 13320;
+    const GU: i32 = 6419;
+    const BU: i32 = 33050;
+    let (w, h) = dim;
+    let mut rgba = vec![0u8; w * h * 4];
+    let clamp = |v: i32| (v >> 14).clamp(0, 255) as u8;
+    for (row, out) in rgba.chunks_exact_mut(w * 4).enumerate().take(h) {
+        let yr = &y[row * strides.0..][..w];
+        let ur = &u[(row / 2) * strides.1..][..w / 2];
+        let vr = &v[(row / 2) * strides.2..][..w / 2];
+        // Two pixels a chroma sample: its terms once for both.
+        for (((px, yy), uu), vv) in out
+            .chunks_exact_mut(8)
+            .zip(yr.chunks_exact(2))
+            .zip(ur)
+            .zip(vr)
+        {
+            let (uu, vv) = (i32::from(*uu) - 128, i32::from(*vv) - 128);
+            let (r, g, b) = (RV * vv, -GU * uu - GV * vv, BU * uu);
+            let (y0, y1) = ((i32::from(yy[0]) - 16) * Y, (i32::from(yy[1]) - 16) * Y);
+            px.copy_from_slice(&[
+                clamp(y0 + r),
+                clamp(y0 + g),
+                clamp(y0 + b),
+                255,
+                clamp(y1 + r),
+                clamp(y1 + g),
+                clamp(y1 + b),
+                255,
+            ]);
         }
     }
     Picture {
         width: w as u32,
         height: h as u32,
         rgba,
-        mean_luma: if n > 0 { sum as f32 / n as f32 } else { 0.0 },
+        mean_luma: mean_luma(y, strides.0, w, h),
     }
 }
 

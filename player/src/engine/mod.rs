@@ -21,6 +21,7 @@ pub mod audio_out;
 pub mod captions;
 pub mod decode;
 pub mod export;
+pub mod fast_seek;
 pub mod live_edge;
 pub mod net;
 pub mod playback;

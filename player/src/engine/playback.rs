@@ -21,6 +21,7 @@ use super::api::*;
 use super::audio_out::AudioSink;
 use super::captions::{ChatLines, CueBuilder};
 use super::decode::{AudioDecoder, Picture, VideoDecoder};
+use super::fast_seek::FastSeek;
 use super::live_edge::{LiveEdge, RecoveryHold, AUDIO_JITTER_PERCENTILE};
 use super::net::{NetControl, NetStats};
 use super::recorder::{lock, Shared};
@@ -352,6 +353,14 @@ struct VideoPresenter {
     skipped_late: u64,
     /// Pictures never decoded: playback was so far behind that it went on at a keyframe.
     skipped_behind: u64,
+    /// The seek decoder ([`FastSeek`]), made at the first seek that uses it; `Err` once it
+    /// could not be made (seeks then go the usual way only).
+    fast: Option<Result<FastSeek, ()>>,
+    /// Units the seek decoder decoded.
+    fast_decoded: u64,
+    /// After a seek shown by the seek decoder: the entry through which `dec` must still
+    /// decode, from `next` (the group's keyframe) and showing nothing, before it goes on.
+    catch_up: Option<usize>,
 }
 
 /// With B-frames, how far ahead of the playhead units are decoded: the reference a B-frame
@@ -379,6 +388,9 @@ impl VideoPresenter {
             skipped_before_first: 0,
             skipped_late: 0,
             skipped_behind: 0,
+            fast: None,
+            fast_decoded: 0,
+            catch_up: None,
         }
     }
 
@@ -386,7 +398,23 @@ impl VideoPresenter {
     /// decoded the group from its keyframe on). Not with B-frames (pictures are held back),
     /// nor after a unit failed to decode (nothing would until the next keyframe).
     fn resume_point(&self) -> Option<usize> {
+        if let Some(shown) = self.catch_up {
+            // Once caught up ([`Self::plan`]), it stands just after the picture shown.
+            return Some(shown + 1);
+        }
         (!self.dec.reordering() && !self.dec.waiting_for_keyframe()).then_some(self.next)
+    }
+
+    /// The seek plan to `target`; a plan that goes on from where the decoder stands after a
+    /// seek the seek decoder showed first brings the decoder there (a step forward, paused,
+    /// costs the group once, then a picture a step).
+    fn plan(&mut self, rec: &mut Recorded, v: usize, target: i64) -> Option<SeekPlan> {
+        let plan = read_index(&rec.index).seek_plan(v, target, self.resume_point())?;
+        if plan.fresh() || self.catch_up.is_none() {
+            return Some(plan);
+        }
+        self.finish_catch_up(rec);
+        read_index(&rec.index).seek_plan(v, target, self.resume_point())
     }
 
     /// Starts the decoder afresh at `plan`'s keyframe, unless it goes on where it stands.
@@ -397,6 +425,7 @@ impl VideoPresenter {
             }
             self.held.clear();
             self.next = plan.keyframe;
+            self.catch_up = None;
         }
     }
 
@@ -405,10 +434,17 @@ impl VideoPresenter {
     /// group before the target ([`SeekPlan`]).
     fn reposition(&mut self, rec: &mut Recorded, target: i64, cx: &mut ShowContext) {
         let Some(v) = self.track else { return };
-        let Some(plan) = read_index(&rec.index).seek_plan(v, target, self.resume_point()) else {
+        let Some(plan) = self.plan(rec, v, target) else {
             return;
         };
         self.start(&plan);
+        if cx.at_live {
+            // Back to live: the seek decoder's memory (about 15 MiB at 720p) is given back
+            // until the next seek.
+            self.fast = None;
+        } else if plan.fresh() && self.fast_seek(rec, &plan, cx) {
+            return;
+        }
         self.decode_through(rec, plan.last, true, cx);
         if self.dec.reordering() {
             // The picture at the target may still be in the decoder: a few more units,
@@ -423,6 +459,85 @@ impl VideoPresenter {
                 }
             }
         }
+    }
+
+    /// A seek into another group with the seek decoder ([`FastSeek`]): the target's picture
+    /// from it, shown at once; `dec` then catches up out of sight at the next step
+    /// ([`Self::finish_catch_up`]). Not at the live edge (there the next step comes at once
+    /// and would decode the group twice) nor with B-frames. `false` where it gave no picture
+    /// (a damaged unit, no libavcodec): the caller seeks the usual way.
+    fn fast_seek(&mut self, rec: &mut Recorded, plan: &SeekPlan, cx: &mut ShowContext) -> bool {
+        if self.dec.reordering() {
+            return false;
+        }
+        let fast = self.fast.get_or_insert_with(|| {
+            FastSeek::new().map_err(|e| debug!("seeks without the seek decoder: {e:#}"))
+        });
+        let Ok(fast) = fast else { return false };
+        let Some(v) = self.track else { return false };
+        let entries: Vec<_> = {
+            let idx = read_index(&rec.index);
+            let e = idx.entries(v);
+            if plan.last >= e.len() || plan.keyframe > plan.last {
+                return false;
+            }
+            e[plan.keyframe..=plan.last].to_vec()
+        };
+        fast.begin();
+        let mut target = None;
+        let mut skipped = 0;
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(unit) = rec.read(entry) else {
+                return false;
+            };
+            let is_last = i + 1 == entries.len();
+            if !is_last && h264::is_disposable(&unit.data) {
+                skipped += 1;
+                continue;
+            }
+            fast.push(&unit.data, entry.keyframe());
+            self.fast_decoded += 1;
+            if is_last {
+                target = Some((entry.time_us, unit.capture_from_sr, unit.capture_us));
+            }
+        }
+        let (Some(pic), Some((t, sr, capture))) = (fast.finish(), target) else {
+            return false;
+        };
+        self.seek_skipped += skipped;
+        self.show(pic, t, sr, capture, cx);
+        self.previewed = None;
+        self.catch_up = Some(plan.last);
+        true
+    }
+
+    /// After a seek the seek decoder showed, once a later picture is due: `dec` decodes from
+    /// the keyframe through the target, showing nothing (that picture is on screen), so it
+    /// can go on from there.
+    fn finish_catch_up(&mut self, rec: &mut Recorded) {
+        let Some(last) = self.catch_up.take() else {
+            return;
+        };
+        let Some(v) = self.track else { return };
+        let entries: Vec<_> = {
+            let idx = read_index(&rec.index);
+            let e = idx.entries(v);
+            if self.next > last || last >= e.len() {
+                return;
+            }
+            e[self.next..=last].to_vec()
+        };
+        let n = entries.len();
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(unit) = rec.read(entry) else {
+                continue;
+            };
+            if i + 1 < n && h264::is_disposable(&unit.data) {
+                continue;
+            }
+            let _ = self.dec.decode(&unit.data, entry.keyframe(), false);
+        }
+        self.next = last + 1;
     }
 
     /// While the viewer drags the timeline knob to `target` (called again at every tick): in
@@ -440,7 +555,7 @@ impl VideoPresenter {
             self.previewed = Some(target);
             return;
         }
-        let Some(plan) = read_index(&rec.index).seek_plan(v, target, self.resume_point()) else {
+        let Some(plan) = self.plan(rec, v, target) else {
             return;
         };
         if plan.is_empty() {
@@ -490,6 +605,15 @@ impl VideoPresenter {
         } else {
             0
         };
+        if let Some(shown) = self.catch_up {
+            // The seek decoder's picture is on screen: the group is decoded again only when
+            // a picture after it is due (not while paused there).
+            let due = read_index(&rec.index).last_at_or_before(v, pos + ahead);
+            if due.is_none_or(|d| d <= shown) {
+                return;
+            }
+            self.finish_catch_up(rec);
+        }
         let (last_due, skip_to) = {
             let idx = read_index(&rec.index);
             let entries = idx.entries(v);
@@ -2061,11 +2185,19 @@ mod tests {
         receive(&mut r, 25_000_000);
         assert_shows_playhead(&r, "playing after the rewind");
         assert!(!r.status().at_live);
+        assert!(
+            matches!(r.p.video.fast, Some(Ok(_))),
+            "the seeks back were the seek decoder's"
+        );
 
         // Back to live.
         r.command(Command::GoLive);
         let st = r.status();
         assert!(st.at_live && st.playing && st.speed == 1.0, "{st:?}");
+        assert!(
+            r.p.video.fast.is_none(),
+            "the seek decoder is let go at live"
+        );
         assert!(r.pos_us() > 24_900_000, "at the live edge: {}", r.pos_us());
         assert_shows_playhead(&r, "back to live");
         receive(&mut r, 30_000_000);
@@ -2209,6 +2341,53 @@ mod tests {
         assert_eq!(r.pos_us(), 20_000_000);
     }
 
+    /// A seek into another group is the seek decoder's (libavcodec); openh264 decodes
+    /// nothing while the picture rests, catches up when a step forward needs it, and playback
+    /// goes on from there with the right pictures.
+    #[test]
+    fn the_seek_decoder_shows_the_target_and_openh264_catches_up_when_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = file_rig(dir.path());
+        r.tick();
+        r.command(Command::Pause);
+        let (before, fast_before) = (r.p.video.dec.decoded, r.p.video.fast_decoded);
+        r.command(Command::Seek(Duration::from_millis(12_750)));
+        assert_eq!(r.shown().0, 127);
+        assert_shows_playhead(&r, "the seek");
+        // Keyframe 120, then 122, 124, 126 (the reference layer) and the target 127.
+        assert_eq!(r.p.video.fast_decoded - fast_before, 5);
+        for _ in 0..20 {
+            r.tick();
+        }
+        assert_eq!(
+            r.p.video.dec.decoded, before,
+            "nothing decoded again while paused"
+        );
+        assert_eq!(r.shown().0, 127);
+        // A step forward within the group: openh264 catches up (120..=127) and goes on.
+        r.command(Command::Seek(Duration::from_millis(12_950)));
+        assert_eq!(r.shown().0, 129);
+        assert_eq!(r.p.video.fast_decoded - fast_before, 5, "the step went on");
+        assert_eq!(
+            r.p.video.dec.decoded - before,
+            5 + 2,
+            "caught up, then 128 and 129"
+        );
+        r.command(Command::Play);
+        for _ in 0..150 {
+            r.tick();
+            assert_shows_playhead(&r, "playing on");
+        }
+        // And the same seek while playing: the pictures after it come from openh264.
+        r.command(Command::Seek(Duration::from_millis(31_450)));
+        assert_eq!(r.shown().0, 314);
+        for _ in 0..50 {
+            r.tick();
+            assert_shows_playhead(&r, "playing on after a seek while playing");
+        }
+        assert!(r.p.video.catch_up.is_none());
+    }
+
     /// A decoder that lost its references (a unit failed: it waits for a keyframe) does not
     /// go on within its group: the seek starts at the keyframe and shows the target.
     #[test]
@@ -2300,7 +2479,14 @@ mod tests {
         // second) to frame 123 the seek skipped 121, to 265 261 and 263; 330 and 10 are
         // keyframes.
         assert_eq!(r.p.video.seek_skipped, 3);
-        assert_eq!(r.p.video.dec.decoded - decoded, 3 + 1 + 1 + 4);
+        // By the seek decoder (libavcodec; openh264 catches up when a later picture is due).
+        let v = &r.p.video;
+        assert_eq!(v.dec.decoded - decoded + v.fast_decoded, 3 + 1 + 1 + 4);
+        assert_eq!(
+            v.fast_decoded,
+            3 + 1 + 1 + 4,
+            "the seeks were the seek decoder's"
+        );
         assert_eq!(r.status().caption_text, ["second caption"]);
         r.command(Command::SetCaptions(false));
         assert!(r.status().caption_text.is_empty(), "captions switched off");

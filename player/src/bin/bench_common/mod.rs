@@ -50,3 +50,15 @@ pub fn blank_unit(capacity: usize) -> MediaUnit {
         data: Vec::with_capacity(capacity),
     }
 }
+
+/// A `/proc/self/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+pub fn vm_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
