@@ -18,8 +18,9 @@
 //!    temporal layers every other one; `--decode-all` also decodes every one, as the player
 //!    did before) and the target, and converts the last one to RGBA. The time to that RGBA picture is
 //!    the seek time. A seek from another group is decoded by the seek decoder (libavcodec with
-//!    frame threads, `engine::fast_seek`), as in the player; the same targets are then timed
-//!    with openh264 alone ("openh264 alone", the player's seeks before it), side by side. Done twice: with the file in the page cache ("warm") and, with
+//!    frame threads, `engine::fast_seek`), as the player does while paused; the same targets
+//!    are then timed with openh264 alone ("openh264 alone": the player's seeks while
+//!    playing, and all of them before), side by side. Done twice: with the file in the page cache ("warm") and, with
 //!    `--cold`, after dropping the file's cached pages before each seek
 //!    (`dd iflag=nocache count=0`; not timed).
 //! 4. Dragging the timeline knob, on the same targets (`VideoPresenter::preview`): the

@@ -250,14 +250,15 @@ pub(crate) fn picture_from_planes(
     dim: (usize, usize),
     strides: (usize, usize, usize),
 ) -> Picture {
-    // 255/219, and 255/224 times 1.402, 1.402*0.299/0.587, 1.772*0.114/0.587 and 1.772, in
-    // units of 2^-14.
-    const Y: i32 = 19077;
+    // 255/219 (rounded up: 235 must reach 255 after the shift), and 255/224 times 1.402,
+    // 1.402*0.299/0.587, 1.772*0.114/0.587 and 1.772, in units of 2^-14.
+    const Y: i32 = 19078;
     const RV: i32 = 26149;
     const GV: i32 = 13320;
     const GU: i32 = 6419;
     const BU: i32 = 33050;
     let (w, h) = dim;
+    debug_assert!(w % 2 == 0 && h % 2 == 0, "4:2:0 pictures have even sizes");
     let mut rgba = vec![0u8; w * h * 4];
     let clamp = |v: i32| (v >> 14).clamp(0, 255) as u8;
     for (row, out) in rgba.chunks_exact_mut(w * 4).enumerate().take(h) {
@@ -427,6 +428,22 @@ mod tests {
     use super::*;
 
     /// 48 kHz stereo speech-like audio: a voiced buzz whose pitch and loudness move.
+    /// The conversion the seek decoder's pictures get: black, white and the primaries'
+    /// extremes where openh264's own conversion puts them.
+    #[test]
+    fn picture_from_planes_reaches_black_white_and_the_extremes() {
+        let px = |y: u8, u: u8, v: u8| {
+            let p = picture_from_planes(&[y; 4], &[u], &[v], (2, 2), (2, 1, 1));
+            [p.rgba[0], p.rgba[1], p.rgba[2], p.rgba[3]]
+        };
+        assert_eq!(px(16, 128, 128), [0, 0, 0, 255]);
+        assert_eq!(px(235, 128, 128), [255, 255, 255, 255]);
+        // openh264's scalar conversion of the same (its own unit tests' values).
+        assert_eq!(px(235, 240, 240)[..3], [255, 120, 255]);
+        assert_eq!(px(235, 0, 240)[..3], [255, 214, 0]);
+        assert_eq!(px(235, 240, 0)[..3], [50, 255, 255]);
+    }
+
     fn voice(frames: usize) -> Vec<Vec<i16>> {
         let mut phase = 0f64;
         (0..frames)

@@ -11,6 +11,11 @@
 //!
 //! Frame threads hold pictures back (one per extra thread): a run is ended by draining the
 //! decoder, which is why this decoder is for seeks, not for playback.
+//!
+//! What it does not see: a unit missing altogether (lost on the way, not in the recording).
+//! libavcodec covers such a `frame_num` gap with a copy of the picture before it, without an
+//! error; the caller leaves runs with a damaged unit to openh264 (the player's recorder marks
+//! the unit after a lost one damaged).
 #![allow(unsafe_code)]
 
 use std::ptr;
@@ -50,9 +55,16 @@ unsafe impl Send for FastSeek {}
 impl FastSeek {
     /// A decoder with [`THREADS`] frame threads (fewer on a machine with fewer cores).
     pub fn new() -> anyhow::Result<Self> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(THREADS);
+        Self::with_threads(
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(THREADS),
+        )
+    }
+
+    /// A decoder with `threads` frame threads (1: none).
+    pub fn with_threads(threads: usize) -> anyhow::Result<Self> {
+        let threads = threads.clamp(1, 16);
         // SAFETY: plain libavcodec calls; every pointer is checked before use and owned by
         // the value returned (freed in Drop, also when a later step fails).
         unsafe {
@@ -76,6 +88,8 @@ impl FastSeek {
                 bail!("libavcodec: out of memory");
             }
             (*me.ctx).thread_count = threads as i32;
+            // A picture cropped on the left keeps its exact first column (as openh264's).
+            (*me.ctx).flags |= ff::AV_CODEC_FLAG_UNALIGNED as i32;
             (*me.ctx).thread_type = if threads > 1 { ff::FF_THREAD_FRAME } else { 0 };
             let rc = ff::avcodec_open2(me.ctx, codec, ptr::null_mut());
             if rc < 0 {
@@ -106,7 +120,6 @@ impl FastSeek {
             self.failed = true;
             return;
         };
-        self.units += 1;
         // SAFETY: av_new_packet allocates len bytes (plus libavcodec's padding) at pkt.data,
         // which the copy fills; the packet is unreferenced after the send.
         unsafe {
@@ -118,6 +131,9 @@ impl FastSeek {
             if keyframe {
                 (*self.pkt).flags |= ff::AV_PKT_FLAG_KEY;
             }
+            // The unit's place in the run: the last picture out must be the last unit's
+            // (a reordering stream's would be another).
+            (*self.pkt).pts = self.units as i64;
             let mut rc = ff::avcodec_send_packet(self.ctx, self.pkt);
             if rc == ff::AVERROR(ff::EAGAIN) {
                 // Its pictures must be taken first, then the same packet goes in.
@@ -130,6 +146,7 @@ impl FastSeek {
                 return;
             }
         }
+        self.units += 1;
         self.receive();
     }
 
@@ -160,8 +177,7 @@ impl FastSeek {
     /// Ends the run: the picture of the last unit pushed, or `None` where a unit did not
     /// decode cleanly or gave no picture of its own (B-frames, a damaged stream).
     pub fn finish(&mut self) -> Option<Picture> {
-        self.drain();
-        if self.failed || self.units == 0 || self.pictures != self.units {
+        if !self.drain() {
             return None;
         }
         // SAFETY: last holds a decoded frame (pictures > 0); its planes are read while it is
@@ -171,20 +187,25 @@ impl FastSeek {
 
     /// [`Self::finish`] as the planes themselves (for comparing decoders).
     pub fn finish_planes(&mut self) -> Option<PackedPlanes> {
-        self.drain();
-        if self.failed || self.units == 0 || self.pictures != self.units {
+        if !self.drain() {
             return None;
         }
         // SAFETY: as in finish.
         unsafe { planes(self.last).map(|p| p.packed()) }
     }
 
-    fn drain(&mut self) {
-        // SAFETY: a null packet asks for what the threads still hold.
+    /// Takes what the threads still hold; whether the run gave the last unit's own picture,
+    /// undamaged, and one picture a unit.
+    fn drain(&mut self) -> bool {
+        // SAFETY: a null packet asks for what the threads still hold; last is a frame.
         unsafe {
             if ff::avcodec_send_packet(self.ctx, ptr::null()) == 0 {
                 self.receive();
             }
+            !self.failed
+                && self.units > 0
+                && self.pictures == self.units
+                && (*self.last).pts == self.units as i64 - 1
         }
     }
 }
@@ -248,9 +269,10 @@ unsafe fn planes<'a>(f: *const ff::AVFrame) -> Option<Planes<'a>> {
         return None;
     }
     Some(Planes {
-        y: std::slice::from_raw_parts(f.data[0], sy * h),
-        u: std::slice::from_raw_parts(f.data[1], su * (h / 2)),
-        v: std::slice::from_raw_parts(f.data[2], sv * (h / 2)),
+        // Up to the end of each plane's last visible row (no padding after it assumed).
+        y: std::slice::from_raw_parts(f.data[0], sy * (h - 1) + w),
+        u: std::slice::from_raw_parts(f.data[1], su * (h / 2 - 1) + w / 2),
+        v: std::slice::from_raw_parts(f.data[2], sv * (h / 2 - 1) + w / 2),
         dim: (w, h),
         strides: (sy, su, sv),
     })
@@ -332,7 +354,7 @@ mod tests {
     #[test]
     fn every_target_in_a_group_is_the_picture_openh264_makes() {
         let s = stream();
-        let mut fast = FastSeek::new().unwrap();
+        let mut fast = FastSeek::with_threads(2).unwrap();
         // Runs that start at a keyframe and end anywhere in its group, in both groups, in an
         // order that also makes the decoder start over after long and short runs.
         for (key, to) in [(30, 59), (0, 0), (0, 17), (30, 31), (0, 29), (30, 44)] {
@@ -352,7 +374,7 @@ mod tests {
     #[test]
     fn its_rgba_is_within_one_step_of_openh264s() {
         let s = stream();
-        let mut fast = FastSeek::new().unwrap();
+        let mut fast = FastSeek::with_threads(2).unwrap();
         fast.begin();
         for (u, k) in &s[0..=12] {
             fast.push(u, *k);
@@ -372,12 +394,74 @@ mod tests {
         assert!(pic.rgba.iter().skip(3).step_by(4).all(|a| *a == 255));
     }
 
+    /// A stream with B-frames (x264 through ffmpeg, two between references), as access
+    /// units in decode order.
+    fn b_frame_stream(dir: &std::path::Path) -> Vec<(Vec<u8>, bool)> {
+        use livecast_proto::codec::h264::{nal_type, split_annexb};
+        let out = dir.join("b.h264");
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+            .args(["testsrc=size=320x240:rate=25", "-t", "2", "-c:v", "libx264"])
+            .args([
+                "-preset", "veryfast", "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p",
+            ])
+            .args(["-x264-params", "aud=1", "-f", "h264"])
+            .arg(&out)
+            .output()
+            .expect("ffmpeg must be installed (the test command installs it)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let data = std::fs::read(&out).unwrap();
+        // Access units begin at their delimiter (NAL type 9).
+        let mut units: Vec<(Vec<u8>, bool)> = Vec::new();
+        for nal in split_annexb(&data) {
+            if nal_type(nal) == 9 || units.is_empty() {
+                units.push((Vec::new(), false));
+            }
+            let u = units.last_mut().unwrap();
+            u.0.extend_from_slice(&[0, 0, 0, 1]);
+            u.0.extend_from_slice(nal);
+            u.1 |= nal_type(nal) == 5;
+        }
+        units
+    }
+
+    /// With B-frames the last picture out of a drained run is not the last unit's (it comes
+    /// later in presentation order): no picture, the seek goes the usual way.
+    #[test]
+    fn a_run_with_b_frames_gives_no_picture_but_its_keyframe_does() {
+        use livecast_proto::codec::h264::has_b_slice;
+        let dir = tempfile::tempdir().unwrap();
+        let s = b_frame_stream(dir.path());
+        assert!(s.len() >= 50 && s[0].1, "{} units", s.len());
+        let first_b = s.iter().position(|u| has_b_slice(&u.0)).expect("B-frames");
+        let mut fast = FastSeek::with_threads(2).unwrap();
+        fast.begin();
+        fast.push(&s[0].0, true);
+        assert!(fast.finish().is_some(), "the keyframe alone");
+        // Runs that end at the first B-frame and at the units after it.
+        for to in first_b..first_b + 4 {
+            fast.begin();
+            for (u, k) in &s[..=to] {
+                fast.push(u, *k);
+            }
+            let b = has_b_slice(&s[to].0);
+            assert!(
+                fast.finish().is_none() || !b,
+                "run 0..={to} ends at a B-frame and gave a picture"
+            );
+        }
+    }
+
     /// A damaged or missing unit gives no picture (the seek goes the usual way, which waits
     /// for a keyframe), and the decoder is fine for the next run.
     #[test]
     fn a_damaged_run_gives_no_picture() {
         let s = stream();
-        let mut fast = FastSeek::new().unwrap();
+        let mut fast = FastSeek::with_threads(2).unwrap();
         // A unit cut short in the middle of its slice.
         fast.begin();
         for (i, (u, k)) in s[0..=10].iter().enumerate() {

@@ -410,7 +410,7 @@ impl VideoPresenter {
     /// costs the group once, then a picture a step).
     fn plan(&mut self, rec: &mut Recorded, v: usize, target: i64) -> Option<SeekPlan> {
         let plan = read_index(&rec.index).seek_plan(v, target, self.resume_point())?;
-        if plan.fresh() || self.catch_up.is_none() {
+        if plan.fresh() || plan.is_empty() || self.catch_up.is_none() {
             return Some(plan);
         }
         self.finish_catch_up(rec);
@@ -442,7 +442,7 @@ impl VideoPresenter {
             // Back to live: the seek decoder's memory (about 15 MiB at 720p) is given back
             // until the next seek.
             self.fast = None;
-        } else if plan.fresh() && self.fast_seek(rec, &plan, cx) {
+        } else if plan.fresh() && !cx.playing && self.fast_seek(rec, &plan, cx) {
             return;
         }
         self.decode_through(rec, plan.last, true, cx);
@@ -461,11 +461,13 @@ impl VideoPresenter {
         }
     }
 
-    /// A seek into another group with the seek decoder ([`FastSeek`]): the target's picture
-    /// from it, shown at once; `dec` then catches up out of sight at the next step
-    /// ([`Self::finish_catch_up`]). Not at the live edge (there the next step comes at once
-    /// and would decode the group twice) nor with B-frames. `false` where it gave no picture
-    /// (a damaged unit, no libavcodec): the caller seeks the usual way.
+    /// A seek into another group, paused, with the seek decoder ([`FastSeek`]): the target's
+    /// picture from it, shown at once; `dec` catches up out of sight when a later picture is
+    /// due ([`Self::finish_catch_up`]). Not while playing nor at the live edge: the next
+    /// picture is due at once there, and would wait for `dec` to decode the group again.
+    /// Not with B-frames, nor over a damaged unit (the recorder marks the unit after a lost
+    /// one damaged; libavcodec would hide the gap). `false` where it gave no picture: the
+    /// caller seeks the usual way.
     fn fast_seek(&mut self, rec: &mut Recorded, plan: &SeekPlan, cx: &mut ShowContext) -> bool {
         if self.dec.reordering() {
             return false;
@@ -483,6 +485,9 @@ impl VideoPresenter {
             }
             e[plan.keyframe..=plan.last].to_vec()
         };
+        if entries.iter().any(IndexEntry::damaged) {
+            return false;
+        }
         fast.begin();
         let mut target = None;
         let mut skipped = 0;
@@ -490,6 +495,9 @@ impl VideoPresenter {
             let Some(unit) = rec.read(entry) else {
                 return false;
             };
+            if h264::has_b_slice(&unit.data) {
+                return false;
+            }
             let is_last = i + 1 == entries.len();
             if !is_last && h264::is_disposable(&unit.data) {
                 skipped += 1;
@@ -502,6 +510,7 @@ impl VideoPresenter {
             }
         }
         let (Some(pic), Some((t, sr, capture))) = (fast.finish(), target) else {
+            debug!("the seek decoder gave no picture: decoding the seek with openh264");
             return false;
         };
         self.seek_skipped += skipped;
@@ -599,6 +608,11 @@ impl VideoPresenter {
     }
 
     fn decode_due(&mut self, rec: &mut Recorded, pos: i64, cx: &mut ShowContext) {
+        if cx.at_live {
+            // However playback got there (a fast-forward too), the seek decoder's memory is
+            // given back until the next seek.
+            self.fast = None;
+        }
         let Some(v) = self.track else { return };
         let ahead = if self.dec.reordering() {
             REORDER_AHEAD_US
@@ -607,12 +621,26 @@ impl VideoPresenter {
         };
         if let Some(shown) = self.catch_up {
             // The seek decoder's picture is on screen: the group is decoded again only when
-            // a picture after it is due (not while paused there).
-            let due = read_index(&rec.index).last_at_or_before(v, pos + ahead);
-            if due.is_none_or(|d| d <= shown) {
-                return;
+            // a picture after it is due (not while paused there), and not at all when
+            // playback is so far past it that it goes on at a later keyframe (below).
+            let behind = {
+                let idx = read_index(&rec.index);
+                let due = idx.last_at_or_before(v, pos + ahead);
+                if due.is_none_or(|d| d <= shown) {
+                    return;
+                }
+                let lag = idx
+                    .entries(v)
+                    .get(shown + 1)
+                    .is_some_and(|e| pos - e.time_us > MAX_VIDEO_LAG_US);
+                lag && idx.keyframe_at_or_before(v, pos).is_some_and(|k| k > shown)
+            };
+            if behind {
+                self.catch_up = None;
+                self.next = shown + 1;
+            } else {
+                self.finish_catch_up(rec);
             }
-            self.finish_catch_up(rec);
         }
         let (last_due, skip_to) = {
             let idx = read_index(&rec.index);
@@ -746,6 +774,8 @@ struct ShowContext<'a> {
     now: Instant,
     start_us: Option<i64>,
     at_live: bool,
+    /// The timeline plays (a seek's next picture is due at once).
+    playing: bool,
     probes: &'a mut Probes,
 }
 
@@ -1278,6 +1308,7 @@ impl Playback {
             now,
             start_us: self.clock.timeline.start_us(),
             at_live: false,
+            playing: false,
             probes: &mut self.probes,
         };
         self.video.preview(rec, target, &mut cx);
@@ -1297,6 +1328,7 @@ impl Playback {
             now,
             start_us: self.clock.timeline.start_us(),
             at_live: self.clock.at_live(now),
+            playing: self.clock.timeline.playing(),
             probes: &mut self.probes,
         };
         self.video.reposition(rec, target, &mut cx);
@@ -1349,6 +1381,7 @@ impl Playback {
             now,
             start_us: self.clock.timeline.start_us(),
             at_live: live,
+            playing: self.clock.timeline.playing(),
             probes: &mut self.probes,
         };
         match self.scrub {
@@ -1497,7 +1530,11 @@ impl Playback {
         let idx = read_index(&rec.index);
         let n = idx.entries(v).len();
         let first_not_due = idx.last_at_or_before(v, due_to).map_or(0, |k| k + 1);
-        n.saturating_sub(first_not_due.max(self.video.next)) as u64
+        let next = self
+            .video
+            .catch_up
+            .map_or(self.video.next, |shown| shown + 1);
+        n.saturating_sub(first_not_due.max(next)) as u64
     }
 
     /// The measurements so far. Its cost grows with the session (percentiles over every
@@ -2235,9 +2272,14 @@ mod tests {
 
     /// A rig playing [`session`] from a finished recording in `dir`.
     fn file_rig(dir: &Path) -> Rig {
+        file_rig_with(dir, Some)
+    }
+
+    /// [`file_rig`] of the session as `edit` leaves it (a unit lost, one marked damaged).
+    fn file_rig_with(dir: &Path, edit: impl FnMut(MediaUnit) -> Option<MediaUnit>) -> Rig {
         let path = dir.join("done.lcrec");
         let mut writer = RecordingWriter::create(&path, &tracks(), "v=0\r\n").unwrap();
-        for u in session() {
+        for u in session().into_iter().filter_map(edit) {
             writer.append(&u).unwrap();
         }
         writer.sync().unwrap();
@@ -2378,14 +2420,75 @@ mod tests {
             r.tick();
             assert_shows_playhead(&r, "playing on");
         }
-        // And the same seek while playing: the pictures after it come from openh264.
+        // A seek while playing is openh264's: the pictures after it are due at once, and
+        // would wait for openh264 to decode the group again.
+        let fast = r.p.video.fast_decoded;
         r.command(Command::Seek(Duration::from_millis(31_450)));
         assert_eq!(r.shown().0, 314);
+        assert_eq!(r.p.video.fast_decoded, fast, "a seek while playing");
         for _ in 0..50 {
             r.tick();
             assert_shows_playhead(&r, "playing on after a seek while playing");
         }
         assert!(r.p.video.catch_up.is_none());
+    }
+
+    /// The seek decoder is let go however playback reaches live: a fast-forward too.
+    #[test]
+    fn the_seek_decoder_is_let_go_at_live_after_a_fast_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut r, mut writer) = live_rig(dir.path());
+        let media: Vec<MediaUnit> = session().into_iter().filter(|u| u.track != 2).collect();
+        let mut next = 0;
+        let mut receive = |r: &mut Rig, until_us: i64| {
+            while r.now_us < until_us {
+                r.tick();
+                while next < media.len() && media[next].capture_us <= T0 + r.now_us {
+                    writer.append(&media[next]).unwrap();
+                    next += 1;
+                }
+                writer.flush().unwrap();
+            }
+        };
+        receive(&mut r, 10_000_000);
+        r.command(Command::Pause);
+        r.command(Command::SeekBy(-5_000));
+        assert_shows_playhead(&r, "paused, 5 s back");
+        assert!(
+            matches!(r.p.video.fast, Some(Ok(_))),
+            "the seek decoder's seek"
+        );
+        r.command(Command::SetSpeed(4.0));
+        r.command(Command::Play);
+        receive(&mut r, 13_000_000);
+        let st = r.status();
+        assert!(st.at_live, "caught up with live at 4x: {st:?}");
+        assert_shows_playhead(&r, "live again");
+        assert!(r.p.video.fast.is_none(), "let go at live");
+    }
+
+    /// A group with a damaged unit (the recorder marks the unit after a lost one so) is
+    /// openh264's to seek in: libavcodec would cover a missing picture without a word.
+    #[test]
+    fn a_seek_over_a_damaged_unit_is_openh264s() {
+        let dir = tempfile::tempdir().unwrap();
+        let damaged_at = T0 + 125 * 100_000;
+        let mut r = file_rig_with(dir.path(), |mut u| {
+            u.damaged |= u.track == 0 && u.capture_us == damaged_at;
+            Some(u)
+        });
+        r.tick();
+        r.command(Command::Pause);
+        let fast = r.p.video.fast_decoded;
+        r.command(Command::Seek(Duration::from_millis(12_750)));
+        assert_eq!(
+            r.p.video.fast_decoded, fast,
+            "the group with the damaged unit"
+        );
+        assert_eq!(r.shown().0, 127);
+        r.command(Command::Seek(Duration::from_millis(20_350)));
+        assert!(r.p.video.fast_decoded > fast, "a clean group");
+        assert_eq!(r.shown().0, 203);
     }
 
     /// A decoder that lost its references (a unit failed: it waits for a keyframe) does not
@@ -2479,14 +2582,9 @@ mod tests {
         // second) to frame 123 the seek skipped 121, to 265 261 and 263; 330 and 10 are
         // keyframes.
         assert_eq!(r.p.video.seek_skipped, 3);
-        // By the seek decoder (libavcodec; openh264 catches up when a later picture is due).
-        let v = &r.p.video;
-        assert_eq!(v.dec.decoded - decoded + v.fast_decoded, 3 + 1 + 1 + 4);
-        assert_eq!(
-            v.fast_decoded,
-            3 + 1 + 1 + 4,
-            "the seeks were the seek decoder's"
-        );
+        // Playing: openh264's seeks, not the seek decoder's.
+        assert_eq!(r.p.video.dec.decoded - decoded, 3 + 1 + 1 + 4);
+        assert_eq!(r.p.video.fast_decoded, 0);
         assert_eq!(r.status().caption_text, ["second caption"]);
         r.command(Command::SetCaptions(false));
         assert!(r.status().caption_text.is_empty(), "captions switched off");
