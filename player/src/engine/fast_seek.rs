@@ -351,6 +351,14 @@ mod tests {
         last.unwrap()
     }
 
+    /// Starts a run and gives it `units`.
+    fn run(fast: &mut FastSeek, units: &[(Vec<u8>, bool)]) {
+        fast.begin();
+        for (u, k) in units {
+            fast.push(u, *k);
+        }
+    }
+
     #[test]
     fn every_target_in_a_group_is_the_picture_openh264_makes() {
         let s = stream();
@@ -358,10 +366,7 @@ mod tests {
         // Runs that start at a keyframe and end anywhere in its group, in both groups, in an
         // order that also makes the decoder start over after long and short runs.
         for (key, to) in [(30, 59), (0, 0), (0, 17), (30, 31), (0, 29), (30, 44)] {
-            fast.begin();
-            for (u, k) in &s[key..=to] {
-                fast.push(u, *k);
-            }
+            run(&mut fast, &s[key..=to]);
             let planes = fast.finish_planes().expect("a picture");
             let (want, _) = openh264(&s[key..=to]);
             assert!(
@@ -375,10 +380,7 @@ mod tests {
     fn its_rgba_is_within_one_step_of_openh264s() {
         let s = stream();
         let mut fast = FastSeek::with_threads(2).unwrap();
-        fast.begin();
-        for (u, k) in &s[0..=12] {
-            fast.push(u, *k);
-        }
+        run(&mut fast, &s[0..=12]);
         let pic = fast.finish().expect("a picture");
         let (_, want) = openh264(&s[0..=12]);
         assert_eq!((pic.width, pic.height), (W, H));
@@ -444,10 +446,7 @@ mod tests {
         assert!(fast.finish().is_some(), "the keyframe alone");
         // Runs that end at the first B-frame and at the units after it.
         for to in first_b..first_b + 4 {
-            fast.begin();
-            for (u, k) in &s[..=to] {
-                fast.push(u, *k);
-            }
+            run(&mut fast, &s[..=to]);
             let b = has_b_slice(&s[to].0);
             assert!(
                 fast.finish().is_none() || !b,
@@ -470,10 +469,7 @@ mod tests {
         }
         assert!(fast.finish().is_none(), "a unit cut short");
         // A run that does not start at a keyframe.
-        fast.begin();
-        for (u, k) in &s[3..=10] {
-            fast.push(u, *k);
-        }
+        run(&mut fast, &s[3..=10]);
         assert!(fast.finish().is_none(), "no keyframe");
         // Garbage.
         fast.begin();
@@ -482,10 +478,7 @@ mod tests {
         fast.begin();
         assert!(fast.finish().is_none(), "nothing pushed");
         // And a clean run after all that.
-        fast.begin();
-        for (u, k) in &s[30..=40] {
-            fast.push(u, *k);
-        }
+        run(&mut fast, &s[30..=40]);
         let planes = fast.finish_planes().expect("a picture");
         assert!(planes == openh264(&s[30..=40]).0);
     }

@@ -472,22 +472,17 @@ impl VideoPresenter {
         if self.dec.reordering() {
             return false;
         }
-        let fast = self.fast.get_or_insert_with(|| {
-            FastSeek::new().map_err(|e| debug!("seeks without the seek decoder: {e:#}"))
-        });
-        let Ok(fast) = fast else { return false };
-        let Some(v) = self.track else { return false };
-        let entries: Vec<_> = {
-            let idx = read_index(&rec.index);
-            let e = idx.entries(v);
-            if plan.last >= e.len() || plan.keyframe > plan.last {
-                return false;
-            }
-            e[plan.keyframe..=plan.last].to_vec()
+        let Some(entries) = self.video_entries(rec, plan.keyframe, plan.last) else {
+            return false;
         };
         if entries.iter().any(IndexEntry::damaged) {
             return false;
         }
+        let Ok(fast) = self.fast.get_or_insert_with(|| {
+            FastSeek::new().map_err(|e| debug!("seeks without the seek decoder: {e:#}"))
+        }) else {
+            return false;
+        };
         fast.begin();
         let mut target = None;
         let mut skipped = 0;
@@ -520,6 +515,14 @@ impl VideoPresenter {
         true
     }
 
+    /// The video track's index entries `from..=last` (`None` where that is empty or runs
+    /// past the end).
+    fn video_entries(&self, rec: &Recorded, from: usize, last: usize) -> Option<Vec<IndexEntry>> {
+        let idx = read_index(&rec.index);
+        let e = idx.entries(self.track?);
+        (from <= last && last < e.len()).then(|| e[from..=last].to_vec())
+    }
+
     /// After a seek the seek decoder showed, once a later picture is due: `dec` decodes from
     /// the keyframe through the target, showing nothing (that picture is on screen), so it
     /// can go on from there.
@@ -527,14 +530,8 @@ impl VideoPresenter {
         let Some(last) = self.catch_up.take() else {
             return;
         };
-        let Some(v) = self.track else { return };
-        let entries: Vec<_> = {
-            let idx = read_index(&rec.index);
-            let e = idx.entries(v);
-            if self.next > last || last >= e.len() {
-                return;
-            }
-            e[self.next..=last].to_vec()
+        let Some(entries) = self.video_entries(rec, self.next, last) else {
+            return;
         };
         let n = entries.len();
         for (i, entry) in entries.iter().enumerate() {
@@ -681,15 +678,9 @@ impl VideoPresenter {
         seeking: bool,
         cx: &mut ShowContext,
     ) {
-        let Some(v) = self.track else { return };
         self.previewed = None;
-        let entries: Vec<_> = {
-            let idx = read_index(&rec.index);
-            let e = idx.entries(v);
-            if self.next > last || last >= e.len() {
-                return;
-            }
-            e[self.next..=last].to_vec()
+        let Some(entries) = self.video_entries(rec, self.next, last) else {
+            return;
         };
         let n = entries.len();
         for (i, entry) in entries.iter().enumerate() {
