@@ -159,6 +159,10 @@ pub struct Player {
     pub(crate) window_width: f32,
     /// Where the viewer is dragging the timeline knob.
     pub(crate) dragging_seek: Option<Duration>,
+    /// The timeline's scale while the knob is dragged: the recorded length when the drag
+    /// began. A live recording grows under a knob that is held still; with the scale kept,
+    /// the knob stays under the pointer (and so does the time it stands for).
+    pub(crate) drag_scale: Option<Duration>,
     /// The knob is dragged to the live edge (the end of the bar): it stays there as the
     /// recording grows, and the release goes live.
     drag_at_live: bool,
@@ -310,6 +314,7 @@ impl Player {
             fullscreen,
             window_width: crate::gui::WINDOW_SIZE.width,
             dragging_seek: None,
+            drag_scale: None,
             drag_at_live: false,
             notices: Vec::new(),
             error: None,
@@ -347,6 +352,11 @@ impl Player {
         }
     }
 
+    /// The timeline's scale: the recorded length, or what it was when the current drag began.
+    pub(crate) fn timeline_scale(&self) -> Duration {
+        self.drag_scale.unwrap_or(self.status.recorded_end)
+    }
+
     /// Whether there is an engine to control.
     pub(crate) fn controllable(&self) -> bool {
         self.commands.is_some() && !self.closing
@@ -363,11 +373,13 @@ impl Player {
             Message::SeekBy(ms) => self.send(Command::SeekBy(ms)),
             Message::SeekDrag(t) => {
                 let end = self.status.recorded_end;
-                self.drag_at_live = t >= end;
+                // The bar's right end is the live edge, whatever the scale.
+                self.drag_at_live = t >= *self.drag_scale.get_or_insert(end);
                 self.dragging_seek = Some(t.min(end));
                 self.send(Command::Scrub(t.min(end)));
             }
             Message::SeekRelease => {
+                self.drag_scale = None;
                 if let Some(t) = self.dragging_seek.take() {
                     if std::mem::take(&mut self.drag_at_live) {
                         self.send(Command::GoLive);
@@ -385,6 +397,7 @@ impl Player {
             }
             Message::GoLive => {
                 self.dragging_seek = None;
+                self.drag_scale = None;
                 self.send(Command::GoLive);
             }
             Message::SetVolume(v) => {
@@ -848,17 +861,24 @@ mod tests {
         // The view shows the drag position, not the engine's.
         let _ = app.view();
 
-        // A status report during the drag doesn't move the knob.
+        // A status report during the drag doesn't move the knob: neither its time nor, with
+        // the scale kept from the drag's start, its place on the bar.
         let _ = app.update(Message::status(Status {
             recorded_end: Duration::from_secs(61),
             position: Duration::from_secs(61),
             ..app.status.clone()
         }));
         assert_eq!(app.dragging_seek, Some(Duration::from_secs(20)));
+        assert_eq!(app.timeline_scale(), Duration::from_secs(60));
 
         let _ = app.update(Message::SeekRelease);
         assert_eq!(eng.sent(), vec![Command::Seek(Duration::from_secs(20))]);
         assert_eq!(app.dragging_seek, None);
+        assert_eq!(
+            app.timeline_scale(),
+            Duration::from_secs(61),
+            "the bar grows again"
+        );
         // A stray release sends nothing.
         let _ = app.update(Message::SeekRelease);
         assert_eq!(eng.sent(), vec![]);
@@ -874,14 +894,25 @@ mod tests {
         let _ = app.update(Message::SeekRelease);
         let edge = Duration::from_secs(61);
         assert_eq!(eng.sent(), vec![Command::Scrub(edge), Command::GoLive]);
+        // The knob at the bar's right end after the recording grew under it: still the live
+        // edge (the scale is the drag's).
+        let _ = app.update(Message::SeekDrag(Duration::from_secs(40)));
+        let _ = app.update(Message::status(Status {
+            recorded_end: Duration::from_secs(70),
+            ..app.status.clone()
+        }));
+        let _ = app.update(Message::SeekDrag(Duration::from_secs(63)));
+        let _ = app.update(Message::SeekRelease);
+        let to = |s| Command::Scrub(Duration::from_secs(s));
+        assert_eq!(eng.sent(), vec![to(40), to(63), Command::GoLive]);
+        assert_eq!(app.timeline_scale(), Duration::from_secs(70));
         // Back from the edge before the release: an ordinary seek.
         let _ = app.update(Message::SeekDrag(Duration::from_secs(600)));
         let _ = app.update(Message::SeekDrag(Duration::from_secs(30)));
         let _ = app.update(Message::SeekRelease);
-        let to = |s| Command::Scrub(Duration::from_secs(s));
         assert_eq!(
             eng.sent(),
-            vec![to(63), to(30), Command::Seek(Duration::from_secs(30))]
+            vec![to(70), to(30), Command::Seek(Duration::from_secs(30))]
         );
     }
 

@@ -2,7 +2,8 @@
 //! the live edge, drawn on a canvas; press, drag and release to seek.
 //!
 //! The bar's scale is the recorded range, so the live edge is always at the right end and the
-//! bar "fills up" as the session grows. While the viewer drags, the knob follows the pointer
+//! bar "fills up" as the session grows; while the knob is dragged the screen keeps the scale
+//! the drag began with, so a knob held still stays under the pointer. While the viewer drags, the knob follows the pointer
 //! ([`Seek::Drag`]) and the engine shows the picture near it (playback holds: the engine
 //! keeps only the newest position of those queued, and shows the keyframe before it first,
 //! so a drag across an hour of recording never waits on whole groups of pictures); releasing

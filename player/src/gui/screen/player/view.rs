@@ -390,7 +390,7 @@ pub fn control_bar(app: &Player) -> Element<'_, Message> {
     let bar = Element::from(
         canvas(Timeline {
             position: s.position,
-            recorded_end: s.recorded_end,
+            recorded_end: app.timeline_scale(),
             at_live: s.at_live,
             dragging: app.dragging_seek,
         })
