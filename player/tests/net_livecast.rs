@@ -219,7 +219,10 @@ fn reconnects_after_the_server_restarts() {
     let reconnecting = rt.block_on(c.wait_for(Duration::from_secs(6), |e| {
         matches!(e, NetEvent::State(ConnState::Reconnecting { .. }))
     }));
-    let Some(NetEvent::State(ConnState::Reconnecting { attempt, reason })) = reconnecting else {
+    let Some(NetEvent::State(ConnState::Reconnecting {
+        attempt, reason, ..
+    })) = reconnecting
+    else {
         panic!(
             "no Reconnecting within 6 s of the server's death: {:?}",
             c.log
@@ -394,7 +397,10 @@ fn a_silent_server_is_noticed_after_5_s() {
                 matches!(e, NetEvent::State(ConnState::Reconnecting { .. }))
             })
             .await;
-        let Some(NetEvent::State(ConnState::Reconnecting { attempt, reason })) = ev else {
+        let Some(NetEvent::State(ConnState::Reconnecting {
+            attempt, reason, ..
+        })) = ev
+        else {
             panic!("no Reconnecting: {:?}", c.log.last());
         };
         let waited = t.elapsed();

@@ -122,8 +122,13 @@ pub enum ConnState {
     Streaming { tcp: bool },
     /// RTSP PAUSE sent: the server holds the stream; the recording stops growing.
     ServerPaused,
-    /// Lost the server; retrying. `reason` is for the viewer.
-    Reconnecting { attempt: u32, reason: String },
+    /// Lost the server; retrying after `retry_in` (the back-off grows with each attempt).
+    /// `reason` is for the viewer.
+    Reconnecting {
+        attempt: u32,
+        reason: String,
+        retry_in: std::time::Duration,
+    },
     /// Playing a file: no connection.
     Offline,
     /// TEARDOWN done or the engine stopped.
@@ -148,9 +153,15 @@ impl std::fmt::Display for ConnState {
             Self::Streaming { tcp: true } => f.write_str("streaming (RTP over RTSP, TCP)"),
             Self::Streaming { tcp: false } => f.write_str("streaming (RTP over UDP)"),
             Self::ServerPaused => f.write_str("paused at the server"),
-            Self::Reconnecting { attempt, reason } => {
-                write!(f, "reconnecting (attempt {attempt}): {reason}")
-            }
+            Self::Reconnecting {
+                attempt,
+                reason,
+                retry_in,
+            } => write!(
+                f,
+                "reconnecting (attempt {attempt}, next in {:.1} s): {reason}",
+                retry_in.as_secs_f64()
+            ),
             Self::Offline => f.write_str("playing a file"),
             Self::Ended => f.write_str("ended"),
             Self::Failed(why) => write!(f, "failed: {why}"),

@@ -346,8 +346,15 @@ impl Shell {
                 retry_in,
             } => {
                 tracing::debug!(url = %self.cfg.url, attempt, ?retry_in, "reconnecting: {reason}");
-                self.state(sm, ConnState::Reconnecting { attempt, reason })
-                    .await;
+                self.state(
+                    sm,
+                    ConnState::Reconnecting {
+                        attempt,
+                        reason,
+                        retry_in,
+                    },
+                )
+                .await;
             }
             ClientEvent::Described {
                 sdp,

@@ -945,6 +945,7 @@ mod tests {
             s.conn = ConnState::Reconnecting {
                 attempt: 1,
                 reason: "connection reset".into(),
+                retry_in: Duration::from_secs(1),
             };
             s.recorded_end = Duration::from_secs(42);
         });
@@ -1208,6 +1209,7 @@ mod tests {
             ConnState::Reconnecting {
                 attempt: 3,
                 reason: "connection refused".into(),
+                retry_in: Duration::from_secs(4),
             },
             ConnState::Offline,
             ConnState::Ended,

@@ -42,6 +42,16 @@ pub fn fmt_time(d: Duration) -> String {
     }
 }
 
+/// A reconnection's wait: `0.5 s`, `2 s`, `16 s`.
+fn fmt_retry(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
 /// `2.01 Mbit/s`, `640 kbit/s`, `800 bit/s`.
 pub fn fmt_bitrate(bps: f64) -> String {
     if bps >= 1e6 {
@@ -153,16 +163,22 @@ pub fn connection_message(app: &Player) -> Option<String> {
         ConnState::Streaming { .. } if app.frame.is_none() => {
             Some("Connected; waiting for the first picture...".into())
         }
-        ConnState::Reconnecting { attempt, reason }
-            if recorded.is_zero() && app.frame.is_none() =>
-        {
-            Some(format!(
-                "Cannot reach {}: {reason}\nRetrying (attempt {attempt})...",
-                app.source
-            ))
-        }
-        ConnState::Reconnecting { attempt, reason } => Some(format!(
-            "Lost the server: {reason}\nReconnecting (attempt {attempt})...{keep}"
+        ConnState::Reconnecting {
+            attempt,
+            reason,
+            retry_in,
+        } if recorded.is_zero() && app.frame.is_none() => Some(format!(
+            "Cannot reach {}: {reason}\nRetrying in {} (attempt {attempt})...",
+            app.source,
+            fmt_retry(*retry_in)
+        )),
+        ConnState::Reconnecting {
+            attempt,
+            reason,
+            retry_in,
+        } => Some(format!(
+            "Lost the server: {reason}\nReconnecting in {} (attempt {attempt})...{keep}",
+            fmt_retry(*retry_in)
         )),
         ConnState::Failed(reason) | ConnState::Unauthorized(reason) => {
             Some(format!("Cannot play {}\n{reason}{keep}", app.source))
@@ -668,6 +684,7 @@ mod tests {
         app.status.conn = ConnState::Reconnecting {
             attempt: 1,
             reason: "connection refused".into(),
+            retry_in: Duration::from_millis(500),
         };
         let m = connection_message(&app).unwrap();
         assert!(
@@ -678,10 +695,11 @@ mod tests {
         app.status.conn = ConnState::Reconnecting {
             attempt: 2,
             reason: "connection refused".into(),
+            retry_in: Duration::from_secs(2),
         };
         let m = connection_message(&app).unwrap();
         assert!(m.contains("connection refused"), "{m}");
-        assert!(m.contains("attempt 2"), "{m}");
+        assert!(m.contains("in 2 s (attempt 2)"), "{m}");
         assert!(m.contains("1:15 recorded so far stays playable"), "{m}");
         app.status.conn = ConnState::Failed("404 Not Found".into());
         assert!(connection_message(&app).unwrap().contains("404 Not Found"));
