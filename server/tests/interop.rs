@@ -102,7 +102,8 @@ fn gstreamer_decodes_both(protocols: &str) {
         server.url()
     );
     let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "INT", "8", "gst-launch-1.0", "-e", "-v"]);
+    // INT makes it end its stream (-e); KILL 5 s later if it hangs there.
+    cmd.args(["-k", "5", "-s", "INT", "8", "gst-launch-1.0", "-e", "-v"]);
     cmd.args(pipeline.split_whitespace());
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(60));
     let video = gst_buffers(&out, "vsink");

@@ -251,7 +251,9 @@ pub fn gst_video_frames(source: &str) -> (usize, String) {
          src. ! application/x-rtp,media=audio ! fakesink sync=false"
     );
     let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
+    // INT makes it end its stream (-e); KILL 5 s later if it hangs there (seen once on a
+    // loaded CI machine: 40 s without exiting, cause not established).
+    cmd.args(["-k", "5", "-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
     cmd.args(pipeline.split_whitespace());
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
     let video = out
