@@ -238,7 +238,8 @@ pub fn ffmpeg_video_frames(url: &str, transport: &str, seconds: u32) -> (usize, 
     (if ok { frames } else { 0 }, err)
 }
 
-/// GStreamer's rtspsrc with `source` (its location and properties) decoding the video for 6 s:
+/// GStreamer's rtspsrc with `source` (its location and properties) decoding the video for 12 s
+/// (on a loaded 2-core machine gst-launch has needed more than 6 s to its first picture):
 /// the frames that reached the sink, and what it said on standard error.
 pub fn gst_video_frames(source: &str) -> (usize, String) {
     // The audio is taken too (into a sink of its own), as a player would: with it left
@@ -253,7 +254,7 @@ pub fn gst_video_frames(source: &str) -> (usize, String) {
     let mut cmd = Command::new("timeout");
     // INT makes it end its stream (-e); KILL 5 s later if it hangs there (seen once on a
     // loaded CI machine: 40 s without exiting, cause not established).
-    cmd.args(["-k", "5", "-s", "INT", "6", "gst-launch-1.0", "-e", "-v"]);
+    cmd.args(["-k", "5", "-s", "INT", "12", "gst-launch-1.0", "-e", "-v"]);
     cmd.args(pipeline.split_whitespace());
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
     let video = out
