@@ -616,40 +616,22 @@ impl VideoPresenter {
         } else {
             0
         };
-        if let Some(shown) = self.catch_up {
-            // The seek decoder's picture is on screen: the group is decoded again only when
-            // a picture after it is due (not while paused there), and not at all when
-            // playback is so far past it that it goes on at a later keyframe (below).
-            let behind = {
-                let idx = read_index(&rec.index);
-                let due = idx.last_at_or_before(v, pos + ahead);
-                if due.is_none_or(|d| d <= shown) {
-                    return;
-                }
-                let lag = idx
-                    .entries(v)
-                    .get(shown + 1)
-                    .is_some_and(|e| pos - e.time_us > MAX_VIDEO_LAG_US);
-                lag && idx.keyframe_at_or_before(v, pos).is_some_and(|k| k > shown)
-            };
-            if behind {
-                self.catch_up = None;
-                self.next = shown + 1;
-            } else {
-                self.finish_catch_up(rec);
-            }
-        }
+        // After a seek the seek decoder showed, what is due starts after its picture: the
+        // group is decoded again only when a later picture is due (not while paused there),
+        // and not at all when playback is so far past it that it goes on at a later keyframe.
+        let from = self.catch_up.map_or(self.next, |shown| shown + 1);
         let (last_due, skip_to) = {
             let idx = read_index(&rec.index);
             let entries = idx.entries(v);
             let Some(last_due) = idx.last_at_or_before(v, pos + ahead) else {
                 return;
             };
-            if last_due < self.next || self.next >= entries.len() {
+            if last_due < from || from >= entries.len() {
                 return;
             }
-            // Too far behind (slow decoder, long stall): skip ahead to a keyframe.
-            let lag = pos - entries[self.next].time_us;
+            // Too far behind (slow decoder, long stall): skip ahead to a keyframe (one after
+            // the group `dec` stands in).
+            let lag = pos - entries[from].time_us;
             let skip = (lag > MAX_VIDEO_LAG_US)
                 .then(|| idx.keyframe_at_or_before(v, pos))
                 .flatten()
@@ -657,13 +639,12 @@ impl VideoPresenter {
             (last_due, skip)
         };
         if let Some(k) = skip_to {
-            debug!(
-                from = self.next,
-                to = k,
-                "video behind; skipping to a keyframe"
-            );
-            self.skipped_behind += (k - self.next) as u64;
+            debug!(from, to = k, "video behind; skipping to a keyframe");
+            self.skipped_behind += k.saturating_sub(from) as u64;
+            self.catch_up = None;
             self.next = k;
+        } else {
+            self.finish_catch_up(rec);
         }
         self.decode_through(rec, last_due, false, cx);
     }
