@@ -273,13 +273,16 @@ fn live555_gets_plain_avp_and_plays_through_loss() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = ns.server(&dir.path().join("server.log"));
     let mut cmd = ns.command(client);
-    cmd.args(["--seconds", "4"]).arg(server.url());
+    // 10 s: the test card's video has about 38 datagrams a second over the rule's size, so
+    // 5 % drops about 19 in that time, and fewer than 5 happens in under 1 run in 10^4 (in
+    // 4 s, 7.7 were expected and a CI run saw 1).
+    cmd.args(["--seconds", "10"]).arg(server.url());
     let (ok, out, err) = run_peer(&mut cmd, Duration::from_secs(60));
     assert!(ok, "live555 client failed: {out}{err}");
     assert!(ns.dropped() >= 5, "the path dropped {}", ns.dropped());
-    // 4 s at 30 frames/s; live555 drops AVPF media, so any video at all means plain AVP.
-    assert!(common::live555_frames(&out, "video/H264") >= 90, "{out}");
-    assert!(common::live555_frames(&out, "audio/OPUS") >= 150, "{out}");
+    // 10 s at 30 frames/s; live555 drops AVPF media, so any video at all means plain AVP.
+    assert!(common::live555_frames(&out, "video/H264") >= 225, "{out}");
+    assert!(common::live555_frames(&out, "audio/OPUS") >= 375, "{out}");
     drop(server);
     let server = ServerProc::start(&["--captions", "off"]);
     // Anyone else is offered the feedback.

@@ -240,8 +240,29 @@ pub fn ffmpeg_video_frames(url: &str, transport: &str, seconds: u32) -> (usize, 
 
 /// GStreamer's rtspsrc with `source` (its location and properties) decoding the video for 12 s
 /// (on a loaded 2-core machine gst-launch has needed more than 6 s to its first picture):
-/// the frames that reached the sink, and what it said on standard error.
+/// the frames that reached the sink, and an account of the run for a failure message (the
+/// end of rtspsrc's log and of gst-launch's messages).
+///
+/// A run with no picture at all is run once more, and the first run's account is printed
+/// (`--nocapture` shows it for a passing test). Now and then a full CI run has seen
+/// gst-launch get nothing in 12 s, with no error, from a server that had just served ffmpeg
+/// (and, once, not exit after its INT); none of some 150 runs here did, alone or under load,
+/// so the cause is not known. A second stall in a row, or a run that plays too little,
+/// still fails the test.
 pub fn gst_video_frames(source: &str) -> (usize, String) {
+    let (frames, said) = gst_video_frames_once(source);
+    if frames > 0 {
+        return (frames, said);
+    }
+    eprintln!("GStreamer got no picture from {source}; once more. The first run:\n{said}");
+    let (frames, again) = gst_video_frames_once(source);
+    (
+        frames,
+        format!("{again}\n--- the first run, also without a picture ---\n{said}"),
+    )
+}
+
+fn gst_video_frames_once(source: &str) -> (usize, String) {
     // The audio is taken too (into a sink of its own), as a player would: with it left
     // unlinked, rtspsrc fails ("not-linked") whenever the audio pad comes and flows before
     // the video one is linked.
@@ -256,12 +277,24 @@ pub fn gst_video_frames(source: &str) -> (usize, String) {
     // loaded CI machine: 40 s without exiting, cause not established).
     cmd.args(["-k", "5", "-s", "INT", "12", "gst-launch-1.0", "-e", "-v"]);
     cmd.args(pipeline.split_whitespace());
+    // rtspsrc's account of the session (requests, answers, streams), for a failure message.
+    cmd.env("GST_DEBUG", "rtspsrc:4")
+        .env("GST_DEBUG_NO_COLOR", "1");
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
     let video = out
         .lines()
         .filter(|l| l.contains("(vsink:sink)") && l.contains("chain"))
         .count();
-    (video, err)
+    let tail = |text: &str, n: usize| {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("chain")).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    let said = format!(
+        "\n--- gst-launch's standard error (end) ---\n{}\n--- its messages (end) ---\n{}",
+        tail(&err, 60),
+        tail(&out, 30)
+    );
+    (video, said)
 }
 
 /// The server in this process, in its own runtime, on the built-in sources at 320x240@30:
