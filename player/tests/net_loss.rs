@@ -249,7 +249,9 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
             r.json["audio"],
         );
     }
-    assert!(with.dropped > 20, "the path lost packets: {with:?}");
+    // About 40 are dropped in 20 s; the floor only makes sure the path lost some (fewer than
+    // 10 is under 1 run in 10^8).
+    assert!(with.dropped >= 10, "the path lost packets: {with:?}");
     assert!(with.rtp("nack_sent") > 0, "{with:?}");
     assert!(with.rtp("retransmissions_received") > 0, "{with:?}");
     assert!(with.rtp("recovered") > 0, "{with:?}");
@@ -261,7 +263,7 @@ fn player_recovers_lost_video_with_nack_and_rtx() {
     );
     assert_eq!(without.rtp("nack_sent"), 0);
     assert_eq!(without.rtp("retransmissions_received"), 0);
-    assert!(without.dropped > 20, "the path lost packets: {without:?}");
+    assert!(without.dropped >= 10, "the path lost packets: {without:?}");
     assert!(
         without.shown() * with.watched() < with.shown() * without.watched(),
         "NACK shows more of what was sent: {} / {} without, {} / {} with",
