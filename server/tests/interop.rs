@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{run_peer, ServerProc};
+use common::{gst_buffers, run_peer, ServerProc};
 
 /// Stands for the server's URL in the arguments of [`against_server`].
 const URL: &str = "{url}";
@@ -82,13 +82,6 @@ fn ffmpeg_decodes_300_frames_over_udp() {
 #[test]
 fn ffmpeg_decodes_300_frames_over_tcp() {
     ffmpeg_300_frames("tcp");
-}
-
-/// Counts buffers reaching each named fakesink in `gst-launch-1.0 -v` output.
-fn gst_buffers(out: &str, sink: &str) -> usize {
-    out.lines()
-        .filter(|l| l.contains(&format!("({sink}:sink)")) && l.contains("chain"))
-        .count()
 }
 
 fn gstreamer_decodes_both(protocols: &str) {

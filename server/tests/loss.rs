@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::lossy_netns::LossyNamespace;
-use common::{run_peer, ServerProc};
+use common::{last_lines, run_peer, ServerProc};
 
 /// One encoder at 720p per test and a peer decoding it: one test at a time on small machines.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -203,20 +203,10 @@ fn gstreamer_recovers(ns: &LossyNamespace, url: &str, log: &std::path::Path) {
         // Once in a full CI run the video of a published path stopped after 10 packets
         // while its audio played on: what the server and GStreamer said, to tell why.
         let server = std::fs::read_to_string(log).unwrap_or_default();
-        let tail = |t: &str, n: usize| {
-            let lines: Vec<&str> = t.lines().collect();
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        };
         panic!(
             "the video played: {video:?}\n--- server log (end) ---\n{}\n--- gst-launch, its own lines (end) ---\n{}",
-            tail(&server, 60),
-            tail(
-                &err.lines()
-                    .filter(|l| !l.contains("rtpjitterbuffer"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                40
-            )
+            last_lines(server.lines(), 60),
+            last_lines(err.lines().filter(|l| !l.contains("rtpjitterbuffer")), 40)
         );
     }
     assert!(dropped >= 10, "the path dropped {dropped}");

@@ -281,20 +281,27 @@ fn gst_video_frames_once(source: &str) -> (usize, String) {
     cmd.env("GST_DEBUG", "rtspsrc:4")
         .env("GST_DEBUG_NO_COLOR", "1");
     let (_ok, out, err) = run_peer(&mut cmd, Duration::from_secs(40));
-    let video = out
-        .lines()
-        .filter(|l| l.contains("(vsink:sink)") && l.contains("chain"))
-        .count();
-    let tail = |text: &str, n: usize| {
-        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("chain")).collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    };
+    // Without the buffers' lines (`chain`): the messages around them.
     let said = format!(
         "\n--- gst-launch's standard error (end) ---\n{}\n--- its messages (end) ---\n{}",
-        tail(&err, 60),
-        tail(&out, 30)
+        last_lines(err.lines().filter(|l| !l.contains("chain")), 60),
+        last_lines(out.lines().filter(|l| !l.contains("chain")), 30)
     );
-    (video, said)
+    (gst_buffers(&out, "vsink"), said)
+}
+
+/// The buffers that reached the fakesink named `sink` (`silent=false`), in what gst-launch
+/// `-v` printed.
+pub fn gst_buffers(out: &str, sink: &str) -> usize {
+    out.lines()
+        .filter(|l| l.contains(&format!("({sink}:sink)")) && l.contains("chain"))
+        .count()
+}
+
+/// The last `n` of `lines`, one a line: the end of a peer's log, for a failure message.
+pub fn last_lines<'a>(lines: impl Iterator<Item = &'a str>, n: usize) -> String {
+    let lines: Vec<&str> = lines.collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The server in this process, in its own runtime, on the built-in sources at 320x240@30:
